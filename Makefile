@@ -1,0 +1,49 @@
+# Sentinel Densify: install, test, demo, bench, package.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PKGS := python3-qgis qgis-providers python3-rasterio python3-venv python3-pip python3-scipy \
+            python3-matplotlib python3-pil
+export QT_QPA_PLATFORM ?= offscreen
+export PYTHONDONTWRITEBYTECODE := 1
+WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: install apt venv test lint demo bench package deploy clean
+
+install: apt venv ## apt packages, .venv with system site packages, pinned pip requirements, `densify`
+	@echo "installed: $(VENV)/bin/densify"
+
+apt:
+	@if ! dpkg -s $(APT_PKGS) >/dev/null 2>&1; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PKGS); \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt scripts/link_package.py
+	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q $(WHEELS) -r requirements.txt -c constraints.txt
+	$(PY) scripts/link_package.py
+	touch $@
+
+test: ## the whole suite, headless
+	$(PY) -m pytest -q tests
+
+lint:
+	$(VENV)/bin/ruff check .
+
+demo: ## the main job on the shared data (or a synthetic scene), outputs and a quick-look in demo_out/
+	$(VENV)/bin/densify demo --out demo_out
+
+bench: ## throughput and peak memory of `densify run` on growing synthetic scenes
+	$(PY) bench/bench.py
+
+package: ## zip for QGIS "Install from ZIP"
+	$(PY) scripts/package.py dist/sentinel_densify.zip
+
+deploy: ## link the checkout into the default QGIS profile
+	mkdir -p $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+	ln -sfn $(CURDIR) $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins/sentinel_densify
+
+clean:
+	rm -rf $(VENV) dist demo_out .pytest_cache

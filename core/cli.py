@@ -1,0 +1,65 @@
+"""The `densify` command: one subcommand per module, each a thin shell over the core API.
+
+Each command module defines `configure(parser)` and `main(args) -> int`. Modules are
+imported only when their command runs, so `densify --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import DensifyError
+
+# name -> (module under core/, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("cmd_run", "synthesize S2, uncertainty and LAI at a target date"),
+    "evaluate": ("cmd_evaluate", "evaluate methods with the project's protocol (gap-filling, forecasting)"),
+    "lai": ("cmd_lai", "LAI, its std and flags from an S2 image (ESA SNAP network)"),
+    "simulate": ("cmd_simulate", "write a synthetic S1/S2 scene with clouds and SCL"),
+    "demo": ("cmd_demo", "run the main job on the shared data (or a synthetic scene) with a quick-look"),
+    "train": ("cmd_train", "train a model (temporal, pix2pix, mtcgan)"),
+    "export": ("cmd_export", "export a trained checkpoint to ONNX with its contract"),
+    "curate": ("cmd_curate", "keep or reject S1/S2 training triplets (SEN12MS-CR layout)"),
+    "make-pairs": ("cmd_make_pairs", "build training triplets from S1+S2 time series"),
+    "remove-clouds": ("cmd_remove_clouds", "single-date cloud removal with a Pix2Pix model"),
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="densify", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_mod, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == only:
+            _module(name).configure(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        command = None
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_module(args.command).main(args) or 0)
+    except DensifyError as exc:
+        print(f"densify {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"densify {args.command}: interrupted; no output was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

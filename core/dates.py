@@ -1,0 +1,104 @@
+"""Acquisition dates from GDAL metadata or file names."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+# metadata keys, most specific first (S2 L2A, S1 GRD, generic GDAL/TIFF)
+DATE_KEYS = (
+    "ACQUISITION_DATETIME",
+    "DATATAKE_1_DATATAKE_SENSING_START",
+    "PRODUCT_START_TIME",
+    "SENSING_TIME",
+    "SENSING_START",
+    "FIRST_LINE_TIME",
+    "ACQUISITION_START_TIME",
+    "DATE_ACQUIRED",
+    "ACQUISITION_DATE",
+    "system:time_start",
+    "TIFFTAG_DATETIME",
+)
+
+# S2 product (MSIL2A_20170804T105031), S2 granule/tile (T31UDS_20170804T105328),
+# S1 product (S1A_IW_GRDH_1SDV_20170801T173236_...), generic YYYYMMDD[THHMMSS]
+_STAMP = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2}))?(?!\d)")
+_ISO = re.compile(r"(?<!\d)((?:19|20)\d{2})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):?(\d{2})?)?")
+
+
+def _make(y: str, m: str, d: str, hh: str | None, mm: str | None, ss: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime(int(y), int(m), int(d), int(hh or 0), int(mm or 0), int(ss or 0),
+                           tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def parse_datetime(text: str) -> dt.datetime | None:
+    """Parse an ISO-like or compact date/time string (UTC assumed); None if there is none."""
+    text = str(text).strip()
+    if not text:
+        return None
+    if re.fullmatch(r"\d{12,13}", text):  # epoch milliseconds (Earth Engine system:time_start)
+        return EPOCH + dt.timedelta(milliseconds=int(text))
+    m = _ISO.search(text) or _STAMP.search(text)
+    if m:
+        return _make(*m.groups())
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%d-%b-%Y %H:%M:%S"):
+        try:
+            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+def date_from_metadata(tags: dict[str, str]) -> dt.datetime | None:
+    """The acquisition time from GDAL metadata tags, if any known key holds one."""
+    upper = {k.upper(): v for k, v in tags.items()}
+    for key in DATE_KEYS:
+        value = upper.get(key.upper())
+        if value:
+            when = parse_datetime(value)
+            if when is not None:
+                return when
+    return None
+
+
+def date_from_name(path: str | Path) -> dt.datetime | None:
+    """The acquisition time from an S2/S1 product or granule name, or a generic stamp.
+
+    For S2 product names (MSIL2A_<sensing>_N0400_R051_T31UDS_<generation>) the first stamp is
+    the sensing time; for S1 names (..._<start>_<stop>_...) the start time.
+    """
+    name = Path(path).name
+    m = _STAMP.search(name)
+    if m:
+        return _make(*m.groups())
+    m = _ISO.search(name)
+    if m:
+        return _make(*m.groups())
+    return None
+
+
+def to_days(when: dt.datetime | dt.date) -> float:
+    """Days since 1970-01-01 UTC, fractional (dates count as noon)."""
+    if not isinstance(when, dt.datetime):
+        when = dt.datetime(when.year, when.month, when.day, 12, tzinfo=dt.timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return (when - EPOCH).total_seconds() / 86400.0
+
+
+def from_days(days: float) -> dt.datetime:
+    return EPOCH + dt.timedelta(days=float(days))
+
+
+def parse_date(text: str) -> dt.date:
+    """A target date given as YYYY-MM-DD (or YYYYMMDD); ValueError with a clear message otherwise."""
+    when = parse_datetime(text)
+    if when is None:
+        raise ValueError(f"'{text}' is not a date (expected YYYY-MM-DD)")
+    return when.date()

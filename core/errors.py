@@ -1,0 +1,49 @@
+"""Errors the core raises for bad input: one message listing every problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem with one input (or with the request as a whole when path is None)."""
+
+    path: str | None
+    message: str
+
+    def __str__(self) -> str:
+        if self.path is None:
+            return self.message
+        return f"{Path(self.path).name}: {self.message}"
+
+
+class DensifyError(Exception):
+    """Base class of the errors shown to users as a message, never as a traceback."""
+
+
+class InputError(DensifyError):
+    """Bad input: carries every problem found, each naming its file."""
+
+    def __init__(self, problems: list[Problem] | Problem | str):
+        if isinstance(problems, str):
+            problems = [Problem(None, problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        if len(self.problems) == 1:
+            return f"Bad input: {self.problems[0]}"
+        lines = "; ".join(str(p) for p in self.problems)
+        return f"Bad input ({len(self.problems)} problems): {lines}"
+
+
+class Cancelled(DensifyError):
+    """The run was cancelled; nothing was written."""
+
+    def __init__(self, message: str = "Cancelled: no output was written."):
+        super().__init__(message)

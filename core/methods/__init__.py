@@ -1,0 +1,88 @@
+"""Pluggable synthesis methods: a registry of names and model-file loaders.
+
+A method turns a `Stack` and a target time into a mean and a standard deviation, both
+(B, h, w) float32 surface reflectance. Later models register themselves here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..stack import Stack
+
+
+class Method:
+    """Base class of synthesis methods."""
+
+    name: str = "method"
+    halo: int = 0  # pixels of context each side a tile needs (0 for per-pixel methods)
+    provider: str = "numpy"  # what ran it (numpy, CPUExecutionProvider, CUDAExecutionProvider)
+
+    def prepare(self, sample: Stack) -> None:
+        """Fit whatever depends on the series (e.g. uncertainty calibration) on a pixel sample."""
+
+    def predict(self, stack: Stack, target_day: float) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation (B, h, w) at target_day (days since 1970-01-01)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Metadata written into output tags."""
+        return {"method": self.name, "provider": self.provider}
+
+
+Factory = Callable[..., Method]
+_REGISTRY: dict[str, Factory] = {}
+# modules that register methods when imported (lazy, so torch/onnxruntime load only when used)
+_PROVIDERS = ["baselines", "onnx_method"]
+MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+
+
+def register(name: str) -> Callable[[Factory], Factory]:
+    def deco(factory: Factory) -> Factory:
+        _REGISTRY[name] = factory
+        return factory
+    return deco
+
+
+def _load_providers() -> None:
+    for mod in _PROVIDERS:
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as exc:  # an optional provider not present in this build
+            if exc.name != f"{__name__}.{mod}":
+                raise
+
+
+def available() -> list[str]:
+    _load_providers()
+    return sorted(_REGISTRY)
+
+
+def default_model() -> Path | None:
+    """The bundled default model file, if one is shipped in models/."""
+    path = MODELS_DIR / "default.onnx"
+    return path if path.exists() else None
+
+
+def create(name: str, device: str = "auto") -> Method:
+    """A method by registered name, 'default', or path to a model file (.onnx)."""
+    _load_providers()
+    if name in ("", "default", None):
+        model = default_model()
+        name = str(model) if model is not None else "linear"
+    if name in _REGISTRY:
+        return _REGISTRY[name](device=device)
+    path = Path(name)
+    if path.suffix.lower() == ".onnx":
+        if not path.exists():
+            raise InputError(f"model file {path} does not exist")
+        if "onnx" not in _REGISTRY:
+            raise InputError(f"{path.name}: ONNX models need onnxruntime, which is not installed")
+        return _REGISTRY["onnx"](path=path, device=device)
+    raise InputError(f"unknown method or model '{name}' (known: {', '.join(available())}, "
+                     "or a path to an .onnx file)")

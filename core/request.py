@@ -1,0 +1,53 @@
+"""The request object every shell (CLI, dialog, Processing) builds and passes to `engine.run`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class DensifyRequest:
+    """What to synthesize, from which inputs, where to write.
+
+    s2/s1/masks: files or folders (folders are searched recursively for rasters).
+    dates/sensors: per-file overrides (absolute or as-given paths), e.g. from QGIS
+    temporal properties or a user's edit in the dialog.
+    method: a registered method name ("default", "linear", "nearest", ...) or a model file.
+    """
+
+    s2: list[str]
+    target_date: dt.date
+    out_dir: str
+    s1: list[str] = field(default_factory=list)
+    masks: list[str] = field(default_factory=list)
+    method: str = "default"
+    device: str = "auto"  # auto | cpu | cuda
+    lai: bool = True
+    band_order: list[str] | None = None
+    dates: dict[str, dt.datetime] = field(default_factory=dict)
+    sensors: dict[str, str] = field(default_factory=dict)
+    tile_size: int = 512
+    # explicit output files (Processing destinations); default DIR/<kind>_YYYYMMDD.tif
+    output_paths: dict[str, str] = field(default_factory=dict)
+
+    def output_path(self, kind: str) -> Path:
+        """Where output `kind` (synthesized | uncertainty | lai) is written."""
+        if kind in self.output_paths and self.output_paths[kind]:
+            return Path(self.output_paths[kind])
+        return Path(self.out_dir) / f"{kind}_{self.target_date:%Y%m%d}.tif"
+
+
+@dataclass
+class DensifyResult:
+    """What a run produced."""
+
+    target_date: dt.date
+    outputs: dict[str, str]  # kind -> written path
+    method: str
+    mode: str  # gap-filling | forecasting | backcasting
+    provider: str = "numpy"
+    inputs_used: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0

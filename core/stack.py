@@ -1,0 +1,51 @@
+"""In-memory series of one window: what methods read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+S2_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+S1_BANDS = ["VV", "VH"]
+
+
+@dataclass
+class Stack:
+    """Co-registered S1/S2 series over one window of the output grid.
+
+    s2: (T2, B, h, w) float32 surface reflectance (DN * scale + offset), NaN where the
+        pixel is not clear (cloud, shadow, nodata...).
+    s2_days / s1_days: acquisition times, days since 1970-01-01 UTC (float64), ascending.
+    s1: (T1, 2, h, w) float32 backscatter in dB (VV, VH), NaN for nodata.
+    angles: (T2, 4) sun zenith, sun azimuth, view zenith, view azimuth in degrees (NaN unknown).
+    """
+
+    s2: np.ndarray
+    s2_days: np.ndarray
+    s1: np.ndarray
+    s1_days: np.ndarray
+    bands: list[str] = field(default_factory=lambda: list(S2_BANDS))
+    angles: np.ndarray | None = None
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(T2, h, w) True where the S2 pixel is clear (all bands finite)."""
+        return np.isfinite(self.s2).all(axis=1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.s2.shape[-2:])  # type: ignore[return-value]
+
+    def select_s2(self, keep: np.ndarray) -> Stack:
+        """A stack with only the S2 acquisitions where `keep` (bool, T2) is True."""
+        return Stack(self.s2[keep], self.s2_days[keep], self.s1, self.s1_days, self.bands,
+                     None if self.angles is None else self.angles[keep])
+
+    def select_s1(self, keep: np.ndarray) -> Stack:
+        return Stack(self.s2, self.s2_days, self.s1[keep], self.s1_days[keep], self.bands,
+                     self.angles)
+
+    def crop(self, rows: slice, cols: slice) -> Stack:
+        return Stack(self.s2[..., rows, cols], self.s2_days, self.s1[..., rows, cols],
+                     self.s1_days, self.bands, self.angles)
