@@ -1,0 +1,30 @@
+"""`densify lai`: LAI, its std and flags from one S2 L2A image (ESA SNAP LAI v3 network)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .progress import Feedback
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--s2", required=True, metavar="FILE", help="Sentinel-2 L2A GeoTIFF")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="output GeoTIFF (bands LAI, LAI_std, flags)")
+    parser.add_argument("--band-order", metavar="B02,B03,...", default=None,
+                        help="band names of the input when its bands have no descriptions")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .lai import lai_file
+
+    order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
+
+    def progress(percent: float, message: str) -> None:
+        print(f"\r{message} {percent:5.1f} %", end="", file=sys.stderr, flush=True)
+
+    path = lai_file(args.s2, args.out, Feedback(progress), band_order=order)
+    print(file=sys.stderr)
+    print(path)
+    return 0

@@ -1,0 +1,130 @@
+"""The one entry point every shell calls: `run(request, feedback) -> DensifyResult`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, dates, inventory, lai
+from .errors import InputError
+from .grid import tiles
+from .methods import create
+from .progress import Feedback
+from .reader import SeriesReader, sample_stack
+from .request import DensifyRequest, DensifyResult
+from .writer import AtomicRaster
+
+DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
+
+
+def build_inventory(request: DensifyRequest) -> inventory.Inventory:
+    return inventory.build(request.s2, request.s1, request.masks, band_order=request.band_order,
+                           dates_override=request.dates, sensors_override=request.sensors)
+
+
+def check(request: DensifyRequest) -> list[str]:
+    """Validate a request without running it: problems as messages (empty when it can run)."""
+    try:
+        inv = build_inventory(request)
+        inventory.check_target(inv, request.target_date)
+    except InputError as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
+def _angles_near(inv: inventory.Inventory, target_day: float) -> tuple[lai.Angles, list[str]]:
+    """Sun/view angles of the S2 acquisition nearest the target (documented defaults otherwise)."""
+    t = int(np.argmin(np.abs(inv.s2_days - target_day)))
+    return lai.Angles.from_tags(inv.s2[t].tags)
+
+
+def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyResult:
+    """Synthesize S2, its uncertainty and LAI at request.target_date; write them atomically."""
+    fb = feedback or Feedback()
+    start = time.perf_counter()
+    fb.report(0, "checking inputs")
+    inv = build_inventory(request)
+    mode, warnings = inventory.check_target(inv, request.target_date)
+    warnings = list(inv.warnings) + warnings
+    target_day = dates.to_days(request.target_date)
+    fb.check()
+
+    method = create(request.method, request.device)
+    want_lai = request.lai
+    if want_lai and any(b not in inv.bands for b in lai.LAI_BANDS):
+        missing = [b for b in lai.LAI_BANDS if b not in inv.bands]
+        warnings.append(f"LAI skipped: the S2 inputs lack band(s) {', '.join(missing)}")
+        want_lai = False
+    angles, angle_warnings = _angles_near(inv, target_day) if want_lai else (None, [])
+    warnings += angle_warnings
+
+    grid = inv.grid
+    tags = {
+        "TARGET_DATE": f"{request.target_date:%Y-%m-%d}",
+        "MODE": mode,
+        "METHOD": method.name,
+        "SOFTWARE": f"Sentinel Densify {__version__}",
+        "INPUTS_S2": ";".join(i.name for i in inv.s2),
+        "INPUTS_S1": ";".join(i.name for i in inv.s1),
+        "INPUTS_MASKS": ";".join(m.name for m in inv.masks.values()),
+    }
+    out_paths = {k: request.output_path(k) for k in ("synthesized", "uncertainty", "lai")}
+    for path in out_paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    with SeriesReader(inv) as reader, contextlib.ExitStack() as outputs:
+        fb.report(2, f"calibrating {method.name}")
+        method.prepare(sample_stack(inv, reader))
+        tags.update({k.upper(): str(v) for k, v in method.describe().items()})
+        fb.check()
+        synth = outputs.enter_context(AtomicRaster(
+            out_paths["synthesized"], grid, len(inv.bands), descriptions=inv.bands,
+            tags={**tags, "REFLECTANCE_SCALE": DN_SCALE, "BOA_ADD_OFFSET": 0,
+                  "ACQUISITION_DATETIME": f"{request.target_date:%Y-%m-%d}T12:00:00Z",
+                  "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)"}))
+        unc = outputs.enter_context(AtomicRaster(
+            out_paths["uncertainty"], grid, len(inv.bands), descriptions=[f"{b}_std" for b in inv.bands],
+            tags={**tags, "REFLECTANCE_SCALE": DN_SCALE,
+                  "CONTENT": "per-band standard deviation of the synthesized reflectance (DN)"}))
+        lai_out = None
+        if want_lai:
+            lai_out = outputs.enter_context(AtomicRaster(
+                out_paths["lai"], grid, 3, descriptions=["LAI", "LAI_std", "flags"],
+                tags={**tags, "LAI_METHOD": lai.METHOD, "FLAGS": lai.FLAGS_DOC,
+                      "ANGLES": str(angles)}))
+        all_tiles = list(tiles(grid, request.tile_size, halo=method.halo))
+        for n, tile in enumerate(all_tiles):
+            fb.check()
+            stack = reader.read_tile(tile)
+            mean, std = method.predict(stack, target_day)
+            rows, cols = tile.inner
+            mean, std = mean[:, rows, cols], std[:, rows, cols]
+            synth.write(mean / DN_SCALE, tile.row, tile.col)
+            unc.write(std / DN_SCALE, tile.row, tile.col)
+            if lai_out is not None:
+                res = lai.estimate(mean, inv.bands, angles, std=std)
+                lai_out.write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]), tile.row, tile.col)
+            fb.report(5 + 90 * (n + 1) / len(all_tiles), f"tile {n + 1}/{len(all_tiles)}")
+        fb.check()
+        fb.report(96, "writing overviews")
+        written = {"synthesized": str(synth.commit()), "uncertainty": str(unc.commit())}
+        if lai_out is not None:
+            written["lai"] = str(lai_out.commit())
+    fb.report(100, "done")
+    return DensifyResult(
+        target_date=request.target_date, outputs=written, method=method.name, mode=mode,
+        provider=method.provider, inputs_used={"s2": len(inv.s2), "s1": len(inv.s1), "masks": len(inv.masks)},
+        warnings=warnings, seconds=time.perf_counter() - start)
+
+
+def describe_outputs(result: DensifyResult) -> str:
+    """A short human summary of a result."""
+    lines = [f"{result.mode} at {result.target_date:%Y-%m-%d} with {result.method} ({result.provider}), "
+             f"{result.inputs_used.get('s2', 0)} S2 + {result.inputs_used.get('s1', 0)} S1 inputs, "
+             f"{result.seconds:.1f} s"]
+    lines += [f"  {kind}: {Path(path)}" for kind, path in result.outputs.items()]
+    lines += [f"  warning: {w}" for w in result.warnings]
+    return "\n".join(lines)

@@ -1,0 +1,414 @@
+"""Discover, classify and check the inputs of a request: S2, S1 and mask rasters.
+
+Every problem found is collected and raised together as one `InputError`, each naming its file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from . import dates
+from .errors import InputError, Problem
+from .grid import Grid
+from .stack import S1_BANDS, S2_BANDS
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc"}
+S2_ALIASES = {"B2": "B02", "B3": "B03", "B4": "B04", "B5": "B05", "B6": "B06", "B7": "B07",
+              "B8": "B08", "B9": "B09", "B1": "B01", "B8A": "B8A", "B10": "B10"}
+SCL_CLEAR = (4, 5, 6)  # vegetation, bare soil, water (EVALUATION.md)
+MAX_EXTRAPOLATION_DAYS = 366
+
+
+@dataclass
+class RasterInfo:
+    """What an input file is: sensor, date, bands, grid, scaling, mask kind."""
+
+    path: str
+    sensor: str | None = None  # "S2" | "S1" | "MASK" | None (unknown)
+    when: dt.datetime | None = None
+    bands: list[str] = field(default_factory=list)
+    grid: Grid | None = None
+    dtype: str = ""
+    nodata: float | None = None
+    scale: float = 1e-4  # S2 DN -> reflectance
+    offset: float = 0.0  # S2 reflectance offset (BOA_ADD_OFFSET * scale)
+    s1_db: bool = True
+    mask_kind: str = ""  # scl | binary | probability
+    tags: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+def _norm_band(name: str) -> str:
+    name = name.strip().upper().replace("BAND", "B").replace("_", "")
+    m = re.search(r"B(\d{1,2}A?)$", name)
+    if m:
+        key = "B" + m.group(1)
+        return S2_ALIASES.get(key, key if len(key) >= 3 else key)
+    if name in ("VV", "VH", "HH", "HV"):
+        return name
+    if "SCL" in name:
+        return "SCL"
+    return name
+
+
+def _guess_sensor(path: str, bands: list[str], count: int, dtype: str, tags: dict[str, str]) -> str | None:
+    name = Path(path).name.upper()
+    if any(b in ("VV", "VH") for b in bands) or re.search(r"(^|_)S1[AB]?_|GRD|SIGMA0", name):
+        return "S1"
+    if count == 1 and (bands[:1] == ["SCL"] or re.search(r"SCL|CLD|CLOUD|MASK|FMASK|QA", name)):
+        return "MASK"
+    if sum(b in S2_BANDS for b in bands) >= 3 or (count >= 4 and re.search(r"L2A|MSIL|(^|_)S2[AB]?_|T\d{2}[A-Z]{3}_", name)):
+        return "S2"
+    if count == 1 and dtype in ("uint8", "int8", "uint16", "int16"):
+        return "MASK"
+    if count == 2 and dtype.startswith("float"):
+        return "S1"
+    if count >= 4 and dtype in ("uint16", "int16", "float32"):
+        return "S2"
+    return None
+
+
+def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | None = None,
+             band_order: list[str] | None = None) -> RasterInfo:
+    """Open a raster and describe it; problems are recorded, not raised."""
+    info = RasterInfo(str(path))
+    try:
+        with rasterio.open(path) as ds:
+            info.tags = {k: v for k, v in ds.tags().items()}
+            info.dtype = ds.dtypes[0]
+            info.nodata = ds.nodata
+            descs = [d or "" for d in ds.descriptions]
+            info.bands = [_norm_band(d) if d else "" for d in descs]
+            if ds.crs is None:
+                info.problems.append("has no CRS (not georeferenced)")
+            else:
+                info.grid = Grid(ds.crs.to_wkt(), ds.transform, ds.width, ds.height)
+                if ds.transform.b != 0 or ds.transform.d != 0 or ds.transform.e > 0:
+                    info.problems.append("is rotated or not north-up; warp it to a north-up grid first")
+            count = ds.count
+    except (RasterioIOError, OSError) as exc:
+        info.problems.append(f"unreadable ({str(exc).splitlines()[0][:160]})")
+        return info
+
+    info.sensor = (sensor or "").upper() or _guess_sensor(str(path), info.bands, count, info.dtype, info.tags)
+    if info.sensor not in ("S2", "S1", "MASK"):
+        info.sensor = None
+        info.problems.append("unknown sensor (not recognisable as Sentinel-2, Sentinel-1 or a cloud mask; "
+                             "name the bands B02.. / VV, VH or give the sensor explicitly)")
+    info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
+    if info.when is None:
+        info.problems.append("no acquisition date in its metadata or file name")
+
+    if info.sensor == "S2":
+        _describe_s2(info, count, band_order)
+    elif info.sensor == "S1":
+        _describe_s1(info, count)
+    elif info.sensor == "MASK":
+        _describe_mask(info)
+    return info
+
+
+def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None) -> None:
+    if band_order:
+        if len(band_order) != count:
+            info.problems.append(f"has {count} bands but the band order names {len(band_order)}")
+        info.bands = [_norm_band(b) for b in band_order][:count]
+    elif sum(b in S2_BANDS for b in info.bands) < 3:
+        if count == len(S2_BANDS):
+            info.bands = list(S2_BANDS)
+        else:
+            info.problems.append(f"has {count} unnamed bands: name them (band descriptions B02...) or "
+                                 "give a band order")
+            return
+    scale = info.tags.get("REFLECTANCE_SCALE") or info.tags.get("QUANTIFICATION_VALUE")
+    if scale:
+        value = float(scale)
+        info.scale = value if value < 1 else 1.0 / value
+    elif info.dtype.startswith("float"):
+        info.scale = 1.0 if _looks_like_reflectance(info) else 1e-4
+    offset = info.tags.get("BOA_ADD_OFFSET")
+    if offset not in (None, ""):
+        info.offset = float(offset) * info.scale
+
+
+def _looks_like_reflectance(info: RasterInfo) -> bool:
+    with rasterio.open(info.path) as ds:
+        a = ds.read(1, out_shape=(min(ds.height, 64), min(ds.width, 64)), masked=True)
+    return bool(np.nanmax(a.filled(np.nan)) <= 2.0) if a.count() else True
+
+
+def _describe_s1(info: RasterInfo, count: int) -> None:
+    names = [b for b in info.bands if b]
+    if "VV" in names and "VH" in names:
+        pass
+    elif count >= 2:
+        info.bands = list(S1_BANDS) + info.bands[2:]
+    else:
+        info.problems.append(f"has {count} band(s); Sentinel-1 needs VV and VH")
+        return
+    units = (info.tags.get("UNITS") or info.tags.get("units") or "").lower()
+    if units in ("db", "decibel"):
+        info.s1_db = True
+    elif units in ("linear", "power", "intensity", "sigma0"):
+        info.s1_db = False
+    else:  # detect: dB backscatter is mostly negative, linear power is in (0, ~1]
+        with rasterio.open(info.path) as ds:
+            a = ds.read(1, out_shape=(min(ds.height, 128), min(ds.width, 128)), masked=True)
+        vals = a.compressed()
+        vals = vals[np.isfinite(vals)]
+        info.s1_db = bool(vals.size == 0 or np.median(vals) < 0 or vals.max() > 5)
+    info.tags["DETECTED_UNITS"] = "dB" if info.s1_db else "linear"
+
+
+def _describe_mask(info: RasterInfo) -> None:
+    name = info.name.upper()
+    if "SCL" in name or info.bands[:1] == ["SCL"]:
+        info.mask_kind = "scl"
+    elif re.search(r"PROB|CLD|CLP", name) or info.dtype.startswith("float"):
+        info.mask_kind = "probability"
+    else:
+        with rasterio.open(info.path) as ds:
+            a = ds.read(1, out_shape=(min(ds.height, 256), min(ds.width, 256)))
+        values = set(np.unique(a).tolist())
+        if values <= {0, 1, 255}:
+            info.mask_kind = "binary"
+        elif values <= set(range(12)):
+            info.mask_kind = "scl"
+        else:
+            info.mask_kind = "probability"
+
+
+def clear_from_mask(kind: str, data: np.ndarray, prob_threshold: float = 40.0) -> np.ndarray:
+    """True where a mask says the pixel is clear (SCL 4/5/6; binary 0; probability < threshold %)."""
+    if kind == "scl":
+        return np.isin(data, SCL_CLEAR)
+    if kind == "binary":
+        return data == 0
+    d = data.astype("float32")
+    if np.nanmax(d, initial=0) <= 1.0:
+        d = d * 100.0
+    return np.isfinite(d) & (d < prob_threshold)
+
+
+def find_rasters(paths: list[str] | str) -> tuple[list[str], list[Problem]]:
+    """Files as given, folders searched recursively for rasters."""
+    found, problems = [], []
+    for p in [paths] if isinstance(paths, str) else paths:
+        path = Path(p)
+        if path.is_dir():
+            hits = sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in RASTER_SUFFIXES
+                          and not f.name.startswith("."))
+            if not hits:
+                problems.append(Problem(str(path), "folder contains no raster files"))
+            found.extend(hits)
+        elif path.exists():
+            found.append(str(path))
+        else:
+            problems.append(Problem(str(path), "does not exist"))
+    return found, problems
+
+
+@dataclass
+class Inventory:
+    """The checked inputs of a run: S2 (with paired masks) and S1, sorted by time, and the grid."""
+
+    s2: list[RasterInfo]
+    s1: list[RasterInfo]
+    masks: dict[str, RasterInfo]  # S2 path -> its mask
+    grid: Grid
+    bands: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def s2_days(self) -> np.ndarray:
+        return np.array([dates.to_days(i.when) for i in self.s2], dtype="float64")
+
+    @property
+    def s1_days(self) -> np.ndarray:
+        return np.array([dates.to_days(i.when) for i in self.s1], dtype="float64")
+
+
+def _override(mapping: dict, path: str):
+    if not mapping:
+        return None
+    for key in (path, str(Path(path).resolve()), Path(path).name):
+        if key in mapping:
+            return mapping[key]
+    return None
+
+
+def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = None,
+          band_order: list[str] | None = None, dates_override: dict | None = None,
+          sensors_override: dict | None = None, check_clear: bool = True) -> Inventory:
+    """Discover and check every input; raise one InputError listing all problems."""
+    problems: list[Problem] = []
+    infos: list[RasterInfo] = []
+    for group, default_sensor in ((s2, "S2"), (s1 or [], "S1"), (masks or [], "MASK")):
+        files, missing = find_rasters(group)
+        problems += missing
+        for f in files:
+            sensor = _override(sensors_override or {}, f)
+            when = _override(dates_override or {}, f)
+            info = describe(f, sensor=sensor, when=when, band_order=band_order)
+            if info.sensor is None and sensor is None and info.grid is not None:
+                # a file given as S2/S1/mask is taken as that sensor when nothing says otherwise
+                info = describe(f, sensor=default_sensor, when=when, band_order=band_order)
+            infos.append(info)
+    undated = [i for i in infos if i.when is None and i.grid is not None]
+    for i in infos:
+        rest = [p for p in i.problems if not p.startswith("no acquisition date")]
+        if rest:
+            problems.append(Problem(i.path, "; ".join(rest)))
+    if undated:
+        problems.append(Problem(None, "no acquisition date found (metadata or file name) for: "
+                                + ", ".join(i.name for i in undated)))
+    s2_infos = sorted([i for i in infos if i.sensor == "S2" and not i.problems], key=lambda i: i.when)
+    s1_infos = sorted([i for i in infos if i.sensor == "S1" and not i.problems], key=lambda i: i.when)
+    mask_infos = [i for i in infos if i.sensor == "MASK" and not i.problems]
+    if not s2_infos and not any(i.sensor == "S2" for i in infos):
+        problems.append(Problem(None, "no Sentinel-2 image among the inputs"))
+    if problems:
+        raise InputError(problems)
+
+    grid = s2_infos[0].grid
+    assert grid is not None
+    bands = [b for b in s2_infos[0].bands]
+    for info in s2_infos[1:]:
+        missing = [b for b in bands if b not in info.bands]
+        if missing:
+            problems.append(Problem(info.path, f"missing band(s) {', '.join(missing)} "
+                                    f"(the first S2 image has {', '.join(bands)})"))
+    for info in s2_infos + s1_infos + mask_infos:
+        if not overlaps(info.grid, grid):
+            problems.append(Problem(info.path, f"does not overlap the S2 grid of {s2_infos[0].name}"))
+    problems += _duplicates(s2_infos) + _duplicates(s1_infos)
+
+    paired, warnings = _pair_masks(s2_infos, mask_infos)
+    if problems:
+        raise InputError(problems)
+    inv = Inventory(s2_infos, s1_infos, paired, grid, bands, warnings)
+    if check_clear:
+        _check_some_clear(inv)
+    return inv
+
+
+def overlaps(a: Grid | None, b: Grid) -> bool:
+    """Whether grid a overlaps grid b (in b's CRS)."""
+    if a is None:
+        return False
+    from rasterio.warp import transform_bounds
+
+    left, bottom, right, top = a.bounds
+    if a.crs_wkt != b.crs_wkt:
+        try:
+            left, bottom, right, top = transform_bounds(a.crs_wkt, b.crs_wkt, left, bottom, right, top)
+        except Exception:  # noqa: BLE001 - an untransformable CRS cannot overlap
+            return False
+    bl, bb, br, bt = b.bounds
+    return left < br and right > bl and bottom < bt and top > bb
+
+
+def _duplicates(infos: list[RasterInfo]) -> list[Problem]:
+    problems, seen = [], {}
+    for i in infos:
+        key = i.when.replace(microsecond=0)
+        if key in seen:
+            problems.append(Problem(i.path, f"duplicated date {key:%Y-%m-%d %H:%M:%S} "
+                                    f"(same as {seen[key].name})"))
+        else:
+            seen[key] = i
+    return problems
+
+
+def _pair_masks(s2_infos: list[RasterInfo], masks: list[RasterInfo]) -> tuple[dict[str, RasterInfo], list[str]]:
+    """Pair each mask with the S2 acquisition of the same date (closest time that day)."""
+    paired: dict[str, RasterInfo] = {}
+    warnings = []
+    for m in masks:
+        same_day = [s for s in s2_infos if s.when.date() == m.when.date()]
+        if not same_day:
+            warnings.append(f"{m.name}: no S2 image on {m.when:%Y-%m-%d}; mask ignored")
+            continue
+        s = min(same_day, key=lambda s: abs((s.when - m.when).total_seconds()))
+        paired[s.path] = m
+    if masks:
+        unmasked = [s.name for s in s2_infos if s.path not in paired]
+        if unmasked:
+            warnings.append(f"no cloud mask for {len(unmasked)} S2 image(s) ({', '.join(unmasked[:5])}"
+                            f"{'...' if len(unmasked) > 5 else ''}): all their valid pixels count as clear")
+    else:
+        warnings.append("no cloud masks given: every valid S2 pixel counts as clear")
+    return paired, warnings
+
+
+def _check_some_clear(inv: Inventory) -> None:
+    """Raise when no S2 acquisition has a single clear pixel (sampled at low resolution)."""
+    from .reader import read_clear_fraction
+
+    for s in inv.s2:
+        if read_clear_fraction(inv, s, max_size=128) > 0:
+            return
+    raise InputError(Problem(None, "no clear Sentinel-2 observation at all: every S2 pixel is cloudy, "
+                             "shadowed or nodata according to the masks (" +
+                             ", ".join(s.name for s in inv.s2[:5]) + ("...)" if len(inv.s2) > 5 else ")")))
+
+
+def check_target(inv: Inventory, target: dt.date) -> tuple[str, list[str]]:
+    """The mode for a target date (gap-filling / forecasting / backcasting); InputError if out of range."""
+    day = dates.to_days(target)
+    s2_days = inv.s2_days
+    first, last = s2_days.min(), s2_days.max()
+    if day < first - MAX_EXTRAPOLATION_DAYS or day > last + MAX_EXTRAPOLATION_DAYS:
+        raise InputError(Problem(None, f"target date {target:%Y-%m-%d} out of range: the S2 series runs "
+                                 f"from {dates.from_days(first):%Y-%m-%d} to {dates.from_days(last):%Y-%m-%d} "
+                                 f"and a target may be at most {MAX_EXTRAPOLATION_DAYS} days outside it"))
+    if day < first:
+        return "backcasting", [f"target is {first - day:.0f} days before the first S2 image: backcasting"]
+    if day > last:
+        return "forecasting", [f"target is {day - last:.0f} days after the last S2 image: forecasting"]
+    return "gap-filling", []
+
+
+@dataclass
+class S2Image:
+    """One S2 image (or window of it) as reflectance."""
+
+    refl: np.ndarray  # (B, h, w) float32, NaN nodata
+    bands: list[str]
+    grid: Grid
+    tags: dict[str, str]
+
+
+def read_s2(path: str | Path, band_order: list[str] | None = None, window: Window | None = None,
+            bands: list[str] | None = None) -> S2Image:
+    """Read an S2 image (optionally a window, optionally only some bands) as surface reflectance."""
+    info = describe(path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
+    if info.problems:
+        raise InputError(Problem(str(path), "; ".join(info.problems)))
+    wanted = bands or info.bands
+    missing = [b for b in wanted if b not in info.bands]
+    if missing:
+        raise InputError(Problem(str(path), f"missing band(s) {', '.join(missing)}"))
+    idx = [info.bands.index(b) + 1 for b in wanted]
+    with rasterio.open(path) as ds:
+        raw = ds.read(idx, window=window).astype("float32")
+        nodata = ds.nodata
+        transform = ds.window_transform(window) if window is not None else ds.transform
+    refl = raw * info.scale + info.offset
+    if nodata is not None and not np.isnan(nodata):
+        refl[raw == nodata] = np.nan
+    assert info.grid is not None
+    grid = Grid(info.grid.crs_wkt, transform, raw.shape[-1], raw.shape[-2])
+    return S2Image(refl, list(wanted), grid, info.tags)

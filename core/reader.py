@@ -1,0 +1,181 @@
+"""Read windows of a whole S1/S2 series onto the output grid, as a `Stack`.
+
+S2 reflectance is resampled bilinearly, masks by nearest neighbour, S1 by averaging in
+linear power (never in dB). Files already on the grid are read directly.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject, transform_bounds
+from rasterio.windows import Window, from_bounds
+
+from .grid import Grid, Tile
+from .inventory import Inventory, RasterInfo, build, clear_from_mask
+from .stack import Stack
+
+
+def _aligned_window(src: Grid, dst: Grid) -> Window | None:
+    """The window of src that is exactly dst, when both share CRS, pixel size and alignment."""
+    if src.crs_wkt != dst.crs_wkt:
+        return None
+    st, dt_ = src.transform, dst.transform
+    if not (np.isclose(st.a, dt_.a) and np.isclose(st.e, dt_.e)):
+        return None
+    col, row = (dt_.c - st.c) / st.a, (dt_.f - st.f) / st.e
+    if not (np.isclose(col, round(col), atol=1e-3) and np.isclose(row, round(row), atol=1e-3)):
+        return None
+    return Window(int(round(col)), int(round(row)), dst.width, dst.height)
+
+
+class SeriesReader(AbstractContextManager):
+    """Keeps the series' files open while windows are read."""
+
+    def __init__(self, inv: Inventory):
+        self.inv = inv
+        self._open: dict[str, rasterio.io.DatasetReader] = {}
+
+    def _ds(self, path: str):
+        if path not in self._open:
+            self._open[path] = rasterio.open(path)
+        return self._open[path]
+
+    def close(self) -> None:
+        for ds in self._open.values():
+            ds.close()
+        self._open.clear()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read_onto(self, info: RasterInfo, dst: Grid, indexes: list[int], resampling: Resampling,
+                  linear_from_db: bool = False) -> np.ndarray:
+        """(len(indexes), h, w) float32 of a file on grid dst, NaN for nodata and outside."""
+        ds = self._ds(info.path)
+        out = np.full((len(indexes), dst.height, dst.width), np.nan, dtype="float32")
+        win = _aligned_window(info.grid, dst)
+        if win is not None:
+            # clip to the file and place the part that exists
+            c0, r0 = max(0, win.col_off), max(0, win.row_off)
+            c1, r1 = min(ds.width, win.col_off + win.width), min(ds.height, win.row_off + win.height)
+            if c1 > c0 and r1 > r0:
+                data = ds.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype("float32")
+                data = self._nodata_to_nan(ds, data)
+                if linear_from_db:
+                    data = np.power(10.0, data / 10.0, dtype="float32")
+                out[:, r0 - win.row_off:r1 - win.row_off, c0 - win.col_off:c1 - win.col_off] = data
+            return out
+        left, bottom, right, top = dst.bounds
+        if info.grid.crs_wkt != dst.crs_wkt:
+            left, bottom, right, top = transform_bounds(dst.crs_wkt, info.grid.crs_wkt, left, bottom,
+                                                        right, top, densify_pts=21)
+        src_win = from_bounds(left, bottom, right, top, ds.transform)
+        src_win = src_win.round_offsets(op="floor").round_lengths(op="ceil")
+        col0, row0 = max(0, int(src_win.col_off) - 2), max(0, int(src_win.row_off) - 2)
+        col1 = min(ds.width, int(src_win.col_off + src_win.width) + 2)
+        row1 = min(ds.height, int(src_win.row_off + src_win.height) + 2)
+        if col1 <= col0 or row1 <= row0:
+            return out
+        read_win = Window(col0, row0, col1 - col0, row1 - row0)
+        data = self._nodata_to_nan(ds, ds.read(indexes, window=read_win).astype("float32"))
+        if linear_from_db:
+            data = np.power(10.0, data / 10.0, dtype="float32")
+        reproject(data, out, src_transform=ds.window_transform(read_win), src_crs=info.grid.crs_wkt,
+                  src_nodata=np.nan, dst_transform=dst.transform, dst_crs=dst.crs_wkt, dst_nodata=np.nan,
+                  resampling=resampling)
+        return out
+
+    @staticmethod
+    def _nodata_to_nan(ds, data: np.ndarray) -> np.ndarray:
+        if ds.nodata is not None and not np.isnan(ds.nodata):
+            data[data == ds.nodata] = np.nan
+        return data
+
+    def read_s2(self, info: RasterInfo, dst: Grid) -> np.ndarray:
+        """(B, h, w) reflectance in the inventory's band order, NaN where not clear."""
+        idx = [info.bands.index(b) + 1 for b in self.inv.bands]
+        refl = self.read_onto(info, dst, idx, Resampling.bilinear) * info.scale + info.offset
+        mask = self.inv.masks.get(info.path)
+        if mask is not None:
+            m = self.read_onto(mask, dst, [1], Resampling.nearest)[0]
+            refl[:, ~clear_from_mask(mask.mask_kind, m)] = np.nan
+        refl[:, ~np.isfinite(refl).all(axis=0)] = np.nan
+        return refl
+
+    def read_s1(self, info: RasterInfo, dst: Grid) -> np.ndarray:
+        """(2, h, w) VV, VH backscatter in dB, resampled in linear power."""
+        idx = [info.bands.index("VV") + 1, info.bands.index("VH") + 1]
+        # upsampling within one CRS (20 m -> 10 m): bilinear; otherwise area average; both in linear power
+        same_crs = info.grid.crs_wkt == dst.crs_wkt
+        resampling = Resampling.bilinear if same_crs and info.grid.res > dst.res * 1.01 else Resampling.average
+        lin = self.read_onto(info, dst, idx, resampling, linear_from_db=info.s1_db)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (10.0 * np.log10(lin)).astype("float32")
+
+    def read_window(self, dst: Grid) -> Stack:
+        """The whole series on grid dst."""
+        inv = self.inv
+        s2 = np.stack([self.read_s2(i, dst) for i in inv.s2]) if inv.s2 else \
+            np.zeros((0, len(inv.bands), dst.height, dst.width), "float32")
+        s1 = np.stack([self.read_s1(i, dst) for i in inv.s1]) if inv.s1 else \
+            np.zeros((0, 2, dst.height, dst.width), "float32")
+        return Stack(s2, inv.s2_days, s1, inv.s1_days, list(inv.bands), s2_angles(inv))
+
+    def read_tile(self, tile: Tile) -> Stack:
+        g = self.inv.grid
+        return self.read_window(Grid(g.crs_wkt, g.window_transform(tile.row0, tile.col0), tile.width0,
+                                     tile.height0))
+
+
+def s2_angles(inv: Inventory) -> np.ndarray:
+    """(T2, 4) sun zenith, sun azimuth, view zenith, view azimuth (degrees, NaN unknown)."""
+    keys = ("MEAN_SUN_ZENITH_ANGLE", "MEAN_SUN_AZIMUTH_ANGLE", "MEAN_VIEW_ZENITH_ANGLE",
+            "MEAN_VIEW_AZIMUTH_ANGLE")
+    out = np.full((len(inv.s2), 4), np.nan)
+    for t, info in enumerate(inv.s2):
+        for k, key in enumerate(keys):
+            try:
+                out[t, k] = float(info.tags.get(key, "nan"))
+            except ValueError:
+                pass
+    return out
+
+
+def read_clear_fraction(inv: Inventory, info: RasterInfo, max_size: int = 128) -> float:
+    """Fraction of clear pixels of one S2 acquisition, read at reduced resolution."""
+    g = inv.grid
+    f = max(1, int(np.ceil(max(g.width, g.height) / max_size)))
+    coarse = Grid(g.crs_wkt, g.transform * g.transform.scale(f, f), max(1, g.width // f), max(1, g.height // f))
+    with SeriesReader(inv) as r:
+        refl = r.read_s2(info, coarse)
+    return float(np.isfinite(refl).all(axis=0).mean())
+
+
+def sample_stack(inv: Inventory, reader: SeriesReader, n_windows: int = 6, size: int = 64,
+                 seed: int = 0) -> Stack:
+    """A pixel sample of the whole series (random windows side by side) for calibration."""
+    g = inv.grid
+    if g.width * g.height <= n_windows * size * size:
+        return reader.read_window(g)
+    rng = np.random.default_rng(seed)
+    size = min(size, g.width, g.height)
+    parts = []
+    for _ in range(n_windows):
+        r = int(rng.integers(0, g.height - size + 1))
+        c = int(rng.integers(0, g.width - size + 1))
+        parts.append(reader.read_window(Grid(g.crs_wkt, g.window_transform(r, c), size, size)))
+    first = parts[0]
+    return Stack(np.concatenate([p.s2 for p in parts], axis=-1), first.s2_days,
+                 np.concatenate([p.s1 for p in parts], axis=-1), first.s1_days, first.bands, first.angles)
+
+
+def load_stack(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = None,
+               band_order: list[str] | None = None) -> Stack:
+    """The whole series of a (small) area in memory: for evaluation and training."""
+    inv = build(s2, s1 or [], masks or [], band_order=band_order)
+    with SeriesReader(inv) as reader:
+        return reader.read_window(inv.grid)

@@ -1,0 +1,175 @@
+"""ESA SNAP LAI v3: SNAP's own test cases, std propagation, flags, file and CLI on real S2 data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from sentinel_densify.core import lai as L
+from sentinel_densify.core.errors import InputError
+
+CLEAR = "T31UDS_20180705T105427_L2A_10m.tif"  # clear summer acquisition (SCL: 99 % vegetation/soil)
+S2_ORDER = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+
+
+@pytest.fixture(scope="module")
+def cases(snap_dir) -> np.ndarray:
+    """SNAP's test cases: 8 bands, cos(vz), cos(sz), cos(raz), expected LAI."""
+    return np.loadtxt(snap_dir / "test_cases_first2000.csv", delimiter=",")
+
+
+def _estimate_rows(x11: np.ndarray, std8: np.ndarray | None = None) -> L.LaiResult:
+    """estimate() on rows of the 11 network inputs, laid out as a (8, 1, n) image."""
+    deg = np.degrees(np.arccos(np.clip(x11[:, 8:11], -1, 1)))
+    angles = L.Angles(sun_zenith=deg[None, :, 1], sun_azimuth=deg[None, :, 2],
+                      view_zenith=deg[None, :, 0], view_azimuth=0.0)
+    refl = x11[:, :8].T[:, None, :]
+    std = None if std8 is None else std8.T[:, None, :]
+    return L.estimate(refl, list(L.LAI_BANDS), angles, std)
+
+
+def test_reproduces_snap_test_cases(cases):
+    res = _estimate_rows(cases[:, :11])
+    lai, flags = res.lai[0].astype(np.float64), res.flags[0]
+    expected = cases[:, 11]
+    finite = np.isfinite(expected)
+    err = np.abs(lai[finite] - expected[finite])
+    assert np.isfinite(lai[finite]).all()
+    assert (err < 2.2e-4).mean() >= 0.99
+    assert np.nanmax(err) < 1e-3  # with SNAP's clamping no case is far off
+    # 1-based data row 828 (index 827) is the one SNAP expects NaN: output above max + tolerance
+    assert np.flatnonzero(~finite).tolist() == [827]
+    assert np.isnan(lai[827]) and flags[827] & L.FLAG_OUTPUT_TOO_HIGH
+    assert not (flags[finite] & (L.FLAG_OUTPUT_TOO_HIGH | L.FLAG_OUTPUT_TOO_LOW | L.FLAG_INVALID_INPUT)).any()
+
+
+def test_definition_domain_grid_rule(cases):
+    net = L.load_net()
+    x = cases[:, :8]
+    out = net.outside_domain(x)
+    # SNAP's rule: cell = floor(10 (x - min) / (max - min) + 1) per band, must be a populated cell
+    cells = np.floor(10 * (x - net.dom_min) / (net.dom_max - net.dom_min) + 1).astype(int)
+    table = np.loadtxt(L.DATA_DIR / "definition_domain_grid.csv", delimiter=",").astype(int)
+    grid = {tuple(r) for r in table}
+    assert out.tolist() == [tuple(c) not in grid for c in cells]
+    assert 0 < out.sum() < len(out)
+    flags = _estimate_rows(cases[:, :11]).flags[0]
+    assert ((flags & L.FLAG_INPUT_OUT_OF_DOMAIN) > 0).tolist() == out.tolist()
+
+
+def test_flags_outside_domain_and_nan(cases):
+    net = L.load_net()
+    inside = np.flatnonzero(~net.outside_domain(cases[:, :8]) & np.isfinite(cases[:, 11]))[0]
+    rows = np.repeat(cases[inside:inside + 1, :11], 4, axis=0)
+    rows[1, 1] = 0.5  # B04 far above the domain maximum (0.30)
+    rows[2, 3] = np.nan  # a missing band
+    rows[3, 0] = -0.01  # B03 below the domain minimum (0)
+    res = _estimate_rows(rows)
+    flags, lai = res.flags[0], res.lai[0]
+    assert flags[0] == 0 and np.isclose(lai[0], cases[inside, 11], atol=2.2e-4)
+    assert flags[1] & L.FLAG_INPUT_OUT_OF_DOMAIN and flags[3] & L.FLAG_INPUT_OUT_OF_DOMAIN
+    assert flags[2] == L.FLAG_INVALID_INPUT and np.isnan(lai[2]) and np.isnan(res.lai_std[0, 2])
+    assert res.lai.dtype == np.float32 and res.lai_std.dtype == np.float32 and res.flags.dtype == np.uint8
+    assert (res.lai_std[0, [0, 1, 3]] == 0).all()  # no std given
+
+
+def test_jacobian_matches_finite_differences(cases):
+    net = L.load_net()
+    x = cases[:50, :11]
+    _, grad = net.forward(x)
+    eps = 1e-6
+    for j in range(8):
+        dx = np.zeros(11)
+        dx[j] = eps
+        fd = (net.forward(x + dx)[0] - net.forward(x - dx)[0]) / (2 * eps)
+        np.testing.assert_allclose(grad[:, j], fd, rtol=1e-5, atol=1e-6)
+
+
+def test_linearised_std_matches_monte_carlo(cases):
+    rng = np.random.default_rng(0)
+    expected = cases[:, 11]
+    picks = np.flatnonzero((expected > 1.0) & (expected < 5.0))[:4]
+    n = 20000
+    for i in picks:
+        x = cases[i, :11]
+        band_std = 0.02 * x[:8] + 0.002  # 2 % + 0.002 reflectance
+        lin = _estimate_rows(x[None], band_std[None]).lai_std[0, 0]
+        samples = np.repeat(x[None], n, axis=0)
+        samples[:, :8] += rng.normal(size=(n, 8)) * band_std
+        mc = np.nanstd(_estimate_rows(samples).lai[0].astype(np.float64))
+        assert lin > 0
+        assert abs(lin - mc) / mc < 0.10, (i, lin, mc)
+
+
+def test_missing_band_is_named():
+    refl = np.full((6, 2, 2), 0.1, np.float32)
+    with pytest.raises(InputError) as exc:
+        L.estimate(refl, ["B02", "B03", "B04", "B05", "B06", "B07"], L.Angles())
+    msg = str(exc.value)
+    assert "B8A" in msg and "B11" in msg and "B12" in msg and "B03," not in msg
+    with pytest.raises(InputError, match="std shape"):
+        L.estimate(np.zeros((8, 2, 2)), list(L.LAI_BANDS), L.Angles(), std=np.zeros((8, 2, 3)))
+
+
+def test_angles_from_tags(uds_dir):
+    with rasterio.open(uds_dir / "S2" / CLEAR) as ds:
+        tags = ds.tags()
+    angles, warnings = L.Angles.from_tags(tags)
+    assert warnings == []
+    assert angles.sun_zenith == pytest.approx(float(tags["MEAN_SUN_ZENITH_ANGLE"]))
+    assert angles.view_azimuth == pytest.approx(float(tags["MEAN_VIEW_AZIMUTH_ANGLE"]))
+    angles, warnings = L.Angles.from_tags({"MEAN_SOLAR_ZENITH_ANGLE": "30",
+                                           "MEAN_INCIDENCE_ZENITH_ANGLE_B2": "4",
+                                           "MEAN_INCIDENCE_ZENITH_ANGLE_B8": "6"})
+    assert angles.sun_zenith == 30 and angles.view_zenith == 5
+    assert len(warnings) == 1 and "relative azimuth" in warnings[0] and "zenith" not in warnings[0]
+    angles, warnings = L.Angles.from_tags({})
+    assert (angles.sun_zenith, angles.view_zenith) == (L.DEFAULT_SUN_ZENITH, L.DEFAULT_VIEW_ZENITH)
+    assert "sun zenith" in warnings[0] and "view zenith" in warnings[0]
+
+
+def test_lai_file_on_real_s2(uds_dir, tmp_path):
+    src = uds_dir / "S2" / CLEAR
+    out = L.lai_file(src, tmp_path / "lai.tif", block_pixels=64 * 20)  # 4 row blocks
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lai.tif"]  # no temporary left
+    with rasterio.open(src) as s, rasterio.open(out) as o:
+        assert (o.count, o.width, o.height) == (3, s.width, s.height)
+        assert o.transform == s.transform and o.crs == s.crs
+        assert o.descriptions == ("LAI", "LAI_std", "flags")
+        assert o.tags()["method"] == L.METHOD
+        lai, std, flags = o.read()
+        dn = s.read().astype(np.float64)
+        tags = s.tags()
+    red, nir = dn[2], dn[7]
+    ndvi = (nir - red) / (nir + red)
+    veg, bare = ndvi > 0.6, ndvi < 0.3
+    assert veg.sum() > 100 and bare.sum() > 20
+    assert np.isfinite(lai[veg]).mean() > 0.99
+    assert ((lai[veg] >= 0) & (lai[veg] <= 8)).all()
+    assert (lai[veg] > 1).mean() > 0.3
+    assert np.nanmedian(lai[veg]) > np.nanmedian(lai[bare]) + 1
+    assert (std[np.isfinite(lai)] == 0).all()
+    # same numbers as one estimate() over the whole image
+    refl = (dn * 1e-4).astype(np.float32)
+    ref = L.estimate(refl, S2_ORDER, L.Angles.from_tags(tags)[0])
+    np.testing.assert_allclose(lai, ref.lai, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(flags.astype(np.uint8), ref.flags)
+
+
+def test_cli_lai(uds_dir, tmp_path, capsys):
+    from sentinel_densify.core import cli
+
+    out = tmp_path / "cli_lai.tif"
+    assert cli.main(["lai", "--s2", str(uds_dir / "S2" / CLEAR), "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out and out.exists()
+    bad = tmp_path / "not_a_raster.tif"
+    bad.write_text("nope")
+    assert cli.main(["lai", "--s2", str(bad), "--out", str(tmp_path / "x.tif")]) == 1
+    assert "not_a_raster.tif" in capsys.readouterr().err
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_angles_from_stack_values_default_nan():
+    angles, warnings = L.Angles.from_values(35.0, 150.0, float("nan"), 100.0)
+    assert (angles.sun_zenith, angles.sun_azimuth, angles.view_azimuth) == (35.0, 150.0, 100.0)
+    assert angles.view_zenith == L.DEFAULT_VIEW_ZENITH and "view zenith" in warnings[0]
