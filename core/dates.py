@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # metadata keys, most specific first (S2 L2A, S1 GRD, generic GDAL/TIFF)
 DATE_KEYS = (
@@ -32,7 +32,7 @@ _ISO = re.compile(r"(?<!\d)((?:19|20)\d{2})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}
 def _make(y: str, m: str, d: str, hh: str | None, mm: str | None, ss: str | None) -> dt.datetime | None:
     try:
         return dt.datetime(int(y), int(m), int(d), int(hh or 0), int(mm or 0), int(ss or 0),
-                           tzinfo=dt.timezone.utc)
+                           tzinfo=dt.UTC)
     except ValueError:
         return None
 
@@ -49,7 +49,7 @@ def parse_datetime(text: str) -> dt.datetime | None:
         return _make(*m.groups())
     for fmt in ("%Y:%m:%d %H:%M:%S", "%d-%b-%Y %H:%M:%S"):
         try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)
+            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC)
         except ValueError:
             continue
     return None
@@ -86,9 +86,9 @@ def date_from_name(path: str | Path) -> dt.datetime | None:
 def to_days(when: dt.datetime | dt.date) -> float:
     """Days since 1970-01-01 UTC, fractional (dates count as noon)."""
     if not isinstance(when, dt.datetime):
-        when = dt.datetime(when.year, when.month, when.day, 12, tzinfo=dt.timezone.utc)
+        when = dt.datetime(when.year, when.month, when.day, 12, tzinfo=dt.UTC)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return (when - EPOCH).total_seconds() / 86400.0
 
 

@@ -69,7 +69,8 @@ def _guess_sensor(path: str, bands: list[str], count: int, dtype: str, tags: dic
         return "S1"
     if count == 1 and (bands[:1] == ["SCL"] or re.search(r"SCL|CLD|CLOUD|MASK|FMASK|QA", name)):
         return "MASK"
-    if sum(b in S2_BANDS for b in bands) >= 3 or (count >= 4 and re.search(r"L2A|MSIL|(^|_)S2[AB]?_|T\d{2}[A-Z]{3}_", name)):
+    s2_name = re.search(r"L2A|MSIL|(^|_)S2[AB]?_|T\d{2}[A-Z]{3}_", name)
+    if sum(b in S2_BANDS for b in bands) >= 3 or (count >= 4 and s2_name):
         return "S2"
     if count == 1 and dtype in ("uint8", "int8", "uint16", "int16"):
         return "MASK"
