@@ -86,9 +86,11 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
                   "ACQUISITION_DATETIME": f"{request.target_date:%Y-%m-%d}T12:00:00Z",
                   "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)"}))
         unc = outputs.enter_context(AtomicRaster(
-            out_paths["uncertainty"], grid, len(inv.bands), descriptions=[f"{b}_std" for b in inv.bands],
+            out_paths["uncertainty"], grid, len(inv.bands) + 1,
+            descriptions=[f"{b}_std" for b in inv.bands] + ["mean_std"],
             tags={**tags, "REFLECTANCE_SCALE": DN_SCALE,
-                  "CONTENT": "per-band standard deviation of the synthesized reflectance (DN)"}))
+                  "CONTENT": "per-band standard deviation of the synthesized reflectance (DN); "
+                             "last band: their mean"}))
         lai_out = None
         if want_lai:
             lai_out = outputs.enter_context(AtomicRaster(
@@ -103,7 +105,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             rows, cols = tile.inner
             mean, std = mean[:, rows, cols], std[:, rows, cols]
             synth.write(mean / DN_SCALE, tile.row, tile.col)
-            unc.write(std / DN_SCALE, tile.row, tile.col)
+            unc.write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE, tile.row, tile.col)
             if lai_out is not None:
                 res = lai.estimate(mean, inv.bands, angles, std=std)
                 lai_out.write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]), tile.row, tile.col)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,15 +51,45 @@ def points_file(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def qgis_app():
     """One headless QgsApplication for the whole session, with Processing initialised."""
+    from osgeo import gdal
     from qgis.core import QgsApplication
 
+    # QGIS computes histograms when it styles a layer and GDAL would save them as .aux.xml
+    # side-car files next to the inputs: never write into the shared (read-only) data
+    gdal.SetConfigOption("GDAL_PAM_ENABLED", "NO")
     app = QgsApplication.instance()
     if app is None:
         QgsApplication.setPrefixPath("/usr", True)
         app = QgsApplication([], False)
         app.initQgis()
+    plugins = os.environ.get("QGIS_PLUGINPATH_SYSTEM", "/usr/share/qgis/python/plugins")
+    if plugins not in sys.path:  # Processing ships as a QGIS core plugin, outside site-packages
+        sys.path.append(plugins)
     import processing  # noqa: F401  (system plugin path)
     from processing.core.Processing import Processing
 
     Processing.initialize()
     yield app
+
+
+@pytest.fixture(scope="session")
+def uds_subset(uds_dir) -> dict[str, list[Path]]:
+    """A fast slice of the real 31UDS series: 20 S2 dates (2018-01 to 2018-04) with their SCL masks,
+    and the S1 acquisitions from 10 days before to 10 days after (about 30)."""
+    s2 = sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))[30:50]
+    stamp = [p.name.split("_")[1] for p in s2]
+    masks = [p for p in sorted((uds_dir / "S2").glob("*_SCL_20m.tif")) if p.name.split("_")[1] in stamp]
+    first, last = stamp[0][:8], stamp[-1][:8]
+
+    def near(p: Path) -> bool:
+        day = p.name.split("_")[4][:8]
+        return _shift(first, -10) <= day <= _shift(last, 10)
+
+    s1 = [p for p in sorted((uds_dir / "S1").glob("*.tif")) if near(p)]
+    return {"s2": s2, "masks": masks, "s1": s1}
+
+
+def _shift(yyyymmdd: str, days: int) -> str:
+    import datetime as dt
+
+    return (dt.datetime.strptime(yyyymmdd, "%Y%m%d") + dt.timedelta(days=days)).strftime("%Y%m%d")

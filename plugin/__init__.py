@@ -1,0 +1,1 @@
+"""QGIS glue: toolbar action, background task, result layers, Processing provider."""

@@ -1,0 +1,188 @@
+"""Result layers of a run: a "Densify YYYY-MM-DD" group of styled layers with temporal properties.
+
+Main thread only (touches the project and layers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from qgis.core import (
+    QgsColorRampShader,
+    QgsContrastEnhancement,
+    QgsDateTimeRange,
+    QgsGradientColorRamp,
+    QgsGradientStop,
+    QgsLayerTreeGroup,
+    QgsMapLayer,
+    QgsMultiBandColorRenderer,
+    QgsProject,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+    QgsRasterLayerTemporalProperties,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+)
+from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime
+from qgis.PyQt.QtGui import QColor
+
+TRUE_COLOUR = ("B04", "B03", "B02")
+LAI_RANGE = (0.0, 8.0)
+STRETCH = (0.02, 0.98)
+
+
+def group_name(date: dt.date) -> str:
+    return f"Densify {date:%Y-%m-%d}"
+
+
+def source_path(layer: QgsMapLayer) -> str:
+    """The file behind a layer (its GDAL source without open options)."""
+    parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    return parts.get("path") or layer.source()
+
+
+def temporal_date(layer: QgsMapLayer) -> dt.datetime | None:
+    """Start of the layer's fixed temporal range (UTC) when its temporal properties are active."""
+    props = layer.temporalProperties() if isinstance(layer, QgsRasterLayer) else None
+    fixed = QgsRasterLayerTemporalProperties.ModeFixedTemporalRange
+    if props is None or not props.isActive() or props.mode() != fixed:
+        return None
+    begin = props.fixedTemporalRange().begin()
+    if not begin.isValid():
+        return None
+    if begin.timeSpec() != Qt.UTC:  # a date typed in the layer properties: take it as UTC
+        begin = QDateTime(begin.date(), begin.time(), Qt.UTC)
+    return begin.toPyDateTime().replace(tzinfo=dt.UTC)
+
+
+def band_names(layer: QgsRasterLayer) -> list[str]:
+    """Band descriptions ("B04", "LAI", ...) of a GDAL layer; QGIS names them "Band 01: B04"."""
+    names = []
+    for i in range(1, layer.bandCount() + 1):
+        name = layer.bandName(i)
+        names.append(name.split(": ", 1)[1] if ": " in name else name)
+    return names
+
+
+def find_band(layer: QgsRasterLayer, *candidates: str) -> int | None:
+    """1-based index of the first band whose description matches a candidate (case-insensitive)."""
+    names = [n.upper() for n in band_names(layer)]
+    for cand in candidates:
+        if cand.upper() in names:
+            return names.index(cand.upper()) + 1
+    return None
+
+
+def _ramp(colours: list[str]) -> QgsGradientColorRamp:
+    stops = [QgsGradientStop(i / (len(colours) - 1), QColor(c)) for i, c in enumerate(colours[1:-1], 1)]
+    return QgsGradientColorRamp(QColor(colours[0]), QColor(colours[-1]), False, stops)
+
+
+def _pseudo_colour(layer: QgsRasterLayer, band: int, vmin: float, vmax: float, colours: list[str]) -> None:
+    ramp_shader = QgsColorRampShader(vmin, vmax, _ramp(colours), QgsColorRampShader.Interpolated,
+                                     QgsColorRampShader.Continuous)
+    ramp_shader.classifyColorRamp(5, band)
+    shader = QgsRasterShader(vmin, vmax)
+    shader.setRasterShaderFunction(ramp_shader)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
+    renderer.setClassificationMin(vmin)
+    renderer.setClassificationMax(vmax)
+    layer.setRenderer(renderer)
+
+
+def stretch(layer: QgsRasterLayer, band: int, cut: tuple[float, float] = STRETCH) -> tuple[float, float]:
+    """Cumulative-count cut (2-98 % by default) of a band, computed from the data."""
+    lo, hi = layer.dataProvider().cumulativeCut(band, cut[0], cut[1])
+    if not hi > lo:
+        hi = lo + 1e-6
+    return float(lo), float(hi)
+
+
+def style_true_colour(layer: QgsRasterLayer) -> None:
+    """B04/B03/B02 as red/green/blue with a 2-98 % stretch per band (bands 3/2/1 if undescribed)."""
+    bands = [find_band(layer, name) for name in TRUE_COLOUR]
+    if None in bands:
+        bands = [3, 2, 1] if layer.bandCount() >= 3 else [1, 1, 1]
+    renderer = QgsMultiBandColorRenderer(layer.dataProvider(), *bands)
+    setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+               renderer.setBlueContrastEnhancement)
+    for band, setter in zip(bands, setters, strict=True):
+        ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+        lo, hi = stretch(layer, band)
+        ce.setMinimumValue(lo, False)
+        ce.setMaximumValue(hi, False)
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        setter(ce)
+    layer.setRenderer(renderer)
+
+
+def mean_band(layer: QgsRasterLayer) -> int | None:
+    """The band holding the mean of the per-band stds, if the file has one."""
+    return next((i for i, n in enumerate(band_names(layer), 1) if "mean" in n.lower()), None)
+
+
+def style_uncertainty(layer: QgsRasterLayer) -> None:
+    """Mean per-band std as a single-band pseudo-colour (yellow to red), 2-98 % stretch.
+
+    The engine writes the mean as the last band ("mean_std") after the per-band stds.
+    """
+    band = mean_band(layer) or 1
+    lo, hi = stretch(layer, band)
+    _pseudo_colour(layer, band, max(lo, 0.0), hi, ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"])
+
+
+def style_lai(layer: QgsRasterLayer) -> None:
+    """LAI band on a green ramp over 0-8 m2/m2."""
+    band = find_band(layer, "LAI") or 1
+    _pseudo_colour(layer, band, *LAI_RANGE, ["#f7fcf5", "#c7e9c0", "#74c476", "#238b45", "#00441b"])
+
+
+def style_lai_std(layer: QgsRasterLayer) -> None:
+    """LAI std band on a purple ramp, 2-98 % stretch."""
+    band = find_band(layer, "LAI_std", "LAI_STD") or 2
+    lo, hi = stretch(layer, band)
+    _pseudo_colour(layer, band, max(lo, 0.0), hi, ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"])
+
+
+def set_temporal(layer: QgsRasterLayer, date: dt.date) -> None:
+    """A fixed temporal range covering the whole target day (UTC), for the Temporal Controller."""
+    start = QDateTime(QDate(date.year, date.month, date.day), QTime(0, 0, 0), Qt.UTC)
+    props = layer.temporalProperties()
+    props.setMode(QgsRasterLayerTemporalProperties.ModeFixedTemporalRange)
+    props.setFixedTemporalRange(QgsDateTimeRange(start, start.addDays(1), True, False))
+    props.setIsActive(True)
+
+
+# kind -> [(layer title, style function)], in the order they appear in the group (top first)
+LAYERS = {
+    "synthesized": [("Synthesized S2 {date}", style_true_colour)],
+    "uncertainty": [("Uncertainty (mean std) {date}", style_uncertainty)],
+    "lai": [("LAI {date}", style_lai), ("LAI std {date}", style_lai_std)],
+}
+ORDER = ("synthesized", "uncertainty", "lai")
+
+
+def add_result_layers(outputs: dict[str, str], date: dt.date,
+                      project: QgsProject | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
+    """Load the outputs of a run as styled layers into a new group at the top of the layer tree."""
+    project = project or QgsProject.instance()
+    root = project.layerTreeRoot()
+    group = root.insertGroup(0, group_name(date))
+    layers = []
+    for kind in ORDER:
+        path = outputs.get(kind)
+        if not path:
+            continue
+        for title, style in LAYERS[kind]:
+            layer = QgsRasterLayer(str(path), title.format(date=f"{date:%Y-%m-%d}"), "gdal")
+            if not layer.isValid():
+                raise OSError(f"QGIS cannot open the output {Path(path).name}")
+            style(layer)
+            set_temporal(layer, date)
+            project.addMapLayer(layer, False)
+            group.addLayer(layer)
+            layers.append(layer)
+    for node in group.findLayers()[1:]:
+        node.setItemVisibilityChecked(False)  # show the top layer only; the others one click away
+    return group, layers

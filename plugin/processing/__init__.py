@@ -1,0 +1,1 @@
+"""Processing provider "Sentinel Densify" (id densify) and its algorithms (alg_*.py)."""

@@ -1,0 +1,81 @@
+"""densify:estimate_lai - LAI, its std and flags from one Sentinel-2 image (ESA SNAP network)."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ...core.errors import DensifyError
+from ..layers import source_path
+from .feedback import core_feedback
+
+HELP = """Leaf area index from a Sentinel-2 L2A image with ESA SNAP's LAI network (v3, as in SNAP's \
+Biophysical Processor): 8 bands (B03 B04 B05 B06 B07 B8A B11 B12, found by band description) and \
+the sun/view angles from the image metadata (typical values when absent).
+
+<b>Output</b>: a 3-band GeoTIFF on the input grid: LAI (m2/m2), LAI std (propagated from the \
+per-band std when the input is a synthesized image with its uncertainty, else the network's \
+uncertainty), and quality flags (1 input outside the definition domain, 2/4 output below/above \
+the valid range, 8 invalid input)."""
+
+
+class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
+
+    def __init__(self):
+        super().__init__()
+        self._path = ""
+
+    def name(self) -> str:
+        return "estimate_lai"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return "Estimate LAI (SNAP network)"
+
+    def group(self) -> str:
+        return "Vegetation"
+
+    def groupId(self) -> str:  # noqa: N802 (QGIS API name)
+        return "vegetation"
+
+    def tags(self) -> list[str]:
+        return ["lai", "leaf area index", "snap", "biophysical", "sentinel-2", "vegetation"]
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return HELP
+
+    def createInstance(self) -> EstimateLaiAlgorithm:  # noqa: N802 (QGIS API name)
+        return EstimateLaiAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API name)
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Sentinel-2 L2A raster"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "LAI (LAI, std, flags)"))
+
+    def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> bool:
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException("Bad input: INPUT is not a raster layer")
+        self._path = source_path(layer)
+        return True
+
+    def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict:
+        from ...core.lai import lai_file
+
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        try:
+            path = lai_file(self._path, out, core_feedback(feedback))
+        except DensifyError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        return {self.OUTPUT: str(path)}
+
+
+ALGORITHMS = [EstimateLaiAlgorithm]

@@ -1,0 +1,150 @@
+"""densify:synthesize - Sentinel-2 at a target date, its uncertainty and LAI, through `core.engine.run`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputString,
+    QgsProcessingParameterDateTime,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterDestination,
+)
+
+from ...core.errors import DensifyError
+from ...core.request import DensifyRequest
+from ..layers import source_path, temporal_date
+from .feedback import core_feedback
+
+DEVICES = ["auto", "cpu", "cuda"]
+
+HELP = """Synthesizes a Sentinel-2 L2A image at TARGET_DATE from a series of Sentinel-2 rasters \
+(with optional SCL cloud masks) and, optionally, Sentinel-1 rasters: gap-filling between clear \
+acquisitions, forecasting after the last one, backcasting before the first.
+
+<b>Inputs</b>: acquisition dates come from each layer's temporal properties when set, otherwise \
+from the file's metadata or name (e.g. T31UDS_20170804T105328_L2A_10m.tif). Masks are paired \
+with the S2 image of the same date. The output grid is the S2 grid.
+
+<b>Model</b>: an .onnx model file, or a method name (linear, nearest, persistence); empty uses \
+the bundled default model. <b>Device</b>: auto uses a CUDA GPU when ONNX Runtime offers one.
+
+<b>Outputs</b>: the synthesized reflectance (one band per S2 band), the uncertainty (per-band \
+standard deviation) and the LAI (LAI, LAI std and quality flags, ESA SNAP network); leave the \
+LAI output unset to skip it. MODE tells gap-filling, forecasting or backcasting."""
+
+
+class SynthesizeAlgorithm(QgsProcessingAlgorithm):
+    S2 = "S2_LAYERS"
+    S1 = "S1_LAYERS"
+    MASKS = "MASK_LAYERS"
+    DATE = "TARGET_DATE"
+    MODEL = "MODEL"
+    DEVICE = "DEVICE"
+    OUT = {"synthesized": "OUTPUT_SYNTHESIZED", "uncertainty": "OUTPUT_UNCERTAINTY", "lai": "OUTPUT_LAI"}
+
+    def __init__(self):
+        super().__init__()
+        self._inputs: dict[str, list[str]] = {}
+        self._dates: dict[str, dt.datetime] = {}
+
+    def name(self) -> str:
+        return "synthesize"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return "Synthesize Sentinel-2 at a date"
+
+    def group(self) -> str:
+        return "Synthesis"
+
+    def groupId(self) -> str:  # noqa: N802 (QGIS API name)
+        return "synthesis"
+
+    def tags(self) -> list[str]:
+        return ["sentinel", "s2", "s1", "gap filling", "cloud", "interpolation", "forecast", "lai"]
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return HELP
+
+    def createInstance(self) -> SynthesizeAlgorithm:  # noqa: N802 (QGIS API name)
+        return SynthesizeAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API name)
+        raster = QgsProcessing.TypeRaster
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.S2, "Sentinel-2 rasters", raster))
+        self.addParameter(QgsProcessingParameterMultipleLayers(self.S1, "Sentinel-1 rasters", raster,
+                                                               optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.MASKS, "Cloud masks (Sen2Cor SCL)", raster, optional=True))
+        self.addParameter(QgsProcessingParameterDateTime(self.DATE, "Target date",
+                                                         QgsProcessingParameterDateTime.Date))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Model (.onnx file or method name; empty = bundled default)",
+            QgsProcessingParameterFile.File, optional=True, fileFilter="ONNX models (*.onnx)"))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUT["synthesized"],
+                                                                  "Synthesized Sentinel-2"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUT["uncertainty"],
+                                                                  "Uncertainty (per-band std)"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUT["lai"], "LAI (LAI, std, flags)", optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputString("MODE", "Mode (gap-filling, forecasting, backcasting)"))
+
+    def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> bool:
+        """Collect paths and layer dates on the main thread; the run itself sees plain values."""
+        self._inputs, self._dates = {}, {}
+        for key in (self.S2, self.S1, self.MASKS):
+            paths = []
+            for layer in self.parameterAsLayerList(parameters, key, context) or []:
+                path = source_path(layer)
+                paths.append(path)
+                when = temporal_date(layer)
+                if when is not None:
+                    self._dates[path] = when
+            self._inputs[key] = paths
+        return True
+
+    def build_request(self, parameters: dict, context: QgsProcessingContext) -> DensifyRequest:
+        target = self.parameterAsDateTime(parameters, self.DATE, context)
+        if not target.isValid():
+            raise QgsProcessingException("Bad input: TARGET_DATE is not a valid date")
+        outputs = {kind: self.parameterAsOutputLayer(parameters, key, context)
+                   for kind, key in self.OUT.items()}
+        outputs = {k: v for k, v in outputs.items() if v}
+        model = (self.parameterAsFile(parameters, self.MODEL, context) or "").strip()
+        return DensifyRequest(
+            s2=self._inputs.get(self.S2, []), s1=self._inputs.get(self.S1, []),
+            masks=self._inputs.get(self.MASKS, []),
+            target_date=target.date().toPyDate(),
+            out_dir=str(Path(outputs["synthesized"]).parent),
+            method=model or "default",
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            lai="lai" in outputs, dates=dict(self._dates), output_paths=outputs)
+
+    def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict:
+        from ...core.engine import run
+
+        request = self.build_request(parameters, context)
+        try:
+            result = run(request, core_feedback(feedback))
+        except DensifyError as exc:  # bad input or cancel: the core's message, no traceback
+            raise QgsProcessingException(str(exc)) from exc
+        for warning in result.warnings:
+            feedback.pushWarning(warning)
+        feedback.pushInfo(f"{result.mode}: {result.method} ({result.provider}), {result.seconds:.1f} s")
+        out = {key: result.outputs.get(kind) for kind, key in self.OUT.items() if result.outputs.get(kind)}
+        out["MODE"] = result.mode
+        return out
+
+
+ALGORITHMS = [SynthesizeAlgorithm]

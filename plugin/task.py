@@ -1,0 +1,152 @@
+"""The background QgsTask running `core.engine.run`, and the main-thread reporting of its outcome.
+
+The worker thread only sees the DensifyRequest (paths and parameters collected on the main thread);
+layers, the project and the message bar are touched in `finished`, which QGIS calls on the main thread.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsTask
+
+from ..core.errors import Cancelled, DensifyError
+from ..core.progress import Feedback
+from ..core.request import DensifyRequest, DensifyResult
+from .layers import add_result_layers
+
+KINDS = ("synthesized", "uncertainty", "lai")
+LOG_TAG = "Sentinel Densify"
+
+# tasks alive in the task manager: Python must keep a reference until they finish
+_RUNNING: set[DensifyTask] = set()
+
+
+class DensifyTask(QgsTask):
+    """Runs one DensifyRequest in a worker thread with progress and cancel; no output on cancel."""
+
+    def __init__(self, request: DensifyRequest,
+                 on_finished: Callable[[DensifyTask], None] | None = None):
+        super().__init__(f"Densify {request.target_date:%Y-%m-%d}", QgsTask.CanCancel)
+        from ..core import engine  # imported here, on the main thread, so a broken core fails early
+
+        self._run = engine.run
+        self.request = request
+        self.on_finished = on_finished
+        self.result: DensifyResult | None = None
+        self.error: str | None = None  # message for the user (str(exc) of a core error)
+        self.details: str | None = None  # traceback of an unexpected error, for the log only
+        self.message = ""
+        self.done = False  # set once finished() has run (outcome reported)
+        self.cancelled = False
+        self._out_dir_existed = Path(request.out_dir).exists()
+        self._existed = {k: request.output_path(k).exists() for k in KINDS}
+
+    # worker thread --------------------------------------------------------------------------
+    def _progress(self, percent: float, message: str) -> None:
+        self.message = message
+        self.setProgress(percent)
+
+    def run(self) -> bool:
+        feedback = Feedback(progress=self._progress, is_cancelled=self.isCanceled)
+        try:
+            self.result = self._run(self.request, feedback)
+        except Cancelled:
+            return False
+        except DensifyError as exc:
+            self.error = str(exc)
+            return False
+        except Exception as exc:  # reported in the message bar and log
+            self.error = f"Densify failed: {type(exc).__name__}: {exc}"
+            self.details = traceback.format_exc()
+            return False
+        return not self.isCanceled()
+
+    # main thread ----------------------------------------------------------------------------
+    def discard_outputs(self) -> list[Path]:
+        """Remove the outputs this run created (a cancel that came after the last write)."""
+        removed = []
+        paths = {k: self.request.output_path(k) for k in KINDS}
+        if self.result is not None:
+            paths.update({k: Path(p) for k, p in self.result.outputs.items()})
+        for kind, path in paths.items():
+            if not self._existed.get(kind, False) and path.exists():
+                path.unlink()
+                removed.append(path)
+                aux = Path(str(path) + ".aux.xml")
+                if aux.exists():
+                    aux.unlink()
+        out_dir = Path(self.request.out_dir)
+        if not self._out_dir_existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        return removed
+
+    def finished(self, ok: bool) -> None:
+        """Called by the task manager on the main thread (the C++ task is deleted soon after)."""
+        self.cancelled = self.isCanceled() and self.error is None
+        if not ok or self.cancelled:
+            self.discard_outputs()
+            self.result = None if self.cancelled else self.result
+        _RUNNING.discard(self)
+        try:
+            if self.on_finished is not None:
+                self.on_finished(self)
+        finally:
+            self.done = True
+
+
+def report(task: DensifyTask, project: QgsProject | None = None, message_bar=None) -> list:
+    """Add the styled result group (success) or show the error / cancel; returns the layers added."""
+    title = f"Densify {task.request.target_date:%Y-%m-%d}"
+
+    def push(text: str, level: Qgis.MessageLevel) -> None:
+        QgsMessageLog.logMessage(text, LOG_TAG, level)
+        if message_bar is not None:
+            message_bar.pushMessage(title, text, level, 0 if level == Qgis.Critical else 8)
+
+    if task.result is not None and not task.cancelled:
+        result = task.result
+        try:
+            _group, layers = add_result_layers(result.outputs, result.target_date, project)
+        except OSError as exc:
+            push(str(exc), Qgis.Critical)
+            return []
+        push(f"{result.mode}, {result.method} ({result.provider}), {result.seconds:.1f} s; "
+             f"written to {Path(next(iter(result.outputs.values()))).parent}", Qgis.Success)
+        for warning in result.warnings:
+            push(warning, Qgis.Warning)
+        return layers
+    if task.error is not None:
+        if task.details:
+            QgsMessageLog.logMessage(task.details, LOG_TAG, Qgis.Critical)
+        push(task.error, Qgis.Critical)
+    else:
+        push("Cancelled: no output was written.", Qgis.Info)
+    return []
+
+
+def create(request: DensifyRequest, project: QgsProject | None = None, message_bar=None,
+           on_done: Callable[[DensifyTask, list], None] | None = None) -> DensifyTask:
+    """A task whose outcome goes to the project (result group) and the message bar."""
+
+    def finished(task: DensifyTask) -> None:
+        layers = report(task, project, message_bar)
+        if on_done is not None:
+            on_done(task, layers)
+
+    return DensifyTask(request, finished)
+
+
+def launch(task: DensifyTask) -> DensifyTask:
+    """Queue a task in QGIS's task manager (progress and cancel in the task bar)."""
+    _RUNNING.add(task)
+    QgsApplication.taskManager().addTask(task)
+    return task
+
+
+def start(request: DensifyRequest, project: QgsProject | None = None, message_bar=None,
+          on_done: Callable[[DensifyTask, list], None] | None = None) -> DensifyTask:
+    """Create and queue a run."""
+    return launch(create(request, project, message_bar, on_done))

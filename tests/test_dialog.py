@@ -1,0 +1,282 @@
+"""The Densify dialog driven through its widgets (offscreen), the background task and the result layers.
+
+Set DENSIFY_SCREENSHOTS=1 to also write docs/screenshots/dialog.png and results.png.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = dt.date(2018, 3, 1)
+
+
+@pytest.fixture()
+def project(qgis_app):
+    from qgis.core import QgsProject
+
+    proj = QgsProject.instance()
+    proj.clear()
+    yield proj
+    proj.clear()
+
+
+@pytest.fixture()
+def loaded(project, uds_subset):
+    """The subset series as project layers, named like QGIS names dropped files."""
+    from qgis.core import QgsRasterLayer
+
+    for path in uds_subset["s2"] + uds_subset["masks"] + uds_subset["s1"]:
+        layer = QgsRasterLayer(str(path), path.stem, "gdal")
+        assert layer.isValid()
+        project.addMapLayer(layer)
+    return project
+
+
+@pytest.fixture()
+def bar(qgis_app):
+    from qgis.gui import QgsMessageBar
+
+    message_bar = QgsMessageBar()
+    yield message_bar
+    message_bar.clearWidgets()  # an unparented QgsMessageBar destroyed with items in it segfaults (3.22)
+
+
+def _dialog(project, bar, tmp_path):
+    from qgis.PyQt.QtCore import QDate
+    from sentinel_densify.ui.dialog import DensifyDialog
+
+    dlg = DensifyDialog(project=project, message_bar=bar)
+    dlg.out_dir.setFilePath(str(tmp_path / "out"))
+    dlg.date_edit.setDate(QDate(TARGET.year, TARGET.month, TARGET.day))
+    dlg.validate()
+    return dlg
+
+
+def _row(dlg, name_part):
+    return next(r for r in range(dlg.table.rowCount()) if name_part in dlg.table.item(r, 1).text())
+
+
+def _wait(task, limit_s=300):
+    """Let the event loop run until the task's outcome is reported (a hang guard, not a timing test)."""
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    deadline = time.monotonic() + limit_s
+    while not task.done:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() > deadline:
+            pytest.fail("the task never finished")
+
+
+def _messages(bar):
+    return [(item.title(), item.text(), item.level()) for item in bar.items()]
+
+
+def test_table_lists_project_rasters_with_sensor_and_date(loaded, bar, tmp_path, uds_subset):
+    from qgis.core import QgsDateTimeRange, QgsRasterLayer, QgsRasterLayerTemporalProperties
+    from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime
+
+    # one layer whose QGIS temporal properties say another day than its file name: they win
+    s2 = uds_subset["s2"][3]
+    layer = loaded.mapLayersByName(s2.stem)[0]
+    props = layer.temporalProperties()
+    props.setMode(QgsRasterLayerTemporalProperties.ModeFixedTemporalRange)
+    start = QDateTime(QDate(2018, 2, 2), QTime(10, 0), Qt.UTC)
+    props.setFixedTemporalRange(QgsDateTimeRange(start, start.addDays(1)))
+    props.setIsActive(True)
+    # a raster whose sensor and date cannot be detected (one S1 band, no date), and a dateless S1
+    with rasterio.open(uds_subset["s1"][0]) as ds:
+        profile, data = ds.profile, ds.read()
+    odd, dateless = tmp_path / "backscatter.tif", tmp_path / "vv_vh.tif"
+    with rasterio.open(odd, "w", **{**profile, "count": 1}) as ds:
+        ds.write(data[:1])
+    with rasterio.open(dateless, "w", **profile) as ds:
+        ds.write(data)
+        ds.descriptions = ("VV", "VH")
+    loaded.addMapLayer(QgsRasterLayer(str(odd), "backscatter", "gdal"))
+    loaded.addMapLayer(QgsRasterLayer(str(dateless), "vv_vh", "gdal"))
+
+    dlg = _dialog(loaded, bar, tmp_path)
+    n = len(uds_subset["s2"]) + len(uds_subset["masks"]) + len(uds_subset["s1"]) + 2
+    assert dlg.table.rowCount() == n
+    sensors = [dlg.table.cellWidget(r, 2).currentData() for r in range(n)]
+    assert sensors.count("S2") == len(uds_subset["s2"]) and sensors.count("MASK") == len(uds_subset["masks"])
+    assert sensors.count("S1") == len(uds_subset["s1"]) + 1
+    assert dlg.table.item(_row(dlg, s2.stem), 3).text() == "2018-02-02 10:00"
+    assert "temporal properties" in dlg.table.item(_row(dlg, s2.stem), 3).toolTip()
+    stamp = uds_subset["s1"][0].stem.split("_")[4]  # S1_IW_GRDH_ASC_<YYYYMMDDTHHMMSS>_VV_VH_dB
+    expected = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}"
+    assert dlg.table.item(_row(dlg, uds_subset["s1"][0].stem), 3).text() == expected
+
+    # the dateless S1 is ticked: its missing date is shown, and typing one fixes it
+    vv_row = _row(dlg, "vv_vh")
+    assert dlg.problems == ["vv_vh: acquisition date missing (type YYYY-MM-DD)"]
+    assert not dlg.run_button.isEnabled() and "vv_vh" in dlg.problems_label.text()
+    dlg.set_date(vv_row, "2018-02-18 06:00")
+    assert dlg.validate() == [] and dlg.run_button.isEnabled()
+    assert "gap-filling" in dlg.mode_label.text() and "nearest clear S2" in dlg.mode_label.text()
+
+    # the undetectable one is left out until the user ticks it and says what it is
+    odd_row = _row(dlg, "backscatter")
+    assert dlg.table.cellWidget(odd_row, 2).currentData() == ""
+    assert dlg.table.item(odd_row, 0).checkState() == Qt.Unchecked
+    dlg.set_included(odd_row, True)
+    assert any("backscatter: sensor unknown" in p for p in dlg.validate())
+    dlg.set_sensor(odd_row, "S1")
+    dlg.set_date(odd_row, "2018-02-21")
+    problems = dlg.validate()  # now the core's own check names the file and the problem
+    assert problems == ["backscatter.tif: has 1 band(s); Sentinel-1 needs VV and VH"]
+    dlg.set_included(odd_row, False)
+    assert dlg.validate() == []
+
+    request = dlg.build_request()
+    assert str(dateless) in request.s1 and str(odd) not in request.s1
+    assert request.dates[str(dateless)] == dt.datetime(2018, 2, 18, 6, 0, tzinfo=dt.UTC)
+    assert request.dates[str(s2)].date() == dt.date(2018, 2, 2)
+    assert request.sensors[str(s2)] == "S2" and len(request.masks) == len(uds_subset["masks"])
+
+
+def test_problems_are_shown_before_running_not_raised(loaded, bar, tmp_path):
+    dlg = _dialog(loaded, bar, tmp_path)
+    from qgis.PyQt.QtCore import QDate
+
+    dlg.date_edit.setDate(QDate(2021, 6, 1))  # far after the series
+    problems = dlg.validate()
+    assert len(problems) == 1 and "out of range" in problems[0] and "out of range" in dlg.problems_label.text()
+    assert dlg.run() is None and not (tmp_path / "out").exists()
+
+    dlg.date_edit.setDate(QDate(TARGET.year, TARGET.month, TARGET.day))
+    for r in range(dlg.table.rowCount()):
+        if dlg.table.cellWidget(r, 2).currentData() == "S2":
+            dlg.set_included(r, False)
+    assert dlg.validate()[0].startswith("No Sentinel-2 layer selected")
+    assert not dlg.run_button.isEnabled() and dlg.run() is None
+
+
+def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_path):
+    from qgis.core import Qgis, QgsRasterLayerTemporalProperties
+    from qgis.PyQt.QtCore import QDate
+
+    dlg = _dialog(loaded, bar, tmp_path)
+    dlg.show()
+    if os.environ.get("DENSIFY_SCREENSHOTS"):
+        _save(dlg.grab().toImage(), "dialog.png")
+    assert dlg.problems == []
+    dlg.run_button.click()
+    task = dlg.task
+    assert task is not None and not dlg.isVisible()  # the dialog closes; the task runs on
+    _wait(task)
+    assert task.error is None, task.error
+
+    group = loaded.layerTreeRoot().findGroup("Densify 2018-03-01")
+    assert group is not None
+    layers = [node.layer() for node in group.findLayers()]
+    assert [lyr.name() for lyr in layers] == ["Synthesized S2 2018-03-01", "Uncertainty (mean std) 2018-03-01",
+                                              "LAI 2018-03-01", "LAI std 2018-03-01"]
+    synth, unc, lai, lai_std = layers
+    r = synth.renderer()
+    assert r.type() == "multibandcolor"
+    assert [synth.bandName(b).split(": ")[1] for b in (r.redBand(), r.greenBand(), r.blueBand())] == \
+        ["B04", "B03", "B02"]
+    ce = r.redContrastEnhancement()
+    with rasterio.open(synth.source()) as ds:
+        red = ds.read(r.redBand())
+    # a 2-98 % cut computed from the data: inside the data range, not the full min-max
+    assert np.nanmin(red) < ce.minimumValue() < ce.maximumValue() < np.nanmax(red)
+    assert unc.renderer().type() == "singlebandpseudocolor"
+    assert unc.bandName(unc.renderer().band()).endswith("mean_std")
+    with rasterio.open(task.result.outputs["uncertainty"]) as ds:  # per-band stds stay in the file
+        assert ds.count >= 10 and ds.descriptions[0] == "B02_std"
+    assert (lai.renderer().classificationMin(), lai.renderer().classificationMax()) == (0, 8)
+    assert lai.bandName(lai.renderer().band()).endswith("LAI")
+    assert lai_std.bandName(lai_std.renderer().band()).endswith("LAI_std")
+    for layer in layers:
+        props = layer.temporalProperties()
+        assert props.isActive() and props.mode() == QgsRasterLayerTemporalProperties.ModeFixedTemporalRange
+        assert props.fixedTemporalRange().begin().date() == QDate(2018, 3, 1)
+        assert props.isVisibleInTemporalRange(props.fixedTemporalRange())
+    levels = [level for _title, _text, level in _messages(bar)]
+    assert Qgis.Success in levels and Qgis.Critical not in levels
+
+    image = _render(layers)
+    assert len(set(image.pixel(x, y) for x in range(0, image.width(), 4) for y in range(0, image.height(), 4))) > 50
+    if os.environ.get("DENSIFY_SCREENSHOTS"):
+        _save(image, "results.png")
+
+
+def test_cancel_leaves_no_layer_and_no_file(loaded, bar, tmp_path):
+    from qgis.PyQt.QtCore import Qt
+
+    dlg = _dialog(loaded, bar, tmp_path)
+    layers_before = set(loaded.mapLayers())
+
+    def cancel_midway(task):
+        # the Cancel of the task bar, pressed once the outputs are being written (after the first tile)
+        task.progressChanged.connect(lambda p: task.cancel() if p > 50 else None, type=Qt.DirectConnection)
+
+    dlg.task_created.connect(cancel_midway)
+    task = dlg.run()
+    _wait(task)
+    assert task.cancelled and task.result is None
+    assert set(loaded.mapLayers()) == layers_before
+    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is None
+    out = tmp_path / "out"
+    assert not out.exists() or [p for p in out.rglob("*")] == []
+    assert any("Cancelled" in text for _title, text, _level in _messages(bar))
+
+
+def test_a_bad_input_at_run_time_shows_the_message_not_a_traceback(loaded, bar, tmp_path, uds_subset):
+    from qgis.core import Qgis
+    from sentinel_densify.plugin.task import start
+
+    dlg = _dialog(loaded, bar, tmp_path)
+    request = dlg.build_request()
+    request.s2 = request.s2 + [str(tmp_path / "T31UDS_20180301T105000_L2A_10m.tif")]  # vanished file
+    task = start(request, loaded, bar)
+    _wait(task)
+    critical = [text for _title, text, level in _messages(bar) if level == Qgis.Critical]
+    assert len(critical) == 1
+    assert "T31UDS_20180301T105000_L2A_10m.tif" in critical[0] and "Traceback" not in critical[0]
+    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is None
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").rglob("*")) == []
+
+
+def _render(layers, size=256):
+    """The four result layers rendered by QGIS's map renderer, side by side with their names."""
+    from qgis.core import QgsMapRendererParallelJob, QgsMapSettings
+    from qgis.PyQt.QtCore import QRectF, QSize, Qt
+    from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter
+
+    label_h = 28
+    sheet = QImage(size * len(layers), size + label_h, QImage.Format_ARGB32)
+    sheet.fill(QColor("white"))
+    painter = QPainter(sheet)
+    painter.setFont(QFont("DejaVu Sans", 9))
+    for i, layer in enumerate(layers):
+        settings = QgsMapSettings()
+        settings.setLayers([layer])
+        settings.setDestinationCrs(layer.crs())
+        settings.setExtent(layer.extent())
+        settings.setOutputSize(QSize(size, size))
+        settings.setBackgroundColor(QColor("white"))
+        job = QgsMapRendererParallelJob(settings)
+        job.start()
+        job.waitForFinished()
+        painter.drawImage(i * size, label_h, job.renderedImage())
+        painter.drawText(QRectF(i * size, 0, size, label_h), Qt.AlignCenter, layer.name())
+    painter.end()
+    return sheet
+
+
+def _save(image, name):
+    folder = ROOT / "docs" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    assert image.save(str(folder / name))

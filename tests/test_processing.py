@@ -1,0 +1,206 @@
+"""The Processing provider on real QGIS 3.22 (headless) and the real 31UDS series."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import rasterio
+
+ALG = "densify:synthesize"
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_app):
+    from qgis.core import QgsApplication
+    from sentinel_densify.plugin.processing.provider import DensifyProvider
+
+    registry = QgsApplication.processingRegistry()
+    if registry.providerById("densify") is None:
+        assert registry.addProvider(DensifyProvider())
+    return registry.providerById("densify")
+
+
+@pytest.fixture()
+def inputs(uds_subset):
+    return {"S2_LAYERS": [str(p) for p in uds_subset["s2"]],
+            "S1_LAYERS": [str(p) for p in uds_subset["s1"]],
+            "MASK_LAYERS": [str(p) for p in uds_subset["masks"]]}
+
+
+def _s2_grid(path):
+    with rasterio.open(path) as ds:
+        return ds.crs, ds.transform, ds.width, ds.height
+
+
+def test_provider_lists_algorithms_with_the_documented_parameters(provider):
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+
+    assert provider.name() == "Sentinel Densify"
+    ids = {a.id() for a in provider.algorithms()}
+    assert {"densify:synthesize", "densify:estimate_lai"} <= ids
+    alg = QgsApplication.processingRegistry().algorithmById(ALG)
+    params = {p.name(): p for p in alg.parameterDefinitions()}
+    assert set(params) == {"S2_LAYERS", "S1_LAYERS", "MASK_LAYERS", "TARGET_DATE", "MODEL", "DEVICE",
+                           "OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"}
+    optional = {n for n, p in params.items() if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
+    assert optional == {"S1_LAYERS", "MASK_LAYERS", "MODEL", "OUTPUT_LAI"}
+    assert params["DEVICE"].options() == ["auto", "cpu", "cuda"]
+    assert params["S2_LAYERS"].type() == "multilayer" and params["TARGET_DATE"].type() == "datetime"
+    assert all(params[k].isDestination() for k in ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"))
+    assert "TARGET_DATE" in alg.shortHelpString() and alg.shortHelpString() != ""
+
+
+def test_synthesize_on_the_real_series_gives_three_layers_on_the_s2_grid(provider, inputs, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingFeedback, QgsRasterLayer
+
+    progress = []
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(progress.append)
+    out = {k: str(tmp_path / f"{k.lower()}.tif") for k in
+           ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI")}
+    res = processing.run(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "MODEL": "", "DEVICE": 1, **out},
+                         feedback=feedback)
+    assert res["MODE"] == "gap-filling"
+    assert progress and max(progress) == pytest.approx(100) and progress == sorted(progress)
+    crs, transform, width, height = _s2_grid(inputs["S2_LAYERS"][0])
+    counts = {}
+    for key, path in out.items():
+        assert res[key] == path
+        layer = QgsRasterLayer(path, key, "gdal")
+        assert layer.isValid(), path
+        assert (layer.width(), layer.height()) == (width, height)
+        with rasterio.open(path) as ds:
+            assert ds.crs == crs and ds.transform.almost_equals(transform)
+            data = ds.read()
+        counts[key] = data.shape[0]
+        assert np.isfinite(data).mean() > 0.9, key
+    assert counts["OUTPUT_SYNTHESIZED"] == 10 and counts["OUTPUT_LAI"] == 3
+    with rasterio.open(out["OUTPUT_SYNTHESIZED"]) as ds:
+        red = ds.read(3)  # DN; bare winter fields and a village: reflectance well inside 0-0.5
+    assert 0 < np.nanmedian(red) < 5000
+    with rasterio.open(out["OUTPUT_LAI"]) as ds:
+        lai = ds.read(1)
+    assert np.nanmin(lai) >= 0 and np.nanmax(lai) <= 8
+
+
+def test_skipped_lai_output_is_not_produced(provider, inputs, tmp_path):
+    import processing
+
+    res = processing.run(ALG, {**inputs, "TARGET_DATE": "2018-02-10",
+                               "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                               "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"), "OUTPUT_LAI": None})
+    assert "OUTPUT_LAI" not in res or not res["OUTPUT_LAI"]
+    assert sorted(p.name for p in tmp_path.glob("*.tif")) == ["s.tif", "u.tif"]
+
+
+def test_bad_input_raises_processing_exception_with_the_core_message(provider, inputs, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    # a real S2 image copied without its date tag under a name without a date: undatable
+    src = inputs["S2_LAYERS"][0]
+    bad = tmp_path / "scene.tif"
+    with rasterio.open(src) as ds:
+        profile, data, desc = ds.profile, ds.read(), ds.descriptions
+    with rasterio.open(bad, "w", **profile) as ds:
+        ds.write(data)
+        ds.descriptions = desc
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run(ALG, {**inputs, "S2_LAYERS": inputs["S2_LAYERS"][1:] + [str(bad)],
+                             "TARGET_DATE": "2018-03-01", "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                             "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"), "OUTPUT_LAI": str(tmp_path / "l.tif")})
+    message = str(err.value)
+    assert "scene.tif" in message and "date" in message and "Traceback" not in message
+    assert not list(tmp_path.glob("[sul].tif"))
+
+
+def test_cancel_from_processing_feedback_writes_nothing(provider, inputs, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    feedback = QgsProcessingFeedback()
+    # cancel as soon as the run reports progress past its input check (the Cancel button)
+    feedback.progressChanged.connect(lambda p: feedback.cancel() if p > 0 else None)
+    with pytest.raises(QgsProcessingException, match="[Cc]ancel"):
+        processing.run(ALG, {**inputs, "TARGET_DATE": "2018-03-01",
+                             "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                             "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"),
+                             "OUTPUT_LAI": str(tmp_path / "l.tif")}, feedback=feedback)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_runs_one_instance_per_row_without_leaking_state(provider, inputs, tmp_path):
+    """Batch mode runs createInstance() per row with that row's parameters."""
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
+
+    alg = QgsApplication.processingRegistry().algorithmById(ALG)
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    outputs = []
+    rows = [("2018-02-10", inputs), ("2018-05-01", {**inputs, "S1_LAYERS": []})]
+    for day, row in rows:
+        params = {**row, "TARGET_DATE": day, "OUTPUT_SYNTHESIZED": str(tmp_path / f"s_{day}.tif"),
+                  "OUTPUT_UNCERTAINTY": str(tmp_path / f"u_{day}.tif"), "OUTPUT_LAI": None}
+        instance = alg.create()
+        ok, msg = instance.checkParameterValues(params, context)
+        assert ok, msg
+        res, ok = instance.run(params, context, feedback)
+        assert ok, res
+        outputs.append(res)
+    assert [o["MODE"] for o in outputs] == ["gap-filling", "forecasting"]
+    with rasterio.open(outputs[0]["OUTPUT_SYNTHESIZED"]) as a, rasterio.open(outputs[1]["OUTPUT_SYNTHESIZED"]) as b:
+        assert a.tags()["TARGET_DATE"] == "2018-02-10" and b.tags()["TARGET_DATE"] == "2018-05-01"
+        assert b.tags().get("INPUTS_S1", "") == "" and a.tags()["INPUTS_S1"] != ""
+        assert not np.allclose(a.read(), b.read(), equal_nan=True)
+
+
+def test_model_with_synthesize_then_lai_runs(provider, inputs, tmp_path):
+    """A QgsProcessingModelAlgorithm built in code (the shipped example model) runs end to end."""
+    import processing
+    from qgis.core import QgsProcessingModelAlgorithm
+    from sentinel_densify.plugin.processing.example_model import MODEL_FILE, build_model
+
+    model = build_model()
+    assert isinstance(model, QgsProcessingModelAlgorithm)
+    ok, errors = model.validate()
+    assert ok, errors
+    outs = {"synthesize:Synthesized S2": str(tmp_path / "s.tif"), "synthesize:Uncertainty": str(tmp_path / "u.tif"),
+            "estimate_lai:LAI": str(tmp_path / "lai.tif")}
+    res = processing.run(model, {"s2_layers": inputs["S2_LAYERS"], "s1_layers": inputs["S1_LAYERS"],
+                                 "mask_layers": inputs["MASK_LAYERS"], "target_date": "2018-03-01", **outs})
+    for key, path in outs.items():
+        assert res[key] == path
+    with rasterio.open(outs["estimate_lai:LAI"]) as ds, rasterio.open(outs["synthesize:Synthesized S2"]) as s:
+        assert ds.count == 3 and ds.descriptions[0] == "LAI"
+        assert (ds.width, ds.height, ds.transform) == (s.width, s.height, s.transform)
+        assert np.isfinite(ds.read(1)).mean() > 0.9
+
+    shipped = QgsProcessingModelAlgorithm()
+    assert shipped.fromFile(str(MODEL_FILE))
+    assert {c.algorithmId() for c in shipped.childAlgorithms().values()} == {ALG, "densify:estimate_lai"}
+    assert shipped.validate()[0]
+    assert {p.name() for p in shipped.parameterDefinitions()} == {p.name() for p in model.parameterDefinitions()}
+
+
+def test_estimate_lai_on_a_real_image(provider, inputs, tmp_path):
+    import processing
+
+    src = next(p for p in inputs["S2_LAYERS"] if "20180320" in p)  # a clear March image
+    res = processing.run("densify:estimate_lai", {"INPUT": src, "OUTPUT": str(tmp_path / "lai.tif")})
+    with rasterio.open(res["OUTPUT"]) as ds, rasterio.open(src) as s2:
+        assert ds.descriptions[:2] == ("LAI", "LAI_std") and ds.count == 3
+        assert ds.transform == s2.transform and ds.crs == s2.crs
+        lai = ds.read(1)
+    assert np.isfinite(lai).mean() > 0.9 and 0 <= np.nanmedian(lai) < 3  # early spring, low canopy
+
+
+def test_target_date_outside_the_series_is_reported(provider, inputs, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    late = (dt.date(2018, 4, 19) + dt.timedelta(days=800)).isoformat()
+    with pytest.raises(QgsProcessingException, match="out of range"):
+        processing.run(ALG, {**inputs, "TARGET_DATE": late, "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                             "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})

@@ -1,0 +1,1 @@
+"""Qt dialogs, built in code (no .ui files to compile)."""

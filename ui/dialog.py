@@ -1,0 +1,407 @@
+"""The Densify dialog, built in code: project rasters, target date, model, device, output, LAI.
+
+Everything the run needs is collected here, on the main thread, into a DensifyRequest; the
+background task (plugin/task.py) sees only that request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from qgis.core import QgsProject, QgsRasterLayer
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtCore import QDate, Qt, QTimer, pyqtSignal
+from qgis.PyQt.QtGui import QBrush, QColor
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core import dates
+from ..core.errors import InputError
+from ..core.request import DensifyRequest
+from ..plugin.layers import source_path, temporal_date
+
+SENSORS = [("S2", "S2"), ("S1", "S1"), ("Mask", "MASK"), ("?", "")]
+COL_USE, COL_NAME, COL_SENSOR, COL_DATE, COL_SOURCE = range(5)
+MODEL_FILE = "__file__"
+CLEAR_ENOUGH = 0.5  # an S2 acquisition counts as clear when at least half its pixels are
+MISSING = QBrush(QColor("#ffd6d6"))
+
+
+@dataclass
+class Row:
+    """One project raster as shown in the table."""
+
+    layer_id: str
+    name: str
+    path: str
+    sensor: str  # S2 | S1 | MASK | "" (unknown)
+    when: dt.datetime | None
+    date_source: str  # layer temporal properties | metadata or file name | missing
+    problems: list[str]
+
+
+def describe_layer(layer: QgsRasterLayer) -> Row:
+    """Sensor and date of a project raster: QGIS temporal properties first, then the core's parsing."""
+    from ..core.inventory import describe
+
+    path = source_path(layer)
+    info = describe(path)
+    when, source = temporal_date(layer), "layer temporal properties"
+    if when is None:
+        when, source = info.when, "metadata or file name"
+    if when is None:
+        source = "missing: type YYYY-MM-DD"
+    problems = [p for p in info.problems if not p.startswith(("no acquisition date", "unknown sensor"))]
+    return Row(layer.id(), layer.name(), path, info.sensor or "", when, source, problems)
+
+
+def onnx_providers() -> tuple[list[str], str]:
+    """The execution providers ONNX Runtime offers here, and a line for the dialog."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return [], "ONNX Runtime is not installed: the baselines run on CPU (numpy); no .onnx models."
+    providers = list(onnxruntime.get_available_providers())
+    text = f"ONNX Runtime {onnxruntime.__version__} offers: {', '.join(providers)}"
+    if "CUDAExecutionProvider" in providers and not _cuda_driver():
+        text += " (no CUDA driver found: GPU runs fall back to CPU)"
+    return providers, text
+
+
+def _cuda_driver() -> bool:
+    import ctypes
+
+    for name in ("libcuda.so.1", "nvcuda.dll", "libcuda.dylib"):
+        try:
+            ctypes.CDLL(name)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def default_output_dir(project: QgsProject) -> str:
+    """A folder next to the saved project, else a temporary folder."""
+    if project.fileName() and project.absolutePath():
+        return str(Path(project.absolutePath()) / "densify_outputs")
+    return str(Path(tempfile.gettempdir()) / f"sentinel_densify_{os.getpid()}")
+
+
+class DensifyDialog(QDialog):
+    """Pick inputs and parameters; Run starts a background task and the dialog may close."""
+
+    task_created = pyqtSignal(object)  # the DensifyTask, emitted just before it is queued
+
+    def __init__(self, parent: QWidget | None = None, project: QgsProject | None = None, message_bar=None):
+        super().__init__(parent)
+        self.project = project or QgsProject.instance()
+        self.message_bar = message_bar
+        self.rows: list[Row] = []
+        self.problems: list[str] = []
+        self.mode = ""
+        self.task = None
+        self.setWindowTitle("Sentinel Densify")
+        self.resize(900, 640)
+        self._timer = QTimer(self, singleShot=True, interval=300)
+        self._timer.timeout.connect(self.validate)
+        self._build()
+        self.refresh_layers()
+
+    # building ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        inputs = QGroupBox("Project rasters")
+        box = QVBoxLayout(inputs)
+        hint = QLabel("Tick the rasters to use. Set the sensor or the date (YYYY-MM-DD [HH:MM], UTC) "
+                      "where it was not detected.")
+        hint.setWordWrap(True)
+        box.addWidget(hint)
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["Use", "Layer", "Sensor", "Acquisition date (UTC)", "File"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        header = self.table.horizontalHeader()
+        fit, stretch = QHeaderView.ResizeToContents, QHeaderView.Stretch
+        for col, mode in ((COL_USE, fit), (COL_NAME, stretch), (COL_SENSOR, fit), (COL_DATE, fit),
+                          (COL_SOURCE, stretch)):
+            header.setSectionResizeMode(col, mode)
+        self.table.itemChanged.connect(self.schedule_validation)
+        box.addWidget(self.table)
+        buttons = QHBoxLayout()
+        self.refresh_button = QPushButton("Reload project layers")
+        self.refresh_button.clicked.connect(self.refresh_layers)
+        self.counts_label = QLabel()
+        buttons.addWidget(self.counts_label, 1)
+        buttons.addWidget(self.refresh_button)
+        box.addLayout(buttons)
+        layout.addWidget(inputs, 1)
+
+        form = QFormLayout()
+        date_row = QHBoxLayout()
+        self.date_edit = QDateEdit(calendarPopup=True)
+        self.date_edit.setDisplayFormat("yyyy-MM-dd")
+        self.date_edit.dateChanged.connect(self.schedule_validation)
+        self.mode_label = QLabel()
+        self.mode_label.setWordWrap(True)
+        date_row.addWidget(self.date_edit)
+        date_row.addWidget(self.mode_label, 1)
+        form.addRow("Target date", date_row)
+
+        model_row = QHBoxLayout()
+        self.model_combo = QComboBox()
+        self.model_file = QgsFileWidget()
+        self.model_file.setStorageMode(QgsFileWidget.GetFile)
+        self.model_file.setFilter("ONNX models (*.onnx)")
+        self.model_file.fileChanged.connect(self.schedule_validation)
+        self.model_combo.currentIndexChanged.connect(self._model_changed)
+        model_row.addWidget(self.model_combo)
+        model_row.addWidget(self.model_file, 1)
+        form.addRow("Model", model_row)
+        self._fill_models()
+
+        device_row = QHBoxLayout()
+        self.device_combo = QComboBox()
+        for label, value in (("Auto", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda")):
+            self.device_combo.addItem(label, value)
+        self.providers, text = onnx_providers()
+        self.device_label = QLabel(text)
+        self.device_label.setWordWrap(True)
+        device_row.addWidget(self.device_combo)
+        device_row.addWidget(self.device_label, 1)
+        form.addRow("Device", device_row)
+
+        self.out_dir = QgsFileWidget()
+        self.out_dir.setStorageMode(QgsFileWidget.GetDirectory)
+        self.out_dir.setFilePath(default_output_dir(self.project))
+        self.out_dir.fileChanged.connect(self.schedule_validation)
+        form.addRow("Output folder", self.out_dir)
+
+        self.lai_check = QCheckBox("Also produce LAI and its std (ESA SNAP network)")
+        self.lai_check.setChecked(True)
+        form.addRow("", self.lai_check)
+        layout.addLayout(form)
+
+        self.problems_label = QLabel()
+        self.problems_label.setWordWrap(True)
+        self.problems_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.problems_label)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        self.run_button = self.buttons.addButton("Run", QDialogButtonBox.AcceptRole)
+        self.run_button.clicked.connect(self.run)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+
+    def _fill_models(self) -> None:
+        from ..core.methods import available, default_model
+
+        model = default_model()
+        self.model_combo.addItem(f"Bundled default ({model.name})" if model else
+                                 "Bundled default (no model shipped: linear baseline)", "default")
+        for name in available():
+            if name != "onnx":
+                self.model_combo.addItem(f"Baseline: {name}", name)
+        self.model_combo.addItem("Model file (.onnx)...", MODEL_FILE)
+        self._model_changed()
+
+    def _model_changed(self) -> None:
+        self.model_file.setEnabled(self.model_combo.currentData() == MODEL_FILE)
+        self.schedule_validation()
+
+    # the table --------------------------------------------------------------------------------
+    def refresh_layers(self) -> None:
+        """Fill the table with the project's raster layers."""
+        layers = [lyr for lyr in self.project.mapLayers().values() if isinstance(lyr, QgsRasterLayer)]
+        rank = {"S2": 0, "MASK": 1, "S1": 2, "": 3}
+        rows = [describe_layer(lyr) for lyr in layers]
+        self.rows = sorted(rows, key=lambda r: (rank[r.sensor], r.when is None, r.when or 0, r.name))
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self.rows))
+        for r, row in enumerate(self.rows):
+            use = QTableWidgetItem()
+            use.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled)
+            use.setCheckState(Qt.Checked if row.sensor and not row.problems else Qt.Unchecked)
+            self.table.setItem(r, COL_USE, use)
+            name = QTableWidgetItem(row.name)
+            name.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+            name.setData(Qt.UserRole, row.layer_id)
+            if row.problems:
+                name.setToolTip("; ".join(row.problems))
+                name.setForeground(QBrush(QColor("#b00020")))
+            self.table.setItem(r, COL_NAME, name)
+            combo = QComboBox()
+            for label, value in SENSORS:
+                combo.addItem(label, value)
+            combo.setCurrentIndex([v for _, v in SENSORS].index(row.sensor))
+            combo.setToolTip("detected" if row.sensor else "not detected: choose the sensor")
+            combo.currentIndexChanged.connect(self.schedule_validation)
+            self.table.setCellWidget(r, COL_SENSOR, combo)
+            when = QTableWidgetItem(f"{row.when:%Y-%m-%d %H:%M}" if row.when else "")
+            when.setToolTip(f"from {row.date_source}")
+            if row.when is None:
+                when.setBackground(MISSING)
+            self.table.setItem(r, COL_DATE, when)
+            source = QTableWidgetItem(row.path)
+            source.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
+            self.table.setItem(r, COL_SOURCE, source)
+        self.table.blockSignals(False)
+        self._default_target_date()
+        self.validate()
+
+    def _default_target_date(self) -> None:
+        """Midway through the S2 series, so a first run is gap-filling."""
+        s2 = [row.when for row in self.rows if row.sensor == "S2" and row.when]
+        if s2:
+            mid = min(s2) + (max(s2) - min(s2)) / 2
+            self.date_edit.setDate(QDate(mid.year, mid.month, mid.day))
+        else:
+            self.date_edit.setDate(QDate.currentDate())
+
+    def set_included(self, row: int, included: bool) -> None:
+        self.table.item(row, COL_USE).setCheckState(Qt.Checked if included else Qt.Unchecked)
+
+    def set_sensor(self, row: int, sensor: str) -> None:
+        combo = self.table.cellWidget(row, COL_SENSOR)
+        combo.setCurrentIndex([v for _, v in SENSORS].index(sensor))
+
+    def set_date(self, row: int, text: str) -> None:
+        self.table.item(row, COL_DATE).setText(text)
+
+    def selection(self) -> tuple[dict[str, list[str]], dict[str, dt.datetime], list[str]]:
+        """Ticked rows by sensor, their dates, and the problems of the selection itself."""
+        groups: dict[str, list[str]] = {"S2": [], "S1": [], "MASK": []}
+        when: dict[str, dt.datetime] = {}
+        problems: list[str] = []
+        for r, row in enumerate(self.rows):
+            if self.table.item(r, COL_USE).checkState() != Qt.Checked:
+                continue
+            sensor = self.table.cellWidget(r, COL_SENSOR).currentData()
+            text = self.table.item(r, COL_DATE).text().strip()
+            parsed = dates.parse_datetime(text) if text else None
+            if not sensor:
+                problems.append(f"{row.name}: sensor unknown (choose S2, S1 or Mask, or untick it)")
+                continue
+            if parsed is None:
+                why = f"'{text}' is not a date (YYYY-MM-DD)" if text else "missing (type YYYY-MM-DD)"
+                problems.append(f"{row.name}: acquisition date {why}")
+                continue
+            groups[sensor].append(row.path)
+            when[row.path] = parsed
+        if not groups["S2"]:
+            problems.insert(0, "No Sentinel-2 layer selected: tick at least one S2 raster.")
+        return groups, when, problems
+
+    # request and validation -------------------------------------------------------------------
+    def target_date(self) -> dt.date:
+        return self.date_edit.date().toPyDate()
+
+    def method(self) -> str:
+        value = self.model_combo.currentData()
+        return self.model_file.filePath().strip() if value == MODEL_FILE else value
+
+    def build_request(self) -> DensifyRequest:
+        groups, when, _ = self.selection()
+        sensors = {p: s for s, paths in groups.items() for p in paths}
+        return DensifyRequest(s2=groups["S2"], s1=groups["S1"], masks=groups["MASK"],
+                              target_date=self.target_date(), out_dir=self.out_dir.filePath().strip(),
+                              method=self.method(), device=self.device_combo.currentData(),
+                              lai=self.lai_check.isChecked(), dates=when, sensors=sensors)
+
+    def schedule_validation(self, *_args) -> None:
+        self._timer.start()
+
+    def validate(self) -> list[str]:
+        """Check the inputs without running; show the problems, the mode and nearest clear S2 dates."""
+        self._timer.stop()
+        groups, _when, problems = self.selection()
+        method = self.method()
+        if self.model_combo.currentData() == MODEL_FILE:
+            if not method:
+                problems.append("Choose a model file (.onnx).")
+            elif not Path(method).is_file():
+                problems.append(f"Model file {method} does not exist.")
+        if not self.out_dir.filePath().strip():
+            problems.append("Choose an output folder.")
+        mode_text = ""
+        if not problems:
+            try:
+                mode_text = self._check_core(self.build_request())
+            except InputError as exc:
+                problems += [str(p) for p in exc.problems]
+        self.problems = problems
+        self.mode_label.setText(mode_text)
+        if problems:
+            lines = "<br>".join(_html(p) for p in problems)
+            self.problems_label.setText(f"<b>Cannot run yet:</b><br>{lines}")
+            self.problems_label.setStyleSheet("color: #b00020;")
+        else:
+            self.problems_label.setText(f"Ready: {len(groups['S2'])} S2, {len(groups['S1'])} S1, "
+                                        f"{len(groups['MASK'])} mask rasters.")
+            self.problems_label.setStyleSheet("color: #1b5e20;")
+        self.counts_label.setText(f"{len(self.rows)} raster layers in the project")
+        self.run_button.setEnabled(not problems)
+        return problems
+
+    def _check_core(self, request: DensifyRequest) -> str:
+        """The core's checks (files, dates, overlap, clear pixels, target range); returns the mode line."""
+        from ..core import inventory
+        from ..core.engine import build_inventory
+        from ..core.reader import read_clear_fraction
+
+        inv = build_inventory(request)
+        self.mode, _notes = inventory.check_target(inv, request.target_date)
+        target = dates.to_days(request.target_date)
+        before = [s for s in reversed(inv.s2) if dates.to_days(s.when) <= target]
+        after = [s for s in inv.s2 if dates.to_days(s.when) > target]
+        parts = []
+        for label, candidates in (("before", before), ("after", after)):
+            for s in candidates[:12]:  # nearest first; the series is read at 32 px for this
+                clear = read_clear_fraction(inv, s, max_size=32)
+                if clear >= CLEAR_ENOUGH:
+                    days = dates.to_days(s.when) - target
+                    parts.append(f"{label}: {s.when:%Y-%m-%d} ({days:+.0f} d, {clear:.0%} clear)")
+                    break
+            else:
+                parts.append(f"{label}: none" + (" near" if candidates else ""))
+        return f"<b>{self.mode}</b>; nearest clear S2 {', '.join(parts)}"
+
+    # running ----------------------------------------------------------------------------------
+    def run(self):
+        """Validate, then start the background task; returns it (None when the inputs have problems)."""
+        if self.validate():
+            return None
+        from ..plugin.task import create, launch
+
+        request = self.build_request()
+        self.task = create(request, self.project, self.message_bar)
+        self.task_created.emit(self.task)  # before it runs: listeners may connect to its signals
+        launch(self.task)
+        if self.message_bar is not None:
+            self.message_bar.pushInfo("Densify", f"Running for {request.target_date:%Y-%m-%d} "
+                                      "(progress and cancel in the task bar)")
+        self.accept()
+        return self.task
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
