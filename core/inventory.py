@@ -280,9 +280,10 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     mask_infos = [i for i in infos if i.sensor == "MASK" and not i.problems]
     if not s2_infos and not any(i.sensor == "S2" for i in infos):
         problems.append(Problem(None, "no Sentinel-2 image among the inputs"))
-    if problems:
+    if not s2_infos:  # nothing to check the rest against
         raise InputError(problems)
 
+    # second pass over the readable files, so one error lists every problem
     grid = s2_infos[0].grid
     assert grid is not None
     bands = [b for b in s2_infos[0].bands]

@@ -35,9 +35,12 @@ def _aligned_window(src: Grid, dst: Grid) -> Window | None:
 class SeriesReader(AbstractContextManager):
     """Keeps the series' files open while windows are read."""
 
-    def __init__(self, inv: Inventory):
+    def __init__(self, inv: Inventory, cache_mb: int = 256):
         self.inv = inv
         self._open: dict[str, rasterio.io.DatasetReader] = {}
+        # a bounded GDAL block cache keeps memory flat however large the rasters are
+        self._env = rasterio.Env(GDAL_CACHEMAX=cache_mb * 1024 * 1024)
+        self._env.__enter__()
 
     def _ds(self, path: str):
         if path not in self._open:
@@ -48,6 +51,9 @@ class SeriesReader(AbstractContextManager):
         for ds in self._open.values():
             ds.close()
         self._open.clear()
+        if self._env is not None:
+            self._env.__exit__(None, None, None)
+            self._env = None
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -54,18 +54,23 @@ def _features(b: dict[str, np.ndarray], target_day: float) -> tuple[np.ndarray, 
 
 
 class CalibratedBaseline(Method):
-    """A per-pixel baseline whose std is regressed from leave-out errors on the series."""
+    """A per-pixel baseline whose std is regressed from leave-out errors on the series.
+
+    variance = c0 + c1 * dist + c2 * change^2 between two observations (interpolation), and
+    c0 + c1 * dist + c2 * dist^2 from one side only (extrapolation); per band, non-negative.
+    """
 
     halo = 0
     provider = "numpy"
-    gaps = (0.0, 10.0, 30.0, 60.0)  # extra days hidden around the left-out date
-    max_dates = 24
+    gaps = (0.0, 10.0, 30.0, 60.0)  # days hidden around a left-out date (gap-filling examples)
+    leads = (5.0, 15.0, 30.0, 60.0)  # days hidden before it, and everything after (forecast examples)
+    max_dates = 16
+    max_pixels = 1024
     min_pixels = 20
 
     def __init__(self, device: str = "auto"):
-        # variance = c0 + c1 * dist [+ c2 * change^2]; per band, for interpolation and extrapolation
-        self.coef_interp: np.ndarray | None = None
-        self.coef_extrap: np.ndarray | None = None
+        self.coef_interp: np.ndarray | None = None  # (B, 3)
+        self.coef_extrap: np.ndarray | None = None  # (B, 3)
 
     def estimate(self, stack: Stack, target_day: float) -> tuple[np.ndarray, dict]:
         raise NotImplementedError
@@ -80,81 +85,82 @@ class CalibratedBaseline(Method):
         dist, both, change2 = _features(b, target_day)
         ci, ce = self.coef_interp[:, :, None, None], self.coef_extrap[:, :, None, None]
         var_i = ci[:, 0] + ci[:, 1] * dist[None] + ci[:, 2] * change2
-        var_e = ce[:, 0] + ce[:, 1] * dist[None]
+        var_e = ce[:, 0] + ce[:, 1] * dist[None] + ce[:, 2] * dist[None] ** 2
         var = np.where(both[None], var_i, var_e)
         return np.sqrt(np.maximum(var, 1e-10)).astype("float32")
 
+    @classmethod
+    def _pixel_sample(cls, sample: Stack) -> Stack:
+        """Up to max_pixels pixels that have clear observations, as a (T, B, 1, n) stack."""
+        valid = sample.valid.reshape(len(sample.s2), -1)
+        idx = np.flatnonzero(valid.sum(axis=0) >= 2)
+        if len(idx) > cls.max_pixels:
+            idx = np.sort(np.random.default_rng(0).choice(idx, cls.max_pixels, replace=False))
+        flat = sample.s2.reshape(*sample.s2.shape[:2], -1)[..., idx][:, :, None, :]
+        return Stack(flat, sample.s2_days, sample.s1[..., :0, :0], sample.s1_days, sample.bands, sample.angles)
+
+    def _scenarios(self, days: np.ndarray, day: float):
+        """S2 kept for each leave-out example around `day`: gaps, forecasts and backcasts."""
+        for gap in self.gaps:
+            yield np.abs(days - day) > max(gap, 0.5)
+        for lead in self.leads:
+            yield days < day - lead
+            yield days > day + lead
+
     def prepare(self, sample: Stack) -> None:
         """Fit the variance model from leave-out errors on `sample` (the series given to the run)."""
-        rows_i: list[np.ndarray] = []
-        rows_e: list[np.ndarray] = []
-        errs_i: list[np.ndarray] = []
-        errs_e: list[np.ndarray] = []
-        valid = sample.valid
-        frac = valid.reshape(len(valid), -1).mean(axis=1) if len(valid) else np.zeros(0)
-        rng = np.random.default_rng(0)
+        px = self._pixel_sample(sample)
+        valid = px.valid[:, 0]  # (T, n)
+        frac = valid.mean(axis=1) if valid.size else np.zeros(len(px.s2))
         candidates = np.flatnonzero(frac > 0.2)
         if len(candidates) > self.max_dates:  # evenly spread over the series
             candidates = candidates[np.linspace(0, len(candidates) - 1, self.max_dates).round().astype(int)]
-        max_px = 4000
+        feats: dict[bool, list[np.ndarray]] = {True: [], False: []}
+        errs: dict[bool, list[np.ndarray]] = {True: [], False: []}
         for t in candidates:
-            day = sample.s2_days[t]
-            for gap in self.gaps:
-                keep = np.abs(sample.s2_days - day) > max(gap, 0.5)
-                reduced = sample.select_s2(keep)
+            day = px.s2_days[t]
+            for keep in self._scenarios(px.s2_days, day):
                 if not keep.any():
                     continue
-                mean, b = self.estimate(reduced, day)
-                truth = sample.s2[t]
-                ok = valid[t] & np.isfinite(mean).all(axis=0)
+                mean, b = self.estimate(px.select_s2(keep), day)
+                ok = valid[t] & np.isfinite(mean[:, 0]).all(axis=0)
                 if ok.sum() < self.min_pixels:
                     continue
-                ys, xs = np.nonzero(ok)
-                if len(ys) > max_px:
-                    pick = rng.choice(len(ys), max_px, replace=False)
-                    ys, xs = ys[pick], xs[pick]
                 dist, both, change2 = _features(b, day)
-                err2 = (mean[:, ys, xs] - truth[:, ys, xs]) ** 2  # (B, n)
-                d = dist[ys, xs]
-                two = both[ys, xs]
-                c2 = change2[:, ys, xs]
-                if two.any():
-                    rows_i.append(np.stack([np.ones(two.sum()), d[two]], 0))
-                    errs_i.append(np.concatenate([err2[:, two], c2[:, two]], 0))
-                if (~two).any():
-                    rows_e.append(np.stack([np.ones((~two).sum()), d[~two]], 0))
-                    errs_e.append(err2[:, ~two])
+                d, two = dist[0, ok], both[0, ok]
+                err2 = (mean[:, 0, ok] - px.s2[t, :, 0, ok].T) ** 2  # (B, n)
+                c2 = change2[:, 0, ok]
+                for interp, sel in ((True, two), (False, ~two)):
+                    if sel.any():
+                        third = c2[:, sel] if interp else np.broadcast_to(d[sel] ** 2, c2[:, sel].shape)
+                        feats[interp].append(np.concatenate([np.ones((1, sel.sum())), d[None, sel], third]))
+                        errs[interp].append(err2[:, sel])
         nb = sample.s2.shape[1]
-        self.coef_interp = self._fit(rows_i, errs_i, nb, with_change=True)
-        self.coef_extrap = self._fit(rows_e, errs_e, nb, with_change=False)
-        if not rows_e and rows_i:  # never saw extrapolation: grow from interpolation, conservatively
-            self.coef_extrap = self.coef_interp.copy()
-            self.coef_extrap[:, 1] *= 2.0
-        if not rows_i and rows_e:
-            self.coef_interp = self.coef_extrap.copy()
+        self.coef_interp = self._fit(feats[True], errs[True], nb)
+        self.coef_extrap = self._fit(feats[False], errs[False], nb)
+        if self.coef_interp is None:
+            self.coef_interp = self.coef_extrap
+        if self.coef_extrap is None:
+            self.coef_extrap = self.coef_interp
+        if self.coef_interp is None:  # nothing to learn from: a generic, wide guess
+            self.coef_interp = self.coef_extrap = np.tile([0.02 ** 2, 0.01 ** 2, 0.0], (nb, 1))
 
     @staticmethod
-    def _fit(rows: list[np.ndarray], errs: list[np.ndarray], nb: int, with_change: bool) -> np.ndarray:
-        """Non-negative least squares of squared errors on [1, dist, (change^2)] per band."""
+    def _fit(feats: list[np.ndarray], errs: list[np.ndarray], nb: int) -> np.ndarray | None:
+        """Per band, non-negative least squares of squared errors on [1, dist, third feature]."""
         from scipy.optimize import nnls
 
+        if not feats:
+            return None
+        F = np.concatenate(feats, axis=1)  # (2 + B, n): 1, dist, per-band third feature
+        E = np.concatenate(errs, axis=1)  # (B, n)
         coef = np.zeros((nb, 3))
-        if not rows:
-            coef[:, 0] = 0.02 ** 2
-            coef[:, 1] = 0.01 ** 2
-            return coef
-        X = np.concatenate(rows, axis=1)  # (2, n)
-        E = np.concatenate(errs, axis=1)  # (B [+B], n)
         for band in range(nb):
-            cols = [X[0], X[1]]
-            if with_change:
-                cols.append(E[nb + band])
-            A = np.stack(cols, 1)
-            # bin-free NNLS on squared errors; scale columns for conditioning
+            A = np.stack([F[0], F[1], F[2 + band]], axis=1)
             scale = np.maximum(A.std(axis=0), 1e-12)
             scale[0] = 1.0
             c, _ = nnls(A / scale, E[band])
-            coef[band, : A.shape[1]] = c / scale
+            coef[band] = c / scale
             coef[band, 0] = max(coef[band, 0], 1e-8)
         return coef
 

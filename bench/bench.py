@@ -1,0 +1,174 @@
+"""`make bench`: throughput and peak memory of `densify run` on growing synthetic scenes.
+
+For each size, a scene of 20 S2 + 30 S1 dates is simulated into bench_out/scene_<size> (reused
+when present), then `densify run` synthesizes one target date in a child process whose wall time
+and peak RSS are measured. Results: bench_out/bench.json and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+S2_TILE_PX = 10980 * 10980  # a full Sentinel-2 tile at 10 m
+
+
+def _densify() -> str:
+    exe = ROOT / ".venv" / "bin" / "densify"
+    return str(exe) if exe.exists() else "densify"
+
+
+def ensure_scene(out: Path, size: int, n_s2: int, n_s1: int, seed: int) -> tuple[dict, float | None]:
+    """The scene's index.json (simulated in a child process when missing) and the simulation time."""
+    index = out / "index.json"
+    seconds = None
+    if not _reusable(index, size, n_s2, n_s1, seed):
+        t0 = time.perf_counter()
+        subprocess.run([_densify(), "simulate", "--out", str(out), "--size", str(size),
+                        "--s2-dates", str(n_s2), "--s1-dates", str(n_s1), "--seed", str(seed)],
+                       check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - t0
+    return json.loads(index.read_text()), seconds
+
+
+def _reusable(index: Path, size: int, n_s2: int, n_s1: int, seed: int) -> bool:
+    """True when index.json describes a scene made by this simulator version with these parameters."""
+    from sentinel_densify.core.simulate import VERSION
+
+    if not index.exists():
+        return False
+    sim = json.loads(index.read_text()).get("simulator", {})
+    return (sim.get("version"), sim.get("size"), sim.get("n_s2"), sim.get("n_s1"), sim.get("seed")) == \
+        (VERSION, size, n_s2, n_s1, seed)
+
+
+def target_date(index: dict) -> dt.date:
+    """The most cloudy S2 date strictly inside the series (a gap to fill)."""
+    s2 = [o for o in index["observations"] if o["sensor"] == "S2"]
+    inner = s2[1:-1] or s2
+    best = max(inner, key=lambda o: o.get("cloud_cover", 0.0))
+    return dt.date.fromisoformat(best["datetime"][:10])
+
+
+def _peak_rss_children_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def measure_run(scene: Path, out: Path, date: dt.date, method: str) -> dict:
+    """Wall time and peak RSS of one `densify run` child (peak RSS via /usr/bin/time -v if present)."""
+    cmd = [_densify(), "run", "--s2", str(scene / "S2"), "--s1", str(scene / "S1"),
+           "--date", date.isoformat(), "--out", str(out), "--model", method]
+    timer = Path("/usr/bin/time")
+    if timer.exists():
+        cmd = [str(timer), "-v"] + cmd
+    before = _peak_rss_children_mib()
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"densify run failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    peak, cpu = None, 0.0
+    for line in proc.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            peak = int(line.split(":")[-1]) / 1024.0
+        elif "User time (seconds)" in line or "System time (seconds)" in line:
+            cpu += float(line.split(":")[-1])
+    if peak is None:  # RUSAGE_CHILDREN is a maximum over all children so far: exact when it grows
+        peak = _peak_rss_children_mib()
+        if peak <= before:
+            peak = float("nan")
+    return dict(seconds=wall, cpu_seconds=cpu or float("nan"), peak_rss_mib=peak,
+                method_used=_method_used(out, date))
+
+
+def _method_used(out: Path, date: dt.date) -> str:
+    """What the run says it used ("default" resolves to the bundled model, else linear)."""
+    import rasterio
+
+    with rasterio.open(out / f"synthesized_{date:%Y%m%d}.tif") as ds:
+        tags = ds.tags()
+    return tags.get("METHOD", "?") + (f" ({tags['PROVIDER']})" if "PROVIDER" in tags else "")
+
+
+def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: int, seed: int) -> dict:
+    rows = []
+    for size in sizes:
+        scene = out_dir / f"scene_{size}"
+        index, sim_seconds = ensure_scene(scene, size, n_s2, n_s1, seed)
+        date = target_date(index)
+        for method in methods:
+            res = measure_run(scene, out_dir / f"run_{size}_{method}", date, method)
+            mpx = size * size / 1e6
+            rows.append(dict(
+                size=size, method=method, method_used=res["method_used"], target_date=date.isoformat(),
+                s2_dates=n_s2, s1_dates=n_s1,
+                megapixels=mpx, seconds=round(res["seconds"], 2), cpu_seconds=round(res["cpu_seconds"], 2),
+                peak_rss_mib=round(res["peak_rss_mib"], 1),
+                mpx_per_s=round(mpx / res["seconds"], 3),
+                full_tile_minutes=round(S2_TILE_PX / 1e6 / (mpx / res["seconds"]) / 60.0, 1),
+                simulate_seconds=None if sim_seconds is None else round(sim_seconds, 1)))
+            print(f"size {size} {method}: {res['seconds']:.1f} s, peak {res['peak_rss_mib']:.0f} MiB",
+                  file=sys.stderr, flush=True)
+    ratios = {}
+    if len(methods) > 1:
+        base = methods[0]
+        for size in sizes:
+            ref = next(r for r in rows if r["size"] == size and r["method"] == base)
+            for r in rows:
+                if r["size"] == size and r["method"] != base:
+                    ratios[f"{r['method']}/{base}@{size}"] = round(r["seconds"] / ref["seconds"], 2)
+    return dict(
+        when=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version()),
+        note="wall time per target date, including input checks, calibration, LAI and overviews; "
+             "cpu_seconds = user + system of the child (wall exceeds it on a loaded machine); "
+             "full_tile_minutes extrapolates the wall rate linearly to 10980 x 10980 px",
+        results=rows, time_ratios=ratios)
+
+
+def markdown(report: dict) -> str:
+    lines = ["| size (px) | method (used) | target | wall (s) | CPU (s) | Mpx/s | peak RSS (MiB) "
+             "| full S2 tile (min) |", "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        lines.append(f"| {r['size']} | {r['method']} ({r['method_used']}) | {r['target_date']} | "
+                     f"{r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['mpx_per_s']:.3f} | "
+                     f"{r['peak_rss_mib']:.0f} | {r['full_tile_minutes']:.1f} |")
+    for k, v in report["time_ratios"].items():
+        lines.append(f"\ntime ratio {k}: {v}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1024,2048,4096", help="comma-separated scene sizes (px)")
+    p.add_argument("--methods", default="linear", help="comma-separated methods, e.g. linear,default")
+    p.add_argument("--out", default=str(ROOT / "bench_out"), help="bench folder (scenes are reused)")
+    p.add_argument("--s2-dates", type=int, default=20)
+    p.add_argument("--s1-dates", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    report = bench(sizes, methods, out, args.s2_dates, args.s1_dates, args.seed)
+    path = out / "bench.json"
+    tmp = path.with_name(".bench.json.partial")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)
+    print(markdown(report))
+    print(f"\nwritten: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

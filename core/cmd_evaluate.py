@@ -1,0 +1,106 @@
+"""`densify evaluate`: the EVALUATION.md protocol (gap-filling, forecasting) over a series."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from .errors import InputError
+from .progress import Feedback
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--s2", required=True, nargs="+", metavar="PATH",
+                        help="Sentinel-2 L2A GeoTIFFs or folders (SCL files found there are used as masks)")
+    parser.add_argument("--s1", required=True, nargs="+", metavar="PATH",
+                        help="Sentinel-1 GeoTIFFs or folders")
+    parser.add_argument("--mask", nargs="+", metavar="PATH", default=None,
+                        help="cloud masks (SCL, s2cloudless probability, binary) if not beside the S2")
+    parser.add_argument("--methods", default="linear,nearest,persistence",
+                        help="comma-separated method names or .onnx model paths (default: %(default)s; "
+                             "persistence is scored for forecasting only)")
+    parser.add_argument("--gaps", type=_floats, default=[0.0, 10.0, 30.0], metavar="G,...",
+                        help="gap-filling half-widths in days (default: 0,10,30)")
+    parser.add_argument("--leads", type=_floats, default=[5.0, 15.0, 30.0, 60.0], metavar="L,...",
+                        help="forecasting lead times in days (default: 5,15,30,60)")
+    parser.add_argument("--max-targets", type=int, default=None, metavar="N",
+                        help="evaluate at most N target dates, evenly spaced (default: all)")
+    parser.add_argument("--band-order", metavar="B02,B03,...", default=None,
+                        help="band names of the S2 inputs when their bands have no descriptions")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (learned methods)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for report.json and report.md")
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write a text file atomically (temporary name in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _feedback() -> tuple[Feedback, object | None]:
+    """A tqdm bar on a terminal, plain percent lines otherwise."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+
+        def progress(percent: float, message: str) -> None:
+            bar.set_description(message, refresh=False)
+            bar.update(percent - bar.n)
+
+        return Feedback(progress), bar
+    last = [-10.0]
+
+    def plain(percent: float, message: str) -> None:
+        if percent - last[0] >= 10 or percent >= 100:
+            last[0] = percent
+            print(f"{percent:5.1f} % {message}", file=sys.stderr, flush=True)
+
+    return Feedback(plain), None
+
+
+def main(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_table
+    from .reader import load_stack
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise InputError("--methods names no method")
+    if args.max_targets is not None and args.max_targets < 1:
+        raise InputError("--max-targets must be at least 1")
+    order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
+    stack = load_stack(s2=args.s2, s1=args.s1, masks=args.mask, band_order=order)
+    feedback, bar = _feedback()
+    try:
+        report = evaluate(stack, methods, gaps=args.gaps, leads=args.leads, device=args.device,
+                          feedback=feedback, max_targets=args.max_targets)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not report["targets"]:
+        raise InputError("no S2 acquisition is at least 99 % clear: nothing to evaluate")
+    table = format_table(report)
+    print(table)
+    out = Path(args.out)
+    write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False))
+    write_text(out / "report.md", "# Evaluation (EVALUATION.md protocol)\n\n" + table)
+    print(f"wrote {out / 'report.json'} and {out / 'report.md'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,186 @@
+"""The evaluation protocol of EVALUATION.md over one series: gap-filling and forecasting.
+
+Target dates are the S2 acquisitions with at least 99 % clear pixels. For each target:
+- gap-filling, G days: every S2 acquisition within +/- G days of the target is removed
+  (dates within half a day count as the same day, so G = 0 removes the target and any
+  same-day duplicate); all S1 is kept;
+- forecasting, L days: only S2 and S1 acquired at least L days before the target are kept
+  (half a day of tolerance, so the 5-day revisit counts as 5 days).
+Each method is `prepare`d on the reduced stack only (the hidden date never reaches it), then
+asked for the target date; `core.metrics.score` compares with the truth on pixels clear in it.
+
+Per row, `gap_days` is the mean over evaluated pixels of the days from the target to that
+pixel's nearest clear S2 observation left in the inputs (pixels with none are left out) and
+`gap_days_min` the scene-level minimum of the same per-pixel distance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import metrics
+from .dates import from_days
+from .methods import create
+from .progress import Feedback
+from .stack import Stack
+
+MIN_CLEAR = 0.99
+SAME_DAY = 0.5  # days: acquisitions closer than this count as the same date
+GAP, FORECAST = "gap-filling", "forecasting"
+FORECAST_ONLY = {"persistence"}
+EXTRA = ["gap_days", "gap_days_min", "filled", "seconds"]
+
+
+def target_indices(stack: Stack, min_clear: float = MIN_CLEAR, max_targets: int | None = None) -> np.ndarray:
+    """Indices of the S2 acquisitions at least `min_clear` clear; `max_targets` evenly spaced."""
+    clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
+    idx = np.flatnonzero(clear >= min_clear)
+    if max_targets is not None and 0 < max_targets < idx.size:
+        idx = idx[np.unique(np.linspace(0, idx.size - 1, max_targets).round().astype(int))]
+    return idx
+
+
+def inputs_for(stack: Stack, day: float, task: str, days: float) -> Stack:
+    """The inputs a method may see for a target at `day` (see module doc)."""
+    if task == GAP:
+        return stack.select_s2(np.abs(stack.s2_days - day) > days + SAME_DAY - 1e-9)
+    cut = day - days + SAME_DAY
+    return stack.select_s2(stack.s2_days <= cut).select_s1(stack.s1_days <= cut)
+
+
+def days_to_clear(inputs: Stack, day: float, where: np.ndarray) -> tuple[float, float]:
+    """(mean, min) over `where` pixels of the days to the nearest clear S2 input observation."""
+    if not len(inputs.s2_days):
+        return float("nan"), float("nan")
+    dist = np.abs(inputs.s2_days - day)[:, None, None]
+    per_pixel = np.where(inputs.valid, dist, np.inf).min(axis=0)[where]
+    per_pixel = per_pixel[np.isfinite(per_pixel)]
+    if not per_pixel.size:
+        return float("nan"), float("nan")
+    return float(per_pixel.mean()), float(per_pixel.min())
+
+
+def _finite(value) -> float | None:
+    """JSON-safe float: None for NaN/inf."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _summary(rows: list[dict]) -> list[dict]:
+    keys = metrics.METRICS + EXTRA
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["days"], r["method"]), []).append(r)
+    out = []
+    for (task, days, method), rs in groups.items():
+        s = {"task": task, "days": days, "method": method, "n_targets": len(rs)}
+        for k in keys:
+            vals = np.array([r[k] for r in rs if r.get(k) is not None], dtype=float)
+            s[k] = _finite(vals.mean()) if vals.size else None
+        out.append(s)
+    return out
+
+
+def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 10, 30),
+             leads: Sequence[float] = (5, 15, 30, 60), device: str = "auto",
+             feedback: Feedback | None = None, max_targets: int | None = None,
+             min_clear: float = MIN_CLEAR) -> dict:
+    """Run the protocol for every method; returns the JSON-serialisable report.
+
+    report["rows"]: one record per (task, G or L, method, target); report["summary"]: the
+    mean over targets of every metric per (task, days, method). Non-finite values are None.
+    Methods must refit in `prepare` everything that depends on the series.
+    """
+    feedback = feedback or Feedback()
+    instances = {name: create(name, device) for name in methods}
+    targets = target_indices(stack, min_clear, max_targets)
+    settings = [(GAP, float(g)) for g in gaps] + [(FORECAST, float(lead)) for lead in leads]
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    steps = max(1, len(targets) * len(settings))
+    step = 0
+    for t in targets:
+        day = float(stack.s2_days[t])
+        date = from_days(day).date().isoformat()
+        truth = stack.s2[t]
+        clear = stack.valid[t]
+        for task, days in settings:
+            feedback.check()
+            feedback.report(100.0 * step / steps, f"{task} {days:g} d, target {date}")
+            step += 1
+            inputs = inputs_for(stack, day, task, days)
+            if not len(inputs.s2_days):
+                skipped.append({"task": task, "days": days, "target_date": date,
+                                "reason": "no S2 acquisition left in the inputs"})
+                continue
+            gap_mean, gap_min = days_to_clear(inputs, day, clear)
+            for name, method in instances.items():
+                if task == GAP and name in FORECAST_ONLY:
+                    continue
+                start = time.perf_counter()
+                method.prepare(inputs)
+                mean, std = method.predict(inputs, day)
+                seconds = time.perf_counter() - start
+                scores = metrics.score(mean, std, truth, clear)
+                row = {"task": task, "days": days, "method": name, "target_date": date,
+                       "target_day": day, "n_s2": int(len(inputs.s2_days)),
+                       "n_s1": int(len(inputs.s1_days)), "n_pixels": scores.pop("n_pixels"),
+                       "gap_days": gap_mean, "gap_days_min": gap_min, "seconds": seconds}
+                row.update(scores)
+                rows.append({k: _finite(v) if isinstance(v, float) else v for k, v in row.items()})
+    feedback.report(100.0, "evaluation done")
+    return {
+        "protocol": "EVALUATION.md",
+        "area": {"height": int(stack.shape[0]), "width": int(stack.shape[1]),
+                 "n_s2": int(len(stack.s2_days)), "n_s1": int(len(stack.s1_days)),
+                 "bands": list(stack.bands),
+                 "start": from_days(float(min(stack.s2_days))).date().isoformat() if len(stack.s2_days)
+                 else None,
+                 "end": from_days(float(max(stack.s2_days))).date().isoformat() if len(stack.s2_days)
+                 else None},
+        "methods": {name: m.describe() for name, m in instances.items()},
+        "gaps": [float(g) for g in gaps], "leads": [float(lead) for lead in leads],
+        "min_clear": min_clear,
+        "targets": [from_days(float(stack.s2_days[t])).date().isoformat() for t in targets],
+        "notes": {"gap_days": "mean over evaluated pixels of days to the pixel's nearest clear S2 input",
+                  "gap_days_min": "scene-level minimum of the same per-pixel distance",
+                  "filled": "fraction of truth-clear pixels the method predicted (finite)",
+                  "coverage": "percent of |error| <= 1 or 2 predicted std",
+                  "ssim": "masked Gaussian SSIM, see core/metrics.py"},
+        "rows": rows,
+        "skipped": skipped,
+        "summary": _summary(rows),
+    }
+
+
+_COLUMNS = [("n_targets", "targets", "{:d}"), ("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
+            ("sam", "SAM (°)", "{:.2f}"), ("rmse", "RMSE", "{:.4f}"),
+            ("coverage_1s", "cov 1σ (%)", "{:.1f}"), ("coverage_2s", "cov 2σ (%)", "{:.1f}"),
+            ("uce", "UCE", "{:.4f}"), ("spearman", "Spearman", "{:.2f}"),
+            ("gap_days", "gap (d)", "{:.1f}")]
+
+
+def format_table(report: dict) -> str:
+    """The summary as markdown: one table per task."""
+    area = report["area"]
+    lines = [f"Area {area['width']} x {area['height']} px, {area['n_s2']} S2 / {area['n_s1']} S1 "
+             f"acquisitions ({area['start']} to {area['end']}); {len(report['targets'])} target dates "
+             f"(S2 >= {100 * report['min_clear']:g} % clear)."]
+    titles = {GAP: ("Gap-filling: S2 within ±G days of the target removed, all S1 kept", "G (d)"),
+              FORECAST: ("Forecasting: only S2 and S1 at least L days before the target", "L (d)")}
+    for task, (title, key) in titles.items():
+        summary = sorted((s for s in report["summary"] if s["task"] == task),
+                         key=lambda s: (s["days"], s["method"]))
+        if not summary:
+            continue
+        lines += ["", f"**{title}**", "",
+                  "| " + " | ".join([key, "method"] + [c[1] for c in _COLUMNS]) + " |",
+                  "|" + "---|" * (len(_COLUMNS) + 2)]
+        for s in summary:
+            cells = [f"{s['days']:g}", s["method"]]
+            cells += ["–" if s.get(k) is None else fmt.format(s[k]) for k, _, fmt in _COLUMNS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,135 @@
+"""Baselines on the real 31UDS series with the EVALUATION.md protocol (targets >= 99 % clear by SCL)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sentinel_densify.core import metrics
+from sentinel_densify.core.evaluate import GAP, evaluate, inputs_for, target_indices
+from sentinel_densify.core.methods import create
+from sentinel_densify.core.reader import load_stack
+
+
+@pytest.fixture(scope="module")
+def stack(uds_dir):
+    s2 = sorted(str(p) for p in (uds_dir / "S2").glob("*_L2A_10m.tif"))
+    scl = sorted(str(p) for p in (uds_dir / "S2").glob("*_SCL_20m.tif"))
+    return load_stack(s2, [], scl)  # the baselines use S2 only
+
+
+@pytest.fixture(scope="module")
+def linear_report(stack):
+    """The protocol for `linear` (calibrated per target on the reduced inputs) at G = 0, 10, 30."""
+    return evaluate(stack, ["linear"], gaps=(0, 10, 30), leads=())
+
+
+@pytest.fixture(scope="module")
+def summer(stack):
+    """The S2 dates within 60 days of the targets: enough for checks that need not the whole year."""
+    days = stack.s2_days[target_indices(stack)]
+    return stack.select_s2((stack.s2_days > days.min() - 60) & (stack.s2_days < days.max() + 60))
+
+
+def _mean_psnr(stack, name: str, gap: float) -> float:
+    method = create(name)
+    scores = []
+    for t in target_indices(stack):
+        day = float(stack.s2_days[t])
+        mean, _ = method.estimate(inputs_for(stack, day, GAP, gap), day)
+        scores.append(metrics.psnr(mean, stack.s2[t], stack.valid[t] & np.isfinite(mean).all(0)))
+    return float(np.mean(scores))
+
+
+def test_targets_are_clear_dates(stack):
+    idx = target_indices(stack)
+    assert len(idx) >= 5
+    clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
+    assert (clear[idx] >= 0.99).all() and (np.delete(clear, idx) < 0.99).all()
+
+
+@pytest.mark.parametrize("gap", [10, 30])
+def test_linear_beats_nearest(stack, gap):
+    lin, near = _mean_psnr(stack, "linear", gap), _mean_psnr(stack, "nearest", gap)
+    assert lin > near + 0.5, (lin, near)
+    assert 20 < near < lin < 40
+
+
+def test_psnr_falls_with_the_gap(stack):
+    assert _mean_psnr(stack, "linear", 30) < _mean_psnr(stack, "linear", 10)
+
+
+@pytest.mark.parametrize("gap", [0, 10, 30])
+def test_coverage_is_calibrated(linear_report, gap):
+    row = next(s for s in linear_report["summary"] if s["task"] == GAP and s["days"] == gap)
+    assert row["n_targets"] == len(linear_report["targets"])
+    assert 50 <= row["coverage_1s"] <= 85, row
+    assert 85 <= row["coverage_2s"] <= 99, row
+    assert row["coverage_1s"] < row["coverage_2s"]
+
+
+def test_std_grows_with_distance_to_clear(summer):
+    stack = summer
+    method = create("linear")
+    method.prepare(stack)
+    # variance = c0 + c1 * days to the nearest clear observation (+ c2 * change^2 when interpolating)
+    assert (method.coef_interp >= 0).all() and (method.coef_extrap >= 0).all()
+    assert method.coef_extrap[:, 1].mean() > 0 and method.coef_interp[:, 1].mean() > 0
+    last = float(stack.s2_days.max())
+    stds = [np.nanmean(method.predict(stack, last + lead)[1]) for lead in (5, 30, 90, 200)]
+    assert all(a < b for a, b in zip(stds, stds[1:], strict=False)), stds
+    # inside the series: hiding 30 days around a clear date gives a larger std than hiding it alone
+    t = int(target_indices(stack)[0])
+    day = float(stack.s2_days[t])
+    std0 = method.predict(inputs_for(stack, day, GAP, 0), day)[1]
+    std30 = method.predict(inputs_for(stack, day, GAP, 30), day)[1]
+    assert np.nanmean(std30) > np.nanmean(std0)
+
+
+def test_calibration_uses_only_the_stack_given(summer):
+    """Hiding a date (removing it, or masking it all-cloudy) gives the same calibration and prediction,
+    and a previous `prepare` on the full series leaves no trace."""
+    stack = summer
+    t = int(target_indices(stack)[1])
+    day = float(stack.s2_days[t])
+    keep = np.ones(len(stack.s2_days), bool)
+    keep[t] = False
+    removed = stack.select_s2(keep)
+    masked = stack.select_s2(np.ones(len(keep), bool))
+    masked.s2 = masked.s2.copy()
+    masked.s2[t] = np.nan
+    before = stack.s2.copy()
+
+    fresh = create("linear")
+    fresh.prepare(removed)
+    reused = create("linear")
+    reused.prepare(stack)
+    assert not np.allclose(reused.coef_interp, fresh.coef_interp)  # the full series calibrates differently
+    reused.prepare(removed)
+    np.testing.assert_array_equal(reused.coef_interp, fresh.coef_interp)
+    np.testing.assert_array_equal(reused.coef_extrap, fresh.coef_extrap)
+    other = create("linear")
+    other.prepare(masked)
+    np.testing.assert_allclose(other.coef_interp, fresh.coef_interp, rtol=1e-6)
+    m1, s1 = fresh.predict(removed, day)
+    m2, s2 = other.predict(masked, day)
+    np.testing.assert_array_equal(m1, m2)
+    np.testing.assert_allclose(s1, s2, rtol=1e-5)
+    np.testing.assert_array_equal(stack.s2, before)  # the stack is not modified
+
+
+def test_persistence_uses_only_the_past(summer):
+    stack = summer
+    t = int(target_indices(stack)[2])
+    day = float(stack.s2_days[t])
+    method = create("persistence")
+    method.prepare(stack)
+    mean, std = method.predict(stack.select_s2(stack.s2_days < day - 0.5), day)
+    future_only = stack.select_s2(stack.s2_days > day + 0.5)
+    assert np.isnan(method.estimate(future_only, day)[0]).all()
+    last = np.full_like(mean, np.nan)
+    for k in np.flatnonzero(stack.s2_days < day - 0.5):  # the last clear past value, pixel by pixel
+        ok = stack.valid[k]
+        last[:, ok] = stack.s2[k][:, ok]
+    np.testing.assert_array_equal(mean, last)
+    assert np.isfinite(mean).all(0).mean() > 0.9
+    np.testing.assert_array_equal(np.isfinite(std), np.isfinite(mean))  # a std wherever a mean

@@ -1,0 +1,172 @@
+"""core.engine.run on a slice of the real 31UDS series: outputs, modes, cancel, tiles, inputs untouched."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from sentinel_densify.core import dates, engine
+from sentinel_densify.core.errors import Cancelled
+from sentinel_densify.core.progress import Feedback
+from sentinel_densify.core.request import DensifyRequest
+from sentinel_densify.core.stack import S2_BANDS
+
+KINDS = ("synthesized", "uncertainty", "lai")
+
+
+def _sha(paths) -> dict[str, str]:
+    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+def _req(sub, out, date, **kw) -> DensifyRequest:
+    return DensifyRequest(s2=[str(p) for p in sub["s2"]], s1=[str(p) for p in sub["s1"]],
+                          masks=[str(p) for p in sub["masks"]], target_date=date, out_dir=str(out),
+                          method=kw.pop("method", "linear"), **kw)
+
+
+def _read(path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+@pytest.fixture(scope="module")
+def first_last(uds_subset):
+    days = [dates.date_from_name(p) for p in uds_subset["s2"]]
+    return days[0].date(), days[-1].date()
+
+
+@pytest.fixture(scope="module")
+def gap_run(uds_subset, first_last, tmp_path_factory):
+    """One gap-filling run (one 512 px tile) with checksums of the inputs before and after."""
+    out = tmp_path_factory.mktemp("gap")
+    inputs = uds_subset["s2"] + uds_subset["s1"] + uds_subset["masks"]
+    before = _sha(inputs)
+    target = first_last[0] + dt.timedelta(days=40)
+    result = engine.run(_req(uds_subset, out, target))
+    return result, out, target, before, _sha(inputs)
+
+
+def test_outputs_on_the_s2_grid(gap_run, uds_subset):
+    result, out, target, _, _ = gap_run
+    assert result.mode == "gap-filling" and result.method == "linear"
+    assert set(result.outputs) == set(KINDS)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{k}_{target:%Y%m%d}.tif" for k in KINDS)
+    with rasterio.open(uds_subset["s2"][0]) as ref:
+        crs, transform, shape = ref.crs, ref.transform, ref.shape
+    expected_desc = {"synthesized": tuple(S2_BANDS), "uncertainty": tuple(f"{b}_std" for b in S2_BANDS) + ("mean_std",),
+                     "lai": ("LAI", "LAI_std", "flags")}
+    for kind in KINDS:
+        with rasterio.open(result.outputs[kind]) as ds:
+            assert ds.crs == crs and ds.transform == transform and ds.shape == shape
+            assert ds.descriptions == expected_desc[kind]
+            assert set(ds.dtypes) == {"float32"} and np.isnan(ds.nodata)
+            tags = ds.tags()
+            assert tags["TARGET_DATE"] == f"{target:%Y-%m-%d}"
+            assert tags["METHOD"] == "linear" and tags["MODE"] == "gap-filling"
+            data = ds.read()
+        assert np.isfinite(data).all(axis=0).mean() > 0.99, kind
+    syn = _read(result.outputs["synthesized"]) * 1e-4
+    std = _read(result.outputs["uncertainty"]) * 1e-4
+    assert 0 <= np.nanpercentile(syn, 1) and np.nanpercentile(syn, 99) < 1
+    assert (std[np.isfinite(std)] > 0).all() and np.nanmedian(std) < 0.2
+    np.testing.assert_allclose(std[-1], std[:-1].mean(axis=0), rtol=1e-5)  # the mean_std band
+    lai = _read(result.outputs["lai"])
+    assert 0 <= np.nanmin(lai[0]) and np.nanmax(lai[0]) < 10 and (lai[1][np.isfinite(lai[1])] >= 0).all()
+    with rasterio.open(result.outputs["synthesized"]) as ds:
+        assert ds.tags()["ACQUISITION_DATETIME"].startswith(f"{target:%Y-%m-%d}")
+
+
+def test_inputs_unchanged(gap_run):
+    _, _, _, before, after = gap_run
+    assert before == after
+
+
+def test_synthesis_between_neighbours(gap_run, uds_subset):
+    """The linear result lies between the clear values that bracket the target (per pixel, band B08)."""
+    from sentinel_densify.core.reader import load_stack
+
+    result, _, target, _, _ = gap_run
+    stack = load_stack([str(p) for p in uds_subset["s2"]], [], [str(p) for p in uds_subset["masks"]])
+    syn = _read(result.outputs["synthesized"])[6] * 1e-4
+    day = dates.to_days(target)
+    past = stack.s2[stack.s2_days <= day][:, 6]
+    fut = stack.s2[stack.s2_days > day][:, 6]
+    ok_p, ok_f = np.isfinite(past), np.isfinite(fut)
+    last = np.take_along_axis(past, (len(past) - 1 - np.argmax(ok_p[::-1], 0))[None], 0)[0]
+    nxt = np.take_along_axis(fut, np.argmax(ok_f, 0)[None], 0)[0]
+    both = ok_p.any(0) & ok_f.any(0)
+    lo, hi = np.fmin(last, nxt), np.fmax(last, nxt)
+    assert both.mean() > 0.9
+    assert ((syn[both] >= lo[both] - 1e-4) & (syn[both] <= hi[both] + 1e-4)).all()
+
+
+def test_small_tiles_give_the_same_result(gap_run, uds_subset, tmp_path):
+    result, _, target, _, _ = gap_run
+    tiled = engine.run(_req(uds_subset, tmp_path, target, tile_size=16))
+    for kind in KINDS:
+        np.testing.assert_allclose(_read(tiled.outputs[kind]), _read(result.outputs[kind]), rtol=1e-6,
+                                   atol=1e-6, equal_nan=True, err_msg=kind)
+
+
+@pytest.mark.parametrize("offset, mode", [(-30, "backcasting"), (30, "forecasting")])
+def test_modes_by_date(uds_subset, first_last, tmp_path, offset, mode):
+    target = (first_last[0] if offset < 0 else first_last[1]) + dt.timedelta(days=offset)
+    result = engine.run(_req(uds_subset, tmp_path, target, lai=False))
+    assert result.mode == mode and any(mode in w for w in result.warnings)
+    assert set(result.outputs) == {"synthesized", "uncertainty"}
+    with rasterio.open(result.outputs["synthesized"]) as ds:
+        assert ds.tags()["MODE"] == mode
+    assert not (tmp_path / f"lai_{target:%Y%m%d}.tif").exists()
+
+
+def test_cancel_leaves_no_file(uds_subset, first_last, tmp_path):
+    calls: list[float] = []
+    seen_partial: list[bool] = []
+
+    def progress(pct: float, msg: str) -> None:
+        calls.append(pct)
+        seen_partial.append(any(p.name.endswith(".partial.tif") for p in tmp_path.iterdir()))
+
+    fb = Feedback(progress, is_cancelled=lambda: len(calls) >= 5)
+    with pytest.raises(Cancelled):
+        engine.run(_req(uds_subset, tmp_path, first_last[0] + dt.timedelta(days=40), tile_size=16), fb)
+    assert any(seen_partial)  # outputs were being written when the cancel came
+    assert max(calls) < 95
+    assert list(tmp_path.iterdir()) == []  # not even temporaries
+
+
+def test_explicit_output_paths(uds_subset, first_last, tmp_path):
+    paths = {k: str(tmp_path / "elsewhere" / f"my_{k}.tif") for k in KINDS}
+    req = _req(uds_subset, tmp_path / "out_dir", first_last[0] + dt.timedelta(days=40), output_paths=paths)
+    result = engine.run(req)
+    assert result.outputs == paths
+    assert all(Path(p).exists() for p in paths.values())
+    assert not (tmp_path / "out_dir").exists() or not any((tmp_path / "out_dir").iterdir())
+
+
+def test_larger_case_has_overviews(uds_subset, tmp_path):
+    """A 192 x 192 series (real images tiled 3 x 3) gets overviews and processes in several tiles."""
+    src_dir = tmp_path / "in"
+    src_dir.mkdir()
+    for p in uds_subset["s2"][:8]:
+        with rasterio.open(p) as ds:
+            prof, data, tags, descs = ds.profile, ds.read(), ds.tags(), ds.descriptions
+        prof.update(width=192, height=192)
+        with rasterio.open(src_dir / p.name, "w", **prof) as out:
+            out.write(np.tile(data, (1, 3, 3)))
+            out.update_tags(**tags)
+            for i, d in enumerate(descs, 1):
+                out.set_band_description(i, d)
+    days = sorted(dates.date_from_name(p) for p in src_dir.iterdir())
+    req = DensifyRequest(s2=[str(src_dir)], target_date=(days[3] + dt.timedelta(days=1)).date(),
+                         out_dir=str(tmp_path / "out"), method="linear", tile_size=64)
+    result = engine.run(req)
+    for kind in KINDS:
+        with rasterio.open(result.outputs[kind]) as ds:
+            assert ds.shape == (192, 192) and ds.overviews(1) == [2]
+    syn = _read(result.outputs["synthesized"])
+    np.testing.assert_allclose(syn[:, :64, :64], syn[:, 64:128, 128:], rtol=1e-5, equal_nan=True)

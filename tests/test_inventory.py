@@ -1,0 +1,210 @@
+"""Discovery, classification and checks of real inputs, and every bad input of the issue."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from sentinel_densify.core import inventory
+from sentinel_densify.core.errors import InputError
+from sentinel_densify.core.stack import S2_BANDS
+
+
+def craft(src: Path, dst: Path, data=None, tags: dict | None = None, drop_tags=(), descriptions=None,
+          **profile) -> Path:
+    """Write dst from a real raster: same profile/tags unless overridden (never touches src)."""
+    with rasterio.open(src) as ds:
+        prof, arr, descs = ds.profile, ds.read(), list(ds.descriptions)
+        old = {k: v for k, v in ds.tags().items() if k not in drop_tags}
+    arr = arr if data is None else np.asarray(data)
+    prof.update(count=arr.shape[0], dtype=str(arr.dtype), **profile)
+    with rasterio.open(dst, "w", **prof) as out:
+        out.write(arr)
+        out.update_tags(**{**old, **(tags or {})})
+        for i, d in enumerate(descs if descriptions is None else descriptions, 1):
+            if i <= arr.shape[0]:
+                out.set_band_description(i, d or "")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def real(uds_dir):
+    s2 = sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))
+    scl = sorted((uds_dir / "S2").glob("*_SCL_20m.tif"))
+    s1 = sorted((uds_dir / "S1").glob("*.tif"))
+    return {"s2": s2, "scl": scl, "s1": s1}
+
+
+def test_real_folder_classified_and_masks_paired(uds_dir, real):
+    inv = inventory.build([str(uds_dir / "S2")], [str(uds_dir / "S1")])
+    assert len(inv.s2) == len(real["s2"]) == 118
+    assert len(inv.s1) == len(real["s1"]) == 159
+    assert {Path(i.path).name for i in inv.s2} == {p.name for p in real["s2"]}
+    assert len(inv.masks) == 118
+    for s2_path, mask in inv.masks.items():
+        assert mask.mask_kind == "scl"
+        assert Path(mask.path).name.split("_")[1] == Path(s2_path).name.split("_")[1]
+    assert inv.bands == S2_BANDS
+    assert inv.grid.width == inv.grid.height == 64 and inv.grid.res == pytest.approx(10.0)
+    assert all(i.s1_db for i in inv.s1)
+    assert np.all(np.diff(inv.s2_days) > 0) and np.all(np.diff(inv.s1_days) > 0)
+    assert not any("no cloud mask" in w for w in inv.warnings)
+
+
+def test_s1_units_detected(real, tmp_path):
+    src = real["s1"][0]
+    assert inventory.describe(src).s1_db  # UNITS=dB tag
+    with rasterio.open(src) as ds:
+        db = ds.read()
+    untagged_db = craft(src, tmp_path / "S1_IW_GRDH_ASC_20170801T173236_db.tif", drop_tags=("UNITS",))
+    info = inventory.describe(untagged_db)
+    assert info.sensor == "S1" and info.s1_db and info.tags["DETECTED_UNITS"] == "dB"
+    lin = craft(src, tmp_path / "S1_IW_GRDH_ASC_20170801T173236_lin.tif",
+                data=np.power(10.0, db / 10.0).astype("float32"), drop_tags=("UNITS",))
+    info = inventory.describe(lin)
+    assert info.sensor == "S1" and not info.s1_db and info.tags["DETECTED_UNITS"] == "linear"
+
+
+def _read(path, **kw) -> np.ndarray:
+    return inventory.read_s2(path, **kw).refl
+
+
+def test_band_identification(real, tmp_path):
+    src = real["s2"][40]
+    ref = _read(src)
+    with rasterio.open(src) as ds:
+        dn = ds.read()
+    # no descriptions, 10 bands: the common 10-band order
+    plain = craft(src, tmp_path / "T31UDS_20180301T105000_L2A.tif", descriptions=[""] * 10)
+    info = inventory.describe(plain)
+    assert info.bands == S2_BANDS
+    np.testing.assert_array_equal(_read(plain), ref)
+    # bands reversed, no descriptions: a band order puts them back
+    rev = craft(src, tmp_path / "T31UDS_20180302T105000_L2A.tif", data=dn[::-1], descriptions=[""] * 10)
+    order = S2_BANDS[::-1]
+    np.testing.assert_array_equal(_read(rev, band_order=order, bands=S2_BANDS), ref)
+    # reversed with descriptions: found by name
+    named = craft(src, tmp_path / "T31UDS_20180303T105000_L2A.tif", data=dn[::-1], descriptions=order)
+    np.testing.assert_array_equal(_read(named, bands=S2_BANDS), ref)
+    # 4 unnamed bands and no band order: a problem naming the count
+    four = craft(src, tmp_path / "T31UDS_20180304T105000_L2A.tif", data=dn[:4], descriptions=[""] * 4)
+    assert any("4 unnamed bands" in p for p in inventory.describe(four).problems)
+    assert inventory.describe(four, band_order=["B02", "B03", "B04", "B08"]).bands == ["B02", "B03", "B04", "B08"]
+
+
+def test_boa_add_offset_honoured(real, tmp_path):
+    src = real["s2"][40]
+    with rasterio.open(src) as ds:
+        dn = ds.read()
+    assert (dn > 0).all()  # no nodata in this image, so DN+1000 is a plain shift
+    off = craft(src, tmp_path / "T31UDS_20180301T105000_L2A.tif", data=(dn + 1000).astype("uint16"),
+                tags={"BOA_ADD_OFFSET": "-1000"})
+    np.testing.assert_allclose(_read(off), _read(src), atol=1e-6)
+    assert float(np.nanmean(_read(src))) > 0.01
+
+
+def test_unknown_sensor_described(real, tmp_path):
+    with rasterio.open(real["s2"][0]) as ds:
+        dn = ds.read()
+    odd = craft(real["s2"][0], tmp_path / "thing_20180101.tif", data=dn[:3].astype("float32"),
+                descriptions=[""] * 3)
+    assert any("unknown sensor" in p for p in inventory.describe(odd).problems)
+
+
+@pytest.fixture()
+def bad_inputs(real, tmp_path) -> dict[str, Path]:
+    s2 = real["s2"]
+    with rasterio.open(s2[40]) as ds:
+        dn, transform = ds.read(), ds.transform
+    bad = {
+        "unreadable": tmp_path / "T31UDS_20180201T105000_L2A_10m.tif",
+        "no_crs": tmp_path / "T31UDS_20180202T105000_L2A_10m.tif",
+        "missing_band": tmp_path / "T31UDS_20180901T105000_L2A_10m.tif",
+        "far_away": tmp_path / "T31UDS_20180902T105000_L2A_10m.tif",
+        "duplicate": tmp_path / "copy_of_earlier.tif",
+    }
+    bad["unreadable"].write_text("not a raster")
+    craft(s2[40], bad["no_crs"], crs=None, tags={"ACQUISITION_DATETIME": "2018-02-02T10:50:00Z"})
+    craft(s2[40], bad["missing_band"], data=dn[:9], descriptions=S2_BANDS[:9],
+          tags={"ACQUISITION_DATETIME": "2018-09-01T10:50:00Z"})
+    craft(s2[40], bad["far_away"], transform=Affine(10, 0, transform.c + 2e6, 0, -10, transform.f),
+          tags={"ACQUISITION_DATETIME": "2018-09-02T10:50:00Z"})
+    shutil.copy(s2[41], bad["duplicate"])
+    return bad
+
+
+def test_file_problems_each_named(real, bad_inputs):
+    """Unreadable and non-georeferenced files are listed in one error with their names."""
+    with pytest.raises(InputError) as err:
+        inventory.build([str(real["s2"][41]), str(bad_inputs["unreadable"]), str(bad_inputs["no_crs"])])
+    msg = str(err.value)
+    assert len(err.value.problems) == 2
+    assert f"{bad_inputs['unreadable'].name}: unreadable" in msg
+    assert f"{bad_inputs['no_crs'].name}: has no CRS" in msg
+
+
+def test_grid_problems_each_named(real, bad_inputs):
+    """Missing bands, no overlap and a duplicated date: one error naming each file."""
+    files = [real["s2"][40], real["s2"][41], bad_inputs["missing_band"], bad_inputs["far_away"],
+             bad_inputs["duplicate"]]
+    with pytest.raises(InputError) as err:
+        inventory.build([str(f) for f in files])
+    msg = str(err.value)
+    assert len(err.value.problems) == 3, msg
+    assert f"{bad_inputs['missing_band'].name}: missing band(s) B12" in msg
+    assert f"{bad_inputs['far_away'].name}: does not overlap" in msg
+    assert "duplicated date" in msg and real["s2"][41].name in msg and bad_inputs["duplicate"].name in msg
+
+
+def test_every_problem_in_one_error(real, bad_inputs):
+    files = [real["s2"][40], real["s2"][41]] + list(bad_inputs.values())
+    with pytest.raises(InputError) as err:
+        inventory.build([str(f) for f in files])
+    msg = str(err.value)
+    for path in bad_inputs.values():
+        assert path.name in msg, path.name
+
+
+def test_missing_path_and_empty_folder_named(real, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError) as err:
+        inventory.build([str(real["s2"][40])], [str(tmp_path / "missing_folder"), str(tmp_path / "empty")])
+    msg = str(err.value)
+    assert "missing_folder: does not exist" in msg and "empty: folder contains no raster files" in msg
+
+
+def test_s1_no_overlap_named(real, tmp_path):
+    s1_far = craft(real["s1"][0], tmp_path / "S1_IW_GRDH_ASC_20180101T173236_VV_VH_dB.tif",
+                   transform=Affine(20, 0, 1e5, 0, -20, 1e6))
+    with pytest.raises(InputError, match=f"{s1_far.name}: does not overlap"):
+        inventory.build([str(real["s2"][40])], [str(s1_far)])
+
+
+def test_no_clear_observation(real):
+    cloudy = [i for i, m in enumerate(real["scl"]) if not np.isin(rasterio.open(m).read(1), (4, 5, 6)).any()][:3]
+    assert len(cloudy) >= 2
+    s2 = [str(real["s2"][i]) for i in cloudy]
+    scl = [str(real["scl"][i]) for i in cloudy]
+    with pytest.raises(InputError, match="no clear Sentinel-2 observation") as err:
+        inventory.build(s2, [], scl)
+    assert Path(s2[0]).name in str(err.value)
+    # the same images with one partly clear date added are fine
+    inv = inventory.build(s2 + [str(real["s2"][40])], [], scl + [str(real["scl"][40])])
+    assert len(inv.s2) == len(cloudy) + 1
+
+
+def test_target_modes_and_out_of_range(real):
+    inv = inventory.build([str(p) for p in real["s2"][30:40]], [], [str(p) for p in real["scl"][30:40]])
+    first, last = inv.s2[0].when.date(), inv.s2[-1].when.date()
+    assert inventory.check_target(inv, first + dt.timedelta(days=3))[0] == "gap-filling"
+    assert inventory.check_target(inv, last + dt.timedelta(days=20))[0] == "forecasting"
+    assert inventory.check_target(inv, first - dt.timedelta(days=20))[0] == "backcasting"
+    with pytest.raises(InputError, match="out of range"):
+        inventory.check_target(inv, last + dt.timedelta(days=400))
+    with pytest.raises(InputError, match="out of range"):
+        inventory.check_target(inv, dt.date(2010, 1, 1))

@@ -1,0 +1,143 @@
+"""Reading the real series onto the S2 10 m grid: S1 20 m resampling and reprojection, SCL masks, nodata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+from sentinel_densify.core import inventory
+from sentinel_densify.core.reader import SeriesReader, load_stack
+
+
+def craft(src: Path, dst: Path, data=None, **profile) -> Path:
+    """Write dst from a real raster (same profile, tags and descriptions unless overridden)."""
+    with rasterio.open(src) as ds:
+        prof, arr, descs, tags = ds.profile, ds.read(), ds.descriptions, ds.tags()
+    arr = arr if data is None else np.asarray(data)
+    prof.update(count=arr.shape[0], dtype=str(arr.dtype), **profile)
+    with rasterio.open(dst, "w", **prof) as out:
+        out.write(arr)
+        out.update_tags(**tags)
+        for i, d in enumerate(descs, 1):
+            out.set_band_description(i, d or "")
+    return dst
+
+
+def warp_copy(src: Path, dst: Path, crs: str) -> Path:
+    """A real S1 file warped to another CRS (nearest neighbour, so values stay real)."""
+    with rasterio.open(src) as ds:
+        transform, width, height = calculate_default_transform(ds.crs, crs, ds.width, ds.height, *ds.bounds)
+        out = np.full((ds.count, height, width), np.nan, "float32")
+        reproject(ds.read(), out, src_transform=ds.transform, src_crs=ds.crs, dst_transform=transform,
+                  dst_crs=crs, src_nodata=np.nan, dst_nodata=np.nan, resampling=Resampling.nearest)
+        return craft(src, dst, data=out, crs=crs, transform=transform, width=width, height=height)
+
+
+@pytest.fixture(scope="module")
+def files(uds_dir):
+    s2 = sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))
+    scl = sorted((uds_dir / "S2").glob("*_SCL_20m.tif"))
+    s1 = sorted((uds_dir / "S1").glob("*.tif"))
+    return s2, scl, s1
+
+
+def _inv(s2, s1=(), masks=()):
+    return inventory.build([str(p) for p in s2], [str(p) for p in s1], [str(p) for p in masks])
+
+
+def _blocks(a: np.ndarray) -> np.ndarray:
+    """Mean of each 2x2 block of (..., 2h, 2w)."""
+    return a.reshape(*a.shape[:-2], a.shape[-2] // 2, 2, a.shape[-1] // 2, 2).mean(axis=(-3, -1))
+
+
+def test_s1_20m_onto_10m_grid(files):
+    s2, _, s1 = files
+    inv = _inv(s2[40:41], s1[60:62])
+    with rasterio.open(s1[60]) as ds:
+        native = ds.read()
+    with SeriesReader(inv) as r:
+        on_grid = r.read_s1(inv.s1[0], inv.grid)
+    assert on_grid.shape == (2, 64, 64) and on_grid.dtype == np.float32
+    assert np.isfinite(on_grid).all()
+    assert native.min() - 0.5 <= on_grid.min() and on_grid.max() <= native.max() + 0.5
+    lin_native = np.power(10.0, native / 10.0)
+    lin_blocks = _blocks(np.power(10.0, on_grid / 10.0))
+    ratio = lin_blocks[:, 1:-1, 1:-1] / lin_native[:, 1:-1, 1:-1]  # interior blocks
+    assert np.median(np.abs(ratio - 1)) < 0.12
+    assert np.corrcoef(lin_blocks.ravel(), lin_native.ravel())[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:4326"])
+def test_s1_from_another_crs_lands_on_the_grid(files, tmp_path, crs):
+    s2, _, s1 = files
+    warped = warp_copy(s1[60], tmp_path / s1[60].name, crs)
+    with rasterio.open(warped) as ds:
+        assert ds.crs.to_string() == crs
+    inv_same = _inv(s2[40:41], s1[60:61])
+    inv_other = _inv(s2[40:41], [warped])
+    with SeriesReader(inv_same) as r:
+        same = r.read_s1(inv_same.s1[0], inv_same.grid)
+    with SeriesReader(inv_other) as r:
+        other = r.read_s1(inv_other.s1[0], inv_other.grid)
+    assert other.shape == (2, 64, 64)
+    inner = (slice(None), slice(4, -4), slice(4, -4))  # the warped footprint may clip the border
+    assert np.isfinite(other[inner]).mean() > 0.95
+    diff = np.abs(other - same)[inner]
+    assert np.nanmedian(diff) < 1.0  # dB
+    ok = np.isfinite(other[inner]) & np.isfinite(same[inner])
+    assert np.corrcoef(other[inner][ok], same[inner][ok])[0, 1] > 0.9
+
+
+def test_scl_20m_masks_s2_10m_by_blocks(files):
+    s2, scl, _ = files
+    with rasterio.open(scl[14]) as ds:  # 2017-11-02, partly cloudy
+        classes = ds.read(1)
+    clear20 = np.isin(classes, inventory.SCL_CLEAR)
+    assert 0.2 < clear20.mean() < 0.9
+    inv = _inv(s2[14:15], masks=scl[14:15])
+    with SeriesReader(inv) as r:
+        refl = r.read_s2(inv.s2[0], inv.grid)
+    assert refl.shape == (10, 64, 64)
+    expected = np.kron(clear20, np.ones((2, 2), bool))
+    np.testing.assert_array_equal(np.isfinite(refl).all(axis=0), expected)
+    assert (np.isnan(refl).all(axis=0) == ~expected).all()  # every band masked together
+    with rasterio.open(s2[14]) as ds:
+        dn = ds.read()
+    np.testing.assert_allclose(refl[:, expected], dn[:, expected] * 1e-4, rtol=1e-6)
+
+
+def test_nodata_kept_as_nan(files, tmp_path):
+    s2, _, s1 = files
+    with rasterio.open(s2[40]) as ds:
+        dn = ds.read()
+    dn[:, 10:20, 30:40] = 0  # the file's nodata value
+    holed = craft(s2[40], tmp_path / s2[40].name, data=dn)
+    with rasterio.open(s1[60]) as ds:
+        db = ds.read()
+    db[:, 0:5, 0:5] = np.nan
+    s1_holed = craft(s1[60], tmp_path / s1[60].name, data=db)
+    inv = _inv([holed], [s1_holed])
+    with SeriesReader(inv) as r:
+        refl = r.read_s2(inv.s2[0], inv.grid)
+        back = r.read_s1(inv.s1[0], inv.grid)
+    assert np.isnan(refl[:, 10:20, 30:40]).all()
+    assert np.isfinite(refl).all(axis=0).sum() == 64 * 64 - 100
+    assert np.isnan(back[:, 0:8, 0:8]).all()
+    assert np.isfinite(back[:, 16:, 16:]).all()
+
+
+def test_load_stack_of_a_subset(uds_subset):
+    stack = load_stack([str(p) for p in uds_subset["s2"]], [str(p) for p in uds_subset["s1"]],
+                       [str(p) for p in uds_subset["masks"]])
+    assert stack.s2.shape == (20, 10, 64, 64)
+    assert stack.s1.shape == (len(uds_subset["s1"]), 2, 64, 64)
+    assert np.all(np.diff(stack.s2_days) > 0) and np.all(np.diff(stack.s1_days) > 0)
+    clear = stack.valid.reshape(20, -1).mean(axis=1)
+    assert clear.min() < 0.5 < clear.max()  # cloudy and clear dates both present
+    refl = stack.s2[stack.valid[:, None].repeat(10, 1)]
+    assert 0 <= np.percentile(refl, 1) and np.percentile(refl, 99) < 1.0
+    assert -35 < np.nanmin(stack.s1) and np.nanmax(stack.s1) < 15
+    assert np.isfinite(stack.angles).all()

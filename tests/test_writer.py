@@ -1,0 +1,96 @@
+"""AtomicRaster: temp name then rename, nothing left on error, tags/descriptions/nodata, tiling, overviews."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from sentinel_densify.core.grid import Grid
+from sentinel_densify.core.writer import AtomicRaster, write_array
+
+
+@pytest.fixture(scope="module")
+def real_grid(uds_dir) -> Grid:
+    path = sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))[0]
+    with rasterio.open(path) as ds:
+        return Grid(ds.crs.to_wkt(), ds.transform, ds.width, ds.height)
+
+
+def _big(grid: Grid, size: int) -> Grid:
+    return Grid(grid.crs_wkt, grid.transform, size, size)
+
+
+def test_nothing_left_when_the_block_fails(real_grid, tmp_path):
+    target = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError, match="boom"):
+        with AtomicRaster(target, real_grid, 2) as out:
+            out.write(np.ones((2, 64, 64), "float32"))
+            assert out.tmp.exists() and out.tmp.name.startswith(".")
+            assert not target.exists()  # nothing at the final name while writing
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nothing_left_without_commit(real_grid, tmp_path):
+    with AtomicRaster(tmp_path / "out.tif", real_grid, 1) as out:
+        out.write(np.zeros((64, 64), "float32"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_commit_renames_with_metadata(real_grid, tmp_path):
+    target = tmp_path / "sub" / "out.tif"
+    data = np.arange(2 * 64 * 64, dtype="float32").reshape(2, 64, 64)
+    data[1, :4, :4] = np.nan
+    with AtomicRaster(target, real_grid, 2, descriptions=["B04", "B08"], tags={"TARGET_DATE": "2018-03-15"},
+                      band_tags=[{"UNIT": "dn"}, {"UNIT": "dn"}]) as out:
+        out.write(data[:, :32], 0, 0)
+        out.write(data[:, 32:], 32, 0)
+        assert out.commit() == target
+    assert [p.name for p in target.parent.iterdir()] == ["out.tif"]
+    with rasterio.open(target) as ds:
+        assert ds.descriptions == ("B04", "B08")
+        assert ds.tags()["TARGET_DATE"] == "2018-03-15" and ds.tags(1)["UNIT"] == "dn"
+        assert np.isnan(ds.nodata) and ds.dtypes == ("float32", "float32")
+        assert ds.crs == CRS.from_wkt(real_grid.crs_wkt) and ds.transform == real_grid.transform
+        back = ds.read()
+    np.testing.assert_array_equal(back, data)
+
+
+def test_large_raster_tiled_compressed_with_overviews(real_grid, tmp_path):
+    grid = _big(real_grid, 600)
+    yy, xx = np.mgrid[0:600, 0:600]
+    data = np.stack([np.sin(yy / 40.0) + np.cos(xx / 30.0), (yy + xx) / 1200.0]).astype("float32")
+    path = write_array(tmp_path / "big.tif", grid, data, descriptions=["a", "b"])
+    with rasterio.open(path) as ds:
+        assert ds.profile["tiled"] and ds.block_shapes[0] == (256, 256)
+        assert ds.compression is not None and ds.compression.value.lower() == "deflate"
+        assert ds.overviews(1) == [2, 4, 8] and ds.overviews(2) == [2, 4, 8]
+        np.testing.assert_array_equal(ds.read(), data)
+        ov = ds.read(1, out_shape=(300, 300))
+    np.testing.assert_allclose(ov, data[0].reshape(300, 2, 300, 2).mean(axis=(1, 3)), atol=1e-5)
+    assert path.stat().st_size < data.nbytes / 2  # compressed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]
+
+
+def test_replaces_an_existing_file_atomically(real_grid, tmp_path):
+    target = tmp_path / "out.tif"
+    write_array(target, real_grid, np.zeros((64, 64), "float32"))
+    with pytest.raises(ValueError):
+        with AtomicRaster(target, real_grid, 1) as out:
+            out.write(np.ones((64, 64), "float32"))
+            raise ValueError("cancelled half way")
+    with rasterio.open(target) as ds:
+        assert (ds.read(1) == 0).all()  # the previous output is intact
+    write_array(target, real_grid, np.ones((64, 64), "float32"))
+    with rasterio.open(target) as ds:
+        assert (ds.read(1) == 1).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_small_raster_is_striped_without_overviews(tmp_path):
+    grid = Grid(CRS.from_epsg(32631).to_wkt(), Affine(10, 0, 500000, 0, -10, 5600000), 100, 100)
+    path = write_array(tmp_path / "small.tif", grid, np.ones((100, 100), "uint16"), nodata=0)
+    with rasterio.open(path) as ds:
+        assert ds.overviews(1) == [] and ds.nodata == 0 and ds.dtypes[0] == "uint16"
