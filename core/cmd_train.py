@@ -1,0 +1,43 @@
+"""`densify train KIND ...`: train a model (temporal here; pix2pix, mtcgan, cnn in core/gan)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from .errors import InputError
+
+GAN_KINDS = ("pix2pix", "mtcgan", "cnn")
+
+
+def _gan_cli():
+    try:
+        return importlib.import_module(f"{__package__}.gan.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.gan.cli":
+            raise
+        return None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    from .temporal import train as temporal
+
+    temporal.configure(sub.add_parser("temporal", help="S1+S2 temporal cross-attention generator"))
+    gan = _gan_cli()
+    for kind in GAN_KINDS:
+        p = sub.add_parser(kind, help=f"{kind} single-date S1+S2 -> S2 model (core/gan)")
+        if gan is not None:
+            gan.configure(p, kind)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.kind == "temporal":
+        from .temporal import train as temporal
+
+        temporal.train(args)
+        return 0
+    gan = _gan_cli()
+    if gan is None:
+        raise InputError(f"training '{args.kind}' needs core/gan/cli.py, which this build lacks")
+    return int(gan.main(args, args.kind) or 0)

@@ -1,0 +1,93 @@
+"""Learned models exported to ONNX, run with ONNX Runtime over overlapping tiles ("onnx")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..model_contract import read_contract
+from ..stack import Stack
+from ..tiling import predict_tiled
+from . import Method, register
+
+SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "base_info")
+PER_SAMPLE = ("s2_dt", "s1_dt")
+
+
+def session_for(path: str | Path, device: str = "auto"):
+    """An onnxruntime session on CUDA when available and allowed by `device`, else on the CPU."""
+    import onnxruntime as ort
+
+    want_cuda = (device or "auto").lower() in ("auto", "gpu") or str(device).lower().startswith("cuda")
+    providers = ["CPUExecutionProvider"]
+    has_gpu = os.name == "nt" or Path("/dev/nvidiactl").exists()  # else the CUDA provider cannot load
+    if want_cuda and has_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # no warning when CUDA is listed but no GPU is present
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - a corrupt model or a failing provider
+        if providers[0] != "CPUExecutionProvider":
+            try:
+                return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001
+                pass
+        raise InputError(f"{Path(path).name}: ONNX Runtime cannot load this model ({exc})") from None
+
+
+class OnnxTemporalMethod(Method):
+    """The temporal S1+S2 generator (core/temporal) from an ONNX file and its contract."""
+
+    def __init__(self, path: str | Path, device: str = "auto", batch: int = 4):
+        self.path = Path(path)
+        self.contract = read_contract(self.path)
+        if self.contract.get("kind") != "temporal":
+            raise InputError(f"{self.path.name}: a '{self.contract.get('kind')}' model; the onnx method "
+                             "runs temporal models (S1+S2 series -> S2 at a date)")
+        self.session = session_for(self.path, device)
+        self.provider = self.session.get_providers()[0]
+        self.name = f"onnx:{self.path.stem}"
+        self.k2, self.k1 = int(self.contract["k2"]), int(self.contract["k1"])
+        self.tile = int(self.contract.get("tile", 64))
+        self.overlap = int(self.contract.get("overlap", 16))
+        self.halo = int(self.contract.get("halo", 8))
+        self.batch = batch
+        self.std_scale = float(self.contract.get("calibration", {}).get("std_scale", 1.0))
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def _run(self, tiles: dict[str, np.ndarray], common: dict[str, np.ndarray]) -> np.ndarray:
+        n = next(iter(tiles.values())).shape[0]
+        feed = dict(tiles)
+        for key, value in common.items():
+            feed[key] = np.ascontiguousarray(np.broadcast_to(value, (n,) + np.shape(value)), np.float32)
+        mean, logvar = self.session.run(["mean", "logvar"], {k: feed[k] for k in self.input_names})
+        return np.concatenate([mean, np.exp(0.5 * logvar)], axis=1)
+
+    def predict(self, stack: Stack, target_day: float) -> tuple[np.ndarray, np.ndarray]:
+        from ..temporal.dataset import model_inputs
+
+        x = model_inputs(stack, float(target_day), self.k2, self.k1)
+        common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
+        out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL},
+                            self.tile, self.overlap, self.batch)
+        nb = len(stack.bands)
+        return out[:nb].astype(np.float32), (out[nb:] * self.std_scale).astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"method": self.name, "provider": self.provider, "model": self.path.name,
+                "model_version": self.contract.get("version"), "std_scale": self.std_scale}
+
+
+@register("onnx")
+def _factory(path: str | Path | None = None, device: str = "auto") -> Method:
+    if path is None:
+        from . import default_model
+
+        path = default_model()
+        if path is None:
+            raise InputError("no ONNX model given and no models/default.onnx bundled")
+    return OnnxTemporalMethod(path, device)

@@ -1,0 +1,91 @@
+"""Model contracts: what an ONNX model expects and gives, stored in its metadata_props.
+
+The contract (band order, scaling, time encoding, tile size/overlap, inputs/outputs, version,
+training data, metrics...) is a dict; each top-level key is one metadata entry whose value is
+JSON. `read_contract` is the one loader of contracts in the project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+CONTRACT_VERSION = 1
+REQUIRED = ("kind", "inputs", "outputs")
+
+
+def write_contract(onnx_path_or_model: str | Path | Any, contract: dict) -> Any:
+    """Store `contract` in the model's metadata_props (JSON values).
+
+    Given a path, the file is rewritten atomically and the path returned; given an
+    onnx.ModelProto, it is updated in place and returned.
+    """
+    import onnx
+
+    contract = {"contract_version": CONTRACT_VERSION, **contract}
+    missing = [k for k in REQUIRED if k not in contract]
+    if missing:
+        raise ValueError(f"model contract lacks {', '.join(missing)}")
+    is_path = isinstance(onnx_path_or_model, str | Path)
+    model = onnx.load(str(onnx_path_or_model)) if is_path else onnx_path_or_model
+    keep = [p for p in model.metadata_props if p.key not in contract]
+    del model.metadata_props[:]
+    for p in keep:
+        model.metadata_props.add(key=p.key, value=p.value)
+    for key, value in contract.items():
+        model.metadata_props.add(key=str(key), value=json.dumps(value))
+    if not is_path:
+        return model
+    path = Path(onnx_path_or_model)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _decode(props: dict[str, str]) -> dict:
+    out = {}
+    for key, value in props.items():
+        try:
+            out[key] = json.loads(value)
+        except (TypeError, ValueError):
+            out[key] = value  # metadata written by other tools: keep the raw string
+    return out
+
+
+def read_contract(onnx_path: str | Path) -> dict:
+    """The contract stored in an ONNX model file; InputError if the file has none."""
+    path = Path(onnx_path)
+    if not path.exists():
+        raise InputError(f"model file {path} does not exist")
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        props = {p.key: p.value for p in model.metadata_props}
+    except ImportError:  # onnx not installed: onnxruntime can read metadata too
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"{path.name}: not a readable ONNX model ({exc})") from None
+        props = dict(sess.get_modelmeta().custom_metadata_map)
+    except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file
+        raise InputError(f"{path.name}: not a readable ONNX model ({exc})") from None
+    contract = _decode(props)
+    missing = [k for k in REQUIRED if k not in contract]
+    if missing:
+        raise InputError(f"{path.name}: no Sentinel Densify model contract in its metadata "
+                         f"(missing {', '.join(missing)})")
+    return contract

@@ -1,0 +1,201 @@
+"""Inputs of the temporal model from a Stack (numpy only), and the training sampler.
+
+`model_inputs` is shared by training and inference (the ONNX method), so both see the same
+K-nearest selection, linear baseline and time offsets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..dates import from_days
+from ..errors import InputError
+from ..stack import S2_BANDS, Stack
+
+SAME_DAY = 0.5  # as core/evaluate.py: acquisitions closer than this are the same date
+GAP_SCALE = 100.0  # days: scale of the distances fed in base_info
+MIN_USABLE = 0.02  # an S2 date joins the K nearest only if this fraction of the window is clear
+
+
+def load_series(data_dir: str | Path) -> Stack:
+    """The whole S1/S2 series of a folder with S2/ (L2A + SCL) and S1/ subfolders."""
+    from ..reader import load_stack
+
+    d = Path(data_dir)
+    s2 = sorted(glob.glob(str(d / "S2" / "*_L2A_10m.tif")))
+    scl = sorted(glob.glob(str(d / "S2" / "*_SCL_20m.tif")))
+    s1 = sorted(glob.glob(str(d / "S1" / "*.tif")))
+    if not s2:
+        raise InputError(f"{d}: no S2/*_L2A_10m.tif files (expected S2/ and S1/ subfolders)")
+    return load_stack(s2, s1, scl)
+
+
+def doy(day: float) -> float:
+    """Day of year (0-based, fractional) of a day since the epoch."""
+    t = from_days(float(day))
+    return float((t - dt.datetime(t.year, 1, 1, tzinfo=t.tzinfo)).total_seconds() / 86400.0)
+
+
+def linear_baseline(s2: np.ndarray, days: np.ndarray, target: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel linear interpolation between the clear observations around `target`.
+
+    Returns base (B, h, w) (NaN where no clear observation at all), and the days to the
+    previous / next clear observation (h, w) (inf where none). With only one side, the
+    nearest clear value is used (as the `linear` baseline of EVALUATION.md).
+    """
+    t2, nb, h, w = s2.shape
+    if t2 == 0:
+        nan = np.full((nb, h, w), np.nan, np.float32)
+        inf = np.full((h, w), np.inf, np.float32)
+        return nan, inf, inf
+    valid = np.isfinite(s2).all(axis=1)
+    idx = np.arange(t2)[:, None, None]
+    before = valid & (days[:, None, None] <= target)
+    after = valid & (days[:, None, None] > target)
+    ib = np.where(before, idx, -1).max(axis=0)
+    ia = np.where(after, idx, t2).min(axis=0)
+    hb, ha = ib >= 0, ia < t2
+    ibc, iac = np.clip(ib, 0, t2 - 1), np.clip(ia, 0, t2 - 1)
+    rows, cols = np.indices((h, w))
+    vb = s2[ibc, :, rows, cols].transpose(2, 0, 1)  # (B, h, w)
+    va = s2[iac, :, rows, cols].transpose(2, 0, 1)
+    db, da = days[ibc], days[iac]
+    span = np.where(da - db > 0, da - db, 1.0)
+    wa = np.clip((target - db) / span, 0.0, 1.0)
+    both = vb * (1 - wa) + va * wa
+    base = np.where(hb & ha, both, np.where(hb, vb, np.where(ha, va, np.nan)))
+    dprev = np.where(hb, target - db, np.inf).astype(np.float32)
+    dnext = np.where(ha, da - target, np.inf).astype(np.float32)
+    return base.astype(np.float32), dprev, dnext
+
+
+def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | None = None) -> np.ndarray:
+    """Indices (ascending in time) of the k usable dates nearest to target."""
+    cand = np.flatnonzero(usable) if usable is not None else np.arange(len(days))
+    if not cand.size:
+        return cand
+    order = cand[np.argsort(np.abs(days[cand] - target), kind="stable")][:k]
+    return np.sort(order)
+
+
+def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
+                 pad: bool = True) -> dict[str, np.ndarray]:
+    """Unbatched model inputs (see model.INPUTS) for one target date over the whole stack window.
+
+    S2 missing pixels get validity 0 (and value 0); with pad, the K axes are padded to k2/k1
+    with fully invalid observations.
+    """
+    if list(stack.bands) != S2_BANDS:
+        raise InputError(f"the temporal model needs the S2 bands {S2_BANDS}, got {list(stack.bands)}")
+    h, w = stack.shape
+    valid2 = stack.valid
+    usable = valid2.reshape(len(stack.s2_days), -1).mean(axis=1) >= MIN_USABLE if len(stack.s2_days) else None
+    i2 = nearest_dates(stack.s2_days, target_day, k2, usable)
+    v1 = np.isfinite(stack.s1).all(axis=1)
+    i1 = nearest_dates(stack.s1_days, target_day, k1,
+                       v1.reshape(len(stack.s1_days), -1).any(axis=1) if len(stack.s1_days) else None)
+    n2, n1 = (k2, k1) if pad else (max(1, i2.size), max(1, i1.size))
+    s2 = np.zeros((n2, len(S2_BANDS), h, w), np.float32)
+    s2v = np.zeros((n2, h, w), np.float32)
+    s2dt = np.zeros(n2, np.float32)
+    s2[:i2.size] = np.nan_to_num(stack.s2[i2], nan=0.0)
+    s2v[:i2.size] = valid2[i2]
+    s2dt[:i2.size] = stack.s2_days[i2] - target_day
+    s1 = np.zeros((n1, 2, h, w), np.float32)
+    s1v = np.zeros((n1, h, w), np.float32)
+    s1dt = np.zeros(n1, np.float32)
+    s1[:i1.size] = np.nan_to_num(stack.s1[i1], nan=0.0)
+    s1v[:i1.size] = v1[i1]
+    s1dt[:i1.size] = stack.s1_days[i1] - target_day
+    base, dprev, dnext = linear_baseline(stack.s2, stack.s2_days, target_day)
+    bvalid = np.isfinite(base).all(axis=0)
+    info = np.stack([bvalid.astype(np.float32),
+                     np.minimum(dprev, 3 * GAP_SCALE) / GAP_SCALE,
+                     np.minimum(dnext, 3 * GAP_SCALE) / GAP_SCALE]).astype(np.float32)
+    return {"s2": s2, "s2_valid": s2v, "s2_dt": s2dt, "s1": s1, "s1_valid": s1v, "s1_dt": s1dt,
+            "base": np.nan_to_num(base, nan=0.0), "base_info": info,
+            "target_doy": np.float32(doy(target_day))}
+
+
+def month_block(day: float) -> int:
+    t = from_days(float(day))
+    return t.year * 12 + t.month - 1
+
+
+def split_dates(stack: Stack, every: int = 4, offset: int = 3) -> np.ndarray:
+    """Bool (T2): True for S2 dates held out for validation: every `every`-th month counted from
+    the first month of the series (month index % every == offset)."""
+    m0 = month_block(stack.s2_days.min())
+    return np.array([(month_block(d) - m0) % every == offset for d in stack.s2_days])
+
+
+@dataclass
+class SamplerConfig:
+    crop: int = 32
+    k2: int = 8
+    k1: int = 8
+    min_target_clear: float = 0.5
+    p_gap: float = 0.5
+    max_gap: float = 60.0
+    p_forecast: float = 0.3
+    max_lead: float = 60.0
+    p_clouds: float = 0.5
+
+
+class Sampler:
+    """Random training samples from one series: hide the target (+ a gap or a forecast cut-off),
+    drop held-out dates from the inputs, borrow cloud masks, crop, flip and rotate."""
+
+    def __init__(self, stack: Stack, held_out: np.ndarray, cfg: SamplerConfig, seed: int):
+        self.stack, self.cfg = stack, cfg
+        self.rng = np.random.default_rng(seed)
+        clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
+        self.targets = np.flatnonzero((clear >= cfg.min_target_clear) & ~held_out)
+        self.keep = ~held_out
+        if not self.targets.size:
+            raise InputError("no training target date (S2 dates clear enough outside the held-out months)")
+
+    def sample(self) -> dict[str, np.ndarray]:
+        st, cfg, rng = self.stack, self.cfg, self.rng
+        t = int(rng.choice(self.targets))
+        day = float(st.s2_days[t])
+        keep2 = self.keep & (np.abs(st.s2_days - day) > SAME_DAY)
+        keep1 = np.ones(len(st.s1_days), bool)
+        u = rng.random()
+        if u < cfg.p_forecast:
+            cut = day - rng.uniform(5.0, cfg.max_lead) + SAME_DAY
+            keep2 &= st.s2_days <= cut
+            keep1 &= st.s1_days <= cut
+        elif u < cfg.p_forecast + cfg.p_gap:
+            keep2 &= np.abs(st.s2_days - day) > rng.uniform(0.0, cfg.max_gap) + SAME_DAY
+        h, w = st.shape
+        c = min(cfg.crop, h, w)
+        r0, c0 = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+        sub = Stack(st.s2[keep2][..., r0:r0 + c, c0:c0 + c].copy(), st.s2_days[keep2],
+                    st.s1[keep1][..., r0:r0 + c, c0:c0 + c], st.s1_days[keep1], st.bands)
+        if rng.random() < cfg.p_clouds and len(sub.s2_days):
+            donors = st.valid[:, r0:r0 + c, c0:c0 + c]
+            pick = rng.integers(0, len(donors), len(sub.s2_days))
+            hit = rng.random(len(sub.s2_days)) < 0.5
+            for i in np.flatnonzero(hit):
+                sub.s2[i][:, ~donors[pick[i]]] = np.nan
+        x = model_inputs(sub, day, cfg.k2, cfg.k1)
+        x["target"] = np.nan_to_num(st.s2[t][..., r0:r0 + c, c0:c0 + c], nan=0.0)
+        x["target_valid"] = st.valid[t][r0:r0 + c, c0:c0 + c].astype(np.float32)
+        k = int(rng.integers(0, 4))
+        flip = rng.random() < 0.5
+        for key, v in x.items():
+            if v.ndim >= 2 and v.shape[-2:] == (c, c):
+                v = np.rot90(v, k, axes=(-2, -1))
+                x[key] = np.ascontiguousarray(v[..., ::-1] if flip else v)
+        return x
+
+    def batch(self, n: int) -> dict[str, np.ndarray]:
+        items = [self.sample() for _ in range(n)]
+        return {k: np.stack([it[k] for it in items]) for k in items[0]}

@@ -1,0 +1,110 @@
+"""Export a temporal checkpoint to ONNX (opset 17, dynamic batch, K and tile size) with its contract."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from ..errors import InputError
+from ..model_contract import write_contract
+from ..stack import S2_BANDS
+
+OPSET = 17
+TILE, OVERLAP = 64, 16
+
+
+def contract_for(ckpt: dict) -> dict:
+    """The model contract of a temporal checkpoint (see core/model_contract.py)."""
+    from .dataset import GAP_SCALE, MIN_USABLE
+    from .model import INPUTS, N_TIME, OUTPUTS, PERIODS
+
+    cfg, met = ckpt["config"], ckpt.get("metrics", {})
+    return {
+        "kind": "temporal",
+        "name": "S1+S2 temporal cross-attention generator",
+        "version": 1,
+        "bands": list(S2_BANDS),
+        "s1_bands": ["VV", "VH"],
+        "scaling": {"s2": "surface reflectance (DN * 1e-4 + offset), normalised inside the model",
+                    "s1": "backscatter in dB, normalised inside the model",
+                    "outputs": "mean reflectance; logvar = log variance of reflectance"},
+        "time_encoding": {"dt": "observation day - target day (days)",
+                          "periods_days": list(PERIODS), "features": N_TIME,
+                          "doy": "day of year of the target (0-based), sin/cos over 365.25 d",
+                          "base_info": ["baseline valid", f"days to previous clear / {GAP_SCALE:g}",
+                                        f"days to next clear / {GAP_SCALE:g}"], "cap_days": 3 * GAP_SCALE},
+        "k2": int(cfg["k2"]), "k1": int(cfg["k1"]), "min_usable_fraction": MIN_USABLE,
+        "tile": TILE, "overlap": OVERLAP, "halo": 8,
+        "inputs": {
+            "s2": "(n, K2, 10, h, w) float32 reflectance, 0 where invalid",
+            "s2_valid": "(n, K2, h, w) float32 1 clear / 0 masked out of attention",
+            "s2_dt": "(n, K2) float32 days", "s1": "(n, K1, 2, h, w) float32 dB",
+            "s1_valid": "(n, K1, h, w) float32", "s1_dt": "(n, K1) float32 days",
+            "base": "(n, 10, h, w) float32 linear-interpolation baseline (0 where none)",
+            "base_info": "(n, 3, h, w) float32", "target_doy": "(n,) float32",
+            "order": list(INPUTS)},
+        "outputs": {"mean": "(n, 10, h, w) reflectance", "logvar": "(n, 10, h, w)", "order": list(OUTPUTS)},
+        "calibration": {"std_scale": float(met.get("temperature", 1.0)),
+                        "how": "std = exp(logvar / 2) * std_scale; std_scale fitted on held-out dates "
+                               "so that 68.3 % of |error| <= std"},
+        "architecture": cfg["model"] | {"type": "TemporalGenerator"},
+        "training": {"data": cfg.get("data"), "holdout": cfg.get("holdout"), "seed": cfg.get("seed"),
+                     "epochs": int(ckpt["epoch"]) + 1, "steps_per_epoch": cfg.get("steps"),
+                     "batch": cfg.get("batch"), "crop": cfg.get("crop"), "lr": cfg.get("lr"),
+                     "max_gap": cfg.get("max_gap"), "max_lead": cfg.get("max_lead")},
+        "metrics": {k: v for k, v in met.items() if isinstance(v, int | float)},
+    }
+
+
+def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return (torch.rand(n, k2, 10, size, size, generator=g) * 0.4,
+            (torch.rand(n, k2, size, size, generator=g) > 0.3).float(),
+            torch.linspace(-40, 40, k2).repeat(n, 1),
+            torch.randn(n, k1, 2, size, size, generator=g) * 3 - 12,
+            torch.ones(n, k1, size, size),
+            torch.linspace(-30, 30, k1).repeat(n, 1),
+            torch.rand(n, 10, size, size, generator=g) * 0.4,
+            torch.rand(n, 3, size, size, generator=g),
+            torch.full((n,), 180.0))
+
+
+def export_onnx(ckpt_path: str | Path, out: str | Path) -> Path:
+    """Write the checkpoint's model to `out` (.onnx, atomically) with its contract in the metadata."""
+    import torch
+
+    from ..training import load_checkpoint
+    from .model import INPUTS, OUTPUTS
+    from .train import build_model
+
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt["kind"] != "temporal":
+        raise InputError(f"{Path(ckpt_path).name}: a '{ckpt['kind']}' checkpoint, not 'temporal'")
+    model = build_model(ckpt["config"])
+    model.load_state_dict(ckpt["model_state"])
+    model.eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    axes = {"s2": {0: "n", 1: "k2", 3: "h", 4: "w"}, "s2_valid": {0: "n", 1: "k2", 2: "h", 3: "w"},
+            "s2_dt": {0: "n", 1: "k2"}, "s1": {0: "n", 1: "k1", 3: "h", 4: "w"},
+            "s1_valid": {0: "n", 1: "k1", 2: "h", 3: "w"}, "s1_dt": {0: "n", 1: "k1"},
+            "base": {0: "n", 2: "h", 3: "w"}, "base_info": {0: "n", 2: "h", 3: "w"},
+            "target_doy": {0: "n"}, "mean": {0: "n", 2: "h", 3: "w"}, "logvar": {0: "n", 2: "h", 3: "w"}}
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # return_attn is a constant False
+            torch.onnx.export(model, example_inputs(ckpt["config"]["k2"], ckpt["config"]["k1"]), tmp,
+                              input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_axes=axes,
+                              opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        write_contract(tmp, contract_for(ckpt))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

@@ -1,0 +1,183 @@
+"""S1+S2 temporal cross-attention generator (probabilistic), after Defonte et al. 2026.
+
+Per pixel, a query built from the target date (time encoding, day of year) and the linear
+baseline cross-attends over the K nearest S2 observations (10 bands + validity) and S1
+observations (VV, VH, VV-VH), each encoded by its own small convolutional encoder (spatial
+context) plus a sinusoidal encoding of its signed distance in days to the target and its day
+of year. Cloudy / missing pixels are masked out of the attention (a learned always-valid
+"null" token keeps the softmax defined when everything is masked). The head outputs per band
+a mean (residual over the baseline) and a log-variance; everything is in reflectance outside
+(normalisation happens inside, statistics are buffers), so the ONNX export is self-contained.
+
+torch is imported by whoever imports this module (never at core import time).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+N_S2 = 10
+N_S1 = 2
+PERIODS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
+YEAR = 365.25
+# input names and their axes, in the order forward() takes them (the ONNX signature)
+INPUTS = ("s2", "s2_valid", "s2_dt", "s1", "s1_valid", "s1_dt", "base", "base_info", "target_doy")
+OUTPUTS = ("mean", "logvar")
+
+
+def time_features(dt: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
+    """(..., F) sinusoidal features of signed day offsets `dt` and day of year `doy`."""
+    feats = []
+    for p in PERIODS:
+        a = dt * (2.0 * math.pi / p)
+        feats += [torch.sin(a), torch.cos(a)]
+    feats.append(torch.sign(dt) * torch.log1p(torch.abs(dt)) / 6.0)
+    a = doy * (2.0 * math.pi / YEAR)
+    feats += [torch.sin(a), torch.cos(a)]
+    return torch.stack(feats, dim=-1)
+
+
+N_TIME = 2 * len(PERIODS) + 3
+
+
+class ObsEncoder(nn.Module):
+    """3x3 convolutions (full, then depthwise) and a 1x1 mix over one observation
+    (channels + validity) -> d features with a 5x5 spatial context."""
+
+    def __init__(self, c_in: int, d: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(c_in, d, 3, padding=1), nn.GELU(),
+                                 nn.Conv2d(d, d, 3, padding=1, groups=d), nn.GELU(),
+                                 nn.Conv2d(d, d, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (n, K, c, h, w) -> (n, K, d, h, w)
+        n, k = x.shape[0], x.shape[1]
+        y = self.net(x.flatten(0, 1))
+        return y.unflatten(0, (n, k))
+
+
+class CrossAttention(nn.Module):
+    """Per-pixel multi-head attention of one query over K tokens, channels-first, with masks."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.h, self.dh = heads, d // heads
+        self.q = nn.Conv2d(d, d, 1)
+        self.k = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+        self.o = nn.Conv2d(d, d, 1)
+        self.null_k = nn.Parameter(torch.zeros(d))
+        self.null_v = nn.Parameter(torch.zeros(d))
+
+    def forward(self, query: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (n, d, h, w); tokens (n, K, d, h, w); valid (n, K, h, w) in {0, 1}.
+
+        Returns the attended features (n, d, h, w) and the weights (n, heads, K + 1, h, w),
+        the last slot being the null token.
+        """
+        t = tokens.permute(0, 1, 3, 4, 2)  # n K h w d
+        k = self.k(t)
+        v = self.v(t)
+        zero = torch.zeros_like(k[:, :1])  # shapes taken from data, so the ONNX graph stays dynamic
+        nk = zero + self.null_k
+        nv = zero + self.null_v
+        k = torch.cat([k, nk], dim=1).unflatten(-1, (self.h, self.dh))  # n K+1 h w H dh
+        v = torch.cat([v, nv], dim=1).unflatten(-1, (self.h, self.dh))
+        q = self.q(query).permute(0, 2, 3, 1).unflatten(-1, (self.h, self.dh))  # n h w H dh
+        scores = (k * q.unsqueeze(1)).sum(-1) / math.sqrt(self.dh)  # n K+1 h w H
+        ones = torch.ones_like(valid[:, :1])
+        keep = (torch.cat([valid, ones], dim=1).unsqueeze(-1) > 0.5).to(scores.dtype)
+        scores = scores * keep - (1.0 - keep) * 1e4  # masked keys get no weight
+        attn = torch.softmax(scores, dim=1)
+        out = (attn.unsqueeze(-1) * v).sum(1).flatten(-2)  # n h w d
+        return self.o(out.permute(0, 3, 1, 2)), attn.permute(0, 4, 1, 2, 3)
+
+
+class TemporalGenerator(nn.Module):
+    """The model; forward takes the INPUTS (reflectance, dB, days) and returns mean, logvar."""
+
+    def __init__(self, d: int = 32, heads: int = 2, layers: int = 2,
+                 s2_mean: list[float] | None = None, s2_std: list[float] | None = None,
+                 s1_mean: list[float] | None = None, s1_std: list[float] | None = None):
+        super().__init__()
+        self.config = {"d": d, "heads": heads, "layers": layers}
+        self.register_buffer("s2_mean", torch.tensor(s2_mean or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
+        self.register_buffer("s2_std", torch.tensor(s2_std or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
+        self.register_buffer("s1_mean", torch.tensor(s1_mean or [-12.0, -19.0, 7.0]).view(1, 1, 3, 1, 1))
+        self.register_buffer("s1_std", torch.tensor(s1_std or [3.0, 3.0, 3.0]).view(1, 1, 3, 1, 1))
+        self.enc_s2 = ObsEncoder(N_S2 + 1, d)
+        self.enc_s1 = ObsEncoder(3 + 1, d)
+        self.time_s2 = nn.Linear(N_TIME, d)
+        self.time_s1 = nn.Linear(N_TIME, d)
+        # query: baseline (10) + its validity and distances to the clear obs before/after (3) + time
+        self.enc_q = nn.Sequential(nn.Conv2d(N_S2 + 3, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 1))
+        self.time_q = nn.Linear(N_TIME, d)
+        self.attn = nn.ModuleList([CrossAttention(d, heads) for _ in range(layers)])
+        self.mlp = nn.ModuleList([nn.Sequential(nn.Conv2d(d, 2 * d, 1), nn.GELU(), nn.Conv2d(2 * d, d, 1))
+                                  for _ in range(layers)])
+        self.head = nn.Sequential(nn.Conv2d(d, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, 2 * N_S2, 1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, s2: torch.Tensor, s2_valid: torch.Tensor, s2_dt: torch.Tensor,
+                s1: torch.Tensor, s1_valid: torch.Tensor, s1_dt: torch.Tensor,
+                base: torch.Tensor, base_info: torch.Tensor, target_doy: torch.Tensor,
+                return_attn: bool = False):
+        """s2 (n,K2,10,h,w) reflectance (any value where invalid), s2_valid (n,K2,h,w) 0/1,
+        s2_dt (n,K2) obs day - target day; s1 (n,K1,2,h,w) dB, s1_valid, s1_dt likewise;
+        base (n,10,h,w) linear baseline reflectance; base_info (n,3,h,w): baseline valid (0/1),
+        days to the previous and next clear observation / 100 (capped); target_doy (n,).
+
+        Returns mean (n,10,h,w) reflectance and logvar (n,10,h,w) of the reflectance, and with
+        return_attn the attention weights of each layer (n, heads, K2+K1+1, h, w).
+        """
+        s2v = s2_valid.unsqueeze(2)
+        x2 = torch.where(s2v > 0.5, (s2 - self.s2_mean) / self.s2_std, torch.zeros_like(s2))
+        x2 = torch.cat([x2, s2v], dim=2)
+        vv, vh = s1[:, :, 0:1], s1[:, :, 1:2]
+        s1v = s1_valid.unsqueeze(2)
+        x1 = (torch.cat([vv, vh, vv - vh], dim=2) - self.s1_mean) / self.s1_std
+        x1 = torch.where(s1v > 0.5, x1, torch.zeros_like(x1))
+        x1 = torch.cat([x1, s1v], dim=2)
+        doy = target_doy.view(-1, 1)
+        t2 = self.time_s2(time_features(s2_dt, doy + s2_dt))  # n K2 d
+        t1 = self.time_s1(time_features(s1_dt, doy + s1_dt))
+        tok2 = self.enc_s2(x2) + t2.unsqueeze(-1).unsqueeze(-1)
+        tok1 = self.enc_s1(x1) + t1.unsqueeze(-1).unsqueeze(-1)
+        tokens = torch.cat([tok2, tok1], dim=1)
+        valid = torch.cat([s2_valid, s1_valid], dim=1)
+
+        bm, bs = self.s2_mean[:, 0], self.s2_std[:, 0]
+        bvalid = base_info[:, 0:1]
+        bn = torch.where(bvalid > 0.5, (base - bm) / bs, torch.zeros_like(base))
+        tq = self.time_q(time_features(torch.zeros_like(target_doy), target_doy))  # n d
+        q = self.enc_q(torch.cat([bn, base_info], dim=1)) + tq.unsqueeze(-1).unsqueeze(-1)
+        maps = []
+        for attn, mlp in zip(self.attn, self.mlp, strict=True):
+            a, w = attn(q, tokens, valid)
+            q = q + a
+            q = q + mlp(q)
+            maps.append(w)
+        out = self.head(q)
+        mean_n = bn + out[:, :N_S2]
+        logvar_n = torch.clamp(out[:, N_S2:], -9.0, 4.0)
+        mean = mean_n * bs + bm
+        logvar = logvar_n + 2.0 * torch.log(bs)
+        if return_attn:
+            return mean, logvar, maps
+        return mean, logvar
+
+
+def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                 scale: torch.Tensor) -> torch.Tensor:
+    """Mean Gaussian NLL over valid pixels, in per-band normalised units (scale: (1,B,1,1) std)."""
+    target = torch.where(valid.unsqueeze(1), target, mean.detach())
+    z = (target - mean) / scale
+    lv = logvar - 2.0 * torch.log(scale)
+    nll = 0.5 * (lv + z * z * torch.exp(-lv))
+    m = valid.unsqueeze(1).to(nll.dtype)
+    return (nll * m).sum() / (m.sum() * nll.shape[1]).clamp_min(1.0)

@@ -1,0 +1,80 @@
+"""Run a model over overlapping tiles with smooth (Hann-like) blending, so there are no seams."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .progress import Feedback
+
+
+def _starts(size: int, tile: int, step: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, step))
+    starts.append(size - tile)
+    return sorted(set(starts))
+
+
+def _ramp(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
+    wts = np.ones(n, np.float64)
+    k = min(overlap, n // 2)
+    if k > 0:
+        r = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+        if start:
+            wts[:k] = r
+        if end:
+            wts[n - k:] = r[::-1]
+    return np.maximum(wts, 1e-3)
+
+
+def blend_window(h: int, w: int, overlap: int, edges: tuple[bool, bool, bool, bool] = (True,) * 4
+                 ) -> np.ndarray:
+    """(h, w) weights: 1 inside, a raised-cosine ramp over `overlap` pixels at the edges
+    flagged in `edges` (top, bottom, left, right); image borders get no ramp."""
+    top, bottom, left, right = edges
+    return np.outer(_ramp(h, overlap, top, bottom), _ramp(w, overlap, left, right))
+
+
+def predict_tiled(fn: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray],
+                  tile: int, overlap: int, batch: int = 1,
+                  feedback: Feedback | None = None) -> np.ndarray:
+    """Apply `fn` to overlapping tiles of `inputs` and blend the results.
+
+    inputs: arrays sharing their last two (spatial) axes H, W; each tile of each array is cut
+    on those axes and tiles are stacked on a new leading batch axis (so an input (..., H, W)
+    reaches fn as (n, ..., tile, tile)). fn returns (n, ..., tile, tile); the result is
+    (..., H, W), each pixel the weighted mean of the tiles covering it (raised-cosine weights
+    falling towards tile edges, except at the image border).
+    """
+    if not inputs:
+        raise ValueError("predict_tiled needs at least one input")
+    shapes = {k: v.shape[-2:] for k, v in inputs.items()}
+    H, W = next(iter(shapes.values()))
+    if any(s != (H, W) for s in shapes.values()):
+        raise ValueError(f"inputs differ in spatial shape: {shapes}")
+    th, tw = min(tile, H), min(tile, W)
+    overlap = max(0, min(overlap, min(th, tw) // 2))
+    rows = _starts(H, th, max(1, th - overlap))
+    cols = _starts(W, tw, max(1, tw - overlap))
+    boxes = [(r, c) for r in rows for c in cols]
+    out = None
+    weight = np.zeros((H, W), np.float64)
+    batch = max(1, int(batch))
+    for i in range(0, len(boxes), batch):
+        if feedback is not None:
+            feedback.check()
+            feedback.report(100.0 * i / len(boxes), f"tile {i + 1}/{len(boxes)}")
+        group = boxes[i:i + batch]
+        chunk = {k: np.stack([v[..., r:r + th, c:c + tw] for r, c in group]) for k, v in inputs.items()}
+        pred = np.asarray(fn(chunk))
+        if out is None:
+            out = np.zeros(pred.shape[1:-2] + (H, W), np.float64)
+        for j, (r, c) in enumerate(group):
+            wts = blend_window(th, tw, overlap, (r > 0, r + th < H, c > 0, c + tw < W))
+            out[..., r:r + th, c:c + tw] += pred[j] * wts
+            weight[r:r + th, c:c + tw] += wts
+    if feedback is not None:
+        feedback.report(100.0, "tiles done")
+    return (out / weight).astype(np.float32)

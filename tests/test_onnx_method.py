@@ -1,0 +1,122 @@
+"""ONNX export of the temporal model, its contract, tiling, and the "onnx" method on real data."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from sentinel_densify.core.errors import InputError  # noqa: E402
+from sentinel_densify.core.methods import create  # noqa: E402
+from sentinel_densify.core.model_contract import read_contract, write_contract  # noqa: E402
+from sentinel_densify.core.temporal import dataset as D  # noqa: E402
+from sentinel_densify.core.temporal import train as TR  # noqa: E402
+from sentinel_densify.core.temporal.export import export_onnx  # noqa: E402
+from sentinel_densify.core.tiling import predict_tiled  # noqa: E402
+from sentinel_densify.core.training import load_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def series(uds_dir):
+    return D.load_series(uds_dir)
+
+
+@pytest.fixture(scope="module")
+def trained(uds_dir, tmp_path_factory):
+    """A tiny model trained for a few steps on the real series, and its ONNX export."""
+    out = tmp_path_factory.mktemp("onnx")
+    parser = argparse.ArgumentParser()
+    TR.configure(parser)
+    TR.train(parser.parse_args(["--data", str(uds_dir), "--out", str(out), "--no-progress", "--epochs", "1",
+                                "--steps", "3", "--batch", "2", "--crop", "16", "--width", "8", "--heads", "2",
+                                "--layers", "1", "--k2", "4", "--k1", "3", "--seed", "1"]))
+    return out / "last.pt", export_onnx(out / "last.pt", out / "model.onnx")
+
+
+def _inputs(series, day: float, k2: int, k1: int, size: int):
+    sub = series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(5, 5 + size), slice(9, 9 + size))
+    return sub, D.model_inputs(sub, day, k2, k1)
+
+
+def test_onnx_matches_torch(trained, series):
+    ckpt_path, onnx_path = trained
+    ckpt = load_checkpoint(ckpt_path)
+    model = TR.build_model(ckpt["config"])
+    model.load_state_dict(ckpt["model_state"])
+    model.eval()
+    for i in range(model.head[-1].weight.shape[0]):  # exported weights: not just the zero-initialised head
+        assert ckpt["model_state"]["head.2.weight"][i].abs().sum() > 0
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    # other K and tile size than the export example: the axes are dynamic
+    for k2, k1, size in [(4, 3, 40), (6, 2, 23)]:
+        _, x = _inputs(series, float(series.s2_days[75]), k2, k1, size)
+        batch = {k: np.stack([v, v]) for k, v in x.items()}
+        batch["s2_valid"][1, 0] = 0.0
+        with torch.no_grad():
+            ref = model(*TR.to_tensors(batch, "cpu"))
+        got = sess.run(["mean", "logvar"], {i.name: batch[i.name] for i in sess.get_inputs()})
+        for a, b in zip(got, ref, strict=True):
+            assert a.shape == tuple(b.shape)
+            np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=0)
+
+
+def test_contract_roundtrip(trained, tmp_path):
+    _, onnx_path = trained
+    c = read_contract(onnx_path)
+    assert c["kind"] == "temporal" and c["k2"] == 4 and c["k1"] == 3
+    assert c["bands"][0] == "B02" and c["inputs"]["order"][0] == "s2" and c["tile"] > c["overlap"] > 0
+    assert c["training"]["holdout"]["months"] and "std_scale" in c["calibration"]
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    with pytest.raises(InputError, match="bare.onnx"):
+        read_contract(bare)
+    write_contract(bare, {"kind": "x", "inputs": {}, "outputs": {}, "note": [1, 2]})
+    assert read_contract(bare)["note"] == [1, 2]
+    with pytest.raises(InputError, match="bare.onnx"):
+        create(str(bare), "cpu")  # a contract, but not a temporal model
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"junk")
+    with pytest.raises(InputError, match="junk.onnx"):
+        read_contract(junk)
+
+
+def test_onnx_method_on_real_crop(trained, series):
+    _, onnx_path = trained
+    method = create(str(onnx_path), "cpu")
+    assert method.provider == "CPUExecutionProvider"
+    method.tile, method.overlap = 32, 8  # several tiles with overlap on this crop
+    day = float(series.s2_days[80])
+    sub, x = _inputs(series, day, 4, 3, 48)
+    mean, std = method.predict(sub, day)
+    assert mean.shape == std.shape == (10, 48, 48) and mean.dtype == np.float32
+    assert np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()
+    whole = create(str(onnx_path), "cpu")
+    whole.tile = 64  # one tile: exactly the model on the crop
+    m1, s1 = whole.predict(sub, day)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    ref = sess.run(["mean", "logvar"], {i.name: np.asarray(x[i.name])[None] for i in sess.get_inputs()})
+    np.testing.assert_allclose(m1, ref[0][0], atol=1e-6)
+    np.testing.assert_allclose(s1, np.exp(0.5 * ref[1][0]) * whole.std_scale, rtol=1e-5)
+    assert np.abs(mean - m1).mean() < 0.01  # tiles blend into nearly the one-tile answer
+
+
+def test_predict_tiled_blends_without_seams():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 70, 53)).astype(np.float32)
+    same = predict_tiled(lambda t: t["x"] * 2, {"x": x}, tile=32, overlap=8, batch=3)
+    np.testing.assert_allclose(same, 2 * x, rtol=1e-6)
+    # each tile adds its own offset: blending must turn tile steps into smooth ramps
+    counter = iter(range(1000))
+    smooth = predict_tiled(lambda t: np.stack([np.full(t["x"].shape[1:], float(next(counter)))
+                                               for _ in t["x"]]), {"x": x}, tile=32, overlap=12, batch=1)
+    hard = predict_tiled(lambda t: np.stack([np.full(t["x"].shape[1:], float(next(counter)))
+                                             for _ in t["x"]]), {"x": x}, tile=32, overlap=0, batch=1)
+    assert np.abs(np.diff(smooth, axis=-1)).max() < 0.5 * np.abs(np.diff(hard, axis=-1)).max()

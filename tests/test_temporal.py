@@ -1,0 +1,118 @@
+"""The temporal S1+S2 cross-attention generator: inputs, masking, training, resume (real series)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sentinel_densify.core.temporal import dataset as D  # noqa: E402
+from sentinel_densify.core.temporal import train as TR  # noqa: E402
+from sentinel_densify.core.temporal.model import TemporalGenerator, gaussian_nll  # noqa: E402
+from sentinel_densify.core.training import load_checkpoint, seed_everything  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def series(uds_dir):
+    return D.load_series(uds_dir)
+
+
+def _args(uds_dir, out, **kw) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    TR.configure(parser)
+    argv = ["--data", str(uds_dir), "--out", str(out), "--no-progress", "--width", "8", "--heads", "1",
+            "--layers", "1", "--k2", "4", "--k1", "4", "--crop", "16", "--batch", "4"]
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return parser.parse_args(argv)
+
+
+def test_linear_baseline_matches_per_pixel_interpolation(series):
+    st = series.crop(slice(10, 14), slice(20, 23))
+    day = float(st.s2_days[60]) + 0.3
+    base, dprev, dnext = D.linear_baseline(st.s2, st.s2_days, day)
+    for r in range(4):
+        for c in range(3):
+            ok = np.isfinite(st.s2[:, :, r, c]).all(axis=1)
+            d, v = st.s2_days[ok], st.s2[ok, :, r, c]
+            expect = np.array([np.interp(day, d, v[:, b]) for b in range(v.shape[1])])
+            np.testing.assert_allclose(base[:, r, c], expect, rtol=1e-5, atol=1e-6)
+            assert dprev[r, c] == pytest.approx(day - d[d <= day].max(), abs=1e-3)
+            assert dnext[r, c] == pytest.approx(d[d > day].min() - day, abs=1e-3)
+
+
+def test_model_inputs_pick_nearest_and_pad(series):
+    day = float(series.s2_days[50])
+    sub = series.select_s2(np.abs(series.s2_days - day) > 0.5)
+    x = D.model_inputs(sub, day, 8, 8)
+    assert x["s2"].shape == (8, 10, 64, 64) and x["s1"].shape == (8, 2, 64, 64)
+    assert np.all(x["s2_dt"] != 0) and np.all(np.diff(x["s2_dt"]) > 0)
+    assert np.isfinite(x["base"]).all() and set(np.unique(x["s2_valid"])) <= {0.0, 1.0}
+    few = sub.select_s2(np.arange(len(sub.s2_days)) < 2)
+    y = D.model_inputs(few.select_s1(np.arange(len(few.s1_days)) < 1), day, 8, 8)
+    assert y["s2_valid"][2:].sum() == 0 and y["s1_valid"][1:].sum() == 0  # padded, masked out
+
+
+def test_held_out_month_blocks(series):
+    held = D.split_dates(series)
+    months = {D.month_block(d) for d in series.s2_days[held]}
+    m0 = D.month_block(series.s2_days.min())
+    assert held.any() and (~held).any() and all((m - m0) % 4 == 3 for m in months)
+    sampler = D.Sampler(series, held, D.SamplerConfig(crop=16), seed=0)
+    assert not held[sampler.targets].any()
+
+
+def test_masked_observations_are_ignored(series):
+    """Cloudy pixels are masked out of attention: their values cannot change the output."""
+    seed_everything(0)
+    model = TemporalGenerator(d=16, heads=2, layers=2).eval()
+    for p in model.head[-1].parameters():  # give the zero-initialised head an output
+        torch.nn.init.normal_(p, std=0.1)
+    day = float(series.s2_days[70])
+    x = D.model_inputs(series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(0, 24), slice(0, 24)),
+                       day, 6, 6)
+    x["s2_valid"][2] = 0.0
+    t = TR.to_tensors({k: v[None] for k, v in x.items()}, "cpu")
+    with torch.no_grad():
+        mean, logvar, maps = model(*t, return_attn=True)
+        t[0][:, 2] = 5.0  # garbage in the masked observation
+        mean2, _ = model(*t)
+    assert maps[0].shape == (1, 2, 6 + 6 + 1, 24, 24)
+    assert float(maps[0][:, :, 2].max()) < 1e-6
+    np.testing.assert_allclose(maps[0].sum(2).numpy(), 1.0, atol=1e-5)
+    torch.testing.assert_close(mean, mean2)
+    assert float(maps[0][:, :, 0].max()) > 1e-3  # valid observations do get weight
+
+
+def test_training_reduces_loss_and_resumes(uds_dir, series, tmp_path):
+    out = tmp_path / "run"
+    args = _args(uds_dir, out, epochs=1, steps=24, lr=0.002, seed=3, width=32, heads=2)
+    TR.train(args)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 0 and ckpt["kind"] == "temporal" and "psnr_gap0" in ckpt["metrics"]
+    assert ckpt["config"]["holdout"]["months"]
+
+    held = D.split_dates(series)
+    batch = D.Sampler(series, held, D.SamplerConfig(crop=16, k2=4, k1=4), seed=99).batch(16)
+    target = torch.as_tensor(batch["target"])
+    valid = torch.as_tensor(batch["target_valid"]) > 0.5
+
+    def nll(model) -> float:
+        with torch.no_grad():
+            mean, logvar = model.eval()(*TR.to_tensors(batch, "cpu"))
+            return float(gaussian_nll(mean, logvar, target, valid, model.s2_std[:, 0]))
+
+    untrained = TR.build_model(ckpt["config"])
+    trained = TR.build_model(ckpt["config"])
+    trained.load_state_dict(ckpt["model_state"])
+    assert nll(trained) < nll(untrained) - 0.02
+
+    TR.train(_args(uds_dir, out, epochs=2, steps=2, seed=3, width=32, heads=2, resume=True))
+    again = load_checkpoint(out / "last.pt")
+    assert again["epoch"] == 1
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and '"epoch": 1' in rows[1]
+    assert not all(torch.equal(again["model_state"][k], ckpt["model_state"][k]) for k in ckpt["model_state"])
