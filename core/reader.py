@@ -32,6 +32,20 @@ def _aligned_window(src: Grid, dst: Grid) -> Window | None:
     return Window(int(round(col)), int(round(row)), dst.width, dst.height)
 
 
+def _subdivision(src: Grid, dst: Grid) -> tuple[int, int, int] | None:
+    """(k, col, row) when each src pixel holds exactly k x k dst pixels (same CRS, aligned): dst pixel
+    (0, 0) is then fine pixel (col, row) counted from the src origin in dst pixels."""
+    if src.crs_wkt != dst.crs_wkt:
+        return None
+    st, dt_ = src.transform, dst.transform
+    k = st.a / dt_.a
+    col, row = (dt_.c - st.c) / dt_.a, (dt_.f - st.f) / dt_.e
+    if not (np.isclose(k, round(k)) and round(k) >= 1 and np.isclose(st.e / dt_.e, k)
+            and np.isclose(col, round(col), atol=1e-3) and np.isclose(row, round(row), atol=1e-3)):
+        return None
+    return int(round(k)), int(round(col)), int(round(row))
+
+
 class SeriesReader(AbstractContextManager):
     """Keeps the series' files open while windows are read."""
 
@@ -74,6 +88,18 @@ class SeriesReader(AbstractContextManager):
                 if linear_from_db:
                     data = np.power(10.0, data / 10.0, dtype="float32")
                 out[:, r0 - win.row_off:r1 - win.row_off, c0 - win.col_off:c1 - win.col_off] = data
+            return out
+        sub = _subdivision(info.grid, dst) if resampling == Resampling.nearest else None
+        if sub is not None:  # e.g. a 20 m mask on a 10 m grid: repeat pixels, no warping needed
+            k, col, row = sub
+            rows, cols = (row + np.arange(dst.height)) // k, (col + np.arange(dst.width)) // k
+            rin, cin = (rows >= 0) & (rows < ds.height), (cols >= 0) & (cols < ds.width)
+            if rin.any() and cin.any():
+                r0, r1, c0, c1 = rows[rin].min(), rows[rin].max() + 1, cols[cin].min(), cols[cin].max() + 1
+                data = ds.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype("float32")
+                data = self._nodata_to_nan(ds, data)
+                out[np.ix_(np.arange(len(indexes)), np.flatnonzero(rin), np.flatnonzero(cin))] = \
+                    data[np.ix_(np.arange(len(indexes)), rows[rin] - r0, cols[cin] - c0)]
             return out
         left, bottom, right, top = dst.bounds
         if info.grid.crs_wkt != dst.crs_wkt:
