@@ -8,7 +8,7 @@ export QT_QPA_PLATFORM ?= offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install apt venv test lint demo bench package deploy clean
+.PHONY: install apt venv test lint demo eval bench package deploy clean
 
 install: apt venv ## apt packages, .venv with system site packages, pinned pip requirements, `densify`
 	@echo "installed: $(VENV)/bin/densify"
@@ -35,6 +35,10 @@ lint:
 demo: ## the main job on the shared data (or a synthetic scene), outputs and a quick-look in demo_out/
 	$(VENV)/bin/densify demo --out demo_out
 
+DATA := ../shared/data/worldcereal-31UDS-2017
+eval: ## the evaluation protocol (EVALUATION.md) on the real series; report in eval_out/
+	$(VENV)/bin/densify evaluate --s2 $(DATA)/S2 --s1 $(DATA)/S1 --methods linear,nearest,persistence --out eval_out
+
 bench: ## throughput and peak memory of `densify run` on growing synthetic scenes
 	$(PY) bench/bench.py
 
@@ -46,4 +50,4 @@ deploy: ## link the checkout into the default QGIS profile
 	ln -sfn $(CURDIR) $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins/sentinel_densify
 
 clean:
-	rm -rf $(VENV) dist demo_out .pytest_cache
+	rm -rf $(VENV) dist demo_out eval_out .pytest_cache
