@@ -46,11 +46,19 @@ def write_contract(onnx_path_or_model: str | Path | Any, contract: dict) -> Any:
     os.close(fd)
     try:
         onnx.save(model, tmp)
+        os.chmod(tmp, _umask_mode())  # mkstemp's file is private (0600); a model is not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask_mode() -> int:
+    """Permission bits a new file gets under the process umask (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _decode(props: dict[str, str]) -> dict:

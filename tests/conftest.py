@@ -72,6 +72,47 @@ def qgis_app():
     yield app
 
 
+_PROVIDERS: list = []  # the densify Processing providers registered for the tests, kept referenced
+
+
+def _register_densify_provider():
+    """The registry's densify provider, added if absent; a Python reference is kept (a provider
+    added without one loses its algorithms when the wrapper is collected)."""
+    from qgis.core import QgsApplication
+    from sentinel_densify.plugin.processing.provider import DensifyProvider
+
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("densify")
+    if provider is None:
+        provider = DensifyProvider()
+        assert registry.addProvider(provider)
+    _PROVIDERS.append(provider)
+    return provider
+
+
+@pytest.fixture(scope="session")
+def densify_provider(qgis_app):
+    """The plugin's Processing provider, registered once for the whole session and kept alive.
+
+    A test that unloads the plugin (tests/test_plugin.py) deletes it; it is then registered
+    again after that test, so later tests find `densify:*` algorithms in the registry (look the
+    provider up with `registry.providerById("densify")` rather than keeping the object)."""
+    return _register_densify_provider()
+
+
+@pytest.fixture(autouse=True)
+def _densify_provider_stays_registered():
+    """After each test: if the session provider was removed (and so deleted), register it again."""
+    yield
+    if not _PROVIDERS:
+        return
+    from qgis.core import QgsApplication
+    from qgis.PyQt import sip
+
+    if sip.isdeleted(_PROVIDERS[-1]) or QgsApplication.processingRegistry().providerById("densify") is None:
+        _register_densify_provider()
+
+
 @pytest.fixture(scope="session")
 def uds_subset(uds_dir) -> dict[str, list[Path]]:
     """A fast slice of the real 31UDS series: 20 S2 dates (2018-01 to 2018-04) with their SCL masks,

@@ -12,14 +12,11 @@ ALG = "densify:synthesize"
 
 
 @pytest.fixture(scope="module")
-def provider(qgis_app):
+def provider(densify_provider):
+    """The registered densify provider (the session one, or its re-registration after a plugin unload)."""
     from qgis.core import QgsApplication
-    from sentinel_densify.plugin.processing.provider import DensifyProvider
 
-    registry = QgsApplication.processingRegistry()
-    if registry.providerById("densify") is None:
-        assert registry.addProvider(DensifyProvider())
-    return registry.providerById("densify")
+    return QgsApplication.processingRegistry().providerById("densify")
 
 
 @pytest.fixture()

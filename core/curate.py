@@ -1,0 +1,401 @@
+"""Curation of S1/S2 training triplets in the SEN12MS-CR layout (Ledermann 2026, section 2.2).
+
+A dataset folder holds `s1/`, `s2_cloudy/` and `s2_cloudfree/` with the same file name in each.
+Each triplet is checked in two stages after the basic checks (present, readable, shape,
+not all nodata):
+
+1. SAR: rejected when the standard deviation of the backscatter is below 1e-4 or its maximum
+   below 1e-3. The seed does not state the units; SEN12MS-CR stores dB (about -30..0), where a
+   "max < 1e-3" test would reject every sample, so — as in the usual SEN12MS(-CR) loaders — the
+   dB values are clipped to [-25, 0] and scaled to [0, 1] before the test. A patch whose max is
+   below 1e-3 then has no backscatter above -24.975 dB (dead), one with std below 1e-4 is flat.
+2. Optical: rejected when the mean of the R, G, B standard deviations of the cloud-free target,
+   in 8-bit display units, is below a season-aware threshold (10 summer, 3 winter). Display
+   units: reflectance stretched linearly from [0, `display_max`=0.3] to [0, 255] and clipped
+   (a true-colour stretch; the seed's own scaling is not given). The cloudy input is expected
+   to be flat under opaque cloud, so only the target is tested.
+
+Season: from the SEN12MS season in the file name (ROIs2017_winter_...: the dataset's seasons are
+calendar quarters, Dec-Feb = winter), else the acquisition date (tags, then file name), as
+meteorological seasons flipped in the southern hemisphere (latitude from the raster location).
+Spring and autumn use the summer (strict) threshold; an unknown season too.
+
+Sources are only read. The output folder receives report.csv, summary.json, summary.md and
+kept.txt, and with `link=True` a SEN12MS-CR folder of symbolic links to the kept triplets.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .dates import date_from_metadata, date_from_name
+from .errors import InputError
+from .progress import Feedback
+from .stack import S2_BANDS
+
+FOLDERS = ("s1", "s2_cloudy", "s2_cloudfree")
+SEN12MS_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+RGB = ("B04", "B03", "B02")
+RASTER_SUFFIXES = (".tif", ".tiff")
+SAR_DB_RANGE = (-25.0, 0.0)
+REASONS = ("missing", "unreadable", "shape", "nodata", "sar_flat", "sar_dead", "optical_flat")
+SEASONS = ("winter", "spring", "summer", "autumn", "unknown")
+# SEN12MS(-CR) ROI seasons are calendar quarters (northern-hemisphere names): a month in each
+_NAME_SEASON_MONTH = {"winter": 1, "spring": 4, "summer": 7, "fall": 10, "autumn": 10}
+_NAME_SEASON = re.compile(r"(?:^|[_\-.])(winter|spring|summer|fall|autumn)(?:[_\-.]|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """Thresholds of the two-stage filter (defaults from the Ledermann seed)."""
+
+    summer_threshold: float = 10.0
+    winter_threshold: float = 3.0
+    sar_std_min: float = 1e-4
+    sar_max_min: float = 1e-3
+    display_max: float = 0.3  # reflectance mapped to 255 in the 8-bit display stretch
+    size: int | None = None  # required patch size (None: any, but the three files must agree)
+
+    def threshold(self, season: str) -> float:
+        return self.winter_threshold if season == "winter" else self.summer_threshold
+
+
+@dataclass
+class Verdict:
+    """The decision on one triplet and the statistics behind it."""
+
+    name: str
+    kept: bool
+    reason: str = ""
+    season: str = "unknown"
+    hemisphere: str = ""
+    sar_std: float = float("nan")
+    sar_max: float = float("nan")
+    rgb_std: float = float("nan")
+    threshold: float = float("nan")
+    detail: str = ""
+
+
+@dataclass
+class CurateSummary:
+    """Counts of one curation run and where its report is."""
+
+    total: int
+    kept: int
+    rejected: dict[str, int]
+    per_season: dict[str, dict[str, int]]
+    out_dir: str
+    config: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- reading the layout
+
+
+def s2_band_names(count: int, descriptions: Iterable[str | None] = ()) -> list[str]:
+    """Band names of an S2 file: its descriptions when they are band names, else by count."""
+    desc = [str(d).upper() if d else "" for d in descriptions]
+    if desc and all(re.fullmatch(r"B(\d{1,2}|8A)", d) for d in desc):
+        return [d if len(d) == 3 else f"B0{d[1]}" for d in desc]
+    if count == len(SEN12MS_BANDS):
+        return list(SEN12MS_BANDS)
+    if count == len(S2_BANDS):
+        return list(S2_BANDS)
+    raise ValueError(f"{count} bands without band descriptions (expected 13 L1C or 10 L2A bands)")
+
+
+def read_s1_db(path: str | Path) -> tuple[np.ndarray, dict]:
+    """(2, h, w) float32 backscatter in dB, NaN nodata; and file info (tags, size, crs, bounds)."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        data = ds.read().astype(np.float32)
+        if ds.nodata is not None and np.isfinite(ds.nodata):
+            data[data == ds.nodata] = np.nan
+        info = _info(ds)
+    if data.shape[0] != 2:
+        raise ValueError(f"S1 has {data.shape[0]} bands (expected 2: VV, VH)")
+    return data, info
+
+
+def read_s2_refl(path: str | Path, bands: Iterable[str] | None = None) -> tuple[np.ndarray, list[str], dict]:
+    """(B, h, w) float32 reflectance (DN * 1e-4 + offset when tagged), NaN where DN is nodata (0).
+
+    bands: names to return in that order (default: all, in file order).
+    """
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        names = s2_band_names(ds.count, ds.descriptions)
+        want = list(bands) if bands is not None else names
+        missing = [b for b in want if b not in names]
+        if missing:
+            raise ValueError(f"S2 lacks band(s) {', '.join(missing)} (has {', '.join(names)})")
+        idx = [names.index(b) + 1 for b in want]
+        dn = ds.read(idx).astype(np.float32)
+        nodata = ds.nodata if ds.nodata is not None else 0.0
+        info = _info(ds)
+    tags = {k.upper(): v for k, v in info["tags"].items()}
+    scale = float(tags.get("REFLECTANCE_SCALE", 1e-4) or 1e-4)
+    offset = float(tags.get("BOA_ADD_OFFSET", 0) or 0)
+    bad = (dn == nodata) | ~np.isfinite(dn)
+    refl = dn * scale + offset * scale
+    refl[bad] = np.nan
+    return refl, want, info
+
+
+def _info(ds) -> dict:
+    return {"tags": ds.tags(), "count": ds.count, "shape": (ds.height, ds.width),
+            "crs": ds.crs.to_wkt() if ds.crs else None, "bounds": tuple(ds.bounds)}
+
+
+def sar_unit(db: np.ndarray) -> np.ndarray:
+    """dB clipped to SAR_DB_RANGE and scaled to [0, 1] (the scale of the seed's SAR test)."""
+    lo, hi = SAR_DB_RANGE
+    return np.clip((db - lo) / (hi - lo), 0.0, 1.0)
+
+
+def display8(refl: np.ndarray, display_max: float = 0.3) -> np.ndarray:
+    """Reflectance as 8-bit display values (float): [0, display_max] -> [0, 255], clipped."""
+    return np.clip(refl / display_max, 0.0, 1.0) * 255.0
+
+
+def triplet_names(data: str | Path) -> list[str]:
+    """Sorted union of raster file names over the three folders (checks the layout)."""
+    data = Path(data)
+    missing = [f for f in FOLDERS if not (data / f).is_dir()]
+    if missing:
+        raise InputError(f"{data}: not a SEN12MS-CR dataset (missing folder(s) {', '.join(missing)}; "
+                         f"expected {', '.join(FOLDERS)})")
+    names: set[str] = set()
+    for f in FOLDERS:
+        names.update(p.name for p in (data / f).iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+    return sorted(names)
+
+
+# ---------------------------------------------------------------- season
+
+
+def _latitude(info: dict) -> float | None:
+    if not info.get("crs"):
+        return None
+    from rasterio.warp import transform
+
+    left, bottom, right, top = info["bounds"]
+    try:
+        _, ys = transform(info["crs"], "EPSG:4326", [(left + right) / 2], [(bottom + top) / 2])
+    except Exception:  # noqa: BLE001 - a CRS GDAL cannot transform: hemisphere unknown
+        return None
+    return float(ys[0])
+
+
+def _meteo_season(month: int, southern: bool) -> str:
+    north = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
+             6: "summer", 7: "summer", 8: "summer"}.get(month, "autumn")
+    if not southern:
+        return north
+    return {"winter": "summer", "summer": "winter", "spring": "autumn", "autumn": "spring"}[north]
+
+
+def season_of(name: str, tags: dict[str, str], latitude: float | None) -> str:
+    """Local season of an acquisition: SEN12MS season in the name, else its date; hemisphere-aware."""
+    southern = latitude is not None and latitude < 0
+    m = _NAME_SEASON.search(Path(name).stem)
+    if m:
+        return _meteo_season(_NAME_SEASON_MONTH[m.group(1).lower()], southern)
+    when: dt.datetime | None = date_from_metadata(tags) or date_from_name(name)
+    if when is None:
+        return "unknown"
+    return _meteo_season(when.month, southern)
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def check_triplet(data: str | Path, name: str, cfg: CurateConfig = CurateConfig()) -> Verdict:
+    """Keep or reject one triplet (never raises for a bad file: the reason says why)."""
+    data = Path(data)
+    v = Verdict(name=name, kept=False)
+    paths = {f: data / f / name for f in FOLDERS}
+    absent = [f for f, p in paths.items() if not p.is_file()]
+    if absent:
+        v.reason, v.detail = "missing", f"not in {', '.join(absent)}"
+        return v
+    arrays: dict[str, np.ndarray] = {}
+    infos: dict[str, dict] = {}
+    for f, p in paths.items():
+        try:
+            if f == "s1":
+                arrays[f], infos[f] = read_s1_db(p)
+            else:
+                arrays[f], _, infos[f] = read_s2_refl(p, RGB)
+        except ValueError as exc:
+            v.reason, v.detail = "shape", f"{f}: {exc}"
+            return v
+        except Exception as exc:  # noqa: BLE001 - GDAL/rasterio errors on corrupt files
+            v.reason, v.detail = "unreadable", f"{f}: {str(exc).splitlines()[0][:200]}"
+            return v
+    shapes = {f: infos[f]["shape"] for f in FOLDERS}
+    if len(set(shapes.values())) > 1:
+        sizes = ", ".join(f"{f} {h}x{w}" for f, (h, w) in shapes.items())
+        v.reason, v.detail = "shape", f"sizes differ: {sizes}"
+        return v
+    if infos["s2_cloudy"]["count"] != infos["s2_cloudfree"]["count"]:
+        v.reason, v.detail = "shape", "cloudy and cloud-free S2 have different band counts"
+        return v
+    if cfg.size is not None and shapes["s1"] != (cfg.size, cfg.size):
+        v.reason, v.detail = "shape", f"{shapes['s1'][0]}x{shapes['s1'][1]} (expected {cfg.size}x{cfg.size})"
+        return v
+    empty = [f for f, a in arrays.items() if not np.isfinite(a).any()]
+    if empty:
+        v.reason, v.detail = "nodata", f"all nodata: {', '.join(empty)}"
+        return v
+    lat = _latitude(infos["s2_cloudfree"])
+    v.hemisphere = "" if lat is None else ("S" if lat < 0 else "N")
+    v.season = season_of(name, infos["s2_cloudfree"]["tags"], lat)
+    v.threshold = cfg.threshold(v.season)
+    sar = sar_unit(arrays["s1"][np.isfinite(arrays["s1"])])
+    v.sar_std, v.sar_max = float(sar.std()), float(sar.max())
+    rgb = display8(arrays["s2_cloudfree"], cfg.display_max)
+    v.rgb_std = float(np.mean([np.nanstd(b) for b in rgb]))
+    if v.sar_std < cfg.sar_std_min:
+        v.reason, v.detail = "sar_flat", f"SAR std {v.sar_std:.2e} < {cfg.sar_std_min:g}"
+    elif v.sar_max < cfg.sar_max_min:
+        v.reason, v.detail = "sar_dead", f"SAR max {v.sar_max:.2e} < {cfg.sar_max_min:g}"
+    elif not v.rgb_std >= v.threshold:
+        v.reason, v.detail = "optical_flat", f"RGB std {v.rgb_std:.2f} < {v.threshold:g} ({v.season})"
+    else:
+        v.kept = True
+    return v
+
+
+def _check_many(data: str, names: list[str], cfg: CurateConfig) -> list[Verdict]:
+    return [check_triplet(data, n, cfg) for n in names]
+
+
+def iter_verdicts(data: str | Path, names: list[str], cfg: CurateConfig, workers: int = 1,
+                  chunk: int = 32, feedback: Feedback | None = None) -> Iterator[Verdict]:
+    """Verdicts in input order, computed by `workers` processes with a bounded queue (streaming)."""
+    feedback = feedback or Feedback()
+    chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
+    done = 0
+    if workers <= 1 or len(chunks) <= 1:
+        for part in chunks:
+            feedback.check()
+            yield from _check_many(str(data), part, cfg)
+            done += len(part)
+            feedback.report(100.0 * done / max(1, len(names)), f"{done}/{len(names)} triplets")
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: list[Future] = []
+        it = iter(chunks)
+        for part in it:
+            pending.append(pool.submit(_check_many, str(data), part, cfg))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            if feedback.cancelled():
+                for f in pending:
+                    f.cancel()
+                feedback.check()
+            result = pending.pop(0).result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(_check_many, str(data), nxt, cfg))
+            yield from result
+            done += len(result)
+            feedback.report(100.0 * done / max(1, len(names)), f"{done}/{len(names)} triplets")
+
+
+# ---------------------------------------------------------------- the run and its report
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _link_triplet(data: Path, out: Path, name: str) -> None:
+    for f in FOLDERS:
+        dst = out / f / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.is_symlink() or dst.exists():
+            dst.unlink()
+        os.symlink((data / f / name).resolve(), dst)
+
+
+def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig(), workers: int = 1,
+           link: bool = False, feedback: Feedback | None = None) -> CurateSummary:
+    """Check every triplet of `data`; write the report (and links) to `out`; sources untouched."""
+    data, out = Path(data).resolve(), Path(out).resolve()
+    names = triplet_names(data)
+    if not names:
+        raise InputError(f"{data}: no .tif triplets in {', '.join(FOLDERS)}")
+    if out == data or data in out.parents and out.relative_to(data).parts[0] in FOLDERS:
+        raise InputError(f"{out}: the output folder must not be the dataset or one of its folders")
+    out.mkdir(parents=True, exist_ok=True)
+    if link:
+        for f in FOLDERS:  # a fresh link folder: stale links from an earlier run would be kept
+            if (out / f).is_dir():
+                for p in (out / f).iterdir():
+                    if p.is_symlink():
+                        p.unlink()
+    fields = list(Verdict.__dataclass_fields__)
+    kept: list[str] = []
+    reasons: Counter[str] = Counter()
+    per_season: dict[str, Counter[str]] = {}
+    fd, tmp_csv = tempfile.mkstemp(prefix=".report.csv.", dir=out)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fcsv:
+        writer = csv.DictWriter(fcsv, fieldnames=fields)
+        writer.writeheader()
+        for v in iter_verdicts(data, names, cfg, workers, feedback=feedback):
+            row = asdict(v)
+            row.update({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in row})
+            writer.writerow(row)
+            season = per_season.setdefault(v.season, Counter())
+            if v.kept:
+                kept.append(v.name)
+                season["kept"] += 1
+                if link:
+                    _link_triplet(data, out, v.name)
+            else:
+                reasons[v.reason] += 1
+                season["rejected"] += 1
+                season[v.reason] += 1
+    os.replace(tmp_csv, out / "report.csv")
+    _atomic_text(out / "kept.txt", "".join(n + "\n" for n in kept))
+    summary = CurateSummary(
+        total=len(names), kept=len(kept), rejected={r: reasons[r] for r in REASONS if reasons[r]},
+        per_season={s: dict(per_season[s]) for s in SEASONS if s in per_season},
+        out_dir=str(out), config={"data": str(data), **asdict(cfg)})
+    _atomic_text(out / "summary.json", json.dumps(asdict(summary), indent=1) + "\n")
+    _atomic_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def summary_markdown(s: CurateSummary) -> str:
+    """The summary as a short markdown report."""
+    c = s.config
+    lines = [f"# Curation of {c.get('data', '')}", "",
+             f"{s.kept} of {s.total} triplets kept ({s.total - s.kept} rejected).", "",
+             f"Thresholds: SAR std >= {c['sar_std_min']:g} and max >= {c['sar_max_min']:g} (dB clipped to "
+             f"[-25, 0] scaled to [0, 1]); RGB std (8-bit, 0-{c['display_max']:g} reflectance) >= "
+             f"{c['summer_threshold']:g} summer/spring/autumn, >= {c['winter_threshold']:g} winter.", "",
+             "| reason | rejected |", "|---|---:|"]
+    lines += [f"| {r} | {n} |" for r, n in s.rejected.items()] or ["| - | 0 |"]
+    lines += ["", "| season | kept | rejected |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v.get('kept', 0)} | {v.get('rejected', 0)} |" for k, v in s.per_season.items()]
+    return "\n".join(lines) + "\n"

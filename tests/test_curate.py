@@ -1,0 +1,153 @@
+"""Curation of SEN12MS-CR triplets: crafted good/bad triplets derived from the real sample."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from sentinel_densify.core.cli import main as cli_main
+from sentinel_densify.core.curate import FOLDERS, CurateConfig, check_triplet, curate, season_of
+from sentinel_densify.core.errors import InputError
+
+SAMPLE = "ROIs2017_winter_112_p797.tif"
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile.copy()
+
+
+def _write(path: Path, data: np.ndarray, profile: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prof = dict(profile, count=data.shape[0], height=data.shape[1], width=data.shape[2])
+    with rasterio.open(path, "w", **prof) as ds:
+        ds.write(data.astype(prof["dtype"]))
+
+
+@pytest.fixture()
+def crafted(sen12_dir, tmp_path) -> Path:
+    """A dataset of one good triplet and one of each defect, all derived from the real sample."""
+    real = {f: _read(sen12_dir / f / SAMPLE) for f in FOLDERS}
+    root = tmp_path / "data"
+
+    def triplet(name: str, **override: np.ndarray) -> None:
+        for f in FOLDERS:
+            data, prof = real[f]
+            _write(root / f / name, override.get(f, data), prof)
+
+    s1 = real["s1"][0]
+    triplet("ROIs2017_winter_1_p1.tif")  # the real sample unchanged: kept
+    triplet("ROIs1868_summer_1_p2.tif")  # same texture, but summer needs RGB std >= 10: rejected
+    triplet("ROIs2017_winter_1_p3.tif", s1=np.full_like(s1, -12.0))  # constant SAR
+    rng = np.random.default_rng(0)  # backscatter at the noise floor (< -24.975 dB) with variance
+    triplet("ROIs2017_winter_1_p4.tif", s1=(-25.0 + 0.02 * rng.random(s1.shape)).astype(np.float32))
+    flat = np.full_like(real["s2_cloudfree"][0], 1500)
+    triplet("ROIs2017_winter_1_p5.tif", s2_cloudfree=flat)  # flat optical target
+    triplet("ROIs2017_winter_1_p6.tif", s1=s1[:, :128, :128])  # wrong shape
+    triplet("ROIs2017_winter_1_p7.tif", s2_cloudfree=np.zeros_like(flat))  # all nodata (DN 0)
+    triplet("ROIs2017_winter_1_p8.tif")
+    p8 = root / "s2_cloudy" / "ROIs2017_winter_1_p8.tif"
+    p8.write_bytes(p8.read_bytes()[: p8.stat().st_size // 3])  # truncated file
+    _write(root / "s1" / "ROIs2017_winter_1_p9.tif", *real["s1"])  # only in s1
+    return root
+
+
+EXPECTED = {
+    "ROIs2017_winter_1_p1.tif": "",
+    "ROIs1868_summer_1_p2.tif": "optical_flat",
+    "ROIs2017_winter_1_p3.tif": "sar_flat",
+    "ROIs2017_winter_1_p4.tif": "sar_dead",
+    "ROIs2017_winter_1_p5.tif": "optical_flat",
+    "ROIs2017_winter_1_p6.tif": "shape",
+    "ROIs2017_winter_1_p7.tif": "nodata",
+    "ROIs2017_winter_1_p8.tif": "unreadable",
+    "ROIs2017_winter_1_p9.tif": "missing",
+}
+
+
+def test_real_sample_is_kept_as_winter(sen12_dir):
+    v = check_triplet(sen12_dir, SAMPLE)
+    assert v.kept, v
+    assert v.season == "winter" and v.hemisphere == "N"
+    assert 3.0 <= v.rgb_std  # textured enough for the winter threshold
+    assert v.sar_std > 1e-4 and v.sar_max > 1e-3
+
+
+def test_each_defect_rejected_for_its_reason(crafted):
+    for name, reason in EXPECTED.items():
+        v = check_triplet(crafted, name)
+        assert v.reason == reason, (name, v)
+        assert v.kept == (reason == "")
+
+
+def test_thresholds_are_configurable(crafted):
+    lax = CurateConfig(summer_threshold=5.0)
+    assert check_triplet(crafted, "ROIs1868_summer_1_p2.tif", lax).kept
+    strict = CurateConfig(winter_threshold=50.0)
+    assert check_triplet(crafted, "ROIs2017_winter_1_p1.tif", strict).reason == "optical_flat"
+    assert check_triplet(crafted, "ROIs2017_winter_1_p1.tif", CurateConfig(size=128)).reason == "shape"
+
+
+def test_season_from_name_date_and_hemisphere():
+    assert season_of("ROIs1158_spring_3_p1.tif", {}, 45.0) == "spring"
+    assert season_of("ROIs2017_winter_3_p1.tif", {}, -33.0) == "summer"  # Dec-Feb, southern
+    assert season_of("x.tif", {"ACQUISITION_DATETIME": "2017-07-10T10:00:00Z"}, 50.0) == "summer"
+    assert season_of("x.tif", {"ACQUISITION_DATETIME": "2017-07-10T10:00:00Z"}, -20.0) == "winter"
+    assert season_of("T31UDS_20171205T105000_p1.tif", {}, 50.0) == "winter"
+    assert season_of("nothing.tif", {}, None) == "unknown"
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_curate_cli_reports_links_and_leaves_sources(crafted, tmp_path):
+    before = _digest(crafted)
+    out = tmp_path / "curated"
+    rc = cli_main(["curate", "--data", str(crafted), "--out", str(out), "--workers", "2", "--link"])
+    assert rc == 0
+    assert _digest(crafted) == before  # sources never touched
+    with (out / "report.csv").open() as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert {n: r["reason"] for n, r in rows.items()} == EXPECTED
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total"] == 9 and summary["kept"] == 1
+    assert summary["rejected"]["optical_flat"] == 2
+    assert summary["per_season"]["summer"] == {"rejected": 1, "optical_flat": 1}
+    assert (out / "kept.txt").read_text().split() == ["ROIs2017_winter_1_p1.tif"]
+    assert "optical_flat" in (out / "summary.md").read_text()
+    for f in FOLDERS:
+        links = list((out / f).iterdir())
+        assert [p.name for p in links] == ["ROIs2017_winter_1_p1.tif"]
+        assert links[0].is_symlink() and links[0].resolve() == (crafted / f / links[0].name).resolve()
+
+
+def test_parallel_matches_serial(crafted, tmp_path):
+    a = curate(crafted, tmp_path / "a", workers=1)
+    b = curate(crafted, tmp_path / "b", workers=2)
+    assert a.rejected == b.rejected and a.per_season == b.per_season
+    assert (tmp_path / "a" / "report.csv").read_text() == (tmp_path / "b" / "report.csv").read_text()
+
+
+def test_bad_dataset_folder_names_the_problem(tmp_path, sen12_dir):
+    with pytest.raises(InputError, match="s2_cloudy"):
+        curate(tmp_path, tmp_path / "out")
+    with pytest.raises(InputError, match="must not be the dataset"):
+        curate(sen12_dir, sen12_dir / "s1")
+
+
+def test_processing_curate_algorithm(densify_provider, crafted, tmp_path):
+    import processing
+    from qgis.core import QgsApplication
+
+    assert QgsApplication.processingRegistry().algorithmById("densify:curate") is not None
+    res = processing.run("densify:curate", {"DATA": str(crafted), "OUTPUT": str(tmp_path / "o"), "WORKERS": 1,
+                                            "SUMMER_THRESHOLD": 5.0})
+    assert res["KEPT"] == 2 and res["REJECTED"] == 7  # the summer copy passes a threshold of 5
+    assert Path(res["REPORT"]).is_file()

@@ -1,0 +1,151 @@
+"""Pix2Pix / MTcGAN / CNN: networks, short CPU trainings on triplets made from the real 31UDS series,
+resume, determinism and ONNX export (tiny nets and 16 px patches so each test stays fast)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sentinel_densify.core.errors import InputError  # noqa: E402
+from sentinel_densify.core.gan.data import list_samples, split  # noqa: E402
+from sentinel_densify.core.gan.nets import (  # noqa: E402
+    PatchDiscriminator,
+    ResnetGenerator,
+    UNetGenerator,
+    unet_depth,
+)
+from sentinel_densify.core.gan.train import TrainConfig, train  # noqa: E402
+from sentinel_densify.core.training import MetricsLog  # noqa: E402
+
+TINY = dict(ngf=4, ndf=4, n_blocks=1, patch=32, batch=8, val_fraction=0.25, val_every=1, device="cpu",
+            threads=1)  # one thread: far faster on a shared CPU
+
+
+@pytest.fixture(scope="module")
+def pairs(uds_dir, tmp_path_factory):
+    """Real triplets from the 31UDS series, cut into 32 px patches (few dates: fast)."""
+    from sentinel_densify.core.pairs import load_series, make_pairs
+
+    series = load_series([str(uds_dir / "S2")], [str(uds_dir / "S1")])
+    out = tmp_path_factory.mktemp("pairs32")
+    make_pairs(series, out, patch=32, max_days=4, synthetic_per_clear=1, seed=0)
+    return out
+
+
+def test_unet_depth_adapts_to_patch_and_keeps_shape():
+    assert unet_depth(256) == 8 and unet_depth(64) == 6 and unet_depth(16) == 4
+    for patch in (16, 64):
+        g = UNetGenerator(5, 3, ngf=4, depth=unet_depth(patch)).eval()
+        y = g(torch.randn(2, 5, patch, patch))
+        assert y.shape == (2, 3, patch, patch) and float(y.detach().abs().max()) <= 1.0
+
+
+def test_patchgan_is_70px_and_resnet_matches_he_yokoya():
+    d = PatchDiscriminator(8, ndf=4)
+    assert d(torch.zeros(1, 5, 256, 256), torch.zeros(1, 3, 256, 256)).shape == (1, 1, 30, 30)
+    # receptive field: a change at one pixel reaches at most 70 px of output map around it
+    g = ResnetGenerator(8, 4, ngf=4, n_blocks=9)
+    assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in g.modules()) == 9
+    assert isinstance(list(g.modules())[-1], torch.nn.Tanh)
+    assert g.eval()(torch.randn(1, 8, 20, 20)).shape == (1, 4, 20, 20)  # stride 1: no size constraint
+
+
+def test_split_keeps_target_dates_apart(pairs):
+    samples = list_samples([pairs], "pix2pix")
+    tr, va = split(samples, 0.25)
+    assert tr and va and len(tr) + len(va) == len(samples)
+    assert not {s.group for s in tr} & {s.group for s in va}
+
+
+@pytest.mark.parametrize("kind", ["pix2pix", "mtcgan", "cnn"])
+def test_short_training_reduces_l1_and_exports_matching_onnx(kind, pairs, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from sentinel_densify.core.gan.export import build_from_checkpoint, export_onnx
+    from sentinel_densify.core.model_contract import read_contract
+
+    res = train(TrainConfig(kind=kind, data=[str(pairs)], out=str(tmp_path), epochs=3, lr=1e-3, **TINY))
+    rows = MetricsLog(tmp_path / "metrics.jsonl").read()
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["loss_L1"] < rows[0]["loss_L1"]
+    assert (rows[0]["loss_D"] > 0) == (kind != "cnn")
+    assert np.isfinite(res["val"]["psnr"]) and 0 < res["val"]["ssim"] <= 1
+    assert (tmp_path / "loss_curves.png").stat().st_size > 0
+
+    onnx_path = export_onnx(tmp_path / "best.pt", tmp_path / "m.onnx")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert onnx_path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's private 0600
+    contract = read_contract(onnx_path)
+    assert contract["kind"] == kind and contract["bands"] == ["B04", "B03", "B02"]
+    assert contract["tile"]["size"] == 32
+    gen, ck = build_from_checkpoint(tmp_path / "best.pt")
+    x = np.random.default_rng(1).uniform(-1, 1, (2, ck["config"]["net"]["in_ch"], 32, 32)).astype("float32")
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = gen(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(sess.run(None, {"input": x})[0], ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_write_contract_gives_the_model_normal_permissions(umask, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    from sentinel_densify.core.model_contract import read_contract, write_contract
+
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1])])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    path.chmod(0o600)
+    old = os.umask(umask)
+    try:
+        write_contract(path, {"kind": "test", "inputs": {}, "outputs": {}})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert read_contract(path)["kind"] == "test"
+    assert not list(tmp_path.glob(".m.onnx.*"))  # no temporary file left behind
+
+
+def test_resume_and_determinism(pairs, tmp_path):
+    cfg = dict(kind="cnn", data=[str(pairs)], epochs=1, **TINY)
+    train(TrainConfig(out=str(tmp_path / "a"), **cfg))
+    train(TrainConfig(out=str(tmp_path / "b"), **cfg))
+    a = MetricsLog(tmp_path / "a" / "metrics.jsonl").read()
+    b = MetricsLog(tmp_path / "b" / "metrics.jsonl").read()
+    assert a[0]["loss_L1"] == b[0]["loss_L1"]  # same seed, same run
+    train(TrainConfig(out=str(tmp_path / "a"), **{**cfg, "epochs": 2}, resume=str(tmp_path / "a" / "last.pt")))
+    assert [r["epoch"] for r in MetricsLog(tmp_path / "a" / "metrics.jsonl").read()] == [1, 2]
+    with pytest.raises(InputError, match="checkpoint, not pix2pix"):
+        train(TrainConfig(out=str(tmp_path / "c"), **{**cfg, "kind": "pix2pix"},
+                          resume=str(tmp_path / "a" / "last.pt")))
+
+
+def test_bad_dataset_or_patch_is_input_error(sen12_dir, pairs, tmp_path):
+    with pytest.raises(InputError, match="s1_nearest"):
+        train(TrainConfig(kind="mtcgan", data=[str(sen12_dir)], out=str(tmp_path), **TINY))
+    with pytest.raises(InputError, match="PatchGAN"):
+        train(TrainConfig(kind="pix2pix", data=[str(pairs)], out=str(tmp_path), **{**TINY, "patch": 16}))
+
+
+def test_ddp_under_torchrun_on_cpu(pairs, tmp_path):
+    """Two gloo processes on the CPU (the GPU path is the same code with nccl)."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    cmd = [torchrun, "--nproc_per_node", "2", "-m", "sentinel_densify.core.cli", "train", "pix2pix", "--data",
+           str(pairs), "--out", str(tmp_path), "--epochs", "2", "--ngf", "4", "--ndf", "4", "--batch", "8",
+           "--device", "cpu", "--threads", "1", "--val-every", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = MetricsLog(tmp_path / "metrics.jsonl").read()
+    assert [r["epoch"] for r in rows] == [1, 2]  # only rank 0 logs
+    assert (tmp_path / "best.pt").exists()
