@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DENSIFY_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# never let GDAL write .aux.xml side files (statistics, histograms) next to the shared real data
+os.environ["GDAL_PAM_ENABLED"] = "NO"
 
 
 def _need(path: Path) -> Path:
