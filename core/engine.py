@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, dates, inventory, lai
-from .errors import InputError
 from .grid import tiles
 from .methods import create
 from .progress import Feedback
@@ -23,16 +22,6 @@ DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset
 def build_inventory(request: DensifyRequest) -> inventory.Inventory:
     return inventory.build(request.s2, request.s1, request.masks, band_order=request.band_order,
                            dates_override=request.dates, sensors_override=request.sensors)
-
-
-def check(request: DensifyRequest) -> list[str]:
-    """Validate a request without running it: problems as messages (empty when it can run)."""
-    try:
-        inv = build_inventory(request)
-        inventory.check_target(inv, request.target_date)
-    except InputError as exc:
-        return [str(p) for p in exc.problems]
-    return []
 
 
 def _angles_near(inv: inventory.Inventory, target_day: float) -> tuple[lai.Angles, list[str]]:
