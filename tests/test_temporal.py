@@ -42,6 +42,25 @@ def test_linear_baseline_matches_per_pixel_interpolation(series):
             np.testing.assert_allclose(base[:, r, c], expect, rtol=1e-5, atol=1e-6)
             assert dprev[r, c] == pytest.approx(day - d[d <= day].max(), abs=1e-3)
             assert dnext[r, c] == pytest.approx(d[d > day].min() - day, abs=1e-3)
+    _, near, _, _ = D.baselines(st.s2, st.s2_days, day)
+    for r in range(4):
+        for c in range(3):
+            ok = np.isfinite(st.s2[:, :, r, c]).all(axis=1)
+            d, v = st.s2_days[ok], st.s2[ok, :, r, c]
+            np.testing.assert_array_equal(near[:10, r, c], v[d <= day][-1])  # previous clear value
+            np.testing.assert_array_equal(near[10:, r, c], v[d > day][0])  # next clear value
+
+
+def test_untrained_model_blends_available_baselines(series):
+    """With a zero head the mean is the equal blend of the baselines available per pixel."""
+    model = TemporalGenerator(d=8, heads=1, layers=1).eval()
+    day = float(series.s2_days[-1]) + 10.0  # forecast: no next observation anywhere
+    x = D.model_inputs(series.crop(slice(0, 12), slice(0, 12)), day, 4, 4)
+    assert x["base_info"][4].max() == 0 and x["base_info"][3].min() == 1
+    with torch.no_grad():
+        mean, _ = model(*TR.to_tensors({k: v[None] for k, v in x.items()}, "cpu"))
+    np.testing.assert_allclose(mean[0].numpy(), 0.5 * (x["base"] + x["near"][:10]), atol=1e-5)
+    np.testing.assert_allclose(x["base"], x["near"][:10])  # one side only: linear = previous
 
 
 def test_model_inputs_pick_nearest_and_pad(series):

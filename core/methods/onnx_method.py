@@ -13,7 +13,7 @@ from ..stack import Stack
 from ..tiling import predict_tiled
 from . import Method, register
 
-SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "base_info")
+SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info")
 PER_SAMPLE = ("s2_dt", "s1_dt")
 
 

@@ -41,19 +41,10 @@ def doy(day: float) -> float:
     return float((t - dt.datetime(t.year, 1, 1, tzinfo=t.tzinfo)).total_seconds() / 86400.0)
 
 
-def linear_baseline(s2: np.ndarray, days: np.ndarray, target: float
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-pixel linear interpolation between the clear observations around `target`.
-
-    Returns base (B, h, w) (NaN where no clear observation at all), and the days to the
-    previous / next clear observation (h, w) (inf where none). With only one side, the
-    nearest clear value is used (as the `linear` baseline of EVALUATION.md).
-    """
+def _around(s2: np.ndarray, days: np.ndarray, target: float):
+    """Per pixel: values (B, h, w) of the last clear observation at or before `target` and of the
+    first after, their days, and whether each exists (h, w)."""
     t2, nb, h, w = s2.shape
-    if t2 == 0:
-        nan = np.full((nb, h, w), np.nan, np.float32)
-        inf = np.full((h, w), np.inf, np.float32)
-        return nan, inf, inf
     valid = np.isfinite(s2).all(axis=1)
     idx = np.arange(t2)[:, None, None]
     before = valid & (days[:, None, None] <= target)
@@ -65,14 +56,39 @@ def linear_baseline(s2: np.ndarray, days: np.ndarray, target: float
     rows, cols = np.indices((h, w))
     vb = s2[ibc, :, rows, cols].transpose(2, 0, 1)  # (B, h, w)
     va = s2[iac, :, rows, cols].transpose(2, 0, 1)
-    db, da = days[ibc], days[iac]
+    return vb, va, days[ibc], days[iac], hb, ha
+
+
+def linear_baseline(s2: np.ndarray, days: np.ndarray, target: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel linear interpolation between the clear observations around `target`.
+
+    Returns base (B, h, w) (NaN where no clear observation at all), and the days to the
+    previous / next clear observation (h, w) (inf where none). With only one side, the
+    nearest clear value is used (as the `linear` baseline of EVALUATION.md).
+    """
+    base, _, dprev, dnext = baselines(s2, days, target)
+    return base, dprev, dnext
+
+
+def baselines(s2: np.ndarray, days: np.ndarray, target: float
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """As `linear_baseline`, plus `near` (2B, h, w): the previous and the next clear values
+    (NaN where none), returned as (base, near, dprev, dnext)."""
+    t2, nb, h, w = s2.shape
+    if t2 == 0:
+        nan = np.full((nb, h, w), np.nan, np.float32)
+        inf = np.full((h, w), np.inf, np.float32)
+        return nan, np.concatenate([nan, nan]), inf, inf
+    vb, va, db, da, hb, ha = _around(s2, days, target)
     span = np.where(da - db > 0, da - db, 1.0)
     wa = np.clip((target - db) / span, 0.0, 1.0)
     both = vb * (1 - wa) + va * wa
     base = np.where(hb & ha, both, np.where(hb, vb, np.where(ha, va, np.nan)))
+    near = np.concatenate([np.where(hb, vb, np.nan), np.where(ha, va, np.nan)]).astype(np.float32)
     dprev = np.where(hb, target - db, np.inf).astype(np.float32)
     dnext = np.where(ha, da - target, np.inf).astype(np.float32)
-    return base.astype(np.float32), dprev, dnext
+    return base.astype(np.float32), near, dprev, dnext
 
 
 def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | None = None) -> np.ndarray:
@@ -113,13 +129,15 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
     s1[:i1.size] = np.nan_to_num(stack.s1[i1], nan=0.0)
     s1v[:i1.size] = v1[i1]
     s1dt[:i1.size] = stack.s1_days[i1] - target_day
-    base, dprev, dnext = linear_baseline(stack.s2, stack.s2_days, target_day)
+    base, near, dprev, dnext = baselines(stack.s2, stack.s2_days, target_day)
     bvalid = np.isfinite(base).all(axis=0)
     info = np.stack([bvalid.astype(np.float32),
                      np.minimum(dprev, 3 * GAP_SCALE) / GAP_SCALE,
-                     np.minimum(dnext, 3 * GAP_SCALE) / GAP_SCALE]).astype(np.float32)
+                     np.minimum(dnext, 3 * GAP_SCALE) / GAP_SCALE,
+                     np.isfinite(dprev).astype(np.float32),
+                     np.isfinite(dnext).astype(np.float32)]).astype(np.float32)
     return {"s2": s2, "s2_valid": s2v, "s2_dt": s2dt, "s1": s1, "s1_valid": s1v, "s1_dt": s1dt,
-            "base": np.nan_to_num(base, nan=0.0), "base_info": info,
+            "base": np.nan_to_num(base, nan=0.0), "near": np.nan_to_num(near, nan=0.0), "base_info": info,
             "target_doy": np.float32(doy(target_day))}
 
 
@@ -152,12 +170,15 @@ class Sampler:
     """Random training samples from one series: hide the target (+ a gap or a forecast cut-off),
     drop held-out dates from the inputs, borrow cloud masks, crop, flip and rotate."""
 
-    def __init__(self, stack: Stack, held_out: np.ndarray, cfg: SamplerConfig, seed: int):
+    def __init__(self, stack: Stack, held_out: np.ndarray, cfg: SamplerConfig, seed: int,
+                 validation: bool = False):
+        """Training: targets and inputs outside `held_out`. Validation: targets in `held_out`,
+        inputs from every date (as the protocol evaluation sees them)."""
         self.stack, self.cfg = stack, cfg
         self.rng = np.random.default_rng(seed)
         clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
-        self.targets = np.flatnonzero((clear >= cfg.min_target_clear) & ~held_out)
-        self.keep = ~held_out
+        self.targets = np.flatnonzero((clear >= cfg.min_target_clear) & (held_out if validation else ~held_out))
+        self.keep = np.ones(len(held_out), bool) if validation else ~held_out
         if not self.targets.size:
             raise InputError("no training target date (S2 dates clear enough outside the held-out months)")
 

@@ -24,7 +24,7 @@ def contract_for(ckpt: dict) -> dict:
     return {
         "kind": "temporal",
         "name": "S1+S2 temporal cross-attention generator",
-        "version": 1,
+        "version": 2,
         "bands": list(S2_BANDS),
         "s1_bands": ["VV", "VH"],
         "scaling": {"s2": "surface reflectance (DN * 1e-4 + offset), normalised inside the model",
@@ -34,7 +34,8 @@ def contract_for(ckpt: dict) -> dict:
                           "periods_days": list(PERIODS), "features": N_TIME,
                           "doy": "day of year of the target (0-based), sin/cos over 365.25 d",
                           "base_info": ["baseline valid", f"days to previous clear / {GAP_SCALE:g}",
-                                        f"days to next clear / {GAP_SCALE:g}"], "cap_days": 3 * GAP_SCALE},
+                                        f"days to next clear / {GAP_SCALE:g}", "previous clear exists",
+                                        "next clear exists"], "cap_days": 3 * GAP_SCALE},
         "k2": int(cfg["k2"]), "k1": int(cfg["k1"]), "min_usable_fraction": MIN_USABLE,
         "tile": TILE, "overlap": OVERLAP, "halo": 8,
         "inputs": {
@@ -43,7 +44,8 @@ def contract_for(ckpt: dict) -> dict:
             "s2_dt": "(n, K2) float32 days", "s1": "(n, K1, 2, h, w) float32 dB",
             "s1_valid": "(n, K1, h, w) float32", "s1_dt": "(n, K1) float32 days",
             "base": "(n, 10, h, w) float32 linear-interpolation baseline (0 where none)",
-            "base_info": "(n, 3, h, w) float32", "target_doy": "(n,) float32",
+            "near": "(n, 20, h, w) float32 previous then next clear reflectance per pixel (0 where none)",
+            "base_info": "(n, 5, h, w) float32", "target_doy": "(n,) float32",
             "order": list(INPUTS)},
         "outputs": {"mean": "(n, 10, h, w) reflectance", "logvar": "(n, 10, h, w)", "order": list(OUTPUTS)},
         "calibration": {"std_scale": float(met.get("temperature", 1.0)),
@@ -69,7 +71,8 @@ def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2):
             torch.ones(n, k1, size, size),
             torch.linspace(-30, 30, k1).repeat(n, 1),
             torch.rand(n, 10, size, size, generator=g) * 0.4,
-            torch.rand(n, 3, size, size, generator=g),
+            torch.rand(n, 20, size, size, generator=g) * 0.4,
+            (torch.rand(n, 5, size, size, generator=g) > 0.2).float(),
             torch.full((n,), 180.0))
 
 
@@ -92,7 +95,7 @@ def export_onnx(ckpt_path: str | Path, out: str | Path) -> Path:
     axes = {"s2": {0: "n", 1: "k2", 3: "h", 4: "w"}, "s2_valid": {0: "n", 1: "k2", 2: "h", 3: "w"},
             "s2_dt": {0: "n", 1: "k2"}, "s1": {0: "n", 1: "k1", 3: "h", 4: "w"},
             "s1_valid": {0: "n", 1: "k1", 2: "h", 3: "w"}, "s1_dt": {0: "n", 1: "k1"},
-            "base": {0: "n", 2: "h", 3: "w"}, "base_info": {0: "n", 2: "h", 3: "w"},
+            "base": {0: "n", 2: "h", 3: "w"}, "near": {0: "n", 2: "h", 3: "w"}, "base_info": {0: "n", 2: "h", 3: "w"},
             "target_doy": {0: "n"}, "mean": {0: "n", 2: "h", 3: "w"}, "logvar": {0: "n", 2: "h", 3: "w"}}
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
     os.close(fd)

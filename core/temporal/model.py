@@ -6,7 +6,9 @@ observations (VV, VH, VV-VH), each encoded by its own small convolutional encode
 context) plus a sinusoidal encoding of its signed distance in days to the target and its day
 of year. Cloudy / missing pixels are masked out of the attention (a learned always-valid
 "null" token keeps the softmax defined when everything is masked). The head outputs per band
-a mean (residual over the baseline) and a log-variance; everything is in reflectance outside
+a mean and a log-variance; the mean is a learned per-pixel blend of the three baselines
+(linear interpolation, previous and next clear observation, unavailable ones masked out) plus a
+correction, so an untrained model already predicts a mix of the baselines; everything is in reflectance outside
 (normalisation happens inside, statistics are buffers), so the ONNX export is self-contained.
 
 torch is imported by whoever imports this module (never at core import time).
@@ -24,7 +26,9 @@ N_S1 = 2
 PERIODS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 YEAR = 365.25
 # input names and their axes, in the order forward() takes them (the ONNX signature)
-INPUTS = ("s2", "s2_valid", "s2_dt", "s1", "s1_valid", "s1_dt", "base", "base_info", "target_doy")
+INPUTS = ("s2", "s2_valid", "s2_dt", "s1", "s1_valid", "s1_dt", "base", "near", "base_info", "target_doy")
+N_INFO = 5  # base_info channels: baseline valid, days to previous / next clear / 100, has previous / next
+N_BLEND = 3  # the mean is a correction over a learned per-pixel, per-band blend of linear / previous / next
 OUTPUTS = ("mean", "logvar")
 
 
@@ -113,24 +117,25 @@ class TemporalGenerator(nn.Module):
         self.enc_s1 = ObsEncoder(3 + 1, d)
         self.time_s2 = nn.Linear(N_TIME, d)
         self.time_s1 = nn.Linear(N_TIME, d)
-        # query: baseline (10) + its validity and distances to the clear obs before/after (3) + time
-        self.enc_q = nn.Sequential(nn.Conv2d(N_S2 + 3, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 1))
+        # query: linear baseline (10), previous and next clear values (20), base_info (5) + time
+        self.enc_q = nn.Sequential(nn.Conv2d(3 * N_S2 + N_INFO, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 1))
         self.time_q = nn.Linear(N_TIME, d)
         self.attn = nn.ModuleList([CrossAttention(d, heads) for _ in range(layers)])
         self.mlp = nn.ModuleList([nn.Sequential(nn.Conv2d(d, 2 * d, 1), nn.GELU(), nn.Conv2d(2 * d, d, 1))
                                   for _ in range(layers)])
-        self.head = nn.Sequential(nn.Conv2d(d, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, 2 * N_S2, 1))
+        self.head = nn.Sequential(nn.Conv2d(d, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, (2 + N_BLEND) * N_S2, 1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, s2: torch.Tensor, s2_valid: torch.Tensor, s2_dt: torch.Tensor,
                 s1: torch.Tensor, s1_valid: torch.Tensor, s1_dt: torch.Tensor,
-                base: torch.Tensor, base_info: torch.Tensor, target_doy: torch.Tensor,
+                base: torch.Tensor, near: torch.Tensor, base_info: torch.Tensor, target_doy: torch.Tensor,
                 return_attn: bool = False):
         """s2 (n,K2,10,h,w) reflectance (any value where invalid), s2_valid (n,K2,h,w) 0/1,
         s2_dt (n,K2) obs day - target day; s1 (n,K1,2,h,w) dB, s1_valid, s1_dt likewise;
-        base (n,10,h,w) linear baseline reflectance; base_info (n,3,h,w): baseline valid (0/1),
-        days to the previous and next clear observation / 100 (capped); target_doy (n,).
+        base (n,10,h,w) linear baseline reflectance; near (n,20,h,w) previous and next clear
+        reflectance (0 where none); base_info (n,5,h,w): baseline valid (0/1), days to the previous
+        and next clear observation / 100 (capped), previous / next exists (0/1); target_doy (n,).
 
         Returns mean (n,10,h,w) reflectance and logvar (n,10,h,w) of the reflectance, and with
         return_attn the attention weights of each layer (n, heads, K2+K1+1, h, w).
@@ -154,8 +159,11 @@ class TemporalGenerator(nn.Module):
         bm, bs = self.s2_mean[:, 0], self.s2_std[:, 0]
         bvalid = base_info[:, 0:1]
         bn = torch.where(bvalid > 0.5, (base - bm) / bs, torch.zeros_like(base))
+        hp, hn = base_info[:, 3:4], base_info[:, 4:5]
+        pn = torch.where(hp > 0.5, (near[:, :N_S2] - bm) / bs, torch.zeros_like(base))
+        nn_ = torch.where(hn > 0.5, (near[:, N_S2:] - bm) / bs, torch.zeros_like(base))
         tq = self.time_q(time_features(torch.zeros_like(target_doy), target_doy))  # n d
-        q = self.enc_q(torch.cat([bn, base_info], dim=1)) + tq.unsqueeze(-1).unsqueeze(-1)
+        q = self.enc_q(torch.cat([bn, pn, nn_, base_info], dim=1)) + tq.unsqueeze(-1).unsqueeze(-1)
         maps = []
         for attn, mlp in zip(self.attn, self.mlp, strict=True):
             a, w = attn(q, tokens, valid)
@@ -163,8 +171,12 @@ class TemporalGenerator(nn.Module):
             q = q + mlp(q)
             maps.append(w)
         out = self.head(q)
-        mean_n = bn + out[:, :N_S2]
-        logvar_n = torch.clamp(out[:, N_S2:], -9.0, 4.0)
+        logits = out[:, 2 * N_S2:].unflatten(1, (N_BLEND, N_S2))  # n 3 B h w
+        avail = torch.stack([bvalid, hp, hn], dim=1)  # n 3 1 h w
+        logits = logits * avail - (1.0 - avail) * 1e4
+        blend = (torch.softmax(logits, dim=1) * torch.stack([bn, pn, nn_], dim=1)).sum(1)
+        mean_n = blend + out[:, :N_S2]
+        logvar_n = torch.clamp(out[:, N_S2:2 * N_S2], -9.0, 4.0)
         mean = mean_n * bs + bm
         logvar = logvar_n + 2.0 * torch.log(bs)
         if return_attn:
