@@ -160,11 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from sentinel_densify.core.atomic import write_text
+
     report = bench(sizes, methods, out, args.s2_dates, args.s1_dates, args.seed)
-    path = out / "bench.json"
-    tmp = path.with_name(".bench.json.partial")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, path)
+    path = write_text(out / "bench.json", json.dumps(report, indent=1))
     print(markdown(report))
     print(f"\nwritten: {path}")
     return 0

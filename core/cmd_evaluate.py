@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import uuid
 from pathlib import Path
 
+from .atomic import write_text
 from .errors import InputError
 from .progress import Feedback
 
@@ -40,19 +39,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="band names of the S2 inputs when their bands have no descriptions")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (learned methods)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for report.json and report.md")
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write a text file atomically (temporary name in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def _feedback() -> tuple[Feedback, object | None]:

@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, write_text
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError
 from .progress import Feedback
@@ -321,13 +321,6 @@ def iter_verdicts(data: str | Path, names: list[str], cfg: CurateConfig, workers
 # ---------------------------------------------------------------- the run and its report
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _link_triplet(data: Path, out: Path, name: str) -> None:
     for f in FOLDERS:
         dst = out / f / name
@@ -357,8 +350,7 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
     kept: list[str] = []
     reasons: Counter[str] = Counter()
     per_season: dict[str, Counter[str]] = {}
-    fd, tmp_csv = tempfile.mkstemp(prefix=".report.csv.", dir=out)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fcsv:
+    with atomic_path(out / "report.csv") as tmp_csv, open(tmp_csv, "w", encoding="utf-8", newline="") as fcsv:
         writer = csv.DictWriter(fcsv, fieldnames=fields)
         writer.writeheader()
         for v in iter_verdicts(data, names, cfg, workers, feedback=feedback):
@@ -375,14 +367,13 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
                 reasons[v.reason] += 1
                 season["rejected"] += 1
                 season[v.reason] += 1
-    os.replace(tmp_csv, out / "report.csv")
-    _atomic_text(out / "kept.txt", "".join(n + "\n" for n in kept))
+    write_text(out / "kept.txt", "".join(n + "\n" for n in kept))
     summary = CurateSummary(
         total=len(names), kept=len(kept), rejected={r: reasons[r] for r in REASONS if reasons[r]},
         per_season={s: dict(per_season[s]) for s in SEASONS if s in per_season},
         out_dir=str(out), config={"data": str(data), **asdict(cfg)})
-    _atomic_text(out / "summary.json", json.dumps(asdict(summary), indent=1) + "\n")
-    _atomic_text(out / "summary.md", summary_markdown(summary))
+    write_text(out / "summary.json", json.dumps(asdict(summary), indent=1) + "\n")
+    write_text(out / "summary.md", summary_markdown(summary))
     return summary
 
 

@@ -8,11 +8,10 @@ JSON. `read_contract` is the one loader of contracts in the project.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_path
 from .errors import InputError
 
 CONTRACT_VERSION = 1
@@ -42,23 +41,9 @@ def write_contract(onnx_path_or_model: str | Path | Any, contract: dict) -> Any:
     if not is_path:
         return model
     path = Path(onnx_path_or_model)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         onnx.save(model, tmp)
-        os.chmod(tmp, _umask_mode())  # mkstemp's file is private (0600); a model is not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
-
-
-def _umask_mode() -> int:
-    """Permission bits a new file gets under the process umask (0644 under the usual 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _decode(props: dict[str, str]) -> dict:

@@ -18,8 +18,6 @@ every triplet with its dates, kind, cloud fraction and days to that baseline.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import dates
+from .atomic import atomic_path
 from .errors import InputError
 from .grid import Grid
 from .progress import Feedback
@@ -195,13 +194,11 @@ def make_pairs(series: Series, out: str | Path, patch: int = 64, max_days: float
 
 
 def _write_index(path: Path, rows: list[Triplet]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".pairs.csv.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(Triplet.__dataclass_fields__))
         writer.writeheader()
         for t in rows:
             writer.writerow(asdict(t))
-    os.replace(tmp, path)
 
 
 def read_index(data: str | Path) -> list[dict[str, str]]:

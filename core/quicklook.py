@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
+from .atomic import atomic_path
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError, Problem
 
@@ -98,9 +98,7 @@ def quicklook(png_path: str | Path, synthesized: str | Path, uncertainty: str | 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     png = Path(png_path)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.stem}.partial.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, png)
     return png

@@ -16,8 +16,6 @@ import contextlib
 import datetime as dt
 import json
 import math
-import os
-import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
+from .atomic import atomic_path, write_text
 from .errors import InputError
 from .progress import Feedback
 from .stack import S1_BANDS, S2_BANDS
@@ -429,16 +428,8 @@ def _iso(when: dt.datetime) -> str:
 def _atomic(path: Path, **profile) -> Iterator[rasterio.io.DatasetWriter]:
     """A GeoTIFF written under a temporary name and renamed on success (inputs: no overviews,
     fast deflate; core.writer.AtomicRaster always builds overviews, which inputs do not need)."""
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
-    ds = rasterio.open(tmp, "w", **profile)
-    try:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
         yield ds
-    except BaseException:
-        ds.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    ds.close()
-    os.replace(tmp, path)
 
 
 def _profile(size: int, res: float, count: int, dtype: str, nodata: float) -> dict:
@@ -557,8 +548,4 @@ def _write_index(out: Path, size: int, plan: dict, s2: list[Path], scl: list[Pat
     obs.sort(key=lambda o: o["datetime"])
     index = dict(epsg=EPSG, bounds=[x0, y1 - 10.0 * size, x0 + 10.0 * size, y1], tile=TILE,
                  synthetic=True, simulator=dict(params, version=VERSION), observations=obs)
-    path = out / "index.json"
-    tmp = path.with_name(".index.json.partial")
-    tmp.write_text(json.dumps(index, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_text(out / "index.json", json.dumps(index, indent=1))

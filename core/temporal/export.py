@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import InputError
 from ..model_contract import write_contract
 from ..stack import S2_BANDS
@@ -97,17 +96,11 @@ def export_onnx(ckpt_path: str | Path, out: str | Path) -> Path:
             "s1_valid": {0: "n", 1: "k1", 2: "h", 3: "w"}, "s1_dt": {0: "n", 1: "k1"},
             "base": {0: "n", 2: "h", 3: "w"}, "near": {0: "n", 2: "h", 3: "w"}, "base_info": {0: "n", 2: "h", 3: "w"},
             "target_doy": {0: "n"}, "mean": {0: "n", 2: "h", 3: "w"}, "logvar": {0: "n", 2: "h", 3: "w"}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".onnx", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # return_attn is a constant False
             torch.onnx.export(model, example_inputs(ckpt["config"]["k2"], ckpt["config"]["k1"]), tmp,
                               input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)
         write_contract(tmp, contract_for(ckpt))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
