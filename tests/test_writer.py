@@ -94,3 +94,16 @@ def test_small_raster_is_striped_without_overviews(tmp_path):
     path = write_array(tmp_path / "small.tif", grid, np.ones((100, 100), "uint16"), nodata=0)
     with rasterio.open(path) as ds:
         assert ds.overviews(1) == [] and ds.nodata == 0 and ds.dtypes[0] == "uint16"
+
+
+def test_atomic_path_renames_on_success_and_leaves_nothing_on_error(tmp_path):
+    from sentinel_densify.core.atomic import atomic_path, write_text
+
+    target = tmp_path / "sub" / "report.json"
+    write_text(target, "{}")
+    assert target.read_text() == "{}"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert target.read_text() == "{}"  # the previous file is untouched
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report.json"]  # no temporary left
