@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .curate import SEN12MS_BANDS
 from .errors import InputError, Problem
 from .methods import MODELS_DIR
 from .progress import Feedback
@@ -65,19 +64,6 @@ def _session(path: Path, device: str):
             from None
 
 
-def _s2_band_order(path: str) -> list[str] | None:
-    """SEN12MS(-CR) L1C files have 13 unnamed bands: name them; otherwise let the inventory decide."""
-    import rasterio
-
-    try:
-        with rasterio.open(path) as ds:
-            if ds.count == len(SEN12MS_BANDS) and not any(ds.descriptions):
-                return list(SEN12MS_BANDS)
-    except Exception:  # noqa: BLE001 - the inventory reports unreadable files
-        return None
-    return None
-
-
 def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
     """(S2 image with `bands`, S1 dB (2, h, w) on its grid, clear mask or None); InputError naming files."""
     from .inventory import Inventory, clear_from_mask, describe, overlaps, read_s2
@@ -89,7 +75,7 @@ def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
             problems.append(Problem(str(path), "does not exist"))
     if problems:
         raise InputError(problems)
-    img = read_s2(s2, band_order=_s2_band_order(s2), bands=bands)
+    img = read_s2(s2, bands=bands)
     when = dt.datetime(1970, 1, 1)  # the date does not matter for a single-date model
     s1_info = describe(s1, sensor="S1", when=when)
     mask_info = describe(mask, sensor="MASK", when=when) if mask else None

@@ -43,10 +43,9 @@ from .atomic import atomic_path, write_text
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError
 from .progress import Feedback
-from .stack import S2_BANDS
+from .stack import S2_BANDS, S2_L1C_BANDS
 
 FOLDERS = ("s1", "s2_cloudy", "s2_cloudfree")
-SEN12MS_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 RGB = ("B04", "B03", "B02")
 RASTER_SUFFIXES = (".tif", ".tiff")
 SAR_DB_RANGE = (-25.0, 0.0)
@@ -108,8 +107,8 @@ def s2_band_names(count: int, descriptions: Iterable[str | None] = ()) -> list[s
     desc = [str(d).upper() if d else "" for d in descriptions]
     if desc and all(re.fullmatch(r"B(\d{1,2}|8A)", d) for d in desc):
         return [d if len(d) == 3 else f"B0{d[1]}" for d in desc]
-    if count == len(SEN12MS_BANDS):
-        return list(SEN12MS_BANDS)
+    if count == len(S2_L1C_BANDS):
+        return list(S2_L1C_BANDS)
     if count == len(S2_BANDS):
         return list(S2_BANDS)
     raise ValueError(f"{count} bands without band descriptions (expected 13 L1C or 10 L2A bands)")
@@ -146,9 +145,10 @@ def read_s2_refl(path: str | Path, bands: Iterable[str] | None = None) -> tuple[
         dn = ds.read(idx).astype(np.float32)
         nodata = ds.nodata if ds.nodata is not None else 0.0
         info = _info(ds)
-    tags = {k.upper(): v for k, v in info["tags"].items()}
-    scale = float(tags.get("REFLECTANCE_SCALE", 1e-4) or 1e-4)
-    offset = float(tags.get("BOA_ADD_OFFSET", 0) or 0)
+    from .inventory import s2_scaling
+
+    scale, offset = s2_scaling(info["tags"])
+    scale = scale or 1e-4
     bad = (dn == nodata) | ~np.isfinite(dn)
     refl = dn * scale + offset * scale
     refl[bad] = np.nan

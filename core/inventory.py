@@ -18,7 +18,7 @@ from rasterio.windows import Window
 from . import dates
 from .errors import InputError, Problem
 from .grid import Grid
-from .stack import S1_BANDS, S2_BANDS
+from .stack import S1_BANDS, S2_BANDS, S2_L1C_BANDS
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc"}
 S2_ALIASES = {"B2": "B02", "B3": "B03", "B4": "B04", "B5": "B05", "B6": "B06", "B7": "B07",
@@ -127,21 +127,33 @@ def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None) -> 
             info.problems.append(f"has {count} bands but the band order names {len(band_order)}")
         info.bands = [_norm_band(b) for b in band_order][:count]
     elif sum(b in S2_BANDS for b in info.bands) < 3:
-        if count == len(S2_BANDS):
-            info.bands = list(S2_BANDS)
+        if count in (len(S2_BANDS), len(S2_L1C_BANDS)):
+            info.bands = list(S2_BANDS if count == len(S2_BANDS) else S2_L1C_BANDS)
         else:
             info.problems.append(f"has {count} unnamed bands: name them (band descriptions B02...) or "
                                  "give a band order")
             return
-    scale = info.tags.get("REFLECTANCE_SCALE") or info.tags.get("QUANTIFICATION_VALUE")
-    if scale:
-        value = float(scale)
-        info.scale = value if value < 1 else 1.0 / value
-    elif info.dtype.startswith("float"):
-        info.scale = 1.0 if _looks_like_reflectance(info) else 1e-4
-    offset = info.tags.get("BOA_ADD_OFFSET")
-    if offset not in (None, ""):
-        info.offset = float(offset) * info.scale
+    scale, offset = s2_scaling(info.tags)
+    if scale is None and info.dtype.startswith("float"):
+        scale = 1.0 if _looks_like_reflectance(info) else 1e-4
+    info.scale = scale or 1e-4
+    info.offset = offset * info.scale
+
+
+def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
+    """(DN -> reflectance scale, offset in DN) from S2 metadata.
+
+    REFLECTANCE_SCALE or QUANTIFICATION_VALUE (10000 means 1e-4); None when untagged.
+    BOA_ADD_OFFSET (processing baseline 04.00: -1000), 0 when untagged.
+    """
+    upper = {k.upper(): v for k, v in tags.items()}
+    raw = upper.get("REFLECTANCE_SCALE") or upper.get("QUANTIFICATION_VALUE")
+    scale = None
+    if raw:
+        value = float(raw)
+        scale = value if value < 1 else 1.0 / value
+    offset = upper.get("BOA_ADD_OFFSET")
+    return scale, float(offset) if offset not in (None, "") else 0.0
 
 
 def _looks_like_reflectance(info: RasterInfo) -> bool:

@@ -12,6 +12,7 @@ from rasterio.enums import Resampling
 from .atomic import atomic_path
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError, Problem
+from .inventory import s2_scaling
 
 RGB = ("B04", "B03", "B02")
 MAX_PX = 1024  # panels are read decimated to at most this many pixels a side
@@ -38,8 +39,9 @@ def true_colour(path: str | Path) -> tuple[np.ndarray, dt.datetime | None]:
         desc = [d.upper() if d else "" for d in ds.descriptions]
     idx = [desc.index(b) + 1 if b in desc else i for b, i in zip(RGB, (3, 2, 1), strict=True)]
     data, tags, _ = _read(path, idx)
-    scale = float(tags.get("REFLECTANCE_SCALE", 1e-4))
-    offset = float(tags.get("BOA_ADD_OFFSET", 0.0)) * scale
+    scale, offset = s2_scaling(tags)
+    scale = scale or 1e-4
+    offset *= scale
     when = date_from_metadata(tags) or date_from_name(path)
     return np.moveaxis(data * scale + offset, 0, -1), when
 

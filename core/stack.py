@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 S2_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+# all 13 bands, in the order of L1C products and SEN12MS(-CR) files
+S2_L1C_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 S1_BANDS = ["VV", "VH"]
 
 

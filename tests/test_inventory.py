@@ -208,3 +208,18 @@ def test_target_modes_and_out_of_range(real):
         inventory.check_target(inv, last + dt.timedelta(days=400))
     with pytest.raises(InputError, match="out of range"):
         inventory.check_target(inv, dt.date(2010, 1, 1))
+
+
+def test_unnamed_13_band_l1c_gets_the_l1c_order(sen12_dir):
+    from sentinel_densify.core.stack import S2_L1C_BANDS
+
+    img = inventory.read_s2(sen12_dir / "s2_cloudfree" / "ROIs2017_winter_112_p797.tif", bands=["B04", "B03", "B02"])
+    assert img.bands == ["B04", "B03", "B02"] and img.refl.shape[0] == 3
+    info = inventory.describe(sen12_dir / "s2_cloudfree" / "ROIs2017_winter_112_p797.tif", sensor="S2")
+    assert info.bands == S2_L1C_BANDS
+
+
+def test_s2_scaling_reads_scale_quantification_and_offset():
+    assert inventory.s2_scaling({"REFLECTANCE_SCALE": "0.0001", "BOA_ADD_OFFSET": "-1000"}) == (1e-4, -1000.0)
+    assert inventory.s2_scaling({"quantification_value": "10000"}) == (1e-4, 0.0)
+    assert inventory.s2_scaling({}) == (None, 0.0)
