@@ -15,12 +15,12 @@ from ..stack import Stack
 from . import Method, register
 
 
-def bracket(stack: Stack, target_day: float) -> dict[str, np.ndarray]:
+def bracket(s2: np.ndarray, days: np.ndarray, target_day: float) -> dict[str, np.ndarray]:
     """Per pixel: the last clear observation at or before the target and the first after it.
 
-    Returns values (B, h, w) and days (h, w) for each side ("before", "after"), NaN where none.
+    s2 (T, B, h, w) with NaN where not clear, days (T,). Returns values (B, h, w) and days (h, w)
+    for each side ("before", "after"), NaN where none.
     """
-    s2, days = stack.s2, stack.s2_days
     valid = np.isfinite(s2).all(axis=1)  # (T, h, w)
     T = len(days)
     out: dict[str, np.ndarray] = {}
@@ -41,6 +41,15 @@ def bracket(stack: Stack, target_day: float) -> dict[str, np.ndarray]:
         out[side] = val
         out[side + "_day"] = np.where(has, day, np.nan)
     return out
+
+
+def interpolate(b: dict[str, np.ndarray], target_day: float) -> np.ndarray:
+    """The `linear` baseline from a `bracket`: linear in time between both sides, else the one side."""
+    span = b["after_day"] - b["before_day"]
+    w = np.where(span > 0, (target_day - b["before_day"]) / np.where(span > 0, span, 1), 0.0)
+    interp = b["before"] + w[None] * (b["after"] - b["before"])
+    mean = np.where(np.isfinite(interp), interp, np.where(np.isfinite(b["before"]), b["before"], b["after"]))
+    return mean.astype("float32")
 
 
 def _features(b: dict[str, np.ndarray], target_day: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,12 +181,8 @@ class LinearMethod(CalibratedBaseline):
     name = "linear"
 
     def estimate(self, stack: Stack, target_day: float) -> tuple[np.ndarray, dict]:
-        b = bracket(stack, target_day)
-        span = b["after_day"] - b["before_day"]
-        w = np.where(span > 0, (target_day - b["before_day"]) / np.where(span > 0, span, 1), 0.0)
-        interp = b["before"] + w[None] * (b["after"] - b["before"])
-        mean = np.where(np.isfinite(interp), interp, np.where(np.isfinite(b["before"]), b["before"], b["after"]))
-        return mean.astype("float32"), b
+        b = bracket(stack.s2, stack.s2_days, target_day)
+        return interpolate(b, target_day), b
 
 
 @register("nearest")
@@ -187,7 +192,7 @@ class NearestMethod(CalibratedBaseline):
     name = "nearest"
 
     def estimate(self, stack: Stack, target_day: float) -> tuple[np.ndarray, dict]:
-        b = bracket(stack, target_day)
+        b = bracket(stack.s2, stack.s2_days, target_day)
         db = target_day - b["before_day"]
         da = b["after_day"] - target_day
         use_after = np.isfinite(da) & ~(db <= da)
@@ -202,7 +207,7 @@ class PersistenceMethod(CalibratedBaseline):
     name = "persistence"
 
     def estimate(self, stack: Stack, target_day: float) -> tuple[np.ndarray, dict]:
-        b = bracket(stack, target_day)
+        b = bracket(stack.s2, stack.s2_days, target_day)
         nan = np.full_like(b["after"], np.nan)
         only_before = dict(b, after=nan, after_day=np.full_like(b["after_day"], np.nan))
         return b["before"].astype("float32"), only_before

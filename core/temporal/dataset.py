@@ -15,6 +15,7 @@ import numpy as np
 
 from ..dates import from_days
 from ..errors import InputError
+from ..methods.baselines import bracket, interpolate
 from ..stack import S2_BANDS, Stack
 
 SAME_DAY = 0.5  # as core/evaluate.py: acquisitions closer than this are the same date
@@ -41,24 +42,6 @@ def doy(day: float) -> float:
     return float((t - dt.datetime(t.year, 1, 1, tzinfo=t.tzinfo)).total_seconds() / 86400.0)
 
 
-def _around(s2: np.ndarray, days: np.ndarray, target: float):
-    """Per pixel: values (B, h, w) of the last clear observation at or before `target` and of the
-    first after, their days, and whether each exists (h, w)."""
-    t2, nb, h, w = s2.shape
-    valid = np.isfinite(s2).all(axis=1)
-    idx = np.arange(t2)[:, None, None]
-    before = valid & (days[:, None, None] <= target)
-    after = valid & (days[:, None, None] > target)
-    ib = np.where(before, idx, -1).max(axis=0)
-    ia = np.where(after, idx, t2).min(axis=0)
-    hb, ha = ib >= 0, ia < t2
-    ibc, iac = np.clip(ib, 0, t2 - 1), np.clip(ia, 0, t2 - 1)
-    rows, cols = np.indices((h, w))
-    vb = s2[ibc, :, rows, cols].transpose(2, 0, 1)  # (B, h, w)
-    va = s2[iac, :, rows, cols].transpose(2, 0, 1)
-    return vb, va, days[ibc], days[iac], hb, ha
-
-
 def linear_baseline(s2: np.ndarray, days: np.ndarray, target: float
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-pixel linear interpolation between the clear observations around `target`.
@@ -75,20 +58,11 @@ def baselines(s2: np.ndarray, days: np.ndarray, target: float
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """As `linear_baseline`, plus `near` (2B, h, w): the previous and the next clear values
     (NaN where none), returned as (base, near, dprev, dnext)."""
-    t2, nb, h, w = s2.shape
-    if t2 == 0:
-        nan = np.full((nb, h, w), np.nan, np.float32)
-        inf = np.full((h, w), np.inf, np.float32)
-        return nan, np.concatenate([nan, nan]), inf, inf
-    vb, va, db, da, hb, ha = _around(s2, days, target)
-    span = np.where(da - db > 0, da - db, 1.0)
-    wa = np.clip((target - db) / span, 0.0, 1.0)
-    both = vb * (1 - wa) + va * wa
-    base = np.where(hb & ha, both, np.where(hb, vb, np.where(ha, va, np.nan)))
-    near = np.concatenate([np.where(hb, vb, np.nan), np.where(ha, va, np.nan)]).astype(np.float32)
-    dprev = np.where(hb, target - db, np.inf).astype(np.float32)
-    dnext = np.where(ha, da - target, np.inf).astype(np.float32)
-    return base.astype(np.float32), near, dprev, dnext
+    b = bracket(s2, days, target)
+    near = np.concatenate([b["before"], b["after"]]).astype(np.float32)
+    dprev = np.where(np.isfinite(b["before_day"]), target - b["before_day"], np.inf).astype(np.float32)
+    dnext = np.where(np.isfinite(b["after_day"]), b["after_day"] - target, np.inf).astype(np.float32)
+    return interpolate(b, target), near, dprev, dnext
 
 
 def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | None = None) -> np.ndarray:
