@@ -8,7 +8,6 @@ pixels the mask calls clear keep their observed values.
 
 from __future__ import annotations
 
-import ctypes.util
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,26 +41,6 @@ def resolve_model(model: str | Path | None) -> Path:
         return BUNDLED
     raise InputError("no trained Pix2Pix model is bundled with this build: give one with --model FILE.onnx "
                      "(train with `densify train pix2pix`, export with `densify export`)")
-
-
-def _session(path: Path, device: str):
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    providers = ["CPUExecutionProvider"]
-    has_cuda = ctypes.util.find_library("cublasLt") is not None  # what the CUDA provider loads
-    if "CUDAExecutionProvider" in available and (device == "cuda" or (device == "auto" and has_cuda)):
-        providers.insert(0, "CUDAExecutionProvider")
-    elif device == "cuda":
-        raise InputError("device 'cuda' requested but onnxruntime has no CUDA provider here")
-    ort.set_default_logger_severity(3)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # a CUDA provider that cannot load falls back to the CPU quietly
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # noqa: BLE001 - a corrupt model is bad input
-        raise InputError(Problem(str(path), f"not a loadable ONNX model ({str(exc).splitlines()[0][:160]})")) \
-            from None
 
 
 def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
@@ -116,7 +95,7 @@ def remove_clouds(s1: str, s2: str, out: str | Path, model: str | Path | None = 
                   device: str = "auto", batch: int = 4, feedback: Feedback | None = None) -> CloudRemovalResult:
     """Write the cloud-free bands of `s2` predicted from it and `s1` to `out` (GeoTIFF, reflectance)."""
     from .gan.data import scale_s1, scale_s2, unscale_s2
-    from .model_contract import read_contract
+    from .model_contract import open_session, read_contract
     from .tiling import predict_tiled
     from .writer import write_array
 
@@ -128,7 +107,7 @@ def remove_clouds(s1: str, s2: str, out: str | Path, model: str | Path | None = 
     bands = list(contract["bands"])
     img, sar, clear = read_inputs(s1, s2, bands, mask)
     feedback.report(5, "inputs read")
-    sess = _session(path, device)
+    sess = open_session(path, device)
     x = np.concatenate([scale_s1(sar), scale_s2(img.refl)])
     h, w = x.shape[-2:]
     tile, div = int(contract["tile"]["size"]), int(contract["tile"].get("divisor", 1))

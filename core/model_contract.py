@@ -8,6 +8,7 @@ JSON. `read_contract` is the one loader of contracts in the project.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,28 @@ def read_contract(onnx_path: str | Path) -> dict:
         raise InputError(f"{path.name}: no Sentinel Densify model contract in its metadata "
                          f"(missing {', '.join(missing)})")
     return contract
+
+
+def open_session(path: str | Path, device: str = "auto"):
+    """An ONNX Runtime session on CUDA when a GPU is present and `device` allows it, else on the CPU.
+
+    The one place models are opened for inference; `session.get_providers()[0]` says what runs.
+    """
+    import onnxruntime as ort
+
+    want_cuda = (device or "auto").lower() in ("auto", "gpu") or str(device).lower().startswith("cuda")
+    providers = ["CPUExecutionProvider"]
+    has_gpu = os.name == "nt" or Path("/dev/nvidiactl").exists()  # else the CUDA provider cannot load
+    if want_cuda and has_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # no warning when CUDA is listed but no GPU is present
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - a corrupt model or a failing provider
+        if providers[0] != "CPUExecutionProvider":
+            try:
+                return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001
+                pass
+        raise InputError(f"{Path(path).name}: ONNX Runtime cannot load this model ({exc})") from None

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..model_contract import read_contract
+from ..model_contract import open_session, read_contract
 from ..stack import Stack
 from ..tiling import predict_tiled
 from . import Method, register
 
 SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info")
 PER_SAMPLE = ("s2_dt", "s1_dt")
-
-
-def session_for(path: str | Path, device: str = "auto"):
-    """An onnxruntime session on CUDA when available and allowed by `device`, else on the CPU."""
-    import onnxruntime as ort
-
-    want_cuda = (device or "auto").lower() in ("auto", "gpu") or str(device).lower().startswith("cuda")
-    providers = ["CPUExecutionProvider"]
-    has_gpu = os.name == "nt" or Path("/dev/nvidiactl").exists()  # else the CUDA provider cannot load
-    if want_cuda and has_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # no warning when CUDA is listed but no GPU is present
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # noqa: BLE001 - a corrupt model or a failing provider
-        if providers[0] != "CPUExecutionProvider":
-            try:
-                return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-            except Exception:  # noqa: BLE001
-                pass
-        raise InputError(f"{Path(path).name}: ONNX Runtime cannot load this model ({exc})") from None
 
 
 class OnnxTemporalMethod(Method):
@@ -48,7 +25,7 @@ class OnnxTemporalMethod(Method):
         if self.contract.get("kind") != "temporal":
             raise InputError(f"{self.path.name}: a '{self.contract.get('kind')}' model; the onnx method "
                              "runs temporal models (S1+S2 series -> S2 at a date)")
-        self.session = session_for(self.path, device)
+        self.session = open_session(self.path, device)
         self.provider = self.session.get_providers()[0]
         self.name = f"onnx:{self.path.stem}"
         self.k2, self.k1 = int(self.contract["k2"]), int(self.contract["k1"])
