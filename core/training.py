@@ -104,8 +104,11 @@ def unwrap(model: Any) -> Any:
 
 
 def save_checkpoint(path: str | Path, *, kind: str, model_state: dict, optim_state: dict | None = None,
-                    epoch: int, config: dict, metrics: dict) -> Path:
+                    epoch: int, config: dict, metrics: dict, train_state: dict | None = None) -> Path:
     """Write a checkpoint of state dicts and plain values atomically (temp name then rename).
+
+    model_state is what inference uses; train_state, when given, the raw weights training resumes
+    from (e.g. model_state holds an exponential moving average of them).
 
     Loadable with torch.load(weights_only=True): only tensors, numbers, strings, lists, dicts.
     """
@@ -123,6 +126,8 @@ def save_checkpoint(path: str | Path, *, kind: str, model_state: dict, optim_sta
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "torch": str(torch.__version__),
     }
+    if train_state is not None:
+        payload["train_state"] = {k: v.detach().cpu() for k, v in train_state.items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path

@@ -57,7 +57,7 @@ def test_points_pretraining_lowers_loss(uds_dir, points_file, tmp_path):
     TR.configure(parser)
     base = ["--data", str(uds_dir), "--no-progress", "--width", "8", "--heads", "1", "--layers", "1",
             "--k2", "4", "--k1", "3", "--crop", "8", "--batch", "1", "--epochs", "1", "--steps", "1",
-            "--val-samples", "0", "--seed", "2", "--lr", "3e-3"]
+            "--seed", "2", "--lr", "3e-3"]
     seed_everything(2)
     TR.train(parser.parse_args(base + ["--out", str(tmp_path / "a")]))
     seed_everything(2)

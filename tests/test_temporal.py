@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from sentinel_densify.core.errors import InputError  # noqa: E402
 from sentinel_densify.core.temporal import dataset as D  # noqa: E402
 from sentinel_densify.core.temporal import train as TR  # noqa: E402
 from sentinel_densify.core.temporal.model import TemporalGenerator, gaussian_nll  # noqa: E402
@@ -82,6 +83,43 @@ def test_held_out_month_blocks(series):
     assert held.any() and (~held).any() and all((m - m0) % 4 == 3 for m in months)
     sampler = D.Sampler(series, held, D.SamplerConfig(crop=16), seed=0)
     assert not held[sampler.targets].any()
+    val = D.validation_dates(series, held)
+    vmonths = {D.month_block(d) for d in series.s2_days[val]}
+    assert val.any() and not (val & held).any() and all((m - m0) % 8 == 1 for m in vmonths)
+    with pytest.raises(InputError, match="validation"):
+        D.validation_dates(series, held | val)  # every validation month already a test month
+
+
+def test_training_never_sees_test_or_validation_dates(uds_dir, tmp_path, monkeypatch):
+    """Training targets and inputs avoid both month kinds; validation inputs avoid the test months."""
+    seen_train, seen_val = [], []
+    real_inputs, real_predict = D.model_inputs, TR.predict
+
+    def spy_inputs(stack, day, *a, **kw):
+        seen_train.append((day, stack.s2_days.copy()))
+        return real_inputs(stack, day, *a, **kw)
+
+    def spy_predict(model, stack, day, *a, **kw):
+        seen_val.append((day, stack.s2_days.copy()))
+        return real_predict(model, stack, day, *a, **kw)
+
+    monkeypatch.setattr(D, "model_inputs", spy_inputs)
+    monkeypatch.setattr(TR, "predict", spy_predict)
+    TR.train(_args(uds_dir, tmp_path / "run", epochs=1, steps=2, seed=4))
+    series = D.load_series(uds_dir)
+    test = D.split_dates(series)
+    val = D.validation_dates(series, test)
+    test_days, val_days = set(series.s2_days[test].tolist()), set(series.s2_days[val].tolist())
+    assert seen_train and seen_val
+    for day, inputs in seen_train:
+        assert day not in test_days | val_days and not (set(inputs.tolist()) & (test_days | val_days))
+    assert {day for day, _ in seen_val} <= val_days
+    for _, inputs in seen_val:
+        assert not set(inputs.tolist()) & test_days
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    h = ckpt["config"]["holdout"]
+    assert h["months"] and h["validation_months"] and not set(h["months"]) & set(h["validation_months"])
+    assert {"psnr_gap10", "psnr_forecast60", "temperature", "val_score"} <= set(ckpt["metrics"])
 
 
 def test_masked_observations_are_ignored(series):
@@ -108,13 +146,15 @@ def test_masked_observations_are_ignored(series):
 
 def test_training_reduces_loss_and_resumes(uds_dir, series, tmp_path):
     out = tmp_path / "run"
-    args = _args(uds_dir, out, epochs=1, steps=24, lr=0.002, seed=3, width=32, heads=2)
+    args = _args(uds_dir, out, epochs=1, steps=24, lr=0.002, seed=3, width=32, heads=2, ema=0)
     TR.train(args)
     ckpt = load_checkpoint(out / "last.pt")
+    assert "train_state" not in ckpt  # no moving average: the raw weights are the model
     assert ckpt["epoch"] == 0 and ckpt["kind"] == "temporal" and "psnr_gap0" in ckpt["metrics"]
     assert ckpt["config"]["holdout"]["months"]
 
-    held = D.split_dates(series)
+    test = D.split_dates(series)
+    held = test | D.validation_dates(series, test)  # as in training
     batch = D.Sampler(series, held, D.SamplerConfig(crop=16, k2=4, k1=4), seed=99).batch(16)
     target = torch.as_tensor(batch["target"])
     valid = torch.as_tensor(batch["target_valid"]) > 0.5
@@ -135,3 +175,22 @@ def test_training_reduces_loss_and_resumes(uds_dir, series, tmp_path):
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2 and '"epoch": 1' in rows[1]
     assert not all(torch.equal(again["model_state"][k], ckpt["model_state"][k]) for k in ckpt["model_state"])
+
+
+def test_moving_average_is_saved_and_resumed(uds_dir, tmp_path):
+    """With --ema the checkpoint's model_state (validated, exported) is the average; training resumes
+    from the raw weights kept in train_state."""
+    out = tmp_path / "ema"
+    TR.train(_args(uds_dir, out, epochs=1, steps=6, lr=0.01, seed=5, ema=0.5))
+    ckpt = load_checkpoint(out / "last.pt")
+    raw, avg = ckpt["train_state"], ckpt["model_state"]
+    assert raw.keys() == avg.keys() and ckpt["config"]["ema"] == 0.5
+    moved = [k for k in raw if not torch.equal(raw[k], avg[k])]
+    assert moved  # the average lags the raw weights
+    model = TR.build_model(ckpt["config"])
+    model.load_state_dict(avg)  # the average is a complete model
+    TR.train(_args(uds_dir, out, epochs=2, steps=1, lr=1e-9, seed=5, ema=0.5, resume=True))
+    again = load_checkpoint(out / "last.pt")
+    for k in moved:  # lr ~ 0: raw weights stay, the average moves half-way towards them
+        torch.testing.assert_close(again["train_state"][k], raw[k], atol=1e-6, rtol=0)
+        torch.testing.assert_close(again["model_state"][k], 0.5 * (avg[k] + raw[k]), atol=1e-5, rtol=1e-4)

@@ -121,10 +121,20 @@ def month_block(day: float) -> int:
 
 
 def split_dates(stack: Stack, every: int = 4, offset: int = 3) -> np.ndarray:
-    """Bool (T2): True for S2 dates held out for validation: every `every`-th month counted from
+    """Bool (T2): True for S2 dates held out for testing: every `every`-th month counted from
     the first month of the series (month index % every == offset)."""
     m0 = month_block(stack.s2_days.min())
     return np.array([(month_block(d) - m0) % every == offset for d in stack.s2_days])
+
+
+def validation_dates(stack: Stack, test: np.ndarray, every: int = 8, offset: int = 1) -> np.ndarray:
+    """Bool (T2): S2 dates of the validation month blocks (month index % every == offset), which
+    choose the checkpoint and calibrate the std; never test dates (`test` from split_dates)."""
+    val = split_dates(stack, every, offset) & ~test
+    if not val.any():
+        raise InputError(f"no validation date: no S2 date outside the test months has month index % {every} "
+                         f"== {offset}; choose another --val-offset")
+    return val
 
 
 @dataclass

@@ -1,13 +1,16 @@
 """Train the temporal S1+S2 generator on a real series (`densify train temporal ...`).
 
 Run alone, or with DDP: `torchrun --nproc_per_node=N -m sentinel_densify.core.temporal.train ...`.
-Validation targets are S2 dates in held-out month blocks (every 4th month of the series);
-those dates are never shown to the model in training, neither as targets nor as inputs.
+Two kinds of month blocks are kept out of training (neither targets nor inputs): test months
+(every 4th month of the series, for `densify evaluate` afterwards, never looked at here) and
+validation months (every 8th, another phase), on which the protocol tasks of EVALUATION.md
+choose the best checkpoint and fit the std temperature.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -16,11 +19,21 @@ from pathlib import Path
 import numpy as np
 
 from ..stack import Stack
-from .dataset import SAME_DAY, Sampler, SamplerConfig, load_series, model_inputs, month_block, split_dates
+from .dataset import (
+    SAME_DAY,
+    Sampler,
+    SamplerConfig,
+    load_series,
+    model_inputs,
+    month_block,
+    split_dates,
+    validation_dates,
+)
 
 KIND = "temporal"
-VAL_GAPS = (0.0, 30.0)
-VAL_LEADS = (15.0,)
+VAL_GAPS = (0.0, 10.0, 30.0)  # the protocol's gaps and leads (EVALUATION.md)
+VAL_LEADS = (5.0, 15.0, 30.0, 60.0)
+VAL_MIN_CLEAR = 0.8  # validation targets: validation-month S2 dates at least this clear
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,15 +54,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k1", type=int, default=8, help="S1 observations used (nearest in time)")
     parser.add_argument("--max-gap", type=float, default=60.0, help="largest random gap hidden (days)")
     parser.add_argument("--max-lead", type=float, default=60.0, help="largest forecast lead (days)")
-    parser.add_argument("--holdout-every", type=int, default=4, help="hold out every Nth month block")
+    parser.add_argument("--holdout-every", type=int, default=4, help="test: hold out every Nth month block")
+    parser.add_argument("--holdout-offset", type=int, default=None,
+                        help="test months: month index %% N == this (default N - 1)")
+    parser.add_argument("--val-every", type=int, default=8, help="validation: every Nth month block")
+    parser.add_argument("--val-offset", type=int, default=1, help="validation months: month index %% N == this")
+    parser.add_argument("--min-target-clear", type=float, default=0.5,
+                        help="training targets: S2 dates at least this clear")
+    parser.add_argument("--p-clouds", type=float, default=0.5,
+                        help="probability of borrowing cloud masks from other dates in a sample")
     parser.add_argument("--points", default=None,
                         help="point-series parquet (WorldCereal dekads) to pre-train the per-pixel "
                              "temporal part on before the series epochs")
     parser.add_argument("--points-steps", type=int, default=200, help="pre-training steps on --points")
     parser.add_argument("--points-batch", type=int, default=256, help="points (1 x 1 px) per step")
-    parser.add_argument("--val-samples", type=int, default=64,
-                        help="random validation samples (crops, gaps, leads) on held-out dates; "
-                             "the best checkpoint and the std temperature are chosen on them")
+    parser.add_argument("--ema", type=float, default=0.99,
+                        help="decay of the exponential moving average of the weights that is validated, "
+                             "saved and exported (0: the raw weights)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -89,11 +110,10 @@ def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None) -> t
     return mean[0].float().cpu().numpy(), np.exp(0.5 * logvar[0].float().cpu().numpy())
 
 
-def val_targets(stack: Stack, held: np.ndarray) -> np.ndarray:
-    """Held-out S2 dates clear enough to score: >= 99 % clear (the protocol), else >= 70 %."""
+def val_targets(stack: Stack, val: np.ndarray) -> np.ndarray:
+    """Validation dates clear enough to score (>= VAL_MIN_CLEAR)."""
     clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
-    idx = np.flatnonzero(held & (clear >= 0.99))
-    return idx if idx.size else np.flatnonzero(held & (clear >= 0.7))
+    return np.flatnonzero(val & (clear >= VAL_MIN_CLEAR))
 
 
 def _psnr(pred: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> float:
@@ -102,8 +122,10 @@ def _psnr(pred: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> float:
 
 
 def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=None) -> dict:
-    """PSNR of the model and of the linear baseline, and normalised errors z, on held-out targets
-    (gap-filling G = 0, 30 d; forecasting L = 15 d, as in EVALUATION.md)."""
+    """The protocol tasks (gaps VAL_GAPS, leads VAL_LEADS) on `targets` of `stack` (which holds no
+    test date): PSNR of the model and of `linear` (= persistence when forecasting) per task, the
+    coverage of the raw std, the std temperature that puts 68.3 % of |error| within 1 std, and
+    val_score = the mean PSNR gain over the baseline across tasks."""
     rows, zs = [], []
     for t in targets:
         day = float(stack.s2_days[t])
@@ -114,74 +136,31 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
             else:
                 cut = day - days + SAME_DAY
                 sub = stack.select_s2(stack.s2_days <= cut).select_s1(stack.s1_days <= cut)
+            if not len(sub.s2_days):
+                continue
             mean, std = predict(model, sub, day, k2, k1, device)
-            base = model_inputs(sub, day, 1, 1)["base"]
-            rows.append({"task": task, "days": days, "psnr": _psnr(mean, truth, ok),
-                         "psnr_linear": _psnr(base, truth, ok)})
-            zs.append(((mean - truth) / std)[:, ok].ravel())
-    z = np.concatenate(zs) if zs else np.zeros(1)
+            base = model_inputs(sub, day, 1, 1)
+            ok_t = ok & (base["base_info"][0] > 0.5)
+            if not ok_t.any():
+                continue
+            rows.append({"task": task, "days": days, "psnr": _psnr(mean, truth, ok_t),
+                         "psnr_linear": _psnr(base["base"], truth, ok_t)})
+            zs.append(((mean - truth) / std)[:, ok_t].ravel())
     out: dict = {}
-    for task, days in {(r["task"], r["days"]) for r in rows}:
+    for task, days in sorted({(r["task"], r["days"]) for r in rows}):
         sel = [r for r in rows if r["task"] == task and r["days"] == days]
         key = f"{task}{days:g}"
         out[f"psnr_{key}"] = float(np.mean([r["psnr"] for r in sel]))
         out[f"psnr_linear_{key}"] = float(np.mean([r["psnr_linear"] for r in sel]))
-    az = np.abs(z)
+    az = np.abs(np.concatenate(zs)) if zs else np.ones(1)
     out["cov1"] = float(np.mean(az <= 1) * 100)
     out["cov2"] = float(np.mean(az <= 2) * 100)
-    # temperature for the std so that 68.3 % of |z| fall within 1 std (median-based, robust)
-    out["temperature"] = float(np.quantile(az, 0.683)) if az.size else 1.0
-    out["val_score"] = float(np.mean([out[k] - out[k.replace("psnr_", "psnr_linear_")]
-                                      for k in out if k.startswith("psnr_") and "linear" not in k]))
+    out["temperature"] = float(np.quantile(az, 0.683))
+    gains = [out[k] - out[k.replace("psnr_", "psnr_linear_")] for k in out
+             if k.startswith("psnr_") and "linear" not in k]
+    out["val_score"] = float(np.mean(gains)) if gains else -math.inf
+    out["val_min_gain"] = float(np.min(gains)) if gains else -math.inf
     return out
-
-
-def validation_set(stack: Stack, held: np.ndarray, scfg: SamplerConfig, n: int, seed: int
-                   ) -> list[dict[str, np.ndarray]]:
-    """`n` fixed random samples (batches of 8) targeting held-out dates, inputs as in the protocol."""
-    if n <= 0:
-        return []
-    try:
-        sampler = Sampler(stack, held, scfg, seed=seed + 99_991, validation=True)
-    except Exception:  # noqa: BLE001 - no held-out date clear enough: no sample validation
-        return []
-    return [sampler.batch(min(8, n - i)) for i in range(0, n, 8)]
-
-
-def validate_samples(model, batches: list[dict[str, np.ndarray]], device=None) -> dict:
-    """NLL, MSE (normalised) of the model and of the linear / nearest baselines, and the std
-    temperature fitted so that 68.3 % of |z| <= 1, over the validation samples."""
-    import torch
-
-    from .model import N_S2, gaussian_nll
-
-    scale = model.s2_std[:, 0]
-    nll, se, se_lin, se_near, npx, zs = 0.0, 0.0, 0.0, 0.0, 0.0, []
-    with torch.no_grad():
-        for b in batches:
-            mean, logvar = model(*to_tensors(b, device or "cpu"))
-            target = torch.as_tensor(b["target"], device=mean.device)
-            valid = torch.as_tensor(b["target_valid"], device=mean.device) > 0.5
-            info = torch.as_tensor(b["base_info"], device=mean.device)
-            near = torch.as_tensor(b["near"], device=mean.device)
-            ok = valid & (info[:, 0] > 0.5)
-            m = ok.unsqueeze(1).float()
-            n = float(m.sum()) * N_S2
-            nll += float(gaussian_nll(mean, logvar, target, ok, scale)) * n
-            base = torch.as_tensor(b["base"], device=mean.device)
-            nearest = torch.where(info[:, 1:2] <= info[:, 2:3], near[:, :N_S2], near[:, N_S2:])
-            se += float((((mean - target) / scale) ** 2 * m).sum())
-            se_lin += float((((base - target) / scale) ** 2 * m).sum())
-            se_near += float((((nearest - target) / scale) ** 2 * m).sum())
-            npx += n
-            z = ((mean - target) * torch.exp(-0.5 * logvar)).permute(1, 0, 2, 3)[:, ok]
-            zs.append(z.abs().flatten().cpu().numpy())
-    npx = max(npx, 1.0)
-    az = np.concatenate(zs) if zs else np.ones(1)
-    return {"val_nll": nll / npx, "val_mse": se / npx, "val_mse_linear": se_lin / npx,
-            "val_mse_nearest": se_near / npx,
-            "val_gain_db": float(10 * np.log10(min(se_lin, se_near) / max(se, 1e-12))) if se else 0.0,
-            "temperature": float(np.quantile(az, 0.683))}
 
 
 def pretrain_points(model, args: argparse.Namespace, scfg: SamplerConfig, device, log=None) -> float:
@@ -231,18 +210,25 @@ def train(args: argparse.Namespace) -> dict:
     T.seed_everything(args.seed)
     out = Path(args.out)
     stack = load_series(args.data)
-    held = split_dates(stack, args.holdout_every, args.holdout_every - 1)
-    months = sorted({month_block(d) for d in stack.s2_days[held]})
+    t_off = args.holdout_every - 1 if args.holdout_offset is None else args.holdout_offset
+    test = split_dates(stack, args.holdout_every, t_off)
+    val = validation_dates(stack, test, args.val_every, args.val_offset)
+    held = test | val  # never shown in training, neither as targets nor as inputs
+
+    def months(mask: np.ndarray) -> list[str]:
+        return [f"{m // 12}-{m % 12 + 1:02d}" for m in sorted({month_block(d) for d in stack.s2_days[mask]})]
+
     config = {
         "model": {"d": args.width, "heads": args.heads, "layers": args.layers, **_stats(stack, ~held)},
         "k2": args.k2, "k1": args.k1, "crop": args.crop, "batch": args.batch, "lr": args.lr,
         "seed": args.seed, "steps": args.steps, "epochs": args.epochs, "world_size": world,
-        "max_gap": args.max_gap, "max_lead": args.max_lead,
-        "data": str(Path(args.data).resolve()),
-        "holdout": {"rule": f"S2 dates whose month index since the series start % {args.holdout_every} "
-                            f"== {args.holdout_every - 1} are held out (never shown in training)",
-                    "months": [f"{m // 12}-{m % 12 + 1:02d}" for m in months],
-                    "n_dates": int(held.sum())},
+        "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
+        "p_clouds": args.p_clouds, "data": str(Path(args.data).resolve()),
+        "holdout": {"rule": f"test: S2 dates whose month index since the series start % {args.holdout_every} "
+                            f"== {t_off}; validation: % {args.val_every} == {args.val_offset}; "
+                            "neither is shown in training",
+                    "months": months(test), "n_dates": int(test.sum()),
+                    "validation_months": months(val), "n_validation_dates": int(val.sum())},
     }
     model = build_model(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -251,23 +237,30 @@ def train(args: argparse.Namespace) -> dict:
     last = out / "last.pt"
     if args.resume and last.exists():
         ckpt = T.load_checkpoint(last)
-        model.load_state_dict(ckpt["model_state"])
+        model.load_state_dict(ckpt.get("train_state") or ckpt["model_state"])
         if ckpt.get("optim_state"):
             opt.load_state_dict(ckpt["optim_state"])
         start = int(ckpt["epoch"]) + 1
         best = float(ckpt["metrics"].get("best_score", -math.inf))
         config = {**ckpt["config"], "epochs": args.epochs}
-    scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead)
+    scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
+                         min_target_clear=args.min_target_clear, p_clouds=args.p_clouds)
     if getattr(args, "points", None) and start == 0:
         config["points"] = {"file": str(Path(args.points).resolve()), "steps": args.points_steps,
                             "batch": args.points_batch}
         loss = pretrain_points(model, args, scfg, device)
         print(json.dumps({"phase": "points", "loss": round(loss, 4)}), flush=True)
+    ema = None
+    if getattr(args, "ema", 0.0) > 0:
+        ema = copy.deepcopy(model).eval().requires_grad_(False)
+        if args.resume and last.exists():
+            ema.load_state_dict(T.load_checkpoint(last)["model_state"])
+    config["ema"] = getattr(args, "ema", 0.0)
     net = DistributedDataParallel(model) if world > 1 else model
     scaler = T.grad_scaler(device)
     log = T.MetricsLog(out / "metrics.jsonl") if T.is_main_process() else None
-    vt = val_targets(stack, held)
-    vset = validation_set(stack, held, scfg, getattr(args, "val_samples", 64), args.seed)
+    seen = stack.select_s2(~test)  # validation inputs: everything but the test months
+    vt = val_targets(seen, val[~test])
     scale = model.s2_std[:, 0]
     metrics: dict = {}
     total = 0
@@ -299,21 +292,24 @@ def train(args: argparse.Namespace) -> dict:
             scaler.update()
             losses.append(float(loss.detach()))
             total += 1
+            if ema is not None:
+                with torch.no_grad():
+                    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                        pe.lerp_(pm, 1.0 - args.ema)
         if T.is_main_process():
             model.eval()
+            evaluated = ema if ema is not None else model
             metrics = {"epoch": epoch, "loss": float(np.mean(losses))}
             if vt.size:
-                metrics.update(validate(model, stack, vt, config["k2"], config["k1"], device))
-            if vset:  # selection and temperature on many samples, not on the few protocol targets
-                metrics.update(validate_samples(model, vset, device))
-                metrics["val_score"] = -metrics["val_mse"]
+                metrics.update(validate(evaluated, seen, vt, config["k2"], config["k1"], device))
             score = metrics.get("val_score", -metrics["loss"])
             improved = score > best
             best = max(best, score)
             metrics["best_score"] = best
-            metrics["val_dates"] = [str(x) for x in vt.tolist()]
-            state = dict(kind=KIND, model_state=model.state_dict(), optim_state=opt.state_dict(),
-                         epoch=epoch, config=config, metrics=metrics)
+            metrics["val_dates"] = [str(x) for x in seen.s2_days[vt].tolist()]
+            state = dict(kind=KIND, model_state=evaluated.state_dict(), optim_state=opt.state_dict(),
+                         epoch=epoch, config=config, metrics=metrics,
+                         train_state=model.state_dict() if ema is not None else None)
             T.save_checkpoint(last, **state)
             if improved:
                 T.save_checkpoint(out / "best.pt", **state)
