@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("cmd_curate", "keep or reject S1/S2 training triplets (SEN12MS-CR layout)"),
     "make-pairs": ("cmd_make_pairs", "build training triplets from S1+S2 time series"),
     "remove-clouds": ("cmd_remove_clouds", "single-date cloud removal with a Pix2Pix model"),
+    "card": ("cmd_card", "model card (markdown + JSON) of a temporal model from its evaluation reports"),
+    "figure": ("cmd_figure", "figure: truth vs synthesized vs uncertainty at a few dates, and one pixel's series"),
 }
 
 

@@ -37,6 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="evaluate at most N target dates, evenly spaced (default: all)")
     parser.add_argument("--band-order", metavar="B02,B03,...", default=None,
                         help="band names of the S2 inputs when their bands have no descriptions")
+    parser.add_argument("--heldout", action="store_true",
+                        help="score each .onnx model only on the target dates of the test months its "
+                             "training held out (its contract); several models = the folds of a "
+                             "cross-validation, merged as one method; the other methods on the same dates")
+    parser.add_argument("--label", default=None, help="with --heldout: the name of the merged model rows")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (learned methods)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for report.json and report.md")
 
@@ -64,7 +69,7 @@ def _feedback() -> tuple[Feedback, object | None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, format_table
+    from .evaluate import evaluate, evaluate_heldout, format_table
     from .reader import load_stack
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -76,8 +81,14 @@ def main(args: argparse.Namespace) -> int:
     stack = load_stack(s2=args.s2, s1=args.s1, masks=args.mask, band_order=order)
     feedback, bar = _feedback()
     try:
-        report = evaluate(stack, methods, gaps=args.gaps, leads=args.leads, device=args.device,
-                          feedback=feedback, max_targets=args.max_targets)
+        kw = dict(gaps=args.gaps, leads=args.leads, device=args.device, feedback=feedback,
+                  max_targets=args.max_targets)
+        if args.heldout:
+            models = [m for m in methods if m.lower().endswith(".onnx")]
+            others = [m for m in methods if m not in models]
+            report = evaluate_heldout(stack, models, others, label=args.label, **kw)
+        else:
+            report = evaluate(stack, methods, **kw)
     finally:
         if bar is not None:
             bar.close()

@@ -17,12 +17,14 @@ pixel's nearest clear S2 observation left in the inputs (pixels with none are le
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from . import metrics
 from .dates import from_days
+from .errors import InputError
 from .methods import create
 from .progress import Feedback
 from .stack import Stack
@@ -87,8 +89,10 @@ def _summary(rows: list[dict]) -> list[dict]:
 def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 10, 30),
              leads: Sequence[float] = (5, 15, 30, 60), device: str = "auto",
              feedback: Feedback | None = None, max_targets: int | None = None,
-             min_clear: float = MIN_CLEAR) -> dict:
+             min_clear: float = MIN_CLEAR, dates: Collection[str] | None = None) -> dict:
     """Run the protocol for every method; returns the JSON-serialisable report.
+
+    `dates` (ISO dates), when given, restricts the targets to those dates.
 
     report["rows"]: one record per (task, G or L, method, target); report["summary"]: the
     mean over targets of every metric per (task, days, method). Non-finite values are None.
@@ -97,6 +101,9 @@ def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 1
     feedback = feedback or Feedback()
     instances = {name: create(name, device) for name in methods}
     targets = target_indices(stack, min_clear, max_targets)
+    if dates is not None:
+        targets = np.array([t for t in targets if from_days(float(stack.s2_days[t])).date().isoformat() in dates],
+                           dtype=int)
     settings = [(GAP, float(g)) for g in gaps] + [(FORECAST, float(lead)) for lead in leads]
     rows: list[dict] = []
     skipped: list[dict] = []
@@ -154,6 +161,45 @@ def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 1
         "skipped": skipped,
         "summary": _summary(rows),
     }
+
+
+def heldout_dates(model: str | Path, stack: Stack) -> set[str]:
+    """ISO dates of the S2 acquisitions of `stack` in the test months a model's contract says its
+    training never saw (training.holdout.months, 'YYYY-MM')."""
+    from .model_contract import read_contract
+
+    months = set((read_contract(model).get("training") or {}).get("holdout", {}).get("months") or [])
+    if not months:
+        raise InputError(f"{Path(model).name}: its contract names no held-out months")
+    iso = [from_days(float(d)).date().isoformat() for d in stack.s2_days]
+    return {d for d in iso if d[:7] in months}
+
+
+def evaluate_heldout(stack: Stack, models: Sequence[str], baselines: Sequence[str] = ("linear", "nearest",
+                     "persistence"), label: str | None = None, **kwargs) -> dict:
+    """The protocol with each model scored only on the targets of its own test months, beside the
+    baselines on the same targets. Several models (the folds of a cross-validation) are merged
+    under one `label` (default: the model's path, or 'model (N folds)')."""
+    if not models:
+        raise InputError("no model to evaluate on its held-out dates")
+    label = label or (str(models[0]) if len(models) == 1 else f"model ({len(models)} folds)")
+    rows: dict[tuple, dict] = {}
+    report: dict = {}
+    methods: dict = {}
+    for model in models:
+        report = evaluate(stack, [*baselines, str(model)], dates=heldout_dates(model, stack), **kwargs)
+        methods[str(model)] = report["methods"].pop(str(model))
+        for r in report["rows"]:
+            r = {**r, "method": label, "model": str(model)} if r["method"] == str(model) else r
+            rows[(r["task"], r["days"], r["method"], r["target_date"])] = r
+    out = dict(report)
+    out["rows"] = list(rows.values())
+    out["summary"] = _summary(out["rows"])
+    out["targets"] = sorted({r["target_date"] for r in out["rows"]})
+    out["methods"] = {**report["methods"], label: {"folds": methods}}
+    out["notes"] = {**report["notes"], "heldout": f"{label}: each model scored only on target dates in the test "
+                                                  "months of its training (contract training.holdout.months)"}
+    return out
 
 
 _COLUMNS = [("n_targets", "targets", "{:d}"), ("psnr", "PSNR (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),

@@ -25,16 +25,19 @@ def series(uds_dir):
     return D.load_series(uds_dir)
 
 
-@pytest.fixture(scope="module")
-def trained(uds_dir, tmp_path_factory):
-    """A tiny model trained for a few steps on the real series, and its ONNX export."""
-    out = tmp_path_factory.mktemp("onnx")
+def _train_tiny(uds_dir, out, *extra: str):
     parser = argparse.ArgumentParser()
     TR.configure(parser)
     TR.train(parser.parse_args(["--data", str(uds_dir), "--out", str(out), "--no-progress", "--epochs", "1",
                                 "--steps", "3", "--batch", "2", "--crop", "16", "--width", "8", "--heads", "2",
-                                "--layers", "1", "--k2", "4", "--k1", "3", "--seed", "1"]))
+                                "--layers", "1", "--k2", "4", "--k1", "3", "--seed", "1", *extra]))
     return out / "last.pt", export_onnx(out / "last.pt", out / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def trained(uds_dir, tmp_path_factory):
+    """A tiny model trained for a few steps on the real series, and its ONNX export."""
+    return _train_tiny(uds_dir, tmp_path_factory.mktemp("onnx"))
 
 
 def _inputs(series, day: float, k2: int, k1: int, size: int):
@@ -120,3 +123,65 @@ def test_predict_tiled_blends_without_seams():
     hard = predict_tiled(lambda t: np.stack([np.full(t["x"].shape[1:], float(next(counter)))
                                              for _ in t["x"]]), {"x": x}, tile=32, overlap=0, batch=1)
     assert np.abs(np.diff(smooth, axis=-1)).max() < 0.5 * np.abs(np.diff(hard, axis=-1)).max()
+
+
+def test_heldout_evaluation_scores_each_fold_on_its_own_months(trained, uds_dir, series, tmp_path):
+    """Cross-validation by month blocks: a fold's model is scored only on its test months."""
+    from sentinel_densify.core.evaluate import evaluate_heldout, heldout_dates, target_indices
+
+    _, fold3 = trained
+    _, fold2 = _train_tiny(uds_dir, tmp_path / "fold2", "--holdout-offset", "2")
+    months3 = set(read_contract(fold3)["training"]["holdout"]["months"])
+    months2 = set(read_contract(fold2)["training"]["holdout"]["months"])
+    assert months3 and months2 and not months3 & months2
+    assert all(d[:7] in months2 for d in heldout_dates(fold2, series))
+    rep = evaluate_heldout(series, [str(fold3), str(fold2)], ["linear", "persistence"], label="cv",
+                           gaps=[0], leads=[15], device="cpu")
+    model_rows = [r for r in rep["rows"] if r["method"] == "cv"]
+    assert model_rows and 0 < len(rep["targets"]) < len(target_indices(series))  # only held-out targets
+    for r in model_rows:
+        months = months3 if r["model"] == str(fold3) else months2
+        assert r["target_date"][:7] in months
+    assert {r["model"] for r in model_rows} == {str(fold3), str(fold2)}
+    lin = {(r["target_date"], r["task"], r["days"]) for r in rep["rows"] if r["method"] == "linear"}
+    assert lin == {(r["target_date"], r["task"], r["days"]) for r in model_rows}  # same targets and tasks
+    cv = [s for s in rep["summary"] if s["method"] == "cv" and s["task"] == "gap-filling"]
+    assert cv[0]["n_targets"] == len({r["target_date"] for r in model_rows})
+
+
+def test_model_card_from_heldout_report(trained, series, tmp_path):
+    """The card's numbers are the report's; the bar checks follow from them; JSON beside the markdown."""
+    import json
+
+    from sentinel_densify.core.evaluate import evaluate_heldout
+    from sentinel_densify.core.temporal.card import build_card, write_card
+
+    _, onnx_path = trained
+    rep = evaluate_heldout(series, [str(onnx_path)], ["linear", "nearest", "persistence"], label="tiny",
+                           gaps=[0, 10], leads=[15], device="cpu")
+    md, card = build_card(onnx_path, rep, figure="fig.png", command="densify train temporal ...")
+    rows = card["evaluation"]["heldout"]["rows"]
+    assert [(r["task"], r["days"]) for r in rows] == [("gap-filling", 0.0), ("gap-filling", 10.0),
+                                                       ("forecasting", 15.0)]
+    summary = {(s["task"], s["days"], s["method"]): s for s in rep["summary"]}
+    for r in rows:
+        ref = "linear" if r["task"] == "gap-filling" else "persistence"
+        assert r["psnr"] == summary[(r["task"], r["days"], "tiny")]["psnr"]
+        assert r["gain_db"] == pytest.approx(r["psnr"] - summary[(r["task"], r["days"], ref)]["psnr"])
+        assert f"**{r['psnr']:.2f}**" in md and f"{r['gain_db']:+.2f}" in md
+    bar = {b["what"]: b for b in card["evaluation"]["heldout"]["bar"]}
+    g0, g10 = rows[0]["gain_db"], rows[1]["gain_db"]
+    assert bar["PSNR gain over linear at G = 0 >= 2 dB"]["met"] == (g0 >= 2.0)
+    assert bar["gain at G = 10 larger than at G = 0"]["met"] == (g10 > g0)
+    assert bar["better than persistence at L = 15"]["met"] == (rows[2]["gain_db"] > 0)
+    assert card["contract"]["kind"] == "temporal" and card["size_bytes"] == onnx_path.stat().st_size
+    assert "fig.png" in md and "2018-07" in md  # the held-out month's targets are named
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(rep))
+    out_md, out_json = write_card(onnx_path, tmp_path / "card.md", report)
+    assert out_md.read_text().startswith("# Model card") and json.loads(out_json.read_text())["sha256"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="bad.json"):
+        write_card(onnx_path, tmp_path / "c2.md", bad)

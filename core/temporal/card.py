@@ -1,0 +1,179 @@
+"""The model card of a temporal model: markdown for people, JSON for tools (`densify card`).
+
+Both are built from the ONNX contract (core/model_contract.py) and from `densify evaluate
+--heldout` reports (the model alone on its test months, and optionally the folds of a
+cross-validation), so every figure in the card is one a command measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..atomic import write_text
+from ..errors import InputError
+from ..evaluate import FORECAST, GAP
+from ..model_contract import read_contract
+
+BASELINES = ("linear", "nearest", "persistence")
+# the bar of the main-model issue, checked on the reports
+BAR = {"gap0_gain_db": 2.0, "cov1": (60.0, 76.0), "cov2": (90.0, 98.0)}
+
+
+def _model_label(report: dict) -> str:
+    labels = sorted({s["method"] for s in report["summary"]} - set(BASELINES))
+    if len(labels) != 1:
+        raise InputError(f"the report should hold one model beside the baselines, found {labels or 'none'}")
+    return labels[0]
+
+
+def _row(report: dict, task: str, days: float, method: str) -> dict | None:
+    return next((s for s in report["summary"]
+                 if s["task"] == task and s["days"] == days and s["method"] == method), None)
+
+
+def comparison(report: dict) -> list[dict]:
+    """Per task and G / L: the model's metrics, the baselines' PSNR and the model's gain over the
+    reference baseline (linear for gaps, persistence for forecasts)."""
+    label = _model_label(report)
+    out = []
+    for task in (GAP, FORECAST):
+        for days in sorted({s["days"] for s in report["summary"] if s["task"] == task}):
+            m = _row(report, task, days, label)
+            if m is None:
+                continue
+            ref = _row(report, task, days, "linear" if task == GAP else "persistence")
+            row = {"task": task, "days": days, "n_targets": m["n_targets"],
+                   **{k: m.get(k) for k in ("psnr", "ssim", "sam", "rmse", "coverage_1s", "coverage_2s",
+                                            "uce", "spearman")}}
+            for b in BASELINES:
+                base = _row(report, task, days, b)
+                row[f"psnr_{b}"] = base["psnr"] if base else None
+            row["gain_db"] = (m["psnr"] - ref["psnr"]) if ref and None not in (m["psnr"], ref["psnr"]) else None
+            out.append(row)
+    return out
+
+
+def bar_checks(rows: list[dict]) -> list[dict]:
+    """The issue's targets, each with the measured value and whether it is met."""
+    gaps = {r["days"]: r for r in rows if r["task"] == GAP}
+    checks = []
+    g0 = gaps.get(0.0, {}).get("gain_db")
+    if g0 is not None:
+        checks.append({"what": "PSNR gain over linear at G = 0 >= 2 dB", "value": round(g0, 2),
+                       "met": g0 >= BAR["gap0_gain_db"]})
+        for g, r in sorted(gaps.items()):
+            if g > 0 and r["gain_db"] is not None:
+                checks.append({"what": f"gain at G = {g:g} larger than at G = 0", "value": round(r["gain_db"], 2),
+                               "met": r["gain_db"] > g0})
+    for r in rows:
+        if r["task"] == FORECAST and r["gain_db"] is not None:
+            checks.append({"what": f"better than persistence at L = {r['days']:g}", "value": round(r["gain_db"], 2),
+                           "met": r["gain_db"] > 0})
+    for key, name in (("coverage_1s", "cov1"), ("coverage_2s", "cov2")):
+        lo, hi = BAR[name]
+        vals = [r[key] for r in rows if r[key] is not None]
+        if vals:
+            checks.append({"what": f"{key[-2]}σ coverage within {lo:g}-{hi:g} % on every row",
+                           "value": [round(min(vals), 1), round(max(vals), 1)],
+                           "met": lo <= min(vals) and max(vals) <= hi})
+    return checks
+
+
+def _table(rows: list[dict]) -> list[str]:
+    lines = ["| task | G / L (d) | targets | linear | nearest | persistence | **model** | gain (dB) | SSIM | "
+             "SAM (°) | RMSE | cov 1σ / 2σ (%) | UCE | Spearman |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def f(v, fmt):
+        return "–" if v is None else fmt.format(v)
+
+    for r in rows:
+        lines.append("| " + " | ".join([
+            "gap" if r["task"] == GAP else "forecast", f"{r['days']:g}", str(r["n_targets"]),
+            f(r["psnr_linear"], "{:.2f}"), f(r["psnr_nearest"], "{:.2f}"), f(r["psnr_persistence"], "{:.2f}"),
+            f(r["psnr"], "**{:.2f}**"), f(r["gain_db"], "{:+.2f}"), f(r["ssim"], "{:.3f}"), f(r["sam"], "{:.2f}"),
+            f(r["rmse"], "{:.4f}"), f"{f(r['coverage_1s'], '{:.1f}')} / {f(r['coverage_2s'], '{:.1f}')}",
+            f(r["uce"], "{:.4f}"), f(r["spearman"], "{:.2f}")]) + " |")
+    return lines
+
+
+def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure: str | None = None,
+               command: str | None = None) -> tuple[str, dict]:
+    """(markdown, json) card of `model` from its held-out report and an optional cross-validation."""
+    model = Path(model)
+    c = read_contract(model)
+    if c.get("kind") != "temporal":
+        raise InputError(f"{model.name}: a '{c.get('kind')}' model, the card is for temporal models")
+    data = model.read_bytes()
+    tr = c.get("training") or {}
+    hold = tr.get("holdout") or {}
+    rows = comparison(heldout)
+    cv_rows = comparison(cv) if cv else None
+    checks = bar_checks(rows)
+    cv_checks = bar_checks(cv_rows) if cv_rows else None
+    arch = c.get("architecture", {})
+    md = [f"# Model card: {model.name}", "",
+          "Probabilistic S1+S2 temporal cross-attention generator (Defonte et al. 2026 seed): a Sentinel-2 "
+          "image (10 bands, surface reflectance) at any date, with a per-pixel, per-band standard deviation, "
+          "from the nearest S2 (cloudy pixels masked out of attention) and S1 observations.", "",
+          f"- File: `{model.name}`, {len(data) / 1e6:.2f} MB, sha256 `{hashlib.sha256(data).hexdigest()[:16]}…`, "
+          f"contract version {c.get('version')}",
+          f"- Architecture: d = {arch.get('d')}, {arch.get('heads')} heads, {arch.get('layers')} layers; "
+          f"K2 = {c.get('k2')} S2 and K1 = {c.get('k1')} S1 observations per target; tile {c.get('tile')} px, "
+          f"overlap {c.get('overlap')} px",
+          f"- Bands: {', '.join(c.get('bands', []))}; S1: VV, VH in dB",
+          f"- Uncertainty: std = exp(logvar / 2) x {c.get('calibration', {}).get('std_scale', 1.0):.3f} "
+          "(temperature fitted on the validation months)", "",
+          "## Training", "",
+          f"- Data: `{Path(str(tr.get('data', '?'))).name}`; seed {tr.get('seed')}; {tr.get('epochs')} epochs x "
+          f"{tr.get('steps_per_epoch')} steps, batch {tr.get('batch')}, crop {tr.get('crop')} px, lr {tr.get('lr')}",
+          f"- Test months (never seen in training, the table below): {', '.join(hold.get('months', []))} "
+          f"({hold.get('n_dates')} S2 dates)",
+          f"- Validation months (checkpoint choice and std temperature): "
+          f"{', '.join(hold.get('validation_months', []))} ({hold.get('n_validation_dates')} S2 dates)"]
+    if command:
+        md += ["", "Reproduce:", "", "```", command.strip(), "```"]
+    md += ["", "## Evaluation on held-out dates (EVALUATION.md)", "",
+           f"The model on the protocol targets (>= 99 % clear) of its test months: "
+           f"{', '.join(heldout.get('targets', []))}. PSNR in dB (mean over targets); gain over `linear` "
+           "for gaps, over persistence for forecasts.", "", *_table(rows)]
+    if cv_rows:
+        md += ["", f"Cross-validation of the same recipe over month folds ({cv.get('notes', {}).get('heldout', '')}): "
+                   f"every protocol target scored by a model that never saw its month; targets "
+                   f"{', '.join(cv.get('targets', []))}.", "", *_table(cv_rows)]
+    md += ["", "## Against the issue's bar", "", "| target | bundled model | " +
+           ("cross-validation |" if cv_checks else ""), "|---|---|" + ("---|" if cv_checks else "")]
+    for ch in checks:
+        cells = [ch["what"], f"{'met' if ch['met'] else '**not met**'} ({ch['value']})"]
+        if cv_checks:
+            other = next((x for x in cv_checks if x["what"] == ch["what"]), None)
+            cells.append("–" if other is None else f"{'met' if other['met'] else '**not met**'} ({other['value']})")
+        md.append("| " + " | ".join(cells) + " |")
+    if figure:
+        md += ["", "## Figure", "", f"![truth, synthesized, uncertainty and one pixel's series]({figure})"]
+    card = {"model": model.name, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data),
+            "contract": c, "evaluation": {"heldout": {"targets": heldout.get("targets"), "rows": rows,
+                                                      "bar": checks}},
+            "figure": figure, "command": command}
+    if cv_rows:
+        card["evaluation"]["cross_validation"] = {"targets": cv.get("targets"), "rows": cv_rows, "bar": cv_checks}
+    return "\n".join(md) + "\n", card
+
+
+def write_card(model: str | Path, out_md: str | Path, heldout: str | Path, cv: str | Path | None = None,
+               figure: str | None = None, command: str | None = None) -> tuple[Path, Path]:
+    """Write `out_md` and the JSON card beside it (same stem, .json) from report.json files."""
+    def load(path: str | Path) -> dict:
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: not a readable evaluation report ({exc})") from None
+
+    md, card = build_card(model, load(heldout), load(cv) if cv else None, figure, command)
+    out_md = Path(out_md)
+    out_json = out_md.with_suffix(".json")
+    write_text(out_md, md)
+    write_text(out_json, json.dumps(card, indent=1, allow_nan=False))
+    return out_md, out_json
