@@ -8,7 +8,7 @@ export QT_QPA_PLATFORM ?= offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: install apt venv test lint demo eval bench package deploy clean
+.PHONY: install apt venv test lint demo eval bench model package deploy clean
 
 install: apt venv ## apt packages, .venv with system site packages, pinned pip requirements, `densify`
 	@echo "installed: $(VENV)/bin/densify"
@@ -39,8 +39,13 @@ DATA := ../shared/data/worldcereal-31UDS-2017
 eval: ## the evaluation protocol (EVALUATION.md) on the real series; report in eval_out/
 	$(VENV)/bin/densify evaluate --s2 $(DATA)/S2 --s1 $(DATA)/S1 --methods linear,nearest,persistence --out eval_out
 
-bench: ## throughput and peak memory of `densify run` on growing synthetic scenes
-	$(PY) bench/bench.py
+bench: ## throughput and peak memory of `densify run` (linear, and the bundled model when present)
+	$(PY) bench/bench.py --methods linear$(if $(wildcard models/default.onnx),$(comma)default,)
+
+comma := ,
+
+model: ## retrain models/default.onnx on the shared data, with its evaluation, figure and card (~15 min CPU)
+	DATA=$(DATA) bash scripts/build_default_model.sh
 
 package: ## zip for QGIS "Install from ZIP"
 	$(PY) scripts/package.py dist/sentinel_densify.zip
