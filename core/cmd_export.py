@@ -1,16 +1,38 @@
-"""`densify export --checkpoint CKPT --out FILE.onnx`: a trained checkpoint to ONNX with its contract."""
+"""`densify export --checkpoint CKPT [CKPT ...] --out FILE.onnx`: a trained checkpoint to ONNX with its
+contract; given several (runs of one recipe with different seeds), the one with the best validation
+score is exported."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from .errors import InputError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint (.pt) from densify train")
+    parser.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
+                        help="checkpoint (.pt) from densify train; several: export the best validation score")
     parser.add_argument("--out", required=True, metavar="FILE.onnx", help="ONNX file to write")
+
+
+def best_checkpoint(paths: list[str]) -> tuple[str, float]:
+    """The checkpoint with the highest metrics.val_score (one kind only), and that score."""
+    from .training import load_checkpoint
+
+    scored, kinds = [], set()
+    for path in paths:
+        ckpt = load_checkpoint(path)
+        kinds.add(ckpt["kind"])
+        score = ckpt.get("metrics", {}).get("val_score")
+        if score is None or not math.isfinite(float(score)):
+            raise InputError(f"{Path(path).name}: no validation score to compare checkpoints by")
+        scored.append((float(score), str(path)))
+    if len(kinds) > 1:
+        raise InputError(f"the checkpoints are of different kinds ({', '.join(sorted(kinds))})")
+    score, path = max(scored)
+    return path, score
 
 
 def main(args: argparse.Namespace) -> int:
@@ -19,7 +41,11 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out.name}: the output must be an .onnx file")
-    kind = load_checkpoint(args.checkpoint)["kind"]
+    checkpoint = args.checkpoint[0]
+    if len(args.checkpoint) > 1:
+        checkpoint, score = best_checkpoint(args.checkpoint)
+        print(f"best validation score {score:.3f}: {checkpoint}")
+    kind = load_checkpoint(checkpoint)["kind"]
     if kind == "temporal":
         from .temporal.export import export_onnx
     else:
@@ -27,6 +53,6 @@ def main(args: argparse.Namespace) -> int:
             from .gan.export import export_onnx
         except ModuleNotFoundError as exc:
             raise InputError(f"exporting a '{kind}' checkpoint needs core/gan/export.py ({exc})") from None
-    path = export_onnx(args.checkpoint, out)
+    path = export_onnx(checkpoint, out)
     print(f"wrote {path} ({kind})")
     return 0

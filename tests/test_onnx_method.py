@@ -185,3 +185,21 @@ def test_model_card_from_heldout_report(trained, series, tmp_path):
     bad.write_text("{not json")
     with pytest.raises(InputError, match="bad.json"):
         write_card(onnx_path, tmp_path / "c2.md", bad)
+
+
+def test_export_of_several_runs_keeps_the_best_validation_score(uds_dir, tmp_path, capsys):
+    from sentinel_densify.core import cli
+
+    runs = [_train_tiny(uds_dir, tmp_path / f"seed{s}", "--seed", str(s))[0] for s in (7, 8)]
+    scores = [load_checkpoint(p)["metrics"]["val_score"] for p in runs]
+    assert scores[0] != scores[1]
+    out = tmp_path / "best.onnx"
+    assert cli.main(["export", "--checkpoint", *map(str, runs), "--out", str(out)]) == 0
+    assert read_contract(out)["metrics"]["val_score"] == pytest.approx(max(scores))
+    assert str(runs[scores.index(max(scores))]) in capsys.readouterr().out
+    bare = tmp_path / "bare.pt"
+    ckpt = load_checkpoint(runs[0])
+    ckpt["metrics"].pop("val_score")
+    torch.save(ckpt, bare)
+    assert cli.main(["export", "--checkpoint", str(runs[0]), str(bare), "--out", str(out)]) == 1
+    assert "bare.pt" in capsys.readouterr().err
