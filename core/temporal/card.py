@@ -140,9 +140,10 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
            f"{', '.join(heldout.get('targets', []))}. PSNR in dB (mean over targets); gain over `linear` "
            "for gaps, over persistence for forecasts.", "", *_table(rows)]
     if cv_rows:
-        md += ["", f"Cross-validation of the same recipe over month folds ({cv.get('notes', {}).get('heldout', '')}): "
-                   f"every protocol target scored by a model that never saw its month; targets "
-                   f"{', '.join(cv.get('targets', []))}.", "", *_table(cv_rows)]
+        folds = (cv.get("methods", {}).get(_model_label(cv)) or {}).get("folds", {})
+        md += ["", f"Cross-validation of the same recipe over {len(folds)} month folds: every protocol target "
+                   "scored by the fold model that never saw its month (each trained, selected and calibrated "
+                   f"without it); targets {', '.join(cv.get('targets', []))}.", "", *_table(cv_rows)]
     md += ["", "## Against the issue's bar", "", "| target | bundled model | " +
            ("cross-validation |" if cv_checks else ""), "|---|---|" + ("---|" if cv_checks else "")]
     for ch in checks:
