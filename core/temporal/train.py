@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate import FORECAST, GAP, inputs_for
+from ..metrics import psnr
 from ..stack import Stack
 from .dataset import (
-    SAME_DAY,
     Sampler,
     SamplerConfig,
     load_series,
@@ -103,11 +104,13 @@ def to_tensors(batch: dict[str, np.ndarray], device) -> list:
     return [torch.as_tensor(np.ascontiguousarray(batch[k]), device=device) for k in INPUTS]
 
 
-def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std (B, h, w) over the whole window of `stack` with the torch model."""
+def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None,
+            x: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (B, h, w) over the whole window of `stack` with the torch model (`x`: its
+    model_inputs when already built)."""
     import torch
 
-    x = model_inputs(stack, day, k2, k1)
+    x = model_inputs(stack, day, k2, k1) if x is None else x
     batch = {k: v[None] for k, v in x.items()}
     with torch.no_grad():
         mean, logvar = model(*to_tensors(batch, device or "cpu"))
@@ -118,11 +121,6 @@ def val_targets(stack: Stack, val: np.ndarray) -> np.ndarray:
     """Validation dates clear enough to score (>= VAL_MIN_CLEAR)."""
     clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
     return np.flatnonzero(val & (clear >= VAL_MIN_CLEAR))
-
-
-def _psnr(pred: np.ndarray, truth: np.ndarray, ok: np.ndarray) -> float:
-    err = np.clip(pred, 0, 1)[:, ok] - np.clip(truth, 0, 1)[:, ok]
-    return float(10 * np.log10(1.0 / max(np.mean(err ** 2), 1e-12)))
 
 
 def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=None) -> dict:
@@ -136,21 +134,17 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
     for t in targets:
         day = float(stack.s2_days[t])
         truth, ok = stack.s2[t], stack.valid[t]
-        for task, days in [("gap", g) for g in VAL_GAPS] + [("forecast", lead) for lead in VAL_LEADS]:
-            if task == "gap":
-                sub = stack.select_s2(np.abs(stack.s2_days - day) > days + SAME_DAY - 1e-9)
-            else:
-                cut = day - days + SAME_DAY
-                sub = stack.select_s2(stack.s2_days <= cut).select_s1(stack.s1_days <= cut)
+        for task, days in [(GAP, g) for g in VAL_GAPS] + [(FORECAST, lead) for lead in VAL_LEADS]:
+            sub = inputs_for(stack, day, task, days)
             if not len(sub.s2_days):
                 continue
-            mean, std = predict(model, sub, day, k2, k1, device)
-            base = model_inputs(sub, day, 1, 1)
-            ok_t = ok & (base["base_info"][0] > 0.5)
+            x = model_inputs(sub, day, k2, k1)
+            ok_t = ok & (x["base_info"][0] > 0.5)
             if not ok_t.any():
                 continue
-            rows.append({"task": task, "days": days, "psnr": _psnr(mean, truth, ok_t),
-                         "psnr_linear": _psnr(base["base"], truth, ok_t)})
+            mean, std = predict(model, sub, day, k2, k1, device, x=x)
+            rows.append({"task": "gap" if task == GAP else "forecast", "days": days,
+                         "psnr": psnr(mean, truth, ok_t), "psnr_linear": psnr(x["base"], truth, ok_t)})
             zs.append(((mean - truth) / std)[:, ok_t].ravel())
             if clear[t] >= CAL_MIN_CLEAR:
                 zcal.append(zs[-1])
