@@ -169,26 +169,28 @@ def points_loss(model, b: dict[str, np.ndarray], device):
     """Gaussian NLL of a points batch, B8A (absent from the point series) left out."""
     import torch
 
+    from ..training import unwrap
     from .model import N_S2, gaussian_nll
     from .points import B8A_INDEX
 
     keep = torch.ones(N_S2, dtype=torch.bool, device=device)
     keep[B8A_INDEX] = False
-    scale = model.s2_std[:, 0] if hasattr(model, "s2_std") else model.module.s2_std[:, 0]
+    scale = unwrap(model).s2_std[:, 0]
     mean, logvar = model(*to_tensors(b, device))
     valid = torch.as_tensor(b["target_valid"], device=device) > 0.5
     target = torch.as_tensor(b["target"], device=device)
     return gaussian_nll(mean[:, keep].float(), logvar[:, keep].float(), target[:, keep], valid, scale[:, keep])
 
 
-def pretrain_points(model, args: argparse.Namespace, scfg: SamplerConfig, device, log=None) -> float:
+def pretrain_points(model, points: list[Stack], args: argparse.Namespace, scfg: SamplerConfig, device,
+                    log=None) -> float:
     """`--points-steps` Adam steps on 1 x 1 px samples of the point series (B8A out of the loss);
     returns the mean loss of the last 20 steps."""
     import torch
 
-    from .points import PointsSampler, load_points
+    from .points import PointsSampler
 
-    sampler = PointsSampler(load_points(args.points), scfg, args.seed + 12_345)
+    sampler = PointsSampler(points, scfg, args.seed + 12_345)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     model.train()
     losses = []
@@ -255,10 +257,15 @@ def train(args: argparse.Namespace) -> dict:
         config = {**ckpt["config"], "epochs": args.epochs}
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds)
-    if getattr(args, "points", None) and start == 0:
+    points = None
+    if getattr(args, "points", None):
+        from .points import PointsSampler, load_points
+
+        points = load_points(args.points)
+    if points is not None and start == 0:
         config["points"] = {"file": str(Path(args.points).resolve()), "steps": args.points_steps,
                             "batch": args.points_batch}
-        loss = pretrain_points(model, args, scfg, device)
+        loss = pretrain_points(model, points, args, scfg, device)
         print(json.dumps({"phase": "points", "loss": round(loss, 4)}), flush=True)
     ema = None
     if getattr(args, "ema", 0.0) > 0:
@@ -267,10 +274,8 @@ def train(args: argparse.Namespace) -> dict:
             ema.load_state_dict(T.load_checkpoint(last)["model_state"])
     config["ema"] = getattr(args, "ema", 0.0)
     mix = None
-    if getattr(args, "points", None) and getattr(args, "points_mix", 0.0) > 0:
-        from .points import PointsSampler, load_points
-
-        mix = PointsSampler(load_points(args.points), scfg, args.seed * 31 + 77_777 + rank)
+    if points is not None and getattr(args, "points_mix", 0.0) > 0:
+        mix = PointsSampler(points, scfg, args.seed * 31 + 77_777 + rank)
         config["points"] = {**config.get("points", {}), "mix": args.points_mix}
     net = DistributedDataParallel(model) if world > 1 else model
     scaler = T.grad_scaler(device)
