@@ -65,7 +65,7 @@ def days_to_clear(inputs: Stack, day: float, where: np.ndarray) -> tuple[float, 
     return float(per_pixel.mean()), float(per_pixel.min())
 
 
-def _finite(value) -> float | None:
+def finite_or_none(value) -> float | None:
     """JSON-safe float: None for NaN/inf."""
     value = float(value)
     return value if np.isfinite(value) else None
@@ -81,7 +81,7 @@ def _summary(rows: list[dict]) -> list[dict]:
         s = {"task": task, "days": days, "method": method, "n_targets": len(rs)}
         for k in keys:
             vals = np.array([r[k] for r in rs if r.get(k) is not None], dtype=float)
-            s[k] = _finite(vals.mean()) if vals.size else None
+            s[k] = finite_or_none(vals.mean()) if vals.size else None
         out.append(s)
     return out
 
@@ -137,7 +137,7 @@ def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 1
                        "n_s1": int(len(inputs.s1_days)), "n_pixels": scores.pop("n_pixels"),
                        "gap_days": gap_mean, "gap_days_min": gap_min, "seconds": seconds}
                 row.update(scores)
-                rows.append({k: _finite(v) if isinstance(v, float) else v for k, v in row.items()})
+                rows.append({k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()})
     feedback.report(100.0, "evaluation done")
     return {
         "protocol": "EVALUATION.md",

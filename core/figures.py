@@ -28,10 +28,10 @@ from . import metrics
 from .atomic import atomic_path
 from .dates import from_days, parse_date, to_days
 from .errors import InputError
-from .evaluate import GAP, SAME_DAY, _finite, inputs_for, target_indices
+from .evaluate import GAP, SAME_DAY, finite_or_none, inputs_for, target_indices
 from .methods import Method, create
 from .progress import Feedback
-from .quicklook import RGB, _stretch
+from .quicklook import RGB, stretch
 from .stack import Stack
 
 MAX_DEFAULT_DATES = 3
@@ -43,7 +43,7 @@ def _iso(day: float) -> str:
 
 
 def _floats(values: np.ndarray) -> list[float | None]:
-    return [_finite(v) for v in np.ravel(values)]
+    return [finite_or_none(v) for v in np.ravel(values)]
 
 
 def _band_index(stack: Stack, band: str) -> int:
@@ -135,7 +135,7 @@ def pixel_series(stack: Stack, method: Method, pixel: tuple[int, int], band: str
             "mean": _floats(mean), "std": _floats(std),
             "observed_days": obs_days.tolist(), "observed": _floats(obs),
             "observed_mean": _floats(obs_mean), "observed_std": _floats(obs_std),
-            "coverage_2s": _finite(100.0 * inside.mean()) if inside.size else None}
+            "coverage_2s": finite_or_none(100.0 * inside.mean()) if inside.size else None}
 
 
 def _rgb(img: np.ndarray, idx: list[int]) -> np.ndarray:
@@ -189,7 +189,7 @@ def model_figure(stack: Stack, method: str | Method, out_png: str | Path,
         scores = metrics.score(mean, std, truth, clear)
         rows.append({"date": _iso(day), "day": day, "n_s2": int(len(inputs.s2_days)),
                      "clear": float(clear.mean()), "mean": mean, "std": std, "truth": truth,
-                     **{key: _finite(scores[key]) for key in ("psnr", "ssim", "rmse", "coverage_2s")}})
+                     **{key: finite_or_none(scores[key]) for key in ("psnr", "ssim", "rmse", "coverage_2s")}})
 
     method.prepare(stack)
     series = pixel_series(stack, method, (row, col), band, step_days,
@@ -217,8 +217,8 @@ def _draw(rows: list[dict], series: dict, rgb: list[int], out_png: str | Path, n
         unc = np.nanmean(r["std"], axis=0) if np.isfinite(r["std"]).any() else r["std"][0]
         vmax = float(np.nanpercentile(unc, 98)) if np.isfinite(unc).any() else 1.0
         psnr = "–" if r["psnr"] is None else f"{r['psnr']:.2f} dB"
-        panels = [(f"truth {r['date']} ({100 * r['clear']:.0f} % clear)", _stretch(truth, lo, hi), {}),
-                  (f"{name}, gap {gap:g} d: PSNR {psnr}", _stretch(mean, lo, hi), {}),
+        panels = [(f"truth {r['date']} ({100 * r['clear']:.0f} % clear)", stretch(truth, lo, hi), {}),
+                  (f"{name}, gap {gap:g} d: PSNR {psnr}", stretch(mean, lo, hi), {}),
                   ("uncertainty: mean std over bands", unc,
                    {"cmap": "magma", "vmin": 0.0, "vmax": max(vmax, 1e-4)})]
         for j, (label, img, opts) in enumerate(panels):

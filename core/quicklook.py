@@ -46,7 +46,7 @@ def true_colour(path: str | Path) -> tuple[np.ndarray, dt.datetime | None]:
     return np.moveaxis(data * scale + offset, 0, -1), when
 
 
-def _stretch(rgb: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def stretch(rgb: np.ndarray, lo: float, hi: float) -> np.ndarray:
     out = np.clip((rgb - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
     return np.where(np.isfinite(out), out, 1.0)  # nodata white
 
@@ -70,10 +70,10 @@ def quicklook(png_path: str | Path, synthesized: str | Path, uncertainty: str | 
     for label, path in (("before", before), ("synthesized", None), ("after", after)):
         if label == "synthesized":
             day = f" {when:%Y-%m-%d}" if when else ""
-            panels.append((f"synthesized{day}", _stretch(synth, lo, hi), {}))
+            panels.append((f"synthesized{day}", stretch(synth, lo, hi), {}))
         elif path is not None:
             rgb, day = true_colour(path)
-            panels.append((f"{label}: {day:%Y-%m-%d}" if day else label, _stretch(rgb, lo, hi), {}))
+            panels.append((f"{label}: {day:%Y-%m-%d}" if day else label, stretch(rgb, lo, hi), {}))
     std, tags, desc = _read(uncertainty)
     scale = float(tags.get("REFLECTANCE_SCALE", 1.0))
     names = [d or "" for d in desc]
