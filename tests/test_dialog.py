@@ -195,6 +195,10 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
     assert unc.bandName(unc.renderer().band()).endswith("mean_std")
     with rasterio.open(task.result.outputs["uncertainty"]) as ds:  # per-band stds stay in the file
         assert ds.count >= 10 and ds.descriptions[0] == "B02_std"
+    from sentinel_densify.core.methods import create
+
+    with rasterio.open(synth.source()) as ds:  # the dialog's first choice: the bundled model, if any
+        assert dlg.model_combo.currentData() == "default" and ds.tags()["METHOD"] == create("default", "cpu").name
     assert (lai.renderer().classificationMin(), lai.renderer().classificationMax()) == (0, 8)
     assert lai.bandName(lai.renderer().band()).endswith("LAI")
     assert lai_std.bandName(lai_std.renderer().band()).endswith("LAI_std")

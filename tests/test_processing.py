@@ -75,7 +75,10 @@ def test_synthesize_on_the_real_series_gives_three_layers_on_the_s2_grid(provide
         counts[key] = data.shape[0]
         assert np.isfinite(data).mean() > 0.9, key
     assert counts["OUTPUT_SYNTHESIZED"] == 10 and counts["OUTPUT_LAI"] == 3
+    from sentinel_densify.core.methods import create
+
     with rasterio.open(out["OUTPUT_SYNTHESIZED"]) as ds:
+        assert ds.tags()["METHOD"] == create("default", "cpu").name  # empty MODEL: the bundled model
         red = ds.read(3)  # DN; bare winter fields and a village: reflectance well inside 0-0.5
     assert 0 < np.nanmedian(red) < 5000
     with rasterio.open(out["OUTPUT_LAI"]) as ds:
