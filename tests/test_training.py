@@ -74,15 +74,18 @@ def test_device_and_amp_helpers_on_cpu():
             T.select_device("cuda")
 
 
-def test_ddp_two_processes_gloo(uds_dir, tmp_path):
-    """torchrun with 2 CPU processes (gloo): both ranks train, rank 0 writes a loadable checkpoint."""
+def test_ddp_two_processes_gloo(uds_dir, points_file, tmp_path):
+    """torchrun with 2 CPU processes (gloo): both ranks train (with the points loss mixed in, as the
+    bundled model's recipe), rank 0 writes a loadable checkpoint."""
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "sentinel_densify.core.temporal.train", "--data", str(uds_dir), "--out", str(out), *TINY]
+           "-m", "sentinel_densify.core.temporal.train", "--data", str(uds_dir), "--out", str(out), *TINY,
+           "--points", str(points_file), "--points-steps", "1", "--points-batch", "8", "--points-mix", "0.5"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert "rank 0/2: 2 steps done" in res.stdout and "rank 1/2: 2 steps done" in res.stdout
     ckpt = T.load_checkpoint(out / "last.pt")
     assert ckpt["kind"] == "temporal" and ckpt["epoch"] == 0 and ckpt["config"]["world_size"] == 2
+    assert ckpt["config"]["points"]["mix"] == 0.5
     assert len(T.MetricsLog(out / "metrics.jsonl").read()) == 1  # only rank 0 logs

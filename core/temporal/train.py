@@ -247,8 +247,8 @@ def train(args: argparse.Namespace) -> dict:
     start = 0
     best = -math.inf
     last = out / "last.pt"
-    if args.resume and last.exists():
-        ckpt = T.load_checkpoint(last)
+    ckpt = T.load_checkpoint(last) if args.resume and last.exists() else None
+    if ckpt is not None:
         model.load_state_dict(ckpt.get("train_state") or ckpt["model_state"])
         if ckpt.get("optim_state"):
             opt.load_state_dict(ckpt["optim_state"])
@@ -270,8 +270,8 @@ def train(args: argparse.Namespace) -> dict:
     ema = None
     if getattr(args, "ema", 0.0) > 0:
         ema = copy.deepcopy(model).eval().requires_grad_(False)
-        if args.resume and last.exists():
-            ema.load_state_dict(T.load_checkpoint(last)["model_state"])
+        if ckpt is not None:
+            ema.load_state_dict(ckpt["model_state"])
     config["ema"] = getattr(args, "ema", 0.0)
     mix = None
     if points is not None and getattr(args, "points_mix", 0.0) > 0:
