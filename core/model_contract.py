@@ -68,13 +68,7 @@ def read_contract(onnx_path: str | Path) -> dict:
         model = onnx.load(str(path), load_external_data=False)
         props = {p.key: p.value for p in model.metadata_props}
     except ImportError:  # onnx not installed: onnxruntime can read metadata too
-        import onnxruntime as ort
-
-        try:
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"{path.name}: not a readable ONNX model ({exc})") from None
-        props = dict(sess.get_modelmeta().custom_metadata_map)
+        props = dict(open_session(path, "cpu").get_modelmeta().custom_metadata_map)
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign file
         raise InputError(f"{path.name}: not a readable ONNX model ({exc})") from None
     contract = _decode(props)
@@ -90,7 +84,11 @@ def open_session(path: str | Path, device: str = "auto"):
 
     The one place models are opened for inference; `session.get_providers()[0]` says what runs.
     """
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise InputError(f"{Path(path).name}: running ONNX models needs the onnxruntime package "
+                         "(pip install onnxruntime), which this Python does not have") from None
 
     want_cuda = (device or "auto").lower() in ("auto", "gpu") or str(device).lower().startswith("cuda")
     providers = ["CPUExecutionProvider"]

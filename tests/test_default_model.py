@@ -82,3 +82,27 @@ def test_densify_run_uses_it_by_default(uds_dir, tmp_path):
         data = ds.read()
     assert tags["METHOD"] == "onnx:default" and tags["PROVIDER"] == "CPUExecutionProvider"
     assert np.isfinite(data).mean() > 0.99
+
+
+def test_without_onnxruntime_default_falls_back_and_a_model_file_says_why(monkeypatch):
+    """Mocked absence (the installed package cannot be removed here): a None entry in sys.modules
+    makes `import onnxruntime` fail as on a QGIS without it."""
+    from sentinel_densify.core.errors import InputError
+    from sentinel_densify.core.methods import bundled_model
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert bundled_model() == MODEL and default_model() is None
+    assert create("default", "cpu").name == "linear"
+    with pytest.raises(InputError, match=r"default\.onnx: .*onnxruntime"):
+        create(str(MODEL), "cpu")
+
+
+def test_without_onnx_nor_onnxruntime_the_contract_read_says_why(monkeypatch):
+    """Mocked absence of both packages (see above): a clear InputError, not an ImportError."""
+    from sentinel_densify.core.errors import InputError
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert read_contract(MODEL)["kind"] == "temporal"  # ONNX Runtime reads the metadata too
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(InputError, match=r"default\.onnx: .*onnxruntime"):
+        read_contract(MODEL)

@@ -213,11 +213,16 @@ class DensifyDialog(QDialog):
         layout.addWidget(self.buttons)
 
     def _fill_models(self) -> None:
-        from ..core.methods import available, default_model
+        from ..core.methods import available, bundled_model, default_model
 
         model = default_model()
-        self.model_combo.addItem(f"Bundled default ({model.name})" if model else
-                                 "Bundled default (no model shipped: linear baseline)", "default")
+        if model is not None:
+            label = f"Bundled default ({model.name})"
+        elif bundled_model() is not None:
+            label = "Bundled default (needs onnxruntime: linear baseline until installed)"
+        else:
+            label = "Bundled default (no model shipped: linear baseline)"
+        self.model_combo.addItem(label, "default")
         for name in available():
             if name != "onnx":
                 self.model_combo.addItem(f"Baseline: {name}", name)

@@ -7,6 +7,7 @@ A method turns a `Stack` and a target time into a mean and a standard deviation,
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,10 +64,16 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def default_model() -> Path | None:
-    """The bundled default model file, if one is shipped in models/."""
+def bundled_model() -> Path | None:
+    """The default model file shipped in models/, if any."""
     path = MODELS_DIR / "default.onnx"
     return path if path.exists() else None
+
+
+def default_model() -> Path | None:
+    """The model `default` runs: the bundled one, when ONNX Runtime is there to run it."""
+    path = bundled_model()
+    return path if path is not None and importlib.util.find_spec("onnxruntime") is not None else None
 
 
 def create(name: str, device: str = "auto") -> Method:
