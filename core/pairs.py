@@ -11,8 +11,10 @@ Two kinds of triplet, both written as `s1/`, `s2_cloudy/`, `s2_cloudfree/` (same
 
 A folder `s2_nearest/` holds, per triplet, the clear acquisition nearest to the cloudy date
 other than the target: the "nearest clear" baseline of the evaluation, and the earlier optical
-image O1 of the multi-temporal model (MTcGAN); `s1_nearest/` holds the S1 nearest to its date. `pairs.csv` lists
-every triplet with its dates, kind, cloud fraction and days to that baseline.
+image O1 of the multi-temporal model (MTcGAN); `s1_nearest/` holds the S1 nearest to its date, and
+`s1_target/` the S1 nearest to the target's (clear) date, MTcGAN's "S1 at t2" (for synthetic
+triplets the same as `s1/`). `pairs.csv` lists every triplet with its dates, kind, cloud fraction
+and days to that baseline.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Triplet:
     days_to_clear: float
     days_to_s1: float
     days_to_nearest: float
+    s1_target_date: str
     row: int
     col: int
 
@@ -179,15 +182,17 @@ def make_pairs(series: Series, out: str | Path, patch: int = 64, max_days: float
                 write_array(out / folder / name, grid, dn(series.raw[idx][win]),
                             tags={"ACQUISITION_DATETIME": series.tags[idx].get("ACQUISITION_DATETIME", "")},
                             **common)
-            s_n = _nearest(series.s1_days, series.s2_days[n], np.ones(len(series.s1_days), bool))
-            for folder, idx in (("s1", s), ("s1_nearest", s_n)):
+            every_s1 = np.ones(len(series.s1_days), bool)
+            s_n = _nearest(series.s1_days, series.s2_days[n], every_s1)
+            s_t = _nearest(series.s1_days, series.s2_days[c], every_s1)
+            for folder, idx in (("s1", s), ("s1_nearest", s_n), ("s1_target", s_t)):
                 stamp_s1 = f"{dates.from_days(series.s1_days[idx]):%Y-%m-%dT%H:%M:%SZ}"
                 write_array(out / folder / name, grid, series.s1[idx][win].astype(np.float32),
                             descriptions=["VV", "VH"], tags={"UNITS": "dB", "ACQUISITION_DATETIME": stamp_s1})
             written.append(Triplet(name, kind, _date(day), _date(series.s2_days[c]), _date(series.s1_days[s]),
                                    _date(series.s2_days[n]), float(cloud[win[1:]].mean()),
                                    abs(float(series.s2_days[c] - day)), abs(float(series.s1_days[s] - day)),
-                                   abs(float(series.s2_days[n] - day)), r0, c0))
+                                   abs(float(series.s2_days[n] - day)), _date(series.s1_days[s_t]), r0, c0))
         feedback.report(100.0 * (j + 1) / len(jobs), f"{j + 1}/{len(jobs)} pairs")
     _write_index(out / "pairs.csv", written)
     return written

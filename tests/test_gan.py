@@ -62,6 +62,25 @@ def test_split_keeps_target_dates_apart(pairs):
     assert not {s.group for s in tr} & {s.group for s in va}
 
 
+def test_multitemporal_inputs_take_s1_at_the_target_date(pairs):
+    """MTcGAN's x = S1 t1 (nearest O1), O1, S1 t2: t2 is the target's date, not the cloudy one."""
+    from sentinel_densify.core.curate import read_s1_db
+    from sentinel_densify.core.gan.data import load_sample, scale_s1
+    from sentinel_densify.core.pairs import read_index
+
+    rows = {r["name"]: r for r in read_index(pairs)}
+    samples = list_samples([pairs], "mtcgan")
+    differ = 0
+    for s in samples[:40]:
+        x, _ = load_sample(s, "mtcgan", ["B04", "B03", "B02"])
+        t2, _ = read_s1_db(pairs / "s1_target" / s.name)
+        np.testing.assert_allclose(x[-2:], scale_s1(t2))
+        t1, _ = read_s1_db(pairs / "s1_nearest" / s.name)
+        np.testing.assert_allclose(x[:2], scale_s1(t1))
+        differ += rows[s.name]["s1_target_date"] != rows[s.name]["s1_date"]
+    assert differ  # some real triplets: the S1 nearest the cloudy date is not the target's
+
+
 @pytest.mark.parametrize("kind", ["pix2pix", "mtcgan", "cnn"])
 def test_short_training_reduces_l1_and_exports_matching_onnx(kind, pairs, tmp_path):
     ort = pytest.importorskip("onnxruntime")

@@ -24,7 +24,7 @@ def test_make_pairs_cli_writes_layout_that_curate_keeps(uds_dir, tmp_path):
     rows = read_index(out)
     names = sorted(r["name"] for r in rows)
     assert len(names) == len(set(names)) > 0
-    for f in (*FOLDERS, "s2_nearest", "s1_nearest"):
+    for f in (*FOLDERS, "s2_nearest", "s1_nearest", "s1_target"):
         assert sorted(p.name for p in (out / f).iterdir()) == names
     kinds = {r["kind"] for r in rows}
     assert kinds == {"real", "synthetic"}
@@ -49,6 +49,12 @@ def test_real_pairs_follow_the_nearest_rules(series, tmp_path):
         # no clear acquisition is nearer to the cloudy date than the chosen target
         assert np.abs(days[clear] - cloudy_day).min() >= r.days_to_clear - 1e-6
         assert r.days_to_s1 <= np.abs(series.s1_days - cloudy_day).min() + 1e-6
+        clear_day = days[[f"{np.datetime64(int(d), 'D')}" == r.clear_date for d in days]][0]
+        target_s1 = np.abs(series.s1_days - clear_day)  # MTcGAN's S1 t2: nearest the target's date
+        s1_dates = [f"{np.datetime64(int(d), 'D')}" for d in series.s1_days]
+        assert target_s1[s1_dates.index(r.s1_target_date)] <= target_s1.min() + 1e-6
+        with rasterio.open(tmp_path / "p" / "s1_target" / r.name) as ds:
+            assert ds.tags()["ACQUISITION_DATETIME"].startswith(r.s1_target_date)
         assert r.days_to_nearest >= r.days_to_clear  # the baseline is the next clear one
         assert r.cloud_fraction > 0
 

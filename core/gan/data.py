@@ -6,7 +6,7 @@ clipped to [0, 1] -> [-1, 1]; NaN (nodata) -> 0 after scaling.
 
 - pix2pix: x = VV, VH, cloudy S2 bands (R, G, B or 10 bands) -> y = cloud-free bands.
 - mtcgan / cnn (He & Yokoya task B): x = S1 t1 (`s1_nearest`), clear S2 t1 (`s2_nearest`),
-  S1 t2 (`s1`) -> y = S2 t2 (`s2_cloudfree`).
+  S1 t2 (`s1_target`, the S1 nearest to the target's date) -> y = S2 t2 (`s2_cloudfree`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..stack import S2_BANDS
 S1_RANGE = (-25.0, 0.0)
 S2_RANGE = (0.0, 1.0)
 BAND_SETS = {"rgb": list(RGB), "all": list(S2_BANDS)}
-TEMPORAL_FOLDERS = ("s1_nearest", "s2_nearest")
+TEMPORAL_FOLDERS = ("s1_nearest", "s2_nearest", "s1_target")
 
 
 def scale_s1(db: np.ndarray) -> np.ndarray:
@@ -110,15 +110,16 @@ def split(samples: list[Sample], val_fraction: float = 0.2) -> tuple[list[Sample
 def load_sample(s: Sample, kind: str, bands: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) scaled float32 arrays (C, h, w) of one triplet."""
     try:
-        s1, _ = read_s1_db(s.root / "s1" / s.name)
         y, _, _ = read_s2_refl(s.root / "s2_cloudfree" / s.name, bands)
         if kind == "pix2pix":
+            s1, _ = read_s1_db(s.root / "s1" / s.name)
             cloudy, _, _ = read_s2_refl(s.root / "s2_cloudy" / s.name, bands)
             x = np.concatenate([scale_s1(s1), scale_s2(cloudy)])
         else:
             s1_t1, _ = read_s1_db(s.root / "s1_nearest" / s.name)
             o1, _, _ = read_s2_refl(s.root / "s2_nearest" / s.name, bands)
-            x = np.concatenate([scale_s1(s1_t1), scale_s2(o1), scale_s1(s1)])
+            s1_t2, _ = read_s1_db(s.root / "s1_target" / s.name)
+            x = np.concatenate([scale_s1(s1_t1), scale_s2(o1), scale_s1(s1_t2)])
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt file names itself
