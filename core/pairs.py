@@ -164,6 +164,9 @@ def make_pairs(series: Series, out: str | Path, patch: int = 64, max_days: float
             cloudy = series.raw[t]
         else:
             cloudy = composite_clouds(series.raw[c], series.raw[t], cloud)
+        every_s1 = np.ones(len(series.s1_days), bool)
+        s_n = _nearest(series.s1_days, series.s2_days[n], every_s1)  # S1 at O1's date
+        s_t = _nearest(series.s1_days, series.s2_days[c], every_s1)  # S1 at the target's date
         for r0, c0 in boxes:
             win = (slice(None), slice(r0, r0 + patch), slice(c0, c0 + patch))
             stamp = f"{dates.from_days(day):%Y%m%d}"
@@ -182,9 +185,6 @@ def make_pairs(series: Series, out: str | Path, patch: int = 64, max_days: float
                 write_array(out / folder / name, grid, dn(series.raw[idx][win]),
                             tags={"ACQUISITION_DATETIME": series.tags[idx].get("ACQUISITION_DATETIME", "")},
                             **common)
-            every_s1 = np.ones(len(series.s1_days), bool)
-            s_n = _nearest(series.s1_days, series.s2_days[n], every_s1)
-            s_t = _nearest(series.s1_days, series.s2_days[c], every_s1)
             for folder, idx in (("s1", s), ("s1_nearest", s_n), ("s1_target", s_t)):
                 stamp_s1 = f"{dates.from_days(series.s1_days[idx]):%Y-%m-%dT%H:%M:%SZ}"
                 write_array(out / folder / name, grid, series.s1[idx][win].astype(np.float32),
