@@ -46,7 +46,35 @@ def _inputs(series, day: float, k2: int, k1: int, size: int):
 
 
 def test_onnx_matches_torch(trained, series):
-    ckpt_path, onnx_path = trained
+    _check_onnx_matches_torch(*trained, series)
+
+
+def test_onnx_matches_torch_with_s1_change_and_cloud_context(uds_dir, series, tmp_path, trained):
+    """A model with the s1_change input (contract version 3) and the clear-fraction windows exports,
+    matches torch and runs through the onnx method; a version 2 model has no s1_change input."""
+    ckpt_path, onnx_path = _train_tiny(uds_dir, tmp_path, "--cloud-context", "--target-margin", "2", "--s1-change")
+    contract = read_contract(onnx_path)
+    assert contract["version"] == 3 and contract["inputs"]["order"][-1] == "s1_change"
+    assert contract["architecture"]["cloud_context"] is True and contract["architecture"]["s1_change"] is True
+    assert load_checkpoint(ckpt_path)["config"]["target_margin"] == 2
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == contract["inputs"]["order"]
+    _check_onnx_matches_torch(ckpt_path, onnx_path, series)
+    old = read_contract(trained[1])
+    assert old["version"] == 2 and "s1_change" not in old["inputs"]["order"]
+    day = float(series.s2_days[80])
+    sub, x = _inputs(series, day, 4, 3, 40)
+    method = create(str(onnx_path), "cpu")
+    mean, _ = method.predict(sub, day)
+    ref, ref_lv = (o[0] for o in sess.run(["mean", "logvar"], {k: np.asarray(x[k])[None]
+                                                                for k in contract["inputs"]["order"]}))
+    np.testing.assert_allclose(mean, ref, atol=1e-5)  # one tile: the method feeds s1_change too
+    x["s1_change"][:2] += 3.0  # the model does read it (ONNX Runtime is deterministic: any change counts)
+    moved = sess.run(["mean", "logvar"], {k: np.asarray(x[k])[None] for k in contract["inputs"]["order"]})
+    assert np.abs(moved[0][0] - ref).max() > 0 or np.abs(moved[1][0] - ref_lv).max() > 0
+
+
+def _check_onnx_matches_torch(ckpt_path, onnx_path, series):
     ckpt = load_checkpoint(ckpt_path)
     model = TR.build_model(ckpt["config"])
     model.load_state_dict(ckpt["model_state"])

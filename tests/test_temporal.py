@@ -122,10 +122,11 @@ def test_training_never_sees_test_or_validation_dates(uds_dir, tmp_path, monkeyp
     assert {"psnr_gap10", "psnr_forecast60", "temperature", "val_score"} <= set(ckpt["metrics"])
 
 
-def test_masked_observations_are_ignored(series):
+@pytest.mark.parametrize("cloud_context", [False, True])
+def test_masked_observations_are_ignored(series, cloud_context):
     """Cloudy pixels are masked out of attention: their values cannot change the output."""
     seed_everything(0)
-    model = TemporalGenerator(d=16, heads=2, layers=2).eval()
+    model = TemporalGenerator(d=16, heads=2, layers=2, cloud_context=cloud_context).eval()
     for p in model.head[-1].parameters():  # give the zero-initialised head an output
         torch.nn.init.normal_(p, std=0.1)
     day = float(series.s2_days[70])
@@ -194,3 +195,78 @@ def test_moving_average_is_saved_and_resumed(uds_dir, tmp_path):
     for k in moved:  # lr ~ 0: raw weights stay, the average moves half-way towards them
         torch.testing.assert_close(again["train_state"][k], raw[k], atol=1e-6, rtol=0)
         torch.testing.assert_close(again["model_state"][k], 0.5 * (avg[k] + raw[k]), atol=1e-5, rtol=1e-4)
+
+
+def test_beta_nll_weights_pixels_by_their_variance():
+    """beta = 0 is the plain NLL; beta = 1 gives the mean the squared error's gradient whatever
+    the predicted variance, while the variance still gets the NLL's gradient direction."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 5, 5, generator=g)
+    valid = torch.rand(2, 5, 5, generator=g) > 0.2
+    scale = torch.full((1, 3, 1, 1), 0.5)
+    mean = torch.rand(2, 3, 5, 5, generator=g).requires_grad_(True)
+    logvar = (torch.randn(2, 3, 5, 5, generator=g) * 2).requires_grad_(True)
+    assert float(gaussian_nll(mean, logvar, target, valid, scale, beta=0.0)) == pytest.approx(
+        float(gaussian_nll(mean, logvar, target, valid, scale)))
+    gaussian_nll(mean, logvar, target, valid, scale, beta=1.0).backward()
+    n = valid.sum() * 3
+    expect = torch.where(valid.unsqueeze(1), (mean - target) / scale**2, 0.0) / n
+    torch.testing.assert_close(mean.grad, expect.detach())
+    lv_plain = logvar.detach().clone().requires_grad_(True)
+    gaussian_nll(mean.detach(), lv_plain, target, valid, scale).backward()
+    m = valid.unsqueeze(1).expand_as(logvar)
+    assert torch.equal(torch.sign(logvar.grad[m]), torch.sign(lv_plain.grad[m]))
+
+
+def test_cloud_context_is_the_clear_fraction_around_each_pixel():
+    from sentinel_densify.core.temporal.model import CLOUD_WINDOWS, clear_fraction
+
+    v = torch.ones(1, 2, 1, 60, 60)
+    v[0, 1, 0, 30, 30] = 0.0  # one cloudy pixel in the second observation
+    f = clear_fraction(v)
+    assert f.shape == (1, 2, len(CLOUD_WINDOWS), 60, 60)
+    torch.testing.assert_close(f[0, 0], torch.ones(len(CLOUD_WINDOWS), 60, 60))  # borders too
+    for i, w in enumerate(CLOUD_WINDOWS):
+        assert float(f[0, 1, i, 30, 30 + w // 2]) == pytest.approx(1 - 1 / w**2)  # cloud inside the window
+        assert float(f[0, 1, i, 30, 30 + w // 2 + 1]) == 1.0  # just outside
+
+
+def test_target_margin_keeps_loss_away_from_clouds(series):
+    test = D.split_dates(series)
+    plain = D.Sampler(series, test, D.SamplerConfig(crop=16), seed=0)
+    margin = D.Sampler(series, test, D.SamplerConfig(crop=16, target_margin=2), seed=0)
+    tv, v = margin.target_valid, series.valid
+    assert not (tv & ~v).any() and tv.sum() < v.sum()
+    t, r, c = np.argwhere(~v[:, 2:-2, 2:-2])[0] + (0, 2, 2)  # a non-clear pixel, a clear one 2 px away
+    assert not tv[t, r - 2:r + 3, c - 2:c + 3].any()
+    x0, x1 = plain.sample(), margin.sample()  # same random draws: same target and crop
+    np.testing.assert_array_equal(x0["target"], x1["target"])
+    assert x1["target_valid"].sum() <= x0["target_valid"].sum()
+
+
+def test_s1_change_is_sar_change_since_the_baseline_dates(series):
+    """S1 read at a date is the Gaussian-weighted mean of the acquisitions around it; s1_change is
+    S1 at the target minus S1 interpolated between each pixel's previous and next clear S2 dates."""
+    st = series.crop(slice(20, 30), slice(30, 40))
+    day = float(st.s2_days[70]) + 0.2
+    at = D.s1_at(st, day)
+    near = np.abs(st.s1_days - day) <= D.S1_REACH * D.S1_SIGMA
+    w = np.exp(-0.5 * ((st.s1_days[near] - day) / D.S1_SIGMA) ** 2)
+    r, c = 4, 6
+    x = st.s1[near][:, :, r, c]
+    ok = np.isfinite(x).all(axis=1)
+    np.testing.assert_allclose(at[:, r, c], (x[ok] * w[ok, None]).sum(0) / w[ok].sum(), rtol=1e-5)
+    assert np.isnan(D.s1_at(st, float(st.s1_days.max()) + 10 * D.S1_SIGMA)).all()  # no S1 near
+
+    sub = st.select_s2(np.abs(st.s2_days - day) > 20)  # a gap: previous / next clear dates 20+ d away
+    x = D.model_inputs(sub, day, 6, 4)
+    _, _, dprev, dnext = D.baselines(sub.s2, sub.s2_days, day)
+    p, n = D.s1_at(sub, day - float(dprev[r, c])), D.s1_at(sub, day + float(dnext[r, c]))
+    wp = dnext[r, c] / (dprev[r, c] + dnext[r, c])
+    expect = at[:, r, c] - (wp * p[:, r, c] + (1 - wp) * n[:, r, c])
+    np.testing.assert_allclose(x["s1_change"][:2, r, c], expect, rtol=1e-4, atol=1e-4)
+    assert x["s1_change"].shape == (3, 10, 10) and x["s1_change"][2].min() == 1.0
+
+    past = sub.select_s1(sub.s1_days < day - 60)  # forecast-like: no S1 near the target
+    y = D.model_inputs(past.select_s2(past.s2_days < day), day, 6, 4)
+    assert y["s1_change"].max() == 0.0 and y["s1_change"].min() == 0.0  # unknown: zero and flag 0

@@ -12,7 +12,8 @@ from ..stack import Stack
 from ..tiling import predict_tiled
 from . import Method, register
 
-SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info")
+# the model is fed those of these that it names as inputs (s1_change: contract version 3 only)
+SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info", "s1_change")
 PER_SAMPLE = ("s2_dt", "s1_dt")
 
 

@@ -21,6 +21,8 @@ from ..stack import S2_BANDS, Stack
 SAME_DAY = 0.5  # as core/evaluate.py: acquisitions closer than this are the same date
 GAP_SCALE = 100.0  # days: scale of the distances fed in base_info
 MIN_USABLE = 0.02  # an S2 date joins the K nearest only if this fraction of the window is clear
+S1_SIGMA = 6.0  # days: S1 read at a date = Gaussian-weighted mean of the acquisitions around it (speckle)
+S1_REACH = 3.0  # ... over the acquisitions within this many S1_SIGMA of the date
 
 
 def load_series(data_dir: str | Path) -> Stack:
@@ -63,6 +65,45 @@ def baselines(s2: np.ndarray, days: np.ndarray, target: float
     dprev = np.where(np.isfinite(b["before_day"]), target - b["before_day"], np.inf).astype(np.float32)
     dnext = np.where(np.isfinite(b["after_day"]), b["after_day"] - target, np.inf).astype(np.float32)
     return interpolate(b, target), near, dprev, dnext
+
+
+def s1_at(stack: Stack, day: float) -> np.ndarray:
+    """(2, h, w) S1 (dB) at `day`: Gaussian-weighted (S1_SIGMA) mean of the valid acquisitions
+    within S1_REACH sigmas; NaN where there is none."""
+    h, w = stack.shape
+    near = np.flatnonzero(np.abs(stack.s1_days - day) <= S1_REACH * S1_SIGMA)
+    out = np.full((2, h, w), np.nan, np.float32)
+    if not near.size:
+        return out
+    x = stack.s1[near]
+    ok = np.isfinite(x).all(axis=1)
+    wt = np.exp(-0.5 * ((stack.s1_days[near] - day) / S1_SIGMA) ** 2)[:, None, None] * ok
+    tot = wt.sum(axis=0)
+    mean = (np.where(ok[:, None], x, 0.0) * wt[:, None]).sum(axis=0) / np.where(tot > 0, tot, 1.0)
+    return np.where(tot > 0, mean, np.nan).astype(np.float32)
+
+
+def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray) -> np.ndarray:
+    """(3, h, w): S1 at the target minus S1 interpolated in time between the per-pixel dates of the
+    previous and next clear S2 observations (the dates the linear baseline interpolates between;
+    with one side only, minus S1 at that date), VV and VH in dB, and 1 where known (0 and 0 where
+    not: no S1 near the target or near those dates). What SAR saw change since the optical
+    observations, as in He & Yokoya's S1(t1), S1(t2) -> optical(t2)."""
+    h, w = stack.shape
+    ends = []
+    for dist, sign in ((dprev, -1.0), (dnext, 1.0)):
+        at = np.full((2, h, w), np.nan, np.float32)
+        for d in np.unique(dist[np.isfinite(dist)]):
+            m = dist == d
+            at[:, m] = s1_at(stack, target + sign * float(d))[:, m]
+        ends.append(at)
+    sp, sn = ends
+    both = np.isfinite(dprev) & np.isfinite(dnext)
+    wp = np.where(both, np.where(both, dnext, 1.0) / np.maximum(np.where(both, dprev + dnext, 2.0), 1e-6), 0.5)
+    ref = np.where(np.isfinite(sp) & np.isfinite(sn), wp * sp + (1 - wp) * sn, np.where(np.isfinite(sp), sp, sn))
+    delta = s1_at(stack, target) - ref
+    known = np.isfinite(delta).all(axis=0)
+    return np.concatenate([np.where(known, delta, 0.0), known[None]]).astype(np.float32)
 
 
 def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | None = None) -> np.ndarray:
@@ -112,7 +153,7 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
                      np.isfinite(dnext).astype(np.float32)]).astype(np.float32)
     return {"s2": s2, "s2_valid": s2v, "s2_dt": s2dt, "s1": s1, "s1_valid": s1v, "s1_dt": s1dt,
             "base": np.nan_to_num(base, nan=0.0), "near": np.nan_to_num(near, nan=0.0), "base_info": info,
-            "target_doy": np.float32(doy(target_day))}
+            "target_doy": np.float32(doy(target_day)), "s1_change": s1_change(stack, target_day, dprev, dnext)}
 
 
 def month_block(day: float) -> int:
@@ -148,6 +189,7 @@ class SamplerConfig:
     p_forecast: float = 0.3
     max_lead: float = 60.0
     p_clouds: float = 0.5
+    target_margin: int = 0  # training loss only on target pixels this many px away from any non-clear pixel
 
 
 class Sampler:
@@ -163,6 +205,12 @@ class Sampler:
         clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
         self.targets = np.flatnonzero((clear >= cfg.min_target_clear) & (held_out if validation else ~held_out))
         self.keep = np.ones(len(held_out), bool) if validation else ~held_out
+        self.target_valid = stack.valid
+        if cfg.target_margin > 0:  # pixels beside clouds are often hazy although classed clear
+            from scipy import ndimage
+
+            size = (1, 2 * cfg.target_margin + 1, 2 * cfg.target_margin + 1)
+            self.target_valid = ndimage.minimum_filter(stack.valid, size=size, mode="nearest")
         if not self.targets.size:
             raise InputError("no training target date (S2 dates clear enough outside the held-out months)")
 
@@ -192,7 +240,7 @@ class Sampler:
                 sub.s2[i][:, ~donors[pick[i]]] = np.nan
         x = model_inputs(sub, day, cfg.k2, cfg.k1)
         x["target"] = np.nan_to_num(st.s2[t][..., r0:r0 + c, c0:c0 + c], nan=0.0)
-        x["target_valid"] = st.valid[t][r0:r0 + c, c0:c0 + c].astype(np.float32)
+        x["target_valid"] = self.target_valid[t][r0:r0 + c, c0:c0 + c].astype(np.float32)
         k = int(rng.integers(0, 4))
         flip = rng.random() < 0.5
         for key, v in x.items():

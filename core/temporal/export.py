@@ -16,14 +16,19 @@ TILE, OVERLAP = 64, 16
 
 def contract_for(ckpt: dict) -> dict:
     """The model contract of a temporal checkpoint (see core/model_contract.py)."""
-    from .dataset import GAP_SCALE, MIN_USABLE
+    from .dataset import GAP_SCALE, MIN_USABLE, S1_SIGMA
     from .model import INPUTS, N_TIME, OUTPUTS, PERIODS
 
     cfg, met = ckpt["config"], ckpt.get("metrics", {})
+    change = bool(cfg["model"].get("s1_change", False))
+    inputs = list(INPUTS) if change else list(INPUTS[:-1])
+    extra = {"s1_change": "(n, 3, h, w) float32: S1 VV, VH (dB) at the target minus S1 interpolated between the "
+                          f"per-pixel dates of the previous / next clear S2 (S1 read as a Gaussian-weighted mean, "
+                          f"sigma {S1_SIGMA:g} d), 0 where unknown; known (0/1)"} if change else {}
     return {
         "kind": "temporal",
         "name": "S1+S2 temporal cross-attention generator",
-        "version": 2,
+        "version": 3 if change else 2,
         "bands": list(S2_BANDS),
         "s1_bands": ["VV", "VH"],
         "scaling": {"s2": "surface reflectance (DN * 1e-4 + offset), normalised inside the model",
@@ -44,8 +49,8 @@ def contract_for(ckpt: dict) -> dict:
             "s1_valid": "(n, K1, h, w) float32", "s1_dt": "(n, K1) float32 days",
             "base": "(n, 10, h, w) float32 linear-interpolation baseline (0 where none)",
             "near": "(n, 20, h, w) float32 previous then next clear reflectance per pixel (0 where none)",
-            "base_info": "(n, 5, h, w) float32", "target_doy": "(n,) float32",
-            "order": list(INPUTS)},
+            "base_info": "(n, 5, h, w) float32", "target_doy": "(n,) float32", **extra,
+            "order": inputs},
         "outputs": {"mean": "(n, 10, h, w) reflectance", "logvar": "(n, 10, h, w)", "order": list(OUTPUTS)},
         "calibration": {"std_scale": float(met.get("temperature", 1.0)),
                         "how": "std = exp(logvar / 2) * std_scale; std_scale fitted on held-out dates "
@@ -59,10 +64,11 @@ def contract_for(ckpt: dict) -> dict:
     }
 
 
-def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2):
+def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2, s1_change: bool = False):
     import torch
 
     g = torch.Generator().manual_seed(0)
+    change = (torch.cat([torch.randn(n, 2, size, size, generator=g), torch.ones(n, 1, size, size)], 1),)
     return (torch.rand(n, k2, 10, size, size, generator=g) * 0.4,
             (torch.rand(n, k2, size, size, generator=g) > 0.3).float(),
             torch.linspace(-40, 40, k2).repeat(n, 1),
@@ -72,7 +78,7 @@ def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2):
             torch.rand(n, 10, size, size, generator=g) * 0.4,
             torch.rand(n, 20, size, size, generator=g) * 0.4,
             (torch.rand(n, 5, size, size, generator=g) > 0.2).float(),
-            torch.full((n,), 180.0))
+            torch.full((n,), 180.0)) + (change if s1_change else ())
 
 
 def export_onnx(ckpt_path: str | Path, out: str | Path) -> Path:
@@ -89,18 +95,22 @@ def export_onnx(ckpt_path: str | Path, out: str | Path) -> Path:
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["model_state"])
     model.eval()
+    names = list(INPUTS) if model.use_s1_change else list(INPUTS[:-1])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     axes = {"s2": {0: "n", 1: "k2", 3: "h", 4: "w"}, "s2_valid": {0: "n", 1: "k2", 2: "h", 3: "w"},
             "s2_dt": {0: "n", 1: "k2"}, "s1": {0: "n", 1: "k1", 3: "h", 4: "w"},
             "s1_valid": {0: "n", 1: "k1", 2: "h", 3: "w"}, "s1_dt": {0: "n", 1: "k1"},
             "base": {0: "n", 2: "h", 3: "w"}, "near": {0: "n", 2: "h", 3: "w"}, "base_info": {0: "n", 2: "h", 3: "w"},
-            "target_doy": {0: "n"}, "mean": {0: "n", 2: "h", 3: "w"}, "logvar": {0: "n", 2: "h", 3: "w"}}
+            "target_doy": {0: "n"}, "s1_change": {0: "n", 2: "h", 3: "w"},
+            "mean": {0: "n", 2: "h", 3: "w"}, "logvar": {0: "n", 2: "h", 3: "w"}}
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # return_attn is a constant False
-            torch.onnx.export(model, example_inputs(ckpt["config"]["k2"], ckpt["config"]["k1"]), tmp,
-                              input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_axes=axes,
+            torch.onnx.export(model, example_inputs(ckpt["config"]["k2"], ckpt["config"]["k1"],
+                                                    s1_change=model.use_s1_change), tmp,
+                              input_names=names, output_names=list(OUTPUTS),
+                              dynamic_axes={k: v for k, v in axes.items() if k in names or k in OUTPUTS},
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)
         write_contract(tmp, contract_for(ckpt))
     return out

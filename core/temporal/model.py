@@ -26,9 +26,13 @@ N_S1 = 2
 PERIODS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 YEAR = 365.25
 # input names and their axes, in the order forward() takes them (the ONNX signature)
-INPUTS = ("s2", "s2_valid", "s2_dt", "s1", "s1_valid", "s1_dt", "base", "near", "base_info", "target_doy")
+INPUTS = ("s2", "s2_valid", "s2_dt", "s1", "s1_valid", "s1_dt", "base", "near", "base_info", "target_doy",
+          "s1_change")  # the last one only for models built with s1_change=True (contract version 3)
+N_CHANGE = 3  # s1_change channels: VV, VH change (dB) since the dates of the linear baseline, known (0/1)
 N_INFO = 5  # base_info channels: baseline valid, days to previous / next clear / 100, has previous / next
 N_BLEND = 3  # the mean is a correction over a learned per-pixel, per-band blend of linear / previous / next
+S1_CHANGE_DB = 3.0  # scale of the s1_change input (dB)
+CLOUD_WINDOWS = (7, 21)  # cloud_context: windows (px) of the clear fraction around each pixel
 OUTPUTS = ("mean", "logvar")
 
 
@@ -45,6 +49,19 @@ def time_features(dt: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
 
 
 N_TIME = 2 * len(PERIODS) + 3
+
+
+def clear_fraction(s2v: torch.Tensor) -> torch.Tensor:
+    """(n, K, len(CLOUD_WINDOWS), h, w): fraction of clear pixels in windows around each pixel of
+    each observation (pixels beside clouds are often hazy although their class says clear)."""
+    v = s2v.transpose(1, 2)  # n 1 K h w: summed over (h, w) windows only, no reshape (dynamic K in ONNX)
+    inside = torch.ones_like(v)
+    out = []
+    for w in CLOUD_WINDOWS:  # a convolution with ones, not a pooling: works on images smaller than w
+        ones = torch.ones(1, 1, 1, w, w, dtype=v.dtype, device=v.device)
+        pad = (0, w // 2, w // 2)
+        out.append(nn.functional.conv3d(v, ones, padding=pad) / nn.functional.conv3d(inside, ones, padding=pad))
+    return torch.cat(out, dim=1).transpose(1, 2)
 
 
 class ObsEncoder(nn.Module):
@@ -106,19 +123,23 @@ class TemporalGenerator(nn.Module):
 
     def __init__(self, d: int = 32, heads: int = 2, layers: int = 2,
                  s2_mean: list[float] | None = None, s2_std: list[float] | None = None,
-                 s1_mean: list[float] | None = None, s1_std: list[float] | None = None):
+                 s1_mean: list[float] | None = None, s1_std: list[float] | None = None,
+                 cloud_context: bool = False, s1_change: bool = False):
         super().__init__()
-        self.config = {"d": d, "heads": heads, "layers": layers}
+        self.config = {"d": d, "heads": heads, "layers": layers, "cloud_context": cloud_context,
+                       "s1_change": s1_change}
+        self.cloud_context, self.use_s1_change = cloud_context, s1_change
         self.register_buffer("s2_mean", torch.tensor(s2_mean or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
         self.register_buffer("s2_std", torch.tensor(s2_std or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
         self.register_buffer("s1_mean", torch.tensor(s1_mean or [-12.0, -19.0, 7.0]).view(1, 1, 3, 1, 1))
         self.register_buffer("s1_std", torch.tensor(s1_std or [3.0, 3.0, 3.0]).view(1, 1, 3, 1, 1))
-        self.enc_s2 = ObsEncoder(N_S2 + 1, d)
+        self.enc_s2 = ObsEncoder(N_S2 + 1 + (len(CLOUD_WINDOWS) if cloud_context else 0), d)
         self.enc_s1 = ObsEncoder(3 + 1, d)
         self.time_s2 = nn.Linear(N_TIME, d)
         self.time_s1 = nn.Linear(N_TIME, d)
-        # query: linear baseline (10), previous and next clear values (20), base_info (5) + time
-        self.enc_q = nn.Sequential(nn.Conv2d(3 * N_S2 + N_INFO, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 1))
+        # query: linear baseline (10), previous and next clear values (20), base_info (5), [s1_change (3)] + time
+        c_q = 3 * N_S2 + N_INFO + (N_CHANGE if s1_change else 0)
+        self.enc_q = nn.Sequential(nn.Conv2d(c_q, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 1))
         self.time_q = nn.Linear(N_TIME, d)
         self.attn = nn.ModuleList([CrossAttention(d, heads) for _ in range(layers)])
         self.mlp = nn.ModuleList([nn.Sequential(nn.Conv2d(d, 2 * d, 1), nn.GELU(), nn.Conv2d(2 * d, d, 1))
@@ -130,19 +151,21 @@ class TemporalGenerator(nn.Module):
     def forward(self, s2: torch.Tensor, s2_valid: torch.Tensor, s2_dt: torch.Tensor,
                 s1: torch.Tensor, s1_valid: torch.Tensor, s1_dt: torch.Tensor,
                 base: torch.Tensor, near: torch.Tensor, base_info: torch.Tensor, target_doy: torch.Tensor,
-                return_attn: bool = False):
+                s1_change: torch.Tensor | None = None, return_attn: bool = False):
         """s2 (n,K2,10,h,w) reflectance (any value where invalid), s2_valid (n,K2,h,w) 0/1,
         s2_dt (n,K2) obs day - target day; s1 (n,K1,2,h,w) dB, s1_valid, s1_dt likewise;
         base (n,10,h,w) linear baseline reflectance; near (n,20,h,w) previous and next clear
         reflectance (0 where none); base_info (n,5,h,w): baseline valid (0/1), days to the previous
-        and next clear observation / 100 (capped), previous / next exists (0/1); target_doy (n,).
+        and next clear observation / 100 (capped), previous / next exists (0/1); target_doy (n,);
+        s1_change (n,3,h,w) (used by s1_change models only): S1 VV, VH at the target minus S1 interpolated
+        between the previous / next clear dates (dB, 0 where unknown), known (0/1).
 
         Returns mean (n,10,h,w) reflectance and logvar (n,10,h,w) of the reflectance, and with
         return_attn the attention weights of each layer (n, heads, K2+K1+1, h, w).
         """
         s2v = s2_valid.unsqueeze(2)
         x2 = torch.where(s2v > 0.5, (s2 - self.s2_mean) / self.s2_std, torch.zeros_like(s2))
-        x2 = torch.cat([x2, s2v], dim=2)
+        x2 = torch.cat([x2, s2v, clear_fraction(s2v)] if self.cloud_context else [x2, s2v], dim=2)
         vv, vh = s1[:, :, 0:1], s1[:, :, 1:2]
         s1v = s1_valid.unsqueeze(2)
         x1 = (torch.cat([vv, vh, vv - vh], dim=2) - self.s1_mean) / self.s1_std
@@ -163,7 +186,12 @@ class TemporalGenerator(nn.Module):
         pn = torch.where(hp > 0.5, (near[:, :N_S2] - bm) / bs, torch.zeros_like(base))
         nn_ = torch.where(hn > 0.5, (near[:, N_S2:] - bm) / bs, torch.zeros_like(base))
         tq = self.time_q(time_features(torch.zeros_like(target_doy), target_doy))  # n d
-        q = self.enc_q(torch.cat([bn, pn, nn_, base_info], dim=1)) + tq.unsqueeze(-1).unsqueeze(-1)
+        qin = [bn, pn, nn_, base_info]
+        if self.use_s1_change:
+            if s1_change is None:
+                raise ValueError("this model takes the s1_change input")
+            qin.append(torch.cat([s1_change[:, :2] / S1_CHANGE_DB, s1_change[:, 2:3]], dim=1))
+        q = self.enc_q(torch.cat(qin, dim=1)) + tq.unsqueeze(-1).unsqueeze(-1)
         maps = []
         for attn, mlp in zip(self.attn, self.mlp, strict=True):
             a, w = attn(q, tokens, valid)
@@ -185,11 +213,17 @@ class TemporalGenerator(nn.Module):
 
 
 def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                 scale: torch.Tensor) -> torch.Tensor:
-    """Mean Gaussian NLL over valid pixels, in per-band normalised units (scale: (1,B,1,1) std)."""
+                 scale: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+    """Mean Gaussian NLL over valid pixels, in per-band normalised units (scale: (1,B,1,1) std).
+
+    beta > 0: the beta-NLL of Seitzer et al. (ICLR 2022), each pixel's term weighted by its
+    (detached) variance ** beta, so pixels predicted as uncertain still pull the mean (beta = 1
+    gives the mean the gradient of the squared error)."""
     target = torch.where(valid.unsqueeze(1), target, mean.detach())
     z = (target - mean) / scale
     lv = logvar - 2.0 * torch.log(scale)
     nll = 0.5 * (lv + z * z * torch.exp(-lv))
+    if beta > 0:
+        nll = nll * torch.exp(beta * lv.detach())
     m = valid.unsqueeze(1).to(nll.dtype)
     return (nll * m).sum() / (m.sum() * nll.shape[1]).clamp_min(1.0)

@@ -72,7 +72,7 @@ class PointsSampler:
 
     def __init__(self, points: list[Stack], cfg: SamplerConfig, seed: int):
         self.rng = np.random.default_rng(seed)
-        pcfg = SamplerConfig(**{**cfg.__dict__, "crop": 1, "min_target_clear": 0.5})
+        pcfg = SamplerConfig(**{**cfg.__dict__, "crop": 1, "min_target_clear": 0.5, "target_margin": 0})
         self.samplers = []
         for i, st in enumerate(points):
             if st.valid.sum() >= 3:

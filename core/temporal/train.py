@@ -52,6 +52,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=32, help="feature width d")
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--cloud-context", action="store_true",
+                        help="each S2 observation is encoded with the clear fraction around each pixel (haze cue)")
+    parser.add_argument("--s1-change", action="store_true",
+                        help="the query also sees what S1 saw change since the dates the linear baseline "
+                             "interpolates between (input s1_change, contract version 3)")
     parser.add_argument("--k2", type=int, default=8, help="S2 observations used (nearest in time)")
     parser.add_argument("--k1", type=int, default=8, help="S1 observations used (nearest in time)")
     parser.add_argument("--max-gap", type=float, default=60.0, help="largest random gap hidden (days)")
@@ -63,6 +68,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-offset", type=int, default=1, help="validation months: month index %% N == this")
     parser.add_argument("--min-target-clear", type=float, default=0.5,
                         help="training targets: S2 dates at least this clear")
+    parser.add_argument("--target-margin", type=int, default=0,
+                        help="training loss only on target pixels at least this many px from a non-clear pixel")
     parser.add_argument("--p-clouds", type=float, default=0.5,
                         help="probability of borrowing cloud masks from other dates in a sample")
     parser.add_argument("--points", default=None,
@@ -76,6 +83,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema", type=float, default=0.99,
                         help="decay of the exponential moving average of the weights that is validated, "
                              "saved and exported (0: the raw weights)")
+    parser.add_argument("--beta-nll", type=float, default=0.0,
+                        help="beta-NLL loss (Seitzer et al. 2022): weight each pixel's NLL by its variance ** beta "
+                             "(0: plain Gaussian NLL, 0.5 usual)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -93,7 +103,7 @@ def build_model(config: dict):
 
     m = config["model"]
     return TemporalGenerator(m["d"], m["heads"], m["layers"], m["s2_mean"], m["s2_std"],
-                             m["s1_mean"], m["s1_std"])
+                             m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False))
 
 
 def to_tensors(batch: dict[str, np.ndarray], device) -> list:
@@ -101,7 +111,7 @@ def to_tensors(batch: dict[str, np.ndarray], device) -> list:
 
     from .model import INPUTS
 
-    return [torch.as_tensor(np.ascontiguousarray(batch[k]), device=device) for k in INPUTS]
+    return [torch.as_tensor(np.ascontiguousarray(batch[k]), device=device) for k in INPUTS if k in batch]
 
 
 def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None,
@@ -165,7 +175,7 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
     return out
 
 
-def points_loss(model, b: dict[str, np.ndarray], device):
+def points_loss(model, b: dict[str, np.ndarray], device, beta: float = 0.0):
     """Gaussian NLL of a points batch, B8A (absent from the point series) left out."""
     import torch
 
@@ -179,7 +189,8 @@ def points_loss(model, b: dict[str, np.ndarray], device):
     mean, logvar = model(*to_tensors(b, device))
     valid = torch.as_tensor(b["target_valid"], device=device) > 0.5
     target = torch.as_tensor(b["target"], device=device)
-    return gaussian_nll(mean[:, keep].float(), logvar[:, keep].float(), target[:, keep], valid, scale[:, keep])
+    return gaussian_nll(mean[:, keep].float(), logvar[:, keep].float(), target[:, keep], valid, scale[:, keep],
+                        beta)
 
 
 def pretrain_points(model, points: list[Stack], args: argparse.Namespace, scfg: SamplerConfig, device,
@@ -197,7 +208,7 @@ def pretrain_points(model, points: list[Stack], args: argparse.Namespace, scfg: 
     for step in range(args.points_steps):
         for group in opt.param_groups:
             group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, args.points_steps))))
-        loss = points_loss(model, sampler.batch(args.points_batch), device)
+        loss = points_loss(model, sampler.batch(args.points_batch), device, getattr(args, "beta_nll", 0.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -231,11 +242,14 @@ def train(args: argparse.Namespace) -> dict:
         return [f"{m // 12}-{m % 12 + 1:02d}" for m in sorted({month_block(d) for d in stack.s2_days[mask]})]
 
     config = {
-        "model": {"d": args.width, "heads": args.heads, "layers": args.layers, **_stats(stack, ~held)},
+        "model": {"d": args.width, "heads": args.heads, "layers": args.layers, **_stats(stack, ~held),
+                  "cloud_context": bool(getattr(args, "cloud_context", False)),
+                  "s1_change": bool(getattr(args, "s1_change", False))},
         "k2": args.k2, "k1": args.k1, "crop": args.crop, "batch": args.batch, "lr": args.lr,
         "seed": args.seed, "steps": args.steps, "epochs": args.epochs, "world_size": world,
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
-        "p_clouds": args.p_clouds, "data": str(Path(args.data).resolve()),
+        "p_clouds": args.p_clouds, "target_margin": getattr(args, "target_margin", 0),
+        "data": str(Path(args.data).resolve()),
         "holdout": {"rule": f"test: S2 dates whose month index since the series start % {args.holdout_every} "
                             f"== {t_off}; validation: % {args.val_every} == {args.val_offset}; "
                             "neither is shown in training",
@@ -256,7 +270,8 @@ def train(args: argparse.Namespace) -> dict:
         best = float(ckpt["metrics"].get("best_score", -math.inf))
         config = {**ckpt["config"], "epochs": args.epochs}
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
-                         min_target_clear=args.min_target_clear, p_clouds=args.p_clouds)
+                         min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
+                         target_margin=getattr(args, "target_margin", 0))
     points = None
     if getattr(args, "points", None):
         from .points import PointsSampler, load_points
@@ -273,6 +288,7 @@ def train(args: argparse.Namespace) -> dict:
         if ckpt is not None:
             ema.load_state_dict(ckpt["model_state"])
     config["ema"] = getattr(args, "ema", 0.0)
+    beta = config["beta_nll"] = getattr(args, "beta_nll", 0.0)
     mix = None
     if points is not None and getattr(args, "points_mix", 0.0) > 0:
         mix = PointsSampler(points, scfg, args.seed * 31 + 77_777 + rank)
@@ -304,10 +320,10 @@ def train(args: argparse.Namespace) -> dict:
             valid = torch.as_tensor(b["target_valid"], device=device) > 0.5
             with T.autocast(device):
                 mean, logvar = net(*x)
-            loss = gaussian_nll(mean.float(), logvar.float(), target, valid, scale)
+            loss = gaussian_nll(mean.float(), logvar.float(), target, valid, scale, beta)
             if mix is not None:
                 with T.autocast(device):
-                    loss = loss + args.points_mix * points_loss(net, mix.batch(args.points_batch), device)
+                    loss = loss + args.points_mix * points_loss(net, mix.batch(args.points_batch), device, beta)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
