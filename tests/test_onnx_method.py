@@ -201,6 +201,7 @@ def test_model_card_from_heldout_report(trained, series, tmp_path):
     g0, g10 = rows[0]["gain_db"], rows[1]["gain_db"]
     assert bar["PSNR gain over linear at G = 0 >= 2 dB"]["met"] == (g0 >= 2.0)
     assert bar["gain at G = 10 larger than at G = 0"]["met"] == (g10 > g0)
+    assert bar["gain at G = 10 more than 2 dB"]["met"] == (g10 > 2.0)
     assert bar["better than persistence at L = 15"]["met"] == (rows[2]["gain_db"] > 0)
     assert card["contract"]["kind"] == "temporal" and card["size_bytes"] == onnx_path.stat().st_size
     assert "fig.png" in md and "2018-07" in md  # the held-out month's targets are named
