@@ -67,17 +67,17 @@ def baselines(s2: np.ndarray, days: np.ndarray, target: float
     return interpolate(b, target), near, dprev, dnext
 
 
-def s1_at(stack: Stack, day: float) -> np.ndarray:
+def s1_at(stack: Stack, day: float, where: np.ndarray | None = None) -> np.ndarray:
     """(2, h, w) S1 (dB) at `day`: Gaussian-weighted (S1_SIGMA) mean of the valid acquisitions
-    within S1_REACH sigmas; NaN where there is none."""
-    h, w = stack.shape
+    within S1_REACH sigmas; NaN where there is none. With a (h, w) bool `where`: (2, n) for
+    those pixels only."""
     near = np.flatnonzero(np.abs(stack.s1_days - day) <= S1_REACH * S1_SIGMA)
-    out = np.full((2, h, w), np.nan, np.float32)
+    shape = stack.shape if where is None else (int(where.sum()),)
     if not near.size:
-        return out
-    x = stack.s1[near]
+        return np.full((2, *shape), np.nan, np.float32)
+    x = stack.s1[near] if where is None else stack.s1[near][:, :, where]
     ok = np.isfinite(x).all(axis=1)
-    wt = np.exp(-0.5 * ((stack.s1_days[near] - day) / S1_SIGMA) ** 2)[:, None, None] * ok
+    wt = np.exp(-0.5 * ((stack.s1_days[near] - day) / S1_SIGMA) ** 2).reshape(-1, *([1] * len(shape))) * ok
     tot = wt.sum(axis=0)
     mean = (np.where(ok[:, None], x, 0.0) * wt[:, None]).sum(axis=0) / np.where(tot > 0, tot, 1.0)
     return np.where(tot > 0, mean, np.nan).astype(np.float32)
@@ -95,7 +95,7 @@ def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray)
         at = np.full((2, h, w), np.nan, np.float32)
         for d in np.unique(dist[np.isfinite(dist)]):
             m = dist == d
-            at[:, m] = s1_at(stack, target + sign * float(d))[:, m]
+            at[:, m] = s1_at(stack, target + sign * float(d), m)
         ends.append(at)
     sp, sn = ends
     both = np.isfinite(dprev) & np.isfinite(dnext)
