@@ -97,10 +97,9 @@ def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray)
             m = dist == d
             at[:, m] = s1_at(stack, target + sign * float(d), m)
         ends.append(at)
-    sp, sn = ends
-    both = np.isfinite(dprev) & np.isfinite(dnext)
-    wp = np.where(both, np.where(both, dnext, 1.0) / np.maximum(np.where(both, dprev + dnext, 2.0), 1e-6), 0.5)
-    ref = np.where(np.isfinite(sp) & np.isfinite(sn), wp * sp + (1 - wp) * sn, np.where(np.isfinite(sp), sp, sn))
+    days = {side: np.where(np.isfinite(dist), target + sign * dist, np.nan)
+            for side, dist, sign in (("before_day", dprev, -1.0), ("after_day", dnext, 1.0))}
+    ref = interpolate({"before": ends[0], "after": ends[1], **days}, target)  # as the linear baseline
     delta = s1_at(stack, target) - ref
     known = np.isfinite(delta).all(axis=0)
     return np.concatenate([np.where(known, delta, 0.0), known[None]]).astype(np.float32)
