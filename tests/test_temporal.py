@@ -74,6 +74,7 @@ def test_model_inputs_pick_nearest_and_pad(series):
     few = sub.select_s2(np.arange(len(sub.s2_days)) < 2)
     y = D.model_inputs(few.select_s1(np.arange(len(few.s1_days)) < 1), day, 8, 8)
     assert y["s2_valid"][2:].sum() == 0 and y["s1_valid"][1:].sum() == 0  # padded, masked out
+    assert "s1_change" in x and "s1_change" not in D.model_inputs(sub, day, 8, 8, change=False)
 
 
 def test_held_out_month_blocks(series):

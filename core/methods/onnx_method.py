@@ -12,7 +12,7 @@ from ..stack import Stack
 from ..tiling import predict_tiled
 from . import Method, register
 
-# the model is fed those of these that it names as inputs (s1_change: contract version 3 only)
+# tiled and fed to the model when it names them as inputs (s1_change: contract version 3 only)
 SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info", "s1_change")
 PER_SAMPLE = ("s2_dt", "s1_dt")
 
@@ -48,9 +48,9 @@ class OnnxTemporalMethod(Method):
     def predict(self, stack: Stack, target_day: float) -> tuple[np.ndarray, np.ndarray]:
         from ..temporal.dataset import model_inputs
 
-        x = model_inputs(stack, float(target_day), self.k2, self.k1)
+        x = model_inputs(stack, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
-        out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL},
+        out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
                             self.tile, self.overlap, self.batch)
         nb = len(stack.bands)
         return out[:nb].astype(np.float32), (out[nb:] * self.std_scale).astype(np.float32)

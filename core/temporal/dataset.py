@@ -115,11 +115,12 @@ def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | 
 
 
 def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
-                 pad: bool = True) -> dict[str, np.ndarray]:
+                 pad: bool = True, change: bool = True) -> dict[str, np.ndarray]:
     """Unbatched model inputs (see model.INPUTS) for one target date over the whole stack window.
 
     S2 missing pixels get validity 0 (and value 0); with pad, the K axes are padded to k2/k1
-    with fully invalid observations.
+    with fully invalid observations. `change`: also the s1_change input (only models built
+    with it read it).
     """
     if list(stack.bands) != S2_BANDS:
         raise InputError(f"the temporal model needs the S2 bands {S2_BANDS}, got {list(stack.bands)}")
@@ -150,9 +151,12 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
                      np.minimum(dnext, 3 * GAP_SCALE) / GAP_SCALE,
                      np.isfinite(dprev).astype(np.float32),
                      np.isfinite(dnext).astype(np.float32)]).astype(np.float32)
-    return {"s2": s2, "s2_valid": s2v, "s2_dt": s2dt, "s1": s1, "s1_valid": s1v, "s1_dt": s1dt,
-            "base": np.nan_to_num(base, nan=0.0), "near": np.nan_to_num(near, nan=0.0), "base_info": info,
-            "target_doy": np.float32(doy(target_day)), "s1_change": s1_change(stack, target_day, dprev, dnext)}
+    x = {"s2": s2, "s2_valid": s2v, "s2_dt": s2dt, "s1": s1, "s1_valid": s1v, "s1_dt": s1dt,
+         "base": np.nan_to_num(base, nan=0.0), "near": np.nan_to_num(near, nan=0.0), "base_info": info,
+         "target_doy": np.float32(doy(target_day))}
+    if change:
+        x["s1_change"] = s1_change(stack, target_day, dprev, dnext)
+    return x
 
 
 def month_block(day: float) -> int:
@@ -189,6 +193,7 @@ class SamplerConfig:
     max_lead: float = 60.0
     p_clouds: float = 0.5
     target_margin: int = 0  # training loss only on target pixels this many px away from any non-clear pixel
+    s1_change: bool = True  # samples carry the s1_change input (for models built with it)
 
 
 class Sampler:
@@ -237,7 +242,7 @@ class Sampler:
             hit = rng.random(len(sub.s2_days)) < 0.5
             for i in np.flatnonzero(hit):
                 sub.s2[i][:, ~donors[pick[i]]] = np.nan
-        x = model_inputs(sub, day, cfg.k2, cfg.k1)
+        x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change)
         x["target"] = np.nan_to_num(st.s2[t][..., r0:r0 + c, c0:c0 + c], nan=0.0)
         x["target_valid"] = self.target_valid[t][r0:r0 + c, c0:c0 + c].astype(np.float32)
         k = int(rng.integers(0, 4))

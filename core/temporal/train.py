@@ -120,7 +120,7 @@ def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None,
     model_inputs when already built)."""
     import torch
 
-    x = model_inputs(stack, day, k2, k1) if x is None else x
+    x = model_inputs(stack, day, k2, k1, change=model.use_s1_change) if x is None else x
     batch = {k: v[None] for k, v in x.items()}
     with torch.no_grad():
         mean, logvar = model(*to_tensors(batch, device or "cpu"))
@@ -148,7 +148,7 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
             sub = inputs_for(stack, day, task, days)
             if not len(sub.s2_days):
                 continue
-            x = model_inputs(sub, day, k2, k1)
+            x = model_inputs(sub, day, k2, k1, change=model.use_s1_change)
             ok_t = ok & (x["base_info"][0] > 0.5)
             if not ok_t.any():
                 continue
@@ -271,7 +271,7 @@ def train(args: argparse.Namespace) -> dict:
         config = {**ckpt["config"], "epochs": args.epochs}
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
-                         target_margin=getattr(args, "target_margin", 0))
+                         target_margin=getattr(args, "target_margin", 0), s1_change=model.use_s1_change)
     points = None
     if getattr(args, "points", None):
         from .points import PointsSampler, load_points
