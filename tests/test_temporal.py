@@ -198,6 +198,19 @@ def test_moving_average_is_saved_and_resumed(uds_dir, tmp_path):
         torch.testing.assert_close(again["model_state"][k], 0.5 * (avg[k] + raw[k]), atol=1e-5, rtol=1e-4)
 
 
+def test_weight_decay_shrinks_the_weights(uds_dir, tmp_path):
+    """--weight-decay switches to AdamW: same seed and data, the decayed weights end up smaller."""
+    norms = {}
+    for wd in (0.0, 50.0):
+        out = tmp_path / f"wd{wd:g}"
+        TR.train(_args(uds_dir, out, epochs=1, steps=4, lr=0.01, seed=2, ema=0, weight_decay=wd))
+        ckpt = load_checkpoint(out / "last.pt")
+        assert ckpt["config"]["weight_decay"] == wd
+        w = [v for k, v in ckpt["model_state"].items() if k.endswith("weight") and "head" not in k]
+        norms[wd] = float(sum((v.float() ** 2).sum() for v in w))
+    assert norms[50.0] < 0.9 * norms[0.0]
+
+
 def test_beta_nll_weights_pixels_by_their_variance():
     """beta = 0 is the plain NLL; beta = 1 gives the mean the squared error's gradient whatever
     the predicted variance, while the variance still gets the NLL's gradient direction."""
@@ -244,6 +257,19 @@ def test_target_margin_keeps_loss_away_from_clouds(series):
     x0, x1 = plain.sample(), margin.sample()  # same random draws: same target and crop
     np.testing.assert_array_equal(x0["target"], x1["target"])
     assert x1["target_valid"].sum() <= x0["target_valid"].sum()
+
+
+def test_doy_jitter_shifts_only_the_season_cue(series):
+    test = D.split_dates(series)
+    plain = D.Sampler(series, test, D.SamplerConfig(crop=16), seed=1)
+    jitter = D.Sampler(series, test, D.SamplerConfig(crop=16, doy_jitter=20.0), seed=1)
+    a, b = plain.sample(), jitter.sample()  # same draws up to the jitter: same target date and inputs
+    np.testing.assert_array_equal(a["s2_dt"], b["s2_dt"])
+    shift = abs(float(b["target_doy"]) - float(a["target_doy"]))
+    assert 0.0 < shift <= 20.0
+    true_doys = np.array([D.doy(d) for d in series.s2_days[plain.targets]])
+    for _ in range(5):
+        assert np.min(np.abs(true_doys - plain.sample()["target_doy"])) < 1e-3  # the target's own day of year
 
 
 def test_s1_change_is_sar_change_since_the_baseline_dates(series):

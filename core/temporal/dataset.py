@@ -194,6 +194,7 @@ class SamplerConfig:
     p_clouds: float = 0.5
     target_margin: int = 0  # training loss only on target pixels this many px away from any non-clear pixel
     s1_change: bool = True  # samples carry the s1_change input (for models built with it)
+    doy_jitter: float = 0.0  # the target's day of year is shifted by up to +/- this many days (not its dates)
 
 
 class Sampler:
@@ -243,6 +244,8 @@ class Sampler:
             for i in np.flatnonzero(hit):
                 sub.s2[i][:, ~donors[pick[i]]] = np.nan
         x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change)
+        if cfg.doy_jitter > 0:  # one scene, one year: the season cue must not become a calendar to memorise
+            x["target_doy"] = np.float32(x["target_doy"] + rng.uniform(-cfg.doy_jitter, cfg.doy_jitter))
         x["target"] = np.nan_to_num(st.s2[t][..., r0:r0 + c, c0:c0 + c], nan=0.0)
         x["target_valid"] = self.target_valid[t][r0:r0 + c, c0:c0 + c].astype(np.float32)
         k = int(rng.integers(0, 4))

@@ -46,6 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="decoupled weight decay (AdamW) when > 0, else Adam")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -70,6 +72,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="training targets: S2 dates at least this clear")
     parser.add_argument("--target-margin", type=int, default=0,
                         help="training loss only on target pixels at least this many px from a non-clear pixel")
+    parser.add_argument("--doy-jitter", type=float, default=0.0,
+                        help="shift each training sample's day of year by up to +/- this many days (the season "
+                             "cue stays approximate, so the model cannot memorise the one training year by date)")
     parser.add_argument("--p-clouds", type=float, default=0.5,
                         help="probability of borrowing cloud masks from other dates in a sample")
     parser.add_argument("--points", default=None,
@@ -249,6 +254,7 @@ def train(args: argparse.Namespace) -> dict:
         "seed": args.seed, "steps": args.steps, "epochs": args.epochs, "world_size": world,
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
         "p_clouds": args.p_clouds, "target_margin": getattr(args, "target_margin", 0),
+        "doy_jitter": getattr(args, "doy_jitter", 0.0),
         "data": str(Path(args.data).resolve()),
         "holdout": {"rule": f"test: S2 dates whose month index since the series start % {args.holdout_every} "
                             f"== {t_off}; validation: % {args.val_every} == {args.val_offset}; "
@@ -257,7 +263,9 @@ def train(args: argparse.Namespace) -> dict:
                     "validation_months": months(val), "n_validation_dates": int(val.sum())},
     }
     model = build_model(config).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    wd = config["weight_decay"] = getattr(args, "weight_decay", 0.0)
+    opt = (torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=wd) if wd > 0
+           else torch.optim.Adam(model.parameters(), lr=args.lr))
     start = 0
     best = -math.inf
     last = out / "last.pt"
@@ -271,7 +279,8 @@ def train(args: argparse.Namespace) -> dict:
         config = {**ckpt["config"], "epochs": args.epochs}
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
-                         target_margin=getattr(args, "target_margin", 0), s1_change=model.use_s1_change)
+                         target_margin=getattr(args, "target_margin", 0), s1_change=model.use_s1_change,
+                         doy_jitter=getattr(args, "doy_jitter", 0.0))
     points = None
     if getattr(args, "points", None):
         from .points import PointsSampler, load_points
