@@ -15,6 +15,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
                         help="checkpoint (.pt) from densify train; several: export the best validation score")
     parser.add_argument("--out", required=True, metavar="FILE.onnx", help="ONNX file to write")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="temporal: measure the checkpoint's validation again (its data and months) and "
+                             "calibrate its std from that (for checkpoints saved before the per-distance "
+                             "temperature existed)")
 
 
 def best_checkpoint(paths: list[str]) -> tuple[str, float]:
@@ -53,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
             from .gan.export import export_onnx
         except ModuleNotFoundError as exc:
             raise InputError(f"exporting a '{kind}' checkpoint needs core/gan/export.py ({exc})") from None
-    path = export_onnx(checkpoint, out)
+    path = export_onnx(checkpoint, out, recalibrate=True) if kind == "temporal" and args.recalibrate \
+        else export_onnx(checkpoint, out)
     print(f"wrote {path} ({kind})")
     return 0

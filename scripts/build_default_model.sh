@@ -22,7 +22,7 @@ for fold in 3 2 0; do for seed in $SEEDS; do echo "$fold $seed"; done; done |
       --seed "$1" --no-progress $RECIPE > "$OUT/fold$0-seed$1.log" 2>&1 || { cat "$OUT/fold$0-seed$1.log"; exit 255; }' \
   || { echo "training failed" >&2; exit 1; }
 for fold in 3 2 0; do
-  "$DENSIFY" export --checkpoint "$OUT"/fold$fold/seed*/best.pt --out "$OUT/fold$fold.onnx"
+  "$DENSIFY" export --checkpoint "$OUT"/fold$fold/seed*/best.pt --out "$OUT/fold$fold.onnx" --recalibrate
 done
 BASE=linear,nearest,persistence
 "$DENSIFY" evaluate --s2 "$DATA/S2" --s1 "$DATA/S1" --heldout --label "temporal (default)" \
@@ -37,4 +37,4 @@ DATES=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['targets']; 
 "$DENSIFY" card --model models/default.onnx --heldout "$OUT/heldout/report.json" --cv "$OUT/cv/report.json" \
   --figure default.png --out models/default.md --reproduce "make model   # = scripts/build_default_model.sh, i.e. per fold F in 3 2 0 and seed S in $SEEDS:
 densify train temporal --data $DATA --points $POINTS --out runs/default/foldF/seedS --holdout-offset F --seed S $RECIPE
-densify export --checkpoint runs/default/foldF/seed*/best.pt --out runs/default/foldF.onnx   # best validation score"
+densify export --checkpoint runs/default/foldF/seed*/best.pt --out runs/default/foldF.onnx --recalibrate   # best validation score"

@@ -15,6 +15,7 @@ from sentinel_densify.core.methods import create  # noqa: E402
 from sentinel_densify.core.model_contract import read_contract, write_contract  # noqa: E402
 from sentinel_densify.core.temporal import dataset as D  # noqa: E402
 from sentinel_densify.core.temporal import train as TR  # noqa: E402
+from sentinel_densify.core.temporal.calibration import nearest_clear_days, scale_map  # noqa: E402
 from sentinel_densify.core.temporal.export import export_onnx  # noqa: E402
 from sentinel_densify.core.tiling import predict_tiled  # noqa: E402
 from sentinel_densify.core.training import load_checkpoint  # noqa: E402
@@ -135,7 +136,16 @@ def test_onnx_method_on_real_crop(trained, series):
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     ref = sess.run(["mean", "logvar"], {i.name: np.asarray(x[i.name])[None] for i in sess.get_inputs()})
     np.testing.assert_allclose(m1, ref[0][0], atol=1e-6)
-    np.testing.assert_allclose(s1, np.exp(0.5 * ref[1][0]) * whole.std_scale, rtol=1e-5)
+    raw = np.exp(0.5 * ref[1][0])
+    table = read_contract(onnx_path)["calibration"]["std_scale_by_days"]  # fitted on the validation months
+    assert whole.scale_by_days == table and len(table["days"]) >= 2
+    days = nearest_clear_days(x["base_info"])
+    np.testing.assert_allclose(s1, raw * scale_map(days, table)[None], rtol=1e-5)
+    near, far = days <= table["days"][0], days >= table["days"][-1]  # the end bins' own temperatures
+    np.testing.assert_allclose(s1[:, near], raw[:, near] * table["scale"][0], rtol=1e-5)
+    np.testing.assert_allclose(s1[:, far], raw[:, far] * table["scale"][-1], rtol=1e-5)
+    whole.scale_by_days = None  # a contract without the table: one temperature
+    np.testing.assert_allclose(whole.predict(sub, day)[1], raw * whole.std_scale, rtol=1e-5)
     assert np.abs(mean - m1).mean() < 0.01  # tiles blend into nearly the one-tile answer
 
 

@@ -154,6 +154,11 @@ def test_training_reduces_loss_and_resumes(uds_dir, series, tmp_path):
     assert "train_state" not in ckpt  # no moving average: the raw weights are the model
     assert ckpt["epoch"] == 0 and ckpt["kind"] == "temporal" and "psnr_gap0" in ckpt["metrics"]
     assert ckpt["config"]["holdout"]["months"]
+    met = ckpt["metrics"]
+    assert len(met["temperature_days"]) == len(met["temperature_by_days"]) >= 2
+    again = TR.revalidate(ckpt)  # the same validation, from what the checkpoint records
+    for key in ("val_score", "temperature", "temperature_by_days", "psnr_gap0"):
+        np.testing.assert_allclose(again[key], met[key], rtol=1e-5)
 
     test = D.split_dates(series)
     held = test | D.validation_dates(series, test)  # as in training
@@ -270,6 +275,24 @@ def test_doy_jitter_shifts_only_the_season_cue(series):
     true_doys = np.array([D.doy(d) for d in series.s2_days[plain.targets]])
     for _ in range(5):
         assert np.min(np.abs(true_doys - plain.sample()["target_doy"])) < 1e-3  # the target's own day of year
+
+
+def test_temperature_per_distance_to_clear():
+    from sentinel_densify.core.temporal import calibration as C
+
+    info = np.zeros((5, 1, 4), np.float32)
+    info[1], info[2] = [[0.02, 0.5, 0.3, 0.9]], [[0.1, 0.05, 0.0, 0.0]]
+    info[3], info[4] = [[1, 1, 1, 0]], [[1, 1, 0, 0]]  # has previous / next
+    np.testing.assert_allclose(C.nearest_clear_days(info), [[2, 5, 30, 300]])  # none: the cap
+    rng = np.random.default_rng(0)
+    days = rng.uniform(0, 90, 40_000)
+    true = np.where(days < 15, 0.8, 1.3)  # errors wider than the std far from clear observations
+    az = np.abs(rng.normal(size=days.size)) * true
+    table = C.fit_by_days(az, days)
+    assert len(table["days"]) == len(C.EDGES) + 1 and table["days"] == sorted(table["days"])
+    np.testing.assert_allclose(table["scale"], [0.8, 0.8, 1.3, 1.3, 1.3], rtol=0.05)  # |N(0,1)| q68.3 = 1
+    np.testing.assert_allclose(C.scale_map(np.array([0.0, 200.0]), table), [table["scale"][0], table["scale"][-1]])
+    assert C.fit_by_days(az[:10], days[:10]) is None  # too few values for any bin
 
 
 def test_s1_change_is_sar_change_since_the_baseline_dates(series):

@@ -34,7 +34,9 @@ class OnnxTemporalMethod(Method):
         self.overlap = int(self.contract.get("overlap", 16))
         self.halo = int(self.contract.get("halo", 8))
         self.batch = batch
-        self.std_scale = float(self.contract.get("calibration", {}).get("std_scale", 1.0))
+        cal = self.contract.get("calibration", {})
+        self.std_scale = float(cal.get("std_scale", 1.0))
+        self.scale_by_days = cal.get("std_scale_by_days")  # preferred: a temperature per distance to clear
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def _run(self, tiles: dict[str, np.ndarray], common: dict[str, np.ndarray]) -> np.ndarray:
@@ -53,11 +55,18 @@ class OnnxTemporalMethod(Method):
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
                             self.tile, self.overlap, self.batch)
         nb = len(stack.bands)
-        return out[:nb].astype(np.float32), (out[nb:] * self.std_scale).astype(np.float32)
+        if self.scale_by_days:
+            from ..temporal.calibration import nearest_clear_days, scale_map
+
+            scale = scale_map(nearest_clear_days(x["base_info"]), self.scale_by_days)[None]
+        else:
+            scale = self.std_scale
+        return out[:nb].astype(np.float32), (out[nb:] * scale).astype(np.float32)
 
     def describe(self) -> dict:
         return {"method": self.name, "provider": self.provider, "model": self.path.name,
-                "model_version": self.contract.get("version"), "std_scale": self.std_scale}
+                "model_version": self.contract.get("version"), "std_scale": self.std_scale,
+                "std_scale_by_days": self.scale_by_days}
 
 
 @register("onnx")

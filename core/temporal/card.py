@@ -21,6 +21,15 @@ BASELINES = ("linear", "nearest", "persistence")
 BAR = {"gap0_gain_db": 2.0, "cov1": (60.0, 76.0), "cov2": (90.0, 98.0)}
 
 
+def _uncertainty_line(cal: dict) -> str:
+    table = cal.get("std_scale_by_days")
+    if not table:
+        return (f"- Uncertainty: std = exp(logvar / 2) x {cal.get('std_scale', 1.0):.3f} "
+                "(temperature fitted on the validation months)")
+    pairs = ", ".join(f"{s:.2f} at {d:g} d" for d, s in zip(table["days"], table["scale"], strict=True))
+    return ("- Uncertainty: std = exp(logvar / 2) x s(d), d = days to the pixel's nearest clear S2 observation, "
+            f"s = {pairs} (interpolated; temperatures fitted per distance on the validation months)")
+
 def _model_label(report: dict) -> str:
     labels = sorted({s["method"] for s in report["summary"]} - set(BASELINES))
     if len(labels) != 1:
@@ -131,8 +140,7 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           + ("; each S2 observation also carries the clear fraction around each pixel"
              if arch.get("cloud_context") else ""),
           f"- Bands: {', '.join(c.get('bands', []))}; S1: VV, VH in dB",
-          f"- Uncertainty: std = exp(logvar / 2) x {c.get('calibration', {}).get('std_scale', 1.0):.3f} "
-          "(temperature fitted on the validation months)", "",
+          _uncertainty_line(c.get("calibration", {})), "",
           "## Training", "",
           f"- Data: `{Path(str(tr.get('data', '?'))).name}`; seed {tr.get('seed')}; {tr.get('epochs')} epochs x "
           f"{tr.get('steps_per_epoch')} steps, batch {tr.get('batch')}, crop {tr.get('crop')} px, lr {tr.get('lr')}",

@@ -52,9 +52,7 @@ def contract_for(ckpt: dict) -> dict:
             "base_info": "(n, 5, h, w) float32", "target_doy": "(n,) float32", **extra,
             "order": inputs},
         "outputs": {"mean": "(n, 10, h, w) reflectance", "logvar": "(n, 10, h, w)", "order": list(OUTPUTS)},
-        "calibration": {"std_scale": float(met.get("temperature", 1.0)),
-                        "how": "std = exp(logvar / 2) * std_scale; std_scale fitted on held-out dates "
-                               "so that 68.3 % of |error| <= std"},
+        "calibration": calibration_for(met),
         "architecture": cfg["model"] | {"type": "TemporalGenerator"},
         "training": {"data": cfg.get("data"), "holdout": cfg.get("holdout"), "seed": cfg.get("seed"),
                      "epochs": int(ckpt["epoch"]) + 1, "steps_per_epoch": cfg.get("steps"),
@@ -62,6 +60,22 @@ def contract_for(ckpt: dict) -> dict:
                      "max_gap": cfg.get("max_gap"), "max_lead": cfg.get("max_lead")},
         "metrics": {k: v for k, v in met.items() if isinstance(v, int | float)},
     }
+
+
+def calibration_for(met: dict) -> dict:
+    """The contract's calibration from a checkpoint's validation metrics: a global std_scale and,
+    when the metrics have it, std_scale_by_days (calibration.py), which the ONNX method prefers."""
+    cal = {"std_scale": float(met.get("temperature", 1.0)),
+           "how": "std = exp(logvar / 2) * std_scale; std_scale fitted on held-out dates "
+                  "so that 68.3 % of |error| <= std"}
+    if met.get("temperature_by_days"):
+        cal["std_scale_by_days"] = {"days": [float(d) for d in met["temperature_days"]],
+                                    "scale": [float(v) for v in met["temperature_by_days"]]}
+        cal["how"] = ("std = exp(logvar / 2) * s(d), d = days from the target to the pixel's nearest clear "
+                      "S2 observation (from base_info), s interpolated linearly between std_scale_by_days "
+                      "(constant beyond), fitted per bin of d on held-out dates so that 68.3 % of |error| "
+                      "<= std; std_scale: the same with one bin")
+    return cal
 
 
 def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2, s1_change: bool = False):
@@ -81,8 +95,9 @@ def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2, s1_chan
             torch.full((n,), 180.0)) + (change if s1_change else ())
 
 
-def export_onnx(ckpt_path: str | Path, out: str | Path) -> Path:
-    """Write the checkpoint's model to `out` (.onnx, atomically) with its contract in the metadata."""
+def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = False) -> Path:
+    """Write the checkpoint's model to `out` (.onnx, atomically) with its contract in the metadata;
+    `recalibrate`: measure its validation again first (train.revalidate), for the calibration."""
     import torch
 
     from ..training import load_checkpoint
@@ -92,6 +107,10 @@ def export_onnx(ckpt_path: str | Path, out: str | Path) -> Path:
     ckpt = load_checkpoint(ckpt_path)
     if ckpt["kind"] != "temporal":
         raise InputError(f"{Path(ckpt_path).name}: a '{ckpt['kind']}' checkpoint, not 'temporal'")
+    if recalibrate:
+        from .train import revalidate
+
+        ckpt["metrics"] = {**ckpt.get("metrics", {}), **revalidate(ckpt)}
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["model_state"])
     model.eval()

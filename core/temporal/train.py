@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..evaluate import FORECAST, GAP, inputs_for
 from ..metrics import psnr
 from ..stack import Stack
@@ -142,9 +143,12 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
     """The protocol tasks (gaps VAL_GAPS, leads VAL_LEADS) on `targets` of `stack` (which holds no
     test date): PSNR of the model and of `linear` (= persistence when forecasting) per task, the
     coverage of the raw std, the std temperature that puts 68.3 % of |error| within 1 std on the
-    targets at least CAL_MIN_CLEAR clear (all targets if none is), and val_score = the mean PSNR
-    gain over the baseline across tasks."""
-    rows, zs, zcal = [], [], []
+    targets at least CAL_MIN_CLEAR clear (all targets if none is), the same per bin of the days to
+    the nearest clear observation (temperature_days / temperature_by_days, see calibration.py),
+    and val_score = the mean PSNR gain over the baseline across tasks."""
+    from .calibration import fit_by_days, nearest_clear_days
+
+    rows, zs, zcal, dcal = [], [], [], []
     clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
     for t in targets:
         day = float(stack.s2_days[t])
@@ -163,6 +167,7 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
             zs.append(((mean - truth) / std)[:, ok_t].ravel())
             if clear[t] >= CAL_MIN_CLEAR:
                 zcal.append(zs[-1])
+                dcal.append(np.tile(nearest_clear_days(x["base_info"])[ok_t], len(mean)))
     out: dict = {}
     for task, days in sorted({(r["task"], r["days"]) for r in rows}):
         sel = [r for r in rows if r["task"] == task and r["days"] == days]
@@ -173,11 +178,38 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
     out["cov1"] = float(np.mean(az <= 1) * 100)
     out["cov2"] = float(np.mean(az <= 2) * 100)
     out["temperature"] = float(np.quantile(np.abs(np.concatenate(zcal)) if zcal else az, 0.683))
+    table = fit_by_days(np.abs(np.concatenate(zcal)), np.concatenate(dcal)) if zcal else None
+    if table is not None:
+        out["temperature_days"], out["temperature_by_days"] = table["days"], table["scale"]
     gains = [out[k] - out[k.replace("psnr_", "psnr_linear_")] for k in out
              if k.startswith("psnr_") and "linear" not in k]
     out["val_score"] = float(np.mean(gains)) if gains else -math.inf
     out["val_min_gain"] = float(np.min(gains)) if gains else -math.inf
     return out
+
+
+def month_name(day: float) -> str:
+    """'YYYY-MM' of a day (as the checkpoints list their test and validation months)."""
+    m = month_block(day)
+    return f"{m // 12}-{m % 12 + 1:02d}"
+
+
+def revalidate(ckpt: dict, device=None) -> dict:
+    """validate() again for a saved checkpoint, on its own validation dates (the data folder and the
+    test / validation months its config records): metrics of checkpoints saved before one existed."""
+    cfg = ckpt["config"]
+    data, hold = cfg.get("data"), cfg.get("holdout", {})
+    if not data or not Path(data).is_dir():
+        raise InputError(f"the checkpoint's training data {data} is not here: cannot measure its validation again")
+    stack = load_series(data)
+    names = [month_name(d) for d in stack.s2_days]
+    test = np.array([n in hold.get("months", []) for n in names])
+    val = np.array([n in hold.get("validation_months", []) for n in names])
+    model = build_model(cfg)
+    model.load_state_dict(ckpt["model_state"])
+    model.eval()
+    seen = stack.select_s2(~test)
+    return validate(model, seen, val_targets(seen, val[~test]), cfg["k2"], cfg["k1"], device)
 
 
 def points_loss(model, b: dict[str, np.ndarray], device, beta: float = 0.0):
@@ -244,7 +276,7 @@ def train(args: argparse.Namespace) -> dict:
     held = test | val  # never shown in training, neither as targets nor as inputs
 
     def months(mask: np.ndarray) -> list[str]:
-        return [f"{m // 12}-{m % 12 + 1:02d}" for m in sorted({month_block(d) for d in stack.s2_days[mask]})]
+        return sorted({month_name(d) for d in stack.s2_days[mask]})
 
     config = {
         "model": {"d": args.width, "heads": args.heads, "layers": args.layers, **_stats(stack, ~held),
