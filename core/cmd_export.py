@@ -57,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
             from .gan.export import export_onnx
         except ModuleNotFoundError as exc:
             raise InputError(f"exporting a '{kind}' checkpoint needs core/gan/export.py ({exc})") from None
-    path = export_onnx(checkpoint, out, recalibrate=True) if kind == "temporal" and args.recalibrate \
-        else export_onnx(checkpoint, out)
+    if args.recalibrate and kind != "temporal":
+        raise InputError(f"--recalibrate is for temporal checkpoints, not '{kind}'")
+    path = export_onnx(checkpoint, out, **({"recalibrate": True} if args.recalibrate else {}))
     print(f"wrote {path} ({kind})")
     return 0

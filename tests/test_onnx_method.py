@@ -242,3 +242,14 @@ def test_export_of_several_runs_keeps_the_best_validation_score(uds_dir, tmp_pat
     torch.save(ckpt, bare)
     assert cli.main(["export", "--checkpoint", str(runs[0]), str(bare), "--out", str(out)]) == 1
     assert "bare.pt" in capsys.readouterr().err
+    old = load_checkpoint(runs[0])  # saved before the per-distance temperature: --recalibrate measures it
+    measured = dict(old["metrics"])
+    for key in ("temperature_days", "temperature_by_days"):
+        old["metrics"].pop(key)
+    torch.save(old, bare)
+    assert cli.main(["export", "--checkpoint", str(bare), "--out", str(out)]) == 0
+    assert "std_scale_by_days" not in read_contract(out)["calibration"]
+    assert cli.main(["export", "--checkpoint", str(bare), "--out", str(out), "--recalibrate"]) == 0
+    cal = read_contract(out)["calibration"]
+    np.testing.assert_allclose(cal["std_scale_by_days"]["scale"], measured["temperature_by_days"], rtol=1e-5)
+    assert cal["std_scale"] == pytest.approx(measured["temperature"], rel=1e-5)

@@ -177,8 +177,9 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
     az = np.abs(np.concatenate(zs)) if zs else np.ones(1)
     out["cov1"] = float(np.mean(az <= 1) * 100)
     out["cov2"] = float(np.mean(az <= 2) * 100)
-    out["temperature"] = float(np.quantile(np.abs(np.concatenate(zcal)) if zcal else az, 0.683))
-    table = fit_by_days(np.abs(np.concatenate(zcal)), np.concatenate(dcal)) if zcal else None
+    zc = np.abs(np.concatenate(zcal)) if zcal else None
+    out["temperature"] = float(np.quantile(az if zc is None else zc, 0.683))
+    table = fit_by_days(zc, np.concatenate(dcal)) if zc is not None else None
     if table is not None:
         out["temperature_days"], out["temperature_by_days"] = table["days"], table["scale"]
     gains = [out[k] - out[k.replace("psnr_", "psnr_linear_")] for k in out
