@@ -17,11 +17,11 @@ TILE, OVERLAP = 64, 16
 def contract_for(ckpt: dict) -> dict:
     """The model contract of a temporal checkpoint (see core/model_contract.py)."""
     from .dataset import GAP_SCALE, MIN_USABLE, S1_SIGMA
-    from .model import INPUTS, N_TIME, OUTPUTS, PERIODS
+    from .model import N_TIME, OUTPUTS, PERIODS, input_names
 
     cfg, met = ckpt["config"], ckpt.get("metrics", {})
     change = bool(cfg["model"].get("s1_change", False))
-    inputs = list(INPUTS) if change else list(INPUTS[:-1])
+    inputs = input_names(change)
     extra = {"s1_change": "(n, 3, h, w) float32: S1 VV, VH (dB) at the target minus S1 interpolated between the "
                           f"per-pixel dates of the previous / next clear S2 (S1 read as a Gaussian-weighted mean, "
                           f"sigma {S1_SIGMA:g} d), 0 where unknown; known (0/1)"} if change else {}
@@ -101,7 +101,7 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
     import torch
 
     from ..training import load_checkpoint
-    from .model import INPUTS, OUTPUTS
+    from .model import OUTPUTS, input_names
     from .train import build_model
 
     ckpt = load_checkpoint(ckpt_path)
@@ -114,7 +114,7 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["model_state"])
     model.eval()
-    names = list(INPUTS) if model.use_s1_change else list(INPUTS[:-1])
+    names = input_names(model.use_s1_change)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     axes = {"s2": {0: "n", 1: "k2", 3: "h", 4: "w"}, "s2_valid": {0: "n", 1: "k2", 2: "h", 3: "w"},

@@ -36,6 +36,11 @@ CLOUD_WINDOWS = (7, 21)  # cloud_context: windows (px) of the clear fraction aro
 OUTPUTS = ("mean", "logvar")
 
 
+def input_names(s1_change: bool) -> list[str]:
+    """The model's inputs, in forward() order: INPUTS, without s1_change for models built without it."""
+    return list(INPUTS) if s1_change else list(INPUTS[:-1])
+
+
 def time_features(dt: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
     """(..., F) sinusoidal features of signed day offsets `dt` and day of year `doy`."""
     feats = []

@@ -139,6 +139,13 @@ def val_targets(stack: Stack, val: np.ndarray) -> np.ndarray:
     return np.flatnonzero(val & (clear >= VAL_MIN_CLEAR))
 
 
+def validation_view(stack: Stack, test: np.ndarray, val: np.ndarray) -> tuple[Stack, np.ndarray]:
+    """What validation sees: the series without its test months, and the indices in it of the
+    validation dates clear enough to score."""
+    seen = stack.select_s2(~test)
+    return seen, val_targets(seen, val[~test])
+
+
 def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=None) -> dict:
     """The protocol tasks (gaps VAL_GAPS, leads VAL_LEADS) on `targets` of `stack` (which holds no
     test date): PSNR of the model and of `linear` (= persistence when forecasting) per task, the
@@ -209,8 +216,8 @@ def revalidate(ckpt: dict, device=None) -> dict:
     model = build_model(cfg)
     model.load_state_dict(ckpt["model_state"])
     model.eval()
-    seen = stack.select_s2(~test)
-    return validate(model, seen, val_targets(seen, val[~test]), cfg["k2"], cfg["k1"], device)
+    seen, targets = validation_view(stack, test, val)
+    return validate(model, seen, targets, cfg["k2"], cfg["k1"], device)
 
 
 def points_loss(model, b: dict[str, np.ndarray], device, beta: float = 0.0):
@@ -338,8 +345,7 @@ def train(args: argparse.Namespace) -> dict:
     net = DistributedDataParallel(model) if world > 1 else model
     scaler = T.grad_scaler(device)
     log = T.MetricsLog(out / "metrics.jsonl") if T.is_main_process() else None
-    seen = stack.select_s2(~test)  # validation inputs: everything but the test months
-    vt = val_targets(seen, val[~test])
+    seen, vt = validation_view(stack, test, val)  # validation inputs: everything but the test months
     scale = model.s2_std[:, 0]
     metrics: dict = {}
     total = 0
