@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-pairs": ("cmd_make_pairs", "build training triplets from S1+S2 time series"),
     "remove-clouds": ("cmd_remove_clouds", "single-date cloud removal with a Pix2Pix model"),
     "card": ("cmd_card", "model card (markdown + JSON) of a temporal model from its evaluation reports"),
+    "attention": ("cmd_attention", "which S2 and S1 observations a temporal checkpoint attends to for a date"),
     "figure": ("cmd_figure", "figure: truth vs synthesized vs uncertainty at a few dates, and one pixel's series"),
 }
 

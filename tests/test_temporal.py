@@ -321,3 +321,64 @@ def test_s1_change_is_sar_change_since_the_baseline_dates(series):
     past = sub.select_s1(sub.s1_days < day - 60)  # forecast-like: no S1 near the target
     y = D.model_inputs(past.select_s2(past.s2_days < day), day, 6, 4)
     assert y["s1_change"].max() == 0.0 and y["s1_change"].min() == 0.0  # unknown: zero and flag 0
+
+
+@pytest.fixture(scope="module")
+def attn_checkpoint(uds_dir, tmp_path_factory):
+    """A small two-layer model trained for a few steps on the real series."""
+    out = tmp_path_factory.mktemp("attn")
+    TR.train(_args(uds_dir, out, epochs=1, steps=3, seed=2, heads=2, layers=2, s1_change=True))
+    return out / "last.pt"
+
+
+def test_attention_weights_per_observation(series, attn_checkpoint):
+    from sentinel_densify.core.evaluate import GAP, inputs_for
+    from sentinel_densify.core.temporal.attention import at_pixel, attention, sensor_shares
+
+    ckpt = load_checkpoint(attn_checkpoint)
+    model = TR.build_model(ckpt["config"])
+    model.load_state_dict(ckpt["model_state"])
+    model.eval()
+    day = float(series.s2_days[80])
+    sub = inputs_for(series, day, GAP, 0.0).crop(slice(0, 24), slice(0, 24))
+    sub.s2[:, :, :6, :6] = np.nan  # a corner cloudy on every date: no optical observation there
+    res = attention(model, sub, day, 4, 4)
+    x = D.model_inputs(sub, day, 4, 4)
+    obs = res["observations"]
+    assert [o["sensor"] for o in obs] == ["S2"] * 4 + ["S1"] * 4 + ["none"]  # K2 + K1 observations, the null token
+    np.testing.assert_allclose([o["days"] for o in obs[:8]], np.r_[x["s2_dt"], x["s1_dt"]], atol=0.01)
+    assert res["weights"].shape == (2, 9, 24, 24)
+    np.testing.assert_allclose(res["weights"].sum(axis=1), 1.0, atol=1e-5)  # per layer and pixel
+    masked = res["valid"] < 0.5
+    assert masked[:4].any() and float(res["weights"][:, :8][:, masked].max()) < 1e-6  # masked out: no weight
+    corner = at_pixel(res, 2, 2)
+    assert [r["weight"][-1] for r in corner] == sorted((r["weight"][-1] for r in corner), reverse=True)
+    assert all(r["weight"] == [0.0, 0.0] and r["clear"] is False for r in corner if r["sensor"] == "S2")
+    on_sar = sum(r["weight"][-1] for r in corner if r["sensor"] != "S2")
+    assert on_sar == pytest.approx(1.0, abs=1e-3)  # all on SAR and the null token
+    shares = sensor_shares(res)
+    assert sum(s["pixels"] for s in shares) == 24 * 24
+    for s in shares:
+        assert s["S2"] + s["S1"] + s["none"] == pytest.approx(1.0, abs=1e-3)
+    far = shares[-1]  # the cloudy corner has no clear observation at all
+    assert far["nearest_clear_days"] == "> 60" and far["pixels"] >= 36 and far["S2"] < 1e-3
+
+
+def test_attention_cli(uds_dir, attn_checkpoint, tmp_path, capsys):
+    import json
+
+    from sentinel_densify.core import cli
+
+    out = tmp_path / "att.json"
+    base = ["attention", "--checkpoint", str(attn_checkpoint), "--data", str(uds_dir)]
+    assert cli.main([*base, "--date", "2018-05-20", "--lead", "15", "--pixel", "3,4", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["task"] == "forecasting" and report["pixel"] == [3, 4]
+    dated = [r for r in report["at_pixel"] if r["date"]]
+    assert dated and all(r["date"] <= "2018-05-05" for r in dated)  # nothing after the cut-off
+    assert "S2" in capsys.readouterr().out
+    assert cli.main([*base, "--date", "2031-01-01"]) == 1
+    assert "out of the range" in capsys.readouterr().err
+    assert cli.main([*base, "--date", "2018-05-20", "--pixel", "500,1"]) == 1
+    assert "outside" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*partial*"))  # the JSON was written whole

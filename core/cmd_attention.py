@@ -1,0 +1,76 @@
+"""`densify attention`: which S2 and S1 observations a temporal checkpoint attends to for a date."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .cmd_figure import _pixel
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="temporal checkpoint (.pt) from `densify train temporal`")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="series folder with S2/ (*_L2A_10m.tif + *_SCL_20m.tif) and S1/")
+    parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="target date")
+    task = parser.add_mutually_exclusive_group()
+    task.add_argument("--gap", type=float, default=0.0, metavar="G",
+                      help="gap-filling: hide every S2 within +/- G days of the date (default: 0, the date only)")
+    task.add_argument("--lead", type=float, default=None, metavar="L",
+                      help="forecasting: only S2 and S1 at least L days before the date")
+    parser.add_argument("--pixel", type=_pixel, default=None, metavar="ROW,COL",
+                        help="pixel whose weights are listed (default: the centre of the window)")
+    parser.add_argument("--out", default=None, metavar="JSON", help="also write everything to this JSON file")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .atomic import write_text
+    from .dates import from_days, parse_date, to_days
+    from .errors import InputError
+    from .evaluate import FORECAST, GAP, inputs_for
+    from .temporal.attention import at_pixel, attention, sensor_shares
+    from .temporal.dataset import load_series
+    from .temporal.train import build_model
+    from .training import load_checkpoint, select_device
+
+    ckpt = load_checkpoint(args.checkpoint)
+    if ckpt["kind"] != "temporal":
+        raise InputError(f"{args.checkpoint}: a '{ckpt['kind']}' checkpoint, not 'temporal'")
+    try:
+        day = to_days(parse_date(args.date))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    stack = load_series(args.data)
+    lo, hi = float(stack.s2_days.min()), float(stack.s2_days.max())
+    if not lo - 60 <= day <= hi + 60:
+        raise InputError(f"{args.date} is out of the range of {args.data} "
+                         f"({from_days(lo).date()} to {from_days(hi).date()}, +/- 60 days)")
+    task, days = (GAP, args.gap) if args.lead is None else (FORECAST, args.lead)
+    sub = inputs_for(stack, day, task, days)
+    if not len(sub.s2_days):
+        raise InputError(f"{args.data}: no S2 observation left for {args.date} ({task} {days:g} d)")
+    h, w = stack.shape
+    row, col = args.pixel or (h // 2, w // 2)
+    if not (0 <= row < h and 0 <= col < w):
+        raise InputError(f"pixel ({row}, {col}) is outside the {h} x {w} window of {args.data}")
+    device = select_device(args.device)
+    model = build_model(ckpt["config"]).to(device)
+    model.load_state_dict(ckpt["model_state"])
+    model.eval()
+    result = attention(model, sub, day, ckpt["config"]["k2"], ckpt["config"]["k1"], device)
+    pixel, shares = at_pixel(result, row, col), sensor_shares(result)
+    print(f"{args.date}, {task} {days:g} d, pixel ({row}, {col}): weight per layer (mean over heads)")
+    for r in pixel:
+        seen = "" if r["clear"] is None else ("clear" if r["clear"] else "masked")
+        when = "" if r["days"] is None else f"{r['days']:+7.1f} d"
+        weights = " ".join(f"{v:.3f}" for v in r["weight"])
+        print(f"  {r['sensor']:4s} {r['date'] or '(null)':10s} {when:9s} {weights}  {seen}")
+    print("last layer, mean over pixels by days to the nearest clear S2 observation: S2 / S1 / null")
+    for s in shares:
+        print(f"  {s['nearest_clear_days']:>6s} d ({s['pixels']} px): {s['S2']:.3f} / {s['S1']:.3f} / {s['none']:.3f}")
+    if args.out:
+        write_text(args.out, json.dumps({"checkpoint": str(args.checkpoint), "date": args.date, "task": task,
+                                         "days": days, "pixel": [row, col], "at_pixel": pixel,
+                                         "sensor_shares": shares}, indent=1))
+    return 0
