@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .cmd_figure import _pixel
+from .cmd_figure import pixel_arg
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="gap-filling: hide every S2 within +/- G days of the date (default: 0, the date only)")
     task.add_argument("--lead", type=float, default=None, metavar="L",
                       help="forecasting: only S2 and S1 at least L days before the date")
-    parser.add_argument("--pixel", type=_pixel, default=None, metavar="ROW,COL",
+    parser.add_argument("--pixel", type=pixel_arg, default=None, metavar="ROW,COL",
                         help="pixel whose weights are listed (default: the centre of the window)")
     parser.add_argument("--out", default=None, metavar="JSON", help="also write everything to this JSON file")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -26,26 +26,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .atomic import write_text
-    from .dates import from_days, parse_date, to_days
+    from .dates import parse_date, to_days
     from .errors import InputError
     from .evaluate import FORECAST, GAP, inputs_for
+    from .inventory import check_target
     from .temporal.attention import at_pixel, attention, sensor_shares
     from .temporal.dataset import load_series
-    from .temporal.train import build_model
+    from .temporal.train import model_from_checkpoint
     from .training import load_checkpoint, select_device
 
     ckpt = load_checkpoint(args.checkpoint)
-    if ckpt["kind"] != "temporal":
-        raise InputError(f"{args.checkpoint}: a '{ckpt['kind']}' checkpoint, not 'temporal'")
+    model = model_from_checkpoint(ckpt, args.checkpoint)
     try:
-        day = to_days(parse_date(args.date))
+        target = parse_date(args.date)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     stack = load_series(args.data)
-    lo, hi = float(stack.s2_days.min()), float(stack.s2_days.max())
-    if not lo - 60 <= day <= hi + 60:
-        raise InputError(f"{args.date} is out of the range of {args.data} "
-                         f"({from_days(lo).date()} to {from_days(hi).date()}, +/- 60 days)")
+    check_target(stack, target)
+    day = to_days(target)
     task, days = (GAP, args.gap) if args.lead is None else (FORECAST, args.lead)
     sub = inputs_for(stack, day, task, days)
     if not len(sub.s2_days):
@@ -55,10 +53,7 @@ def main(args: argparse.Namespace) -> int:
     if not (0 <= row < h and 0 <= col < w):
         raise InputError(f"pixel ({row}, {col}) is outside the {h} x {w} window of {args.data}")
     device = select_device(args.device)
-    model = build_model(ckpt["config"]).to(device)
-    model.load_state_dict(ckpt["model_state"])
-    model.eval()
-    result = attention(model, sub, day, ckpt["config"]["k2"], ckpt["config"]["k1"], device)
+    result = attention(model.to(device), sub, day, ckpt["config"]["k2"], ckpt["config"]["k1"], device)
     pixel, shares = at_pixel(result, row, col), sensor_shares(result)
     print(f"{args.date}, {task} {days:g} d, pixel ({row}, {col}): weight per layer (mean over heads)")
     for r in pixel:

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 
-def _pixel(text: str) -> tuple[int, int]:
+def pixel_arg(text: str) -> tuple[int, int]:
+    """argparse type of a --pixel ROW,COL option."""
     try:
         row, col = (int(v) for v in text.split(","))
     except ValueError:
@@ -24,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="S2 dates to synthesize (default: up to 3 protocol targets, >= 99 %% clear)")
     parser.add_argument("--gap", type=float, default=0.0, metavar="G",
                         help="hide every S2 within +/- G days of each date (default: 0, the date only)")
-    parser.add_argument("--pixel", type=_pixel, default=None, metavar="ROW,COL",
+    parser.add_argument("--pixel", type=pixel_arg, default=None, metavar="ROW,COL",
                         help="pixel of the time series (default: the centre of the window)")
     parser.add_argument("--band", default="B08", help="band of the time series (default: %(default)s)")
     parser.add_argument("--step-days", type=float, default=5.0, metavar="D",

@@ -18,7 +18,7 @@ from rasterio.windows import Window
 from . import dates
 from .errors import InputError, Problem
 from .grid import Grid
-from .stack import S1_BANDS, S2_BANDS, S2_L1C_BANDS
+from .stack import S1_BANDS, S2_BANDS, S2_L1C_BANDS, Stack
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc"}
 S2_ALIASES = {"B2": "B02", "B3": "B03", "B4": "B04", "B5": "B05", "B6": "B06", "B7": "B07",
@@ -379,8 +379,9 @@ def _check_some_clear(inv: Inventory) -> None:
                              ", ".join(s.name for s in inv.s2[:5]) + ("...)" if len(inv.s2) > 5 else ")")))
 
 
-def check_target(inv: Inventory, target: dt.date) -> tuple[str, list[str]]:
-    """The mode for a target date (gap-filling / forecasting / backcasting); InputError if out of range."""
+def check_target(inv: Inventory | Stack, target: dt.date) -> tuple[str, list[str]]:
+    """The mode for a target date (gap-filling / forecasting / backcasting) in the S2 series of an
+    inventory or a loaded stack; InputError if out of range."""
     day = dates.to_days(target)
     s2_days = inv.s2_days
     first, last = s2_days.min(), s2_days.max()

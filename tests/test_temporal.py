@@ -335,10 +335,7 @@ def test_attention_weights_per_observation(series, attn_checkpoint):
     from sentinel_densify.core.evaluate import GAP, inputs_for
     from sentinel_densify.core.temporal.attention import at_pixel, attention, sensor_shares
 
-    ckpt = load_checkpoint(attn_checkpoint)
-    model = TR.build_model(ckpt["config"])
-    model.load_state_dict(ckpt["model_state"])
-    model.eval()
+    model = TR.model_from_checkpoint(load_checkpoint(attn_checkpoint))
     day = float(series.s2_days[80])
     sub = inputs_for(series, day, GAP, 0.0).crop(slice(0, 24), slice(0, 24))
     sub.s2[:, :, :6, :6] = np.nan  # a corner cloudy on every date: no optical observation there
@@ -378,7 +375,7 @@ def test_attention_cli(uds_dir, attn_checkpoint, tmp_path, capsys):
     assert dated and all(r["date"] <= "2018-05-05" for r in dated)  # nothing after the cut-off
     assert "S2" in capsys.readouterr().out
     assert cli.main([*base, "--date", "2031-01-01"]) == 1
-    assert "out of the range" in capsys.readouterr().err
+    assert "out of range" in capsys.readouterr().err
     assert cli.main([*base, "--date", "2018-05-20", "--pixel", "500,1"]) == 1
     assert "outside" in capsys.readouterr().err
     assert not list(tmp_path.glob(".*partial*"))  # the JSON was written whole

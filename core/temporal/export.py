@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..errors import InputError
 from ..model_contract import write_contract
 from ..stack import S2_BANDS
 
@@ -102,18 +101,12 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
 
     from ..training import load_checkpoint
     from .model import OUTPUTS, input_names
-    from .train import build_model
+    from .train import model_from_checkpoint, revalidate
 
     ckpt = load_checkpoint(ckpt_path)
-    if ckpt["kind"] != "temporal":
-        raise InputError(f"{Path(ckpt_path).name}: a '{ckpt['kind']}' checkpoint, not 'temporal'")
+    model = model_from_checkpoint(ckpt, Path(ckpt_path).name)
     if recalibrate:
-        from .train import revalidate
-
-        ckpt["metrics"] = {**ckpt.get("metrics", {}), **revalidate(ckpt)}
-    model = build_model(ckpt["config"])
-    model.load_state_dict(ckpt["model_state"])
-    model.eval()
+        ckpt["metrics"] = {**ckpt.get("metrics", {}), **revalidate(ckpt, model)}
     names = input_names(model.use_s1_change)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,6 +112,16 @@ def build_model(config: dict):
                              m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False))
 
 
+def model_from_checkpoint(ckpt: dict, name: str = "checkpoint"):
+    """The evaluation-mode TemporalGenerator of a loaded checkpoint (`name` for the error when the
+    checkpoint holds another kind of model)."""
+    if ckpt.get("kind") != KIND:
+        raise InputError(f"{name}: a '{ckpt.get('kind')}' checkpoint, not '{KIND}'")
+    model = build_model(ckpt["config"])
+    model.load_state_dict(ckpt["model_state"])
+    return model.eval()
+
+
 def to_tensors(batch: dict[str, np.ndarray], device) -> list:
     import torch
 
@@ -202,9 +212,10 @@ def month_name(day: float) -> str:
     return f"{m // 12}-{m % 12 + 1:02d}"
 
 
-def revalidate(ckpt: dict, device=None) -> dict:
-    """validate() again for a saved checkpoint, on its own validation dates (the data folder and the
-    test / validation months its config records): metrics of checkpoints saved before one existed."""
+def revalidate(ckpt: dict, model=None, device=None) -> dict:
+    """validate() again for a saved checkpoint (`model`: its model_from_checkpoint when already
+    built), on its own validation dates (the data folder and the test / validation months its
+    config records): metrics of checkpoints saved before one existed."""
     cfg = ckpt["config"]
     data, hold = cfg.get("data"), cfg.get("holdout", {})
     if not data or not Path(data).is_dir():
@@ -213,9 +224,7 @@ def revalidate(ckpt: dict, device=None) -> dict:
     names = [month_name(d) for d in stack.s2_days]
     test = np.array([n in hold.get("months", []) for n in names])
     val = np.array([n in hold.get("validation_months", []) for n in names])
-    model = build_model(cfg)
-    model.load_state_dict(ckpt["model_state"])
-    model.eval()
+    model = model_from_checkpoint(ckpt) if model is None else model
     seen, targets = validation_view(stack, test, val)
     return validate(model, seen, targets, cfg["k2"], cfg["k1"], device)
 
