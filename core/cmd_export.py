@@ -19,6 +19,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="temporal: measure the checkpoint's validation again (its data and months) and "
                              "calibrate its std from that (for checkpoints saved before the per-distance "
                              "temperature existed)")
+    parser.add_argument("--haze-screen", type=float, default=None, metavar="THRESHOLD",
+                        help="temporal: the exported model screens hazy S2 pixels out of its inputs with this "
+                             "blue-rise threshold (reflectance; 0: no screen) instead of what it was trained with; "
+                             "its validation and std calibration are measured again with it")
 
 
 def best_checkpoint(paths: list[str]) -> tuple[str, float]:
@@ -59,6 +63,11 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(f"exporting a '{kind}' checkpoint needs core/gan/export.py ({exc})") from None
     if args.recalibrate and kind != "temporal":
         raise InputError(f"--recalibrate is for temporal checkpoints, not '{kind}'")
-    path = export_onnx(checkpoint, out, **({"recalibrate": True} if args.recalibrate else {}))
+    if args.haze_screen is not None and kind != "temporal":
+        raise InputError(f"--haze-screen is for temporal checkpoints, not '{kind}'")
+    extra = {"recalibrate": True} if args.recalibrate else {}
+    if args.haze_screen is not None:
+        extra["haze"] = args.haze_screen
+    path = export_onnx(checkpoint, out, **extra)
     print(f"wrote {path} ({kind})")
     return 0

@@ -253,3 +253,35 @@ def test_export_of_several_runs_keeps_the_best_validation_score(uds_dir, tmp_pat
     cal = read_contract(out)["calibration"]
     np.testing.assert_allclose(cal["std_scale_by_days"]["scale"], measured["temperature_by_days"], rtol=1e-5)
     assert cal["std_scale"] == pytest.approx(measured["temperature"], rel=1e-5)
+    # a haze screen added at export: written to the contract, validation and calibration measured with it
+    assert cli.main(["export", "--checkpoint", str(runs[0]), "--out", str(out), "--haze-screen", "0.04"]) == 0
+    screened = read_contract(out)
+    assert screened["haze_screen"]["threshold"] == 0.04 and "how" in screened["haze_screen"]
+    assert screened["metrics"]["val_score"] != pytest.approx(scores[0], abs=1e-6)  # hazy validation inputs
+    assert cli.main(["export", "--checkpoint", str(runs[0]), "--out", str(out), "--haze-screen", "-1"]) == 1
+    assert "--haze-screen" in capsys.readouterr().err
+
+
+def test_haze_screen_travels_from_training_to_the_onnx_method(uds_dir, series, tmp_path):
+    """--haze-screen is recorded by training, written to the contract and applied by the onnx method
+    exactly as torch applies it; `export --haze-screen 0` drops it (and measures the validation again)."""
+    ckpt_path, onnx_path = _train_tiny(uds_dir, tmp_path, "--haze-screen", "0.04", "--haze-targets")
+    ckpt = load_checkpoint(ckpt_path)
+    assert ckpt["config"]["haze_screen"]["threshold"] == 0.04 and ckpt["config"]["haze_targets"] is True
+    assert read_contract(onnx_path)["haze_screen"]["threshold"] == 0.04
+    day = float(series.s2_days[80])
+    sub = series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(0, 40), slice(0, 40))
+    j = int(np.argmin(np.abs(sub.s2_days - day)))
+    sub.s2[j, :3, 4:30, 4:30] += np.array([0.08, 0.06, 0.045], np.float32)[:, None, None]  # haze on the nearest
+    method = create(str(onnx_path), "cpu")
+    assert method.describe()["haze_screen"]["threshold"] == 0.04
+    model = TR.model_from_checkpoint(ckpt)
+    mean, _ = method.predict(sub, day)
+    ref, _ = TR.predict(model, sub, day, 4, 3)
+    np.testing.assert_allclose(mean, ref, atol=1e-4)
+    model.haze = None
+    off, _ = TR.predict(model, sub, day, 4, 3)
+    assert np.abs(off - ref)[:, 8:26, 8:26].mean() > 1e-3  # the screen changes what the model sees
+    plain = export_onnx(ckpt_path, tmp_path / "plain.onnx", haze=0.0)
+    assert "haze_screen" not in read_contract(plain)
+    np.testing.assert_allclose(create(str(plain), "cpu").predict(sub, day)[0], off, atol=1e-4)

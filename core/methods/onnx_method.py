@@ -38,6 +38,7 @@ class OnnxTemporalMethod(Method):
         self.std_scale = float(cal.get("std_scale", 1.0))
         self.scale_by_days = cal.get("std_scale_by_days")  # preferred: a temperature per distance to clear
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.haze = self.contract.get("haze_screen")  # the input screen it was trained / calibrated with
 
     def _run(self, tiles: dict[str, np.ndarray], common: dict[str, np.ndarray]) -> np.ndarray:
         n = next(iter(tiles.values())).shape[0]
@@ -50,7 +51,8 @@ class OnnxTemporalMethod(Method):
     def predict(self, stack: Stack, target_day: float) -> tuple[np.ndarray, np.ndarray]:
         from ..temporal.dataset import model_inputs
 
-        x = model_inputs(stack, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names)
+        x = model_inputs(stack, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
+                         haze=self.haze)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
                             self.tile, self.overlap, self.batch)
@@ -66,7 +68,7 @@ class OnnxTemporalMethod(Method):
     def describe(self) -> dict:
         return {"method": self.name, "provider": self.provider, "model": self.path.name,
                 "model_version": self.contract.get("version"), "std_scale": self.std_scale,
-                "std_scale_by_days": self.scale_by_days}
+                "std_scale_by_days": self.scale_by_days, "haze_screen": self.haze}
 
 
 @register("onnx")

@@ -28,7 +28,7 @@ def attention(model, stack: Stack, day: float, k2: int, k1: int, device=None) ->
 
     from .train import to_tensors
 
-    x = model_inputs(stack, day, k2, k1, change=model.use_s1_change)
+    x = model_inputs(stack, day, k2, k1, change=model.use_s1_change, haze=model.haze)
     with torch.no_grad():
         _, _, maps = model(*to_tensors({k: v[None] for k, v in x.items()}, device or "cpu"), return_attn=True)
     weights = np.stack([m[0].float().cpu().numpy().mean(axis=0) for m in maps])

@@ -138,7 +138,10 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           + ("; the query also sees the S1 change since each pixel's previous / next clear S2 dates (input "
              "`s1_change`)" if arch.get("s1_change") else "")
           + ("; each S2 observation also carries the clear fraction around each pixel"
-             if arch.get("cloud_context") else ""),
+             if arch.get("cloud_context") else "")
+          + (f"; S2 pixels whose blue reflectance rose more than {c['haze_screen'].get('threshold')} above the other "
+             f"clear observations within {c['haze_screen'].get('window_days'):g} d (haze SCL calls clear) are "
+             "screened out of its inputs" if c.get("haze_screen") else ""),
           f"- Bands: {', '.join(c.get('bands', []))}; S1: VV, VH in dB",
           _uncertainty_line(c.get("calibration", {})), "",
           "## Training", "",

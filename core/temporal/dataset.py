@@ -15,6 +15,7 @@ import numpy as np
 
 from ..dates import from_days
 from ..errors import InputError
+from ..haze import haze_mask, parameters, screen_haze
 from ..methods.baselines import bracket, interpolate
 from ..stack import S2_BANDS, Stack
 
@@ -115,15 +116,18 @@ def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | 
 
 
 def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
-                 pad: bool = True, change: bool = True) -> dict[str, np.ndarray]:
+                 pad: bool = True, change: bool = True, haze: dict | None = None) -> dict[str, np.ndarray]:
     """Unbatched model inputs (see model.INPUTS) for one target date over the whole stack window.
 
     S2 missing pixels get validity 0 (and value 0); with pad, the K axes are padded to k2/k1
     with fully invalid observations. `change`: also the s1_change input (only models built
-    with it read it).
+    with it read it). `haze`: the parameters of the multi-temporal haze screen (core/haze.py)
+    applied to the S2 observations first, for models trained or calibrated with it.
     """
     if list(stack.bands) != S2_BANDS:
         raise InputError(f"the temporal model needs the S2 bands {S2_BANDS}, got {list(stack.bands)}")
+    if haze:
+        stack = screen_haze(stack, haze)
     h, w = stack.shape
     valid2 = stack.valid
     usable = valid2.reshape(len(stack.s2_days), -1).mean(axis=1) >= MIN_USABLE if len(stack.s2_days) else None
@@ -195,6 +199,8 @@ class SamplerConfig:
     target_margin: int = 0  # training loss only on target pixels this many px away from any non-clear pixel
     s1_change: bool = True  # samples carry the s1_change input (for models built with it)
     doy_jitter: float = 0.0  # the target's day of year is shifted by up to +/- this many days (not its dates)
+    haze: dict | None = None  # haze screen (core/haze.py) on the inputs, as the model will see them
+    haze_targets: bool = False  # ... and the loss leaves out target pixels the screen calls hazy
 
 
 class Sampler:
@@ -216,6 +222,10 @@ class Sampler:
 
             size = (1, 2 * cfg.target_margin + 1, 2 * cfg.target_margin + 1)
             self.target_valid = ndimage.minimum_filter(stack.valid, size=size, mode="nearest")
+        if cfg.haze and cfg.haze_targets:  # screened against the dates training may see only
+            hazy = np.zeros_like(self.target_valid)
+            hazy[self.keep] = haze_mask(stack.select_s2(self.keep), **parameters(cfg.haze))
+            self.target_valid = self.target_valid & ~hazy
         if not self.targets.size:
             raise InputError("no training target date (S2 dates clear enough outside the held-out months)")
 
@@ -243,7 +253,7 @@ class Sampler:
             hit = rng.random(len(sub.s2_days)) < 0.5
             for i in np.flatnonzero(hit):
                 sub.s2[i][:, ~donors[pick[i]]] = np.nan
-        x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change)
+        x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change, haze=cfg.haze)
         if cfg.doy_jitter > 0:  # one scene, one year: the season cue must not become a calendar to memorise
             x["target_doy"] = np.float32(x["target_doy"] + rng.uniform(-cfg.doy_jitter, cfg.doy_jitter))
         x["target"] = np.nan_to_num(st.s2[t][..., r0:r0 + c, c0:c0 + c], nan=0.0)

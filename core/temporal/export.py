@@ -21,6 +21,11 @@ def contract_for(ckpt: dict) -> dict:
     cfg, met = ckpt["config"], ckpt.get("metrics", {})
     change = bool(cfg["model"].get("s1_change", False))
     inputs = input_names(change)
+    haze = cfg.get("haze_screen")
+    how = ("before the inputs are built, S2 pixels whose B02, smoothed over size x size px, rose more than "
+           "threshold (reflectance) above the lowest clear B02 of the other dates within window_days, and more "
+           "than B04 rose, are masked like clouds (sentinel_densify.core.haze)")
+    screen = {"haze_screen": haze | {"how": how}} if haze else {}
     extra = {"s1_change": "(n, 3, h, w) float32: S1 VV, VH (dB) at the target minus S1 interpolated between the "
                           f"per-pixel dates of the previous / next clear S2 (S1 read as a Gaussian-weighted mean, "
                           f"sigma {S1_SIGMA:g} d), 0 where unknown; known (0/1)"} if change else {}
@@ -58,6 +63,7 @@ def contract_for(ckpt: dict) -> dict:
                      "batch": cfg.get("batch"), "crop": cfg.get("crop"), "lr": cfg.get("lr"),
                      "max_gap": cfg.get("max_gap"), "max_lead": cfg.get("max_lead")},
         "metrics": {k: v for k, v in met.items() if isinstance(v, int | float)},
+        **screen,
     }
 
 
@@ -94,17 +100,23 @@ def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2, s1_chan
             torch.full((n,), 180.0)) + (change if s1_change else ())
 
 
-def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = False) -> Path:
+def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = False,
+                haze: float | None = None) -> Path:
     """Write the checkpoint's model to `out` (.onnx, atomically) with its contract in the metadata;
-    `recalibrate`: measure its validation again first (train.revalidate), for the calibration."""
+    `recalibrate`: measure its validation again first (train.revalidate), for the calibration.
+    `haze`: the haze screen threshold the exported model's inputs go through instead of the one it
+    was trained with (0: none); its validation is then measured again with it (implies recalibrate)."""
     import torch
 
     from ..training import load_checkpoint
     from .model import OUTPUTS, input_names
-    from .train import model_from_checkpoint, revalidate
+    from .train import haze_params, model_from_checkpoint, revalidate
 
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, Path(ckpt_path).name)
+    if haze is not None:
+        model.haze = ckpt["config"]["haze_screen"] = haze_params(haze)
+        recalibrate = True
     if recalibrate:
         ckpt["metrics"] = {**ckpt.get("metrics", {}), **revalidate(ckpt, model)}
     names = input_names(model.use_s1_change)

@@ -25,6 +25,7 @@ from ..stack import Stack
 from .dataset import (
     Sampler,
     SamplerConfig,
+    baselines,
     load_series,
     model_inputs,
     month_block,
@@ -92,6 +93,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta-nll", type=float, default=0.0,
                         help="beta-NLL loss (Seitzer et al. 2022): weight each pixel's NLL by its variance ** beta "
                              "(0: plain Gaussian NLL, 0.5 usual)")
+    parser.add_argument("--haze-screen", type=float, default=0.0, metavar="THRESHOLD",
+                        help="screen out S2 pixels whose blue reflectance rose more than THRESHOLD above the other "
+                             "clear observations within 20 d (haze SCL calls clear; core/haze.py) from the model's "
+                             "inputs, in training and in the exported model (0: off)")
+    parser.add_argument("--haze-targets", action="store_true",
+                        help="with --haze-screen: the loss also leaves out target pixels the screen calls hazy")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -104,12 +111,23 @@ def _stats(stack: Stack, keep: np.ndarray) -> dict:
             "s1_std": np.nanstd(s1, axis=(0, 2, 3)).round(4).tolist()}
 
 
+def haze_params(threshold: float) -> dict | None:
+    """The haze screen's parameters (core/haze.py) for a threshold; None when it is 0 (off)."""
+    from ..haze import DEFAULTS
+
+    if threshold < 0:
+        raise InputError(f"--haze-screen: the threshold must be >= 0 (reflectance), got {threshold}")
+    return {**DEFAULTS, "threshold": float(threshold)} if threshold > 0 else None
+
+
 def build_model(config: dict):
     from .model import TemporalGenerator
 
     m = config["model"]
-    return TemporalGenerator(m["d"], m["heads"], m["layers"], m["s2_mean"], m["s2_std"],
-                             m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False))
+    model = TemporalGenerator(m["d"], m["heads"], m["layers"], m["s2_mean"], m["s2_std"],
+                              m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False))
+    model.haze = config.get("haze_screen")  # the haze screen its inputs go through (None: SCL only)
+    return model
 
 
 def model_from_checkpoint(ckpt: dict, name: str = "checkpoint"):
@@ -136,7 +154,7 @@ def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None,
     model_inputs when already built)."""
     import torch
 
-    x = model_inputs(stack, day, k2, k1, change=model.use_s1_change) if x is None else x
+    x = model_inputs(stack, day, k2, k1, change=model.use_s1_change, haze=model.haze) if x is None else x
     batch = {k: v[None] for k, v in x.items()}
     with torch.no_grad():
         mean, logvar = model(*to_tensors(batch, device or "cpu"))
@@ -174,13 +192,14 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
             sub = inputs_for(stack, day, task, days)
             if not len(sub.s2_days):
                 continue
-            x = model_inputs(sub, day, k2, k1, change=model.use_s1_change)
-            ok_t = ok & (x["base_info"][0] > 0.5)
+            x = model_inputs(sub, day, k2, k1, change=model.use_s1_change, haze=model.haze)
+            linear = baselines(sub.s2, sub.s2_days, day)[0] if model.haze else x["base"]  # the protocol's, on SCL
+            ok_t = ok & np.isfinite(linear).all(axis=0) & (x["base_info"][0] > 0.5)
             if not ok_t.any():
                 continue
             mean, std = predict(model, sub, day, k2, k1, device, x=x)
             rows.append({"task": "gap" if task == GAP else "forecast", "days": days,
-                         "psnr": psnr(mean, truth, ok_t), "psnr_linear": psnr(x["base"], truth, ok_t)})
+                         "psnr": psnr(mean, truth, ok_t), "psnr_linear": psnr(linear, truth, ok_t)})
             zs.append(((mean - truth) / std)[:, ok_t].ravel())
             if clear[t] >= CAL_MIN_CLEAR:
                 zcal.append(zs[-1])
@@ -304,6 +323,8 @@ def train(args: argparse.Namespace) -> dict:
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
         "p_clouds": args.p_clouds, "target_margin": getattr(args, "target_margin", 0),
         "doy_jitter": getattr(args, "doy_jitter", 0.0),
+        "haze_screen": haze_params(getattr(args, "haze_screen", 0.0)),
+        "haze_targets": bool(getattr(args, "haze_targets", False)),
         "data": str(Path(args.data).resolve()),
         "holdout": {"rule": f"test: S2 dates whose month index since the series start % {args.holdout_every} "
                             f"== {t_off}; validation: % {args.val_every} == {args.val_offset}; "
@@ -329,7 +350,8 @@ def train(args: argparse.Namespace) -> dict:
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
                          target_margin=getattr(args, "target_margin", 0), s1_change=model.use_s1_change,
-                         doy_jitter=getattr(args, "doy_jitter", 0.0))
+                         doy_jitter=getattr(args, "doy_jitter", 0.0), haze=config.get("haze_screen"),
+                         haze_targets=bool(config.get("haze_targets")))
     points = None
     if getattr(args, "points", None):
         from .points import PointsSampler, load_points

@@ -1,0 +1,71 @@
+"""Multi-temporal haze screen: S2 pixels that SCL calls clear but whose blue reflectance rose above
+the other clear observations of the weeks around them (thin cloud, haze), as the multi-temporal
+cloud tests of MACCS/MAJA do.
+
+Haze scatters blue more than red, so a pixel is screened out when, smoothed over a small window,
+its B02 exceeds the lowest clear B02 observed within `window_days` (other dates) by more than
+`threshold` reflectance and that rise is larger than the rise of B04 (a field ploughed or
+harvested brightens red more than blue and is kept).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .stack import Stack
+
+DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5}
+
+
+def _smooth(values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
+    """Mean of `values` over the `ok` pixels of a size x size window (NaN where none)."""
+    from scipy import ndimage
+
+    num = ndimage.uniform_filter(np.where(ok, values, 0.0), size, mode="nearest")
+    den = ndimage.uniform_filter(ok.astype(np.float64), size, mode="nearest")
+    return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
+
+
+def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
+              window_days: float = DEFAULTS["window_days"], size: int = DEFAULTS["size"]) -> np.ndarray:
+    """(T2, h, w) bool: True where a clear S2 pixel is screened out as hazy. Pixels with no other
+    clear observation within window_days are never screened."""
+    bands = list(stack.bands)
+    if "B02" not in bands or "B04" not in bands:
+        return np.zeros((len(stack.s2_days), *stack.shape), bool)
+    valid = stack.valid
+    if not valid.size:
+        return np.zeros(valid.shape, bool)
+    blue, red = stack.s2[:, bands.index("B02")], stack.s2[:, bands.index("B04")]
+    out = np.zeros(valid.shape, bool)
+    for t in np.flatnonzero(valid.reshape(len(valid), -1).any(axis=1)):
+        near = np.abs(stack.s2_days - stack.s2_days[t]) <= window_days
+        near[t] = False
+        if not near.any():
+            continue
+        rise_b = blue[t] - np.fmin.reduce(blue[near], axis=0)  # NaN where t or every other date is not clear
+        rise_r = red[t] - np.fmin.reduce(red[near], axis=0)
+        ok = np.isfinite(rise_b) & np.isfinite(rise_r)
+        if not ok.any():
+            continue
+        b, r = _smooth(rise_b, ok, size), _smooth(rise_r, ok, size)
+        out[t] = ok & (b > threshold) & (b > r)
+    return out
+
+
+def parameters(params: dict | None) -> dict:
+    """haze_mask's keyword arguments from a config or contract entry (DEFAULTS for missing keys,
+    other keys such as a description ignored)."""
+    params = params or {}
+    return {key: type(value)(params.get(key, value)) for key, value in DEFAULTS.items()}
+
+
+def screen_haze(stack: Stack, params: dict | None = None) -> Stack:
+    """A copy of `stack` with the hazy pixels (haze_mask with `params`, see parameters()) set to
+    NaN like the other non-clear pixels; the stack itself when nothing is screened."""
+    mask = haze_mask(stack, **parameters(params))
+    if not mask.any():
+        return stack
+    s2 = stack.s2.copy()
+    s2[np.broadcast_to(mask[:, None], s2.shape)] = np.nan
+    return Stack(s2, stack.s2_days, stack.s1, stack.s1_days, stack.bands, stack.angles)
