@@ -285,3 +285,33 @@ def test_haze_screen_travels_from_training_to_the_onnx_method(uds_dir, series, t
     plain = export_onnx(ckpt_path, tmp_path / "plain.onnx", haze=0.0)
     assert "haze_screen" not in read_contract(plain)
     np.testing.assert_allclose(create(str(plain), "cpu").predict(sub, day)[0], off, atol=1e-4)
+
+
+def test_version_4_model_with_obs_s1_change_exports_and_runs(uds_dir, series, tmp_path):
+    """A model with the per-observation S1 change (contract version 4) exports with a dynamic K2 for
+    it, matches torch, runs through the onnx method and reads that input."""
+    ckpt_path, onnx_path = _train_tiny(uds_dir, tmp_path, "--s1-change", "--obs-s1-change")
+    contract = read_contract(onnx_path)
+    assert contract["version"] == 4 and contract["inputs"]["order"][-2:] == ["s1_change", "obs_s1_change"]
+    assert load_checkpoint(ckpt_path)["config"]["model"]["obs_s1_change"] is True
+    model = TR.model_from_checkpoint(load_checkpoint(ckpt_path))
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    day = float(series.s2_days[80])
+    for k2, size in [(4, 40), (6, 23)]:  # another K2 and tile size than the export example
+        sub = series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(5, 5 + size), slice(9, 9 + size))
+        x = D.model_inputs(sub, day, k2, 3, obs_change=True)
+        batch = {k: np.asarray(v)[None] for k, v in x.items()}
+        with torch.no_grad():
+            ref = model(*TR.to_tensors(batch, "cpu"))
+        got = sess.run(["mean", "logvar"], {k: batch[k] for k in names})
+        for a, b in zip(got, ref, strict=True):
+            np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=0)
+    sub = series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(5, 45), slice(9, 49))
+    x = D.model_inputs(sub, day, 4, 3, obs_change=True)
+    mean, _ = create(str(onnx_path), "cpu").predict(sub, day)
+    ref = sess.run(["mean", "logvar"], {k: np.asarray(x[k])[None] for k in names})
+    np.testing.assert_allclose(mean, ref[0][0], atol=1e-5)  # one tile: the method feeds obs_s1_change
+    x["obs_s1_change"][:, :2] += 3.0
+    moved = sess.run(["mean", "logvar"], {k: np.asarray(x[k])[None] for k in names})
+    assert np.abs(moved[0][0] - ref[0][0]).max() > 0 or np.abs(moved[1][0] - ref[1][0]).max() > 0

@@ -323,6 +323,33 @@ def test_s1_change_is_sar_change_since_the_baseline_dates(series):
     assert y["s1_change"].max() == 0.0 and y["s1_change"].min() == 0.0  # unknown: zero and flag 0
 
 
+def test_obs_s1_change_is_sar_change_since_each_observation(series):
+    """obs_s1_change: per S2 observation, S1 at the target minus S1 at that observation's date;
+    padding slots and unknown values are 0 with flag 0. A model takes it only with s1_change."""
+    st = series.crop(slice(20, 30), slice(30, 40))
+    day = float(st.s2_days[70]) + 0.2
+    sub = st.select_s2(np.abs(st.s2_days - day) > 0.5)
+    x = D.model_inputs(sub, day, 6, 4, obs_change=True)
+    assert "obs_s1_change" not in D.model_inputs(sub, day, 6, 4)
+    at = D.s1_at(sub, day)
+    oc = x["obs_s1_change"]
+    assert oc.shape == (6, 3, 10, 10)
+    for slot, dt in enumerate(x["s2_dt"]):
+        expect = at - D.s1_at(sub, day + float(dt))
+        known = np.isfinite(expect).all(axis=0)
+        assert known.any()
+        np.testing.assert_allclose(oc[slot, :2][:, known], expect[:, known], rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(oc[slot, 2], known.astype(np.float32))
+    few = sub.select_s2(np.abs(sub.s2_days - day) < 8)
+    y = D.model_inputs(few, day, 6, 4, obs_change=True)
+    n = int(np.count_nonzero(y["s2_valid"].reshape(6, -1).any(axis=1)))
+    assert 0 < n < 6 and not y["obs_s1_change"][n:].any()  # padding slots
+    past = sub.select_s1(sub.s1_days < day - 60)  # no S1 near the target: unknown everywhere
+    assert not D.model_inputs(past, day, 6, 4, obs_change=True)["obs_s1_change"].any()
+    with pytest.raises(ValueError, match="s1_change"):
+        TemporalGenerator(d=8, heads=2, layers=1, obs_s1_change=True)
+
+
 @pytest.fixture(scope="module")
 def attn_checkpoint(uds_dir, tmp_path_factory):
     """A small two-layer model trained for a few steps on the real series."""

@@ -12,8 +12,9 @@ from ..stack import Stack
 from ..tiling import predict_tiled
 from . import Method, register
 
-# tiled and fed to the model when it names them as inputs (s1_change: contract version 3 only)
-SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info", "s1_change")
+# tiled and fed to the model when it names them as inputs (s1_change: contract version 3 and up,
+# obs_s1_change: version 4)
+SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info", "s1_change", "obs_s1_change")
 PER_SAMPLE = ("s2_dt", "s1_dt")
 
 
@@ -52,7 +53,7 @@ class OnnxTemporalMethod(Method):
         from ..temporal.dataset import model_inputs
 
         x = model_inputs(stack, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
-                         haze=self.haze)
+                         haze=self.haze, obs_change="obs_s1_change" in self.input_names)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
                             self.tile, self.overlap, self.batch)

@@ -11,7 +11,6 @@ import numpy as np
 from ..dates import from_days
 from ..stack import Stack
 from .calibration import EDGES, nearest_clear_days
-from .dataset import model_inputs
 
 SENSORS = ("S2", "S1", "none")  # "none": the null token (attention that goes to no observation)
 
@@ -26,9 +25,9 @@ def attention(model, stack: Stack, day: float, k2: int, k1: int, device=None) ->
     to each pixel's nearest clear S2 observation (calibration.nearest_clear_days)."""
     import torch
 
-    from .train import to_tensors
+    from .train import inputs_of, to_tensors
 
-    x = model_inputs(stack, day, k2, k1, change=model.use_s1_change, haze=model.haze)
+    x = inputs_of(model, stack, day, k2, k1)
     with torch.no_grad():
         _, _, maps = model(*to_tensors({k: v[None] for k, v in x.items()}, device or "cpu"), return_attn=True)
     weights = np.stack([m[0].float().cpu().numpy().mean(axis=0) for m in maps])

@@ -88,7 +88,7 @@ def bar_checks(rows: list[dict]) -> list[dict]:
         vals = [r[key] for r in rows if r[key] is not None]
         if vals:
             checks.append({"what": f"{key[-2]}σ coverage within {lo:g}-{hi:g} % on every row",
-                           "value": [round(min(vals), 1), round(max(vals), 1)],
+                           "value": [round(min(vals), 2), round(max(vals), 2)],  # 2 decimals: 98.01 is out
                            "met": lo <= min(vals) and max(vals) <= hi})
     return checks
 
@@ -137,6 +137,8 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           f"overlap {c.get('overlap')} px"
           + ("; the query also sees the S1 change since each pixel's previous / next clear S2 dates (input "
              "`s1_change`)" if arch.get("s1_change") else "")
+          + ("; each S2 observation also carries the S1 change from its date to the target (input "
+             "`obs_s1_change`)" if arch.get("obs_s1_change") else "")
           + ("; each S2 observation also carries the clear fraction around each pixel"
              if arch.get("cloud_context") else "")
           + (f"; S2 pixels whose blue reflectance rose more than {c['haze_screen'].get('threshold')} above the other "

@@ -116,13 +116,15 @@ def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | 
 
 
 def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
-                 pad: bool = True, change: bool = True, haze: dict | None = None) -> dict[str, np.ndarray]:
+                 pad: bool = True, change: bool = True, haze: dict | None = None,
+                 obs_change: bool = False) -> dict[str, np.ndarray]:
     """Unbatched model inputs (see model.INPUTS) for one target date over the whole stack window.
 
     S2 missing pixels get validity 0 (and value 0); with pad, the K axes are padded to k2/k1
     with fully invalid observations. `change`: also the s1_change input (only models built
-    with it read it). `haze`: the parameters of the multi-temporal haze screen (core/haze.py)
-    applied to the S2 observations first, for models trained or calibrated with it.
+    with it read it); `obs_change`: also obs_s1_change (see obs_s1_change()). `haze`: the
+    parameters of the multi-temporal haze screen (core/haze.py) applied to the S2 observations
+    first, for models trained or calibrated with it.
     """
     if list(stack.bands) != S2_BANDS:
         raise InputError(f"the temporal model needs the S2 bands {S2_BANDS}, got {list(stack.bands)}")
@@ -160,7 +162,24 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
          "target_doy": np.float32(doy(target_day))}
     if change:
         x["s1_change"] = s1_change(stack, target_day, dprev, dnext)
+    if obs_change:
+        x["obs_s1_change"] = obs_s1_change(stack, target_day, i2, n2)
     return x
+
+
+def obs_s1_change(stack: Stack, target: float, idx: np.ndarray, n: int) -> np.ndarray:
+    """(n, 3, h, w): for the S2 observations `idx` of the stack (then padding), S1 VV and VH at the
+    target minus S1 at the observation's date (both read as s1_at), and 1 where known (0 and 0
+    where not). He & Yokoya's S1(t1) -> S1(t2) for every optical observation, not only the two the
+    linear baseline interpolates between."""
+    out = np.zeros((n, 3, *stack.shape), np.float32)
+    at_target = s1_at(stack, target)
+    for slot, j in enumerate(idx):
+        delta = at_target - s1_at(stack, float(stack.s2_days[j]))
+        known = np.isfinite(delta).all(axis=0)
+        out[slot, :2] = np.where(known, delta, 0.0)
+        out[slot, 2] = known
+    return out
 
 
 def month_block(day: float) -> int:
@@ -198,6 +217,7 @@ class SamplerConfig:
     p_clouds: float = 0.5
     target_margin: int = 0  # training loss only on target pixels this many px away from any non-clear pixel
     s1_change: bool = True  # samples carry the s1_change input (for models built with it)
+    obs_s1_change: bool = False  # ... and the obs_s1_change input
     doy_jitter: float = 0.0  # the target's day of year is shifted by up to +/- this many days (not its dates)
     haze: dict | None = None  # haze screen (core/haze.py) on the inputs, as the model will see them
     haze_targets: bool = False  # ... and the loss leaves out target pixels the screen calls hazy
@@ -253,7 +273,7 @@ class Sampler:
             hit = rng.random(len(sub.s2_days)) < 0.5
             for i in np.flatnonzero(hit):
                 sub.s2[i][:, ~donors[pick[i]]] = np.nan
-        x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change, haze=cfg.haze)
+        x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change, haze=cfg.haze, obs_change=cfg.obs_s1_change)
         if cfg.doy_jitter > 0:  # one scene, one year: the season cue must not become a calendar to memorise
             x["target_doy"] = np.float32(x["target_doy"] + rng.uniform(-cfg.doy_jitter, cfg.doy_jitter))
         x["target"] = np.nan_to_num(st.s2[t][..., r0:r0 + c, c0:c0 + c], nan=0.0)

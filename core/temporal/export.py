@@ -20,7 +20,8 @@ def contract_for(ckpt: dict) -> dict:
 
     cfg, met = ckpt["config"], ckpt.get("metrics", {})
     change = bool(cfg["model"].get("s1_change", False))
-    inputs = input_names(change)
+    obs = bool(cfg["model"].get("obs_s1_change", False))
+    inputs = input_names(change, obs)
     haze = cfg.get("haze_screen")
     how = ("before the inputs are built, S2 pixels whose B02, smoothed over size x size px, rose more than "
            "threshold (reflectance) above the lowest clear B02 of the other dates within window_days, and more "
@@ -29,10 +30,14 @@ def contract_for(ckpt: dict) -> dict:
     extra = {"s1_change": "(n, 3, h, w) float32: S1 VV, VH (dB) at the target minus S1 interpolated between the "
                           f"per-pixel dates of the previous / next clear S2 (S1 read as a Gaussian-weighted mean, "
                           f"sigma {S1_SIGMA:g} d), 0 where unknown; known (0/1)"} if change else {}
+    if obs:
+        extra["obs_s1_change"] = ("(n, K2, 3, h, w) float32: per S2 observation, S1 VV, VH (dB) at the target minus "
+                                  "S1 at the observation's date (both Gaussian-weighted means), 0 where unknown; "
+                                  "known (0/1); padding slots 0")
     return {
         "kind": "temporal",
         "name": "S1+S2 temporal cross-attention generator",
-        "version": 3 if change else 2,
+        "version": 4 if obs else 3 if change else 2,
         "bands": list(S2_BANDS),
         "s1_bands": ["VV", "VH"],
         "scaling": {"s2": "surface reflectance (DN * 1e-4 + offset), normalised inside the model",
@@ -83,7 +88,8 @@ def calibration_for(met: dict) -> dict:
     return cal
 
 
-def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2, s1_change: bool = False):
+def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2, s1_change: bool = False,
+                   obs_s1_change: bool = False):
     import torch
 
     g = torch.Generator().manual_seed(0)
@@ -97,7 +103,9 @@ def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2, s1_chan
             torch.rand(n, 10, size, size, generator=g) * 0.4,
             torch.rand(n, 20, size, size, generator=g) * 0.4,
             (torch.rand(n, 5, size, size, generator=g) > 0.2).float(),
-            torch.full((n,), 180.0)) + (change if s1_change else ())
+            torch.full((n,), 180.0)) + (change if s1_change else ()) + (
+        (torch.cat([torch.randn(n, k2, 2, size, size, generator=g), torch.ones(n, k2, 1, size, size)], 2),)
+        if obs_s1_change else ())
 
 
 def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = False,
@@ -119,7 +127,7 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
         recalibrate = True
     if recalibrate:
         ckpt["metrics"] = {**ckpt.get("metrics", {}), **revalidate(ckpt, model)}
-    names = input_names(model.use_s1_change)
+    names = input_names(model.use_s1_change, model.use_obs_change)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     axes = {"s2": {0: "n", 1: "k2", 3: "h", 4: "w"}, "s2_valid": {0: "n", 1: "k2", 2: "h", 3: "w"},
@@ -127,12 +135,14 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
             "s1_valid": {0: "n", 1: "k1", 2: "h", 3: "w"}, "s1_dt": {0: "n", 1: "k1"},
             "base": {0: "n", 2: "h", 3: "w"}, "near": {0: "n", 2: "h", 3: "w"}, "base_info": {0: "n", 2: "h", 3: "w"},
             "target_doy": {0: "n"}, "s1_change": {0: "n", 2: "h", 3: "w"},
+            "obs_s1_change": {0: "n", 1: "k2", 3: "h", 4: "w"},
             "mean": {0: "n", 2: "h", 3: "w"}, "logvar": {0: "n", 2: "h", 3: "w"}}
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # return_attn is a constant False
             torch.onnx.export(model, example_inputs(ckpt["config"]["k2"], ckpt["config"]["k1"],
-                                                    s1_change=model.use_s1_change), tmp,
+                                                    s1_change=model.use_s1_change,
+                                                    obs_s1_change=model.use_obs_change), tmp,
                               input_names=names, output_names=list(OUTPUTS),
                               dynamic_axes={k: v for k, v in axes.items() if k in names or k in OUTPUTS},
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)

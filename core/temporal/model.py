@@ -27,8 +27,10 @@ PERIODS = (4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 YEAR = 365.25
 # input names and their axes, in the order forward() takes them (the ONNX signature)
 INPUTS = ("s2", "s2_valid", "s2_dt", "s1", "s1_valid", "s1_dt", "base", "near", "base_info", "target_doy",
-          "s1_change")  # the last one only for models built with s1_change=True (contract version 3)
+          "s1_change",  # only for models built with s1_change=True (contract version 3)
+          "obs_s1_change")  # only for models built with obs_s1_change=True (contract version 4)
 N_CHANGE = 3  # s1_change channels: VV, VH change (dB) since the dates of the linear baseline, known (0/1)
+# obs_s1_change: the same 3 channels per S2 observation, S1 at the target minus S1 at that observation's date
 N_INFO = 5  # base_info channels: baseline valid, days to previous / next clear / 100, has previous / next
 N_BLEND = 3  # the mean is a correction over a learned per-pixel, per-band blend of linear / previous / next
 S1_CHANGE_DB = 3.0  # scale of the s1_change input (dB)
@@ -36,9 +38,9 @@ CLOUD_WINDOWS = (7, 21)  # cloud_context: windows (px) of the clear fraction aro
 OUTPUTS = ("mean", "logvar")
 
 
-def input_names(s1_change: bool) -> list[str]:
-    """The model's inputs, in forward() order: INPUTS, without s1_change for models built without it."""
-    return list(INPUTS) if s1_change else list(INPUTS[:-1])
+def input_names(s1_change: bool, obs_s1_change: bool = False) -> list[str]:
+    """The model's inputs, in forward() order: INPUTS without the optional ones it was built without."""
+    return list(INPUTS[:10]) + (["s1_change"] if s1_change else []) + (["obs_s1_change"] if obs_s1_change else [])
 
 
 def time_features(dt: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
@@ -129,17 +131,20 @@ class TemporalGenerator(nn.Module):
     def __init__(self, d: int = 32, heads: int = 2, layers: int = 2,
                  s2_mean: list[float] | None = None, s2_std: list[float] | None = None,
                  s1_mean: list[float] | None = None, s1_std: list[float] | None = None,
-                 cloud_context: bool = False, s1_change: bool = False):
+                 cloud_context: bool = False, s1_change: bool = False, obs_s1_change: bool = False):
         super().__init__()
+        if obs_s1_change and not s1_change:
+            raise ValueError("obs_s1_change needs s1_change (the inputs are positional: s1_change comes first)")
         self.config = {"d": d, "heads": heads, "layers": layers, "cloud_context": cloud_context,
-                       "s1_change": s1_change}
-        self.cloud_context, self.use_s1_change = cloud_context, s1_change
+                       "s1_change": s1_change, "obs_s1_change": obs_s1_change}
+        self.cloud_context, self.use_s1_change, self.use_obs_change = cloud_context, s1_change, obs_s1_change
         self.haze: dict | None = None  # haze screen of its inputs (core/haze.py), set from its config
         self.register_buffer("s2_mean", torch.tensor(s2_mean or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
         self.register_buffer("s2_std", torch.tensor(s2_std or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
         self.register_buffer("s1_mean", torch.tensor(s1_mean or [-12.0, -19.0, 7.0]).view(1, 1, 3, 1, 1))
         self.register_buffer("s1_std", torch.tensor(s1_std or [3.0, 3.0, 3.0]).view(1, 1, 3, 1, 1))
-        self.enc_s2 = ObsEncoder(N_S2 + 1 + (len(CLOUD_WINDOWS) if cloud_context else 0), d)
+        self.enc_s2 = ObsEncoder(N_S2 + 1 + (len(CLOUD_WINDOWS) if cloud_context else 0)
+                                 + (N_CHANGE if obs_s1_change else 0), d)
         self.enc_s1 = ObsEncoder(3 + 1, d)
         self.time_s2 = nn.Linear(N_TIME, d)
         self.time_s1 = nn.Linear(N_TIME, d)
@@ -157,21 +162,30 @@ class TemporalGenerator(nn.Module):
     def forward(self, s2: torch.Tensor, s2_valid: torch.Tensor, s2_dt: torch.Tensor,
                 s1: torch.Tensor, s1_valid: torch.Tensor, s1_dt: torch.Tensor,
                 base: torch.Tensor, near: torch.Tensor, base_info: torch.Tensor, target_doy: torch.Tensor,
-                s1_change: torch.Tensor | None = None, return_attn: bool = False):
+                s1_change: torch.Tensor | None = None, obs_s1_change: torch.Tensor | None = None,
+                return_attn: bool = False):
         """s2 (n,K2,10,h,w) reflectance (any value where invalid), s2_valid (n,K2,h,w) 0/1,
         s2_dt (n,K2) obs day - target day; s1 (n,K1,2,h,w) dB, s1_valid, s1_dt likewise;
         base (n,10,h,w) linear baseline reflectance; near (n,20,h,w) previous and next clear
         reflectance (0 where none); base_info (n,5,h,w): baseline valid (0/1), days to the previous
         and next clear observation / 100 (capped), previous / next exists (0/1); target_doy (n,);
         s1_change (n,3,h,w) (used by s1_change models only): S1 VV, VH at the target minus S1 interpolated
-        between the previous / next clear dates (dB, 0 where unknown), known (0/1).
+        between the previous / next clear dates (dB, 0 where unknown), known (0/1); obs_s1_change
+        (n,K2,3,h,w) (obs_s1_change models only): the same per S2 observation, S1 at the target minus
+        S1 at that observation's date, so attention can find the optical observation whose radar looked
+        like the target's.
 
         Returns mean (n,10,h,w) reflectance and logvar (n,10,h,w) of the reflectance, and with
         return_attn the attention weights of each layer (n, heads, K2+K1+1, h, w).
         """
         s2v = s2_valid.unsqueeze(2)
         x2 = torch.where(s2v > 0.5, (s2 - self.s2_mean) / self.s2_std, torch.zeros_like(s2))
-        x2 = torch.cat([x2, s2v, clear_fraction(s2v)] if self.cloud_context else [x2, s2v], dim=2)
+        parts = [x2, s2v, clear_fraction(s2v)] if self.cloud_context else [x2, s2v]
+        if self.use_obs_change:
+            if obs_s1_change is None:
+                raise ValueError("this model takes the obs_s1_change input")
+            parts.append(torch.cat([obs_s1_change[:, :, :2] / S1_CHANGE_DB, obs_s1_change[:, :, 2:3]], dim=2))
+        x2 = torch.cat(parts, dim=2)
         vv, vh = s1[:, :, 0:1], s1[:, :, 1:2]
         s1v = s1_valid.unsqueeze(2)
         x1 = (torch.cat([vv, vh, vv - vh], dim=2) - self.s1_mean) / self.s1_std

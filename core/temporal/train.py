@@ -61,6 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s1-change", action="store_true",
                         help="the query also sees what S1 saw change since the dates the linear baseline "
                              "interpolates between (input s1_change, contract version 3)")
+    parser.add_argument("--obs-s1-change", action="store_true",
+                        help="with --s1-change: each S2 observation also carries S1 at the target minus S1 at its "
+                             "own date (input obs_s1_change, contract version 4)")
     parser.add_argument("--k2", type=int, default=8, help="S2 observations used (nearest in time)")
     parser.add_argument("--k1", type=int, default=8, help="S1 observations used (nearest in time)")
     parser.add_argument("--max-gap", type=float, default=60.0, help="largest random gap hidden (days)")
@@ -125,7 +128,8 @@ def build_model(config: dict):
 
     m = config["model"]
     model = TemporalGenerator(m["d"], m["heads"], m["layers"], m["s2_mean"], m["s2_std"],
-                              m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False))
+                              m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False),
+                              m.get("obs_s1_change", False))
     model.haze = config.get("haze_screen")  # the haze screen its inputs go through (None: SCL only)
     return model
 
@@ -148,13 +152,19 @@ def to_tensors(batch: dict[str, np.ndarray], device) -> list:
     return [torch.as_tensor(np.ascontiguousarray(batch[k]), device=device) for k in INPUTS if k in batch]
 
 
+def inputs_of(model, stack: Stack, day: float, k2: int, k1: int) -> dict[str, np.ndarray]:
+    """model_inputs() with what this model takes and the haze screen it was trained / exported with."""
+    return model_inputs(stack, day, k2, k1, change=model.use_s1_change, haze=model.haze,
+                        obs_change=model.use_obs_change)
+
+
 def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None,
             x: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (B, h, w) over the whole window of `stack` with the torch model (`x`: its
     model_inputs when already built)."""
     import torch
 
-    x = model_inputs(stack, day, k2, k1, change=model.use_s1_change, haze=model.haze) if x is None else x
+    x = inputs_of(model, stack, day, k2, k1) if x is None else x
     batch = {k: v[None] for k, v in x.items()}
     with torch.no_grad():
         mean, logvar = model(*to_tensors(batch, device or "cpu"))
@@ -192,7 +202,7 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
             sub = inputs_for(stack, day, task, days)
             if not len(sub.s2_days):
                 continue
-            x = model_inputs(sub, day, k2, k1, change=model.use_s1_change, haze=model.haze)
+            x = inputs_of(model, sub, day, k2, k1)
             linear = baselines(sub.s2, sub.s2_days, day)[0] if model.haze else x["base"]  # the protocol's, on SCL
             ok_t = ok & np.isfinite(linear).all(axis=0) & (x["base_info"][0] > 0.5)
             if not ok_t.any():
@@ -317,7 +327,8 @@ def train(args: argparse.Namespace) -> dict:
     config = {
         "model": {"d": args.width, "heads": args.heads, "layers": args.layers, **_stats(stack, ~held),
                   "cloud_context": bool(getattr(args, "cloud_context", False)),
-                  "s1_change": bool(getattr(args, "s1_change", False))},
+                  "s1_change": bool(getattr(args, "s1_change", False)),
+                  "obs_s1_change": bool(getattr(args, "obs_s1_change", False))},
         "k2": args.k2, "k1": args.k1, "crop": args.crop, "batch": args.batch, "lr": args.lr,
         "seed": args.seed, "steps": args.steps, "epochs": args.epochs, "world_size": world,
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
@@ -350,6 +361,7 @@ def train(args: argparse.Namespace) -> dict:
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
                          target_margin=getattr(args, "target_margin", 0), s1_change=model.use_s1_change,
+                         obs_s1_change=model.use_obs_change,
                          doy_jitter=getattr(args, "doy_jitter", 0.0), haze=config.get("haze_screen"),
                          haze_targets=bool(config.get("haze_targets")))
     points = None
