@@ -5,7 +5,8 @@ cloud tests of MACCS/MAJA do.
 Haze scatters blue more than red, so a pixel is screened out when, smoothed over a small window,
 its B02 exceeds the lowest clear B02 observed within `window_days` (other dates) by more than
 `threshold` reflectance and that rise is larger than the rise of B04 (a field ploughed or
-harvested brightens red more than blue and is kept).
+harvested brightens red more than blue and is kept). A rise of more than `bright` is screened out
+whatever its colour: thin cloud is grey, and no field brightens its blue that much in a few weeks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from .stack import Stack
 
-DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5}
+DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5, "bright": 0.10}
 
 
 def _smooth(values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
@@ -27,7 +28,8 @@ def _smooth(values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
 
 
 def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
-              window_days: float = DEFAULTS["window_days"], size: int = DEFAULTS["size"]) -> np.ndarray:
+              window_days: float = DEFAULTS["window_days"], size: int = DEFAULTS["size"],
+              bright: float = DEFAULTS["bright"]) -> np.ndarray:
     """(T2, h, w) bool: True where a clear S2 pixel is screened out as hazy. Pixels with no other
     clear observation within window_days are never screened."""
     bands = list(stack.bands)
@@ -49,7 +51,7 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
         if not ok.any():
             continue
         b, r = _smooth(rise_b, ok, size), _smooth(rise_r, ok, size)
-        out[t] = ok & (b > threshold) & (b > r)
+        out[t] = ok & (b > threshold) & ((b > r) | (b > bright))
     return out
 
 

@@ -53,6 +53,9 @@ def test_added_haze_is_screened_and_a_ploughed_field_is_not(series):
     assert ploughed[t, 8:32, 8:32].mean() < 0.05
     weak = haze_mask(_with(series, t, slice(8, 32), slice(8, 32), {"B02": 0.02}))  # under the threshold
     assert weak[t, 10:30, 10:30].mean() < 0.2
+    cloud = _with(series, t, slice(8, 32), slice(8, 32), {"B02": 0.13, "B03": 0.15, "B04": 0.18, "B08": 0.2})
+    assert haze_mask(cloud)[t, 10:30, 10:30].mean() > 0.95  # thin cloud, red rising more: over `bright`
+    assert haze_mask(cloud, bright=np.inf)[t, 10:30, 10:30].mean() < 0.05  # ... which is what screens it
     screened = screen_haze(hazy)
     np.testing.assert_array_equal(screened.valid, hazy.valid & ~mask)
 

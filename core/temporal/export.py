@@ -25,7 +25,7 @@ def contract_for(ckpt: dict) -> dict:
     haze = cfg.get("haze_screen")
     how = ("before the inputs are built, S2 pixels whose B02, smoothed over size x size px, rose more than "
            "threshold (reflectance) above the lowest clear B02 of the other dates within window_days, and more "
-           "than B04 rose, are masked like clouds (sentinel_densify.core.haze)")
+           "than B04 rose or more than bright, are masked like clouds (sentinel_densify.core.haze)")
     screen = {"haze_screen": haze | {"how": how}} if haze else {}
     extra = {"s1_change": "(n, 3, h, w) float32: S1 VV, VH (dB) at the target minus S1 interpolated between the "
                           f"per-pixel dates of the previous / next clear S2 (S1 read as a Gaussian-weighted mean, "
