@@ -15,7 +15,7 @@ import numpy as np
 
 from .stack import Stack
 
-DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5, "bright": 0.10}
+DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5, "bright": 0.10, "grow": 0}
 
 
 def _smooth(values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
@@ -29,9 +29,10 @@ def _smooth(values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
 
 def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
               window_days: float = DEFAULTS["window_days"], size: int = DEFAULTS["size"],
-              bright: float = DEFAULTS["bright"]) -> np.ndarray:
-    """(T2, h, w) bool: True where a clear S2 pixel is screened out as hazy. Pixels with no other
-    clear observation within window_days are never screened."""
+              bright: float = DEFAULTS["bright"], grow: int = DEFAULTS["grow"]) -> np.ndarray:
+    """(T2, h, w) bool: True where a clear S2 pixel is screened out as hazy (then `grow` px around
+    it, the rim of a hazy patch); pixels with no other clear observation within window_days are
+    never screened."""
     bands = list(stack.bands)
     if "B02" not in bands or "B04" not in bands:
         return np.zeros((len(stack.s2_days), *stack.shape), bool)
@@ -52,6 +53,10 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
             continue
         b, r = _smooth(rise_b, ok, size), _smooth(rise_r, ok, size)
         out[t] = ok & (b > threshold) & ((b > r) | (b > bright))
+        if grow > 0 and out[t].any():
+            from scipy import ndimage
+
+            out[t] = ndimage.binary_dilation(out[t], iterations=grow) & valid[t]
     return out
 
 

@@ -56,6 +56,8 @@ def test_added_haze_is_screened_and_a_ploughed_field_is_not(series):
     cloud = _with(series, t, slice(8, 32), slice(8, 32), {"B02": 0.13, "B03": 0.15, "B04": 0.18, "B08": 0.2})
     assert haze_mask(cloud)[t, 10:30, 10:30].mean() > 0.95  # thin cloud, red rising more: over `bright`
     assert haze_mask(cloud, bright=np.inf)[t, 10:30, 10:30].mean() < 0.05  # ... which is what screens it
+    grown = haze_mask(hazy, grow=2)  # the rim of a hazy patch too, clear pixels only
+    assert (grown >= mask).all() and grown[t].sum() > mask[t].sum() and not (grown & ~hazy.valid).any()
     screened = screen_haze(hazy)
     np.testing.assert_array_equal(screened.valid, hazy.valid & ~mask)
 
