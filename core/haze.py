@@ -18,10 +18,8 @@ from .stack import Stack
 DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5, "bright": 0.10, "grow": 0}
 
 
-def _smooth(values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
+def _smooth(ndimage, values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
     """Mean of `values` over the `ok` pixels of a size x size window (NaN where none)."""
-    from scipy import ndimage
-
     num = ndimage.uniform_filter(np.where(ok, values, 0.0), size, mode="nearest")
     den = ndimage.uniform_filter(ok.astype(np.float64), size, mode="nearest")
     return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
@@ -39,6 +37,8 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
     valid = stack.valid
     if not valid.size:
         return np.zeros(valid.shape, bool)
+    from scipy import ndimage
+
     blue, red = stack.s2[:, bands.index("B02")], stack.s2[:, bands.index("B04")]
     out = np.zeros(valid.shape, bool)
     for t in np.flatnonzero(valid.reshape(len(valid), -1).any(axis=1)):
@@ -51,11 +51,9 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
         ok = np.isfinite(rise_b) & np.isfinite(rise_r)
         if not ok.any():
             continue
-        b, r = _smooth(rise_b, ok, size), _smooth(rise_r, ok, size)
+        b, r = _smooth(ndimage, rise_b, ok, size), _smooth(ndimage, rise_r, ok, size)
         out[t] = ok & (b > threshold) & ((b > r) | (b > bright))
         if grow > 0 and out[t].any():
-            from scipy import ndimage
-
             out[t] = ndimage.binary_dilation(out[t], iterations=grow) & valid[t]
     return out
 

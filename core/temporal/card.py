@@ -142,8 +142,9 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           + ("; each S2 observation also carries the clear fraction around each pixel"
              if arch.get("cloud_context") else "")
           + (f"; S2 pixels whose blue reflectance rose more than {c['haze_screen'].get('threshold')} above the other "
-             f"clear observations within {c['haze_screen'].get('window_days'):g} d (haze SCL calls clear) are "
-             "screened out of its inputs" if c.get("haze_screen") else ""),
+             f"clear observations within {c['haze_screen'].get('window_days'):g} d, and more than red did or more "
+             f"than {c['haze_screen'].get('bright')}, are screened out of its inputs (haze and thin cloud SCL "
+             "calls clear)" if c.get("haze_screen") else ""),
           f"- Bands: {', '.join(c.get('bands', []))}; S1: VV, VH in dB",
           _uncertainty_line(c.get("calibration", {})), "",
           "## Training", "",
