@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
 from .stack import Stack
 
 DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5, "bright": 0.10, "grow": 0}
@@ -56,6 +57,13 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
         if grow > 0 and out[t].any():
             out[t] = ndimage.binary_dilation(out[t], iterations=grow) & valid[t]
     return out
+
+
+def from_threshold(threshold: float) -> dict | None:
+    """The screen's parameters (DEFAULTS) with this blue-rise threshold; None when it is 0 (no screen)."""
+    if threshold < 0:
+        raise InputError(f"--haze-screen: the threshold must be >= 0 (reflectance), got {threshold}")
+    return {**DEFAULTS, "threshold": float(threshold)} if threshold > 0 else None
 
 
 def parameters(params: dict | None) -> dict:

@@ -13,7 +13,6 @@ OUT=${OUT:-runs/default}
 SEEDS=${SEEDS:-0 1 2}
 JOBS=${JOBS:-2}  # trainings at once (one thread each)
 DENSIFY=${DENSIFY:-.venv/bin/densify}
-HAZE=${HAZE:-0.04}  # haze screen of the exported models' inputs (core/haze.py; chosen on the validation months)
 RECIPE="--epochs 16 --steps 40 --batch 8 --crop 24 --k1 6 --lr 1e-3 --points-steps 300 --points-batch 256 --points-mix 0.5 --s1-change --cloud-context --target-margin 3 --p-clouds 0.8 --haze-screen 0.04 --haze-targets"
 mkdir -p "$OUT"
 export DATA POINTS OUT DENSIFY RECIPE
@@ -23,8 +22,7 @@ for fold in 3 2 0; do for seed in $SEEDS; do echo "$fold $seed"; done; done |
       --seed "$1" --no-progress $RECIPE > "$OUT/fold$0-seed$1.log" 2>&1 || { cat "$OUT/fold$0-seed$1.log"; exit 255; }' \
   || { echo "training failed" >&2; exit 1; }
 for fold in 3 2 0; do
-  "$DENSIFY" export --checkpoint "$OUT"/fold$fold/seed*/best.pt --out "$OUT/fold$fold.onnx" --recalibrate \
-    --haze-screen "$HAZE"
+  "$DENSIFY" export --checkpoint "$OUT"/fold$fold/seed*/best.pt --out "$OUT/fold$fold.onnx" --recalibrate
 done
 BASE=linear,nearest,persistence
 "$DENSIFY" evaluate --s2 "$DATA/S2" --s1 "$DATA/S1" --heldout --label "temporal (default)" \
@@ -39,4 +37,4 @@ DATES=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['targets']; 
 "$DENSIFY" card --model models/default.onnx --heldout "$OUT/heldout/report.json" --cv "$OUT/cv/report.json" \
   --figure default.png --out models/default.md --reproduce "make model   # = scripts/build_default_model.sh, i.e. per fold F in 3 2 0 and seed S in $SEEDS:
 densify train temporal --data $DATA --points $POINTS --out runs/default/foldF/seedS --holdout-offset F --seed S $RECIPE
-densify export --checkpoint runs/default/foldF/seed*/best.pt --out runs/default/foldF.onnx --recalibrate --haze-screen $HAZE   # best validation score"
+densify export --checkpoint runs/default/foldF/seed*/best.pt --out runs/default/foldF.onnx --recalibrate   # best validation score"

@@ -116,14 +116,15 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
     was trained with (0: none); its validation is then measured again with it (implies recalibrate)."""
     import torch
 
+    from ..haze import from_threshold
     from ..training import load_checkpoint
     from .model import OUTPUTS, input_names
-    from .train import haze_params, model_from_checkpoint, revalidate
+    from .train import model_from_checkpoint, revalidate
 
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, Path(ckpt_path).name)
     if haze is not None:
-        model.haze = ckpt["config"]["haze_screen"] = haze_params(haze)
+        model.haze = ckpt["config"]["haze_screen"] = from_threshold(haze)
         recalibrate = True
     if recalibrate:
         ckpt["metrics"] = {**ckpt.get("metrics", {}), **revalidate(ckpt, model)}

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..evaluate import FORECAST, GAP, inputs_for
+from ..haze import from_threshold
 from ..metrics import psnr
 from ..stack import Stack
 from .dataset import (
@@ -112,15 +113,6 @@ def _stats(stack: Stack, keep: np.ndarray) -> dict:
             "s2_std": np.nanstd(s2, axis=(0, 2, 3)).round(5).tolist(),
             "s1_mean": np.nanmean(s1, axis=(0, 2, 3)).round(4).tolist(),
             "s1_std": np.nanstd(s1, axis=(0, 2, 3)).round(4).tolist()}
-
-
-def haze_params(threshold: float) -> dict | None:
-    """The haze screen's parameters (core/haze.py) for a threshold; None when it is 0 (off)."""
-    from ..haze import DEFAULTS
-
-    if threshold < 0:
-        raise InputError(f"--haze-screen: the threshold must be >= 0 (reflectance), got {threshold}")
-    return {**DEFAULTS, "threshold": float(threshold)} if threshold > 0 else None
 
 
 def build_model(config: dict):
@@ -334,7 +326,7 @@ def train(args: argparse.Namespace) -> dict:
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
         "p_clouds": args.p_clouds, "target_margin": getattr(args, "target_margin", 0),
         "doy_jitter": getattr(args, "doy_jitter", 0.0),
-        "haze_screen": haze_params(getattr(args, "haze_screen", 0.0)),
+        "haze_screen": from_threshold(getattr(args, "haze_screen", 0.0)),
         "haze_targets": bool(getattr(args, "haze_targets", False)),
         "data": str(Path(args.data).resolve()),
         "holdout": {"rule": f"test: S2 dates whose month index since the series start % {args.holdout_every} "
