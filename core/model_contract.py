@@ -79,6 +79,11 @@ def read_contract(onnx_path: str | Path) -> dict:
     return contract
 
 
+def gpu_present() -> bool:
+    """Whether an NVIDIA driver is there for the CUDA provider to load (always tried on Windows)."""
+    return os.name == "nt" or Path("/dev/nvidiactl").exists()
+
+
 def open_session(path: str | Path, device: str = "auto"):
     """An ONNX Runtime session on CUDA when a GPU is present and `device` allows it, else on the CPU.
 
@@ -92,8 +97,7 @@ def open_session(path: str | Path, device: str = "auto"):
 
     want_cuda = (device or "auto").lower() in ("auto", "gpu") or str(device).lower().startswith("cuda")
     providers = ["CPUExecutionProvider"]
-    has_gpu = os.name == "nt" or Path("/dev/nvidiactl").exists()  # else the CUDA provider cannot load
-    if want_cuda and has_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+    if want_cuda and gpu_present() and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # no warning when CUDA is listed but no GPU is present

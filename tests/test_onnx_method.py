@@ -149,6 +149,45 @@ def test_onnx_method_on_real_crop(trained, series):
     assert np.abs(mean - m1).mean() < 0.01  # tiles blend into nearly the one-tile answer
 
 
+def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trained, series, monkeypatch):
+    """No GPU here, so its presence is mocked (model_contract.gpu_present) and a spy records the
+    providers each real ONNX Runtime session is asked for: CUDA first on `auto` and `gpu`, never on
+    `cpu`; where CUDA cannot start, the CPU runs the model and the method reports it."""
+    from sentinel_densify.core import model_contract
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has no CUDA provider to ask for")
+    _, onnx_path = trained
+    real, asked = ort.InferenceSession, []
+
+    def spy(path, sess_options=None, providers=None, **kw):
+        asked.append(list(providers))
+        return real(path, sess_options=sess_options, providers=providers, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    monkeypatch.setattr(model_contract, "gpu_present", lambda: True)
+    day = float(series.s2_days[80])
+    sub, _ = _inputs(series, day, 4, 3, 32)
+    expected = create(str(onnx_path), "cpu").predict(sub, day)
+    assert asked[-1] == ["CPUExecutionProvider"]
+    for device in ("auto", "gpu"):
+        method = create(str(onnx_path), device)
+        assert asked[-1][0] == "CUDAExecutionProvider"
+        assert method.provider == "CPUExecutionProvider"  # the CUDA libraries are not here: ORT falls back
+        np.testing.assert_allclose(method.predict(sub, day)[0], expected[0], atol=1e-6)
+
+    def failing(path, sess_options=None, providers=None, **kw):  # a CUDA provider that raises
+        asked.append(list(providers))
+        if "CUDAExecutionProvider" in providers:
+            raise RuntimeError("CUDA failure")
+        return real(path, sess_options=sess_options, providers=providers, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", failing)
+    method = create(str(onnx_path), "auto")
+    assert asked[-2][0] == "CUDAExecutionProvider" and asked[-1] == ["CPUExecutionProvider"]
+    assert method.provider == "CPUExecutionProvider"
+
+
 def test_predict_tiled_blends_without_seams():
     rng = np.random.default_rng(0)
     x = rng.random((2, 70, 53)).astype(np.float32)
