@@ -11,9 +11,11 @@ from contextlib import AbstractContextManager
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
+from .errors import InputError, Problem
 from .grid import Grid, Tile
 from .inventory import Inventory, RasterInfo, build, clear_from_mask
 from .stack import Stack
@@ -74,7 +76,17 @@ class SeriesReader(AbstractContextManager):
 
     def read_onto(self, info: RasterInfo, dst: Grid, indexes: list[int], resampling: Resampling,
                   linear_from_db: bool = False) -> np.ndarray:
-        """(len(indexes), h, w) float32 of a file on grid dst, NaN for nodata and outside."""
+        """(len(indexes), h, w) float32 of a file on grid dst, NaN for nodata and outside.
+
+        A file whose header reads but whose pixels do not (truncated, corrupt blocks, gone from a
+        network share) raises an InputError naming it."""
+        try:
+            return self._read_onto(info, dst, indexes, resampling, linear_from_db)
+        except (RasterioError, OSError) as exc:  # rasterio's RasterioIOError is an OSError
+            raise InputError(Problem(info.path, f"cannot read its pixels ({exc})")) from exc
+
+    def _read_onto(self, info: RasterInfo, dst: Grid, indexes: list[int], resampling: Resampling,
+                   linear_from_db: bool) -> np.ndarray:
         ds = self._ds(info.path)
         out = np.full((len(indexes), dst.height, dst.width), np.nan, dtype="float32")
         win = _aligned_window(info.grid, dst)

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+OUTPUT_KINDS = ("synthesized", "uncertainty", "lai")
+
 
 @dataclass
 class DensifyRequest:
@@ -37,6 +39,18 @@ class DensifyRequest:
         if kind in self.output_paths and self.output_paths[kind]:
             return Path(self.output_paths[kind])
         return Path(self.out_dir) / f"{kind}_{self.target_date:%Y%m%d}.tif"
+
+    def unused_output_paths(self) -> dict[str, str]:
+        """Output files in out_dir that overwrite nothing: `<kind>_YYYYMMDD.tif`, else the first free
+        `<kind>_YYYYMMDD_N.tif` (N = 2, 3, ...) for all kinds together (the dialog never replaces a
+        result that may be loaded in the project)."""
+        folder, stem = Path(self.out_dir), f"{self.target_date:%Y%m%d}"
+        for n in range(1, 10_000):
+            suffix = "" if n == 1 else f"_{n}"
+            paths = {k: folder / f"{k}_{stem}{suffix}.tif" for k in OUTPUT_KINDS}
+            if not any(p.exists() or Path(f"{p}.aux.xml").exists() for p in paths.values()):
+                return {k: str(p) for k, p in paths.items()}
+        raise FileExistsError(f"no free output name for {stem} in {folder}")
 
 
 @dataclass

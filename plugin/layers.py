@@ -6,7 +6,6 @@ Main thread only (touches the project and layers).
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 from qgis.core import (
     QgsColorRampShader,
@@ -167,22 +166,22 @@ def add_result_layers(outputs: dict[str, str], date: dt.date,
                       project: QgsProject | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
     """Load the outputs of a run as styled layers into a new group at the top of the layer tree."""
     project = project or QgsProject.instance()
-    root = project.layerTreeRoot()
-    group = root.insertGroup(0, group_name(date))
     layers = []
-    for kind in ORDER:
+    for kind in ORDER:  # every layer opened and styled before the project is touched
         path = outputs.get(kind)
         if not path:
             continue
         for title, style in LAYERS[kind]:
             layer = QgsRasterLayer(str(path), title.format(date=f"{date:%Y-%m-%d}"), "gdal")
             if not layer.isValid():
-                raise OSError(f"QGIS cannot open the output {Path(path).name}")
+                raise OSError(f"QGIS cannot open the output {path}")
             style(layer)
             set_temporal(layer, date)
-            project.addMapLayer(layer, False)
-            group.addLayer(layer)
             layers.append(layer)
+    group = project.layerTreeRoot().insertGroup(0, group_name(date))
+    for layer in layers:
+        project.addMapLayer(layer, False)
+        group.addLayer(layer)
     for node in group.findLayers()[1:]:
         node.setItemVisibilityChecked(False)  # show the top layer only; the others one click away
     return group, layers

@@ -14,10 +14,9 @@ from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsTask
 
 from ..core.errors import Cancelled, DensifyError
 from ..core.progress import Feedback
-from ..core.request import DensifyRequest, DensifyResult
+from ..core.request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .layers import add_result_layers
 
-KINDS = ("synthesized", "uncertainty", "lai")
 LOG_TAG = "Sentinel Densify"
 
 # tasks alive in the task manager: Python must keep a reference until they finish
@@ -42,7 +41,7 @@ class DensifyTask(QgsTask):
         self.done = False  # set once finished() has run (outcome reported)
         self.cancelled = False
         self._out_dir_existed = Path(request.out_dir).exists()
-        self._existed = {k: request.output_path(k).exists() for k in KINDS}
+        self._existed = {k: request.output_path(k).exists() for k in OUTPUT_KINDS}
 
     # worker thread --------------------------------------------------------------------------
     def _progress(self, percent: float, message: str) -> None:
@@ -68,7 +67,7 @@ class DensifyTask(QgsTask):
     def discard_outputs(self) -> list[Path]:
         """Remove the outputs this run created (a cancel that came after the last write)."""
         removed = []
-        paths = {k: self.request.output_path(k) for k in KINDS}
+        paths = {k: self.request.output_path(k) for k in OUTPUT_KINDS}
         if self.result is not None:
             paths.update({k: Path(p) for k, p in self.result.outputs.items()})
         for kind, path in paths.items():
@@ -87,7 +86,10 @@ class DensifyTask(QgsTask):
         """Called by the task manager on the main thread (the C++ task is deleted soon after)."""
         self.cancelled = self.isCanceled() and self.error is None
         if not ok or self.cancelled:
-            self.discard_outputs()
+            try:
+                self.discard_outputs()
+            except OSError as exc:  # reported, and the outcome still goes to the user
+                QgsMessageLog.logMessage(f"could not remove a partial output: {exc}", LOG_TAG, Qgis.Warning)
             self.result = None if self.cancelled else self.result
         _RUNNING.discard(self)
         try:
@@ -110,8 +112,9 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
         result = task.result
         try:
             _group, layers = add_result_layers(result.outputs, result.target_date, project)
-        except OSError as exc:
-            push(str(exc), Qgis.Critical)
+        except Exception as exc:  # noqa: BLE001 (a message, never a traceback)
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+            push(f"The results were written but could not be added to the project: {exc}", Qgis.Critical)
             return []
         push(f"{result.mode}, {result.method} ({result.provider}), {result.seconds:.1f} s; "
              f"written to {Path(next(iter(result.outputs.values()))).parent}", Qgis.Success)

@@ -136,3 +136,27 @@ def _shift(yyyymmdd: str, days: int) -> str:
     import datetime as dt
 
     return (dt.datetime.strptime(yyyymmdd, "%Y%m%d") + dt.timedelta(days=days)).strftime("%Y%m%d")
+
+
+@pytest.fixture(scope="session")
+def corrupt_copy():
+    """corrupt_copy(src, dst): a copy of a real raster whose header reads but whose pixel blocks do
+    not (a damaged or truncated file)."""
+
+    def make(src: Path, dst: Path) -> Path:
+        import rasterio
+
+        with rasterio.open(src) as ds:
+            profile, data, tags, descriptions = ds.profile, ds.read(), ds.tags(), ds.descriptions
+        profile.update(compress="deflate", tiled=True, blockxsize=16, blockysize=16)
+        with rasterio.open(dst, "w", **profile) as out:
+            out.write(data)
+            out.update_tags(**tags)
+            out.descriptions = descriptions
+        raw = bytearray(dst.read_bytes())
+        middle = len(raw) // 2
+        raw[middle:middle + 2000] = b"\xab" * 2000
+        dst.write_bytes(bytes(raw))
+        return dst
+
+    return make

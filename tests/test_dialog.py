@@ -161,6 +161,40 @@ def test_problems_are_shown_before_running_not_raised(loaded, bar, tmp_path):
     assert not dlg.run_button.isEnabled() and dlg.run() is None
 
 
+def test_a_raster_with_unreadable_pixels_is_a_problem_not_a_crash(loaded, bar, tmp_path, uds_subset, corrupt_copy):
+    from qgis.core import QgsRasterLayer
+    from sentinel_densify.ui.dialog import DensifyDialog
+
+    days = [dt.datetime.strptime(f.name.split("_")[1][:8], "%Y%m%d") for f in uds_subset["s2"]]
+    middle = days[0] + (days[-1] - days[0]) / 2  # the dialog's first target date
+    src = uds_subset["s2"][max(i for i, d in enumerate(days) if d <= middle)]  # the nearest before it: read
+    bad = corrupt_copy(src, tmp_path / src.name)
+    loaded.removeMapLayer(loaded.mapLayersByName(src.stem)[0])
+    loaded.addMapLayer(QgsRasterLayer(str(bad), src.stem, "gdal"))
+    dlg = DensifyDialog(project=loaded, message_bar=bar)  # validates while it is built: must not raise
+    dlg.out_dir.setFilePath(str(tmp_path / "out"))
+    problems = dlg.validate()
+    assert any(bad.name in p and "cannot read its pixels" in p for p in problems), problems
+    assert not dlg.run_button.isEnabled() and dlg.run() is None
+
+
+def test_the_default_output_folder_follows_the_project(loaded, bar, tmp_path):
+    from sentinel_densify.ui.dialog import DensifyDialog, temporary_output_dir
+
+    dlg = DensifyDialog(project=loaded, message_bar=bar)
+    assert dlg.out_dir.filePath() == temporary_output_dir()  # an unsaved project
+    dlg.validate()
+    assert "temporary folder" in dlg.problems_label.text()
+    loaded.setFileName(str(tmp_path / "fields.qgz"))  # saved (or switched) after the dialog was built
+    dlg.refresh_layers()  # what opening the dialog again does
+    assert dlg.out_dir.filePath() == str(tmp_path / "densify_outputs")
+    assert "temporary folder" not in dlg.problems_label.text()
+    dlg.out_dir.setFilePath(str(tmp_path / "mine"))  # a folder the user chose is kept
+    loaded.setFileName(str(tmp_path / "other" / "project.qgz"))
+    dlg.refresh_layers()
+    assert dlg.out_dir.filePath() == str(tmp_path / "mine")
+
+
 def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_path):
     from qgis.core import Qgis, QgsRasterLayerTemporalProperties
     from qgis.PyQt.QtCore import QDate
@@ -170,11 +204,17 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
     if os.environ.get("DENSIFY_SCREENSHOTS"):
         _save(dlg.grab().toImage(), "dialog.png")
     assert dlg.problems == []
+    earlier = tmp_path / "out" / "synthesized_20180301.tif"  # a result of an earlier run, maybe loaded
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"an earlier result")
     dlg.run_button.click()
     task = dlg.task
     assert task is not None and not dlg.isVisible()  # the dialog closes; the task runs on
     _wait(task)
     assert task.error is None, task.error
+    assert earlier.read_bytes() == b"an earlier result"  # never replaced: the new run is numbered
+    assert sorted(Path(p).name for p in task.result.outputs.values()) == \
+        ["lai_20180301_2.tif", "synthesized_20180301_2.tif", "uncertainty_20180301_2.tif"]
 
     group = loaded.layerTreeRoot().findGroup("Densify 2018-03-01")
     assert group is not None

@@ -91,6 +91,23 @@ def test_class_factory_adds_action_menu_and_provider_and_unload_removes_them(ifa
     assert registry.providerById("densify") is None
 
 
+def test_an_older_python_gets_a_message_not_a_broken_plugin(iface, monkeypatch):
+    """QGIS 3.22 also ships with Python 3.9/3.10 (OSGeo4W, Ubuntu 22.04). The Python version is the
+    one thing mocked here (this machine runs 3.11): the plugin must say what it needs, not fail."""
+    import sentinel_densify
+    from qgis.core import Qgis
+
+    monkeypatch.setattr(sys, "version_info", (3, 9, 5, "final", 0))
+    plugin = sentinel_densify.classFactory(iface)
+    plugin.initGui()
+    items = [(item.text(), item.level()) for item in iface.bar.items()]
+    assert len(items) == 1 and items[0][1] == Qgis.Critical
+    assert "needs Python 3.11" in items[0][0] and "3.9.5" in items[0][0]
+    assert iface.toolbar.actions() == []
+    plugin.unload()
+    iface.bar.clearWidgets()
+
+
 def test_metadata_is_complete_for_the_plugin_repository():
     meta = configparser.ConfigParser(interpolation=None)
     meta.read(ROOT / "metadata.txt", encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,19 +32,24 @@ def _s2_grid(path):
         return ds.crs, ds.transform, ds.width, ds.height
 
 
-def test_provider_lists_algorithms_with_the_documented_parameters(provider):
-    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+def test_provider_lists_algorithms_with_the_documented_parameters(provider, inputs):
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingParameterDefinition
 
     assert provider.name() == "Sentinel Densify"
     ids = {a.id() for a in provider.algorithms()}
     assert {"densify:synthesize", "densify:estimate_lai"} <= ids
     alg = QgsApplication.processingRegistry().algorithmById(ALG)
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert set(params) == {"S2_LAYERS", "S1_LAYERS", "MASK_LAYERS", "TARGET_DATE", "MODEL", "DEVICE",
+    assert set(params) == {"S2_LAYERS", "S1_LAYERS", "MASK_LAYERS", "TARGET_DATE", "METHOD", "MODEL", "DEVICE",
                            "OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"}
     optional = {n for n, p in params.items() if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
-    assert optional == {"S1_LAYERS", "MASK_LAYERS", "MODEL", "OUTPUT_LAI"}
+    assert optional == {"S1_LAYERS", "MASK_LAYERS", "METHOD", "MODEL", "OUTPUT_LAI"}
     assert params["DEVICE"].options() == ["auto", "cpu", "cuda"]
+    assert params["METHOD"].options()[0].startswith("Bundled default") and params["METHOD"].defaultValue() == 0
+    ok, _ = alg.checkParameterValues({**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 3,
+                                      "OUTPUT_SYNTHESIZED": "s.tif", "OUTPUT_UNCERTAINTY": "u.tif"},
+                                     QgsProcessingContext())
+    assert ok  # every method can be chosen from the toolbox, in batch mode and in models
     assert params["S2_LAYERS"].type() == "multilayer" and params["TARGET_DATE"].type() == "datetime"
     assert all(params[k].isDestination() for k in ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"))
     assert "TARGET_DATE" in alg.shortHelpString() and alg.shortHelpString() != ""
@@ -204,3 +210,57 @@ def test_target_date_outside_the_series_is_reported(provider, inputs, tmp_path):
     with pytest.raises(QgsProcessingException, match="out of range"):
         processing.run(ALG, {**inputs, "TARGET_DATE": late, "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
                              "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
+
+
+def test_loaded_outputs_are_styled_and_dated_like_the_dialogs(provider, inputs, tmp_path, qgis_app):
+    """runAndLoadResults, as the toolbox does: QGIS loads the outputs and runs their post-processors."""
+    import processing
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    project.clear()
+    out = {k: str(tmp_path / f"{k.lower()}.tif") for k in ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI")}
+    res = processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1, **out})
+    with rasterio.open(res["OUTPUT_SYNTHESIZED"]) as ds:
+        assert ds.tags()["METHOD"] == "linear"  # the METHOD enum's second entry
+    layers = {lyr.source(): lyr for lyr in project.mapLayers().values()}
+    assert set(layers) == set(out.values())
+    synth, unc, lai = (layers[out[k]] for k in ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"))
+    r = synth.renderer()
+    assert r.type() == "multibandcolor"
+    assert [synth.bandName(b).split(": ")[1] for b in (r.redBand(), r.greenBand(), r.blueBand())] == \
+        ["B04", "B03", "B02"]
+    assert unc.renderer().type() == "singlebandpseudocolor" and unc.bandName(unc.renderer().band()).endswith("mean_std")
+    assert lai.renderer().type() == "singlebandpseudocolor" and lai.bandName(lai.renderer().band()).endswith("LAI")
+    for layer in (synth, unc, lai):
+        props = layer.temporalProperties()
+        assert props.isActive() and props.fixedTemporalRange().begin().date().toPyDate() == dt.date(2018, 3, 1)
+    project.clear()
+
+
+def test_an_unreadable_input_is_a_processing_error_naming_it(provider, inputs, tmp_path, corrupt_copy):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    src = inputs["S2_LAYERS"][5]
+    bad = corrupt_copy(Path(src), tmp_path / Path(src).name)
+    s2 = [p if p != src else str(bad) for p in inputs["S2_LAYERS"]]
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run(ALG, {**inputs, "S2_LAYERS": s2, "TARGET_DATE": "2018-03-01", "METHOD": 1,
+                             "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                             "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"), "OUTPUT_LAI": None})
+    assert bad.name in str(err.value) and "Traceback" not in str(err.value)
+    assert not list(tmp_path.glob("[su].tif"))
+
+
+def test_unexpected_errors_become_one_line_processing_errors(qgis_app):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+    from sentinel_densify.plugin.processing.feedback import core_errors
+
+    logged = []
+    feedback = QgsProcessingFeedback()
+    feedback.pushDebugInfo = logged.append  # the traceback goes to the log's debug output only
+    with pytest.raises(QgsProcessingException) as err, core_errors(feedback):
+        raise MemoryError("cannot allocate 80 GiB")
+    assert str(err.value) == "Densify failed: MemoryError: cannot allocate 80 GiB"
+    assert logged and "Traceback" in logged[0]

@@ -9,6 +9,7 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from sentinel_densify.core import inventory
+from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.reader import SeriesReader, load_stack
 
 
@@ -141,3 +142,12 @@ def test_load_stack_of_a_subset(uds_subset):
     assert 0 <= np.percentile(refl, 1) and np.percentile(refl, 99) < 1.0
     assert -35 < np.nanmin(stack.s1) and np.nanmax(stack.s1) < 15
     assert np.isfinite(stack.angles).all()
+
+
+def test_unreadable_pixels_name_the_file(files, tmp_path, corrupt_copy):
+    s2, scl, s1 = files
+    bad = corrupt_copy(s2[40], tmp_path / s2[40].name)
+    inv = _inv([s2[39], bad], [s1[60]])  # the header is fine: the inventory accepts it
+    with pytest.raises(InputError) as err, SeriesReader(inv) as r:
+        r.read_window(inv.grid)
+    assert bad.name in str(err.value) and "cannot read its pixels" in str(err.value)

@@ -104,6 +104,10 @@ def default_output_dir(project: QgsProject) -> str:
     """A folder next to the saved project, else a temporary folder."""
     if project.fileName() and project.absolutePath():
         return str(Path(project.absolutePath()) / "densify_outputs")
+    return temporary_output_dir()
+
+
+def temporary_output_dir() -> str:
     return str(Path(tempfile.gettempdir()) / f"sentinel_densify_{os.getpid()}")
 
 
@@ -120,6 +124,7 @@ class DensifyDialog(QDialog):
         self.problems: list[str] = []
         self.mode = ""
         self.task = None
+        self._clear: dict[tuple, float] = {}  # clear fraction per S2 file, mask and grid
         self.setWindowTitle("Sentinel Densify")
         self.resize(900, 640)
         self._timer = QTimer(self, singleShot=True, interval=300)
@@ -192,7 +197,8 @@ class DensifyDialog(QDialog):
 
         self.out_dir = QgsFileWidget()
         self.out_dir.setStorageMode(QgsFileWidget.GetDirectory)
-        self.out_dir.setFilePath(default_output_dir(self.project))
+        self._default_out = default_output_dir(self.project)
+        self.out_dir.setFilePath(self._default_out)
         self.out_dir.fileChanged.connect(self.schedule_validation)
         form.addRow("Output folder", self.out_dir)
 
@@ -235,7 +241,12 @@ class DensifyDialog(QDialog):
 
     # the table --------------------------------------------------------------------------------
     def refresh_layers(self) -> None:
-        """Fill the table with the project's raster layers."""
+        """Fill the table with the project's raster layers (and follow the project's default output
+        folder unless the user chose one: the project may have been saved or switched)."""
+        default = default_output_dir(self.project)
+        if self.out_dir.filePath().strip() in ("", self._default_out):
+            self.out_dir.setFilePath(default)
+        self._default_out = default
         layers = [lyr for lyr in self.project.mapLayers().values() if isinstance(lyr, QgsRasterLayer)]
         rank = {"S2": 0, "MASK": 1, "S1": 2, "": 3}
         rows = [describe_layer(lyr) for lyr in layers]
@@ -353,6 +364,8 @@ class DensifyDialog(QDialog):
                 mode_text = self._check_core(self.build_request())
             except InputError as exc:
                 problems += [str(p) for p in exc.problems]
+            except Exception as exc:  # noqa: BLE001 (a message in the dialog, never a traceback)
+                problems.append(f"Cannot check the inputs: {type(exc).__name__}: {exc}")
         self.problems = problems
         self.mode_label.setText(mode_text)
         if problems:
@@ -360,8 +373,12 @@ class DensifyDialog(QDialog):
             self.problems_label.setText(f"<b>Cannot run yet:</b><br>{lines}")
             self.problems_label.setStyleSheet("color: #b00020;")
         else:
-            self.problems_label.setText(f"Ready: {len(groups['S2'])} S2, {len(groups['S1'])} S1, "
-                                        f"{len(groups['MASK'])} mask rasters.")
+            ready = (f"Ready: {len(groups['S2'])} S2, {len(groups['S1'])} S1, "
+                     f"{len(groups['MASK'])} mask rasters.")
+            if self.out_dir.filePath().strip() == temporary_output_dir():
+                ready += (" The outputs go to a temporary folder (the project is not saved): choose an "
+                          "output folder to keep them.")
+            self.problems_label.setText(ready)
             self.problems_label.setStyleSheet("color: #1b5e20;")
         self.counts_label.setText(f"{len(self.rows)} raster layers in the project")
         self.run_button.setEnabled(not problems)
@@ -381,7 +398,11 @@ class DensifyDialog(QDialog):
         parts = []
         for label, candidates in (("before", before), ("after", after)):
             for s in candidates[:12]:  # nearest first; the series is read at 32 px for this
-                clear = read_clear_fraction(inv, s, max_size=32)
+                mask = inv.masks.get(s.path)
+                key = (s.path, mask.path if mask else None, inv.grid, _mtime(s.path))
+                if key not in self._clear:  # validation runs on every edit: read each file once
+                    self._clear[key] = read_clear_fraction(inv, s, max_size=32)
+                clear = self._clear[key]
                 if clear >= CLEAR_ENOUGH:
                     days = dates.to_days(s.when) - target
                     parts.append(f"{label}: {s.when:%Y-%m-%d} ({days:+.0f} d, {clear:.0%} clear)")
@@ -398,6 +419,7 @@ class DensifyDialog(QDialog):
         from ..plugin.task import create, launch
 
         request = self.build_request()
+        request.output_paths = request.unused_output_paths()  # never replace an earlier result
         self.task = create(request, self.project, self.message_bar)
         self.task_created.emit(self.task)  # before it runs: listeners may connect to its signals
         launch(self.task)
@@ -406,6 +428,13 @@ class DensifyDialog(QDialog):
                                       "(progress and cancel in the task bar)")
         self.accept()
         return self.task
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return -1.0
 
 
 def _html(text: str) -> str:

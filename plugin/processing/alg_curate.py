@@ -5,7 +5,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
@@ -15,8 +14,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ...core.errors import DensifyError
-from .feedback import core_feedback
+from .feedback import core_errors, core_feedback
 
 HELP = """Checks every triplet of a dataset in the SEN12MS-CR layout (s1/, s2_cloudy/, \
 s2_cloudfree/, same file name in each; e.g. made by <i>densify make-pairs</i>) with the two-stage \
@@ -83,14 +81,12 @@ class CurateAlgorithm(QgsProcessingAlgorithm):
         from ...core.curate import CurateConfig, curate
 
         data = self.parameterAsFile(parameters, self.DATA, context)
-        out = self.parameterAsString(parameters, self.OUTPUT, context)
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         cfg = CurateConfig(summer_threshold=self.parameterAsDouble(parameters, self.SUMMER, context),
                            winter_threshold=self.parameterAsDouble(parameters, self.WINTER, context))
-        try:
+        with core_errors(feedback):
             s = curate(data, out, cfg, workers=self.parameterAsInt(parameters, self.WORKERS, context),
                        link=self.parameterAsBool(parameters, self.LINK, context), feedback=core_feedback(feedback))
-        except DensifyError as exc:
-            raise QgsProcessingException(str(exc)) from exc
         feedback.pushInfo(f"kept {s.kept} of {s.total}; rejected: "
                           + (", ".join(f"{k} {v}" for k, v in s.rejected.items()) or "none"))
         return {self.OUTPUT: s.out_dir, self.REPORT: f"{s.out_dir}/report.csv", self.KEPT: s.kept,

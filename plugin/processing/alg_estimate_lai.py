@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
@@ -11,9 +13,9 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ...core.errors import DensifyError
-from ..layers import source_path
-from .feedback import core_feedback
+from ..layers import source_path, style_lai, temporal_date
+from .feedback import core_errors, core_feedback
+from .styling import style_on_load
 
 HELP = """Leaf area index from a Sentinel-2 L2A image with ESA SNAP's LAI network (v3, as in SNAP's \
 Biophysical Processor): 8 bands (B03 B04 B05 B06 B07 B8A B11 B12, found by band description) and \
@@ -32,6 +34,7 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
     def __init__(self):
         super().__init__()
         self._path = ""
+        self._date: dt.date | None = None
 
     def name(self) -> str:
         return "estimate_lai"
@@ -64,6 +67,10 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         if layer is None:
             raise QgsProcessingException("Bad input: INPUT is not a raster layer")
         self._path = source_path(layer)
+        from ...core.inventory import describe
+
+        when = temporal_date(layer) or describe(self._path).when  # the LAI layer gets the image's date
+        self._date = when.date() if when is not None else None
         return True
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
@@ -71,10 +78,9 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         from ...core.lai import lai_file
 
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        try:
+        with core_errors(feedback):
             path = lai_file(self._path, out, core_feedback(feedback))
-        except DensifyError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        style_on_load(context, str(path), style_lai, self._date)
         return {self.OUTPUT: str(path)}
 
 

@@ -13,9 +13,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ...core.errors import DensifyError
 from ..layers import source_path
-from .feedback import core_feedback
+from .feedback import core_errors, core_feedback
 
 HELP = """Removes clouds from one Sentinel-2 image with a Pix2Pix model (Ledermann 2026): the \
 Sentinel-1 VV/VH image (resampled onto the S2 grid) and the cloudy S2 bands go through a U-Net \
@@ -89,11 +88,9 @@ class RemoveCloudsAlgorithm(QgsProcessingAlgorithm):
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         model = self.parameterAsFile(parameters, self.MODEL, context) or None
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
-        try:
+        with core_errors(feedback):
             result = remove_clouds(self._paths[self.S1], self._paths[self.S2], out, model=model,
                                    mask=self._paths[self.MASK], device=device, feedback=core_feedback(feedback))
-        except DensifyError as exc:
-            raise QgsProcessingException(str(exc)) from exc
         feedback.pushInfo(f"model {result.model} ({result.provider}); bands {', '.join(result.bands)}")
         return {self.OUTPUT: result.output}
 

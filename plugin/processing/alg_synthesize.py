@@ -19,12 +19,14 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
-from ...core.errors import DensifyError
 from ...core.request import DensifyRequest
-from ..layers import source_path, temporal_date
-from .feedback import core_feedback
+from ..layers import source_path, style_lai, style_true_colour, style_uncertainty, temporal_date
+from .feedback import core_errors, core_feedback
+from .styling import drop_from_load, style_on_load
 
 DEVICES = ["auto", "cpu", "cuda"]
+METHODS = [("default", "Bundled default model"), ("linear", "linear (baseline)"),
+           ("nearest", "nearest (baseline)"), ("persistence", "persistence (baseline)")]
 
 HELP = """Synthesizes a Sentinel-2 L2A image at TARGET_DATE from a series of Sentinel-2 rasters \
 (with optional SCL cloud masks) and, optionally, Sentinel-1 rasters: gap-filling between clear \
@@ -34,12 +36,15 @@ acquisitions, forecasting after the last one, backcasting before the first.
 from the file's metadata or name (e.g. T31UDS_20170804T105328_L2A_10m.tif). Masks are paired \
 with the S2 image of the same date. The output grid is the S2 grid.
 
-<b>Model</b>: an .onnx model file, or a method name (linear, nearest, persistence); empty uses \
-the bundled default model. <b>Device</b>: auto uses a CUDA GPU when ONNX Runtime offers one.
+<b>Method</b>: the bundled default model or a baseline (linear, nearest, persistence). \
+<b>Model file</b> (optional): an .onnx model to run instead of the method. <b>Device</b>: auto uses \
+a CUDA GPU when ONNX Runtime offers one.
 
 <b>Outputs</b>: the synthesized reflectance (one band per S2 band), the uncertainty (per-band \
 standard deviation) and the LAI (LAI, LAI std and quality flags, ESA SNAP network); leave the \
-LAI output unset to skip it. MODE tells gap-filling, forecasting or backcasting."""
+LAI output unset to skip it. MODE tells gap-filling, forecasting or backcasting. Loaded outputs \
+are styled like the dialog's (true colour, uncertainty and LAI ramps) with the target date as \
+their temporal range."""
 
 
 class SynthesizeAlgorithm(QgsProcessingAlgorithm):
@@ -47,6 +52,7 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
     S1 = "S1_LAYERS"
     MASKS = "MASK_LAYERS"
     DATE = "TARGET_DATE"
+    METHOD = "METHOD"
     MODEL = "MODEL"
     DEVICE = "DEVICE"
     OUT = {"synthesized": "OUTPUT_SYNTHESIZED", "uncertainty": "OUTPUT_UNCERTAINTY", "lai": "OUTPUT_LAI"}
@@ -86,8 +92,11 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
             self.MASKS, "Cloud masks (Sen2Cor SCL)", raster, optional=True))
         self.addParameter(QgsProcessingParameterDateTime(self.DATE, "Target date",
                                                          QgsProcessingParameterDateTime.Date))
+        # optional with a default, so models saved before METHOD existed still validate
+        self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method", [label for _, label in METHODS],
+                                                     defaultValue=0, optional=True))
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "Model (.onnx file or method name; empty = bundled default)",
+            self.MODEL, "Model file (.onnx; optional, replaces the method)",
             QgsProcessingParameterFile.File, optional=True, fileFilter="ONNX models (*.onnx)"))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUT["synthesized"],
@@ -126,7 +135,7 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
             masks=self._inputs.get(self.MASKS, []),
             target_date=target.date().toPyDate(),
             out_dir=str(Path(outputs["synthesized"]).parent),
-            method=model or "default",
+            method=model or METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0],
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             lai="lai" in outputs, dates=dict(self._dates), output_paths=outputs)
 
@@ -135,16 +144,22 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
         from ...core.engine import run
 
         request = self.build_request(parameters, context)
-        try:
+        with core_errors(feedback):
             result = run(request, core_feedback(feedback))
-        except DensifyError as exc:  # bad input or cancel: the core's message, no traceback
-            raise QgsProcessingException(str(exc)) from exc
         for warning in result.warnings:
             feedback.pushWarning(warning)
+        for kind, key in self.OUT.items():
+            path = str(request.output_path(kind))
+            if kind in result.outputs:
+                style_on_load(context, result.outputs[kind], STYLES[kind], request.target_date)
+            elif key in parameters and parameters[key]:  # asked for, not produced (e.g. LAI without its bands)
+                drop_from_load(context, path)
         feedback.pushInfo(f"{result.mode}: {result.method} ({result.provider}), {result.seconds:.1f} s")
         out = {key: result.outputs.get(kind) for kind, key in self.OUT.items() if result.outputs.get(kind)}
         out["MODE"] = result.mode
         return out
 
+
+STYLES = {"synthesized": style_true_colour, "uncertainty": style_uncertainty, "lai": style_lai}
 
 ALGORITHMS = [SynthesizeAlgorithm]

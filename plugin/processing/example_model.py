@@ -58,6 +58,7 @@ def build_model() -> QgsProcessingModelAlgorithm:
     for param, model_param in (("S2_LAYERS", "s2_layers"), ("S1_LAYERS", "s1_layers"),
                                ("MASK_LAYERS", "mask_layers"), ("TARGET_DATE", "target_date")):
         synth.addParameterSources(param, [source.fromModelParameter(model_param)])
+    synth.addParameterSources("METHOD", [source.fromStaticValue(0)])
     synth.addParameterSources("MODEL", [source.fromStaticValue("")])
     synth.addParameterSources("DEVICE", [source.fromStaticValue(0)])
     synth.setModelOutputs({

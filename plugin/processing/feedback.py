@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingFeedback
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+from ...core.errors import DensifyError
 from ...core.progress import Feedback
 
 
@@ -20,3 +25,19 @@ def core_feedback(feedback: QgsProcessingFeedback | None) -> Feedback:
             feedback.setProgressText(message)
 
     return Feedback(progress=progress, is_cancelled=feedback.isCanceled)
+
+
+@contextmanager
+def core_errors(feedback: QgsProcessingFeedback | None = None) -> Iterator[None]:
+    """Errors of the core as QgsProcessingException: the core's message for bad input and cancel;
+    anything unexpected named in one line, its traceback in the log's debug output only."""
+    try:
+        yield
+    except QgsProcessingException:
+        raise
+    except DensifyError as exc:
+        raise QgsProcessingException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 (shown as a message, not a traceback)
+        if feedback is not None:
+            feedback.pushDebugInfo(traceback.format_exc())
+        raise QgsProcessingException(f"Densify failed: {type(exc).__name__}: {exc}") from exc
