@@ -1,33 +1,149 @@
-"""Write files under a temporary name and rename them into place, so none is ever half-written."""
+"""Write files under a temporary name and rename them into place, so none is ever half-written.
+
+Also the checks the shells run on output paths before any computation.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import DensifyError
+
+
+class OutputError(DensifyError, OSError):
+    """An output cannot be (or was not) written; the message names it. Nothing partial is left."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (GDAL's can span several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def ensure_folder(folder: Path, path: Path) -> None:
+    """Create `folder` (for output `path`); OutputError naming `path` when it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder {folder} for {path}: {exc.strerror or exc}") from exc
+
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """A hidden temporary path beside `path` (same suffix) to write to.
 
-    When the block ends normally the file is renamed onto `path`; when it raises (cancel, crash)
-    the temporary file is removed and `path` is left as it was.
+    When the block ends normally, `verify(tmp)` (if given) checks the file and it is renamed onto
+    `path`; when the block or the check raises (cancel, crash, disk full) the temporary file is
+    removed and `path` is left as it was. A failed check or rename raises OutputError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent, path)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        if verify is not None:
+            try:
+                verify(tmp)
+            except Exception as exc:
+                raise OutputError(f"could not write {path}: the file is incomplete "
+                                  f"(disk full or file size limit?): {first_line(exc)}") from exc
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically."""
+    """Write a text file atomically (OutputError naming `path` when it cannot be written)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
     return Path(path)
+
+
+def _existing_ancestor(path: Path) -> tuple[Path, Path | None]:
+    """(nearest existing ancestor of `path` or `path` itself, the first missing one below it)."""
+    missing = None
+    while not path.exists() and path.parent != path:
+        missing, path = path, path.parent
+    return path, missing
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def output_dir_problem(folder: str | Path, names: Iterable[str] = ()) -> str | None:
+    """Why `folder` cannot receive outputs `names` (None when it can): it is a file, lies under a
+    file, is not writable, or one of the output names is an existing folder."""
+    if not str(folder).strip():
+        return "empty path"
+    folder = Path(folder).absolute()
+    base, _missing = _existing_ancestor(folder)
+    if not base.is_dir():
+        if base == folder:
+            return "is an existing file, not a folder"
+        return f"is under {base}, which is a file, not a folder"
+    if not _writable(base):
+        return f"{base} is not writable" if base != folder else "is not writable"
+    if base == folder:
+        for name in names:
+            if (folder / name).is_dir():
+                return f"the output {name} is an existing folder"
+    return None
+
+
+def output_file_problem(path: str | Path) -> str | None:
+    """Why a file cannot be written at `path` (None when it can): an existing folder, under a file,
+    in a folder that is not writable."""
+    if not str(path).strip():
+        return "empty path"
+    path = Path(path).absolute()
+    if path.is_dir():
+        return "is an existing folder, not a file"
+    base, _missing = _existing_ancestor(path.parent)
+    if not base.is_dir():
+        return f"is under {base}, which is a file, not a folder"
+    if not _writable(base):
+        return f"{base} is not writable"
+    return None
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether `a` and `b` are the same existing file (links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@contextmanager
+def new_dirs_removed_on_error(folder: str | Path) -> Iterator[None]:
+    """Remove `folder` and the parents the block created, if empty, when the block raises."""
+    folder = Path(folder).absolute()
+    _base, top = _existing_ancestor(folder)
+    created = []
+    if top is not None:
+        p = folder
+        while True:
+            created.append(p)
+            if p == top:
+                break
+            p = p.parent
+    try:
+        yield
+    except BaseException:
+        for d in created:  # deepest first; stops at the first not empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise

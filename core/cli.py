@@ -8,9 +8,30 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from .errors import DensifyError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so every open output is removed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    raise Terminated()
+
+
+def _handle_sigterm() -> bool:
+    """Turn SIGTERM into `Terminated` unless it is already handled (or ignored) or not on the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return False
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return True
 
 # name -> (module under core/, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,14 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    handled = _handle_sigterm()
     try:
         return int(_module(args.command).main(args) or 0)
     except DensifyError as exc:
         print(f"densify {args.command}: {exc}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"densify {args.command}: terminated (SIGTERM); no output was written.", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"densify {args.command}: interrupted; no output was written.", file=sys.stderr)
         return 130
+    finally:
+        if handled:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

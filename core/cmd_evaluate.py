@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
-from .atomic import write_text
+from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem, write_text
 from .errors import InputError
 from .progress import Feedback
 
+REPORTS = ("report.json", "report.md")
 
-def _floats(text: str) -> list[float]:
+
+def _floats(text: str, minimum: float = -math.inf, what: str = "") -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
+    bad = [v for v in values if not (math.isfinite(v) and v >= minimum)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{bad[0]:g} is not a valid {what} (finite, at least {minimum:g})")
+    return values
+
+
+def gap_days(text: str) -> list[float]:
+    """argparse type: gap-filling half-widths, days >= 0."""
+    return _floats(text, 0.0, "gap in days")
+
+
+def lead_days(text: str) -> list[float]:
+    """argparse type: forecasting lead times, days >= 1 (a shorter lead would keep the target)."""
+    return _floats(text, 1.0, "lead time in days")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default="linear,nearest,persistence",
                         help="comma-separated method names or .onnx model paths (default: %(default)s; "
                              "persistence is scored for forecasting only)")
-    parser.add_argument("--gaps", type=_floats, default=[0.0, 10.0, 30.0], metavar="G,...",
-                        help="gap-filling half-widths in days (default: 0,10,30)")
-    parser.add_argument("--leads", type=_floats, default=[5.0, 15.0, 30.0, 60.0], metavar="L,...",
-                        help="forecasting lead times in days (default: 5,15,30,60)")
+    parser.add_argument("--gaps", type=gap_days, default=[0.0, 10.0, 30.0], metavar="G,...",
+                        help="gap-filling half-widths in days, each >= 0 (default: 0,10,30)")
+    parser.add_argument("--leads", type=lead_days, default=[5.0, 15.0, 30.0, 60.0], metavar="L,...",
+                        help="forecasting lead times in days, each >= 1 (default: 5,15,30,60)")
     parser.add_argument("--max-targets", type=int, default=None, metavar="N",
                         help="evaluate at most N target dates, evenly spaced (default: all)")
     parser.add_argument("--band-order", metavar="B02,B03,...", default=None,
@@ -42,7 +59,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "training held out (its contract); several models = the folds of a "
                              "cross-validation, merged as one method; the other methods on the same dates")
     parser.add_argument("--label", default=None, help="with --heldout: the name of the merged model rows")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (learned methods)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="device of the learned methods (default: %(default)s)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for report.json and report.md")
 
 
@@ -77,6 +95,10 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("--methods names no method")
     if args.max_targets is not None and args.max_targets < 1:
         raise InputError("--max-targets must be at least 1")
+    if not args.gaps and not args.leads:
+        raise InputError("--gaps and --leads are both empty: nothing to evaluate")
+    if problem := output_dir_problem(args.out, REPORTS):
+        raise OutputError(f"--out {args.out}: {problem}")
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
     stack = load_stack(s2=args.s2, s1=args.s1, masks=args.mask, band_order=order)
     feedback, bar = _feedback()
@@ -97,7 +119,8 @@ def main(args: argparse.Namespace) -> int:
     table = format_table(report)
     print(table)
     out = Path(args.out)
-    write_text(out / "report.json", json.dumps(report, indent=1, allow_nan=False))
-    write_text(out / "report.md", "# Evaluation (EVALUATION.md protocol)\n\n" + table)
+    with new_dirs_removed_on_error(out):
+        write_text(out / REPORTS[0], json.dumps(report, indent=1, allow_nan=False))
+        write_text(out / REPORTS[1], "# Evaluation (EVALUATION.md protocol)\n\n" + table)
     print(f"wrote {out / 'report.json'} and {out / 'report.md'}", file=sys.stderr)
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from .atomic import OutputError, new_dirs_removed_on_error, output_file_problem, same_file
 from .progress import Feedback
 
 
@@ -20,11 +22,22 @@ def main(args: argparse.Namespace) -> int:
     from .lai import lai_file
 
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
+    if problem := output_file_problem(args.out):
+        raise OutputError(f"--out {args.out}: {problem}")
+    if same_file(args.s2, args.out):
+        raise OutputError(f"--out {args.out}: is the input --s2 {args.s2}; choose another output file")
+
+    shown = [False]
 
     def progress(percent: float, message: str) -> None:
+        shown[0] = True
         print(f"\r{message} {percent:5.1f} %", end="", file=sys.stderr, flush=True)
 
-    path = lai_file(args.s2, args.out, Feedback(progress), band_order=order)
-    print(file=sys.stderr)
+    try:
+        with new_dirs_removed_on_error(Path(args.out).parent):
+            path = lai_file(args.s2, args.out, Feedback(progress), band_order=order)
+    finally:
+        if shown[0]:  # end the progress line
+            print(file=sys.stderr)
     print(path)
     return 0

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from pathlib import Path
 
+from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem, output_file_problem, same_file
 from .dates import parse_date
 from .errors import InputError
+from .grid import MIN_TILE_SIZE
+from .inventory import describe, find_rasters
 from .progress import Feedback
-from .request import DensifyRequest
+from .request import OUTPUT_KINDS, DensifyRequest
+
+
+def tile_size(text: str) -> int:
+    """argparse type: a tile size of at least MIN_TILE_SIZE pixels."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of pixels") from None
+    if value < MIN_TILE_SIZE:
+        raise argparse.ArgumentTypeError(f"{value} is below the minimum of {MIN_TILE_SIZE} pixels")
+    return value
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -24,7 +40,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--band-order", help="comma-separated band names of the S2 files when not described")
     p.add_argument("--no-lai", action="store_true", help="do not compute LAI")
-    p.add_argument("--tile-size", type=int, default=512, help="processing tile size in pixels")
+    p.add_argument("--tile-size", type=tile_size, default=512,
+                   help=f"processing tile size in pixels (at least {MIN_TILE_SIZE}; default: %(default)s)")
 
 
 def progress_bar(enabled: bool | None = None) -> tuple[Feedback, callable]:
@@ -45,6 +62,40 @@ def progress_bar(enabled: bool | None = None) -> tuple[Feedback, callable]:
     return Feedback(progress), bar.close
 
 
+def replaced_input(request: DensifyRequest, path: Path) -> str | None:
+    """The input that writing `path` would replace: an input file given as such, or one found in an
+    input folder unless it is a Densify output (those are skipped there, see `inventory.build`)."""
+    if not path.is_file():
+        return None
+    for given in [*request.s2, *request.s1, *request.masks]:
+        if Path(given).is_dir():
+            found, _missing = find_rasters(given)
+            hit = next((f for f in found if same_file(f, path)), None)
+            if hit is not None and not describe(path).output_kind:
+                return hit
+        elif same_file(given, path):
+            return given
+    return None
+
+
+def check_outputs(request: DensifyRequest) -> None:
+    """Raise OutputError ("--out DIR: problem", or naming an explicit output) when an output of
+    `request` cannot be written or would replace one of its inputs; cheap, run before any computation."""
+    kinds = [k for k in OUTPUT_KINDS if k != "lai" or request.lai]
+    paths = {k: request.output_path(k) for k in kinds}
+    explicit = {k for k in kinds if request.output_paths.get(k)}
+    problem = output_dir_problem(request.out_dir, [paths[k].name for k in kinds if k not in explicit])
+    if problem and len(explicit) < len(kinds):
+        raise OutputError(f"--out {request.out_dir}: {problem}")
+    for kind in explicit:
+        if problem := output_file_problem(paths[kind]):
+            raise OutputError(f"{kind} output {paths[kind]}: {problem}")
+    for kind, path in paths.items():
+        if (clash := replaced_input(request, path)) is not None:
+            where = f"{kind} output {path}" if kind in explicit else f"--out {request.out_dir}"
+            raise OutputError(f"{where}: writing {path.name} would replace the input {clash}")
+
+
 def main(args: argparse.Namespace) -> int:
     from .engine import describe_outputs, run
 
@@ -56,10 +107,14 @@ def main(args: argparse.Namespace) -> int:
         s2=args.s2, s1=args.s1, masks=args.mask, target_date=target, out_dir=args.out, method=args.model,
         device=args.device, lai=not args.no_lai, tile_size=args.tile_size,
         band_order=args.band_order.split(",") if args.band_order else None)
+    check_outputs(request)
     feedback, close = progress_bar()
     try:
-        result = run(request, feedback)
+        with new_dirs_removed_on_error(Path(args.out)):
+            result = run(request, feedback)
     finally:
         close()
-    print(describe_outputs(result))
+    print(describe_outputs(dataclasses.replace(result, warnings=[])))
+    for warning in result.warnings:
+        print(f"densify run: warning: {warning}", file=sys.stderr)
     return 0

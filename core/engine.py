@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, dates, inventory, lai
-from .grid import tiles
+from .errors import InputError, Problem
+from .grid import MIN_TILE_SIZE, tiles
 from .methods import create
 from .progress import Feedback
 from .reader import SeriesReader, sample_stack
-from .request import DensifyRequest, DensifyResult
+from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .writer import AtomicRaster
 
 DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
@@ -22,6 +23,65 @@ DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset
 def build_inventory(request: DensifyRequest) -> inventory.Inventory:
     return inventory.build(request.s2, request.s1, request.masks, band_order=request.band_order,
                            dates_override=request.dates, sensors_override=request.sensors)
+
+
+def _request_problems(request: DensifyRequest) -> list[Problem]:
+    """Problems of the request itself (not of its files)."""
+    problems = []
+    try:
+        size = int(request.tile_size)
+    except (TypeError, ValueError):
+        size = None
+    if size is None or size < MIN_TILE_SIZE:
+        problems.append(Problem(None, f"tile size {request.tile_size} is too small: at least {MIN_TILE_SIZE} "
+                                      "pixels"))
+    return problems
+
+
+def _required_bands(method) -> list[str] | None:
+    """The S2 bands, in order, a method needs (temporal ONNX models: the 10 bands); None when any do."""
+    needed = getattr(method, "required_bands", None)
+    if needed is None and getattr(method, "contract", {}).get("kind") == "temporal":
+        from .stack import S2_BANDS
+
+        needed = S2_BANDS
+    return list(needed) if needed else None
+
+
+def _fit_bands(inv: inventory.Inventory, method, band_order: list[str] | None) -> list[str]:
+    """Put the inventory's bands in the order the method needs; InputError naming what is missing."""
+    needed = _required_bands(method)
+    if not needed:
+        return []
+    lacking = [b for b in needed if b not in inv.bands]
+    if lacking:
+        how = " (as named by the band order given)" if band_order else ""
+        raise InputError(Problem(None, f"{method.name} needs the S2 bands {', '.join(needed)}: the S2 inputs"
+                                       f"{how} lack {', '.join(lacking)}"))
+    unused = [b for b in inv.bands if b not in needed]
+    inv.bands = needed
+    return [f"S2 band(s) {', '.join(unused)} not used by {method.name}"] if unused else []
+
+
+def device_warning(device: str, method) -> str | None:
+    """A warning when CUDA was asked for but something else ran the method; None otherwise."""
+    dev = (device or "auto").lower()
+    if not (dev.startswith("cuda") or dev == "gpu") or "CUDA" in str(method.provider).upper():
+        return None
+    if method.provider == "numpy":
+        why = f"{method.name} is a CPU method"
+    else:
+        from .model_contract import gpu_present
+
+        try:
+            import onnxruntime as ort
+
+            has_provider = "CUDAExecutionProvider" in ort.get_available_providers()
+        except ImportError:
+            has_provider = False
+        why = ("no NVIDIA GPU or driver found" if not gpu_present() else
+               "this ONNX Runtime has no CUDA provider" if not has_provider else "the CUDA provider failed to start")
+    return f"CUDA was asked for but {method.name} ran on {method.provider} ({why})"
 
 
 def _angles_near(inv: inventory.Inventory, target_day: float) -> tuple[lai.Angles, list[str]]:
@@ -35,13 +95,23 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
     fb = feedback or Feedback()
     start = time.perf_counter()
     fb.report(0, "checking inputs")
-    inv = build_inventory(request)
+    problems = _request_problems(request)
+    try:
+        inv = build_inventory(request)
+    except InputError as exc:
+        raise InputError(problems + exc.problems) from None
+    if problems:
+        raise InputError(problems)
     mode, warnings = inventory.check_target(inv, request.target_date)
     warnings = list(inv.warnings) + warnings
     target_day = dates.to_days(request.target_date)
     fb.check()
 
     method = create(request.method, request.device)
+    warnings += _fit_bands(inv, method, request.band_order)
+    cuda = device_warning(request.device, method)
+    if cuda:
+        warnings.append(cuda)
     want_lai = request.lai
     if want_lai and any(b not in inv.bands for b in lai.LAI_BANDS):
         missing = [b for b in lai.LAI_BANDS if b not in inv.bands]
@@ -60,7 +130,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
         "INPUTS_S1": ";".join(i.name for i in inv.s1),
         "INPUTS_MASKS": ";".join(m.name for m in inv.masks.values()),
     }
-    out_paths = {k: request.output_path(k) for k in ("synthesized", "uncertainty", "lai")}
+    out_paths = {k: request.output_path(k) for k in OUTPUT_KINDS}
     for path in out_paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -101,9 +171,10 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             fb.report(5 + 90 * (n + 1) / len(all_tiles), f"tile {n + 1}/{len(all_tiles)}")
         fb.check()
         fb.report(96, "writing overviews")
-        written = {"synthesized": str(synth.commit()), "uncertainty": str(unc.commit())}
-        if lai_out is not None:
-            written["lai"] = str(lai_out.commit())
+        finished = {"synthesized": synth, "uncertainty": unc, **({"lai": lai_out} if lai_out is not None else {})}
+        for out in finished.values():  # all checked before any is renamed: a failure replaces none
+            out.finish()
+        written = {kind: str(out.place()) for kind, out in finished.items()}
     fb.report(100, "done")
     return DensifyResult(
         target_date=request.target_date, outputs=written, method=method.name, mode=mode,

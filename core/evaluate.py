@@ -31,6 +31,7 @@ from .stack import Stack
 
 MIN_CLEAR = 0.99
 SAME_DAY = 0.5  # days: acquisitions closer than this count as the same date
+MIN_LEAD = 1.0  # days: a shorter forecasting lead would keep the target's own acquisition
 GAP, FORECAST = "gap-filling", "forecasting"
 FORECAST_ONLY = {"persistence"}
 EXTRA = ["gap_days", "gap_days_min", "filled", "seconds"]
@@ -86,6 +87,14 @@ def _summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+def check_settings(gaps: Sequence[float], leads: Sequence[float]) -> None:
+    """Raise InputError for a gap < 0 days or a lead < MIN_LEAD days (either would leak the target)."""
+    bad = [f"gap {g:g} d (must be >= 0)" for g in gaps if not (np.isfinite(g) and g >= 0)]
+    bad += [f"lead {v:g} d (must be >= {MIN_LEAD:g})" for v in leads if not (np.isfinite(v) and v >= MIN_LEAD)]
+    if bad:
+        raise InputError("invalid " + "; ".join(bad) + ": the hidden target would reach the inputs")
+
+
 def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 10, 30),
              leads: Sequence[float] = (5, 15, 30, 60), device: str = "auto",
              feedback: Feedback | None = None, max_targets: int | None = None,
@@ -98,6 +107,7 @@ def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 1
     mean over targets of every metric per (task, days, method). Non-finite values are None.
     Methods must refit in `prepare` everything that depends on the series.
     """
+    check_settings(gaps, leads)
     feedback = feedback or Feedback()
     instances = {name: create(name, device) for name in methods}
     targets = target_indices(stack, min_clear, max_targets)

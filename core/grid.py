@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from affine import Affine
 
+MIN_TILE_SIZE = 16  # pixels; smaller tiles cost far more than they save
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -56,7 +58,7 @@ class Tile:
 
 def tiles(grid: Grid, size: int, halo: int = 0) -> Iterator[Tile]:
     """Non-overlapping tiles of `size` covering the grid, each with up to `halo` px of context."""
-    size = max(16, int(size))
+    size = max(MIN_TILE_SIZE, int(size))
     for row in range(0, grid.height, size):
         for col in range(0, grid.width, size):
             h, w = min(size, grid.height - row), min(size, grid.width - col)

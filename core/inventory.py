@@ -6,7 +6,9 @@ Every problem found is collected and raised together as one `InputError`, each n
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,8 @@ S2_ALIASES = {"B2": "B02", "B3": "B03", "B4": "B04", "B5": "B05", "B6": "B06", "
               "B8": "B08", "B9": "B09", "B1": "B01", "B8A": "B8A", "B10": "B10"}
 SCL_CLEAR = (4, 5, 6)  # vegetation, bare soil, water (EVALUATION.md)
 MAX_EXTRAPOLATION_DAYS = 366
+SENSOR_NAMES = {"S2": "Sentinel-2", "S1": "Sentinel-1", "MASK": "a cloud mask"}
+_GENERIC_BAND = re.compile(r"^(BAND)?[\s_]*\d+$", re.IGNORECASE)  # "Band 1", "1": no name
 
 
 @dataclass
@@ -44,6 +48,9 @@ class RasterInfo:
     mask_kind: str = ""  # scl | binary | probability
     tags: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    descriptions: list[str] = field(default_factory=list)  # as in the file
+    output_kind: str = ""  # synthesized | uncertainty | lai when the file is a Densify output
+    band_order_assumed: bool = False  # S2 bands undescribed and read in the standard order
 
     @property
     def name(self) -> str:
@@ -51,7 +58,8 @@ class RasterInfo:
 
 
 def _norm_band(name: str) -> str:
-    name = name.strip().upper().replace("BAND", "B").replace("_", "")
+    name = re.sub(r"[_ ][1-6]0M$", "", name.strip().upper())  # B02_10m, B8A_20m: resolution suffix
+    name = name.replace("BAND", "B").replace("_", "")
     m = re.search(r"B(\d{1,2}A?)$", name)
     if m:
         key = "B" + m.group(1)
@@ -81,17 +89,53 @@ def _guess_sensor(path: str, bands: list[str], count: int, dtype: str, tags: dic
     return None
 
 
+def densify_output_kind(tags: dict[str, str], descriptions: list[str]) -> str:
+    """'synthesized', 'uncertainty' or 'lai' when a raster is an output of this tool, else ''.
+
+    Recognised by the tags `engine.run` writes (SOFTWARE, or TARGET_DATE + MODE + METHOD) and,
+    for `densify lai` files, by their LAI / LAI_std / flags bands with a flags tag."""
+    upper = {k.upper(): v for k, v in tags.items()}
+    is_lai = descriptions[:3] == ["LAI", "LAI_std", "flags"]
+    ours = (upper.get("SOFTWARE", "").startswith("Sentinel Densify")
+            or {"TARGET_DATE", "MODE", "METHOD"} <= upper.keys() or (is_lai and "FLAGS" in upper))
+    if not ours:
+        return ""
+    if is_lai or "LAI_METHOD" in upper:
+        return "lai"
+    if descriptions[-1:] == ["mean_std"] or upper.get("CONTENT", "").startswith("per-band standard deviation"):
+        return "uncertainty"
+    return "synthesized"
+
+
+def check_band_order(band_order: list[str] | None) -> list[str]:
+    """What is wrong with a user's S2 band order (unknown or repeated names); [] when fine."""
+    problems, seen = [], set()
+    for raw in band_order or []:
+        name = _norm_band(raw) if raw.strip() else ""
+        if name not in S2_L1C_BANDS:
+            problems.append(f"band order: unknown band {raw.strip() or '(empty name)'} "
+                            f"(Sentinel-2 bands: {', '.join(S2_L1C_BANDS)})")
+        elif name in seen:
+            problems.append(f"band order: {name} listed twice")
+        seen.add(name)
+    return list(dict.fromkeys(problems))  # a band listed three times is said once
+
+
 def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | None = None,
              band_order: list[str] | None = None) -> RasterInfo:
-    """Open a raster and describe it; problems are recorded, not raised."""
+    """Open a raster and describe it; problems are recorded, not raised.
+
+    A Densify output gets `output_kind` (and no sensor unless one is given): `build` never takes
+    it as an observation, while single-image tools (LAI) may still read it."""
     info = RasterInfo(str(path))
     try:
         with rasterio.open(path) as ds:
             info.tags = {k: v for k, v in ds.tags().items()}
             info.dtype = ds.dtypes[0]
             info.nodata = ds.nodata
-            descs = [d or "" for d in ds.descriptions]
-            info.bands = [_norm_band(d) if d else "" for d in descs]
+            info.descriptions = descs = [d or "" for d in ds.descriptions]
+            info.output_kind = densify_output_kind(info.tags, descs)
+            info.bands = [_norm_band(d) if d and not _GENERIC_BAND.match(d.strip()) else "" for d in descs]
             if ds.crs is None:
                 info.problems.append("has no CRS (not georeferenced)")
             else:
@@ -103,6 +147,9 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
         info.problems.append(f"unreadable ({str(exc).splitlines()[0][:160]})")
         return info
 
+    if info.output_kind and not sensor:
+        info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
+        return info
     info.sensor = (sensor or "").upper() or _guess_sensor(str(path), info.bands, count, info.dtype, info.tags)
     if info.sensor not in ("S2", "S1", "MASK"):
         info.sensor = None
@@ -123,12 +170,22 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
 
 def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None) -> None:
     if band_order:
+        bad = check_band_order(band_order)
+        if bad:
+            info.problems += bad
+            return
         if len(band_order) != count:
             info.problems.append(f"has {count} bands but the band order names {len(band_order)}")
         info.bands = [_norm_band(b) for b in band_order][:count]
     elif sum(b in S2_BANDS for b in info.bands) < 3:
-        if count in (len(S2_BANDS), len(S2_L1C_BANDS)):
+        foreign = [d for d, b in zip(info.descriptions, info.bands, strict=False) if b and b not in S2_L1C_BANDS]
+        if count in (len(S2_BANDS), len(S2_L1C_BANDS)) and not foreign:
             info.bands = list(S2_BANDS if count == len(S2_BANDS) else S2_L1C_BANDS)
+            info.band_order_assumed = True
+        elif foreign:
+            info.problems.append(f"has {count} band(s) named {', '.join(foreign)}: not Sentinel-2 bands "
+                                 "(B02, B03, ... or VV, VH for Sentinel-1); rename them or give a band order")
+            return
         else:
             info.problems.append(f"has {count} unnamed bands: name them (band descriptions B02...) or "
                                  "give a band order")
@@ -217,6 +274,12 @@ def clear_from_mask(kind: str, data: np.ndarray, prob_threshold: float = 40.0) -
 
 def find_rasters(paths: list[str] | str) -> tuple[list[str], list[Problem]]:
     """Files as given, folders searched recursively for rasters."""
+    found, problems = _search(paths)
+    return [path for path, _ in found], problems
+
+
+def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Problem]]:
+    """(path, found in a folder) of each raster, files as given, folders searched recursively."""
     found, problems = [], []
     for p in [paths] if isinstance(paths, str) else paths:
         path = Path(p)
@@ -225,12 +288,26 @@ def find_rasters(paths: list[str] | str) -> tuple[list[str], list[Problem]]:
                           and not f.name.startswith("."))
             if not hits:
                 problems.append(Problem(str(path), "folder contains no raster files"))
-            found.extend(hits)
+            found.extend((h, True) for h in hits)
         elif path.exists():
-            found.append(str(path))
+            found.append((str(path), False))
         else:
             problems.append(Problem(str(path), "does not exist"))
     return found, problems
+
+
+def _file_key(path: str) -> tuple:
+    """The same for two paths of one file (links, relative paths, a folder and a file in it)."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return (os.path.realpath(path),)
+
+
+def _names(items: list[str], k: int = 3) -> str:
+    """A short list of file names: the first k and '...' for the rest."""
+    return ", ".join(items[:k]) + (f" and {len(items) - k} more" if len(items) > k else "")
 
 
 @dataclass
@@ -265,20 +342,50 @@ def _override(mapping: dict, path: str):
 def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = None,
           band_order: list[str] | None = None, dates_override: dict | None = None,
           sensors_override: dict | None = None, check_clear: bool = True) -> Inventory:
-    """Discover and check every input; raise one InputError listing all problems."""
-    problems: list[Problem] = []
+    """Discover and check every input; raise one InputError listing all problems.
+
+    Sensors are detected (a file given as S2/S1/mask is taken as that only when nothing says
+    otherwise); a file given twice is used once; Densify outputs found in folders are skipped.
+    Every such decision becomes a warning.
+    """
+    problems = [Problem(None, p) for p in check_band_order(band_order)]
+    if problems:  # every S2 file would repeat it: say it once
+        raise InputError(problems)
     infos: list[RasterInfo] = []
-    for group, default_sensor in ((s2, "S2"), (s1 or [], "S1"), (masks or [], "MASK")):
-        files, missing = find_rasters(group)
+    seen: dict[tuple, tuple[RasterInfo, str]] = {}  # file -> its description, the sensor it was given as
+    twice: dict[tuple[str, str], list[str]] = {}  # (given as, again as) -> names
+    mismatched: dict[tuple[str, str], list[str]] = {}  # (given as, looks like) -> names
+    skipped: dict[tuple, str] = {}  # Densify outputs found in folders
+    refused: dict[tuple, Problem] = {}  # Densify outputs given as files
+    for group, given in ((s2, "S2"), (s1 or [], "S1"), (masks or [], "MASK")):
+        found, missing = _search(group)
         problems += missing
-        for f in files:
-            sensor = _override(sensors_override or {}, f)
-            when = _override(dates_override or {}, f)
-            info = describe(f, sensor=sensor, when=when, band_order=band_order)
-            if info.sensor is None and sensor is None and info.grid is not None:
-                # a file given as S2/S1/mask is taken as that sensor when nothing says otherwise
-                info = describe(f, sensor=default_sensor, when=when, band_order=band_order)
-            infos.append(info)
+        for f, in_folder in found:
+            key, sensor = _file_key(f), _override(sensors_override or {}, f)
+            if key in seen:  # described, checked and kept the first time
+                info, first = seen[key]
+                if not info.output_kind:
+                    twice.setdefault((first, given), []).append(info.name)
+            else:
+                when = _override(dates_override or {}, f)
+                info = describe(f, sensor=sensor, when=when, band_order=band_order)
+                if info.sensor is None and sensor is None and info.grid is not None and not info.output_kind:
+                    # a file given as S2/S1/mask is taken as that sensor when nothing says otherwise
+                    info = describe(f, sensor=given, when=when, band_order=band_order)
+                seen[key] = (info, given)
+                if not info.output_kind:
+                    infos.append(info)
+            if info.output_kind:
+                if in_folder and not sensor:
+                    skipped[key] = info.name
+                else:
+                    refused[key] = Problem(f, f"is a Densify output ({info.output_kind}), not an acquisition: "
+                                              "give the images it was made from")
+            elif not sensor and info.sensor not in (None, given) and \
+                    not (given == "S2" and info.sensor == "MASK" and in_folder):  # SCL files in an S2 folder
+                mismatched.setdefault((given, info.sensor), []).append(info.name)
+    problems += list(refused.values())
+    warnings = _input_warnings(twice, mismatched, [n for k, n in skipped.items() if k not in refused])
     undated = [i for i in infos if i.when is None and i.grid is not None]
     for i in infos:
         rest = [p for p in i.problems if not p.startswith("no acquisition date")]
@@ -298,24 +405,104 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     # second pass over the readable files, so one error lists every problem
     grid = s2_infos[0].grid
     assert grid is not None
-    bands = [b for b in s2_infos[0].bands]
-    for info in s2_infos[1:]:
-        missing = [b for b in bands if b not in info.bands]
-        if missing:
-            problems.append(Problem(info.path, f"missing band(s) {', '.join(missing)} "
-                                    f"(the first S2 image has {', '.join(bands)})"))
+    bands, band_problems, band_warnings = _common_bands(s2_infos)
+    problems += band_problems
+    warnings += band_warnings
     for info in s2_infos + s1_infos + mask_infos:
         if not overlaps(info.grid, grid):
             problems.append(Problem(info.path, f"does not overlap the S2 grid of {s2_infos[0].name}"))
     problems += _duplicates(s2_infos) + _duplicates(s1_infos)
 
-    paired, warnings = _pair_masks(s2_infos, mask_infos)
+    paired, mask_warnings = _pair_masks(s2_infos, mask_infos)
     if problems:
         raise InputError(problems)
+    warnings += _grid_warnings(s2_infos) + _assumed_order_warnings(s2_infos) + mask_warnings
     inv = Inventory(s2_infos, s1_infos, paired, grid, bands, warnings)
     if check_clear:
         _check_some_clear(inv)
     return inv
+
+
+def _input_warnings(twice: dict[tuple[str, str], list[str]], mismatched: dict[tuple[str, str], list[str]],
+                    skipped: list[str]) -> list[str]:
+    """Warnings for files given twice, files that look like another sensor and skipped outputs."""
+    out = []
+    for (first, again), names in twice.items():
+        how = "" if first == again else f", as {SENSOR_NAMES[first]} and as {SENSOR_NAMES[again]}"
+        if len(names) == 1:
+            out.append(f"{names[0]} is given twice{how}: used once")
+        else:
+            out.append(f"{len(names)} files are given twice{how} ({_names(names)}): each used once")
+    for (given, looks), names in mismatched.items():
+        what, used = SENSOR_NAMES[looks], SENSOR_NAMES[given]
+        if len(names) == 1:
+            out.append(f"{names[0]} looks like {what}, given as {used}: used as {what}")
+        else:
+            out.append(f"{len(names)} files look like {what}, given as {used} ({_names(names)}): "
+                       f"used as {what}")
+    if skipped:
+        out.append(f"skipped {len(skipped)} Densify output(s) found in the input folders "
+                   f"({_names(skipped, 6)}): outputs are never used as observations")
+    return out
+
+
+def _common_bands(s2_infos: list[RasterInfo]) -> tuple[list[str], list[Problem], list[str]]:
+    """The S2 bands of the series: those most images have (in the order of the earliest image that
+    has them all); a problem naming each image that lacks some, a warning for bands few images have."""
+    n = len(s2_infos)
+    counts = Counter(b for i in s2_infos for b in dict.fromkeys(i.bands) if b)
+    common = {b for b, c in counts.items() if 2 * c >= n}
+    ref = next((i for i in s2_infos if common <= set(i.bands)), s2_infos[0])
+    bands = [b for b in dict.fromkeys(ref.bands) if b in common]
+    problems = []
+    for info in s2_infos:
+        lacking = [b for b in bands if b not in info.bands]
+        if lacking:
+            others = "the other S2 images" if all(counts[b] == n - 1 for b in lacking) else "most S2 images"
+            problems.append(Problem(info.path, f"missing band(s) {', '.join(lacking)} "
+                                    f"({others} have {', '.join(bands)})"))
+    rare = [b for b in counts if b not in common]
+    warnings = [f"band(s) {', '.join(rare)} only in {min(counts[b] for b in rare)} of the {n} S2 images: "
+                "not used"] if rare else []
+    return bands, problems, warnings
+
+
+def _same_grid(a: Grid, b: Grid) -> bool:
+    return (a.crs_wkt == b.crs_wkt and (a.width, a.height) == (b.width, b.height)
+            and a.transform.almost_equals(b.transform, precision=1e-6 * max(1.0, b.res)))
+
+
+def _grid_warnings(s2_infos: list[RasterInfo]) -> list[str]:
+    """A warning when S2 images are on other grids than the earliest (the output grid)."""
+    ref = s2_infos[0].grid
+    other = [i for i in s2_infos[1:] if not _same_grid(i.grid, ref)]
+    if not other:
+        return []
+    how = set()
+    for g in (i.grid for i in other):
+        if g.crs_wkt != ref.crs_wkt:
+            how.add("CRS")
+            continue
+        if not (np.isclose(g.transform.a, ref.transform.a) and np.isclose(g.transform.e, ref.transform.e)):
+            how.add("resolution")
+        if not np.allclose(g.bounds, ref.bounds, atol=1e-3 * ref.res):
+            how.add("extent")
+    kinds = ", ".join(k for k in ("CRS", "resolution", "extent") if k in how) or "alignment"
+    return [f"the output grid is that of {s2_infos[0].name} (the earliest S2 image); {len(other)} other S2 "
+            f"image(s) are on a different grid ({kinds}) and are resampled onto it "
+            f"({_names([i.name for i in other])})"]
+
+
+def _assumed_order_warnings(s2_infos: list[RasterInfo]) -> list[str]:
+    """A warning naming the S2 files without band descriptions read in the standard order."""
+    out = []
+    for order in (S2_BANDS, S2_L1C_BANDS):
+        names = [i.name for i in s2_infos if i.band_order_assumed and i.bands == order]
+        if names:
+            out.append(f"{len(names)} S2 file(s) have no band descriptions and were read in the standard "
+                       f"{len(order)}-band order {', '.join(order)} ({_names(names)}): give a band order "
+                       "if theirs differs")
+    return out
 
 
 def overlaps(a: Grid | None, b: Grid) -> bool:

@@ -40,15 +40,15 @@ class DensifyRequest:
             return Path(self.output_paths[kind])
         return Path(self.out_dir) / f"{kind}_{self.target_date:%Y%m%d}.tif"
 
-    def unused_output_paths(self) -> dict[str, str]:
+    def unused_output_paths(self, taken: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
         """Output files in out_dir that overwrite nothing: `<kind>_YYYYMMDD.tif`, else the first free
         `<kind>_YYYYMMDD_N.tif` (N = 2, 3, ...) for all kinds together (the dialog never replaces a
-        result that may be loaded in the project)."""
+        result that may be loaded in the project). `taken`: paths of runs not finished yet."""
         folder, stem = Path(self.out_dir), f"{self.target_date:%Y%m%d}"
         for n in range(1, 10_000):
             suffix = "" if n == 1 else f"_{n}"
             paths = {k: folder / f"{k}_{stem}{suffix}.tif" for k in OUTPUT_KINDS}
-            if not any(p.exists() or Path(f"{p}.aux.xml").exists() for p in paths.values()):
+            if not any(p.exists() or Path(f"{p}.aux.xml").exists() or str(p) in taken for p in paths.values()):
                 return {k: str(p) for k, p in paths.items()}
         raise FileExistsError(f"no free output name for {stem} in {folder}")
 

@@ -9,16 +9,99 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from .atomic import OutputError, ensure_folder, first_line
 from .grid import Grid
+
+WRITE_ERRORS = (OSError, RasterioError)
+
+
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
+                    16: 8, 17: 8, 18: 8}
+_BLOCK_TAGS = {273: 279, 324: 325}  # StripOffsets -> StripByteCounts, TileOffsets -> TileByteCounts
+
+
+def tiff_problem(path: str | Path) -> str | None:
+    """What makes the TIFF at `path` incomplete (None when nothing does): a directory, a tag value or
+    an image block that lies past the end of the file, or a block never written."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+
+        def read(offset: int, n: int) -> bytes:
+            if offset < 0 or offset + n > size:
+                raise EOFError
+            f.seek(offset)
+            return f.read(n)
+
+        try:
+            head = read(0, 16 if size >= 16 else 8)
+            order = {b"II": "<", b"MM": ">"}.get(head[:2])
+            if order is None:
+                return "not a TIFF file"
+            magic = int.from_bytes(head[2:4], "little" if order == "<" else "big")
+            big = magic == 43
+            if magic not in (42, 43):
+                return "not a TIFF file"
+            ints = {2: np.dtype(f"{order}u2"), 4: np.dtype(f"{order}u4"), 8: np.dtype(f"{order}u8")}
+            word = 8 if big else 4
+
+            def uint(raw: bytes) -> int:
+                return int(np.frombuffer(raw, ints[len(raw)])[0])
+
+            ifd, seen = uint(head[8:16] if big else head[4:8]), set()
+            while ifd and ifd not in seen:
+                seen.add(ifd)
+                n = uint(read(ifd, 8 if big else 2))
+                entry = 20 if big else 12
+                start = ifd + (8 if big else 2)
+                table = read(start, n * entry + word)
+                arrays: dict[int, np.ndarray] = {}
+                for i in range(n):
+                    e = table[i * entry:(i + 1) * entry]
+                    tag, kind = uint(e[0:2]), uint(e[2:4])
+                    count = uint(e[4:12] if big else e[4:8])
+                    raw = e[12:20] if big else e[8:12]
+                    nbytes = count * _TIFF_TYPE_SIZES.get(kind, 1)
+                    value = raw[:nbytes] if nbytes <= word else read(uint(raw), nbytes)
+                    if (tag in _BLOCK_TAGS or tag in _BLOCK_TAGS.values()) and kind in (3, 4, 16):
+                        arrays[tag] = np.frombuffer(value, ints[_TIFF_TYPE_SIZES[kind]]).astype(np.uint64)
+                for offsets_tag, counts_tag in _BLOCK_TAGS.items():
+                    if offsets_tag in arrays:
+                        offsets, counts = arrays[offsets_tag], arrays.get(counts_tag, np.zeros(0, np.uint64))
+                        if offsets.size != counts.size or (offsets == 0).any() or (counts == 0).any():
+                            return f"directory at offset {ifd}: an image block was never written"
+                        if (offsets + counts > size).any():
+                            return f"directory at offset {ifd}: an image block lies past the end of the file"
+                ifd = uint(table[n * entry:n * entry + word])
+        except EOFError:
+            return "cut short: part of it lies past the end of the file"
+    return None
+
+
+def verify_raster(path: str | Path) -> None:
+    """Raise (OSError, RasterioError or ValueError) unless the GeoTIFF at `path` is complete.
+
+    Checks that every TIFF directory, tag value and image block lies inside the file (a write cut
+    short by a full disk or a file size limit fails this), then reopens it with rasterio and
+    decodes the last block of each band.
+    """
+    problem = tiff_problem(path)
+    if problem:
+        raise ValueError(problem)
+    with rasterio.Env(), rasterio.open(path) as ds:
+        for b in range(1, ds.count + 1):
+            bh, bw = ds.block_shapes[b - 1]
+            ds.read(b, window=ds.block_window(b, (ds.height - 1) // bh, (ds.width - 1) // bw))
 
 
 class AtomicRaster:
     """A GeoTIFF written to a hidden temporary name and renamed into place on `commit()`.
 
     Use as a context manager: leaving the block by an exception (cancel, crash) removes
-    the temporary file, so no half-written output is ever left at `path`.
+    the temporary file, so no half-written output is ever left at `path`. `commit()` checks the
+    closed file (`verify_raster`) first: a write cut short (disk full) raises OutputError instead.
     """
 
     def __init__(self, path: str | Path, grid: Grid, count: int, dtype: str = "float32",
@@ -26,7 +109,7 @@ class AtomicRaster:
                  tags: dict[str, str] | None = None, band_tags: list[dict] | None = None,
                  blocksize: int = 256):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.path.parent, self.path)
         self.tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
         tiled = grid.width >= blocksize and grid.height >= blocksize
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
@@ -35,7 +118,11 @@ class AtomicRaster:
                        interleave="band")
         if tiled:
             profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
-        self._ds = rasterio.open(self.tmp, "w", **profile)
+        try:
+            self._ds = rasterio.open(self.tmp, "w", **profile)
+        except WRITE_ERRORS as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {self.path}: {first_line(exc)}") from exc
         for i, desc in enumerate(descriptions or [], start=1):
             self._ds.set_band_description(i, desc)
         if tags:
@@ -49,29 +136,63 @@ class AtomicRaster:
         data = np.asarray(data)
         if data.ndim == 2:
             data = data[None]
-        self._ds.write(data.astype(self._ds.dtypes[0], copy=False),
-                       window=Window(col, row, data.shape[-1], data.shape[-2]))
+        try:
+            self._ds.write(data.astype(self._ds.dtypes[0], copy=False),
+                           window=Window(col, row, data.shape[-1], data.shape[-2]))
+        except WRITE_ERRORS as exc:
+            raise OutputError(f"could not write {self.path}: {first_line(exc)}") from exc
 
     def update_tags(self, **tags: str) -> None:
         self._ds.update_tags(**{k: str(v) for k, v in tags.items()})
 
     def commit(self) -> Path:
-        """Build overviews, close and rename into place."""
-        levels = [f for f in (2, 4, 8, 16, 32) if min(self._ds.width, self._ds.height) // f >= 64]
-        if levels:
-            self._ds.build_overviews(levels, Resampling.average)
-            self._ds.update_tags(ns="rio_overview", resampling="average")
-        self._ds.close()
-        os.replace(self.tmp, self.path)
+        """Build overviews, close, check the file (`verify_raster`) and rename it into place.
+
+        On any failure the temporary file is removed, an existing file at `path` is left as it
+        was, and OutputError names `path`.
+        """
+        self.finish()
+        return self.place()
+
+    def finish(self) -> None:
+        """Build overviews, close and check the temporary file (OutputError when incomplete); several
+        outputs are all finished before any is placed, so a failure replaces none of them."""
+        try:
+            levels = [f for f in (2, 4, 8, 16, 32) if min(self._ds.width, self._ds.height) // f >= 64]
+            if levels:
+                self._ds.build_overviews(levels, Resampling.average)
+                self._ds.update_tags(ns="rio_overview", resampling="average")
+            self._ds.close()
+        except WRITE_ERRORS as exc:
+            self.discard()
+            raise OutputError(f"could not write {self.path}: {first_line(exc)}") from exc
+        try:
+            verify_raster(self.tmp)
+        except (*WRITE_ERRORS, ValueError) as exc:
+            self.discard()
+            raise OutputError(f"could not write {self.path}: the file is incomplete "
+                              f"(disk full or file size limit?): {first_line(exc)}") from exc
+
+    def place(self) -> Path:
+        """Rename the finished temporary file onto `path`."""
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise OutputError(f"could not write {self.path}: {exc.strerror or exc}") from exc
         self._done = True
         return self.path
 
     def discard(self) -> None:
-        if not self._ds.closed:
-            self._ds.close()
-        for p in (self.tmp, Path(str(self.tmp) + ".aux.xml"), Path(str(self.tmp) + ".ovr")):
-            if p.exists():
-                p.unlink()
+        """Close and remove the temporary file and its side files."""
+        try:
+            if not self._ds.closed:
+                self._ds.close()
+        except WRITE_ERRORS:
+            pass  # a write that fails on close (disk full): the file is removed anyway
+        finally:
+            for p in (self.tmp, Path(str(self.tmp) + ".aux.xml"), Path(str(self.tmp) + ".ovr")):
+                p.unlink(missing_ok=True)
 
     def __enter__(self) -> AtomicRaster:
         return self

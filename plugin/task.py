@@ -142,6 +142,11 @@ def create(request: DensifyRequest, project: QgsProject | None = None, message_b
     return DensifyTask(request, finished)
 
 
+def queued_outputs() -> set[str]:
+    """Output paths of the runs queued or running now."""
+    return {str(t.request.output_path(k)) for t in _RUNNING for k in OUTPUT_KINDS}
+
+
 def launch(task: DensifyTask) -> DensifyTask:
     """Queue a task in QGIS's task manager (progress and cancel in the task bar)."""
     _RUNNING.add(task)

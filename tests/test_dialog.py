@@ -197,7 +197,7 @@ def test_the_default_output_folder_follows_the_project(loaded, bar, tmp_path):
 
 def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_path):
     from qgis.core import Qgis, QgsRasterLayerTemporalProperties
-    from qgis.PyQt.QtCore import QDate
+    from qgis.PyQt.QtCore import QDate, Qt
 
     dlg = _dialog(loaded, bar, tmp_path)
     dlg.show()
@@ -249,6 +249,16 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
         assert props.isVisibleInTemporalRange(props.fixedTemporalRange())
     levels = [level for _title, _text, level in _messages(bar)]
     assert Qgis.Success in levels and Qgis.Critical not in levels
+
+    # opened again, the dialog lists the results among the project's rasters, but never ticks them
+    from sentinel_densify.ui.dialog import DensifyDialog
+
+    again = DensifyDialog(project=loaded, message_bar=bar)
+    for layer in layers:
+        r = _row(again, layer.name())
+        assert again.table.item(r, 0).checkState() == Qt.Unchecked
+        assert "Densify output" in again.table.item(r, 1).toolTip()
+    assert all(str(p) not in again.build_request().s2 for p in task.result.outputs.values())
 
     image = _render(layers)
     assert len(set(image.pixel(x, y) for x in range(0, image.width(), 4) for y in range(0, image.height(), 4))) > 50

@@ -170,3 +170,102 @@ def test_larger_case_has_overviews(uds_subset, tmp_path):
             assert ds.shape == (192, 192) and ds.overviews(1) == [2]
     syn = _read(result.outputs["synthesized"])
     np.testing.assert_allclose(syn[:, :64, :64], syn[:, 64:128, 128:], rtol=1e-5, equal_nan=True)
+
+
+# --- the audit of `densify run` ---------------------------------------------------------------------------------
+
+
+def test_outputs_inside_the_input_folder_are_skipped_next_time(uds_subset, first_last, tmp_path):
+    """`--out` inside the S2 folder, run twice: the first run's outputs are not taken as observations."""
+    import shutil
+
+    from sentinel_densify.core.errors import InputError
+
+    folder = tmp_path / "S2"
+    folder.mkdir()
+    for p in uds_subset["s2"][:8] + uds_subset["masks"][:8]:
+        shutil.copy(p, folder)
+    target = first_last[0] + dt.timedelta(days=20)
+    req = DensifyRequest(s2=[str(folder)], target_date=target, out_dir=str(folder / "out"), method="linear")
+    first = engine.run(req)
+    again = engine.run(DensifyRequest(s2=[str(folder)], target_date=target + dt.timedelta(days=1),
+                                      out_dir=str(folder / "out"), method="linear"))
+    assert again.inputs_used["s2"] == first.inputs_used["s2"] == 8
+    skipped = [w for w in again.warnings if w.startswith("skipped 3 Densify output(s)")]
+    assert len(skipped) == 1 and all(Path(p).name in skipped[0] for p in first.outputs.values())
+    with pytest.raises(InputError) as err:
+        engine.run(DensifyRequest(s2=[str(folder), first.outputs["lai"]], target_date=target,
+                                  out_dir=str(tmp_path / "o"), method="linear"))
+    assert str(err.value) == (f"Bad input: {Path(first.outputs['lai']).name}: is a Densify output (lai), "
+                              "not an acquisition: give the images it was made from")
+
+
+@pytest.fixture(scope="module")
+def small(uds_subset) -> dict[str, list[Path]]:
+    return {"s2": uds_subset["s2"][:8], "masks": uds_subset["masks"][:8], "s1": uds_subset["s1"][:10]}
+
+
+def test_cuda_asked_for_without_a_gpu_is_said(small, first_last, tmp_path):
+    """No GPU on this machine: `--device cuda` runs on the CPU and the result says so."""
+    from sentinel_densify.core import model_contract
+    from sentinel_densify.core.methods import default_model
+
+    if model_contract.gpu_present():
+        pytest.skip("a GPU is present: CUDA may run")
+    target = first_last[0] + dt.timedelta(days=20)
+    res = engine.run(_req(small, tmp_path / "a", target, device="cuda", lai=False))
+    assert "CUDA was asked for but linear ran on numpy (linear is a CPU method)" in res.warnings
+    if default_model() is not None:
+        res = engine.run(_req(small, tmp_path / "b", target, device="cuda", lai=False, method="default"))
+        assert res.provider == "CPUExecutionProvider"
+        assert any(w.startswith(f"CUDA was asked for but {res.method} ran on CPUExecutionProvider")
+                   for w in res.warnings), res.warnings
+    for device in ("cpu", "auto"):
+        res = engine.run(_req(small, tmp_path / device, target, device=device, lai=False))
+        assert not any("CUDA" in w for w in res.warnings)
+
+
+def test_tile_size_below_the_minimum_refused(small, first_last, tmp_path):
+    from sentinel_densify.core.errors import InputError
+
+    target = first_last[0] + dt.timedelta(days=20)
+    with pytest.raises(InputError, match=f"tile size 8 is too small: at least {engine.MIN_TILE_SIZE} pixels"):
+        engine.run(_req(small, tmp_path, target, tile_size=8))
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+    engine.run(_req(small, tmp_path, target, tile_size=engine.MIN_TILE_SIZE, lai=False))  # the minimum runs
+
+
+def test_temporal_model_names_the_bands_the_inputs_lack(small, first_last, tmp_path):
+    """S2 files all without B8A: the model's needs and what is lacking, not "needs [...] got [...]"."""
+    from sentinel_densify.core.errors import InputError
+    from sentinel_densify.core.methods import default_model
+
+    if default_model() is None:
+        pytest.skip("no bundled model")
+    folder = tmp_path / "S2"
+    folder.mkdir()
+    for p in small["s2"]:
+        with rasterio.open(p) as ds:
+            prof, data, tags, descs = ds.profile, ds.read(), ds.tags(), list(ds.descriptions)
+        keep = [k for k, d in enumerate(descs) if d != "B8A"]
+        prof.update(count=len(keep))
+        with rasterio.open(folder / p.name, "w", **prof) as out:
+            out.write(data[keep])
+            out.update_tags(**tags)
+            for i, k in enumerate(keep, 1):
+                out.set_band_description(i, descs[k])
+    with pytest.raises(InputError) as err:
+        engine.run(DensifyRequest(s2=[str(folder)], target_date=first_last[0] + dt.timedelta(days=20),
+                                  out_dir=str(tmp_path / "out"), method="default"))
+    assert str(err.value).endswith(f"needs the S2 bands {', '.join(S2_BANDS)}: the S2 inputs lack B8A")
+
+
+def test_unused_output_paths_skip_existing_and_queued_results(tmp_path):
+    request = DensifyRequest(s2=[], target_date=dt.date(2018, 3, 1), out_dir=str(tmp_path))
+    first = request.unused_output_paths()
+    assert {Path(p).name for p in first.values()} == {f"{k}_20180301.tif" for k in KINDS}
+    Path(first["lai"]).write_bytes(b"x")  # any kind existing moves all three to the next number
+    second = request.unused_output_paths()
+    assert {Path(p).name for p in second.values()} == {f"{k}_20180301_2.tif" for k in KINDS}
+    third = request.unused_output_paths(taken=set(second.values()))  # a run queued with those names
+    assert {Path(p).name for p in third.values()} == {f"{k}_20180301_3.tif" for k in KINDS}

@@ -223,3 +223,142 @@ def test_s2_scaling_reads_scale_quantification_and_offset():
     assert inventory.s2_scaling({"REFLECTANCE_SCALE": "0.0001", "BOA_ADD_OFFSET": "-1000"}) == (1e-4, -1000.0)
     assert inventory.s2_scaling({"quantification_value": "10000"}) == (1e-4, 0.0)
     assert inventory.s2_scaling({}) == (None, 0.0)
+
+
+# --- the audit of `densify run`: each message names the file and says what is wrong --------------------------
+
+
+@pytest.fixture()
+def s2_folder(real, tmp_path) -> Path:
+    """A folder of 4 real S2 images and their SCL masks (copies)."""
+    folder = tmp_path / "S2"
+    folder.mkdir()
+    for i in range(40, 44):
+        shutil.copy(real["s2"][i], folder)
+        shutil.copy(real["scl"][i], folder)
+    return folder
+
+
+def _without(src: Path, dst: Path, band: str) -> Path:
+    with rasterio.open(src) as ds:
+        descs, dn = list(ds.descriptions), ds.read()
+    keep = [k for k, d in enumerate(descs) if d != band]
+    return craft(src, dst, data=dn[keep], descriptions=[descs[k] for k in keep])
+
+
+def test_a_file_lacking_a_band_is_named_even_the_earliest(real, tmp_path):
+    """B8A removed from the earliest file only: that file and the band are named (the bands were
+    taken from the earliest file, so the rest looked complete and the model failed later)."""
+    first = _without(real["s2"][40], tmp_path / real["s2"][40].name, "B8A")
+    with pytest.raises(InputError) as err:
+        inventory.build([str(first)] + [str(p) for p in real["s2"][41:44]])
+    assert [str(p) for p in err.value.problems] == [
+        f"{first.name}: missing band(s) B8A (the other S2 images have {', '.join(S2_BANDS)})"]
+
+
+def test_the_same_file_twice_is_used_once_with_a_warning(s2_folder):
+    one = sorted(s2_folder.glob("*_L2A_10m.tif"))[1]
+    inv = inventory.build([str(s2_folder), str(one)])
+    assert len(inv.s2) == 4 and len(inv.masks) == 4
+    assert f"{one.name} is given twice: used once" in inv.warnings
+
+
+def test_a_folder_of_the_wrong_sensor_is_said_so(s2_folder, real, tmp_path):
+    """`--s2 S2 --s1 S2` and `--s1 S1 --mask S1`: files given twice and looking like another sensor,
+    not "duplicated date (same as itself)"."""
+    inv = inventory.build([str(s2_folder)], [str(s2_folder)])
+    assert len(inv.s2) == 4 and inv.s1 == []
+    text = " | ".join(inv.warnings)
+    assert "8 files are given twice, as Sentinel-2 and as Sentinel-1" in text
+    assert "4 files look like Sentinel-2, given as Sentinel-1" in text
+    assert "4 files look like a cloud mask, given as Sentinel-1" in text
+    s1 = tmp_path / "S1"
+    s1.mkdir()
+    for p in real["s1"][:2]:
+        shutil.copy(p, s1)
+    inv = inventory.build([str(s2_folder)], [str(s1)], [str(s1)])
+    assert len(inv.s1) == 2 and len(inv.masks) == 4  # the SCL files of the S2 folder
+    assert any("2 files look like Sentinel-1, given as a cloud mask" in w for w in inv.warnings)
+    # one S1 file given only as a mask: used as what it is, with a warning
+    only = inventory.build([str(s2_folder)], [], [str(s1 / real["s1"][0].name)])
+    assert len(only.s1) == 1
+    assert f"{real['s1'][0].name} looks like Sentinel-1, given as a cloud mask: used as Sentinel-1" in only.warnings
+
+
+def _as_output(src: Path, dst: Path, kind: str) -> Path:
+    """A copy of a real S2 image tagged and described as `engine.run` writes its outputs."""
+    tags = {"TARGET_DATE": "2018-03-01", "MODE": "gap-filling", "METHOD": "linear",
+            "SOFTWARE": "Sentinel Densify 0", "ACQUISITION_DATETIME": "2018-03-01T12:00:00Z"}
+    if kind == "lai":
+        with rasterio.open(src) as ds:
+            data = ds.read()[:3].astype("float32")
+        return craft(src, dst, data=data, tags=tags, descriptions=["LAI", "LAI_std", "flags"])
+    return craft(src, dst, tags=tags)
+
+
+def test_densify_outputs_never_taken_as_observations(s2_folder, real):
+    (s2_folder / "out").mkdir()  # `densify run --out S2/out`, then again
+    synth = _as_output(real["s2"][45], s2_folder / "out" / "synthesized_20180301.tif", "synthesized")
+    lai = _as_output(real["s2"][45], s2_folder / "out" / "lai_20180301.tif", "lai")
+    # found in a folder: skipped with a warning naming them
+    inv = inventory.build([str(s2_folder)])
+    assert len(inv.s2) == 4 and synth.name not in {i.name for i in inv.s2}
+    assert any("skipped 2 Densify output(s)" in w and lai.name in w and synth.name in w for w in inv.warnings)
+    # given as files: refused, by kind
+    with pytest.raises(InputError) as err:
+        inventory.build([str(s2_folder), str(lai), str(synth)])
+    msg = str(err.value)
+    assert f"{lai.name}: is a Densify output (lai), not an acquisition" in msg
+    assert f"{synth.name}: is a Densify output (synthesized), not an acquisition" in msg
+    assert "unnamed" not in msg and "duplicated date" not in msg
+    # a single-image tool may still read one (LAI from a synthesized image)
+    assert inventory.read_s2(synth).refl.shape[0] == 10
+
+
+def test_named_bands_that_are_not_s2_are_named(real, tmp_path):
+    with rasterio.open(real["s2"][40]) as ds:
+        dn = ds.read()
+    odd = craft(real["s2"][40], tmp_path / "T31UDS_20180301T105000_L2A.tif", data=dn[:3],
+                descriptions=["NDVI", "red", "nir"])
+    problems = inventory.describe(odd, sensor="S2").problems
+    assert problems and "named NDVI, red, nir: not Sentinel-2 bands" in problems[0]
+    assert not any("unnamed" in p for p in problems)
+
+
+@pytest.mark.parametrize("order, expected", [
+    (S2_BANDS[:7] + ["B99"] + S2_BANDS[8:], ["band order: unknown band B99"]),
+    (["B02"] + S2_BANDS[1:9] + ["B02"], ["band order: B02 listed twice"]),
+])
+def test_bad_band_order_named(real, order, expected):
+    with pytest.raises(InputError) as err:
+        inventory.build([str(p) for p in real["s2"][40:43]], band_order=order)
+    assert [str(p).split(" (")[0] for p in err.value.problems] == expected
+    assert "needs" not in str(err.value)
+
+
+def test_grid_from_the_earliest_file_is_said_when_grids_differ(real, tmp_path):
+    src = real["s2"][41]
+    with rasterio.open(src) as ds:
+        dn, t = ds.read(), ds.transform
+    shifted = craft(src, tmp_path / src.name, data=dn[:, :48, :48], width=48, height=48,
+                    transform=Affine(t.a, 0, t.c + 80, 0, t.e, t.f - 80))
+    files = [real["s2"][40], shifted, real["s2"][42]]
+    inv = inventory.build([str(f) for f in files])
+    assert len(inv.warnings) == 2, inv.warnings  # this one and "no cloud masks given"
+    grid_warning = inv.warnings[0]
+    assert real["s2"][40].name in grid_warning and "1 other S2 image(s)" in grid_warning
+    assert "(extent)" in grid_warning and shifted.name in grid_warning
+    # all on one grid: nothing said
+    assert not any("output grid" in w for w in inventory.build([str(p) for p in real["s2"][40:43]]).warnings)
+
+
+def test_assumed_band_order_is_said_unless_given(real, tmp_path):
+    plain = [craft(p, tmp_path / p.name, descriptions=[""] * 10) for p in real["s2"][40:43]]
+    inv = inventory.build([str(p) for p in plain])
+    said = [w for w in inv.warnings if "no band descriptions" in w]
+    assert len(said) == 1 and "3 S2 file(s)" in said[0] and plain[0].name in said[0]
+    assert "B02, B03, B04, B05, B06, B07, B08, B8A, B11, B12" in said[0]
+    inv = inventory.build([str(p) for p in plain], band_order=S2_BANDS)
+    assert not any("no band descriptions" in w for w in inv.warnings)
+    # named files: nothing assumed
+    assert not any("no band descriptions" in w for w in inventory.build([str(p) for p in real["s2"][40:43]]).warnings)

@@ -107,3 +107,84 @@ def test_atomic_path_renames_on_success_and_leaves_nothing_on_error(tmp_path):
         raise RuntimeError("crash while writing")
     assert target.read_text() == "{}"  # the previous file is untouched
     assert sorted(p.name for p in target.parent.iterdir()) == ["report.json"]  # no temporary left
+
+
+def _pattern(size: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size]
+    return np.stack([np.sin(yy / 40.0) + np.cos(xx / 30.0), (yy * xx % 97) / 97.0]).astype("float32")
+
+
+def test_verify_catches_a_file_cut_anywhere(real_grid, uds_subset, tmp_path):
+    """A GeoTIFF cut short anywhere (header, blocks, overviews, the directory and tags at its end) is
+    refused; complete files, the writer's and the real inputs, pass."""
+    from sentinel_densify.core.writer import tiff_problem, verify_raster
+
+    path = write_array(tmp_path / "big.tif", _big(real_grid, 600), _pattern(600), descriptions=["a", "b"])
+    verify_raster(path)
+    for real in uds_subset["s2"][:3] + uds_subset["masks"][:2] + uds_subset["s1"][:2]:
+        assert tiff_problem(real) is None, real
+    data = path.read_bytes()
+    cut = tmp_path / "cut.tif"
+    for n in (0, 7, 100, len(data) // 3, len(data) - 5000, len(data) - 600, len(data) - 100, len(data) - 1):
+        cut.write_bytes(data[:n])
+        with pytest.raises((ValueError, OSError)):
+            verify_raster(cut)
+    # atomic_path with the same check: a cut copy never replaces the file
+    from sentinel_densify.core.atomic import OutputError, atomic_path
+
+    with pytest.raises(OutputError, match="big.tif: the file is incomplete"), \
+            atomic_path(path, verify=verify_raster) as tmp:
+        tmp.write_bytes(data[:-1])
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "cut.tif"]
+
+
+_FULL_DISK = """
+import sys, numpy as np, rasterio
+from sentinel_densify.core.atomic import OutputError, write_text
+from sentinel_densify.core.grid import Grid
+from sentinel_densify.core.writer import write_array
+with rasterio.open(sys.argv[1]) as ds:
+    grid = Grid(ds.crs.to_wkt(), ds.transform, 600, 600)
+failed = []
+try:
+    write_array(sys.argv[2], grid, np.random.default_rng(0).random((2, 600, 600), dtype="float32"))
+except OutputError as exc:
+    failed.append(str(exc))
+try:
+    write_text(sys.argv[3], "x" * 3_000_000)
+except OutputError as exc:
+    failed.append(str(exc))
+print("\\n".join(failed))
+"""
+
+
+def test_writes_past_a_file_size_limit_fail_and_keep_the_older_file(uds_subset, tmp_path):
+    """As on a full disk: files may not grow past 1 MB and SIGXFSZ is ignored, so writes fail with
+    EFBIG. Both writers raise OutputError naming the file; the older files and the folder stay as they were."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from sentinel_densify.core.atomic import write_text
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    raster, report = tmp_path / "out.tif", tmp_path / "report.json"
+    with rasterio.open(uds_subset["s2"][0]) as ds:
+        grid = Grid(ds.crs.to_wkt(), ds.transform, ds.width, ds.height)
+    write_array(raster, grid, np.zeros((64, 64), "float32"))
+    write_text(report, "{}")
+    before = raster.read_bytes()
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK, str(uds_subset["s2"][0]), str(raster), str(report)],
+                          capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert proc.returncode == 0, proc.stderr
+    messages = proc.stdout.strip().splitlines()
+    assert len(messages) == 2, proc.stdout + proc.stderr
+    assert messages[0].startswith(f"could not write {raster}")
+    assert messages[1].startswith(f"could not write {report}")
+    assert raster.read_bytes() == before and report.read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif", "report.json"]

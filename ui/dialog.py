@@ -72,6 +72,8 @@ def describe_layer(layer: QgsRasterLayer) -> Row:
     if when is None:
         source = "missing: type YYYY-MM-DD"
     problems = [p for p in info.problems if not p.startswith(("no acquisition date", "unknown sensor"))]
+    if info.output_kind:  # an earlier result in the project: never an observation
+        problems.insert(0, f"a Densify output ({info.output_kind}), not an acquisition")
     return Row(layer.id(), layer.name(), path, info.sensor or "", when, source, problems)
 
 
@@ -416,10 +418,11 @@ class DensifyDialog(QDialog):
         """Validate, then start the background task; returns it (None when the inputs have problems)."""
         if self.validate():
             return None
-        from ..plugin.task import create, launch
+        from ..plugin.task import create, launch, queued_outputs
 
         request = self.build_request()
-        request.output_paths = request.unused_output_paths()  # never replace an earlier result
+        # never replace an earlier result, nor the outputs of a run still queued or running
+        request.output_paths = request.unused_output_paths(queued_outputs())
         self.task = create(request, self.project, self.message_bar)
         self.task_created.emit(self.task)  # before it runs: listeners may connect to its signals
         launch(self.task)
