@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lai": ("cmd_lai", "LAI, its std and flags from an S2 image (ESA SNAP network)"),
     "simulate": ("cmd_simulate", "write a synthetic S1/S2 scene with clouds and SCL"),
     "demo": ("cmd_demo", "run the main job on the shared data (or a synthetic scene) with a quick-look"),
-    "train": ("cmd_train", "train a model (temporal, pix2pix, mtcgan)"),
+    "train": ("cmd_train", "train a model (temporal, pix2pix, mtcgan, cnn)"),
     "export": ("cmd_export", "export a trained checkpoint to ONNX with its contract"),
     "curate": ("cmd_curate", "keep or reject S1/S2 training triplets (SEN12MS-CR layout)"),
     "make-pairs": ("cmd_make_pairs", "build training triplets from S1+S2 time series"),

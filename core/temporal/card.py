@@ -148,8 +148,9 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           f"- Bands: {', '.join(c.get('bands', []))}; S1: VV, VH in dB",
           _uncertainty_line(c.get("calibration", {})), "",
           "## Training", "",
-          f"- Data: `{Path(str(tr.get('data', '?'))).name}`; seed {tr.get('seed')}; {tr.get('epochs')} epochs x "
-          f"{tr.get('steps_per_epoch')} steps, batch {tr.get('batch')}, crop {tr.get('crop')} px, lr {tr.get('lr')}",
+          f"- Data: `{Path(str(tr.get('data', '?'))).name}`; seed {tr.get('seed')}; the checkpoint after "
+          f"{tr.get('epochs')} epochs x {tr.get('steps_per_epoch')} steps (the best on validation of its run), "
+          f"batch {tr.get('batch')}, crop {tr.get('crop')} px, lr {tr.get('lr')}",
           f"- Test months (never seen in training, the table below): {', '.join(hold.get('months', []))} "
           f"({hold.get('n_dates')} S2 dates)",
           f"- Validation months (checkpoint choice and std temperature): "

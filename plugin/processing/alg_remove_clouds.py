@@ -65,7 +65,7 @@ class RemoveCloudsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.S1, "Sentinel-1 raster (VV, VH)"))
         self.addParameter(QgsProcessingParameterRasterLayer(self.S2, "Cloudy Sentinel-2 raster"))
         self.addParameter(QgsProcessingParameterRasterLayer(self.MASK, "Cloud mask (optional)", optional=True))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Pix2Pix model (.onnx; empty: bundled)",
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Pix2Pix model (.onnx; none is bundled yet)",
                                                      extension="onnx", optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloud-free Sentinel-2"))
