@@ -15,6 +15,27 @@ import threading
 from .errors import DensifyError
 
 
+def _number(kind: type, test, what: str):
+    """An argparse `type` converting with `kind` and refusing values failing `test` ("not `what`")."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not test(value):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: v > 0 and v < float("inf"), "a positive number")
+nonnegative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+fraction = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so every open output is removed."""
 
@@ -51,6 +72,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _interrupted_note(module, args: argparse.Namespace) -> str:
+    """What an interrupted command left: the module's `interrupted_note(args)` when it has one."""
+    note = getattr(module, "interrupted_note", None)
+    return note(args) if note is not None else "no output was written."
+
+
 def _module(name: str):
     return importlib.import_module(f"{__package__}.{COMMANDS[name][0]}")
 
@@ -76,16 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     handled = _handle_sigterm()
+    module = _module(args.command)
     try:
-        return int(_module(args.command).main(args) or 0)
+        return int(module.main(args) or 0)
     except DensifyError as exc:
         print(f"densify {args.command}: {exc}", file=sys.stderr)
         return 1
     except Terminated:
-        print(f"densify {args.command}: terminated (SIGTERM); no output was written.", file=sys.stderr)
+        print(f"densify {args.command}: terminated (SIGTERM); {_interrupted_note(module, args)}", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"densify {args.command}: interrupted; no output was written.", file=sys.stderr)
+        print(f"densify {args.command}: interrupted; {_interrupted_note(module, args)}", file=sys.stderr)
         return 130
     finally:
         if handled:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
+from .cmd_evaluate import gap_days, lead_days
 from .cmd_figure import pixel_arg
+
+
+def _one(parse: Callable[[str], list[float]]) -> Callable[[str], float]:
+    """argparse type: one value checked by `parse` (cmd_evaluate's gap_days / lead_days)."""
+    def single(text: str) -> float:
+        values = parse(text)
+        if len(values) != 1:
+            raise argparse.ArgumentTypeError(f"'{text}' is not one number of days")
+        return values[0]
+
+    single.__name__ = parse.__name__  # argparse names the type in its message
+    return single
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -14,10 +28,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="series folder with S2/ (*_L2A_10m.tif + *_SCL_20m.tif) and S1/")
     parser.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="target date")
     task = parser.add_mutually_exclusive_group()
-    task.add_argument("--gap", type=float, default=0.0, metavar="G",
-                      help="gap-filling: hide every S2 within +/- G days of the date (default: 0, the date only)")
-    task.add_argument("--lead", type=float, default=None, metavar="L",
-                      help="forecasting: only S2 and S1 at least L days before the date")
+    task.add_argument("--gap", type=_one(gap_days), default=0.0, metavar="G",
+                      help="gap-filling: hide every S2 within +/- G days of the date, G >= 0 "
+                           "(default: 0, the date only)")
+    task.add_argument("--lead", type=_one(lead_days), default=None, metavar="L",
+                      help="forecasting: only S2 and S1 at least L days before the date, L >= 1")
     parser.add_argument("--pixel", type=pixel_arg, default=None, metavar="ROW,COL",
                         help="pixel whose weights are listed (default: the centre of the window)")
     parser.add_argument("--out", default=None, metavar="JSON", help="also write everything to this JSON file")
@@ -25,16 +40,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .atomic import write_text
+    from .atomic import OutputError, output_file_problem, write_text
     from .dates import parse_date, to_days
     from .errors import InputError
-    from .evaluate import FORECAST, GAP, inputs_for
+    from .evaluate import FORECAST, GAP, check_settings, inputs_for
     from .inventory import check_target
     from .temporal.attention import at_pixel, attention, sensor_shares
     from .temporal.dataset import load_series
     from .temporal.train import model_from_checkpoint
     from .training import load_checkpoint, select_device
 
+    if args.out and (problem := output_file_problem(args.out)):
+        raise OutputError(f"--out {args.out}: {problem}")
+    check_settings([args.gap] if args.lead is None else [], [] if args.lead is None else [args.lead])
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt, args.checkpoint)
     try:

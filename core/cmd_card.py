@@ -8,13 +8,14 @@ import argparse
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="the temporal .onnx model")
     parser.add_argument("--heldout", required=True, metavar="REPORT_JSON",
-                        help="report.json of `densify evaluate --heldout` with this model")
+                        help="report.json of `densify evaluate --heldout` with this model alone (checked by sha256)")
     parser.add_argument("--cv", default=None, metavar="REPORT_JSON",
-                        help="report.json of `densify evaluate --heldout` over the folds of a cross-validation")
+                        help="report.json of `densify evaluate --heldout` over the folds of a cross-validation, "
+                             "this model one of them")
     parser.add_argument("--figure", default=None, help="figure path, as the card should link it")
     parser.add_argument("--reproduce", default=None, metavar="COMMAND",
                         help="the command that reproduces the model (shown verbatim)")
-    parser.add_argument("--out", required=True, help="card .md (the .json is written beside it)")
+    parser.add_argument("--out", required=True, help="card .md file (the .json is written beside it)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -87,7 +87,7 @@ def _feedback() -> tuple[Feedback, object | None]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, evaluate_heldout, format_table
+    from .evaluate import check_disjoint_folds, evaluate, evaluate_heldout, format_table
     from .reader import load_stack
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -99,6 +99,11 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("--gaps and --leads are both empty: nothing to evaluate")
     if problem := output_dir_problem(args.out, REPORTS):
         raise OutputError(f"--out {args.out}: {problem}")
+    models = [m for m in methods if m.lower().endswith(".onnx")]
+    if args.heldout:
+        if not models:
+            raise InputError("--heldout: --methods names no .onnx model")
+        check_disjoint_folds(models)  # before the series is read
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
     stack = load_stack(s2=args.s2, s1=args.s1, masks=args.mask, band_order=order)
     feedback, bar = _feedback()
@@ -106,7 +111,6 @@ def main(args: argparse.Namespace) -> int:
         kw = dict(gaps=args.gaps, leads=args.leads, device=args.device, feedback=feedback,
                   max_targets=args.max_targets)
         if args.heldout:
-            models = [m for m in methods if m.lower().endswith(".onnx")]
             others = [m for m in methods if m not in models]
             report = evaluate_heldout(stack, models, others, label=args.label, **kw)
         else:

@@ -8,6 +8,7 @@ import argparse
 import math
 from pathlib import Path
 
+from .atomic import OutputError, output_file_problem
 from .errors import InputError
 
 
@@ -49,6 +50,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out.name}: the output must be an .onnx file")
+    if problem := output_file_problem(out):
+        raise OutputError(f"--out {out}: {problem}")
     checkpoint = args.checkpoint[0]
     if len(args.checkpoint) > 1:
         checkpoint, score = best_checkpoint(args.checkpoint)

@@ -35,8 +35,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .figures import model_figure
+    from .atomic import OutputError
+    from .figures import model_figure, png_problem
     from .temporal.dataset import load_series
+
+    if problem := png_problem(args.out):
+        raise OutputError(f"--out {args.out}: {problem}")
 
     dates = [d.strip() for d in args.dates.split(",") if d.strip()] if args.dates else None
     stack = load_series(args.data)

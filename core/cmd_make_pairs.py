@@ -5,26 +5,35 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from .pairs import load_series, make_pairs
+from .atomic import OutputError, output_dir_problem
+from .errors import InputError
+from .pairs import LAYOUT_FOLDERS, load_series, make_pairs
 
 
 def configure(p: argparse.ArgumentParser) -> None:
+    from .cli import fraction, nonnegative_float, nonnegative_int, positive_int
+
     p.add_argument("--s2", nargs="+", required=True,
                    help="S2 files or folders (SCL masks found in them are paired)")
     p.add_argument("--s1", nargs="+", required=True, help="S1 files or folders (VV, VH)")
     p.add_argument("--mask", nargs="*", default=[], help="cloud masks (SCL, binary or probability)")
     p.add_argument("--out", required=True, help="output dataset folder")
-    p.add_argument("--patch", type=int, default=64, help="patch size in pixels (default 64)")
-    p.add_argument("--max-days", type=float, default=30.0,
+    p.add_argument("--patch", type=positive_int, default=64, help="patch size in pixels (default 64)")
+    p.add_argument("--max-days", type=nonnegative_float, default=30.0,
                    help="max days between a cloudy image and its clear target (default 30)")
-    p.add_argument("--synthetic-per-clear", type=int, default=8,
+    p.add_argument("--synthetic-per-clear", type=nonnegative_int, default=8,
                    help="clouds of other dates composited onto each clear image (default 8; 0: none)")
-    p.add_argument("--clear-min", type=float, default=0.95,
+    p.add_argument("--clear-min", type=fraction, default=0.95,
                    help="fraction of clear pixels for an acquisition to be a clear target (default 0.95)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (which clouds are composited)")
 
 
 def main(args: argparse.Namespace) -> int:
+    problem = output_dir_problem(args.out, (*LAYOUT_FOLDERS, "pairs.csv"))
+    if problem:
+        raise OutputError(f"--out {args.out}: {problem}")
+    if args.clear_min == 0:
+        raise InputError("--clear-min must be > 0 (the fraction of clear pixels of a clear target)")
     series = load_series(args.s2, args.s1, args.mask)
     rows = make_pairs(series, args.out, patch=args.patch, max_days=args.max_days,
                       synthetic_per_clear=args.synthetic_per_clear, clear_min=args.clear_min,

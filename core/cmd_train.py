@@ -31,6 +31,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
             gan.configure(p, kind)
 
 
+def interrupted_note(args: argparse.Namespace) -> str:
+    """What an interrupted `densify train` leaves: the checkpoints of the epochs it finished."""
+    how = "--resume" if args.kind == "temporal" else f"--resume {args.out}/last.pt"
+    return (f"the checkpoints and metrics of the finished epochs (if any) are in {args.out}: "
+            f"continue with {how}")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.kind == "temporal":
         from .temporal import train as temporal

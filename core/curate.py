@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path, write_text
+from .atomic import OutputError, atomic_path, output_dir_problem, write_text
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError
 from .progress import Feedback
@@ -333,6 +333,9 @@ def _link_triplet(data: Path, out: Path, name: str) -> None:
 def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig(), workers: int = 1,
            link: bool = False, feedback: Feedback | None = None) -> CurateSummary:
     """Check every triplet of `data`; write the report (and links) to `out`; sources untouched."""
+    problem = output_dir_problem(out, ("report.csv", "summary.json", "summary.md", "kept.txt"))
+    if problem:
+        raise OutputError(f"{out}: {problem}")
     data, out = Path(data).resolve(), Path(out).resolve()
     names = triplet_names(data)
     if not names:

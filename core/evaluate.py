@@ -173,32 +173,67 @@ def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 1
     }
 
 
-def heldout_dates(model: str | Path, stack: Stack) -> set[str]:
-    """ISO dates of the S2 acquisitions of `stack` in the test months a model's contract says its
-    training never saw (training.holdout.months, 'YYYY-MM')."""
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file's bytes: what identifies a model in reports and cards."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def heldout_months(model: str | Path) -> set[str]:
+    """The test months ('YYYY-MM') a model's contract says its training never saw
+    (training.holdout.months); InputError when it names none."""
     from .model_contract import read_contract
 
     months = set((read_contract(model).get("training") or {}).get("holdout", {}).get("months") or [])
     if not months:
         raise InputError(f"{Path(model).name}: its contract names no held-out months")
+    return months
+
+
+def heldout_dates(model: str | Path, stack: Stack) -> set[str]:
+    """ISO dates of the S2 acquisitions of `stack` in the test months of a model (heldout_months)."""
+    months = heldout_months(model)
     iso = [from_days(float(d)).date().isoformat() for d in stack.s2_days]
     return {d for d in iso if d[:7] in months}
+
+
+def check_disjoint_folds(models: Sequence[str | Path]) -> dict[str, set[str]]:
+    """Each model's test months; InputError when two models share one (the same fold twice: their
+    rows would overwrite each other per target) or a model is given twice."""
+    months: dict[str, set[str]] = {}
+    for model in models:
+        if str(model) in months:
+            raise InputError(f"{model} is given twice")
+        for other, seen in months.items():
+            if shared := seen & heldout_months(model):
+                raise InputError(f"{other} and {model} hold out the same test months ({', '.join(sorted(shared))}): "
+                                 "the folds of a cross-validation must not overlap; evaluate them separately")
+        months[str(model)] = heldout_months(model)
+    return months
 
 
 def evaluate_heldout(stack: Stack, models: Sequence[str], baselines: Sequence[str] = ("linear", "nearest",
                      "persistence"), label: str | None = None, **kwargs) -> dict:
     """The protocol with each model scored only on the targets of its own test months, beside the
-    baselines on the same targets. Several models (the folds of a cross-validation) are merged
-    under one `label` (default: the model's path, or 'model (N folds)')."""
+    baselines on the same targets. Several models (the folds of a cross-validation, whose test
+    months must not overlap) are merged under one `label` (default: the model's path, or
+    'model (N folds)'); report["methods"][label]["folds"] records each file's sha256 and months."""
     if not models:
         raise InputError("no model to evaluate on its held-out dates")
+    months = check_disjoint_folds(models)
     label = label or (str(models[0]) if len(models) == 1 else f"model ({len(models)} folds)")
     rows: dict[tuple, dict] = {}
     report: dict = {}
     methods: dict = {}
     for model in models:
         report = evaluate(stack, [*baselines, str(model)], dates=heldout_dates(model, stack), **kwargs)
-        methods[str(model)] = report["methods"].pop(str(model))
+        methods[str(model)] = {**report["methods"].pop(str(model)), "sha256": file_sha256(model),
+                               "holdout_months": sorted(months[str(model)])}
         for r in report["rows"]:
             r = {**r, "method": label, "model": str(model)} if r["method"] == str(model) else r
             rows[(r["task"], r["days"], r["method"], r["target_date"])] = r

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .atomic import atomic_path
+from .atomic import OutputError, atomic_path, output_file_problem
 from .dates import from_days, parse_date, to_days
 from .errors import InputError
 from .evaluate import GAP, SAME_DAY, finite_or_none, inputs_for, target_indices
@@ -44,6 +44,14 @@ def _iso(day: float) -> str:
 
 def _floats(values: np.ndarray) -> list[float | None]:
     return [finite_or_none(v) for v in np.ravel(values)]
+
+
+def png_problem(out_png: str | Path) -> str | None:
+    """Why the figure cannot be written at `out_png` (None when it can): not a .png name, an
+    existing folder, under a file, not writable."""
+    if Path(out_png).suffix.lower() != ".png":
+        return "the figure is a PNG: give a .png file name"
+    return output_file_problem(out_png)
 
 
 def _band_index(stack: Stack, band: str) -> int:
@@ -153,6 +161,8 @@ def model_figure(stack: Stack, method: str | Method, out_png: str | Path,
     Returns {"png", "method", "gap", "targets": [{date, day, n_s2, psnr, ssim, rmse,
     coverage_2s}], plus pixel_series' keys (band, pixel, days, mean, std, observed...)}.
     """
+    if problem := png_problem(out_png):
+        raise OutputError(f"{out_png}: {problem}")
     feedback = feedback or Feedback()
     h, w = stack.shape
     _band_index(stack, band)

@@ -20,6 +20,9 @@ and days to that baseline.
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,12 +30,13 @@ import numpy as np
 from scipy import ndimage
 
 from . import dates
-from .atomic import atomic_path
+from .atomic import OutputError, atomic_path, ensure_folder
 from .errors import InputError
 from .grid import Grid
 from .progress import Feedback
 from .writer import write_array
 
+LAYOUT_FOLDERS = ("s1", "s2_cloudy", "s2_cloudfree", "s2_nearest", "s1_nearest", "s1_target")
 CLEAR_MIN = 0.95  # clear acquisitions (targets): >= 95 % clear pixels by their masks; the others are cloudy
 CLOUD_MAX = 0.98  # cloud sources for synthetic triplets: some ground must show somewhere
 
@@ -120,9 +124,42 @@ def _patches(h: int, w: int, patch: int) -> list[tuple[int, int]]:
 def make_pairs(series: Series, out: str | Path, patch: int = 64, max_days: float = 30.0,
                synthetic_per_clear: int = 8, clear_min: float = CLEAR_MIN, seed: int = 0,
                feedback: Feedback | None = None) -> list[Triplet]:
-    """Write real and synthetic triplets of `series` to `out` (SEN12MS-CR layout + pairs.csv)."""
-    feedback = feedback or Feedback()
+    """Write real and synthetic triplets of `series` to `out` (SEN12MS-CR layout + pairs.csv).
+
+    They are written to a hidden folder beside `out`, moved into place at the end: when cancelled or
+    failing, nothing is left (a dataset in `out` always has its pairs.csv)."""
+    if patch < 1:
+        raise InputError(f"patch {patch}: must be a positive number of pixels")
     out = Path(out)
+    ensure_folder(out.parent, out)
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
+    try:
+        rows = _make_pairs(series, tmp, patch, max_days, synthetic_per_clear, clear_min, seed,
+                           feedback or Feedback())
+        _move_into(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def _move_into(tmp: Path, out: Path) -> None:
+    """Rename the finished dataset `tmp` to `out`; into an existing `out`, file by file, pairs.csv last."""
+    try:
+        if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+            os.replace(tmp, out)
+            return
+        for folder in sorted(p for p in tmp.iterdir() if p.is_dir()):
+            (out / folder.name).mkdir(exist_ok=True)
+            for f in folder.iterdir():
+                os.replace(f, out / folder.name / f.name)
+        os.replace(tmp / "pairs.csv", out / "pairs.csv")
+    except OSError as exc:
+        raise OutputError(f"could not write the dataset {out}: {exc.strerror or exc}") from exc
+
+
+def _make_pairs(series: Series, out: Path, patch: int, max_days: float, synthetic_per_clear: int,
+                clear_min: float, seed: int, feedback: Feedback) -> list[Triplet]:
+    """make_pairs() writing into the (temporary) folder `out`."""
     rng = np.random.default_rng(seed)
     frac_clear = series.clear.mean(axis=(1, 2))
     valid = np.isfinite(series.raw).all(axis=1).mean(axis=(1, 2)) > 0.99

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,19 +134,46 @@ def save_checkpoint(path: str | Path, *, kind: str, model_state: dict, optim_sta
     return path
 
 
+CHECKPOINT_KEYS = ("kind", "model_state", "config")  # what every user of a checkpoint reads
+
+
+def _load_cause(exc: BaseException) -> str:
+    """One plain line saying why torch.load refused a file: its first sentence, or the safe
+    unpickler's reason, without ANSI codes or advice to load unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    line = line.split(". ", 1)[0].rstrip(".")
+    if "weights_only" in line:  # never suggest loading unsafely
+        line = "it holds objects other than tensors and plain values"
+    return line
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint written by save_checkpoint, loaded safely (weights_only=True) on the CPU."""
+    """A checkpoint written by save_checkpoint, loaded safely (weights_only=True) on the CPU.
+
+    InputError naming the file when it is missing, not such a checkpoint, or lacks a key."""
     import torch
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"checkpoint {path} is a folder, not a file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is bad input
-        raise InputError(f"{path.name}: not a loadable checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or "kind" not in ckpt or "model_state" not in ckpt:
-        raise InputError(f"{path.name}: not a Sentinel Densify checkpoint (no kind/model_state)")
+        raise InputError(f"{path}: not a checkpoint saved by densify train "
+                         f"(state dicts only; {_load_cause(exc)})") from None
+    if not isinstance(ckpt, dict):
+        raise InputError(f"{path}: not a checkpoint saved by densify train (a {type(ckpt).__name__}, not a dict)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        keys = ", ".join(repr(k) for k in missing)
+        raise InputError(f"{path}: not a checkpoint saved by densify train (it lacks {keys})")
+    if not isinstance(ckpt["config"], dict):
+        raise InputError(f"{path}: its 'config' is not a dict: not a checkpoint saved by densify train")
     return ckpt
 
 

@@ -13,7 +13,11 @@ OUT=${OUT:-runs/default}
 SEEDS=${SEEDS:-0 1 2}
 JOBS=${JOBS:-2}  # trainings at once (one thread each)
 DENSIFY=${DENSIFY:-.venv/bin/densify}
-RECIPE="--epochs 16 --steps 40 --batch 8 --crop 24 --k1 6 --lr 1e-3 --points-steps 300 --points-batch 256 --points-mix 0.5 --s1-change --cloud-context --target-margin 3 --p-clouds 0.8 --haze-screen 0.04 --haze-targets --k2 6"
+# the recipe lives in one place, core/temporal/train.py (RECIPE; also shown by `densify train temporal --help`)
+RECIPE=$("${PYTHON:-.venv/bin/python}" -c "from sentinel_densify.core.temporal.train import RECIPE; print(RECIPE)")
+if compgen -G "$OUT/fold*/seed*/last.pt" >/dev/null; then
+  echo "$OUT holds a previous build: move it away (e.g. to runs/old/) or set OUT=another/folder" >&2; exit 1
+fi
 mkdir -p "$OUT"
 export DATA POINTS OUT DENSIFY RECIPE
 for fold in 3 2 0; do for seed in $SEEDS; do echo "$fold $seed"; done; done |

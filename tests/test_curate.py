@@ -128,6 +128,15 @@ def test_curate_cli_reports_links_and_leaves_sources(crafted, tmp_path):
         assert links[0].is_symlink() and links[0].resolve() == (crafted / f / links[0].name).resolve()
 
 
+def test_curate_refuses_a_file_as_out(crafted, tmp_path):
+    from sentinel_densify.core.atomic import OutputError
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(OutputError, match="existing file"):
+        curate(crafted, f)
+
+
 def test_parallel_matches_serial(crafted, tmp_path):
     a = curate(crafted, tmp_path / "a", workers=1)
     b = curate(crafted, tmp_path / "b", workers=2)

@@ -186,3 +186,11 @@ def test_cli_unknown_method_is_a_message(uds_dir, tmp_path, capsys):
     assert rc == 1
     assert "no_such_method" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_heldout_without_a_model_is_refused_before_reading(tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert cli.main(["evaluate", "--s2", str(tmp_path / "none"), "--s1", str(tmp_path / "none"), "--heldout",
+                     "--methods", "linear,nearest", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "--heldout" in err and ".onnx" in err and not out.exists()

@@ -145,3 +145,19 @@ def test_cli_command_with_gap_and_pixel(uds_dir, stack, dates, tmp_path, capsys)
     assert f"{dates[0]}: PSNR " in text and f"({n_s2} S2 inputs, gap 10 d)" in text
     with pytest.raises(SystemExit):
         parser.parse_args(["--data", "x", "--model", "linear", "--out", "y.png", "--pixel", "5"])
+
+
+def test_out_must_be_a_png_checked_before_any_prediction(stack, dates, tmp_path):
+    from sentinel_densify.core.atomic import OutputError
+
+    class Never:  # a method that must not be reached
+        def describe(self):
+            raise AssertionError("the figure was computed")
+
+    for out, why in ((tmp_path / "fig.jpg", r"\.png"), (tmp_path / "fig", r"\.png")):
+        with pytest.raises(OutputError, match=why):
+            model_figure(stack, Never(), out, dates=dates)
+        assert not out.exists()
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(OutputError, match="existing folder"):
+        model_figure(stack, Never(), tmp_path / "d.png", dates=dates)

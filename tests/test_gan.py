@@ -3,6 +3,7 @@ resume, determinism and ONNX export (tiny nets and 16 px patches so each test st
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -144,6 +145,23 @@ def test_resume_and_determinism(pairs, tmp_path):
     with pytest.raises(InputError, match="checkpoint, not pix2pix"):
         train(TrainConfig(out=str(tmp_path / "c"), **{**cfg, "kind": "pix2pix"},
                           resume=str(tmp_path / "a" / "last.pt")))
+
+
+def test_resume_needs_last_pt_and_a_fresh_run_a_fresh_folder(pairs, tmp_path, capsys):
+    """best.pt has no optimiser state; without validation split best_psnr is null (valid JSON)."""
+    from sentinel_densify.core.atomic import OutputError
+
+    cfg = dict(kind="cnn", data=[str(pairs)], epochs=1, **{**TINY, "val_fraction": 0.0})
+    result = train(TrainConfig(out=str(tmp_path / "a"), **cfg))
+    assert result["best_psnr"] is None
+    json.loads(json.dumps(result, allow_nan=False))
+    assert "no validation split" in capsys.readouterr().err
+    with pytest.raises(InputError, match="last.pt"):
+        train(TrainConfig(out=str(tmp_path / "a"), **{**cfg, "epochs": 2}, resume=str(tmp_path / "a" / "best.pt")))
+    with pytest.raises(OutputError, match="already holds a run"):
+        train(TrainConfig(out=str(tmp_path / "a"), **cfg))
+    result = train(TrainConfig(out=str(tmp_path / "a"), **{**cfg, "epochs": 2}, resume=str(tmp_path / "a" / "last.pt")))
+    assert result["epochs"] == 2 and result["best_psnr"] is None
 
 
 def test_bad_dataset_or_patch_is_input_error(sen12_dir, pairs, tmp_path):

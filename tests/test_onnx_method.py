@@ -357,3 +357,25 @@ def test_version_4_model_with_obs_s1_change_exports_and_runs(uds_dir, series, tm
     x["obs_s1_change"][:, :2] += 3.0
     moved = sess.run(["mean", "logvar"], {k: np.asarray(x[k])[None] for k in names})
     assert np.abs(moved[0][0] - ref[0][0]).max() > 0 or np.abs(moved[1][0] - ref[1][0]).max() > 0
+
+
+def test_export_and_attention_check_out_before_work(trained, uds_dir, tmp_path, capsys):
+    """A real checkpoint: `export --out` an existing folder or a path under a file, `attention --out`
+    an existing folder: one line, exit 1, nothing written."""
+    from sentinel_densify.core import cli
+
+    ckpt, _ = trained
+    (tmp_path / "m.onnx").mkdir()
+    (tmp_path / "file").write_text("x")
+    for out, why in ((tmp_path / "m.onnx", "existing folder"), (tmp_path / "file" / "m.onnx", "which is a file")):
+        assert cli.main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == f"densify export: --out {out}: " + (
+            "is an existing folder, not a file" if why == "existing folder"
+            else f"is under {tmp_path / 'file'}, which is a file, not a folder")
+    assert cli.main(["attention", "--checkpoint", str(ckpt), "--data", str(uds_dir), "--date", "2018-07-05",
+                     "--out", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr()
+    assert err.err.strip() == f"densify attention: --out {tmp_path / 'm.onnx'}: is an existing folder, not a file"
+    assert not err.out  # refused before any attention was computed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "m.onnx"]

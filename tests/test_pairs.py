@@ -79,3 +79,23 @@ def test_bad_inputs_raise_input_error(series, uds_dir, tmp_path):
         make_pairs(series, tmp_path / "big", patch=128)
     with pytest.raises(InputError, match="Sentinel-1"):
         load_series([str(uds_dir / "S2")], [])
+
+
+def test_interrupted_make_pairs_leaves_nothing(series, tmp_path):
+    """Written into a hidden folder, renamed at the end: a cancel leaves no partial dataset."""
+    from sentinel_densify.core.progress import Cancelled, Feedback
+
+    calls = []
+
+    def cancel_on_third() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    out = tmp_path / "ds"
+    with pytest.raises(Cancelled):
+        make_pairs(series, out, patch=64, max_days=4, synthetic_per_clear=1,
+                   feedback=Feedback(is_cancelled=cancel_on_third))
+    assert len(calls) >= 3 and list(tmp_path.iterdir()) == []
+    rows = make_pairs(series, out, patch=64, max_days=4, synthetic_per_clear=1)
+    assert (out / "pairs.csv").is_file() and len(read_index(out)) == len(rows)
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no hidden folder left

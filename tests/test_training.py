@@ -54,6 +54,28 @@ def test_load_checkpoint_rejects_bad_files(tmp_path):
         T.load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_load_checkpoint_errors_are_one_plain_line(tmp_path):
+    """A full-module pickle, random bytes, a truncated file: one line, no ANSI codes, never the advice
+    to load with weights_only=False; a checkpoint without its config names the key."""
+    good = T.save_checkpoint(tmp_path / "good.pt", kind="test", model_state=torch.nn.Linear(2, 2).state_dict(),
+                             epoch=0, config={"d": 2}, metrics={})
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(2000))
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:300])
+    for name, cause in (("module.pt", "Linear"), ("random.pt", ""), ("cut.pt", "zip archive")):
+        with pytest.raises(InputError) as exc:
+            T.load_checkpoint(tmp_path / name)
+        msg = str(exc.value)
+        assert f"{tmp_path / name}: not a checkpoint saved by densify train (state dicts only; " in msg
+        assert cause in msg and len(msg.splitlines()) == 1
+        assert "weights_only" not in msg and "\x1b" not in msg
+    ckpt = T.load_checkpoint(good)
+    del ckpt["config"]
+    torch.save(ckpt, tmp_path / "bare.pt")
+    with pytest.raises(InputError, match=r"bare\.pt: .*'config'"):
+        T.load_checkpoint(tmp_path / "bare.pt")
+
+
 def test_metrics_log_appends_json_lines(tmp_path):
     log = T.MetricsLog(tmp_path / "m.jsonl")
     log.log(epoch=0, loss=np.float32(1.5))

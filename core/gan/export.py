@@ -7,6 +7,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..training import load_checkpoint
 
+VERSION = 1  # the model version of the contract (temporal: core/temporal/export.py), bumped when inputs change
+
 INPUT_NAMES = {
     "pix2pix": lambda bands: ["VV", "VH"] + [f"cloudy_{b}" for b in bands],
     "mtcgan": lambda bands: ["VV_t1", "VH_t1"] + [f"clear_t1_{b}" for b in bands] + ["VV_t2", "VH_t2"],
@@ -34,6 +36,7 @@ def contract_for(ck: dict) -> dict:
     divisor = 2 ** net["depth"] if net["kind"] == "pix2pix" else 1
     return {
         "kind": net["kind"],
+        "version": VERSION,
         "task": "single-date cloud removal" if net["kind"] == "pix2pix" else "multi-temporal S2 simulation",
         "inputs": {"input": {"channels": INPUT_NAMES[net["kind"]](net["bands"]), "layout": "NCHW"}},
         "outputs": {"output": {"channels": list(net["bands"]), "units": "scaled reflectance [-1, 1]"}},
@@ -50,10 +53,15 @@ def contract_for(ck: dict) -> dict:
 
 
 def export_onnx(checkpoint_path: str | Path, out_path: str | Path) -> Path:
-    """Export the generator of a checkpoint to ONNX (dynamic batch and size), contract included."""
+    """Export the generator of a checkpoint to ONNX (dynamic batch and size), contract included;
+    OutputError, before any work, when `out_path` cannot be written."""
     import torch
 
+    from ..atomic import OutputError, output_file_problem
     from ..model_contract import write_contract
+
+    if problem := output_file_problem(out_path):
+        raise OutputError(f"{out_path}: {problem}")
 
     gen, ck = build_from_checkpoint(checkpoint_path)
     net = ck["config"]["net"]

@@ -10,6 +10,7 @@ under torchrun. The CNN variant drops the discriminator (L1 only).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as M
+from ..atomic import OutputError, first_line, output_dir_problem
 from ..curate import RGB
 from ..errors import InputError
 from ..progress import Feedback
@@ -139,6 +141,29 @@ def torch_predictor(gen, device):
     return predict
 
 
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "loss_curves.png")
+
+
+def check_run(cfg: TrainConfig) -> dict | None:
+    """Refuse an OUT that cannot take the run's files or already holds a run (unless resuming) and
+    a --resume checkpoint that cannot be continued; returns that checkpoint (None: a fresh run)."""
+    out = Path(cfg.out)
+    problem = output_dir_problem(out, RUN_FILES)
+    if problem:
+        raise OutputError(f"--out {out}: {problem}")
+    if not cfg.resume:
+        if any((out / name).exists() for name in ("last.pt", "metrics.jsonl")):
+            raise OutputError(f"{out} already holds a run: use --resume {out / 'last.pt'} or another --out")
+        return None
+    ck = load_checkpoint(cfg.resume)
+    if ck["kind"] != cfg.kind:
+        raise InputError(f"{Path(cfg.resume).name}: a {ck['kind']} checkpoint, not {cfg.kind}")
+    if not isinstance(ck.get("optim_state"), dict) or "G" not in ck["optim_state"]:
+        raise InputError(f"{cfg.resume}: has no optimiser state (best.pt keeps the weights only): "
+                         "resume needs the run's last.pt")
+    return ck
+
+
 def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
     """Train; returns the final validation metrics and checkpoint paths (rank 0)."""
     import torch
@@ -151,6 +176,9 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
         raise InputError(f"unknown model kind '{cfg.kind}' (one of {', '.join(KINDS)})")
     if cfg.bands not in BAND_SETS:
         raise InputError(f"unknown band set '{cfg.bands}' (rgb or all)")
+    if not 0 <= cfg.val_fraction < 1:
+        raise InputError(f"--val-fraction {cfg.val_fraction} must be in [0, 1)")
+    resumed = check_run(cfg)
     feedback = feedback or Feedback()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -177,16 +205,19 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=betas)
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=betas) if D is not None else None
     start, best = 0, -math.inf
-    if cfg.resume:
-        ck = load_checkpoint(cfg.resume)
-        if ck["kind"] != cfg.kind:
-            raise InputError(f"{Path(cfg.resume).name}: a {ck['kind']} checkpoint, not {cfg.kind}")
-        G.load_state_dict(ck["model_state"])
-        opt_G.load_state_dict(ck["optim_state"]["G"])
-        if D is not None:
-            D.load_state_dict(ck["optim_state"]["D_net"])
-            opt_D.load_state_dict(ck["optim_state"]["D"])
-        start, best = int(ck["epoch"]), float(ck["metrics"].get("best_psnr", -math.inf))
+    if resumed is not None:
+        ck = resumed
+        try:
+            G.load_state_dict(ck["model_state"])
+            opt_G.load_state_dict(ck["optim_state"]["G"])
+            if D is not None:
+                D.load_state_dict(ck["optim_state"]["D_net"])
+                opt_D.load_state_dict(ck["optim_state"]["D"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise InputError(f"{cfg.resume}: does not fit this run's options (--ngf, --ndf, --n-blocks, --depth, "
+                             f"--bands, --patch must be the checkpoint's): {first_line(exc)}") from None
+        prev = ck.get("metrics", {}).get("best_psnr")
+        start, best = int(ck["epoch"]), -math.inf if prev is None else float(prev)
     if world > 1:
         G = nn.parallel.DistributedDataParallel(G, device_ids=[device.index] if device.type == "cuda" else None)
         if D is not None:
@@ -259,7 +290,7 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
                 state.update(D=opt_D.state_dict(), D_net=unwrap(D).state_dict())
             is_best = "val_psnr" in row and row["val_psnr"] > best
             best = max(best, row.get("val_psnr", best))
-            ck_metrics = {**row, "best_psnr": best}
+            ck_metrics = {**row, "best_psnr": best if math.isfinite(best) else None}
             save_checkpoint(out / "last.pt", kind=cfg.kind, model_state=unwrap(G).state_dict(), optim_state=state,
                             epoch=epoch, config=config, metrics=ck_metrics)
             if is_best or not val_s:
@@ -268,7 +299,10 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
         feedback.report(100.0 * (epoch - start) / max(1, cfg.epochs - start), f"epoch {epoch}/{cfg.epochs}")
         if timed_out:
             break
-    result = {"epochs": epoch, "val": last_val, "best_psnr": best, "out": str(out),
+    if not val_s and is_main_process():
+        print(f"warning: no validation split (--val-fraction {cfg.val_fraction} of {len(train_s)} triplets): "
+              "best_psnr is null and best.pt is the last epoch", file=sys.stderr)
+    result = {"epochs": epoch, "val": last_val, "best_psnr": best if math.isfinite(best) else None, "out": str(out),
               "checkpoint": str(out / "best.pt"), "last": str(out / "last.pt"),
               "minutes": (time.time() - t0) / 60}
     if is_main_process():

@@ -11,9 +11,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..atomic import write_text
+from ..atomic import OutputError, output_file_problem, write_text
 from ..errors import InputError
-from ..evaluate import FORECAST, GAP
+from ..evaluate import FORECAST, GAP, file_sha256
 from ..model_contract import read_contract
 
 BASELINES = ("linear", "nearest", "persistence")
@@ -35,6 +35,50 @@ def _model_label(report: dict) -> str:
     if len(labels) != 1:
         raise InputError(f"the report should hold one model beside the baselines, found {labels or 'none'}")
     return labels[0]
+
+
+def _recorded_models(report: dict) -> dict[str, dict]:
+    """{model path as the report recorded it: its record} for the report's model rows (the folds of
+    `evaluate --heldout`, or the one .onnx method of a plain `evaluate`)."""
+    label = _model_label(report)
+    entry = (report.get("methods") or {}).get(label)
+    if not isinstance(entry, dict):
+        return {}
+    folds = entry.get("folds")
+    return folds if isinstance(folds, dict) else {label: entry}
+
+
+def _same_model(path: str, record: dict, model: Path, sha: str) -> bool:
+    """Whether a report's model record is `model`: by the sha256 the report recorded, else by the
+    bytes of the recorded file when it is still there, else by file name (older reports)."""
+    if record.get("sha256"):
+        return record["sha256"] == sha
+    if Path(path).is_file():
+        return file_sha256(path) == sha
+    return (record.get("model") or Path(path).name) == model.name
+
+
+def check_report_model(report: dict, model: str | Path, sha: str, what: str, fold: bool = False) -> None:
+    """InputError unless `report`'s model rows are those of `model` (for a cross-validation,
+    `fold`: unless `model` is one of its folds)."""
+    model = Path(model)
+    recorded = _recorded_models(report)
+    if not recorded:
+        raise InputError(f"{what}: the report records no model file, so it cannot be checked to be "
+                         f"{model.name}'s")
+    names = ", ".join(recorded)
+    if fold:
+        if not any(_same_model(p, r, model, sha) for p, r in recorded.items()):
+            raise InputError(f"{what}: a cross-validation of {names}, none of which is {model} "
+                             f"(sha256 {sha[:16]}…); the card's model must be one of its folds")
+        return
+    if len(recorded) != 1:
+        raise InputError(f"{what}: the report scores {len(recorded)} models ({names}); it must be "
+                         f"that of {model.name} alone (`densify evaluate --heldout --methods ...,{model}`)")
+    path, record = next(iter(recorded.items()))
+    if not _same_model(path, record, model, sha):
+        raise InputError(f"{what}: the report's numbers are those of {path}, not of {model} "
+                         f"(sha256 {sha[:16]}…); evaluate this model with `densify evaluate --heldout`")
 
 
 def _row(report: dict, task: str, days: float, method: str) -> dict | None:
@@ -119,6 +163,10 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
     if c.get("kind") != "temporal":
         raise InputError(f"{model.name}: a '{c.get('kind')}' model, the card is for temporal models")
     data = model.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    check_report_model(heldout, model, sha, "--heldout")
+    if cv:
+        check_report_model(cv, model, sha, "--cv", fold=True)
     tr = c.get("training") or {}
     hold = tr.get("holdout") or {}
     rows = comparison(heldout)
@@ -130,7 +178,7 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           "Probabilistic S1+S2 temporal cross-attention generator (Defonte et al. 2026 seed): a Sentinel-2 "
           "image (10 bands, surface reflectance) at any date, with a per-pixel, per-band standard deviation, "
           "from the nearest S2 (cloudy pixels masked out of attention) and S1 observations.", "",
-          f"- File: `{model.name}`, {len(data) / 1e6:.2f} MB, sha256 `{hashlib.sha256(data).hexdigest()[:16]}…`, "
+          f"- File: `{model.name}`, {len(data) / 1e6:.2f} MB, sha256 `{sha[:16]}…`, "
           f"contract version {c.get('version')}",
           f"- Architecture: d = {arch.get('d')}, {arch.get('heads')} heads, {arch.get('layers')} layers; "
           f"K2 = {c.get('k2')} S2 and K1 = {c.get('k1')} S1 observations per target; tile {c.get('tile')} px, "
@@ -176,7 +224,7 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
         md.append("| " + " | ".join(cells) + " |")
     if figure:
         md += ["", "## Figure", "", f"![truth, synthesized, uncertainty and one pixel's series]({figure})"]
-    card = {"model": model.name, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data),
+    card = {"model": model.name, "sha256": sha, "size_bytes": len(data),
             "contract": c, "evaluation": {"heldout": {"targets": heldout.get("targets"), "rows": rows,
                                                       "bar": checks}},
             "figure": figure, "command": command}
@@ -187,7 +235,15 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
 
 def write_card(model: str | Path, out_md: str | Path, heldout: str | Path, cv: str | Path | None = None,
                figure: str | None = None, command: str | None = None) -> tuple[Path, Path]:
-    """Write `out_md` and the JSON card beside it (same stem, .json) from report.json files."""
+    """Write `out_md` (.md) and the JSON card beside it (same stem, .json) from report.json files;
+    OutputError, before anything is read, when either cannot be written."""
+    out_md = Path(out_md)
+    if out_md.suffix.lower() != ".md":
+        raise OutputError(f"--out {out_md}: the card must be a .md file (its .json is written beside it)")
+    for path in (out_md, out_md.with_suffix(".json")):
+        if problem := output_file_problem(path):
+            raise OutputError(f"--out {path}: {problem}")
+
     def load(path: str | Path) -> dict:
         try:
             return json.loads(Path(path).read_text())
@@ -195,7 +251,6 @@ def write_card(model: str | Path, out_md: str | Path, heldout: str | Path, cv: s
             raise InputError(f"{path}: not a readable evaluation report ({exc})") from None
 
     md, card = build_card(model, load(heldout), load(cv) if cv else None, figure, command)
-    out_md = Path(out_md)
     out_json = out_md.with_suffix(".json")
     write_text(out_md, md)
     write_text(out_json, json.dumps(card, indent=1, allow_nan=False))

@@ -190,6 +190,8 @@ def month_block(day: float) -> int:
 def split_dates(stack: Stack, every: int = 4, offset: int = 3) -> np.ndarray:
     """Bool (T2): True for S2 dates held out for testing: every `every`-th month counted from
     the first month of the series (month index % every == offset)."""
+    if every < 1 or not 0 <= offset < every:
+        raise InputError(f"month blocks: every {every} must be >= 1 and the offset {offset} in 0..{every - 1}")
     m0 = month_block(stack.s2_days.min())
     return np.array([(month_block(d) - m0) % every == offset for d in stack.s2_days])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..atomic import OutputError, atomic_path, output_file_problem
 from ..model_contract import write_contract
 from ..stack import S2_BANDS
 
@@ -113,7 +113,8 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
     """Write the checkpoint's model to `out` (.onnx, atomically) with its contract in the metadata;
     `recalibrate`: measure its validation again first (train.revalidate), for the calibration.
     `haze`: the haze screen threshold the exported model's inputs go through instead of the one it
-    was trained with (0: none); its validation is then measured again with it (implies recalibrate)."""
+    was trained with (0: none); its validation is then measured again with it (implies recalibrate).
+    OutputError, before any work, when `out` cannot be written."""
     import torch
 
     from ..haze import from_threshold
@@ -121,6 +122,8 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
     from .model import OUTPUTS, input_names
     from .train import model_from_checkpoint, revalidate
 
+    if problem := output_file_problem(out):
+        raise OutputError(f"{out}: {problem}")
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, Path(ckpt_path).name)
     if haze is not None:
@@ -130,7 +133,6 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
         ckpt["metrics"] = {**ckpt.get("metrics", {}), **revalidate(ckpt, model)}
     names = input_names(model.use_s1_change, model.use_obs_change)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     axes = {"s2": {0: "n", 1: "k2", 3: "h", 4: "w"}, "s2_valid": {0: "n", 1: "k2", 2: "h", 3: "w"},
             "s2_dt": {0: "n", 1: "k2"}, "s1": {0: "n", 1: "k1", 3: "h", 4: "w"},
             "s1_valid": {0: "n", 1: "k1", 2: "h", 3: "w"}, "s1_dt": {0: "n", 1: "k1"},

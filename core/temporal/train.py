@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import first_line
 from ..errors import InputError
 from ..evaluate import FORECAST, GAP, inputs_for
 from ..haze import from_threshold
@@ -41,22 +42,53 @@ VAL_MIN_CLEAR = 0.8  # validation targets: validation-month S2 dates at least th
 CAL_MIN_CLEAR = 0.95  # the std temperature is fitted on the clearest of them (truth like the protocol's)
 
 
+RECIPE = ("--epochs 16 --steps 40 --batch 8 --crop 24 --k1 6 --lr 1e-3 --points-steps 300 --points-batch 256 "
+          "--points-mix 0.5 --s1-change --cloud-context --target-margin 3 --p-clouds 0.8 --haze-screen 0.04 "
+          "--haze-targets --k2 6")  # the bundled model's; scripts/build_default_model.sh reads it here
+ARCHITECTURE = {  # option -> (its value in a checkpoint's config, its value in args): fixed for a run
+    "--width": (lambda c: c["model"].get("d"), lambda a: a.width),
+    "--heads": (lambda c: c["model"].get("heads"), lambda a: a.heads),
+    "--layers": (lambda c: c["model"].get("layers"), lambda a: a.layers),
+    "--cloud-context": (lambda c: bool(c["model"].get("cloud_context")), lambda a: bool(a.cloud_context)),
+    "--s1-change": (lambda c: bool(c["model"].get("s1_change")), lambda a: bool(a.s1_change)),
+    "--obs-s1-change": (lambda c: bool(c["model"].get("obs_s1_change")), lambda a: bool(a.obs_s1_change)),
+    "--k2": (lambda c: c.get("k2"), lambda a: a.k2),
+    "--k1": (lambda c: c.get("k1"), lambda a: a.k1),
+    "--haze-screen": (lambda c: float((c.get("haze_screen") or {}).get("threshold", 0.0)),
+                      lambda a: float(a.haze_screen)),
+    "--haze-targets": (lambda c: bool(c.get("haze_targets")), lambda a: bool(a.haze_targets)),
+}
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, the epilog (the recipe) kept as written."""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ..cli import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
+
+    parser.formatter_class = _HelpFormatter
+    parser.epilog = ("The bundled default model (scripts/build_default_model.sh) was trained per fold F and "
+                     f"seed S with --holdout-offset F --seed S and:\n  {RECIPE}")
     parser.add_argument("--data", required=True, help="series folder with S2/ (L2A + SCL) and S1/")
     parser.add_argument("--out", required=True, help="output folder (checkpoints, metrics.jsonl)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=40, help="optimiser steps per epoch")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.0,
+    parser.add_argument("--epochs", type=positive_int, default=20, help="epochs (each ends with validation "
+                        "and a checkpoint)")
+    parser.add_argument("--steps", type=positive_int, default=40, help="optimiser steps per epoch")
+    parser.add_argument("--batch", type=positive_int, default=8, help="samples per step")
+    parser.add_argument("--crop", type=positive_int, default=32, help="side of the training crops (px)")
+    parser.add_argument("--lr", type=positive_float, default=2e-3,
+                        help="initial learning rate (cosine decay to 5 %% of it)")
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=0.0,
                         help="decoupled weight decay (AdamW) when > 0, else Adam")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--width", type=int, default=32, help="feature width d")
-    parser.add_argument("--heads", type=int, default=2)
-    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (sampling, initial weights)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/last.pt (with the same architecture options)")
+    parser.add_argument("--width", type=positive_int, default=32, help="feature width d (a multiple of --heads)")
+    parser.add_argument("--heads", type=positive_int, default=2, help="attention heads")
+    parser.add_argument("--layers", type=positive_int, default=2, help="cross-attention layers")
     parser.add_argument("--cloud-context", action="store_true",
                         help="each S2 observation is encoded with the clear fraction around each pixel (haze cue)")
     parser.add_argument("--s1-change", action="store_true",
@@ -65,45 +97,92 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obs-s1-change", action="store_true",
                         help="with --s1-change: each S2 observation also carries S1 at the target minus S1 at its "
                              "own date (input obs_s1_change, contract version 4)")
-    parser.add_argument("--k2", type=int, default=8, help="S2 observations used (nearest in time)")
-    parser.add_argument("--k1", type=int, default=8, help="S1 observations used (nearest in time)")
-    parser.add_argument("--max-gap", type=float, default=60.0, help="largest random gap hidden (days)")
-    parser.add_argument("--max-lead", type=float, default=60.0, help="largest forecast lead (days)")
-    parser.add_argument("--holdout-every", type=int, default=4, help="test: hold out every Nth month block")
-    parser.add_argument("--holdout-offset", type=int, default=None,
-                        help="test months: month index %% N == this (default N - 1)")
-    parser.add_argument("--val-every", type=int, default=8, help="validation: every Nth month block")
-    parser.add_argument("--val-offset", type=int, default=1, help="validation months: month index %% N == this")
-    parser.add_argument("--min-target-clear", type=float, default=0.5,
+    parser.add_argument("--k2", type=positive_int, default=8, help="S2 observations used (nearest in time)")
+    parser.add_argument("--k1", type=positive_int, default=8, help="S1 observations used (nearest in time)")
+    parser.add_argument("--max-gap", type=nonnegative_float, default=60.0, help="largest random gap hidden (days)")
+    parser.add_argument("--max-lead", type=nonnegative_float, default=60.0, help="largest forecast lead (days)")
+    parser.add_argument("--holdout-every", type=positive_int, default=4, help="test: hold out every Nth month block")
+    parser.add_argument("--holdout-offset", type=nonnegative_int, default=None,
+                        help="test months: month index %% N == this, 0..N-1 (None: N - 1)")
+    parser.add_argument("--val-every", type=positive_int, default=8, help="validation: every Nth month block")
+    parser.add_argument("--val-offset", type=nonnegative_int, default=1,
+                        help="validation months: month index %% N == this, 0..N-1")
+    parser.add_argument("--min-target-clear", type=fraction, default=0.5,
                         help="training targets: S2 dates at least this clear")
-    parser.add_argument("--target-margin", type=int, default=0,
+    parser.add_argument("--target-margin", type=nonnegative_int, default=0,
                         help="training loss only on target pixels at least this many px from a non-clear pixel")
-    parser.add_argument("--doy-jitter", type=float, default=0.0,
+    parser.add_argument("--doy-jitter", type=nonnegative_float, default=0.0,
                         help="shift each training sample's day of year by up to +/- this many days (the season "
                              "cue stays approximate, so the model cannot memorise the one training year by date)")
-    parser.add_argument("--p-clouds", type=float, default=0.5,
+    parser.add_argument("--p-clouds", type=fraction, default=0.5,
                         help="probability of borrowing cloud masks from other dates in a sample")
     parser.add_argument("--points", default=None,
                         help="point-series parquet (WorldCereal dekads) to pre-train the per-pixel "
                              "temporal part on before the series epochs")
-    parser.add_argument("--points-steps", type=int, default=200, help="pre-training steps on --points")
-    parser.add_argument("--points-batch", type=int, default=256, help="points (1 x 1 px) per step")
-    parser.add_argument("--points-mix", type=float, default=0.0,
+    parser.add_argument("--points-steps", type=nonnegative_int, default=200, help="pre-training steps on --points")
+    parser.add_argument("--points-batch", type=positive_int, default=256, help="points (1 x 1 px) per step")
+    parser.add_argument("--points-mix", type=nonnegative_float, default=0.0,
                         help="weight of a points-batch loss added to every series step (0: pre-training only); "
                              "keeps the model close to the many point series while it fits the one scene")
     parser.add_argument("--ema", type=float, default=0.99,
                         help="decay of the exponential moving average of the weights that is validated, "
                              "saved and exported (0: the raw weights)")
-    parser.add_argument("--beta-nll", type=float, default=0.0,
+    parser.add_argument("--beta-nll", type=nonnegative_float, default=0.0,
                         help="beta-NLL loss (Seitzer et al. 2022): weight each pixel's NLL by its variance ** beta "
                              "(0: plain Gaussian NLL, 0.5 usual)")
-    parser.add_argument("--haze-screen", type=float, default=0.0, metavar="THRESHOLD",
+    parser.add_argument("--haze-screen", type=nonnegative_float, default=0.0, metavar="THRESHOLD",
                         help="screen out S2 pixels whose blue reflectance rose more than THRESHOLD above the other "
                              "clear observations within 20 d (haze SCL calls clear; core/haze.py) from the model's "
                              "inputs, in training and in the exported model (0: off)")
     parser.add_argument("--haze-targets", action="store_true",
                         help="with --haze-screen: the loss also leaves out target pixels the screen calls hazy")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (never drawn when stderr is not a terminal)")
+
+
+def check_args(args: argparse.Namespace) -> dict | None:
+    """Refuse (InputError / OutputError) option values and OUT folders training would fail on or
+    misuse, before any data is read; returns OUT/last.pt's checkpoint when resuming."""
+    from ..atomic import OutputError, output_dir_problem
+    from ..training import load_checkpoint
+
+    if args.width % args.heads:
+        raise InputError(f"--width {args.width} must be divisible by --heads {args.heads}")
+    offset = args.holdout_every - 1 if args.holdout_offset is None else args.holdout_offset
+    if not 0 <= offset < args.holdout_every:
+        raise InputError(f"--holdout-offset {offset} must be in 0..{args.holdout_every - 1} (--holdout-every - 1): "
+                         "no month would be held out for testing")
+    if not 0 <= args.val_offset < args.val_every:
+        raise InputError(f"--val-offset {args.val_offset} must be in 0..{args.val_every - 1} (--val-every - 1)")
+    if not 0 <= getattr(args, "ema", 0.0) < 1:
+        raise InputError(f"--ema {args.ema} must be in [0, 1)")
+    if getattr(args, "haze_targets", False) and not getattr(args, "haze_screen", 0.0):
+        raise InputError("--haze-targets needs --haze-screen THRESHOLD (it leaves out the pixels the screen "
+                         "calls hazy)")
+    from_threshold(getattr(args, "haze_screen", 0.0))
+    out = Path(args.out)
+    problem = output_dir_problem(out, RUN_FILES)
+    if problem:
+        raise OutputError(f"--out {out}: {problem}")
+    last = out / "last.pt"
+    if not args.resume:
+        if any((out / name).exists() for name in ("last.pt", "metrics.jsonl")):
+            raise OutputError(f"{out} already holds a run: use --resume or another --out")
+        return None
+    if not last.is_file():
+        raise InputError(f"--resume: {last} does not exist (nothing to continue; leave out --resume to start)")
+    ckpt = load_checkpoint(last)
+    if ckpt.get("kind") != KIND:
+        raise InputError(f"{last}: a '{ckpt.get('kind')}' checkpoint, not '{KIND}'")
+    try:
+        differ = [f"{opt} {mine!r} (checkpoint: {theirs!r})" for opt, (cfg_value, arg_value) in ARCHITECTURE.items()
+                  if (mine := arg_value(args)) != (theirs := cfg_value(ckpt["config"]))]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{last}: its config lacks {first_line(exc)}: cannot resume from it") from None
+    if differ:
+        raise InputError(f"--resume: options differ from {last}'s run: {'; '.join(differ)}; give the run's "
+                         "values or another --out")
+    return ckpt
 
 
 def _stats(stack: Stack, keep: np.ndarray) -> dict:
@@ -302,6 +381,7 @@ def train(args: argparse.Namespace) -> dict:
     from .. import training as T
     from .model import gaussian_nll
 
+    resumed = check_args(args)
     rank, world, device = T.ddp_setup(args.device)
     if world > 1 and device.type == "cpu":
         torch.set_num_threads(1)
@@ -342,13 +422,13 @@ def train(args: argparse.Namespace) -> dict:
     start = 0
     best = -math.inf
     last = out / "last.pt"
-    ckpt = T.load_checkpoint(last) if args.resume and last.exists() else None
+    ckpt = resumed
     if ckpt is not None:
         model.load_state_dict(ckpt.get("train_state") or ckpt["model_state"])
         if ckpt.get("optim_state"):
             opt.load_state_dict(ckpt["optim_state"])
         start = int(ckpt["epoch"]) + 1
-        best = float(ckpt["metrics"].get("best_score", -math.inf))
+        best = float(ckpt.get("metrics", {}).get("best_score", -math.inf))
         config = {**ckpt["config"], "epochs": args.epochs}
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
@@ -388,7 +468,7 @@ def train(args: argparse.Namespace) -> dict:
         sampler = Sampler(stack, held, scfg, seed=args.seed * 1_000_003 + epoch * 7919 + rank)
         net.train()
         steps = range(args.steps)
-        if T.is_main_process() and not args.no_progress:
+        if T.is_main_process() and not args.no_progress and sys.stderr.isatty():
             from tqdm import tqdm
 
             steps = tqdm(steps, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False)
