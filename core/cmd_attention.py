@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     from .atomic import OutputError, output_file_problem, write_text
     from .dates import parse_date, to_days
     from .errors import InputError
-    from .evaluate import FORECAST, GAP, check_settings, inputs_for
+    from .evaluate import FORECAST, GAP, inputs_for
     from .inventory import check_target
     from .temporal.attention import at_pixel, attention, sensor_shares
     from .temporal.dataset import load_series
@@ -52,7 +52,6 @@ def main(args: argparse.Namespace) -> int:
 
     if args.out and (problem := output_file_problem(args.out)):
         raise OutputError(f"--out {args.out}: {problem}")
-    check_settings([args.gap] if args.lead is None else [], [] if args.lead is None else [args.lead])
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt, args.checkpoint)
     try:

@@ -6,9 +6,7 @@ import argparse
 import os
 
 from .atomic import OutputError, output_dir_problem
-from .curate import CurateConfig, curate
-
-OUTPUTS = ("report.csv", "summary.json", "summary.md", "kept.txt")
+from .curate import OUTPUTS, CurateConfig, curate
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         close()
     print(f"data: {demo['data']}")
-    print(describe_outputs(demo["result"]))
+    print(describe_outputs(demo["result"], warnings=False))
     print(f"  quick-look: {demo['quicklook']}")
+    for warning in demo["result"].warnings:  # as `densify run`: results on stdout, warnings on stderr
+        print(f"densify demo: warning: {warning}", file=sys.stderr)
     return 0

@@ -33,10 +33,14 @@ def gap_days(text: str) -> list[float]:
 
 def lead_days(text: str) -> list[float]:
     """argparse type: forecasting lead times, days >= 1 (a shorter lead would keep the target)."""
-    return _floats(text, 1.0, "lead time in days")
+    from .evaluate import MIN_LEAD
+
+    return _floats(text, MIN_LEAD, "lead time in days")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from .cli import positive_int
+
     parser.add_argument("--s2", required=True, nargs="+", metavar="PATH",
                         help="Sentinel-2 L2A GeoTIFFs or folders (SCL files found there are used as masks)")
     parser.add_argument("--s1", required=True, nargs="+", metavar="PATH",
@@ -50,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="gap-filling half-widths in days, each >= 0 (default: 0,10,30)")
     parser.add_argument("--leads", type=lead_days, default=[5.0, 15.0, 30.0, 60.0], metavar="L,...",
                         help="forecasting lead times in days, each >= 1 (default: 5,15,30,60)")
-    parser.add_argument("--max-targets", type=int, default=None, metavar="N",
+    parser.add_argument("--max-targets", type=positive_int, default=None, metavar="N",
                         help="evaluate at most N target dates, evenly spaced (default: all)")
     parser.add_argument("--band-order", metavar="B02,B03,...", default=None,
                         help="band names of the S2 inputs when their bands have no descriptions")
@@ -93,17 +97,16 @@ def main(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise InputError("--methods names no method")
-    if args.max_targets is not None and args.max_targets < 1:
-        raise InputError("--max-targets must be at least 1")
     if not args.gaps and not args.leads:
         raise InputError("--gaps and --leads are both empty: nothing to evaluate")
     if problem := output_dir_problem(args.out, REPORTS):
         raise OutputError(f"--out {args.out}: {problem}")
     models = [m for m in methods if m.lower().endswith(".onnx")]
+    months = None
     if args.heldout:
         if not models:
             raise InputError("--heldout: --methods names no .onnx model")
-        check_disjoint_folds(models)  # before the series is read
+        months = check_disjoint_folds(models)  # before the series is read
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
     stack = load_stack(s2=args.s2, s1=args.s1, masks=args.mask, band_order=order)
     feedback, bar = _feedback()
@@ -112,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
                   max_targets=args.max_targets)
         if args.heldout:
             others = [m for m in methods if m not in models]
-            report = evaluate_heldout(stack, models, others, label=args.label, **kw)
+            report = evaluate_heldout(stack, models, others, label=args.label, months=months, **kw)
         else:
             report = evaluate(stack, methods, **kw)
     finally:

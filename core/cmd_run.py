@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
-from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem, output_file_problem, same_file
+from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem, same_file
 from .dates import parse_date
 from .errors import InputError
 from .grid import MIN_TILE_SIZE
-from .inventory import describe, find_rasters
 from .progress import Feedback
 from .request import OUTPUT_KINDS, DensifyRequest
 
@@ -67,6 +65,8 @@ def replaced_input(request: DensifyRequest, path: Path) -> str | None:
     input folder unless it is a Densify output (those are skipped there, see `inventory.build`)."""
     if not path.is_file():
         return None
+    from .inventory import describe, find_rasters  # reads rasters: not at `densify --help`
+
     for given in [*request.s2, *request.s1, *request.masks]:
         if Path(given).is_dir():
             found, _missing = find_rasters(given)
@@ -79,21 +79,14 @@ def replaced_input(request: DensifyRequest, path: Path) -> str | None:
 
 
 def check_outputs(request: DensifyRequest) -> None:
-    """Raise OutputError ("--out DIR: problem", or naming an explicit output) when an output of
-    `request` cannot be written or would replace one of its inputs; cheap, run before any computation."""
-    kinds = [k for k in OUTPUT_KINDS if k != "lai" or request.lai]
-    paths = {k: request.output_path(k) for k in kinds}
-    explicit = {k for k in kinds if request.output_paths.get(k)}
-    problem = output_dir_problem(request.out_dir, [paths[k].name for k in kinds if k not in explicit])
-    if problem and len(explicit) < len(kinds):
+    """Raise OutputError ("--out DIR: problem") when an output of `request` cannot be written in
+    --out or would replace one of its inputs; cheap, run before any computation."""
+    paths = [request.output_path(k) for k in OUTPUT_KINDS if k != "lai" or request.lai]
+    if problem := output_dir_problem(request.out_dir, [p.name for p in paths]):
         raise OutputError(f"--out {request.out_dir}: {problem}")
-    for kind in explicit:
-        if problem := output_file_problem(paths[kind]):
-            raise OutputError(f"{kind} output {paths[kind]}: {problem}")
-    for kind, path in paths.items():
+    for path in paths:
         if (clash := replaced_input(request, path)) is not None:
-            where = f"{kind} output {path}" if kind in explicit else f"--out {request.out_dir}"
-            raise OutputError(f"{where}: writing {path.name} would replace the input {clash}")
+            raise OutputError(f"--out {request.out_dir}: writing {path.name} would replace the input {clash}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -114,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
             result = run(request, feedback)
     finally:
         close()
-    print(describe_outputs(dataclasses.replace(result, warnings=[])))
+    print(describe_outputs(result, warnings=False))  # warnings: on stderr
     for warning in result.warnings:
         print(f"densify run: warning: {warning}", file=sys.stderr)
     return 0

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import OutputError, atomic_path, output_dir_problem, write_text
+from .atomic import OutputError, atomic_path, first_line, output_dir_problem, write_text
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError
 from .progress import Feedback
@@ -244,7 +244,7 @@ def check_triplet(data: str | Path, name: str, cfg: CurateConfig = CurateConfig(
             v.reason, v.detail = "shape", f"{f}: {exc}"
             return v
         except Exception as exc:  # noqa: BLE001 - GDAL/rasterio errors on corrupt files
-            v.reason, v.detail = "unreadable", f"{f}: {str(exc).splitlines()[0][:200]}"
+            v.reason, v.detail = "unreadable", f"{f}: {first_line(exc)[:200]}"
             return v
     shapes = {f: infos[f]["shape"] for f in FOLDERS}
     if len(set(shapes.values())) > 1:
@@ -330,10 +330,13 @@ def _link_triplet(data: Path, out: Path, name: str) -> None:
         os.symlink((data / f / name).resolve(), dst)
 
 
+OUTPUTS = ("report.csv", "summary.json", "summary.md", "kept.txt")  # what curate writes in its out folder
+
+
 def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig(), workers: int = 1,
            link: bool = False, feedback: Feedback | None = None) -> CurateSummary:
     """Check every triplet of `data`; write the report (and links) to `out`; sources untouched."""
-    problem = output_dir_problem(out, ("report.csv", "summary.json", "summary.md", "kept.txt"))
+    problem = output_dir_problem(out, OUTPUTS)
     if problem:
         raise OutputError(f"{out}: {problem}")
     data, out = Path(data).resolve(), Path(out).resolve()

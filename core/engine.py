@@ -39,13 +39,13 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
 
 
 def _required_bands(method) -> list[str] | None:
-    """The S2 bands, in order, a method needs (temporal ONNX models: the 10 bands); None when any do."""
-    needed = getattr(method, "required_bands", None)
-    if needed is None and getattr(method, "contract", {}).get("kind") == "temporal":
-        from .stack import S2_BANDS
+    """The S2 bands, in order, a method needs (temporal ONNX models: their contract's); None when any do."""
+    contract = getattr(method, "contract", None) or {}
+    if contract.get("kind") != "temporal":
+        return None
+    from .stack import S2_BANDS
 
-        needed = S2_BANDS
-    return list(needed) if needed else None
+    return list(contract.get("bands") or S2_BANDS)
 
 
 def _fit_bands(inv: inventory.Inventory, method, band_order: list[str] | None) -> list[str]:
@@ -131,9 +131,6 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
         "INPUTS_MASKS": ";".join(m.name for m in inv.masks.values()),
     }
     out_paths = {k: request.output_path(k) for k in OUTPUT_KINDS}
-    for path in out_paths.values():
-        path.parent.mkdir(parents=True, exist_ok=True)
-
     with SeriesReader(inv) as reader, contextlib.ExitStack() as outputs:
         fb.report(2, f"calibrating {method.name}")
         method.prepare(sample_stack(inv, reader))
@@ -182,11 +179,11 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
         warnings=warnings, seconds=time.perf_counter() - start)
 
 
-def describe_outputs(result: DensifyResult) -> str:
-    """A short human summary of a result."""
+def describe_outputs(result: DensifyResult, warnings: bool = True) -> str:
+    """A short human summary of a result (with its warnings unless the caller shows them itself)."""
     lines = [f"{result.mode} at {result.target_date:%Y-%m-%d} with {result.method} ({result.provider}), "
              f"{result.inputs_used.get('s2', 0)} S2 + {result.inputs_used.get('s1', 0)} S1 inputs, "
              f"{result.seconds:.1f} s"]
     lines += [f"  {kind}: {Path(path)}" for kind, path in result.outputs.items()]
-    lines += [f"  warning: {w}" for w in result.warnings]
+    lines += [f"  warning: {w}" for w in result.warnings] if warnings else []
     return "\n".join(lines)

@@ -47,3 +47,8 @@ class Cancelled(DensifyError):
 
     def __init__(self, message: str = "Cancelled: no output was written."):
         super().__init__(message)
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for an unexpected error (not a DensifyError), as the shells show it."""
+    return f"Densify failed: {type(exc).__name__}: {exc}"

@@ -195,9 +195,10 @@ def heldout_months(model: str | Path) -> set[str]:
     return months
 
 
-def heldout_dates(model: str | Path, stack: Stack) -> set[str]:
-    """ISO dates of the S2 acquisitions of `stack` in the test months of a model (heldout_months)."""
-    months = heldout_months(model)
+def heldout_dates(model: str | Path, stack: Stack, months: set[str] | None = None) -> set[str]:
+    """ISO dates of the S2 acquisitions of `stack` in the test months of a model (heldout_months,
+    unless already known)."""
+    months = heldout_months(model) if months is None else months
     iso = [from_days(float(d)).date().isoformat() for d in stack.s2_days]
     return {d for d in iso if d[:7] in months}
 
@@ -209,29 +210,32 @@ def check_disjoint_folds(models: Sequence[str | Path]) -> dict[str, set[str]]:
     for model in models:
         if str(model) in months:
             raise InputError(f"{model} is given twice")
+        mine = heldout_months(model)  # one read of each model's contract
         for other, seen in months.items():
-            if shared := seen & heldout_months(model):
+            if shared := seen & mine:
                 raise InputError(f"{other} and {model} hold out the same test months ({', '.join(sorted(shared))}): "
                                  "the folds of a cross-validation must not overlap; evaluate them separately")
-        months[str(model)] = heldout_months(model)
+        months[str(model)] = mine
     return months
 
 
 def evaluate_heldout(stack: Stack, models: Sequence[str], baselines: Sequence[str] = ("linear", "nearest",
-                     "persistence"), label: str | None = None, **kwargs) -> dict:
+                     "persistence"), label: str | None = None, months: dict[str, set[str]] | None = None,
+                     **kwargs) -> dict:
     """The protocol with each model scored only on the targets of its own test months, beside the
     baselines on the same targets. Several models (the folds of a cross-validation, whose test
     months must not overlap) are merged under one `label` (default: the model's path, or
     'model (N folds)'); report["methods"][label]["folds"] records each file's sha256 and months."""
     if not models:
         raise InputError("no model to evaluate on its held-out dates")
-    months = check_disjoint_folds(models)
+    months = months if months is not None else check_disjoint_folds(models)  # the caller's, if it checked
     label = label or (str(models[0]) if len(models) == 1 else f"model ({len(models)} folds)")
     rows: dict[tuple, dict] = {}
     report: dict = {}
     methods: dict = {}
     for model in models:
-        report = evaluate(stack, [*baselines, str(model)], dates=heldout_dates(model, stack), **kwargs)
+        report = evaluate(stack, [*baselines, str(model)], dates=heldout_dates(model, stack, months[str(model)]),
+                          **kwargs)
         methods[str(model)] = {**report["methods"].pop(str(model)), "sha256": file_sha256(model),
                                "holdout_months": sorted(months[str(model)])}
         for r in report["rows"]:

@@ -18,6 +18,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from . import dates
+from .atomic import first_line
 from .errors import InputError, Problem
 from .grid import Grid
 from .stack import S1_BANDS, S2_BANDS, S2_L1C_BANDS, Stack
@@ -144,7 +145,7 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
                     info.problems.append("is rotated or not north-up; warp it to a north-up grid first")
             count = ds.count
     except (RasterioIOError, OSError) as exc:
-        info.problems.append(f"unreadable ({str(exc).splitlines()[0][:160]})")
+        info.problems.append(f"unreadable ({first_line(exc)[:160]})")
         return info
 
     if info.output_kind and not sensor:

@@ -137,6 +137,17 @@ def save_checkpoint(path: str | Path, *, kind: str, model_state: dict, optim_sta
 CHECKPOINT_KEYS = ("kind", "model_state", "config")  # what every user of a checkpoint reads
 
 
+def check_run_folder(out: str | Path, run_files: tuple[str, ...], resume: bool, resume_hint: str) -> None:
+    """OutputError when OUT cannot take a run's files, or already holds a run and this is not a resume."""
+    from .atomic import OutputError, output_dir_problem
+
+    out = Path(out)
+    if problem := output_dir_problem(out, run_files):
+        raise OutputError(f"--out {out}: {problem}")
+    if not resume and any((out / name).exists() for name in ("last.pt", "metrics.jsonl")):
+        raise OutputError(f"{out} already holds a run: use {resume_hint} or another --out")
+
+
 def _load_cause(exc: BaseException) -> str:
     """One plain line saying why torch.load refused a file: its first sentence, or the safe
     unpickler's reason, without ANSI codes or advice to load unsafely."""

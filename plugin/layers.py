@@ -26,6 +26,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime
 from qgis.PyQt.QtGui import QColor
 
+from ..core.request import OUTPUT_KINDS
+
 TRUE_COLOUR = ("B04", "B03", "B02")
 LAI_RANGE = (0.0, 8.0)
 STRETCH = (0.02, 0.98)
@@ -153,13 +155,13 @@ def set_temporal(layer: QgsRasterLayer, date: dt.date) -> None:
     props.setIsActive(True)
 
 
-# kind -> [(layer title, style function)], in the order they appear in the group (top first)
+# kind -> [(layer title, style function)], in the order they appear in the group (top first, kinds in
+# OUTPUT_KINDS order)
 LAYERS = {
     "synthesized": [("Synthesized S2 {date}", style_true_colour)],
     "uncertainty": [("Uncertainty (mean std) {date}", style_uncertainty)],
     "lai": [("LAI {date}", style_lai), ("LAI std {date}", style_lai_std)],
 }
-ORDER = ("synthesized", "uncertainty", "lai")
 
 
 def add_result_layers(outputs: dict[str, str], date: dt.date,
@@ -167,7 +169,7 @@ def add_result_layers(outputs: dict[str, str], date: dt.date,
     """Load the outputs of a run as styled layers into a new group at the top of the layer tree."""
     project = project or QgsProject.instance()
     layers = []
-    for kind in ORDER:  # every layer opened and styled before the project is touched
+    for kind in OUTPUT_KINDS:  # every layer opened and styled before the project is touched
         path = outputs.get(kind)
         if not path:
             continue

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsTask
 
-from ..core.errors import Cancelled, DensifyError
+from ..core.errors import Cancelled, DensifyError, failure_message
 from ..core.progress import Feedback
 from ..core.request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .layers import add_result_layers
@@ -58,7 +58,7 @@ class DensifyTask(QgsTask):
             self.error = str(exc)
             return False
         except Exception as exc:  # reported in the message bar and log
-            self.error = f"Densify failed: {type(exc).__name__}: {exc}"
+            self.error = failure_message(exc)
             self.details = traceback.format_exc()
             return False
         return not self.isCanceled()

@@ -160,3 +160,24 @@ def corrupt_copy():
         return dst
 
     return make
+
+
+class _DensifyCli:
+    """`densify ARGS...` in a subprocess, as a user runs it (the venv's entry point, else the module)."""
+
+    def __init__(self):
+        entry = ROOT / ".venv" / "bin" / "densify"
+        self.command = [str(entry)] if entry.exists() else [sys.executable, "-m", "sentinel_densify.core.cli"]
+
+    def __call__(self, *args: str, preexec=None, timeout: int = 300):
+        import subprocess
+
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GDAL_PAM_ENABLED="NO")
+        return subprocess.run(self.command + list(args), capture_output=True, text=True, timeout=timeout,
+                              env=env, preexec_fn=preexec)
+
+
+@pytest.fixture(scope="session")
+def densify():
+    """densify(*args, preexec=None, timeout=300) -> CompletedProcess; densify.command is the argv prefix."""
+    return _DensifyCli()

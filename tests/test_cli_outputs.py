@@ -9,7 +9,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,19 +16,7 @@ import pytest
 from sentinel_densify.core import atomic, cli
 from sentinel_densify.core.errors import InputError
 
-ROOT = Path(__file__).resolve().parent.parent
-DENSIFY = ROOT / ".venv" / "bin" / "densify"
 DATE, STAMP = "2018-03-01", "20180301"
-
-
-def _cmd() -> list[str]:
-    return [str(DENSIFY)] if DENSIFY.exists() else [sys.executable, "-m", "sentinel_densify.core.cli"]
-
-
-def _densify(*args: str, preexec=None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GDAL_PAM_ENABLED="NO")
-    return subprocess.run(_cmd() + list(args), capture_output=True, text=True, timeout=timeout, env=env,
-                          preexec_fn=preexec)
 
 
 def _file_size_limit(nbytes: int):
@@ -81,18 +68,18 @@ def _one_line_error(capsys, command: str, text: str) -> str:
     return err
 
 
-def test_failed_write_exits_non_zero_and_keeps_the_older_output(uds_subset, tmp_path):
+def test_failed_write_exits_non_zero_and_keeps_the_older_output(densify, uds_subset, tmp_path):
     """A file size limit (as a full disk) cuts the 10-band synthesized file short: the run must fail
     naming it, leave the previous output intact and no partial file; a folder it made is removed."""
     out = tmp_path / "out"
     args = [*_subset_args(uds_subset), "--date", DATE, "--model", "linear"]
-    first = _densify("run", *args, "--out", str(out))
+    first = densify("run", *args, "--out", str(out))
     assert first.returncode == 0, first.stderr
     synthesized = out / f"synthesized_{STAMP}.tif"
     before = {p.name: _sha(p) for p in out.iterdir()}
     assert synthesized.stat().st_size > 70_000  # larger than the limit below
 
-    proc = _densify("run", *args, "--out", str(out), preexec=_file_size_limit(60 * 1024))
+    proc = densify("run", *args, "--out", str(out), preexec=_file_size_limit(60 * 1024))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     message = proc.stderr.strip()
     assert "\n" not in message and "Traceback" not in message, message
@@ -101,17 +88,17 @@ def test_failed_write_exits_non_zero_and_keeps_the_older_output(uds_subset, tmp_
     assert not _partials(out)
 
     fresh = tmp_path / "new" / "out"
-    proc = _densify("run", *args, "--out", str(fresh), preexec=_file_size_limit(60 * 1024))
+    proc = densify("run", *args, "--out", str(fresh), preexec=_file_size_limit(60 * 1024))
     assert proc.returncode == 1 and f"synthesized_{STAMP}.tif" in proc.stderr
     assert not (tmp_path / "new").exists()  # the folders the failed run created are gone
 
 
-def test_sigterm_removes_partial_outputs(uds_dir, tmp_path):
+def test_sigterm_removes_partial_outputs(densify, uds_dir, tmp_path):
     """SIGTERM while the outputs are being written (full series, small tiles): exit 143, a message,
     no hidden partial file and no output folder left."""
     out = tmp_path / "out"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GDAL_PAM_ENABLED="NO")
-    proc = subprocess.Popen(_cmd() + ["run", "--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"),
+    proc = subprocess.Popen(densify.command + ["run", "--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"),
                                       "--date", "2018-07-20", "--out", str(out), "--model", "linear",
                                       "--tile-size", "16"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -196,9 +183,9 @@ def test_not_writable_folder(tmp_path, monkeypatch):
     assert atomic.output_dir_problem(tmp_path) is None
 
 
-def test_warnings_go_to_stderr(uds_subset, tmp_path):
+def test_warnings_go_to_stderr(densify, uds_subset, tmp_path):
     """S2 files without their masks: the 'no cloud masks given' warning is on stderr, results on stdout."""
-    proc = _densify("run", "--s2", *map(str, uds_subset["s2"]), "--date", DATE, "--out", str(tmp_path),
+    proc = densify("run", "--s2", *map(str, uds_subset["s2"]), "--date", DATE, "--out", str(tmp_path),
                     "--model", "linear", "--no-lai")
     assert proc.returncode == 0, proc.stderr
     assert "no cloud masks given" in proc.stderr and "no cloud masks" not in proc.stdout
@@ -234,17 +221,17 @@ def test_evaluate_api_refuses_leaking_settings(uds_subset):
         evaluate(stack, ["linear"], gaps=[0], leads=[0])
 
 
-def test_a_later_output_failing_replaces_none_of_the_earlier_ones(uds_subset, tmp_path):
+def test_a_later_output_failing_replaces_none_of_the_earlier_ones(densify, uds_subset, tmp_path):
     """The three outputs are checked before any is renamed: when the uncertainty file (11 bands) is
     cut short but the synthesized one (10 bands) fits, the older synthesized file stays too."""
     out = tmp_path / "out"
     args = [*_subset_args(uds_subset), "--date", DATE, "--model", "linear"]
-    assert _densify("run", *args, "--out", str(out)).returncode == 0
+    assert densify("run", *args, "--out", str(out)).returncode == 0
     before = {p.name: _sha(p) for p in out.iterdir()}
     synth, unc = (out / f"{k}_{STAMP}.tif" for k in ("synthesized", "uncertainty"))
     assert unc.stat().st_size > synth.stat().st_size + 4096
     limit = (synth.stat().st_size + unc.stat().st_size) // 2
-    proc = _densify("run", *args, "--out", str(out), preexec=_file_size_limit(limit))
+    proc = densify("run", *args, "--out", str(out), preexec=_file_size_limit(limit))
     assert proc.returncode == 1 and str(unc) in proc.stderr, proc.stderr
     assert {p.name: _sha(p) for p in out.iterdir()} == before
     assert not _partials(out)

@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import rasterio
-
-ROOT = Path(__file__).resolve().parent.parent
-DENSIFY = ROOT / ".venv" / "bin" / "densify"
-
-
-def _densify(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    cmd = [str(DENSIFY)] if DENSIFY.exists() else [sys.executable, "-m", "sentinel_densify.core.cli"]
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
-    return subprocess.run(cmd + ["run", *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _sha(paths) -> dict[str, str]:
     return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
 
 
-def test_run_on_the_real_series(uds_dir, tmp_path):
+def test_run_on_the_real_series(densify, uds_dir, tmp_path):
     """S2 folder (with its SCL files) and S1 folder as given by a user; the three outputs written."""
     inputs = sorted((uds_dir / "S2").glob("*.tif")) + sorted((uds_dir / "S1").glob("*.tif"))
     before = _sha(inputs)
     out = tmp_path / "out"
-    proc = _densify("--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"), "--date", "2018-07-01",
+    proc = densify("run", "--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"), "--date", "2018-07-01",
                     "--out", str(out), "--model", "linear")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -44,12 +32,12 @@ def test_run_on_the_real_series(uds_dir, tmp_path):
     assert not list((uds_dir / "S2").glob("*.partial.tif"))
 
 
-def test_bad_input_is_one_paragraph_naming_the_file(uds_dir, tmp_path):
+def test_bad_input_is_one_paragraph_naming_the_file(densify, uds_dir, tmp_path):
     good = sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))[40]
     broken = tmp_path / "T31UDS_20180301T105000_L2A_10m.tif"
     broken.write_bytes(good.read_bytes()[:2000])  # a truncated download
     out = tmp_path / "out"
-    proc = _densify("--s2", str(good), str(broken), "--date", "2018-03-01", "--out", str(out),
+    proc = densify("run", "--s2", str(good), str(broken), "--date", "2018-03-01", "--out", str(out),
                     "--model", "linear")
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
@@ -60,10 +48,10 @@ def test_bad_input_is_one_paragraph_naming_the_file(uds_dir, tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_bad_date_and_out_of_range(uds_dir, tmp_path):
+def test_bad_date_and_out_of_range(densify, uds_dir, tmp_path):
     s2 = str(sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))[40])
-    proc = _densify("--s2", s2, "--date", "someday", "--out", str(tmp_path))
+    proc = densify("run", "--s2", s2, "--date", "someday", "--out", str(tmp_path))
     assert proc.returncode != 0 and "someday" in proc.stderr and "Traceback" not in proc.stderr
-    proc = _densify("--s2", s2, "--date", "2030-01-01", "--out", str(tmp_path))
+    proc = densify("run", "--s2", s2, "--date", "2030-01-01", "--out", str(tmp_path))
     assert proc.returncode != 0 and "out of range" in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import first_line
 from ..curate import FOLDERS, RGB, read_s1_db, read_s2_refl, triplet_names
 from ..dates import date_from_metadata, date_from_name
 from ..errors import InputError
@@ -123,7 +124,7 @@ def load_sample(s: Sample, kind: str, bands: list[str]) -> tuple[np.ndarray, np.
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt file names itself
-        raise InputError(f"{s.root / s.name}: cannot read triplet ({str(exc).splitlines()[0][:160]})") from None
+        raise InputError(f"{s.root / s.name}: cannot read triplet ({first_line(exc)[:160]})") from None
     if x.shape[1:] != y.shape[1:]:
         raise InputError(f"{s.name}: input {x.shape[1:]} and target {y.shape[1:]} sizes differ")
     return x, scale_s2(y)

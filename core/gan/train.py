@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as M
-from ..atomic import OutputError, first_line, output_dir_problem
+from ..atomic import first_line
 from ..curate import RGB
 from ..errors import InputError
 from ..progress import Feedback
 from ..training import (
     MetricsLog,
     autocast,
+    check_run_folder,
     ddp_cleanup,
     ddp_setup,
     grad_scaler,
@@ -148,12 +149,8 @@ def check_run(cfg: TrainConfig) -> dict | None:
     """Refuse an OUT that cannot take the run's files or already holds a run (unless resuming) and
     a --resume checkpoint that cannot be continued; returns that checkpoint (None: a fresh run)."""
     out = Path(cfg.out)
-    problem = output_dir_problem(out, RUN_FILES)
-    if problem:
-        raise OutputError(f"--out {out}: {problem}")
+    check_run_folder(out, RUN_FILES, bool(cfg.resume), f"--resume {out / 'last.pt'}")
     if not cfg.resume:
-        if any((out / name).exists() for name in ("last.pt", "metrics.jsonl")):
-            raise OutputError(f"{out} already holds a run: use --resume {out / 'last.pt'} or another --out")
         return None
     ck = load_checkpoint(cfg.resume)
     if ck["kind"] != cfg.kind:

@@ -7,7 +7,6 @@ cross-validation), so every figure in the card is one a command measured.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -162,8 +161,7 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
     c = read_contract(model)
     if c.get("kind") != "temporal":
         raise InputError(f"{model.name}: a '{c.get('kind')}' model, the card is for temporal models")
-    data = model.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
+    sha, size = file_sha256(model), model.stat().st_size
     check_report_model(heldout, model, sha, "--heldout")
     if cv:
         check_report_model(cv, model, sha, "--cv", fold=True)
@@ -178,7 +176,7 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           "Probabilistic S1+S2 temporal cross-attention generator (Defonte et al. 2026 seed): a Sentinel-2 "
           "image (10 bands, surface reflectance) at any date, with a per-pixel, per-band standard deviation, "
           "from the nearest S2 (cloudy pixels masked out of attention) and S1 observations.", "",
-          f"- File: `{model.name}`, {len(data) / 1e6:.2f} MB, sha256 `{sha[:16]}…`, "
+          f"- File: `{model.name}`, {size / 1e6:.2f} MB, sha256 `{sha[:16]}…`, "
           f"contract version {c.get('version')}",
           f"- Architecture: d = {arch.get('d')}, {arch.get('heads')} heads, {arch.get('layers')} layers; "
           f"K2 = {c.get('k2')} S2 and K1 = {c.get('k1')} S1 observations per target; tile {c.get('tile')} px, "
@@ -224,7 +222,7 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
         md.append("| " + " | ".join(cells) + " |")
     if figure:
         md += ["", "## Figure", "", f"![truth, synthesized, uncertainty and one pixel's series]({figure})"]
-    card = {"model": model.name, "sha256": sha, "size_bytes": len(data),
+    card = {"model": model.name, "sha256": sha, "size_bytes": size,
             "contract": c, "evaluation": {"heldout": {"targets": heldout.get("targets"), "rows": rows,
                                                       "bar": checks}},
             "figure": figure, "command": command}

@@ -143,8 +143,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def check_args(args: argparse.Namespace) -> dict | None:
     """Refuse (InputError / OutputError) option values and OUT folders training would fail on or
     misuse, before any data is read; returns OUT/last.pt's checkpoint when resuming."""
-    from ..atomic import OutputError, output_dir_problem
-    from ..training import load_checkpoint
+    from ..training import check_run_folder, load_checkpoint
 
     if args.width % args.heads:
         raise InputError(f"--width {args.width} must be divisible by --heads {args.heads}")
@@ -161,13 +160,9 @@ def check_args(args: argparse.Namespace) -> dict | None:
                          "calls hazy)")
     from_threshold(getattr(args, "haze_screen", 0.0))
     out = Path(args.out)
-    problem = output_dir_problem(out, RUN_FILES)
-    if problem:
-        raise OutputError(f"--out {out}: {problem}")
+    check_run_folder(out, RUN_FILES, args.resume, "--resume")
     last = out / "last.pt"
     if not args.resume:
-        if any((out / name).exists() for name in ("last.pt", "metrics.jsonl")):
-            raise OutputError(f"{out} already holds a run: use --resume or another --out")
         return None
     if not last.is_file():
         raise InputError(f"--resume: {last} does not exist (nothing to continue; leave out --resume to start)")

@@ -20,7 +20,7 @@ from qgis.core import (
 )
 
 from ...core.request import DensifyRequest
-from ..layers import source_path, style_lai, style_true_colour, style_uncertainty, temporal_date
+from ..layers import LAYERS, source_path, temporal_date
 from .feedback import core_errors, core_feedback
 from .styling import drop_from_load, style_on_load
 
@@ -160,6 +160,6 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
         return out
 
 
-STYLES = {"synthesized": style_true_colour, "uncertainty": style_uncertainty, "lai": style_lai}
+STYLES = {kind: styles[0][1] for kind, styles in LAYERS.items()}  # one layer per output in Processing
 
 ALGORITHMS = [SynthesizeAlgorithm]

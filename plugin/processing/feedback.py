@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-from ...core.errors import DensifyError
+from ...core.errors import DensifyError, failure_message
 from ...core.progress import Feedback
 
 
@@ -40,4 +40,4 @@ def core_errors(feedback: QgsProcessingFeedback | None = None) -> Iterator[None]
     except Exception as exc:  # noqa: BLE001 (shown as a message, not a traceback)
         if feedback is not None:
             feedback.pushDebugInfo(traceback.format_exc())
-        raise QgsProcessingException(f"Densify failed: {type(exc).__name__}: {exc}") from exc
+        raise QgsProcessingException(failure_message(exc)) from exc
