@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, dates, inventory, lai
+from .atomic import same_file
 from .errors import InputError, Problem
 from .grid import MIN_TILE_SIZE, tiles
 from .methods import create
@@ -61,6 +62,13 @@ def _fit_bands(inv: inventory.Inventory, method, band_order: list[str] | None) -
     unused = [b for b in inv.bands if b not in needed]
     inv.bands = needed
     return [f"S2 band(s) {', '.join(unused)} not used by {method.name}"] if unused else []
+
+
+def _replaced_inputs(inv: inventory.Inventory, out_paths: dict[str, Path]) -> list[Problem]:
+    """A problem for each output that would be written over one of the run's inputs."""
+    inputs = [i.path for i in (*inv.s2, *inv.s1, *inv.masks.values())]
+    return [Problem(str(path), f"the {kind} output would replace this input: choose another output")
+            for kind, path in out_paths.items() if path.exists() and any(same_file(path, i) for i in inputs)]
 
 
 def device_warning(device: str, method) -> str | None:
@@ -131,6 +139,9 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
         "INPUTS_MASKS": ";".join(m.name for m in inv.masks.values()),
     }
     out_paths = {k: request.output_path(k) for k in OUTPUT_KINDS}
+    replaced = _replaced_inputs(inv, out_paths)
+    if replaced:  # e.g. a Processing destination chosen on an input raster: inputs are never modified
+        raise InputError(replaced)
     with SeriesReader(inv) as reader, contextlib.ExitStack() as outputs:
         fb.report(2, f"calibrating {method.name}")
         method.prepare(sample_stack(inv, reader))

@@ -264,3 +264,21 @@ def test_unexpected_errors_become_one_line_processing_errors(qgis_app):
         raise MemoryError("cannot allocate 80 GiB")
     assert str(err.value) == "Densify failed: MemoryError: cannot allocate 80 GiB"
     assert logged and "Traceback" in logged[0]
+
+
+def test_an_output_chosen_on_an_input_raster_is_refused(provider, inputs, tmp_path):
+    """Processing lets a user pick any file as a destination: never one of the run's inputs."""
+    import shutil
+
+    import processing
+    from qgis.core import QgsProcessingException
+
+    s2 = [shutil.copy(p, tmp_path) for p in inputs["S2_LAYERS"]]
+    victim = s2[3]
+    before = Path(victim).read_bytes()
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run(ALG, {**inputs, "S2_LAYERS": s2, "TARGET_DATE": "2018-03-01", "METHOD": 1,
+                             "OUTPUT_SYNTHESIZED": victim, "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"),
+                             "OUTPUT_LAI": None})
+    assert Path(victim).name in str(err.value) and "would replace this input" in str(err.value)
+    assert Path(victim).read_bytes() == before and not (tmp_path / "u.tif").exists()
