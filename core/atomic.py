@@ -46,17 +46,27 @@ def atomic_path(path: str | Path, verify: Callable[[Path], None] | None = None) 
     try:
         yield tmp
         if verify is not None:
-            try:
-                verify(tmp)
-            except Exception as exc:
-                raise OutputError(f"could not write {path}: the file is incomplete "
-                                  f"(disk full or file size limit?): {first_line(exc)}") from exc
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
+            check_written(tmp, path, verify)
+        place(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_written(tmp: Path, path: Path, verify: Callable[[Path], None]) -> None:
+    """OutputError naming `path` when `verify(tmp)` finds the written file incomplete."""
+    try:
+        verify(tmp)
+    except Exception as exc:
+        raise OutputError(f"could not write {path}: the file is incomplete "
+                          f"(disk full or file size limit?): {first_line(exc)}") from exc
+
+
+def place(tmp: Path, path: Path) -> None:
+    """Rename the finished `tmp` onto `path`; OutputError naming `path` when that fails."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -29,6 +29,7 @@ from .atomic import atomic_path, write_text
 from .errors import InputError
 from .progress import Feedback
 from .stack import S1_BANDS, S2_BANDS
+from .writer import verify_raster
 
 EPSG = 32631
 TILE = "31XXX"
@@ -427,8 +428,9 @@ def _iso(when: dt.datetime) -> str:
 @contextlib.contextmanager
 def _atomic(path: Path, **profile) -> Iterator[rasterio.io.DatasetWriter]:
     """A GeoTIFF written under a temporary name and renamed on success (inputs: no overviews,
-    fast deflate; core.writer.AtomicRaster always builds overviews, which inputs do not need)."""
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as ds:
+    fast deflate; core.writer.AtomicRaster always builds overviews, which inputs do not need), checked
+    like AtomicRaster's before the rename (a write cut short by a full disk fails)."""
+    with atomic_path(path, verify=verify_raster) as tmp, rasterio.open(tmp, "w", **profile) as ds:
         yield ds
 
 

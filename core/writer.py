@@ -12,7 +12,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from .atomic import OutputError, ensure_folder, first_line
+from .atomic import OutputError, check_written, ensure_folder, first_line, place
 from .grid import Grid
 
 WRITE_ERRORS = (OSError, RasterioError)
@@ -167,19 +167,18 @@ class AtomicRaster:
             self.discard()
             raise OutputError(f"could not write {self.path}: {first_line(exc)}") from exc
         try:
-            verify_raster(self.tmp)
-        except (*WRITE_ERRORS, ValueError) as exc:
+            check_written(self.tmp, self.path, verify_raster)
+        except OutputError:
             self.discard()
-            raise OutputError(f"could not write {self.path}: the file is incomplete "
-                              f"(disk full or file size limit?): {first_line(exc)}") from exc
+            raise
 
     def place(self) -> Path:
         """Rename the finished temporary file onto `path`."""
         try:
-            os.replace(self.tmp, self.path)
-        except OSError as exc:
+            place(self.tmp, self.path)
+        except OutputError:
             self.discard()
-            raise OutputError(f"could not write {self.path}: {exc.strerror or exc}") from exc
+            raise
         self._done = True
         return self.path
 

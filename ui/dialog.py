@@ -79,27 +79,17 @@ def describe_layer(layer: QgsRasterLayer) -> Row:
 
 def onnx_providers() -> tuple[list[str], str]:
     """The execution providers ONNX Runtime offers here, and a line for the dialog."""
+    from ..core.model_contract import gpu_present
+
     try:
         import onnxruntime
     except ImportError:
         return [], "ONNX Runtime is not installed: the baselines run on CPU (numpy); no .onnx models."
     providers = list(onnxruntime.get_available_providers())
     text = f"ONNX Runtime {onnxruntime.__version__} offers: {', '.join(providers)}"
-    if "CUDAExecutionProvider" in providers and not _cuda_driver():
+    if "CUDAExecutionProvider" in providers and not gpu_present():  # the test open_session makes
         text += " (no CUDA driver found: GPU runs fall back to CPU)"
     return providers, text
-
-
-def _cuda_driver() -> bool:
-    import ctypes
-
-    for name in ("libcuda.so.1", "nvcuda.dll", "libcuda.dylib"):
-        try:
-            ctypes.CDLL(name)
-            return True
-        except OSError:
-            continue
-    return False
 
 
 def default_output_dir(project: QgsProject) -> str:
