@@ -111,12 +111,14 @@ def output_dir_problem(folder: str | Path, names: Iterable[str] = ()) -> str | N
     return None
 
 
-def output_file_problem(path: str | Path) -> str | None:
-    """Why a file cannot be written at `path` (None when it can): an existing folder, under a file,
-    in a folder that is not writable."""
+def output_file_problem(path: str | Path, suffix: str | None = None) -> str | None:
+    """Why a file cannot be written at `path` (None when it can): not named `*<suffix>` when one is
+    asked for (".png"), an existing folder, under a file, in a folder that is not writable."""
     if not str(path).strip():
         return "empty path"
     path = Path(path).absolute()
+    if suffix and path.suffix.lower() != suffix.lower():
+        return f"must be a {suffix} file"
     if path.is_dir():
         return "is an existing folder, not a file"
     base, _missing = _existing_ancestor(path.parent)

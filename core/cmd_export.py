@@ -48,9 +48,7 @@ def main(args: argparse.Namespace) -> int:
     from .training import load_checkpoint
 
     out = Path(args.out)
-    if out.suffix.lower() != ".onnx":
-        raise InputError(f"{out.name}: the output must be an .onnx file")
-    if problem := output_file_problem(out):
+    if problem := output_file_problem(out, suffix=".onnx"):
         raise OutputError(f"--out {out}: {problem}")
     checkpoint = args.checkpoint[0]
     if len(args.checkpoint) > 1:

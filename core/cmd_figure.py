@@ -35,11 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .atomic import OutputError
-    from .figures import model_figure, png_problem
+    from .atomic import OutputError, output_file_problem
+    from .figures import model_figure
     from .temporal.dataset import load_series
 
-    if problem := png_problem(args.out):
+    if problem := output_file_problem(args.out, suffix=".png"):
         raise OutputError(f"--out {args.out}: {problem}")
 
     dates = [d.strip() for d in args.dates.split(",") if d.strip()] if args.dates else None

@@ -21,9 +21,10 @@ from .writer import AtomicRaster
 DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
 
 
-def build_inventory(request: DensifyRequest) -> inventory.Inventory:
+def build_inventory(request: DensifyRequest, check_clear: bool = True) -> inventory.Inventory:
     return inventory.build(request.s2, request.s1, request.masks, band_order=request.band_order,
-                           dates_override=request.dates, sensors_override=request.sensors)
+                           dates_override=request.dates, sensors_override=request.sensors,
+                           check_clear=check_clear)
 
 
 def _request_problems(request: DensifyRequest) -> list[Problem]:
@@ -73,14 +74,13 @@ def _replaced_inputs(inv: inventory.Inventory, out_paths: dict[str, Path]) -> li
 
 def device_warning(device: str, method) -> str | None:
     """A warning when CUDA was asked for but something else ran the method; None otherwise."""
-    dev = (device or "auto").lower()
-    if not (dev.startswith("cuda") or dev == "gpu") or "CUDA" in str(method.provider).upper():
+    from .model_contract import cuda_wanted, gpu_present
+
+    if cuda_wanted(device) != "required" or "CUDA" in str(method.provider).upper():
         return None
     if method.provider == "numpy":
         why = f"{method.name} is a CPU method"
     else:
-        from .model_contract import gpu_present
-
         try:
             import onnxruntime as ort
 

@@ -46,14 +46,6 @@ def _floats(values: np.ndarray) -> list[float | None]:
     return [finite_or_none(v) for v in np.ravel(values)]
 
 
-def png_problem(out_png: str | Path) -> str | None:
-    """Why the figure cannot be written at `out_png` (None when it can): not a .png name, an
-    existing folder, under a file, not writable."""
-    if Path(out_png).suffix.lower() != ".png":
-        return "the figure is a PNG: give a .png file name"
-    return output_file_problem(out_png)
-
-
 def _band_index(stack: Stack, band: str) -> int:
     names = [b.upper() for b in stack.bands]
     if band.upper() not in names:
@@ -161,7 +153,7 @@ def model_figure(stack: Stack, method: str | Method, out_png: str | Path,
     Returns {"png", "method", "gap", "targets": [{date, day, n_s2, psnr, ssim, rmse,
     coverage_2s}], plus pixel_series' keys (band, pixel, days, mean, std, observed...)}.
     """
-    if problem := png_problem(out_png):
+    if problem := output_file_problem(out_png, suffix=".png"):
         raise OutputError(f"{out_png}: {problem}")
     feedback = feedback or Feedback()
     h, w = stack.shape

@@ -9,6 +9,7 @@ import datetime as dt
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -420,7 +421,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     warnings += _grid_warnings(s2_infos) + _assumed_order_warnings(s2_infos) + mask_warnings
     inv = Inventory(s2_infos, s1_infos, paired, grid, bands, warnings)
     if check_clear:
-        _check_some_clear(inv)
+        check_some_clear(inv)
     return inv
 
 
@@ -555,12 +556,17 @@ def _pair_masks(s2_infos: list[RasterInfo], masks: list[RasterInfo]) -> tuple[di
     return paired, warnings
 
 
-def _check_some_clear(inv: Inventory) -> None:
-    """Raise when no S2 acquisition has a single clear pixel (sampled at low resolution)."""
-    from .reader import read_clear_fraction
+def check_some_clear(inv: Inventory, clear_fraction: Callable[[Inventory, RasterInfo, int], float] | None = None
+                     ) -> None:
+    """Raise when no S2 acquisition has a single clear pixel (sampled at 128 px at most).
+
+    `clear_fraction(inv, info, max_size)` reads it (default `reader.read_clear_fraction`); the dialog,
+    which checks on every edit, passes a cached one."""
+    if clear_fraction is None:
+        from .reader import read_clear_fraction as clear_fraction
 
     for s in inv.s2:
-        if read_clear_fraction(inv, s, max_size=128) > 0:
+        if clear_fraction(inv, s, 128) > 0:
             return
     raise InputError(Problem(None, "no clear Sentinel-2 observation at all: every S2 pixel is cloudy, "
                              "shadowed or nodata according to the masks (" +

@@ -84,6 +84,15 @@ def gpu_present() -> bool:
     return os.name == "nt" or Path("/dev/nvidiactl").exists()
 
 
+def cuda_wanted(device: str | None) -> str | None:
+    """How a device option asks for CUDA: "required" (cuda, cuda:N, gpu), "optional" (auto, the
+    default) or None (cpu). The one reading of it for inference and its warnings."""
+    dev = (device or "auto").lower()
+    if dev.startswith("cuda") or dev == "gpu":
+        return "required"
+    return "optional" if dev == "auto" else None
+
+
 def open_session(path: str | Path, device: str = "auto"):
     """An ONNX Runtime session on CUDA when a GPU is present and `device` allows it, else on the CPU.
 
@@ -95,9 +104,8 @@ def open_session(path: str | Path, device: str = "auto"):
         raise InputError(f"{Path(path).name}: running ONNX models needs the onnxruntime package "
                          "(pip install onnxruntime), which this Python does not have") from None
 
-    want_cuda = (device or "auto").lower() in ("auto", "gpu") or str(device).lower().startswith("cuda")
     providers = ["CPUExecutionProvider"]
-    if want_cuda and gpu_present() and "CUDAExecutionProvider" in ort.get_available_providers():
+    if cuda_wanted(device) and gpu_present() and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # no warning when CUDA is listed but no GPU is present

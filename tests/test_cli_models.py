@@ -125,18 +125,19 @@ def test_overlapping_folds_are_refused(series, models, uds_dir, tmp_path, capsys
     assert not out.exists()
 
 
-@pytest.mark.parametrize("bad", ["dir", "file/x"])
+@pytest.mark.parametrize("bad", ["dir", "file/x", "txt"])
 def test_export_out_checked_before_the_checkpoint_is_read(tmp_path, bad, capsys):
-    """Temporal and GAN exports refuse an existing folder or a path under a file, before any work
-    (the checkpoint here does not even exist)."""
+    """Temporal and GAN exports refuse an existing folder, a path under a file or a name that is not
+    .onnx, before any work (the checkpoint here does not even exist)."""
     from sentinel_densify.core.gan.export import export_onnx as gan_export
     from sentinel_densify.core.temporal.export import export_onnx as temporal_export
 
     (tmp_path / "dir.onnx").mkdir()
     (tmp_path / "file").write_text("x")
-    out = tmp_path / ("dir.onnx" if bad == "dir" else "file/x.onnx")
+    out = tmp_path / {"dir": "dir.onnx", "file/x": "file/x.onnx", "txt": "model.txt"}[bad]
+    why = {"dir": "existing folder", "file/x": "which is a file", "txt": r"must be a \.onnx file"}[bad]
     for export in (temporal_export, gan_export):
-        with pytest.raises(OutputError, match="existing folder" if bad == "dir" else "which is a file"):
+        with pytest.raises(OutputError, match=why):
             export(tmp_path / "missing.pt", out)
     assert cli.main(["export", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()

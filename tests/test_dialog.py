@@ -161,6 +161,33 @@ def test_problems_are_shown_before_running_not_raised(loaded, bar, tmp_path):
     assert not dlg.run_button.isEnabled() and dlg.run() is None
 
 
+def test_validation_reads_each_file_once_and_still_finds_all_cloudy_inputs(loaded, bar, tmp_path, monkeypatch):
+    """Validation runs on every edit: the core's clear-pixel check and the nearest clear dates are
+    read once per file (a counting wrapper around the real reader), yet a series with no clear
+    pixel at all is still refused."""
+    from qgis.PyQt.QtCore import QDate
+    from sentinel_densify.core import reader
+
+    real, reads = reader.read_clear_fraction, []
+
+    def counting(inv, info, max_size=128):
+        reads.append((info.path, max_size))
+        return real(inv, info, max_size=max_size)
+
+    monkeypatch.setattr(reader, "read_clear_fraction", counting)
+    dlg = _dialog(loaded, bar, tmp_path)
+    assert dlg.validate() == [] and reads and len(reads) == len(set(reads))
+    first = len(reads)
+    dlg.validate()
+    dlg.date_edit.setDate(QDate(TARGET.year, TARGET.month, TARGET.day + 1))  # an edit: validates again
+    assert dlg.validate() == []
+    assert len(reads) == first, "a second validation read files again"
+    monkeypatch.setattr(reader, "read_clear_fraction", lambda inv, info, max_size=128: 0.0)
+    dlg._clear.clear()  # as if every file had been replaced by a cloudy one
+    problems = dlg.validate()
+    assert any("no clear Sentinel-2 observation" in p for p in problems), problems
+
+
 def test_a_raster_with_unreadable_pixels_is_a_problem_not_a_crash(loaded, bar, tmp_path, uds_subset, corrupt_copy):
     from qgis.core import QgsRasterLayer
     from sentinel_densify.ui.dialog import DensifyDialog

@@ -205,6 +205,17 @@ def small(uds_subset) -> dict[str, list[Path]]:
     return {"s2": uds_subset["s2"][:8], "masks": uds_subset["masks"][:8], "s1": uds_subset["s1"][:10]}
 
 
+@pytest.mark.parametrize("device, wanted", [("cuda", "required"), ("CUDA:1", "required"), ("gpu", "required"),
+                                            ("auto", "optional"), (None, "optional"), ("", "optional"),
+                                            ("cpu", None)])
+def test_one_reading_of_the_device_option(device, wanted):
+    """open_session asks ONNX Runtime for CUDA unless the option says cpu; the run warns only when
+    CUDA was required (auto falling back to the CPU is not worth a warning)."""
+    from sentinel_densify.core.model_contract import cuda_wanted
+
+    assert cuda_wanted(device) == wanted
+
+
 def test_cuda_asked_for_without_a_gpu_is_said(small, first_last, tmp_path):
     """No GPU on this machine: `--device cuda` runs on the CPU and the result says so."""
     from sentinel_densify.core import model_contract

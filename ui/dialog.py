@@ -380,9 +380,9 @@ class DensifyDialog(QDialog):
         """The core's checks (files, dates, overlap, clear pixels, target range); returns the mode line."""
         from ..core import inventory
         from ..core.engine import build_inventory
-        from ..core.reader import read_clear_fraction
 
-        inv = build_inventory(request)
+        inv = build_inventory(request, check_clear=False)
+        inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
         self.mode, _notes = inventory.check_target(inv, request.target_date)
         target = dates.to_days(request.target_date)
         before = [s for s in reversed(inv.s2) if dates.to_days(s.when) <= target]
@@ -390,11 +390,7 @@ class DensifyDialog(QDialog):
         parts = []
         for label, candidates in (("before", before), ("after", after)):
             for s in candidates[:12]:  # nearest first; the series is read at 32 px for this
-                mask = inv.masks.get(s.path)
-                key = (s.path, mask.path if mask else None, inv.grid, _mtime(s.path))
-                if key not in self._clear:  # validation runs on every edit: read each file once
-                    self._clear[key] = read_clear_fraction(inv, s, max_size=32)
-                clear = self._clear[key]
+                clear = self._clear_fraction(inv, s, 32)
                 if clear >= CLEAR_ENOUGH:
                     days = dates.to_days(s.when) - target
                     parts.append(f"{label}: {s.when:%Y-%m-%d} ({days:+.0f} d, {clear:.0%} clear)")
@@ -402,6 +398,18 @@ class DensifyDialog(QDialog):
             else:
                 parts.append(f"{label}: none" + (" near" if candidates else ""))
         return f"<b>{self.mode}</b>; nearest clear S2 {', '.join(parts)}"
+
+    def _clear_fraction(self, inv, s, max_size: int) -> float:
+        """`reader.read_clear_fraction`, read once per file, mask, grid and size: validation runs on
+        every edit."""
+        from ..core.reader import read_clear_fraction
+
+        mask = inv.masks.get(s.path)
+        key = (s.path, mask.path if mask else None, _mtime(mask.path) if mask else None, inv.grid,
+               _mtime(s.path), max_size)
+        if key not in self._clear:
+            self._clear[key] = read_clear_fraction(inv, s, max_size=max_size)
+        return self._clear[key]
 
     # running ----------------------------------------------------------------------------------
     def run(self):

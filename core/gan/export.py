@@ -60,7 +60,7 @@ def export_onnx(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     from ..atomic import OutputError, output_file_problem
     from ..model_contract import write_contract
 
-    if problem := output_file_problem(out_path):
+    if problem := output_file_problem(out_path, suffix=".onnx"):
         raise OutputError(f"{out_path}: {problem}")
 
     gen, ck = build_from_checkpoint(checkpoint_path)

@@ -236,11 +236,9 @@ def write_card(model: str | Path, out_md: str | Path, heldout: str | Path, cv: s
     """Write `out_md` (.md) and the JSON card beside it (same stem, .json) from report.json files;
     OutputError, before anything is read, when either cannot be written."""
     out_md = Path(out_md)
-    if out_md.suffix.lower() != ".md":
-        raise OutputError(f"--out {out_md}: the card must be a .md file (its .json is written beside it)")
-    for path in (out_md, out_md.with_suffix(".json")):
-        if problem := output_file_problem(path):
-            raise OutputError(f"--out {path}: {problem}")
+    for path, suffix in ((out_md, ".md"), (out_md.with_suffix(".json"), None)):
+        if problem := output_file_problem(path, suffix=suffix):
+            raise OutputError(f"--out {path}: {problem} (the card is a .md, its .json is written beside it)")
 
     def load(path: str | Path) -> dict:
         try:

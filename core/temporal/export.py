@@ -122,7 +122,7 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
     from .model import OUTPUTS, input_names
     from .train import model_from_checkpoint, revalidate
 
-    if problem := output_file_problem(out):
+    if problem := output_file_problem(out, suffix=".onnx"):
         raise OutputError(f"{out}: {problem}")
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt, Path(ckpt_path).name)
