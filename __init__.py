@@ -10,9 +10,9 @@ class UnsupportedPython:
 
     def __init__(self, iface):
         self.iface = iface
-        running = ".".join(str(v) for v in sys.version_info[:3])
-        self.message = (f"Sentinel Densify needs Python {'.'.join(map(str, MIN_PYTHON))} or newer; this QGIS "
-                        f"runs Python {running}. Use a QGIS build with Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]}+ "
+        needed, running = ".".join(map(str, MIN_PYTHON)), ".".join(map(str, sys.version_info[:3]))
+        self.message = (f"Sentinel Densify needs Python {needed} or newer; this QGIS "
+                        f"runs Python {running}. Use a QGIS build with Python {needed}+ "
                         "(e.g. QGIS 3.22 on Debian 12, or QGIS >= 3.34 from OSGeo4W).")
 
     def initGui(self):  # noqa: N802 (QGIS API name)

@@ -38,19 +38,21 @@ class DensifyRequest:
         """Where output `kind` (synthesized | uncertainty | lai) is written."""
         if kind in self.output_paths and self.output_paths[kind]:
             return Path(self.output_paths[kind])
-        return Path(self.out_dir) / f"{kind}_{self.target_date:%Y%m%d}.tif"
+        return self._default_path(kind)
+
+    def _default_path(self, kind: str, suffix: str = "") -> Path:
+        """DIR/<kind>_YYYYMMDD<suffix>.tif: the one pattern of output names in out_dir."""
+        return Path(self.out_dir) / f"{kind}_{self.target_date:%Y%m%d}{suffix}.tif"
 
     def unused_output_paths(self, taken: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
         """Output files in out_dir that overwrite nothing: `<kind>_YYYYMMDD.tif`, else the first free
         `<kind>_YYYYMMDD_N.tif` (N = 2, 3, ...) for all kinds together (the dialog never replaces a
         result that may be loaded in the project). `taken`: paths of runs not finished yet."""
-        folder, stem = Path(self.out_dir), f"{self.target_date:%Y%m%d}"
         for n in range(1, 10_000):
-            suffix = "" if n == 1 else f"_{n}"
-            paths = {k: folder / f"{k}_{stem}{suffix}.tif" for k in OUTPUT_KINDS}
+            paths = {k: self._default_path(k, "" if n == 1 else f"_{n}") for k in OUTPUT_KINDS}
             if not any(p.exists() or Path(f"{p}.aux.xml").exists() or str(p) in taken for p in paths.values()):
                 return {k: str(p) for k, p in paths.items()}
-        raise FileExistsError(f"no free output name for {stem} in {folder}")
+        raise FileExistsError(f"no free output name for {self.target_date:%Y%m%d} in {self.out_dir}")
 
 
 @dataclass
