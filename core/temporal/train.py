@@ -140,6 +140,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars (never drawn when stderr is not a terminal)")
 
 
+def holdout_offset(args: argparse.Namespace) -> int:
+    """The test months' offset: --holdout-offset, by default the last of each --holdout-every months."""
+    return args.holdout_every - 1 if args.holdout_offset is None else args.holdout_offset
+
+
 def check_args(args: argparse.Namespace) -> dict | None:
     """Refuse (InputError / OutputError) option values and OUT folders training would fail on or
     misuse, before any data is read; returns OUT/last.pt's checkpoint when resuming."""
@@ -147,7 +152,7 @@ def check_args(args: argparse.Namespace) -> dict | None:
 
     if args.width % args.heads:
         raise InputError(f"--width {args.width} must be divisible by --heads {args.heads}")
-    offset = args.holdout_every - 1 if args.holdout_offset is None else args.holdout_offset
+    offset = holdout_offset(args)
     if not 0 <= offset < args.holdout_every:
         raise InputError(f"--holdout-offset {offset} must be in 0..{args.holdout_every - 1} (--holdout-every - 1): "
                          "no month would be held out for testing")
@@ -383,7 +388,7 @@ def train(args: argparse.Namespace) -> dict:
     T.seed_everything(args.seed)
     out = Path(args.out)
     stack = load_series(args.data)
-    t_off = args.holdout_every - 1 if args.holdout_offset is None else args.holdout_offset
+    t_off = holdout_offset(args)
     test = split_dates(stack, args.holdout_every, t_off)
     val = validation_dates(stack, test, args.val_every, args.val_offset)
     held = test | val  # never shown in training, neither as targets nor as inputs
