@@ -45,12 +45,12 @@ def resolve_model(model: str | Path | None) -> Path:
 
 def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
     """(S2 image with `bands`, S1 dB (2, h, w) on its grid, clear mask or None); InputError naming files."""
-    from .inventory import Inventory, clear_from_mask, describe, overlaps, read_s2
+    from .inventory import Inventory, clear_from_mask, describe, is_virtual, overlaps, read_s2
     from .reader import SeriesReader
 
     problems: list[Problem] = []
     for path in filter(None, (s1, s2, mask)):
-        if not Path(path).is_file():
+        if not is_virtual(path) and not Path(path).is_file():
             problems.append(Problem(str(path), "does not exist"))
     if problems:
         raise InputError(problems)

@@ -18,6 +18,7 @@ from .reader import SeriesReader, sample_stack
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .writer import AtomicRaster
 
+OUTPUT_SUFFIXES = (".tif", ".tiff")
 DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
 
 
@@ -37,6 +38,18 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
     if size is None or size < MIN_TILE_SIZE:
         problems.append(Problem(None, f"tile size {request.tile_size} is too small: at least {MIN_TILE_SIZE} "
                                       "pixels"))
+    kinds = [k for k in OUTPUT_KINDS if request.lai or k != "lai"]
+    seen: dict[Path, str] = {}
+    for kind in kinds:
+        path = request.output_path(kind)
+        if path.suffix.lower() not in OUTPUT_SUFFIXES:
+            problems.append(Problem(str(path), f"the {kind} output must be a GeoTIFF file (.tif): "
+                                               "outputs are written as GeoTIFF"))
+        key = path.absolute()
+        if key in seen:  # e.g. one file chosen for two Processing destinations
+            problems.append(Problem(str(path), f"the {seen[key]} and {kind} outputs are the same file: "
+                                               "choose a different file for each"))
+        seen.setdefault(key, kind)
     return problems
 
 

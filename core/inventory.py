@@ -274,6 +274,11 @@ def clear_from_mask(kind: str, data: np.ndarray, prob_threshold: float = 40.0) -
     return np.isfinite(d) & (d < prob_threshold)
 
 
+def is_virtual(path: str | Path) -> bool:
+    """A GDAL virtual file path (/vsizip/..., /vsicurl/...): not on the file system, kept as given."""
+    return str(path).startswith("/vsi")
+
+
 def find_rasters(paths: list[str] | str) -> tuple[list[str], list[Problem]]:
     """Files as given, folders searched recursively for rasters."""
     found, problems = _search(paths)
@@ -284,6 +289,9 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
     """(path, found in a folder) of each raster, files as given, folders searched recursively."""
     found, problems = [], []
     for p in [paths] if isinstance(paths, str) else paths:
+        if is_virtual(p):  # as given, read by GDAL
+            found.append((str(p), False))
+            continue
         path = Path(p)
         if path.is_dir():
             hits = sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in RASTER_SUFFIXES

@@ -302,7 +302,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     from .writer import AtomicRaster
 
     feedback = feedback or Feedback()
-    s2_path, out_path = Path(s2_path), Path(out_path)
+    s2_path, out_path = str(s2_path), Path(out_path)  # str: a GDAL /vsizip/... path stays whole
     info = describe(s2_path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
     if info.problems or info.grid is None:
         raise InputError(Problem(str(s2_path), "; ".join(info.problems) or "not a georeferenced raster"))
@@ -315,7 +315,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
 
     first = read(0, rows)
     angles, warnings = Angles.from_tags(first.tags)
-    tags = {"method": METHOD, "flags": FLAGS_DOC, "source": s2_path.name,
+    tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(s2_path).name,
             "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
                            f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),
             "LAI_std": "0: no reflectance std given (single image)"}

@@ -38,9 +38,12 @@ def group_name(date: dt.date) -> str:
 
 
 def source_path(layer: QgsMapLayer) -> str:
-    """The file behind a layer (its GDAL source without open options)."""
+    """The file behind a layer (its GDAL source without open options; /vsizip/... kept whole)."""
     parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
-    return parts.get("path") or layer.source()
+    path = parts.get("path")
+    if not path:
+        return layer.source()
+    return f"{parts.get('vsiPrefix') or ''}{path}{parts.get('vsiSuffix') or ''}"
 
 
 def temporal_date(layer: QgsMapLayer) -> dt.datetime | None:

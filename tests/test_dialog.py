@@ -222,6 +222,45 @@ def test_the_default_output_folder_follows_the_project(loaded, bar, tmp_path):
     assert dlg.out_dir.filePath() == str(tmp_path / "mine")
 
 
+def test_reopening_keeps_the_users_choices_and_adds_new_layers(loaded, bar, tmp_path, uds_subset):
+    """Opening the dialog again (refresh_layers) must not undo the user's date, ticks, sensors, dates."""
+    from qgis.core import QgsRasterLayer
+    from qgis.PyQt.QtCore import QDate, Qt
+    from sentinel_densify.ui.dialog import DensifyDialog
+
+    dlg = DensifyDialog(project=loaded, message_bar=bar)
+    first_default = dlg.date_edit.date()
+    loaded.removeMapLayer(loaded.mapLayersByName(uds_subset["s2"][-1].stem)[0])
+    dlg.refresh_layers()
+    assert dlg.date_edit.date() != first_default  # an untouched date follows the series' midpoint
+    dlg.date_edit.setDate(QDate(2018, 2, 12))
+    s2_row, mask_row = _row(dlg, uds_subset["s2"][2].stem), _row(dlg, uds_subset["masks"][0].stem)
+    dlg.set_included(s2_row, False)
+    dlg.set_sensor(mask_row, "S1")
+    dlg.set_date(mask_row, "2018-01-02")
+    added = uds_subset["s2"][-1]
+    loaded.addMapLayer(QgsRasterLayer(str(added), added.stem, "gdal"))
+    dlg.refresh_layers()
+    assert dlg.date_edit.date() == QDate(2018, 2, 12)
+    s2_row, mask_row = _row(dlg, uds_subset["s2"][2].stem), _row(dlg, uds_subset["masks"][0].stem)
+    assert dlg.table.item(s2_row, 0).checkState() == Qt.Unchecked
+    assert dlg.table.cellWidget(mask_row, 2).currentData() == "S1"
+    assert dlg.table.item(mask_row, 3).text() == "2018-01-02"
+    new_row = _row(dlg, added.stem)  # a layer new to the table gets the detected values
+    assert dlg.table.item(new_row, 0).checkState() == Qt.Checked
+    assert dlg.table.cellWidget(new_row, 2).currentData() == "S2"
+
+
+def test_an_existing_file_as_output_folder_is_a_problem_before_running(loaded, bar, tmp_path):
+    dlg = _dialog(loaded, bar, tmp_path)
+    assert dlg.validate() == []
+    afile = tmp_path / "notafolder.tif"
+    afile.write_bytes(b"x")
+    dlg.out_dir.setFilePath(str(afile))
+    assert dlg.validate() == [f"Output folder {afile}: is an existing file, not a folder."]
+    assert not dlg.run_button.isEnabled() and dlg.run() is None
+
+
 def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_path):
     from qgis.core import Qgis, QgsRasterLayerTemporalProperties
     from qgis.PyQt.QtCore import QDate, Qt

@@ -246,6 +246,27 @@ def test_tile_size_below_the_minimum_refused(small, first_last, tmp_path):
     engine.run(_req(small, tmp_path, target, tile_size=engine.MIN_TILE_SIZE, lai=False))  # the minimum runs
 
 
+def test_outputs_must_be_distinct_geotiffs(small, first_last, tmp_path):
+    """Two destinations on one file (a batch-mode slip) or a non-GeoTIFF name are refused up front."""
+    from sentinel_densify.core.errors import InputError
+
+    target = first_last[0] + dt.timedelta(days=20)
+    same = str(tmp_path / "o" / "same.tif")
+    with pytest.raises(InputError, match="same.tif: the synthesized and uncertainty outputs are the same file"):
+        engine.run(_req(small, tmp_path, target, lai=False,
+                        output_paths={"synthesized": same, "uncertainty": same}))
+    with pytest.raises(InputError, match=r"s.png: the synthesized output must be a GeoTIFF file \(.tif\)"):
+        engine.run(_req(small, tmp_path, target, lai=False,
+                        output_paths={"synthesized": str(tmp_path / "o" / "s.png"),
+                                      "uncertainty": str(tmp_path / "o" / "u.tif")}))
+    assert not (tmp_path / "o").exists()
+    # LAI not asked for: its (default) path may be anything; .tiff is a GeoTIFF name too
+    res = engine.run(_req(small, tmp_path, target, lai=False,
+                          output_paths={"synthesized": str(tmp_path / "o" / "s.tiff"), "lai": same,
+                                        "uncertainty": same}))
+    assert sorted(res.outputs) == ["synthesized", "uncertainty"]
+
+
 def test_temporal_model_names_the_bands_the_inputs_lack(small, first_last, tmp_path):
     """S2 files all without B8A: the model's needs and what is lacking, not "needs [...] got [...]"."""
     from sentinel_densify.core.errors import InputError

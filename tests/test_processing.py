@@ -282,3 +282,44 @@ def test_an_output_chosen_on_an_input_raster_is_refused(provider, inputs, tmp_pa
                              "OUTPUT_LAI": None})
     assert Path(victim).name in str(err.value) and "would replace this input" in str(err.value)
     assert Path(victim).read_bytes() == before and not (tmp_path / "u.tif").exists()
+
+
+def test_two_destinations_on_one_file_are_refused(provider, inputs, tmp_path):
+    """A batch-mode slip (the same file for two outputs) must not let one output overwrite the other."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    same = str(tmp_path / "same.tif")
+    with pytest.raises(QgsProcessingException, match="the synthesized and uncertainty outputs are the same file"):
+        processing.run(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1, "OUTPUT_SYNTHESIZED": same,
+                             "OUTPUT_UNCERTAINTY": same, "OUTPUT_LAI": None})
+    assert not Path(same).exists()
+
+
+def test_layers_read_from_a_zip_archive(provider, inputs, tmp_path):
+    """QGIS opens rasters inside a .zip as /vsizip/ sources: synthesize and LAI read them in place."""
+    import zipfile
+
+    import processing
+    from qgis.core import QgsRasterLayer
+    from sentinel_densify.plugin.layers import source_path
+
+    archive = tmp_path / "s2 series.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in inputs["S2_LAYERS"]:
+            zf.write(p, Path(p).name)
+    zipped = [f"/vsizip/{archive}/{Path(p).name}" for p in inputs["S2_LAYERS"]]
+    layers = [QgsRasterLayer(z, Path(z).stem, "gdal") for z in zipped]
+    assert all(lyr.isValid() for lyr in layers)
+    assert [source_path(lyr) for lyr in layers] == zipped
+    res = processing.run(ALG, {**inputs, "S2_LAYERS": layers, "TARGET_DATE": "2018-03-01", "METHOD": 1,
+                               "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                               "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"), "OUTPUT_LAI": None})
+    plain = processing.run(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1,
+                                 "OUTPUT_SYNTHESIZED": str(tmp_path / "s2.tif"),
+                                 "OUTPUT_UNCERTAINTY": str(tmp_path / "u2.tif"), "OUTPUT_LAI": None})
+    with rasterio.open(res["OUTPUT_SYNTHESIZED"]) as a, rasterio.open(plain["OUTPUT_SYNTHESIZED"]) as b:
+        assert np.array_equal(a.read(), b.read(), equal_nan=True)  # the same images, read from the archive
+    lai = processing.run("densify:estimate_lai", {"INPUT": layers[0], "OUTPUT": str(tmp_path / "lai.tif")})
+    with rasterio.open(lai["OUTPUT"]) as ds:
+        assert ds.descriptions[0] == "LAI" and np.isfinite(ds.read(1)).any()

@@ -36,6 +36,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from ..core import dates
+from ..core.atomic import output_dir_problem
 from ..core.errors import InputError
 from ..core.request import DensifyRequest
 from ..plugin.layers import source_path, temporal_date
@@ -158,6 +159,7 @@ class DensifyDialog(QDialog):
         self.date_edit = QDateEdit(calendarPopup=True)
         self.date_edit.setDisplayFormat("yyyy-MM-dd")
         self.date_edit.dateChanged.connect(self.schedule_validation)
+        self._default_date: QDate | None = None  # the last date chosen for the user, not by them
         self.mode_label = QLabel()
         self.mode_label.setWordWrap(True)
         date_row.addWidget(self.date_edit)
@@ -233,8 +235,10 @@ class DensifyDialog(QDialog):
 
     # the table --------------------------------------------------------------------------------
     def refresh_layers(self) -> None:
-        """Fill the table with the project's raster layers (and follow the project's default output
-        folder unless the user chose one: the project may have been saved or switched)."""
+        """Fill the table with the project's raster layers, keeping what the user set for layers
+        already listed (tick, sensor, date) and their target date; follow the project's default
+        output folder unless the user chose one (the project may have been saved or switched)."""
+        kept = self._row_choices()
         default = default_output_dir(self.project)
         if self.out_dir.filePath().strip() in ("", self._default_out):
             self.out_dir.setFilePath(default)
@@ -272,18 +276,32 @@ class DensifyDialog(QDialog):
             source = QTableWidgetItem(row.path)
             source.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
             self.table.setItem(r, COL_SOURCE, source)
+            if row.layer_id in kept:
+                checked, sensor, text = kept[row.layer_id]
+                use.setCheckState(Qt.Checked if checked else Qt.Unchecked)
+                combo.setCurrentIndex([v for _, v in SENSORS].index(sensor))
+                when.setText(text)
         self.table.blockSignals(False)
-        self._default_target_date()
+        if self._default_date is None or self.date_edit.date() == self._default_date:
+            self._default_target_date()
         self.validate()
+
+    def _row_choices(self) -> dict[str, tuple[bool, str, str]]:
+        """Layer id -> (ticked, sensor, date text) of the rows now in the table."""
+        return {row.layer_id: (self.table.item(r, COL_USE).checkState() == Qt.Checked,
+                               self.table.cellWidget(r, COL_SENSOR).currentData(),
+                               self.table.item(r, COL_DATE).text())
+                for r, row in enumerate(self.rows)}
 
     def _default_target_date(self) -> None:
         """Midway through the S2 series, so a first run is gap-filling."""
         s2 = [row.when for row in self.rows if row.sensor == "S2" and row.when]
         if s2:
             mid = min(s2) + (max(s2) - min(s2)) / 2
-            self.date_edit.setDate(QDate(mid.year, mid.month, mid.day))
+            self._default_date = QDate(mid.year, mid.month, mid.day)
         else:
-            self.date_edit.setDate(QDate.currentDate())
+            self._default_date = QDate.currentDate()
+        self.date_edit.setDate(self._default_date)
 
     def set_included(self, row: int, included: bool) -> None:
         self.table.item(row, COL_USE).setCheckState(Qt.Checked if included else Qt.Unchecked)
@@ -348,8 +366,11 @@ class DensifyDialog(QDialog):
                 problems.append("Choose a model file (.onnx).")
             elif not Path(method).is_file():
                 problems.append(f"Model file {method} does not exist.")
-        if not self.out_dir.filePath().strip():
+        folder = self.out_dir.filePath().strip()
+        if not folder:
             problems.append("Choose an output folder.")
+        elif why := output_dir_problem(folder):
+            problems.append(f"Output folder {folder}: {why}.")
         mode_text = ""
         if not problems:
             try:
