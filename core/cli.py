@@ -40,18 +40,30 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so every open output is removed."""
 
 
+_received: set[int] = set()  # the signals that stopped this command (see main)
+
+
 def _on_sigterm(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    _received.add(signal.SIGTERM)
     raise Terminated()
 
 
+def _on_sigint(signum, frame) -> None:
+    _received.add(signal.SIGINT)
+    raise KeyboardInterrupt
+
+
 def _handle_sigterm() -> bool:
-    """Turn SIGTERM into `Terminated` unless it is already handled (or ignored) or not on the main thread."""
+    """Turn SIGTERM into `Terminated` (and note SIGINT) unless SIGTERM is already handled (or ignored) or
+    this is not the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return False
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return False
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
     return True
 
 # name -> (module under core/, one-line help)
@@ -102,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _received.clear()
     handled = _handle_sigterm()
     module = _module(args.command)
     try:
@@ -109,15 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     except DensifyError as exc:
         print(f"densify {args.command}: {exc}", file=sys.stderr)
         return 1
-    except Terminated:
-        print(f"densify {args.command}: terminated (SIGTERM); {_interrupted_note(module, args)}", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print(f"densify {args.command}: interrupted; {_interrupted_note(module, args)}", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Exception):
+        # a signal's KeyboardInterrupt that a C extension swallowed comes back as another error
+        # (rasterio: "src_nodata must be in valid range"): still an interruption, not a crash
+        stopped_by = sys.exc_info()[0]
+        if signal.SIGTERM in _received or stopped_by is Terminated:
+            print(f"densify {args.command}: terminated (SIGTERM); {_interrupted_note(module, args)}",
+                  file=sys.stderr)
+            return 128 + signal.SIGTERM
+        if signal.SIGINT in _received or issubclass(stopped_by, KeyboardInterrupt):
+            print(f"densify {args.command}: interrupted; {_interrupted_note(module, args)}", file=sys.stderr)
+            return 130
+        raise
     finally:
         if handled:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if signal.getsignal(signal.SIGINT) is _on_sigint:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ FOLDERS = ("s1", "s2_cloudy", "s2_cloudfree")
 RGB = ("B04", "B03", "B02")
 RASTER_SUFFIXES = (".tif", ".tiff")
 SAR_DB_RANGE = (-25.0, 0.0)
-REASONS = ("missing", "unreadable", "shape", "nodata", "sar_flat", "sar_dead", "optical_flat")
+REASONS = ("missing", "unreadable", "shape", "grid", "nodata", "sar_flat", "sar_dead", "optical_flat")
 SEASONS = ("winter", "spring", "summer", "autumn", "unknown")
 # SEN12MS(-CR) ROI seasons are calendar quarters (northern-hemisphere names): a month in each
 _NAME_SEASON_MONTH = {"winter": 1, "spring": 4, "summer": 7, "fall": 10, "autumn": 10}
@@ -254,6 +254,9 @@ def check_triplet(data: str | Path, name: str, cfg: CurateConfig = CurateConfig(
     if infos["s2_cloudy"]["count"] != infos["s2_cloudfree"]["count"]:
         v.reason, v.detail = "shape", "cloudy and cloud-free S2 have different band counts"
         return v
+    if off := _off_grid(infos, shapes["s2_cloudfree"]):
+        v.reason, v.detail = "grid", f"not co-registered with s2_cloudfree: {off}"
+        return v
     if cfg.size is not None and shapes["s1"] != (cfg.size, cfg.size):
         v.reason, v.detail = "shape", f"{shapes['s1'][0]}x{shapes['s1'][1]} (expected {cfg.size}x{cfg.size})"
         return v
@@ -278,6 +281,24 @@ def check_triplet(data: str | Path, name: str, cfg: CurateConfig = CurateConfig(
     else:
         v.kept = True
     return v
+
+
+def _off_grid(infos: dict[str, dict], shape: tuple[int, int]) -> str:
+    """Which files are not on s2_cloudfree's grid (another CRS, or bounds off by half a pixel or more)."""
+    from rasterio.crs import CRS
+
+    ref = infos["s2_cloudfree"]
+    crs = CRS.from_wkt(ref["crs"]) if ref["crs"] else None
+    b0 = ref["bounds"]
+    tol = 0.5 * max((b0[2] - b0[0]) / shape[1], (b0[3] - b0[1]) / shape[0])
+    off = []
+    for f in FOLDERS:
+        info = infos[f]
+        if (CRS.from_wkt(info["crs"]) if info["crs"] else None) != crs:
+            off.append(f"{f} (another CRS)")
+        elif max(abs(a - b) for a, b in zip(info["bounds"], b0, strict=True)) >= tol:
+            off.append(f"{f} (another extent)")
+    return ", ".join(off)
 
 
 def _check_many(data: str, names: list[str], cfg: CurateConfig) -> list[Verdict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from . import dates
@@ -619,10 +619,13 @@ def read_s2(path: str | Path, band_order: list[str] | None = None, window: Windo
     if missing:
         raise InputError(Problem(str(path), f"missing band(s) {', '.join(missing)}"))
     idx = [info.bands.index(b) + 1 for b in wanted]
-    with rasterio.open(path) as ds:
-        raw = ds.read(idx, window=window).astype("float32")
-        nodata = ds.nodata
-        transform = ds.window_transform(window) if window is not None else ds.transform
+    try:
+        with rasterio.open(path) as ds:
+            raw = ds.read(idx, window=window).astype("float32")
+            nodata = ds.nodata
+            transform = ds.window_transform(window) if window is not None else ds.transform
+    except (RasterioError, OSError) as exc:  # the header read, the pixels do not (truncated, corrupt)
+        raise InputError(Problem(str(path), f"cannot read its pixels ({first_line(exc)})")) from exc
     refl = raw * info.scale + info.offset
     if nodata is not None and not np.isnan(nodata):
         refl[raw == nodata] = np.nan

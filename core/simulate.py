@@ -25,7 +25,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from .atomic import atomic_path, write_text
+from .atomic import OutputError, atomic_path, ensure_folder, output_dir_problem, write_text
 from .errors import InputError
 from .progress import Feedback
 from .stack import S1_BANDS, S2_BANDS
@@ -454,6 +454,17 @@ def _block_rows(size: int, block_rows: int | None) -> int:
     return int(max(CHUNK, (block_rows // CHUNK) * CHUNK))
 
 
+def _refuse_other_rasters(out: Path, ours: set[Path]) -> None:
+    """OutputError when out/S2 or out/S1 holds rasters this simulation would not write (a real series,
+    another simulation): mixed into one folder they would be read as one series."""
+    other = sorted(str(p.relative_to(out)) for sub in ("S2", "S1") if (out / sub).is_dir()
+                   for p in (out / sub).iterdir() if p.suffix.lower() in (".tif", ".tiff") and p not in ours)
+    if other:
+        more = f" and {len(other) - 1} more" if len(other) > 1 else ""
+        raise OutputError(f"{out}: already holds other rasters ({other[0]}{more}), which would be mixed "
+                          "with the simulated series: choose an empty folder")
+
+
 def simulate_scene(out_dir: str | Path, size: int = 512, n_s2: int = 20, n_s1: int = 30,
                    start: str | dt.date = "2021-03-01", end: str | dt.date = "2021-10-31",
                    seed: int = 0, feedback: Feedback | None = None,
@@ -474,10 +485,10 @@ def simulate_scene(out_dir: str | Path, size: int = 512, n_s2: int = 20, n_s1: i
         problems.append(f"end {d1} is not after start {d0}")
     if problems:
         raise InputError("; ".join(problems))
+    if why := output_dir_problem(out_dir):
+        raise OutputError(f"{out_dir}: {why}")
     size = int(size)
     out = Path(out_dir)
-    (out / "S2").mkdir(parents=True, exist_ok=True)
-    (out / "S1").mkdir(parents=True, exist_ok=True)
     plan = _plan(n_s2, n_s1, d0, d1, seed)
     thr = _thresholds(size, plan, seed)
     step = _block_rows(size, block_rows)
@@ -486,6 +497,9 @@ def simulate_scene(out_dir: str | Path, size: int = 512, n_s2: int = 20, n_s1: i
     s2_paths = [out / "S2" / f"T{TILE}_{_stamp(d['when'])}_L2A_10m.tif" for d in plan["s2"]]
     scl_paths = [out / "S2" / f"T{TILE}_{_stamp(d['when'])}_SCL_20m.tif" for d in plan["s2"]]
     s1_paths = [out / "S1" / f"S1_IW_GRDH_ASC_{_stamp(d['when'])}_VV_VH_dB.tif" for d in plan["s1"]]
+    _refuse_other_rasters(out, {*s2_paths, *scl_paths, *s1_paths})
+    for sub in ("S2", "S1"):
+        ensure_folder(out / sub, out)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), contextlib.ExitStack() as files:
         s2_ds, scl_ds, s1_ds = [], [], []
         for d, p, q in zip(plan["s2"], s2_paths, scl_paths, strict=True):

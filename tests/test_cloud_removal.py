@@ -92,6 +92,32 @@ def test_bad_input_names_the_file(model, sen12_dir, tmp_path, monkeypatch):
         cloud_removal.remove_clouds(s1, s2, tmp_path / "o.tif")
 
 
+def test_outputs_never_replace_an_input_and_are_checked_first(model, sen12_dir, tmp_path, corrupt_copy):
+    """Checked before the model runs: --out on an input (or a link to it), a non-GeoTIFF name;
+    an S2 whose pixels do not read is named, not a traceback."""
+    import shutil
+
+    from sentinel_densify.core.atomic import OutputError
+
+    s1, s2 = _files(sen12_dir)
+    mine = Path(shutil.copy(s2, tmp_path / "s2.tif"))
+    before = mine.read_bytes()
+    (tmp_path / "link.tif").symlink_to(mine)
+    for out in (mine, tmp_path / "link.tif"):
+        with pytest.raises(OutputError, match="is the input --s2"):
+            cloud_removal.remove_clouds(s1, str(mine), out, model=model)
+    assert mine.read_bytes() == before
+    assert cli_main(["remove-clouds", "--s1", s1, "--s2", str(mine), "--out", str(mine), "--model", str(model)]) == 1
+    assert mine.read_bytes() == before
+    with pytest.raises(OutputError, match="o.png: must be a .tif file"):
+        cloud_removal.remove_clouds(s1, s2, tmp_path / "o.png", model=model)
+    (tmp_path / "bad").mkdir()
+    bad = corrupt_copy(Path(s2), tmp_path / "bad" / Path(s2).name)
+    with pytest.raises(InputError, match=f"{Path(s2).name}: cannot read its pixels"):
+        cloud_removal.remove_clouds(s1, str(bad), tmp_path / "o.tif", model=model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "link.tif", "s2.tif"]
+
+
 def test_processing_algorithm_in_a_model(densify_provider, model, sen12_dir, tmp_path):
     import processing
     from qgis.core import (

@@ -54,6 +54,13 @@ def crafted(sen12_dir, tmp_path) -> Path:
     p8 = root / "s2_cloudy" / "ROIs2017_winter_1_p8.tif"
     p8.write_bytes(p8.read_bytes()[: p8.stat().st_size // 3])  # truncated file
     _write(root / "s1" / "ROIs2017_winter_1_p9.tif", *real["s1"])  # only in s1
+    triplet("ROIs2017_winter_1_p10.tif")
+    data, prof = real["s1"]  # S1 moved 10 km east: the same size, another place
+    _write(root / "s1" / "ROIs2017_winter_1_p10.tif", data,
+           dict(prof, transform=prof["transform"] * prof["transform"].translation(1000, 0)))
+    triplet("ROIs2017_winter_1_p11.tif")
+    data, prof = real["s2_cloudy"]  # the cloudy image labelled with another CRS
+    _write(root / "s2_cloudy" / "ROIs2017_winter_1_p11.tif", data, dict(prof, crs="EPSG:3857"))
     return root
 
 
@@ -67,6 +74,8 @@ EXPECTED = {
     "ROIs2017_winter_1_p7.tif": "nodata",
     "ROIs2017_winter_1_p8.tif": "unreadable",
     "ROIs2017_winter_1_p9.tif": "missing",
+    "ROIs2017_winter_1_p10.tif": "grid",
+    "ROIs2017_winter_1_p11.tif": "grid",
 }
 
 
@@ -117,8 +126,8 @@ def test_curate_cli_reports_links_and_leaves_sources(crafted, tmp_path):
         rows = {r["name"]: r for r in csv.DictReader(f)}
     assert {n: r["reason"] for n, r in rows.items()} == EXPECTED
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["total"] == 9 and summary["kept"] == 1
-    assert summary["rejected"]["optical_flat"] == 2
+    assert summary["total"] == len(EXPECTED) and summary["kept"] == 1
+    assert summary["rejected"]["optical_flat"] == 2 and summary["rejected"]["grid"] == 2
     assert summary["per_season"]["summer"] == {"rejected": 1, "optical_flat": 1}
     assert (out / "kept.txt").read_text().split() == ["ROIs2017_winter_1_p1.tif"]
     assert "optical_flat" in (out / "summary.md").read_text()
@@ -158,5 +167,5 @@ def test_processing_curate_algorithm(densify_provider, crafted, tmp_path):
     assert QgsApplication.processingRegistry().algorithmById("densify:curate") is not None
     res = processing.run("densify:curate", {"DATA": str(crafted), "OUTPUT": str(tmp_path / "o"), "WORKERS": 1,
                                             "SUMMER_THRESHOLD": 5.0})
-    assert res["KEPT"] == 2 and res["REJECTED"] == 7  # the summer copy passes a threshold of 5
+    assert res["KEPT"] == 2 and res["REJECTED"] == len(EXPECTED) - 2  # the summer copy passes a threshold of 5
     assert Path(res["REPORT"]).is_file()

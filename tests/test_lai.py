@@ -173,3 +173,10 @@ def test_angles_from_stack_values_default_nan():
     angles, warnings = L.Angles.from_values(35.0, 150.0, float("nan"), 100.0)
     assert (angles.sun_zenith, angles.sun_azimuth, angles.view_azimuth) == (35.0, 150.0, 100.0)
     assert angles.view_zenith == L.DEFAULT_VIEW_ZENITH and "view zenith" in warnings[0]
+
+
+def test_lai_file_names_an_input_whose_pixels_do_not_read(uds_dir, tmp_path, corrupt_copy):
+    bad = corrupt_copy(uds_dir / "S2" / CLEAR, tmp_path / CLEAR)
+    with pytest.raises(InputError, match=f"{CLEAR}: cannot read its pixels"):
+        L.lai_file(bad, tmp_path / "o" / "lai.tif")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

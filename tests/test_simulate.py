@@ -122,3 +122,23 @@ def test_bad_arguments_raise_input_error(tmp_path):
     with pytest.raises(InputError, match="not a date"):
         sim.simulate_scene(tmp_path, size=64, start="March")
     assert not list(tmp_path.rglob("*.tif"))
+
+
+def test_output_folder_problems_are_refused_before_writing(tmp_path, capsys):
+    from sentinel_densify.core.atomic import OutputError
+    from sentinel_densify.core.cli import main as cli_main
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(OutputError, match="afile: is an existing file, not a folder"):
+        sim.simulate_scene(afile, size=32, n_s2=2, n_s1=1)
+    assert cli_main(["simulate", "--out", str(afile / "sub"), "--size", "32", "--s2-dates", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "which is a file, not a folder" in err and "Traceback" not in err
+    first = sim.simulate_scene(tmp_path / "scene", size=32, n_s2=3, n_s1=2, seed=1)
+    again = sim.simulate_scene(tmp_path / "scene", size=32, n_s2=3, n_s1=2, seed=1)  # the same files: fine
+    assert again["s2"] == first["s2"]
+    before = sorted(p.name for p in (tmp_path / "scene").rglob("*"))
+    with pytest.raises(OutputError, match="already holds other rasters .*choose an empty folder"):
+        sim.simulate_scene(tmp_path / "scene", size=32, n_s2=4, n_s1=2, seed=2)  # other dates: a mixed series
+    assert sorted(p.name for p in (tmp_path / "scene").rglob("*")) == before
