@@ -323,3 +323,18 @@ def test_layers_read_from_a_zip_archive(provider, inputs, tmp_path):
     lai = processing.run("densify:estimate_lai", {"INPUT": layers[0], "OUTPUT": str(tmp_path / "lai.tif")})
     with rasterio.open(lai["OUTPUT"]) as ds:
         assert ds.descriptions[0] == "LAI" and np.isfinite(ds.read(1)).any()
+
+
+def test_a_file_qgis_cannot_open_is_named(provider, inputs, tmp_path):
+    """QGIS's own check says only "Incorrect parameter value for S2_LAYERS": the file must be named."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    text = tmp_path / "notes.tif"
+    text.write_text("not a raster")
+    with pytest.raises(QgsProcessingException,
+                       match=f"S2_LAYERS: {text} is not a raster layer or a raster file QGIS can open"):
+        processing.run(ALG, {**inputs, "S2_LAYERS": inputs["S2_LAYERS"][:3] + [str(text)],
+                             "TARGET_DATE": "2018-03-01", "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                             "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tif"]

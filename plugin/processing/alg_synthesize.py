@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
+    QgsProcessingUtils,
 )
 
 from ...core.request import DensifyRequest
@@ -106,6 +107,19 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUT["lai"], "LAI (LAI, std, flags)", optional=True, createByDefault=True))
         self.addOutput(QgsProcessingOutputString("MODE", "Mode (gap-filling, forecasting, backcasting)"))
+
+    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
+        """QGIS's check, its "Incorrect parameter value for S2_LAYERS" naming the entries it could not open."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok:
+            return ok, message
+        bad = []
+        for key in (self.S2, self.S1, self.MASKS):
+            values = parameters.get(key) or []
+            for value in values if isinstance(values, list | tuple) else [values]:
+                if isinstance(value, str) and QgsProcessingUtils.mapLayerFromString(value, context) is None:
+                    bad.append(f"{key}: {value} is not a raster layer or a raster file QGIS can open")
+        return ok, "; ".join(bad) or message
 
     def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> bool:
