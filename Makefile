@@ -50,9 +50,13 @@ model: ## retrain models/default.onnx on the shared data, with its evaluation, f
 package: ## zip for QGIS "Install from ZIP"
 	$(PY) scripts/package.py dist/sentinel_densify.zip
 
-deploy: ## link the checkout into the default QGIS profile
-	mkdir -p $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
-	ln -sfn $(CURDIR) $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins/sentinel_densify
+PROFILE ?= default
+QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/$(PROFILE)/python/plugins
+deploy: ## link the checkout into a QGIS profile (PROFILE=default, or QGIS_PLUGINS=folder)
+	@dest="$(QGIS_PLUGINS)/sentinel_densify"; \
+	if [ -e "$$dest" ] && [ ! -L "$$dest" ]; then \
+	  echo "deploy: $$dest is a folder (a ZIP install?), not a link: remove it first" >&2; exit 1; fi; \
+	mkdir -p "$(QGIS_PLUGINS)" && ln -sfn "$(CURDIR)" "$$dest" && echo "linked $$dest -> $(CURDIR)"
 
 clean:
 	rm -rf $(VENV) dist demo_out eval_out .pytest_cache

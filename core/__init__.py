@@ -4,4 +4,4 @@ This package imports nothing from QGIS or Qt. Heavy dependencies (torch,
 onnxruntime) are imported lazily inside the functions that need them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"

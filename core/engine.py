@@ -12,7 +12,7 @@ from . import __version__, dates, inventory, lai
 from .atomic import same_file
 from .errors import InputError, Problem
 from .grid import MIN_TILE_SIZE, tiles
-from .methods import create
+from .methods import create, default_fallback
 from .progress import Feedback
 from .reader import SeriesReader, sample_stack
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
@@ -129,6 +129,8 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
     fb.check()
 
     method = create(request.method, request.device)
+    if request.method in ("", "default", None) and (fallback := default_fallback()):
+        warnings.append(fallback)
     warnings += _fit_bands(inv, method, request.band_order)
     cuda = device_warning(request.device, method)
     if cuda:

@@ -50,5 +50,15 @@ class Cancelled(DensifyError):
 
 
 def failure_message(exc: BaseException) -> str:
-    """One line for an unexpected error (not a DensifyError), as the shells show it."""
+    """One line for an unexpected error (not a DensifyError), as the shells show it; a missing
+    Python package is named with what to do about it."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return missing_package_message(exc.name)
     return f"Densify failed: {type(exc).__name__}: {exc}"
+
+
+def missing_package_message(module: str) -> str:
+    """What to tell a user whose Python lacks `module` (e.g. QGIS's Python without rasterio)."""
+    package = module.split(".")[0]
+    return (f"Densify needs the Python package '{package}', which the Python running it cannot import: "
+            "install it into that Python (for QGIS, the one QGIS runs; see the README, 'QGIS plugin').")

@@ -55,13 +55,22 @@ class DensifyPlugin:
             self.dialog = None
 
     def show_dialog(self) -> None:
-        """Open (or raise) the Densify dialog, refreshed with the project's current raster layers."""
-        from ..ui.dialog import DensifyDialog
+        """Open (or raise) the Densify dialog, refreshed with the project's current raster layers;
+        a Python package the core needs but QGIS's Python lacks is a message, not a traceback."""
+        try:
+            from ..ui.dialog import DensifyDialog
 
-        if self.dialog is None:
-            self.dialog = DensifyDialog(self.iface.mainWindow(), message_bar=self.iface.messageBar())
-        else:
-            self.dialog.refresh_layers()
+            if self.dialog is None:
+                self.dialog = DensifyDialog(self.iface.mainWindow(), message_bar=self.iface.messageBar())
+            else:
+                self.dialog.refresh_layers()
+        except ModuleNotFoundError as exc:
+            from qgis.core import Qgis
+
+            from ..core.errors import failure_message
+
+            self.iface.messageBar().pushMessage("Densify", failure_message(exc), Qgis.Critical, 0)
+            return
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()

@@ -97,6 +97,25 @@ def test_without_onnxruntime_default_falls_back_and_a_model_file_says_why(monkey
         create(str(MODEL), "cpu")
 
 
+def test_without_onnxruntime_a_default_run_warns_that_linear_ran(monkeypatch, uds_subset, tmp_path):
+    """Mocked absence as above: the run goes on with `linear` and says so (Processing, CLI, dialog)."""
+    import datetime as dt
+
+    from sentinel_densify.core import engine
+    from sentinel_densify.core.request import DensifyRequest
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    request = DensifyRequest(s2=[str(p) for p in uds_subset["s2"]], masks=[str(p) for p in uds_subset["masks"]],
+                             target_date=dt.date(2018, 3, 1), out_dir=str(tmp_path), lai=False)
+    result = engine.run(request)
+    assert result.method == "linear"
+    assert any(w.startswith("the bundled model needs onnxruntime, which is not installed: the linear "
+                            "baseline ran instead") for w in result.warnings), result.warnings
+    monkeypatch.undo()  # onnxruntime back as it was
+    result = engine.run(DensifyRequest(**{**request.__dict__, "out_dir": str(tmp_path / "b")}))
+    assert result.method == "onnx:default" and not any("onnxruntime" in w for w in result.warnings)
+
+
 def test_without_onnx_nor_onnxruntime_the_contract_read_says_why(monkeypatch):
     """Mocked absence of both packages (see above): a clear InputError, not an ImportError."""
     from sentinel_densify.core.errors import InputError

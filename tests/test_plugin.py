@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import subprocess
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -108,6 +109,50 @@ def test_an_older_python_gets_a_message_not_a_broken_plugin(iface, monkeypatch):
     iface.bar.clearWidgets()
 
 
+class _LacksRasterio(types.ModuleType):
+    """A module whose names cannot be imported because a package it needs is missing."""
+
+    def __getattr__(self, name):
+        raise ModuleNotFoundError("No module named 'rasterio'", name="rasterio")
+
+
+def test_a_missing_python_package_is_a_message_in_qgis_not_a_traceback(iface, monkeypatch, tmp_path):
+    """A QGIS whose Python lacks rasterio (mocked: the package is installed here) must say what to
+    install, from the toolbar button and from Processing, instead of a ModuleNotFoundError traceback."""
+    import processing
+    import sentinel_densify
+    from qgis.core import Qgis, QgsProcessingException
+
+    plugin = sentinel_densify.classFactory(iface)
+    plugin.initGui()
+    try:
+        monkeypatch.setitem(sys.modules, "sentinel_densify.ui.dialog", _LacksRasterio("dialog"))
+        plugin.show_dialog()
+        items = [(item.text(), item.level()) for item in iface.bar.items()]
+        assert plugin.dialog is None and len(items) == 1 and items[0][1] == Qgis.Critical
+        assert "needs the Python package 'rasterio'" in items[0][0] and "README" in items[0][0]
+        monkeypatch.setitem(sys.modules, "sentinel_densify.core.engine", _LacksRasterio("engine"))
+        with pytest.raises(QgsProcessingException, match="needs the Python package 'rasterio'"):
+            processing.run("densify:synthesize", {"S2_LAYERS": [], "TARGET_DATE": "2018-03-01",
+                                                  "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                                                  "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
+    finally:
+        plugin.unload()
+        iface.bar.clearWidgets()
+
+
+def test_one_version_number():
+    """metadata.txt (what QGIS shows), the core (tagged in every output) and pyproject agree."""
+    import tomllib
+
+    from sentinel_densify.core import __version__
+
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(ROOT / "metadata.txt", encoding="utf-8")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["general"]["version"] == __version__ == project["version"]
+
+
 def test_metadata_is_complete_for_the_plugin_repository():
     meta = configparser.ConfigParser(interpolation=None)
     meta.read(ROOT / "metadata.txt", encoding="utf-8")
@@ -154,3 +199,20 @@ def test_package_zip_installs_as_one_folder_without_dev_files(qgis_app, tmp_path
                           env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert "densify:synthesize" in done.stdout and "densify:estimate_lai" in done.stdout
+
+
+def test_make_deploy_links_the_checkout_and_never_hides_a_zip_install(tmp_path):
+    plugins = tmp_path / "profile" / "python" / "plugins"
+    for _ in range(2):  # again: the link is replaced, not nested
+        run = subprocess.run(["make", "-s", "-C", str(ROOT), "deploy", f"QGIS_PLUGINS={plugins}"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    link = plugins / "sentinel_densify"
+    assert link.is_symlink() and link.resolve() == ROOT.resolve() and sorted(p.name for p in plugins.iterdir()) == [
+        "sentinel_densify"]
+    link.unlink()
+    (link / "core").mkdir(parents=True)  # what "Install from ZIP" leaves
+    run = subprocess.run(["make", "-s", "-C", str(ROOT), "deploy", f"QGIS_PLUGINS={plugins}"],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "is a folder (a ZIP install?), not a link: remove it first" in run.stderr
+    assert sorted(p.name for p in link.iterdir()) == ["core"]

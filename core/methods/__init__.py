@@ -76,6 +76,14 @@ def default_model() -> Path | None:
     return path if path is not None and importlib.util.find_spec("onnxruntime") is not None else None
 
 
+def default_fallback() -> str | None:
+    """Why `default` runs the linear baseline although a model is bundled (None when it does not)."""
+    if bundled_model() is not None and default_model() is None:
+        return ("the bundled model needs onnxruntime, which is not installed: the linear baseline ran "
+                "instead (the README says how to install it)")
+    return None
+
+
 def create(name: str, device: str = "auto") -> Method:
     """A method by registered name, 'default', or path to a model file (.onnx)."""
     _load_providers()

@@ -78,13 +78,13 @@ class CurateAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict:
-        from ...core.curate import CurateConfig, curate
-
         data = self.parameterAsFile(parameters, self.DATA, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        cfg = CurateConfig(summer_threshold=self.parameterAsDouble(parameters, self.SUMMER, context),
-                           winter_threshold=self.parameterAsDouble(parameters, self.WINTER, context))
         with core_errors(feedback):
+            from ...core.curate import CurateConfig, curate
+
+            cfg = CurateConfig(summer_threshold=self.parameterAsDouble(parameters, self.SUMMER, context),
+                               winter_threshold=self.parameterAsDouble(parameters, self.WINTER, context))
             s = curate(data, out, cfg, workers=self.parameterAsInt(parameters, self.WORKERS, context),
                        link=self.parameterAsBool(parameters, self.LINK, context), feedback=core_feedback(feedback))
         feedback.pushInfo(f"kept {s.kept} of {s.total}; rejected: "

@@ -67,18 +67,19 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         if layer is None:
             raise QgsProcessingException("Bad input: INPUT is not a raster layer")
         self._path = source_path(layer)
-        from ...core.inventory import describe
+        with core_errors(feedback):
+            from ...core.inventory import describe
 
-        when = temporal_date(layer) or describe(self._path).when  # the LAI layer gets the image's date
+            when = temporal_date(layer) or describe(self._path).when  # the LAI layer gets the image's date
         self._date = when.date() if when is not None else None
         return True
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict:
-        from ...core.lai import lai_file
-
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         with core_errors(feedback):
+            from ...core.lai import lai_file
+
             path = lai_file(self._path, out, core_feedback(feedback))
         style_on_load(context, str(path), style_lai, self._date)
         return {self.OUTPUT: str(path)}

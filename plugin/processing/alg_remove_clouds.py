@@ -83,12 +83,12 @@ class RemoveCloudsAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict:
-        from ...core.cloud_removal import remove_clouds
-
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         model = self.parameterAsFile(parameters, self.MODEL, context) or None
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         with core_errors(feedback):
+            from ...core.cloud_removal import remove_clouds
+
             result = remove_clouds(self._paths[self.S1], self._paths[self.S2], out, model=model,
                                    mask=self._paths[self.MASK], device=device, feedback=core_feedback(feedback))
         feedback.pushInfo(f"model {result.model} ({result.provider}); bands {', '.join(result.bands)}")

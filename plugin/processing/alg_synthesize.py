@@ -155,10 +155,10 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict:
-        from ...core.engine import run
-
         request = self.build_request(parameters, context)
         with core_errors(feedback):
+            from ...core.engine import run
+
             result = run(request, core_feedback(feedback))
         for warning in result.warnings:
             feedback.pushWarning(warning)
