@@ -105,11 +105,13 @@ def unwrap(model: Any) -> Any:
 
 
 def save_checkpoint(path: str | Path, *, kind: str, model_state: dict, optim_state: dict | None = None,
-                    epoch: int, config: dict, metrics: dict, train_state: dict | None = None) -> Path:
+                    epoch: int, config: dict, metrics: dict, train_state: dict | None = None,
+                    rng_state: list | None = None) -> Path:
     """Write a checkpoint of state dicts and plain values atomically (temp name then rename).
 
     model_state is what inference uses; train_state, when given, the raw weights training resumes
-    from (e.g. model_state holds an exponential moving average of them).
+    from (e.g. model_state holds an exponential moving average of them); rng_state, plain values
+    (random generator states per process) a resume needs to continue the same random streams.
 
     Loadable with torch.load(weights_only=True): only tensors, numbers, strings, lists, dicts.
     """
@@ -127,6 +129,8 @@ def save_checkpoint(path: str | Path, *, kind: str, model_state: dict, optim_sta
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "torch": str(torch.__version__),
     }
+    if rng_state is not None:
+        payload["rng_state"] = json.loads(json.dumps(rng_state))
     if train_state is not None:
         payload["train_state"] = {k: v.detach().cpu() for k, v in train_state.items()}
     with atomic_path(path) as tmp:
@@ -146,6 +150,17 @@ def check_run_folder(out: str | Path, run_files: tuple[str, ...], resume: bool, 
         raise OutputError(f"--out {out}: {problem}")
     if not resume and any((out / name).exists() for name in ("last.pt", "metrics.jsonl")):
         raise OutputError(f"{out} already holds a run: use {resume_hint} or another --out")
+
+
+def gather(value: Any) -> list:
+    """`value` of every process, by rank (a one-item list without DistributedDataParallel)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        values: list = [None] * dist.get_world_size()
+        dist.all_gather_object(values, value)
+        return values
+    return [value]
 
 
 def _load_cause(exc: BaseException) -> str:

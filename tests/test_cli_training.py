@@ -104,6 +104,12 @@ def test_resume_rules_on_a_real_run(uds_dir, tmp_path, capsys):
     err = _one_line_error(capsys, [*base, *TINY, "--resume", "--width", "16", "--k2", "4"], "--width 16", "--k2 4")
     assert "--heads" not in err and "--k1" not in err
     _one_line_error(capsys, [*base, *TINY, "--resume", "--haze-screen", "0.04"], "--haze-screen")
+    # other held-out months or another series: test months could be trained on, so refused
+    _one_line_error(capsys, [*base, *TINY, "--resume", "--holdout-offset", "0"],
+                          "--holdout-every/--holdout-offset/--val-every/--val-offset 4/0/8/1", "== 3")
+    _one_line_error(capsys, ["train", "temporal", "--data", str(tmp_path), "--out", str(out), *TINY, "--resume"],
+                    "--data", str(uds_dir.resolve()))
+    assert (out / "metrics.jsonl").read_text() == log
     # same options: continues (epoch 2), and with stderr not a terminal no progress bar is drawn
     assert cli.main([*base, *[a if a != "1" else "2" for a in TINY[:2]], *TINY[2:], "--resume"]) == 0
     err = capsys.readouterr().err

@@ -113,3 +113,36 @@ def test_points_mix_keeps_the_model_fit_to_points(uds_dir, points_file, tmp_path
             return float(TR.points_loss(model.eval(), batch, "cpu"))
 
     assert nll(mix) < nll(plain) - 0.01
+
+
+def test_a_resumed_points_mix_run_matches_an_uninterrupted_one(uds_dir, points_file, tmp_path):
+    """Stopped after epoch 1 and resumed: the points batches go on where they stopped (their random
+    states are in the checkpoint), so the weights equal those of one run of 2 epochs, bit for bit."""
+    torch = pytest.importorskip("torch")
+    from sentinel_densify.core.temporal import train as TR
+    from sentinel_densify.core.training import load_checkpoint
+
+    parser = argparse.ArgumentParser()
+    TR.configure(parser)
+    base = ["--data", str(uds_dir), "--no-progress", "--width", "8", "--heads", "1", "--layers", "1",
+            "--k2", "4", "--k1", "3", "--crop", "8", "--batch", "2", "--steps", "3", "--seed", "4",
+            "--points", str(points_file), "--points-steps", "2", "--points-batch", "16", "--points-mix", "0.5"]
+    TR.train(parser.parse_args(base + ["--epochs", "2", "--out", str(tmp_path / "whole")]))
+    from sentinel_densify.core import training
+
+    def stop(self, **values):  # Ctrl-C once epoch 0's checkpoints are written
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training.MetricsLog, "log", stop)
+        with pytest.raises(KeyboardInterrupt):
+            TR.train(parser.parse_args(base + ["--epochs", "2", "--out", str(tmp_path / "cut")]))
+    first = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert first["epoch"] == 0
+    assert len(first["rng_state"]) == 1 and len(first["rng_state"][0]["points"]["samplers"]) > 100
+    TR.train(parser.parse_args(base + ["--epochs", "2", "--out", str(tmp_path / "cut"), "--resume"]))
+    whole, cut = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert cut["epoch"] == whole["epoch"] == 1
+    for key in ("model_state", "train_state"):
+        for name, value in whole[key].items():
+            assert torch.equal(cut[key][name], value), (key, name)

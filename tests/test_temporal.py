@@ -198,6 +198,7 @@ def test_moving_average_is_saved_and_resumed(uds_dir, tmp_path):
     model.load_state_dict(avg)  # the average is a complete model
     TR.train(_args(uds_dir, out, epochs=2, steps=1, lr=1e-9, seed=5, ema=0.5, resume=True))
     again = load_checkpoint(out / "last.pt")
+    assert again["config"]["lr"] == 1e-9 and again["config"]["resumed"] == [{"epoch": 1, "lr": 1e-9, "steps": 1}]
     for k in moved:  # lr ~ 0: raw weights stay, the average moves half-way towards them
         torch.testing.assert_close(again["train_state"][k], raw[k], atol=1e-6, rtol=0)
         torch.testing.assert_close(again["model_state"][k], 0.5 * (avg[k] + raw[k]), atol=1e-5, rtol=1e-4)

@@ -80,6 +80,17 @@ class PointsSampler:
         if not self.samplers:
             raise InputError("no point series with at least 3 clear S2 dekads")
 
+    def state(self) -> dict:
+        """The random generators' states (plain values), so a resumed run draws what it would have."""
+        return {"rng": self.rng.bit_generator.state, "samplers": [s.rng.bit_generator.state for s in self.samplers]}
+
+    def set_state(self, state: dict) -> None:
+        if len(state["samplers"]) != len(self.samplers):
+            raise ValueError(f"{len(state['samplers'])} point series saved, {len(self.samplers)} loaded")
+        self.rng.bit_generator.state = state["rng"]
+        for sampler, saved in zip(self.samplers, state["samplers"], strict=True):
+            sampler.rng.bit_generator.state = saved
+
     def batch(self, n: int) -> dict[str, np.ndarray]:
         pick = self.rng.integers(0, len(self.samplers), n)
         items = [self.samplers[i].sample() for i in pick]

@@ -59,6 +59,9 @@ ARCHITECTURE = {  # option -> (its value in a checkpoint's config, its value in 
     "--haze-targets": (lambda c: bool(c.get("haze_targets")), lambda a: bool(a.haze_targets)),
 }
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
+# training options a resume may change (the config records them under "resumed")
+RESUMABLE = ("crop", "batch", "lr", "seed", "steps", "max_gap", "max_lead", "min_target_clear", "p_clouds",
+             "target_margin", "doy_jitter", "weight_decay", "ema", "beta_nll")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -85,7 +88,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (sampling, initial weights)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from OUT/last.pt (with the same architecture options)")
+                        help="continue from OUT/last.pt with the same architecture, data and held-out months; "
+                             "other training options may change (the config records them under 'resumed'); "
+                             "a larger --epochs stretches the learning-rate schedule")
     parser.add_argument("--width", type=positive_int, default=32, help="feature width d (a multiple of --heads)")
     parser.add_argument("--heads", type=positive_int, default=2, help="attention heads")
     parser.add_argument("--layers", type=positive_int, default=2, help="cross-attention layers")
@@ -179,10 +184,27 @@ def check_args(args: argparse.Namespace) -> dict | None:
                   if (mine := arg_value(args)) != (theirs := cfg_value(ckpt["config"]))]
     except (KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{last}: its config lacks {first_line(exc)}: cannot resume from it") from None
+    cfg = ckpt["config"]
+    if cfg.get("data") and cfg["data"] != str(Path(args.data).resolve()):
+        differ.append(f"--data {args.data} (checkpoint: {cfg['data']})")
+    rule = (cfg.get("holdout") or {}).get("rule")
+    if rule and rule != holdout_rule(args):  # other held-out months: test months could end up in training
+        differ.append(f"--holdout-every/--holdout-offset/--val-every/--val-offset {args.holdout_every}/"
+                      f"{holdout_offset(args)}/{args.val_every}/{args.val_offset} (checkpoint: {rule})")
+    points = (cfg.get("points") or {}).get("file")
+    if points and getattr(args, "points", None) and points != str(Path(args.points).resolve()):
+        differ.append(f"--points {args.points} (checkpoint: {points})")
     if differ:
         raise InputError(f"--resume: options differ from {last}'s run: {'; '.join(differ)}; give the run's "
                          "values or another --out")
     return ckpt
+
+
+def holdout_rule(args: argparse.Namespace) -> str:
+    """The held-out months of a run, as its config records them."""
+    return (f"test: S2 dates whose month index since the series start % {args.holdout_every} "
+            f"== {holdout_offset(args)}; validation: % {args.val_every} == {args.val_offset}; "
+            "neither is shown in training")
 
 
 def _stats(stack: Stack, keep: np.ndarray) -> dict:
@@ -405,18 +427,17 @@ def train(args: argparse.Namespace) -> dict:
         "seed": args.seed, "steps": args.steps, "epochs": args.epochs, "world_size": world,
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
         "p_clouds": args.p_clouds, "target_margin": getattr(args, "target_margin", 0),
-        "doy_jitter": getattr(args, "doy_jitter", 0.0),
+        "doy_jitter": getattr(args, "doy_jitter", 0.0), "weight_decay": getattr(args, "weight_decay", 0.0),
+        "ema": getattr(args, "ema", 0.0), "beta_nll": getattr(args, "beta_nll", 0.0),
         "haze_screen": from_threshold(getattr(args, "haze_screen", 0.0)),
         "haze_targets": bool(getattr(args, "haze_targets", False)),
         "data": str(Path(args.data).resolve()),
-        "holdout": {"rule": f"test: S2 dates whose month index since the series start % {args.holdout_every} "
-                            f"== {t_off}; validation: % {args.val_every} == {args.val_offset}; "
-                            "neither is shown in training",
+        "holdout": {"rule": holdout_rule(args),
                     "months": months(test), "n_dates": int(test.sum()),
                     "validation_months": months(val), "n_validation_dates": int(val.sum())},
     }
     model = build_model(config).to(device)
-    wd = config["weight_decay"] = getattr(args, "weight_decay", 0.0)
+    wd = config["weight_decay"]
     opt = (torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=wd) if wd > 0
            else torch.optim.Adam(model.parameters(), lr=args.lr))
     start = 0
@@ -429,7 +450,11 @@ def train(args: argparse.Namespace) -> dict:
             opt.load_state_dict(ckpt["optim_state"])
         start = int(ckpt["epoch"]) + 1
         best = float(ckpt.get("metrics", {}).get("best_score", -math.inf))
-        config = {**ckpt["config"], "epochs": args.epochs}
+        before = ckpt["config"]
+        changed = {k: config[k] for k in RESUMABLE if before.get(k) != config[k]}
+        config = {**before, **{k: config[k] for k in RESUMABLE}, "epochs": args.epochs}
+        if changed:  # what this resume trains with, from its first epoch on
+            config["resumed"] = [*before.get("resumed", []), {"epoch": start, **changed}]
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
                          target_margin=getattr(args, "target_margin", 0), s1_change=model.use_s1_change,
@@ -451,12 +476,19 @@ def train(args: argparse.Namespace) -> dict:
         ema = copy.deepcopy(model).eval().requires_grad_(False)
         if ckpt is not None:
             ema.load_state_dict(ckpt["model_state"])
-    config["ema"] = getattr(args, "ema", 0.0)
-    beta = config["beta_nll"] = getattr(args, "beta_nll", 0.0)
+    beta = config["beta_nll"]
     mix = None
     if points is not None and getattr(args, "points_mix", 0.0) > 0:
         mix = PointsSampler(points, scfg, args.seed * 31 + 77_777 + rank)
         config["points"] = {**config.get("points", {}), "mix": args.points_mix}
+        saved = (ckpt or {}).get("rng_state") or []
+        if ckpt is not None:  # the points stream goes on where it stopped (the scene's is seeded per epoch)
+            if len(saved) == world and isinstance(saved[rank], dict) and "points" in saved[rank]:
+                mix.set_state(saved[rank]["points"])
+            elif T.is_main_process():
+                print(f"warning: {last} has no points sampler state for {world} process(es): the points "
+                      "batches restart from the seed (the run will not match an uninterrupted one)",
+                      file=sys.stderr, flush=True)
     net = DistributedDataParallel(model) if world > 1 else model
     scaler = T.grad_scaler(device)
     log = T.MetricsLog(out / "metrics.jsonl") if T.is_main_process() else None
@@ -499,6 +531,7 @@ def train(args: argparse.Namespace) -> dict:
                 with torch.no_grad():
                     for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
                         pe.lerp_(pm, 1.0 - args.ema)
+        rng_state = T.gather({"points": mix.state()} if mix is not None else {})  # every process's
         if T.is_main_process():
             model.eval()
             evaluated = ema if ema is not None else model
@@ -512,7 +545,7 @@ def train(args: argparse.Namespace) -> dict:
             metrics["val_dates"] = [str(x) for x in seen.s2_days[vt].tolist()]
             state = dict(kind=KIND, model_state=evaluated.state_dict(), optim_state=opt.state_dict(),
                          epoch=epoch, config=config, metrics=metrics,
-                         train_state=model.state_dict() if ema is not None else None)
+                         train_state=model.state_dict() if ema is not None else None, rng_state=rng_state)
             T.save_checkpoint(last, **state)
             if improved:
                 T.save_checkpoint(out / "best.pt", **state)
