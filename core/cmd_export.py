@@ -26,20 +26,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "its validation and std calibration are measured again with it")
 
 
+SCORES = {"temporal": "val_score"}  # the validation score a kind's checkpoints compare by; others: val_psnr
+
+
 def best_checkpoint(paths: list[str]) -> tuple[str, float]:
-    """The checkpoint with the highest metrics.val_score (one kind only), and that score."""
+    """The checkpoint with the highest validation score (one kind only: val_score for temporal
+    models, val_psnr for pix2pix / mtcgan / cnn), and that score."""
     from .training import load_checkpoint
 
-    scored, kinds = [], set()
-    for path in paths:
-        ckpt = load_checkpoint(path)
-        kinds.add(ckpt["kind"])
-        score = ckpt.get("metrics", {}).get("val_score")
-        if score is None or not math.isfinite(float(score)):
-            raise InputError(f"{Path(path).name}: no validation score to compare checkpoints by")
-        scored.append((float(score), str(path)))
+    ckpts = {str(path): load_checkpoint(path) for path in paths}
+    kinds = {c["kind"] for c in ckpts.values()}
     if len(kinds) > 1:
         raise InputError(f"the checkpoints are of different kinds ({', '.join(sorted(kinds))})")
+    key = SCORES.get(kinds.pop(), "val_psnr")
+    scored = []
+    for path, ckpt in ckpts.items():
+        score = ckpt.get("metrics", {}).get(key)
+        if score is None or not math.isfinite(float(score)):
+            raise InputError(f"{path}: no validation score ({key}) to compare checkpoints by")
+        scored.append((float(score), path))
     score, path = max(scored)
     return path, score
 

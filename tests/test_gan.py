@@ -145,6 +145,12 @@ def test_resume_and_determinism(pairs, tmp_path):
     with pytest.raises(InputError, match="checkpoint, not pix2pix"):
         train(TrainConfig(out=str(tmp_path / "c"), **{**cfg, "kind": "pix2pix"},
                           resume=str(tmp_path / "a" / "last.pt")))
+    from sentinel_densify.core.atomic import OutputError
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir() if p.is_file()}
+    with pytest.raises(OutputError, match="holds another run than --resume"):  # b's run is not a's
+        train(TrainConfig(out=str(tmp_path / "b"), **{**cfg, "epochs": 2}, resume=str(tmp_path / "a" / "last.pt")))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir() if p.is_file()} == before
 
 
 def test_resume_needs_last_pt_and_a_fresh_run_a_fresh_folder(pairs, tmp_path, capsys):
@@ -186,3 +192,26 @@ def test_ddp_under_torchrun_on_cpu(pairs, tmp_path):
     rows = MetricsLog(tmp_path / "metrics.jsonl").read()
     assert [r["epoch"] for r in rows] == [1, 2]  # only rank 0 logs
     assert (tmp_path / "best.pt").exists()
+
+
+def test_export_of_several_gan_checkpoints_keeps_the_best_val_psnr(pairs, tmp_path, capsys):
+    """`densify export --checkpoint A B` compares GAN checkpoints by their val_psnr (temporal ones by
+    val_score); checkpoints of two kinds are refused before any export."""
+    from sentinel_densify.core.cli import main as cli_main
+    from sentinel_densify.core.model_contract import read_contract
+    from sentinel_densify.core.training import load_checkpoint
+
+    runs = {}
+    for kind, seed in (("cnn", 1), ("cnn", 2), ("mtcgan", 1)):
+        out = tmp_path / f"{kind}{seed}"
+        train(TrainConfig(kind=kind, data=[str(pairs)], out=str(out), epochs=1, **{**TINY, "seed": seed}))
+        runs[out.name] = out / "best.pt"
+    psnr = {name: load_checkpoint(path)["metrics"]["val_psnr"] for name, path in runs.items()}
+    best = max(("cnn1", "cnn2"), key=psnr.get)
+    assert cli_main(["export", "--checkpoint", str(runs["cnn1"]), str(runs["cnn2"]),
+                     "--out", str(tmp_path / "m.onnx")]) == 0
+    assert f"best validation score {psnr[best]:.3f}: {runs[best]}" in capsys.readouterr().out
+    assert read_contract(tmp_path / "m.onnx")["kind"] == "cnn"
+    assert cli_main(["export", "--checkpoint", str(runs["cnn1"]), str(runs["mtcgan1"]),
+                     "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "different kinds (cnn, mtcgan)" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()

@@ -120,6 +120,32 @@ def test_contract_roundtrip(trained, tmp_path):
         read_contract(junk)
 
 
+@pytest.mark.parametrize("change, field", [
+    (lambda c: c.pop("k2"), "k2"),
+    (lambda c: c.update(k1="six"), "k1"),
+    (lambda c: c.update(overlap=c["tile"]), "tile / overlap / halo"),
+    (lambda c: c["calibration"].update(std_scale=-1.0), "calibration"),
+    (lambda c: c["calibration"].update(std_scale_by_days={"days": [3.0, 10.0], "scale": [1.0]}), "calibration"),
+])
+def test_a_malformed_contract_is_named_not_a_traceback(trained, tmp_path, change, field):
+    """A hand-edited or foreign contract that keeps kind / inputs / outputs but breaks a field the
+    method needs: an InputError naming the file and the field, from every command that runs it."""
+    import shutil
+
+    import onnx
+
+    _, onnx_path = trained
+    edited = shutil.copy(onnx_path, tmp_path / "edited.onnx")
+    contract = read_contract(edited)
+    change(contract)
+    model = onnx.load(str(edited))
+    del model.metadata_props[:]
+    onnx.save(model, str(edited))
+    write_contract(edited, contract)
+    with pytest.raises(InputError, match=f"edited.onnx: its model contract's {field} is missing or malformed"):
+        create(str(edited), "cpu")
+
+
 def test_onnx_method_on_real_crop(trained, series):
     _, onnx_path = trained
     method = create(str(onnx_path), "cpu")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as M
-from ..atomic import first_line
+from ..atomic import OutputError, first_line
 from ..curate import RGB
 from ..errors import InputError
 from ..progress import Feedback
@@ -152,6 +152,11 @@ def check_run(cfg: TrainConfig) -> dict | None:
     check_run_folder(out, RUN_FILES, bool(cfg.resume), f"--resume {out / 'last.pt'}")
     if not cfg.resume:
         return None
+    here = out / "last.pt"
+    ours = Path(cfg.resume).resolve().parent == out.resolve()  # OUT/last.pt (or OUT/best.pt: refused below)
+    if (here.exists() or (out / "metrics.jsonl").exists()) and not ours:
+        raise OutputError(f"--out {out} holds another run than --resume {cfg.resume}: resume from {here}, "
+                          "or choose an --out without a run")
     ck = load_checkpoint(cfg.resume)
     if ck["kind"] != cfg.kind:
         raise InputError(f"{Path(cfg.resume).name}: a {ck['kind']} checkpoint, not {cfg.kind}")

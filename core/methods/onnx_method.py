@@ -30,16 +30,40 @@ class OnnxTemporalMethod(Method):
         self.session = open_session(self.path, device)
         self.provider = self.session.get_providers()[0]
         self.name = f"onnx:{self.path.stem}"
-        self.k2, self.k1 = int(self.contract["k2"]), int(self.contract["k1"])
-        self.tile = int(self.contract.get("tile", 64))
-        self.overlap = int(self.contract.get("overlap", 16))
-        self.halo = int(self.contract.get("halo", 8))
+        self._read_contract_fields()
         self.batch = batch
-        cal = self.contract.get("calibration", {})
-        self.std_scale = float(cal.get("std_scale", 1.0))
-        self.scale_by_days = cal.get("std_scale_by_days")  # preferred: a temperature per distance to clear
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.haze = self.contract.get("haze_screen")  # the input screen it was trained / calibrated with
+
+    def _read_contract_fields(self) -> None:
+        """K, tiling and calibration from the contract; InputError naming the file and the field
+        when one is missing or malformed (a hand-edited or foreign contract)."""
+        c = self.contract
+        field = "k2"
+        try:
+            self.k2 = _positive_int(c["k2"])
+            field = "k1"
+            self.k1 = _positive_int(c["k1"])
+            field = "tile / overlap / halo"
+            self.tile, self.overlap, self.halo = (int(c.get("tile", 64)), int(c.get("overlap", 16)),
+                                                  int(c.get("halo", 8)))
+            if not (self.tile > 0 and 0 <= self.overlap < self.tile and self.halo >= 0):
+                raise ValueError(field)
+            field = "calibration"
+            cal = c.get("calibration") or {}
+            self.std_scale = float(cal.get("std_scale", 1.0))
+            self.scale_by_days = cal.get("std_scale_by_days")  # preferred: a temperature per distance to clear
+            if not (np.isfinite(self.std_scale) and self.std_scale > 0):
+                raise ValueError(field)
+            if self.scale_by_days is not None:
+                days = np.asarray(self.scale_by_days["days"], dtype=float)
+                scale = np.asarray(self.scale_by_days["scale"], dtype=float)
+                if not (days.ndim == 1 and days.shape == scale.shape and days.size
+                        and np.all(np.diff(days) > 0) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+                    raise ValueError(field)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise InputError(f"{self.path.name}: its model contract's {field} is missing or malformed "
+                             "(export the model again with densify export)") from None
 
     def _run(self, tiles: dict[str, np.ndarray], common: dict[str, np.ndarray]) -> np.ndarray:
         n = next(iter(tiles.values())).shape[0]
@@ -81,3 +105,9 @@ def _factory(path: str | Path | None = None, device: str = "auto") -> Method:
         if path is None:
             raise InputError("no ONNX model given and no models/default.onnx bundled")
     return OnnxTemporalMethod(path, device)
+
+
+def _positive_int(value) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(value)
+    return int(value)
