@@ -13,6 +13,8 @@ from .errors import InputError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from .cli import nonnegative_float
+
     parser.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
                         help="checkpoint (.pt) from densify train; several: export the best validation score")
     parser.add_argument("--out", required=True, metavar="FILE.onnx", help="ONNX file to write")
@@ -20,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="temporal: measure the checkpoint's validation again (its data and months) and "
                              "calibrate its std from that (for checkpoints saved before the per-distance "
                              "temperature existed)")
-    parser.add_argument("--haze-screen", type=float, default=None, metavar="THRESHOLD",
+    parser.add_argument("--haze-screen", type=nonnegative_float, default=None, metavar="THRESHOLD",
                         help="temporal: the exported model screens hazy S2 pixels out of its inputs with this "
                              "blue-rise threshold (reflectance; 0: no screen) instead of what it was trained with; "
                              "its validation and std calibration are measured again with it")

@@ -166,6 +166,8 @@ def gather(value: Any) -> list:
 def _load_cause(exc: BaseException) -> str:
     """One plain line saying why torch.load refused a file: its first sentence, or the safe
     unpickler's reason, without ANSI codes or advice to load unsafely."""
+    if isinstance(exc, KeyError | EOFError) or not str(exc).strip():  # pickle's own reading errors
+        return "not a PyTorch file, or a truncated one"
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]

@@ -62,7 +62,9 @@ def test_load_checkpoint_errors_are_one_plain_line(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")
     (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(2000))
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:300])
-    for name, cause in (("module.pt", "Linear"), ("random.pt", ""), ("cut.pt", "zip archive")):
+    (tmp_path / "text.pt").write_text("hello world\n")  # pickle's reader fails with KeyError('101')
+    for name, cause in (("module.pt", "Linear"), ("random.pt", ""), ("cut.pt", "zip archive"),
+                        ("text.pt", "not a PyTorch file, or a truncated one")):
         with pytest.raises(InputError) as exc:
             T.load_checkpoint(tmp_path / name)
         msg = str(exc.value)
