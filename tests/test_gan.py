@@ -21,7 +21,7 @@ from sentinel_densify.core.gan.nets import (  # noqa: E402
     unet_depth,
 )
 from sentinel_densify.core.gan.train import TrainConfig, train  # noqa: E402
-from sentinel_densify.core.training import MetricsLog  # noqa: E402
+from sentinel_densify.core.training import MetricsLog, load_checkpoint  # noqa: E402
 
 TINY = dict(ngf=4, ndf=4, n_blocks=1, patch=32, batch=8, val_fraction=0.25, val_every=1, device="cpu",
             threads=1)  # one thread: far faster on a shared CPU
@@ -142,6 +142,10 @@ def test_resume_and_determinism(pairs, tmp_path):
     assert a[0]["loss_L1"] == b[0]["loss_L1"]  # same seed, same run
     train(TrainConfig(out=str(tmp_path / "a"), **{**cfg, "epochs": 2}, resume=str(tmp_path / "a" / "last.pt")))
     assert [r["epoch"] for r in MetricsLog(tmp_path / "a" / "metrics.jsonl").read()] == [1, 2]
+    train(TrainConfig(out=str(tmp_path / "whole"), **{**cfg, "epochs": 2}))  # the same 2 epochs in one go
+    resumed, whole = (load_checkpoint(tmp_path / d / "last.pt") for d in ("a", "whole"))
+    for name, value in whole["model_state"].items():  # the same crops, flips and batches after the resume
+        assert torch.equal(resumed["model_state"][name], value), name
     with pytest.raises(InputError, match="checkpoint, not pix2pix"):
         train(TrainConfig(out=str(tmp_path / "c"), **{**cfg, "kind": "pix2pix"},
                           resume=str(tmp_path / "a" / "last.pt")))
@@ -199,7 +203,6 @@ def test_export_of_several_gan_checkpoints_keeps_the_best_val_psnr(pairs, tmp_pa
     val_score); checkpoints of two kinds are refused before any export."""
     from sentinel_densify.core.cli import main as cli_main
     from sentinel_densify.core.model_contract import read_contract
-    from sentinel_densify.core.training import load_checkpoint
 
     runs = {}
     for kind, seed in (("cnn", 1), ("cnn", 2), ("mtcgan", 1)):

@@ -166,6 +166,14 @@ def check_run(cfg: TrainConfig) -> dict | None:
     return ck
 
 
+def _seed_worker(worker_id: int) -> None:
+    """A DataLoader worker's own augmentation stream, from the loader's (seeded) generator."""
+    import torch
+
+    info = torch.utils.data.get_worker_info()
+    info.dataset.rng = np.random.default_rng(info.seed % 2**32)
+
+
 def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
     """Train; returns the final validation metrics and checkpoint paths (rank 0)."""
     import torch
@@ -229,7 +237,7 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
     sampler = DistributedSampler(ds, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(ds, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, drop_last=False,
-                        num_workers=cfg.workers, generator=gen)
+                        num_workers=cfg.workers, generator=gen, worker_init_fn=_seed_worker)
     bce, l1 = nn.BCEWithLogitsLoss(), nn.L1Loss()
     scaler_G, scaler_D = grad_scaler(device), grad_scaler(device)
     log = MetricsLog(out / "metrics.jsonl") if is_main_process() else None
@@ -239,6 +247,11 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
     last_val: dict = {}
     epoch = start
     for epoch in range(start + 1, cfg.epochs + 1):
+        # every random stream starts from (seed, epoch, rank): a resumed run draws what an uninterrupted one would
+        epoch_seed = cfg.seed * 1_000_003 + epoch * 7919
+        gen.manual_seed(epoch_seed)
+        ds.rng = np.random.default_rng(epoch_seed + rank)
+        torch.manual_seed(epoch_seed + rank)
         if sampler is not None:
             sampler.set_epoch(epoch)
         G.train()
