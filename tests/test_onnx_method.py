@@ -326,8 +326,9 @@ def test_export_of_several_runs_keeps_the_best_validation_score(uds_dir, tmp_pat
     screened = read_contract(out)
     assert screened["haze_screen"]["threshold"] == 0.04 and "how" in screened["haze_screen"]
     assert screened["metrics"]["val_score"] != pytest.approx(scores[0], abs=1e-6)  # hazy validation inputs
-    assert cli.main(["export", "--checkpoint", str(runs[0]), "--out", str(out), "--haze-screen", "-1"]) == 1
-    assert "--haze-screen" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # an argument error: argparse's usage line and exit 2
+        cli.main(["export", "--checkpoint", str(runs[0]), "--out", str(out), "--haze-screen", "-1"])
+    assert stop.value.code == 2 and "--haze-screen: -1 is not a number >= 0" in capsys.readouterr().err
 
 
 def test_haze_screen_travels_from_training_to_the_onnx_method(uds_dir, series, tmp_path):

@@ -121,8 +121,11 @@ def test_a_missing_python_package_is_a_message_in_qgis_not_a_traceback(iface, mo
     install, from the toolbar button and from Processing, instead of a ModuleNotFoundError traceback."""
     import processing
     import sentinel_densify
-    from qgis.core import Qgis, QgsProcessingException
+    from qgis.core import Qgis, QgsApplication, QgsProcessingException
 
+    registry = QgsApplication.processingRegistry()
+    if (before := registry.providerById("densify")) is not None:  # another test module's: start clean
+        registry.removeProvider(before)
     plugin = sentinel_densify.classFactory(iface)
     plugin.initGui()
     try:
