@@ -100,5 +100,5 @@ def parse_date(text: str) -> dt.date:
     """A target date given as YYYY-MM-DD (or YYYYMMDD); ValueError with a clear message otherwise."""
     when = parse_datetime(text)
     if when is None:
-        raise ValueError(f"'{text}' is not a date (expected YYYY-MM-DD)")
+        raise ValueError(f"'{text}' is not a date (expected YYYY-MM-DD, years 1900 to 2099)")
     return when.date()

@@ -63,6 +63,8 @@ def test_days_round_trip_and_parse_date():
     assert dates.parse_date("20180315") == dt.date(2018, 3, 15)
     with pytest.raises(ValueError, match="not a date"):
         dates.parse_date("next tuesday")
+    with pytest.raises(ValueError, match="'9999-12-31' is not a date .*years 1900 to 2099"):
+        dates.parse_date("9999-12-31")  # a calendar date, outside what file names and the tool take
 
 
 def test_real_series_dates_come_from_tags_and_agree_with_names(uds_dir):
