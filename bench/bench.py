@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -59,35 +58,31 @@ def target_date(index: dict) -> dt.date:
     return dt.date.fromisoformat(best["datetime"][:10])
 
 
-def _peak_rss_children_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def measure_run(scene: Path, out: Path, date: dt.date, method: str) -> dict:
-    """Wall time and peak RSS of one `densify run` child (peak RSS via /usr/bin/time -v if present)."""
+    """Wall time, CPU time and peak RSS of one `densify run` child, from the kernel's own account of
+    that child (os.wait4: no /usr/bin/time needed, other children never counted)."""
+    import tempfile
+
     cmd = [_densify(), "run", "--s2", str(scene / "S2"), "--s1", str(scene / "S1"),
            "--date", date.isoformat(), "--out", str(out), "--model", method]
-    timer = Path("/usr/bin/time")
-    if timer.exists():
-        cmd = [str(timer), "-v"] + cmd
-    before = _peak_rss_children_mib()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"densify run failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    peak, cpu = None, 0.0
-    for line in proc.stderr.splitlines():
-        if "Maximum resident set size" in line:
-            peak = int(line.split(":")[-1]) / 1024.0
-        elif "User time (seconds)" in line or "System time (seconds)" in line:
-            cpu += float(line.split(":")[-1])
-    if peak is None:  # RUSAGE_CHILDREN is a maximum over all children so far: exact when it grows
-        peak = _peak_rss_children_mib()
-        if peak <= before:
-            peak = float("nan")
-    return dict(seconds=wall, cpu_seconds=cpu or float("nan"), peak_rss_mib=peak,
+    with tempfile.TemporaryFile("w+") as stderr:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        if proc.returncode != 0:
+            stderr.seek(0)
+            raise RuntimeError(f"densify run failed ({proc.returncode}): {stderr.read().strip()[-2000:]}")
+    return dict(seconds=wall, cpu_seconds=usage.ru_utime + usage.ru_stime,
+                peak_rss_mib=usage.ru_maxrss / 1024.0,  # KiB on Linux
                 method_used=_method_used(out, date))
+
+
+def run_folder(out_dir: Path, size: int, method: str) -> Path:
+    """bench_out/run_<size>_<method> (a model file: its name without the folders and suffix)."""
+    label = Path(method).stem if method.lower().endswith(".onnx") else method
+    return out_dir / f"run_{size}_{label}"
 
 
 def _method_used(out: Path, date: dt.date) -> str:
@@ -106,7 +101,7 @@ def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: 
         index, sim_seconds = ensure_scene(scene, size, n_s2, n_s1, seed)
         date = target_date(index)
         for method in methods:
-            res = measure_run(scene, out_dir / f"run_{size}_{method}", date, method)
+            res = measure_run(scene, run_folder(out_dir, size, method), date, method)
             mpx = size * size / 1e6
             rows.append(dict(
                 size=size, method=method, method_used=res["method_used"], target_date=date.isoformat(),
@@ -130,7 +125,8 @@ def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: 
         when=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version()),
         note="wall time per target date, including input checks, calibration, LAI and overviews; "
-             "cpu_seconds = user + system of the child (wall exceeds it on a loaded machine); "
+             "cpu_seconds = user + system of the child (wall exceeds it on a loaded machine); peak_rss_mib: "
+             "the child's maximum resident set (os.wait4); "
              "full_tile_minutes extrapolates the wall rate linearly to 10980 x 10980 px",
         results=rows, time_ratios=ratios)
 

@@ -51,7 +51,7 @@ def test_onnx_matches_torch(trained, series):
 
 
 def test_onnx_matches_torch_with_s1_change_and_cloud_context(uds_dir, series, tmp_path, trained):
-    """A model with the s1_change input (contract version 3) and the clear-fraction windows exports,
+    """A model with the s1_change input (model version 3) and the clear-fraction windows exports,
     matches torch and runs through the onnx method; a version 2 model has no s1_change input."""
     ckpt_path, onnx_path = _train_tiny(uds_dir, tmp_path, "--cloud-context", "--target-margin", "2", "--s1-change")
     contract = read_contract(onnx_path)
@@ -357,7 +357,7 @@ def test_haze_screen_travels_from_training_to_the_onnx_method(uds_dir, series, t
 
 
 def test_version_4_model_with_obs_s1_change_exports_and_runs(uds_dir, series, tmp_path):
-    """A model with the per-observation S1 change (contract version 4) exports with a dynamic K2 for
+    """A model with the per-observation S1 change (model version 4) exports with a dynamic K2 for
     it, matches torch, runs through the onnx method and reads that input."""
     ckpt_path, onnx_path = _train_tiny(uds_dir, tmp_path, "--s1-change", "--obs-s1-change")
     contract = read_contract(onnx_path)

@@ -177,7 +177,7 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           "image (10 bands, surface reflectance) at any date, with a per-pixel, per-band standard deviation, "
           "from the nearest S2 (cloudy pixels masked out of attention) and S1 observations.", "",
           f"- File: `{model.name}`, {size / 1e6:.2f} MB, sha256 `{sha[:16]}…`, "
-          f"contract version {c.get('version')}",
+          f"model version {c.get('version')} (contract format {c.get('contract_version')})",
           f"- Architecture: d = {arch.get('d')}, {arch.get('heads')} heads, {arch.get('layers')} layers; "
           f"K2 = {c.get('k2')} S2 and K1 = {c.get('k1')} S1 observations per target; tile {c.get('tile')} px, "
           f"overlap {c.get('overlap')} px"
