@@ -160,6 +160,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
     with SeriesReader(inv) as reader, contextlib.ExitStack() as outputs:
         fb.report(2, f"calibrating {method.name}")
         method.prepare(sample_stack(inv, reader))
+        warnings += method.notes()
         tags.update({k.upper(): str(v) for k, v in method.describe().items()})
         fb.check()
         synth = outputs.enter_context(AtomicRaster(
@@ -180,12 +181,14 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
                 tags={**tags, "LAI_METHOD": lai.METHOD, "FLAGS": lai.FLAGS_DOC,
                       "ANGLES": str(angles)}))
         all_tiles = list(tiles(grid, request.tile_size, halo=method.halo))
+        empty = 0  # output pixels without a value (no clear observation there, or outside the S2 images)
         for n, tile in enumerate(all_tiles):
             fb.check()
             stack = reader.read_tile(tile)
             mean, std = method.predict(stack, target_day)
             rows, cols = tile.inner
             mean, std = mean[:, rows, cols], std[:, rows, cols]
+            empty += int(np.isnan(mean).all(axis=0).sum())
             synth.write(mean / DN_SCALE, tile.row, tile.col)
             unc.write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE, tile.row, tile.col)
             if lai_out is not None:
@@ -193,6 +196,9 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
                 lai_out.write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]), tile.row, tile.col)
             fb.report(5 + 90 * (n + 1) / len(all_tiles), f"tile {n + 1}/{len(all_tiles)}")
         fb.check()
+        if empty > 0.01 * grid.width * grid.height:
+            warnings.append(f"{empty / (grid.width * grid.height):.0%} of the output pixels have no value: no "
+                            f"clear S2 observation (or no S2 data) covers them in the inputs")
         fb.report(96, "writing overviews")
         finished = {"synthesized": synth, "uncertainty": unc, **({"lai": lai_out} if lai_out is not None else {})}
         for out in finished.values():  # all checked before any is renamed: a failure replaces none

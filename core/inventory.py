@@ -73,12 +73,17 @@ def _norm_band(name: str) -> str:
     return name
 
 
+S2_BAND_FILE = "S2 band file"  # a one-band file of one S2 band (ESA's T31UDS_..._B04_10m.jp2): refused
+
+
 def _guess_sensor(path: str, bands: list[str], count: int, dtype: str, tags: dict[str, str]) -> str | None:
     name = Path(path).name.upper()
     if any(b in ("VV", "VH") for b in bands) or re.search(r"(^|_)S1[AB]?_|GRD|SIGMA0", name):
         return "S1"
     if count == 1 and (bands[:1] == ["SCL"] or re.search(r"SCL|CLD|CLOUD|MASK|FMASK|QA", name)):
         return "MASK"
+    if count == 1 and (bands[0] in S2_L1C_BANDS or re.search(r"(^|_)B(0[1-9]|1[0-2]|8A)(_|\.)", name)):
+        return S2_BAND_FILE
     s2_name = re.search(r"L2A|MSIL|(^|_)S2[AB]?_|T\d{2}[A-Z]{3}_", name)
     if sum(b in S2_BANDS for b in bands) >= 3 or (count >= 4 and s2_name):
         return "S2"
@@ -135,6 +140,7 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
             info.tags = {k: v for k, v in ds.tags().items()}
             info.dtype = ds.dtypes[0]
             info.nodata = ds.nodata
+            band_scaling = (tuple(ds.scales), tuple(ds.offsets))
             info.descriptions = descs = [d or "" for d in ds.descriptions]
             info.output_kind = densify_output_kind(info.tags, descs)
             info.bands = [_norm_band(d) if d and not _GENERIC_BAND.match(d.strip()) else "" for d in descs]
@@ -153,6 +159,13 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
         info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
         return info
     info.sensor = (sensor or "").upper() or _guess_sensor(str(path), info.bands, count, info.dtype, info.tags)
+    if info.sensor == S2_BAND_FILE or (info.sensor == "S2" and count == 1):
+        info.sensor = None
+        band = f" ({info.bands[0]})" if info.bands[:1] and info.bands[0] else ""
+        info.problems.append(f"holds one Sentinel-2 band{band}: an S2 image must hold its bands in one file; "
+                             "stack the band files first (e.g. gdalbuildvrt -separate image.vrt B02.tif B03.tif ...)")
+        info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
+        return info
     if info.sensor not in ("S2", "S1", "MASK"):
         info.sensor = None
         info.problems.append("unknown sensor (not recognisable as Sentinel-2, Sentinel-1 or a cloud mask; "
@@ -162,7 +175,7 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
         info.problems.append("no acquisition date in its metadata or file name")
 
     if info.sensor == "S2":
-        _describe_s2(info, count, band_order)
+        _describe_s2(info, count, band_order, band_scaling)
     elif info.sensor == "S1":
         _describe_s1(info, count)
     elif info.sensor == "MASK":
@@ -170,7 +183,8 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
     return info
 
 
-def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None) -> None:
+def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,
+                 band_scaling: tuple[tuple, tuple] = ((), ())) -> None:
     if band_order:
         bad = check_band_order(band_order)
         if bad:
@@ -192,6 +206,12 @@ def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None) -> 
             info.problems.append(f"has {count} unnamed bands: name them (band descriptions B02...) or "
                                  "give a band order")
             return
+    if info.nodata is None and not info.dtype.startswith("float"):
+        info.nodata = 0.0  # DN 0 is Sentinel-2's no-data value (L1C and L2A)
+    scales, offsets = band_scaling
+    if len(set(scales)) == 1 and len(set(offsets)) == 1 and (scales[0] != 1.0 or offsets[0] != 0.0):
+        info.scale, info.offset = float(scales[0]), float(offsets[0])  # GDAL's own (QGIS shows them applied)
+        return
     scale, offset = s2_scaling(info.tags)
     if scale is None and info.dtype.startswith("float"):
         scale = 1.0 if _looks_like_reflectance(info) else 1e-4
@@ -203,7 +223,7 @@ def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
     """(DN -> reflectance scale, offset in DN) from S2 metadata.
 
     REFLECTANCE_SCALE or QUANTIFICATION_VALUE (10000 means 1e-4); None when untagged.
-    BOA_ADD_OFFSET (processing baseline 04.00: -1000), 0 when untagged.
+    BOA_ADD_OFFSET (L2A, processing baseline 04.00: -1000) or RADIO_ADD_OFFSET (L1C), 0 when untagged.
     """
     upper = {k.upper(): v for k, v in tags.items()}
     raw = upper.get("REFLECTANCE_SCALE") or upper.get("QUANTIFICATION_VALUE")
@@ -211,7 +231,7 @@ def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
     if raw:
         value = float(raw)
         scale = value if value < 1 else 1.0 / value
-    offset = upper.get("BOA_ADD_OFFSET")
+    offset = upper.get("BOA_ADD_OFFSET") or upper.get("RADIO_ADD_OFFSET")
     return scale, float(offset) if offset not in (None, "") else 0.0
 
 
@@ -402,8 +422,9 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
         if rest:
             problems.append(Problem(i.path, "; ".join(rest)))
     if undated:
-        problems.append(Problem(None, "no acquisition date found (metadata or file name) for: "
-                                + ", ".join(i.name for i in undated)))
+        names = [i.name for i in undated]
+        shown = [i.path if names.count(i.name) > 1 else i.name for i in undated]  # same names: whole paths
+        problems.append(Problem(None, "no acquisition date found (metadata or file name) for: " + ", ".join(shown)))
     s2_infos = sorted([i for i in infos if i.sensor == "S2" and not i.problems], key=lambda i: i.when)
     s1_infos = sorted([i for i in infos if i.sensor == "S1" and not i.problems], key=lambda i: i.when)
     mask_infos = [i for i in infos if i.sensor == "MASK" and not i.problems]
@@ -427,6 +448,10 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     if problems:
         raise InputError(problems)
     warnings += _grid_warnings(s2_infos) + _assumed_order_warnings(s2_infos) + mask_warnings
+    partial = [f"{i.name} {coverage(i.grid, grid):.0%}" for i in s1_infos if coverage(i.grid, grid) < 0.99]
+    if partial:
+        warnings.append(f"{len(partial)} S1 image(s) cover only part of the S2 grid ({_names(partial)}): "
+                        "where they do not, the synthesis has less radar to go on")
     inv = Inventory(s2_infos, s1_infos, paired, grid, bands, warnings)
     if check_clear:
         check_some_clear(inv)
@@ -504,8 +529,14 @@ def _grid_warnings(s2_infos: list[RasterInfo]) -> list[str]:
 
 
 def _assumed_order_warnings(s2_infos: list[RasterInfo]) -> list[str]:
-    """A warning naming the S2 files without band descriptions read in the standard order."""
+    """A warning naming the S2 files without band descriptions read in the standard order, and one
+    naming Level-1C images (top-of-atmosphere, read as if they were surface reflectance)."""
     out = []
+    l1c = [i.name for i in s2_infos if "1C" in i.tags.get("PROCESSING_LEVEL", "").upper()
+           or (i.band_order_assumed and i.bands == list(S2_L1C_BANDS))]
+    if l1c:
+        out.append(f"{len(l1c)} S2 image(s) are Level-1C, top-of-atmosphere reflectance ({_names(l1c)}): "
+                   "the outputs and LAI assume Level-2A surface reflectance")
     for order in (S2_BANDS, S2_L1C_BANDS):
         names = [i.name for i in s2_infos if i.band_order_assumed and i.bands == order]
         if names:
@@ -517,8 +548,13 @@ def _assumed_order_warnings(s2_infos: list[RasterInfo]) -> list[str]:
 
 def overlaps(a: Grid | None, b: Grid) -> bool:
     """Whether grid a overlaps grid b (in b's CRS)."""
+    return coverage(a, b) > 0
+
+
+def coverage(a: Grid | None, b: Grid) -> float:
+    """The fraction of grid b's extent that grid a's extent covers (in b's CRS; 0 when none)."""
     if a is None:
-        return False
+        return 0.0
     from rasterio.warp import transform_bounds
 
     left, bottom, right, top = a.bounds
@@ -526,9 +562,12 @@ def overlaps(a: Grid | None, b: Grid) -> bool:
         try:
             left, bottom, right, top = transform_bounds(a.crs_wkt, b.crs_wkt, left, bottom, right, top)
         except Exception:  # noqa: BLE001 - an untransformable CRS cannot overlap
-            return False
+            return 0.0
     bl, bb, br, bt = b.bounds
-    return left < br and right > bl and bottom < bt and top > bb
+    width, height = min(right, br) - max(left, bl), min(top, bt) - max(bottom, bb)
+    if width <= 0 or height <= 0:
+        return 0.0
+    return float(width * height / ((br - bl) * (bt - bb)))
 
 
 def _duplicates(infos: list[RasterInfo]) -> list[Problem]:
@@ -553,6 +592,12 @@ def _pair_masks(s2_infos: list[RasterInfo], masks: list[RasterInfo]) -> tuple[di
             warnings.append(f"{m.name}: no S2 image on {m.when:%Y-%m-%d}; mask ignored")
             continue
         s = min(same_day, key=lambda s: abs((s.when - m.when).total_seconds()))
+        if (other := paired.get(s.path)) is not None:  # two masks for one image: an SCL wins, else the first
+            keep = m if m.mask_kind == "scl" and other.mask_kind != "scl" else other
+            drop = other if keep is m else m
+            warnings.append(f"{other.name} and {m.name} are both cloud masks of {s.name}: {keep.name} used, "
+                            f"{drop.name} ignored")
+            m = keep
         paired[s.path] = m
     if masks:
         unmasked = [s.name for s in s2_infos if s.path not in paired]
@@ -622,7 +667,7 @@ def read_s2(path: str | Path, band_order: list[str] | None = None, window: Windo
     try:
         with rasterio.open(path) as ds:
             raw = ds.read(idx, window=window).astype("float32")
-            nodata = ds.nodata
+            nodata = info.nodata
             transform = ds.window_transform(window) if window is not None else ds.transform
     except (RasterioError, OSError) as exc:  # the header read, the pixels do not (truncated, corrupt)
         raise InputError(Problem(str(path), f"cannot read its pixels ({first_line(exc)})")) from exc

@@ -96,7 +96,7 @@ class SeriesReader(AbstractContextManager):
             c1, r1 = min(ds.width, win.col_off + win.width), min(ds.height, win.row_off + win.height)
             if c1 > c0 and r1 > r0:
                 data = ds.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype("float32")
-                data = self._nodata_to_nan(ds, data)
+                data = self._nodata_to_nan(info.nodata, data)
                 if linear_from_db:
                     data = np.power(10.0, data / 10.0, dtype="float32")
                 out[:, r0 - win.row_off:r1 - win.row_off, c0 - win.col_off:c1 - win.col_off] = data
@@ -109,7 +109,7 @@ class SeriesReader(AbstractContextManager):
             if rin.any() and cin.any():
                 r0, r1, c0, c1 = rows[rin].min(), rows[rin].max() + 1, cols[cin].min(), cols[cin].max() + 1
                 data = ds.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype("float32")
-                data = self._nodata_to_nan(ds, data)
+                data = self._nodata_to_nan(info.nodata, data)
                 out[np.ix_(np.arange(len(indexes)), np.flatnonzero(rin), np.flatnonzero(cin))] = \
                     data[np.ix_(np.arange(len(indexes)), rows[rin] - r0, cols[cin] - c0)]
             return out
@@ -125,7 +125,7 @@ class SeriesReader(AbstractContextManager):
         if col1 <= col0 or row1 <= row0:
             return out
         read_win = Window(col0, row0, col1 - col0, row1 - row0)
-        data = self._nodata_to_nan(ds, ds.read(indexes, window=read_win).astype("float32"))
+        data = self._nodata_to_nan(info.nodata, ds.read(indexes, window=read_win).astype("float32"))
         if linear_from_db:
             data = np.power(10.0, data / 10.0, dtype="float32")
         reproject(data, out, src_transform=ds.window_transform(read_win), src_crs=info.grid.crs_wkt,
@@ -134,9 +134,10 @@ class SeriesReader(AbstractContextManager):
         return out
 
     @staticmethod
-    def _nodata_to_nan(ds, data: np.ndarray) -> np.ndarray:
-        if ds.nodata is not None and not np.isnan(ds.nodata):
-            data[data == ds.nodata] = np.nan
+    def _nodata_to_nan(nodata: float | None, data: np.ndarray) -> np.ndarray:
+        """NaN where `data` is the file's nodata value (the inventory's: 0 for integer S2 without one)."""
+        if nodata is not None and not np.isnan(nodata):
+            data[data == nodata] = np.nan
         return data
 
     def read_s2(self, info: RasterInfo, dst: Grid) -> np.ndarray:

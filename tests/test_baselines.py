@@ -85,6 +85,22 @@ def test_std_grows_with_distance_to_clear(summer):
     assert np.nanmean(std30) > np.nanmean(std0)
 
 
+def test_on_an_observed_date_linear_is_the_observation_with_its_noise_floor(summer):
+    """Asked for a clear acquisition's own date, linear returns that observation, and its std is the
+    noise floor: not the change to the next observation, which plays no part in the estimate."""
+    method = create("linear")
+    method.prepare(summer)
+    t = int(target_indices(summer)[0])
+    day = float(summer.s2_days[t])
+    mean, std = method.predict(summer, day)
+    clear = summer.valid[t]
+    np.testing.assert_allclose(mean[:, clear], summer.s2[t][:, clear], atol=1e-6)
+    np.testing.assert_allclose(std[:, clear], np.sqrt(method.coef_interp[:, :1]).repeat(clear.sum(), 1),
+                               rtol=1e-5)  # clear dates on both sides in this summer: the fit's c0
+    hidden = method.predict(inputs_for(summer, day, GAP, 0), day)[1]  # the date itself hidden
+    assert np.nanmean(hidden[:, clear]) > np.nanmean(std[:, clear])
+
+
 def test_calibration_uses_only_the_stack_given(summer):
     """Hiding a date (removing it, or masking it all-cloudy) gives the same calibration and prediction,
     and a previous `prepare` on the full series leaves no trace."""

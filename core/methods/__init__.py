@@ -35,6 +35,10 @@ class Method:
         """Metadata written into output tags."""
         return {"method": self.name, "provider": self.provider}
 
+    def notes(self) -> list[str]:
+        """What a user should know about this run of the method (after prepare), as warnings."""
+        return []
+
 
 Factory = Callable[..., Method]
 _REGISTRY: dict[str, Factory] = {}

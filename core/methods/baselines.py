@@ -62,6 +62,9 @@ def _features(b: dict[str, np.ndarray], target_day: float) -> tuple[np.ndarray, 
     return dist, both, change2
 
 
+ON_THE_DAY = 0.5  # days: a target this close to a clear observation is that observation's date
+
+
 class CalibratedBaseline(Method):
     """A per-pixel baseline whose std is regressed from leave-out errors on the series.
 
@@ -96,6 +99,9 @@ class CalibratedBaseline(Method):
         var_i = ci[:, 0] + ci[:, 1] * dist[None] + ci[:, 2] * change2
         var_e = ce[:, 0] + ce[:, 1] * dist[None] + ce[:, 2] * dist[None] ** 2
         var = np.where(both[None], var_i, var_e)
+        # on an observed date the observation is the estimate: only the noise floor, not the change to
+        # the next observation (which the interpolation weight gives no part in it)
+        var = np.where(dist[None] < ON_THE_DAY, ci[:, 0] * both[None] + ce[:, 0] * ~both[None], var)
         return np.sqrt(np.maximum(var, 1e-10)).astype("float32")
 
     @classmethod
@@ -151,8 +157,15 @@ class CalibratedBaseline(Method):
             self.coef_interp = self.coef_extrap
         if self.coef_extrap is None:
             self.coef_extrap = self.coef_interp
-        if self.coef_interp is None:  # nothing to learn from: a generic, wide guess
+        self.guessed = self.coef_interp is None
+        if self.guessed:  # nothing to learn from: a generic, wide guess
             self.coef_interp = self.coef_extrap = np.tile([0.02 ** 2, 0.01 ** 2, 0.0], (nb, 1))
+
+    def notes(self) -> list[str]:
+        if getattr(self, "guessed", False):
+            return [f"{self.name}: too few clear observations to calibrate its uncertainty (it needs clear "
+                    "dates to leave out and predict): the std is a generic guess, the same in every band"]
+        return []
 
     @staticmethod
     def _fit(feats: list[np.ndarray], errs: list[np.ndarray], nb: int) -> np.ndarray | None:

@@ -1,0 +1,130 @@
+"""What analysts feed `engine.run` besides the tidy series: rasters derived from the real 31UDS files
+(band files, GDAL scale / offset, missing nodata, Level-1C tags, partial S1, extra masks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from sentinel_densify.core import engine
+from sentinel_densify.core.errors import InputError
+from sentinel_densify.core.request import DensifyRequest
+
+
+@pytest.fixture(scope="module")
+def few(uds_subset) -> dict[str, list[Path]]:
+    return {"s2": uds_subset["s2"][:8], "masks": uds_subset["masks"][:8], "s1": uds_subset["s1"][:10]}
+
+
+def _copy(src: Path, dst: Path, edit=None, **profile) -> Path:
+    """A copy of a real raster, its pixels changed by `edit(data)` and its profile by `profile`."""
+    with rasterio.open(src) as ds:
+        prof, data, tags, descs = ds.profile, ds.read(), ds.tags(), ds.descriptions
+    data = edit(data) if edit else data
+    prof.update(count=data.shape[0], dtype=data.dtype, **profile)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(dst, "w", **prof) as out:
+        out.write(data)
+        out.update_tags(**tags)
+        out.descriptions = descs[:data.shape[0]]
+    return dst
+
+
+def _run(tmp_path, s2, masks=(), s1=(), date=dt.date(2018, 3, 1), method="linear", name="out"):
+    request = DensifyRequest(s2=[str(p) for p in s2], masks=[str(p) for p in masks], s1=[str(p) for p in s1],
+                             target_date=date, out_dir=str(tmp_path / name), method=method, lai=False)
+    return engine.run(request)
+
+
+def _read(path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+def test_single_band_files_are_refused_not_taken_for_masks(few, tmp_path):
+    """ESA ships one file per band (T31UDS_..._B04_10m.jp2): one was taken for a cloud mask, and could
+    replace a date's SCL, silently."""
+    src = few["s2"][3]
+    stamp = src.name.split("_")[1]
+    band = tmp_path / "S2" / f"T31UDS_{stamp}_B04_10m.tif"
+    _copy(src, band, lambda d: d[2:3])
+    with pytest.raises(InputError, match=f"{band.name}: holds one Sentinel-2 band .*stack the band files"):
+        _run(tmp_path, few["s2"] + [band], few["masks"])
+    red = _copy(src, tmp_path / "S2" / f"T31UDS_{stamp}_red.tif", lambda d: d[2:3])  # no band name in it
+    with rasterio.open(red, "r+") as ds:
+        ds.set_band_description(1, "B04")
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, few["s2"] + [red], few["masks"])  # e.g. found in the S2 folder
+    assert err.value.problems == [err.value.problems[0]]  # that one problem (its date is in its name)
+    assert str(err.value.problems[0]).startswith(f"{red.name}: holds one Sentinel-2 band (B04)")
+
+
+def test_two_masks_for_one_image_warn_and_the_scl_wins(few, tmp_path):
+    src_mask = few["masks"][2]
+    binary = _copy(src_mask, tmp_path / f"cloudmask_{src_mask.name.split('_')[1]}.tif",
+                   lambda d: np.ones_like(d))  # says: all cloudy
+    res = _run(tmp_path, few["s2"], few["masks"] + [binary])
+    assert any(f"{src_mask.name} and {binary.name} are both cloud masks" in w and f"{src_mask.name} used" in w
+               for w in res.warnings), res.warnings
+    plain = _run(tmp_path, few["s2"], few["masks"], name="plain")
+    np.testing.assert_array_equal(_read(res.outputs["synthesized"]), _read(plain.outputs["synthesized"]))
+
+
+def test_gdal_band_scale_and_offset_are_applied(few, tmp_path):
+    """DN + 1000 with band offset -0.1 (reflectance) and scale 1e-4, as QGIS reads them: the same result."""
+    folder = tmp_path / "S2"
+    shifted = []
+    for src in few["s2"]:
+        dst = _copy(src, folder / src.name, lambda d: np.where(d > 0, d + 1000, 0).astype(d.dtype))
+        with rasterio.open(dst, "r+") as ds:
+            ds.scales, ds.offsets = [1e-4] * ds.count, [-0.1] * ds.count
+            ds.update_tags(REFLECTANCE_SCALE="")
+        shifted.append(dst)
+    res = _run(tmp_path, shifted, few["masks"])
+    plain = _run(tmp_path, few["s2"], few["masks"], name="plain")
+    np.testing.assert_allclose(_read(res.outputs["synthesized"]), _read(plain.outputs["synthesized"]), atol=0.05)
+
+
+def test_zero_dn_is_nodata_when_the_file_does_not_say(few, tmp_path):
+    src = few["s2"][4]
+    half = lambda d: np.concatenate([d[..., :32], np.zeros_like(d[..., 32:])], axis=-1)  # noqa: E731
+    unset = _copy(src, tmp_path / "unset" / src.name, half, nodata=None)
+    zero = _copy(src, tmp_path / "zero" / src.name, half, nodata=0)
+    rest = [p for p in few["s2"] if p != src]
+    a = _run(tmp_path, rest + [unset], few["masks"], name="a")
+    b = _run(tmp_path, rest + [zero], few["masks"], name="b")
+    np.testing.assert_array_equal(_read(a.outputs["synthesized"]), _read(b.outputs["synthesized"]))
+
+
+def test_level_1c_partial_s1_and_empty_output_are_warned(few, tmp_path):
+    l1c = [_copy(p, tmp_path / "L1C" / p.name) for p in few["s2"]]
+    for p in l1c:
+        with rasterio.open(p, "r+") as ds:
+            ds.update_tags(PROCESSING_LEVEL="Level-1C")
+    res = _run(tmp_path, l1c, few["masks"], name="l1c")
+    assert any(w.startswith(f"{len(l1c)} S2 image(s) are Level-1C") for w in res.warnings), res.warnings
+
+    half_s1 = [_copy(p, tmp_path / "S1" / p.name, lambda d: d[..., :16], width=16) for p in few["s1"][:3]]
+    res = _run(tmp_path, few["s2"], few["masks"], few["s1"][3:] + half_s1, method="default", name="s1")
+    assert any(w.startswith("3 S1 image(s) cover only part of the S2 grid") and "50%" in w for w in res.warnings)
+
+    def cloudy(d):  # SCL 9 (cloud) everywhere but a 4 x 4 px corner
+        out = np.full_like(d, 9)
+        out[..., :2, :2] = 4
+        return out
+
+    masks = [_copy(p, tmp_path / "M" / p.name, cloudy) for p in few["masks"]]
+    res = _run(tmp_path, few["s2"], masks, name="cloudy")
+    assert any(w.startswith("100% of the output pixels have no value") or w.startswith("99% of the output")
+               for w in res.warnings), res.warnings
+    assert any("too few clear observations to calibrate its uncertainty" in w for w in res.warnings)
+
+
+def test_undated_files_with_one_name_are_told_apart(sen12_dir, tmp_path):
+    files = [sen12_dir / f / "ROIs2017_winter_112_p797.tif" for f in ("s1", "s2_cloudy", "s2_cloudfree")]
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, files[1:], s1=files[:1])
+    assert all(str(f) in str(err.value) for f in files)
