@@ -188,6 +188,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             mean, std = method.predict(stack, target_day)
             rows, cols = tile.inner
             mean, std = mean[:, rows, cols], std[:, rows, cols]
+            mean = np.where(mean < 0, np.float32(0), mean)  # no negative reflectance (NaN stays NaN)
             empty += int(np.isnan(mean).all(axis=0).sum())
             synth.write(mean / DN_SCALE, tile.row, tile.col)
             unc.write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE, tile.row, tile.col)

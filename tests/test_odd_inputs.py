@@ -128,3 +128,24 @@ def test_undated_files_with_one_name_are_told_apart(sen12_dir, tmp_path):
     with pytest.raises(InputError) as err:
         _run(tmp_path, files[1:], s1=files[:1])
     assert all(str(f) in str(err.value) for f in files)
+
+
+def test_a_method_dipping_below_zero_writes_no_negative_reflectance(few, tmp_path, monkeypatch):
+    """A stand-in method (registered for this test) whose mean dips below 0, as the model's far
+    forecasts can: the written reflectance is clipped at 0, NaN stays NaN, the std is kept."""
+    from sentinel_densify.core import methods
+
+    class Dipping(methods.Method):
+        name = "dipping"
+
+        def predict(self, stack, target_day):
+            mean = np.full((len(stack.bands), *stack.shape), 0.05, np.float32)
+            mean[:, :10] = -0.02
+            mean[:, -5:] = np.nan
+            return mean, np.full_like(mean, 0.01)
+
+    monkeypatch.setitem(methods._REGISTRY, "dipping", lambda device="auto": Dipping())
+    res = _run(tmp_path, few["s2"], few["masks"], method="dipping")
+    synth, unc = _read(res.outputs["synthesized"]), _read(res.outputs["uncertainty"])
+    assert (synth[:, :10] == 0).all() and np.isnan(synth[:, -5:]).all() and np.allclose(synth[:, 10:-5], 500)
+    assert np.allclose(unc[:, :10], 100)
