@@ -111,14 +111,15 @@ def output_dir_problem(folder: str | Path, names: Iterable[str] = ()) -> str | N
     return None
 
 
-def output_file_problem(path: str | Path, suffix: str | None = None) -> str | None:
-    """Why a file cannot be written at `path` (None when it can): not named `*<suffix>` when one is
-    asked for (".png"), an existing folder, under a file, in a folder that is not writable."""
+def output_file_problem(path: str | Path, suffix: str | tuple[str, ...] | None = None) -> str | None:
+    """Why a file cannot be written at `path` (None when it can): not named `*<suffix>` (one of them)
+    when asked for (".png"), an existing folder, under a file, in a folder that is not writable."""
     if not str(path).strip():
         return "empty path"
     path = Path(path).absolute()
-    if suffix and path.suffix.lower() != suffix.lower():
-        return f"must be a {suffix} file"
+    suffixes = (suffix,) if isinstance(suffix, str) else suffix or ()
+    if suffixes and path.suffix.lower() not in {s.lower() for s in suffixes}:
+        return f"must be a {' or '.join(suffixes)} file"
     if path.is_dir():
         return "is an existing folder, not a file"
     base, _missing = _existing_ancestor(path.parent)
@@ -127,6 +128,17 @@ def output_file_problem(path: str | Path, suffix: str | None = None) -> str | No
     if not _writable(base):
         return f"{base} is not writable"
     return None
+
+
+def check_output_file(out: str | Path, inputs: dict[str, str | None], suffix: str | tuple[str, ...] | None = None,
+                      label: str = "") -> None:
+    """OutputError, before any work, when `out` cannot be written (as a `suffix` file) or is one of
+    the `inputs` (option -> path; links included). `label` prefixes the name ("--out ")."""
+    if problem := output_file_problem(out, suffix=suffix):
+        raise OutputError(f"{label}{out}: {problem}")
+    for option, path in inputs.items():
+        if path and same_file(path, out):
+            raise OutputError(f"{label}{out}: is the input {option} {path}; choose another output file")
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

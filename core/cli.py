@@ -119,20 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     module = _module(args.command)
     try:
         return int(module.main(args) or 0)
-    except DensifyError as exc:
-        print(f"densify {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, Exception):
-        # a signal's KeyboardInterrupt that a C extension swallowed comes back as another error
-        # (rasterio: "src_nodata must be in valid range"): still an interruption, not a crash
-        stopped_by = sys.exc_info()[0]
-        if signal.SIGTERM in _received or stopped_by is Terminated:
+    except (KeyboardInterrupt, Exception) as exc:
+        # a signal first: its KeyboardInterrupt, swallowed by a C extension, can come back as another
+        # error (rasterio: "src_nodata must be in valid range", or a read error the core names as bad
+        # input): still an interruption, not a crash
+        if signal.SIGTERM in _received or isinstance(exc, Terminated):
             print(f"densify {args.command}: terminated (SIGTERM); {_interrupted_note(module, args)}",
                   file=sys.stderr)
             return 128 + signal.SIGTERM
-        if signal.SIGINT in _received or issubclass(stopped_by, KeyboardInterrupt):
+        if signal.SIGINT in _received or isinstance(exc, KeyboardInterrupt):
             print(f"densify {args.command}: interrupted; {_interrupted_note(module, args)}", file=sys.stderr)
             return 130
+        if isinstance(exc, DensifyError):
+            print(f"densify {args.command}: {exc}", file=sys.stderr)
+            return 1
         raise
     finally:
         if handled:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import OutputError, output_file_problem, same_file
+from .atomic import check_output_file
 from .errors import InputError, Problem
 from .methods import MODELS_DIR
 from .progress import Feedback
@@ -84,15 +84,6 @@ def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
     return img, sar, clear
 
 
-def check_output(out: str | Path, inputs: dict[str, str | None]) -> None:
-    """OutputError, before any work, when `out` cannot be written as a GeoTIFF or is one of the inputs."""
-    if problem := output_file_problem(out, suffix=".tif"):
-        raise OutputError(f"{out}: {problem}")
-    for option, path in inputs.items():
-        if path and same_file(path, out):
-            raise OutputError(f"{out}: is the input {option} {path}; choose another output file")
-
-
 def _pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
     ph, pw = h - a.shape[-2], w - a.shape[-1]
     if ph == 0 and pw == 0:
@@ -110,7 +101,7 @@ def remove_clouds(s1: str, s2: str, out: str | Path, model: str | Path | None = 
     from .writer import write_array
 
     feedback = feedback or Feedback()
-    check_output(out, {"--s1": s1, "--s2": s2, "--mask": mask})
+    check_output_file(out, {"--s1": s1, "--s2": s2, "--mask": mask}, suffix=(".tif", ".tiff"))
     path = resolve_model(model)
     contract = read_contract(path)
     if contract.get("kind") != "pix2pix":

@@ -36,14 +36,18 @@ def best_checkpoint(paths: list[str]) -> tuple[str, float]:
     models, val_psnr for pix2pix / mtcgan / cnn), and that score."""
     from .training import load_checkpoint
 
-    ckpts = {str(path): load_checkpoint(path) for path in paths}
-    kinds = {c["kind"] for c in ckpts.values()}
+    seen = {}  # path -> (kind, metrics): one checkpoint in memory at a time
+    for path in paths:
+        ckpt = load_checkpoint(path)
+        seen[str(path)] = (ckpt["kind"], ckpt.get("metrics", {}))
+        del ckpt
+    kinds = {kind for kind, _ in seen.values()}
     if len(kinds) > 1:
         raise InputError(f"the checkpoints are of different kinds ({', '.join(sorted(kinds))})")
     key = SCORES.get(kinds.pop(), "val_psnr")
     scored = []
-    for path, ckpt in ckpts.items():
-        score = ckpt.get("metrics", {}).get(key)
+    for path, (_kind, metrics) in seen.items():
+        score = metrics.get(key)
         if score is None or not math.isfinite(float(score)):
             raise InputError(f"{path}: no validation score ({key}) to compare checkpoints by")
         scored.append((float(score), path))

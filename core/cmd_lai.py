@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .atomic import OutputError, new_dirs_removed_on_error, output_file_problem, same_file
+from .atomic import check_output_file, new_dirs_removed_on_error
 from .progress import Feedback
 
 
@@ -22,10 +22,7 @@ def main(args: argparse.Namespace) -> int:
     from .lai import lai_file
 
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
-    if problem := output_file_problem(args.out):
-        raise OutputError(f"--out {args.out}: {problem}")
-    if same_file(args.s2, args.out):
-        raise OutputError(f"--out {args.out}: is the input --s2 {args.s2}; choose another output file")
+    check_output_file(args.out, {"--s2": args.s2}, label="--out ")
 
     shown = [False]
 

@@ -288,13 +288,15 @@ def _off_grid(infos: dict[str, dict], shape: tuple[int, int]) -> str:
     from rasterio.crs import CRS
 
     ref = infos["s2_cloudfree"]
-    crs = CRS.from_wkt(ref["crs"]) if ref["crs"] else None
     b0 = ref["bounds"]
     tol = 0.5 * max((b0[2] - b0[0]) / shape[1], (b0[3] - b0[1]) / shape[0])
     off = []
     for f in FOLDERS:
         info = infos[f]
-        if (CRS.from_wkt(info["crs"]) if info["crs"] else None) != crs:
+        if info is ref:
+            continue
+        if info["crs"] != ref["crs"] and (not info["crs"] or not ref["crs"]  # parsed only when the texts differ
+                                          or CRS.from_wkt(info["crs"]) != CRS.from_wkt(ref["crs"])):
             off.append(f"{f} (another CRS)")
         elif max(abs(a - b) for a, b in zip(info["bounds"], b0, strict=True)) >= tol:
             off.append(f"{f} (another extent)")

@@ -12,7 +12,7 @@ from . import __version__, dates, inventory, lai
 from .atomic import same_file
 from .errors import InputError, Problem
 from .grid import MIN_TILE_SIZE, tiles
-from .methods import create, default_fallback
+from .methods import create
 from .progress import Feedback
 from .reader import SeriesReader, sample_stack
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
@@ -43,7 +43,7 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
     for kind in kinds:
         path = request.output_path(kind)
         if path.suffix.lower() not in OUTPUT_SUFFIXES:
-            problems.append(Problem(str(path), f"the {kind} output must be a GeoTIFF file (.tif): "
+            problems.append(Problem(str(path), f"the {kind} output must be a GeoTIFF file (.tif or .tiff): "
                                                "outputs are written as GeoTIFF"))
         key = path.absolute()
         if key in seen:  # e.g. one file chosen for two Processing destinations
@@ -129,8 +129,6 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
     fb.check()
 
     method = create(request.method, request.device)
-    if request.method in ("", "default", None) and (fallback := default_fallback()):
-        warnings.append(fallback)
     warnings += _fit_bands(inv, method, request.band_order)
     cuda = device_warning(request.device, method)
     if cuda:
@@ -188,7 +186,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             mean, std = method.predict(stack, target_day)
             rows, cols = tile.inner
             mean, std = mean[:, rows, cols], std[:, rows, cols]
-            mean = np.where(mean < 0, np.float32(0), mean)  # no negative reflectance (NaN stays NaN)
+            np.maximum(mean, 0, out=mean)  # no negative reflectance (NaN stays NaN)
             empty += int(np.isnan(mean).all(axis=0).sum())
             synth.write(mean / DN_SCALE, tile.row, tile.col)
             unc.write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE, tile.row, tile.col)

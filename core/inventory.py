@@ -155,8 +155,8 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
         info.problems.append(f"unreadable ({first_line(exc)[:160]})")
         return info
 
+    info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
     if info.output_kind and not sensor:
-        info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
         return info
     info.sensor = (sensor or "").upper() or _guess_sensor(str(path), info.bands, count, info.dtype, info.tags)
     if info.sensor == S2_BAND_FILE or (info.sensor == "S2" and count == 1):
@@ -164,13 +164,10 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
         band = f" ({info.bands[0]})" if info.bands[:1] and info.bands[0] else ""
         info.problems.append(f"holds one Sentinel-2 band{band}: an S2 image must hold its bands in one file; "
                              "stack the band files first (e.g. gdalbuildvrt -separate image.vrt B02.tif B03.tif ...)")
-        info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
-        return info
-    if info.sensor not in ("S2", "S1", "MASK"):
+    elif info.sensor not in ("S2", "S1", "MASK"):
         info.sensor = None
         info.problems.append("unknown sensor (not recognisable as Sentinel-2, Sentinel-1 or a cloud mask; "
                              "name the bands B02.. / VV, VH or give the sensor explicitly)")
-    info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
     if info.when is None:
         info.problems.append("no acquisition date in its metadata or file name")
 
@@ -439,8 +436,10 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     bands, band_problems, band_warnings = _common_bands(s2_infos)
     problems += band_problems
     warnings += band_warnings
+    covered = {}
     for info in s2_infos + s1_infos + mask_infos:
-        if not overlaps(info.grid, grid):
+        covered[info.path] = coverage(info.grid, grid)
+        if not covered[info.path] > 0:
             problems.append(Problem(info.path, f"does not overlap the S2 grid of {s2_infos[0].name}"))
     problems += _duplicates(s2_infos) + _duplicates(s1_infos)
 
@@ -448,7 +447,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     if problems:
         raise InputError(problems)
     warnings += _grid_warnings(s2_infos) + _assumed_order_warnings(s2_infos) + mask_warnings
-    partial = [f"{i.name} {coverage(i.grid, grid):.0%}" for i in s1_infos if coverage(i.grid, grid) < 0.99]
+    partial = [f"{i.name} {covered[i.path]:.0%}" for i in s1_infos if covered[i.path] < 0.99]
     if partial:
         warnings.append(f"{len(partial)} S1 image(s) cover only part of the S2 grid ({_names(partial)}): "
                         "where they do not, the synthesis has less radar to go on")

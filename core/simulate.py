@@ -27,6 +27,7 @@ from rasterio.windows import Window
 
 from .atomic import OutputError, atomic_path, ensure_folder, output_dir_problem, write_text
 from .errors import InputError
+from .inventory import RASTER_SUFFIXES
 from .progress import Feedback
 from .stack import S1_BANDS, S2_BANDS
 from .writer import verify_raster
@@ -458,7 +459,7 @@ def _refuse_other_rasters(out: Path, ours: set[Path]) -> None:
     """OutputError when out/S2 or out/S1 holds rasters this simulation would not write (a real series,
     another simulation): mixed into one folder they would be read as one series."""
     other = sorted(str(p.relative_to(out)) for sub in ("S2", "S1") if (out / sub).is_dir()
-                   for p in (out / sub).iterdir() if p.suffix.lower() in (".tif", ".tiff") and p not in ours)
+                   for p in (out / sub).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p not in ours)
     if other:
         more = f" and {len(other) - 1} more" if len(other) > 1 else ""
         raise OutputError(f"{out}: already holds other rasters ({other[0]}{more}), which would be mixed "

@@ -109,7 +109,7 @@ def test_outputs_never_replace_an_input_and_are_checked_first(model, sen12_dir, 
     assert mine.read_bytes() == before
     assert cli_main(["remove-clouds", "--s1", s1, "--s2", str(mine), "--out", str(mine), "--model", str(model)]) == 1
     assert mine.read_bytes() == before
-    with pytest.raises(OutputError, match="o.png: must be a .tif file"):
+    with pytest.raises(OutputError, match="o.png: must be a .tif or .tiff file"):
         cloud_removal.remove_clouds(s1, s2, tmp_path / "o.png", model=model)
     (tmp_path / "bad").mkdir()
     bad = corrupt_copy(Path(s2), tmp_path / "bad" / Path(s2).name)

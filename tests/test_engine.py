@@ -255,7 +255,7 @@ def test_outputs_must_be_distinct_geotiffs(small, first_last, tmp_path):
     with pytest.raises(InputError, match="same.tif: the synthesized and uncertainty outputs are the same file"):
         engine.run(_req(small, tmp_path, target, lai=False,
                         output_paths={"synthesized": same, "uncertainty": same}))
-    with pytest.raises(InputError, match=r"s.png: the synthesized output must be a GeoTIFF file \(.tif\)"):
+    with pytest.raises(InputError, match=r"s.png: the synthesized output must be a GeoTIFF file \(.tif or .tiff\)"):
         engine.run(_req(small, tmp_path, target, lai=False,
                         output_paths={"synthesized": str(tmp_path / "o" / "s.png"),
                                       "uncertainty": str(tmp_path / "o" / "u.tif")}))

@@ -204,6 +204,17 @@ def test_moving_average_is_saved_and_resumed(uds_dir, tmp_path):
         torch.testing.assert_close(again["model_state"][k], 0.5 * (avg[k] + raw[k]), atol=1e-5, rtol=1e-4)
 
 
+def test_a_resume_trains_with_its_own_weight_decay(uds_dir, tmp_path):
+    """The optimiser state brings the first run's weight decay back: the resumed run's must win, and
+    the config says which it used."""
+    out = tmp_path / "wd"
+    TR.train(_args(uds_dir, out, epochs=1, steps=1, seed=2, ema=0, weight_decay=5.0))
+    TR.train(_args(uds_dir, out, epochs=2, steps=1, seed=2, ema=0, weight_decay=0.0, resume=True))
+    ckpt = load_checkpoint(out / "last.pt")
+    assert [g["weight_decay"] for g in ckpt["optim_state"]["param_groups"]] == [0.0]
+    assert ckpt["config"]["weight_decay"] == 0.0 and ckpt["config"]["resumed"] == [{"epoch": 1, "weight_decay": 0.0}]
+
+
 def test_weight_decay_shrinks_the_weights(uds_dir, tmp_path):
     """--weight-decay switches to AdamW: same seed and data, the decayed weights end up smaller."""
     norms = {}

@@ -249,7 +249,7 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
     for epoch in range(start + 1, cfg.epochs + 1):
         # every random stream starts from (seed, epoch, rank): a resumed run draws what an uninterrupted one would
         epoch_seed = cfg.seed * 1_000_003 + epoch * 7919
-        gen.manual_seed(epoch_seed)
+        gen.manual_seed(epoch_seed + rank)  # DataLoader workers' streams (the DistributedSampler has its own)
         ds.rng = np.random.default_rng(epoch_seed + rank)
         torch.manual_seed(epoch_seed + rank)
         if sampler is not None:

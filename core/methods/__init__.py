@@ -21,6 +21,7 @@ class Method:
     """Base class of synthesis methods."""
 
     name: str = "method"
+    fallback_note: str = ""  # set by `create` when this method runs instead of the one asked for
     halo: int = 0  # pixels of context each side a tile needs (0 for per-pixel methods)
     provider: str = "numpy"  # what ran it (numpy, CPUExecutionProvider, CUDAExecutionProvider)
 
@@ -37,7 +38,7 @@ class Method:
 
     def notes(self) -> list[str]:
         """What a user should know about this run of the method (after prepare), as warnings."""
-        return []
+        return [self.fallback_note] if self.fallback_note else []
 
 
 Factory = Callable[..., Method]
@@ -80,20 +81,19 @@ def default_model() -> Path | None:
     return path if path is not None and importlib.util.find_spec("onnxruntime") is not None else None
 
 
-def default_fallback() -> str | None:
-    """Why `default` runs the linear baseline although a model is bundled (None when it does not)."""
-    if bundled_model() is not None and default_model() is None:
-        return ("the bundled model needs onnxruntime, which is not installed: the linear baseline ran "
-                "instead (the README says how to install it)")
-    return None
-
-
 def create(name: str, device: str = "auto") -> Method:
     """A method by registered name, 'default', or path to a model file (.onnx)."""
     _load_providers()
     if name in ("", "default", None):
         model = default_model()
-        name = str(model) if model is not None else "linear"
+        if model is not None:
+            name = str(model)
+        else:
+            method = _REGISTRY["linear"](device=device)
+            if bundled_model() is not None:
+                method.fallback_note = ("the bundled model needs onnxruntime, which is not installed: the "
+                                        "linear baseline ran instead (the README says how to install it)")
+            return method
     if name in _REGISTRY:
         return _REGISTRY[name](device=device)
     path = Path(name)

@@ -52,17 +52,19 @@ def interpolate(b: dict[str, np.ndarray], target_day: float) -> np.ndarray:
     return mean.astype("float32")
 
 
+ON_THE_DAY = 0.5  # days: a target this close to a clear observation is that observation's date
+
+
 def _features(b: dict[str, np.ndarray], target_day: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance to the nearest clear observation (h, w), whether both sides exist, squared change (B,h,w)."""
     db = target_day - b["before_day"]
     da = b["after_day"] - target_day
     dist = np.fmin(db, da)
     both = np.isfinite(db) & np.isfinite(da)
-    change2 = np.where(both[None], (b["after"] - b["before"]) ** 2, 0.0)
+    # on an observed date (dist < ON_THE_DAY) the observation is the estimate: the change to the next
+    # one plays no part in it, so its variance is the noise floor
+    change2 = np.where((both & (dist >= ON_THE_DAY))[None], (b["after"] - b["before"]) ** 2, 0.0)
     return dist, both, change2
-
-
-ON_THE_DAY = 0.5  # days: a target this close to a clear observation is that observation's date
 
 
 class CalibratedBaseline(Method):
@@ -99,9 +101,6 @@ class CalibratedBaseline(Method):
         var_i = ci[:, 0] + ci[:, 1] * dist[None] + ci[:, 2] * change2
         var_e = ce[:, 0] + ce[:, 1] * dist[None] + ce[:, 2] * dist[None] ** 2
         var = np.where(both[None], var_i, var_e)
-        # on an observed date the observation is the estimate: only the noise floor, not the change to
-        # the next observation (which the interpolation weight gives no part in it)
-        var = np.where(dist[None] < ON_THE_DAY, ci[:, 0] * both[None] + ce[:, 0] * ~both[None], var)
         return np.sqrt(np.maximum(var, 1e-10)).astype("float32")
 
     @classmethod
@@ -163,9 +162,10 @@ class CalibratedBaseline(Method):
 
     def notes(self) -> list[str]:
         if getattr(self, "guessed", False):
-            return [f"{self.name}: too few clear observations to calibrate its uncertainty (it needs clear "
-                    "dates to leave out and predict): the std is a generic guess, the same in every band"]
-        return []
+            return super().notes() + [f"{self.name}: too few clear observations to calibrate its uncertainty "
+                                      "(it needs clear dates to leave out and predict): the std is a generic "
+                                      "guess, the same in every band"]
+        return super().notes()
 
     @staticmethod
     def _fit(feats: list[np.ndarray], errs: list[np.ndarray], nb: int) -> np.ndarray | None:

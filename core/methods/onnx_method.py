@@ -27,10 +27,10 @@ class OnnxTemporalMethod(Method):
         if self.contract.get("kind") != "temporal":
             raise InputError(f"{self.path.name}: a '{self.contract.get('kind')}' model; the onnx method "
                              "runs temporal models (S1+S2 series -> S2 at a date)")
+        self._read_contract_fields()  # before the model is loaded: a broken contract costs nothing
         self.session = open_session(self.path, device)
         self.provider = self.session.get_providers()[0]
         self.name = f"onnx:{self.path.stem}"
-        self._read_contract_fields()
         self.batch = batch
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.haze = self.contract.get("haze_screen")  # the input screen it was trained / calibrated with

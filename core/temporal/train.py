@@ -448,6 +448,8 @@ def train(args: argparse.Namespace) -> dict:
         model.load_state_dict(ckpt.get("train_state") or ckpt["model_state"])
         if ckpt.get("optim_state"):
             opt.load_state_dict(ckpt["optim_state"])
+            for group in opt.param_groups:  # the state brings the run's old value back: this run's wins
+                group["weight_decay"] = wd
         start = int(ckpt["epoch"]) + 1
         best = float(ckpt.get("metrics", {}).get("best_score", -math.inf))
         before = ckpt["config"]
@@ -531,7 +533,7 @@ def train(args: argparse.Namespace) -> dict:
                 with torch.no_grad():
                     for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
                         pe.lerp_(pm, 1.0 - args.ema)
-        rng_state = T.gather({"points": mix.state()} if mix is not None else {})  # every process's
+        rng_state = T.gather({"points": mix.state()}) if mix is not None else None  # every process's
         if T.is_main_process():
             model.eval()
             evaluated = ema if ema is not None else model
