@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem, same_file
+from .atomic import OutputError, new_dirs_removed_on_error, same_file
 from .dates import parse_date
 from .errors import InputError
 from .grid import MIN_TILE_SIZE
@@ -82,7 +82,7 @@ def check_outputs(request: DensifyRequest) -> None:
     """Raise OutputError ("--out DIR: problem") when an output of `request` cannot be written in
     --out or would replace one of its inputs; cheap, run before any computation."""
     paths = [request.output_path(k) for k in OUTPUT_KINDS if k != "lai" or request.lai]
-    if problem := output_dir_problem(request.out_dir, [p.name for p in paths]):
+    if problem := request.output_folder_problem():
         raise OutputError(f"--out {request.out_dir}: {problem}")
     for path in paths:
         if (clash := replaced_input(request, path)) is not None:

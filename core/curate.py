@@ -359,6 +359,8 @@ OUTPUTS = ("report.csv", "summary.json", "summary.md", "kept.txt")  # what curat
 def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig(), workers: int = 1,
            link: bool = False, feedback: Feedback | None = None) -> CurateSummary:
     """Check every triplet of `data`; write the report (and links) to `out`; sources untouched."""
+    import rasterio  # noqa: F401 (a Python without it fails here, not as "unreadable" for every triplet)
+
     problem = output_dir_problem(out, OUTPUTS)
     if problem:
         raise OutputError(f"{out}: {problem}")

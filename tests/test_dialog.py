@@ -166,15 +166,15 @@ def test_validation_reads_each_file_once_and_still_finds_all_cloudy_inputs(loade
     read once per file (a counting wrapper around the real reader), yet a series with no clear
     pixel at all is still refused."""
     from qgis.PyQt.QtCore import QDate
-    from sentinel_densify.core import reader
+    from sentinel_densify.ui import dialog  # the dialog module imports the core's reader function
 
-    real, reads = reader.read_clear_fraction, []
+    real, reads = dialog.read_clear_fraction, []
 
     def counting(inv, info, max_size=128):
         reads.append((info.path, max_size))
         return real(inv, info, max_size=max_size)
 
-    monkeypatch.setattr(reader, "read_clear_fraction", counting)
+    monkeypatch.setattr(dialog, "read_clear_fraction", counting)
     dlg = _dialog(loaded, bar, tmp_path)
     assert dlg.validate() == [] and reads and len(reads) == len(set(reads))
     first = len(reads)
@@ -182,7 +182,7 @@ def test_validation_reads_each_file_once_and_still_finds_all_cloudy_inputs(loade
     dlg.date_edit.setDate(QDate(TARGET.year, TARGET.month, TARGET.day + 1))  # an edit: validates again
     assert dlg.validate() == []
     assert len(reads) == first, "a second validation read files again"
-    monkeypatch.setattr(reader, "read_clear_fraction", lambda inv, info, max_size=128: 0.0)
+    monkeypatch.setattr(dialog, "read_clear_fraction", lambda inv, info, max_size=128: 0.0)
     dlg._clear.clear()  # as if every file had been replaced by a cloudy one
     problems = dlg.validate()
     assert any("no clear Sentinel-2 observation" in p for p in problems), problems

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from helpers import read_array
 from sentinel_densify.core import dates, engine
 from sentinel_densify.core.errors import Cancelled
 from sentinel_densify.core.progress import Feedback
@@ -26,11 +27,6 @@ def _req(sub, out, date, **kw) -> DensifyRequest:
     return DensifyRequest(s2=[str(p) for p in sub["s2"]], s1=[str(p) for p in sub["s1"]],
                           masks=[str(p) for p in sub["masks"]], target_date=date, out_dir=str(out),
                           method=kw.pop("method", "linear"), **kw)
-
-
-def _read(path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        return ds.read()
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +65,12 @@ def test_outputs_on_the_s2_grid(gap_run, uds_subset):
             assert tags["METHOD"] == "linear" and tags["MODE"] == "gap-filling"
             data = ds.read()
         assert np.isfinite(data).all(axis=0).mean() > 0.99, kind
-    syn = _read(result.outputs["synthesized"]) * 1e-4
-    std = _read(result.outputs["uncertainty"]) * 1e-4
+    syn = read_array(result.outputs["synthesized"]) * 1e-4
+    std = read_array(result.outputs["uncertainty"]) * 1e-4
     assert 0 <= np.nanpercentile(syn, 1) and np.nanpercentile(syn, 99) < 1
     assert (std[np.isfinite(std)] > 0).all() and np.nanmedian(std) < 0.2
     np.testing.assert_allclose(std[-1], std[:-1].mean(axis=0), rtol=1e-5)  # the mean_std band
-    lai = _read(result.outputs["lai"])
+    lai = read_array(result.outputs["lai"])
     assert 0 <= np.nanmin(lai[0]) and np.nanmax(lai[0]) < 10 and (lai[1][np.isfinite(lai[1])] >= 0).all()
     with rasterio.open(result.outputs["synthesized"]) as ds:
         assert ds.tags()["ACQUISITION_DATETIME"].startswith(f"{target:%Y-%m-%d}")
@@ -91,7 +87,7 @@ def test_synthesis_between_neighbours(gap_run, uds_subset):
 
     result, _, target, _, _ = gap_run
     stack = load_stack([str(p) for p in uds_subset["s2"]], [], [str(p) for p in uds_subset["masks"]])
-    syn = _read(result.outputs["synthesized"])[6] * 1e-4
+    syn = read_array(result.outputs["synthesized"])[6] * 1e-4
     day = dates.to_days(target)
     past = stack.s2[stack.s2_days <= day][:, 6]
     fut = stack.s2[stack.s2_days > day][:, 6]
@@ -108,7 +104,7 @@ def test_small_tiles_give_the_same_result(gap_run, uds_subset, tmp_path):
     result, _, target, _, _ = gap_run
     tiled = engine.run(_req(uds_subset, tmp_path, target, tile_size=16))
     for kind in KINDS:
-        np.testing.assert_allclose(_read(tiled.outputs[kind]), _read(result.outputs[kind]), rtol=1e-6,
+        np.testing.assert_allclose(read_array(tiled.outputs[kind]), read_array(result.outputs[kind]), rtol=1e-6,
                                    atol=1e-6, equal_nan=True, err_msg=kind)
 
 
@@ -168,7 +164,7 @@ def test_larger_case_has_overviews(uds_subset, tmp_path):
     for kind in KINDS:
         with rasterio.open(result.outputs[kind]) as ds:
             assert ds.shape == (192, 192) and ds.overviews(1) == [2]
-    syn = _read(result.outputs["synthesized"])
+    syn = read_array(result.outputs["synthesized"])
     np.testing.assert_allclose(syn[:, :64, :64], syn[:, 64:128, 128:], rtol=1e-5, equal_nan=True)
 
 

@@ -10,26 +10,10 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from helpers import craft
 from sentinel_densify.core import inventory
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.stack import S2_BANDS
-
-
-def craft(src: Path, dst: Path, data=None, tags: dict | None = None, drop_tags=(), descriptions=None,
-          **profile) -> Path:
-    """Write dst from a real raster: same profile/tags unless overridden (never touches src)."""
-    with rasterio.open(src) as ds:
-        prof, arr, descs = ds.profile, ds.read(), list(ds.descriptions)
-        old = {k: v for k, v in ds.tags().items() if k not in drop_tags}
-    arr = arr if data is None else np.asarray(data)
-    prof.update(count=arr.shape[0], dtype=str(arr.dtype), **profile)
-    with rasterio.open(dst, "w", **prof) as out:
-        out.write(arr)
-        out.update_tags(**{**old, **(tags or {})})
-        for i, d in enumerate(descs if descriptions is None else descriptions, 1):
-            if i <= arr.shape[0]:
-                out.set_band_description(i, d or "")
-    return dst
 
 
 @pytest.fixture(scope="module")

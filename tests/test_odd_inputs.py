@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from helpers import craft, read_array
 from sentinel_densify.core import engine
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.request import DensifyRequest
@@ -21,27 +22,13 @@ def few(uds_subset) -> dict[str, list[Path]]:
 
 def _copy(src: Path, dst: Path, edit=None, **profile) -> Path:
     """A copy of a real raster, its pixels changed by `edit(data)` and its profile by `profile`."""
-    with rasterio.open(src) as ds:
-        prof, data, tags, descs = ds.profile, ds.read(), ds.tags(), ds.descriptions
-    data = edit(data) if edit else data
-    prof.update(count=data.shape[0], dtype=data.dtype, **profile)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(dst, "w", **prof) as out:
-        out.write(data)
-        out.update_tags(**tags)
-        out.descriptions = descs[:data.shape[0]]
-    return dst
+    return craft(src, dst, None if edit is None else edit(read_array(src)), **profile)
 
 
 def _run(tmp_path, s2, masks=(), s1=(), date=dt.date(2018, 3, 1), method="linear", name="out"):
     request = DensifyRequest(s2=[str(p) for p in s2], masks=[str(p) for p in masks], s1=[str(p) for p in s1],
                              target_date=date, out_dir=str(tmp_path / name), method=method, lai=False)
     return engine.run(request)
-
-
-def _read(path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        return ds.read()
 
 
 def test_single_band_files_are_refused_not_taken_for_masks(few, tmp_path):
@@ -70,7 +57,7 @@ def test_two_masks_for_one_image_warn_and_the_scl_wins(few, tmp_path):
     assert any(f"{src_mask.name} and {binary.name} are both cloud masks" in w and f"{src_mask.name} used" in w
                for w in res.warnings), res.warnings
     plain = _run(tmp_path, few["s2"], few["masks"], name="plain")
-    np.testing.assert_array_equal(_read(res.outputs["synthesized"]), _read(plain.outputs["synthesized"]))
+    np.testing.assert_array_equal(read_array(res.outputs["synthesized"]), read_array(plain.outputs["synthesized"]))
 
 
 def test_gdal_band_scale_and_offset_are_applied(few, tmp_path):
@@ -85,7 +72,8 @@ def test_gdal_band_scale_and_offset_are_applied(few, tmp_path):
         shifted.append(dst)
     res = _run(tmp_path, shifted, few["masks"])
     plain = _run(tmp_path, few["s2"], few["masks"], name="plain")
-    np.testing.assert_allclose(_read(res.outputs["synthesized"]), _read(plain.outputs["synthesized"]), atol=0.05)
+    np.testing.assert_allclose(read_array(res.outputs["synthesized"]), read_array(plain.outputs["synthesized"]),
+                               atol=0.05)
 
 
 def test_zero_dn_is_nodata_when_the_file_does_not_say(few, tmp_path):
@@ -96,14 +84,11 @@ def test_zero_dn_is_nodata_when_the_file_does_not_say(few, tmp_path):
     rest = [p for p in few["s2"] if p != src]
     a = _run(tmp_path, rest + [unset], few["masks"], name="a")
     b = _run(tmp_path, rest + [zero], few["masks"], name="b")
-    np.testing.assert_array_equal(_read(a.outputs["synthesized"]), _read(b.outputs["synthesized"]))
+    np.testing.assert_array_equal(read_array(a.outputs["synthesized"]), read_array(b.outputs["synthesized"]))
 
 
 def test_level_1c_partial_s1_and_empty_output_are_warned(few, tmp_path):
-    l1c = [_copy(p, tmp_path / "L1C" / p.name) for p in few["s2"]]
-    for p in l1c:
-        with rasterio.open(p, "r+") as ds:
-            ds.update_tags(PROCESSING_LEVEL="Level-1C")
+    l1c = [craft(p, tmp_path / "L1C" / p.name, tags={"PROCESSING_LEVEL": "Level-1C"}) for p in few["s2"]]
     res = _run(tmp_path, l1c, few["masks"], name="l1c")
     assert any(w.startswith(f"{len(l1c)} S2 image(s) are Level-1C") for w in res.warnings), res.warnings
 
@@ -146,6 +131,6 @@ def test_a_method_dipping_below_zero_writes_no_negative_reflectance(few, tmp_pat
 
     monkeypatch.setitem(methods._REGISTRY, "dipping", lambda device="auto": Dipping())
     res = _run(tmp_path, few["s2"], few["masks"], method="dipping")
-    synth, unc = _read(res.outputs["synthesized"]), _read(res.outputs["uncertainty"])
+    synth, unc = read_array(res.outputs["synthesized"]), read_array(res.outputs["uncertainty"])
     assert (synth[:, :10] == 0).all() and np.isnan(synth[:, -5:]).all() and np.allclose(synth[:, 10:-5], 500)
     assert np.allclose(unc[:, :10], 100)

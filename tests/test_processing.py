@@ -337,4 +337,6 @@ def test_a_file_qgis_cannot_open_is_named(provider, inputs, tmp_path):
         processing.run(ALG, {**inputs, "S2_LAYERS": inputs["S2_LAYERS"][:3] + [str(text)],
                              "TARGET_DATE": "2018-03-01", "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
                              "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
+    with pytest.raises(QgsProcessingException, match=f"INPUT: {text} is not a raster layer or a raster file QGIS"):
+        processing.run("densify:estimate_lai", {"INPUT": str(text), "OUTPUT": str(tmp_path / "lai.tif")})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tif"]

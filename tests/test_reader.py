@@ -7,24 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from helpers import craft
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from sentinel_densify.core import inventory
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.reader import SeriesReader, load_stack
-
-
-def craft(src: Path, dst: Path, data=None, **profile) -> Path:
-    """Write dst from a real raster (same profile, tags and descriptions unless overridden)."""
-    with rasterio.open(src) as ds:
-        prof, arr, descs, tags = ds.profile, ds.read(), ds.descriptions, ds.tags()
-    arr = arr if data is None else np.asarray(data)
-    prof.update(count=arr.shape[0], dtype=str(arr.dtype), **profile)
-    with rasterio.open(dst, "w", **prof) as out:
-        out.write(arr)
-        out.update_tags(**tags)
-        for i, d in enumerate(descs, 1):
-            out.set_band_description(i, d or "")
-    return dst
 
 
 def warp_copy(src: Path, dst: Path, crs: str) -> Path:

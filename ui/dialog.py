@@ -35,9 +35,15 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core import dates
-from ..core.atomic import output_dir_problem
+# the core modules that need numpy, scipy and rasterio, imported with this module: a Python without
+# one of them fails here, where the plugin reports it, not in a Qt slot later
+from ..core import dates, inventory
+from ..core.engine import build_inventory
 from ..core.errors import InputError
+from ..core.inventory import describe
+from ..core.methods import available, bundled_model, default_model
+from ..core.model_contract import gpu_present
+from ..core.reader import read_clear_fraction
 from ..core.request import DensifyRequest
 from ..plugin.layers import source_path, temporal_date
 
@@ -63,8 +69,6 @@ class Row:
 
 def describe_layer(layer: QgsRasterLayer) -> Row:
     """Sensor and date of a project raster: QGIS temporal properties first, then the core's parsing."""
-    from ..core.inventory import describe
-
     path = source_path(layer)
     info = describe(path)
     when, source = temporal_date(layer), "layer temporal properties"
@@ -80,8 +84,6 @@ def describe_layer(layer: QgsRasterLayer) -> Row:
 
 def onnx_providers() -> tuple[list[str], str]:
     """The execution providers ONNX Runtime offers here, and a line for the dialog."""
-    from ..core.model_contract import gpu_present
-
     try:
         import onnxruntime
     except ImportError:
@@ -213,8 +215,6 @@ class DensifyDialog(QDialog):
         layout.addWidget(self.buttons)
 
     def _fill_models(self) -> None:
-        from ..core.methods import available, bundled_model, default_model
-
         model = default_model()
         if model is not None:
             label = f"Bundled default ({model.name})"
@@ -250,9 +250,12 @@ class DensifyDialog(QDialog):
         self.table.blockSignals(True)
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
+            detected = (bool(row.sensor and not row.problems), row.sensor,
+                        f"{row.when:%Y-%m-%d %H:%M}" if row.when else "")
+            checked, sensor, text = kept.get(row.layer_id, detected)  # what the user set, else detected
             use = QTableWidgetItem()
             use.setFlags(Qt.ItemIsUserCheckable | Qt.ItemIsEnabled)
-            use.setCheckState(Qt.Checked if row.sensor and not row.problems else Qt.Unchecked)
+            use.setCheckState(Qt.Checked if checked else Qt.Unchecked)
             self.table.setItem(r, COL_USE, use)
             name = QTableWidgetItem(row.name)
             name.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
@@ -264,11 +267,11 @@ class DensifyDialog(QDialog):
             combo = QComboBox()
             for label, value in SENSORS:
                 combo.addItem(label, value)
-            combo.setCurrentIndex([v for _, v in SENSORS].index(row.sensor))
+            combo.setCurrentIndex([v for _, v in SENSORS].index(sensor))
             combo.setToolTip("detected" if row.sensor else "not detected: choose the sensor")
             combo.currentIndexChanged.connect(self.schedule_validation)
             self.table.setCellWidget(r, COL_SENSOR, combo)
-            when = QTableWidgetItem(f"{row.when:%Y-%m-%d %H:%M}" if row.when else "")
+            when = QTableWidgetItem(text)
             when.setToolTip(f"from {row.date_source}")
             if row.when is None:
                 when.setBackground(MISSING)
@@ -276,11 +279,6 @@ class DensifyDialog(QDialog):
             source = QTableWidgetItem(row.path)
             source.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable)
             self.table.setItem(r, COL_SOURCE, source)
-            if row.layer_id in kept:
-                checked, sensor, text = kept[row.layer_id]
-                use.setCheckState(Qt.Checked if checked else Qt.Unchecked)
-                combo.setCurrentIndex([v for _, v in SENSORS].index(sensor))
-                when.setText(text)
         self.table.blockSignals(False)
         if self._default_date is None or self.date_edit.date() == self._default_date:
             self._default_target_date()
@@ -369,7 +367,7 @@ class DensifyDialog(QDialog):
         folder = self.out_dir.filePath().strip()
         if not folder:
             problems.append("Choose an output folder.")
-        elif why := output_dir_problem(folder):
+        elif why := self.build_request().output_folder_problem():
             problems.append(f"Output folder {folder}: {why}.")
         mode_text = ""
         if not problems:
@@ -399,9 +397,6 @@ class DensifyDialog(QDialog):
 
     def _check_core(self, request: DensifyRequest) -> str:
         """The core's checks (files, dates, overlap, clear pixels, target range); returns the mode line."""
-        from ..core import inventory
-        from ..core.engine import build_inventory
-
         inv = build_inventory(request, check_clear=False)
         inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
         self.mode, _notes = inventory.check_target(inv, request.target_date)
@@ -423,8 +418,6 @@ class DensifyDialog(QDialog):
     def _clear_fraction(self, inv, s, max_size: int) -> float:
         """`reader.read_clear_fraction`, read once per file, mask, grid and size: validation runs on
         every edit."""
-        from ..core.reader import read_clear_fraction
-
         mask = inv.masks.get(s.path)
         key = (s.path, mask.path if mask else None, _mtime(mask.path) if mask else None, inv.grid,
                _mtime(s.path), max_size)

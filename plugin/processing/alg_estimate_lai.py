@@ -14,7 +14,7 @@ from qgis.core import (
 )
 
 from ..layers import source_path, style_lai, temporal_date
-from .feedback import core_errors, core_feedback
+from .feedback import checked_layers, core_errors, core_feedback
 from .styling import style_on_load
 
 HELP = """Leaf area index from a Sentinel-2 L2A image with ESA SNAP's LAI network (v3, as in SNAP's \
@@ -60,6 +60,9 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Sentinel-2 L2A raster"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "LAI (LAI, std, flags)"))
+
+    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
+        return checked_layers(self, parameters, context)
 
     def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> bool:

@@ -17,12 +17,11 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingUtils,
 )
 
 from ...core.request import DensifyRequest
 from ..layers import LAYERS, source_path, temporal_date
-from .feedback import core_errors, core_feedback
+from .feedback import checked_layers, core_errors, core_feedback
 from .styling import drop_from_load, style_on_load
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -109,17 +108,7 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString("MODE", "Mode (gap-filling, forecasting, backcasting)"))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
-        """QGIS's check, its "Incorrect parameter value for S2_LAYERS" naming the entries it could not open."""
-        ok, message = super().checkParameterValues(parameters, context)
-        if ok:
-            return ok, message
-        bad = []
-        for key in (self.S2, self.S1, self.MASKS):
-            values = parameters.get(key) or []
-            for value in values if isinstance(values, list | tuple) else [values]:
-                if isinstance(value, str) and QgsProcessingUtils.mapLayerFromString(value, context) is None:
-                    bad.append(f"{key}: {value} is not a raster layer or a raster file QGIS can open")
-        return ok, "; ".join(bad) or message
+        return checked_layers(self, parameters, context)
 
     def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> bool:

@@ -6,7 +6,15 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from qgis.core import QgsProcessingException, QgsProcessingFeedback
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
+)
 
 from ...core.errors import DensifyError, failure_message
 from ...core.progress import Feedback
@@ -25,6 +33,24 @@ def core_feedback(feedback: QgsProcessingFeedback | None) -> Feedback:
             feedback.setProgressText(message)
 
     return Feedback(progress=progress, is_cancelled=feedback.isCanceled)
+
+
+def checked_layers(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProcessingContext
+                   ) -> tuple[bool, str]:
+    """QGIS's own parameter check, its message ("Incorrect parameter value for S2_LAYERS") replaced
+    by one naming each layer input QGIS cannot open."""
+    ok, message = QgsProcessingAlgorithm.checkParameterValues(alg, parameters, context)
+    if ok:
+        return ok, message
+    bad = []
+    for param in alg.parameterDefinitions():
+        if not isinstance(param, QgsProcessingParameterMultipleLayers | QgsProcessingParameterRasterLayer):
+            continue
+        values = parameters.get(param.name()) or []
+        for value in values if isinstance(values, list | tuple) else [values]:
+            if isinstance(value, str) and QgsProcessingUtils.mapLayerFromString(value, context) is None:
+                bad.append(f"{param.name()}: {value} is not a raster layer or a raster file QGIS can open")
+    return ok, "; ".join(bad) or message
 
 
 @contextmanager
