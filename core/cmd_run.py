@@ -11,7 +11,7 @@ from .dates import parse_date
 from .errors import InputError
 from .grid import MIN_TILE_SIZE
 from .progress import Feedback
-from .request import OUTPUT_KINDS, DensifyRequest
+from .request import DensifyRequest
 
 
 def tile_size(text: str) -> int:
@@ -81,7 +81,7 @@ def replaced_input(request: DensifyRequest, path: Path) -> str | None:
 def check_outputs(request: DensifyRequest) -> None:
     """Raise OutputError ("--out DIR: problem") when an output of `request` cannot be written in
     --out or would replace one of its inputs; cheap, run before any computation."""
-    paths = [request.output_path(k) for k in OUTPUT_KINDS if k != "lai" or request.lai]
+    paths = [request.output_path(k) for k in request.kinds()]
     if problem := request.output_folder_problem():
         raise OutputError(f"--out {request.out_dir}: {problem}")
     for path in paths:

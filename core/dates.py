@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+SAME_DAY = 0.5  # days: acquisitions (or a target and an acquisition) closer than this are the same date
 
 # metadata keys, most specific first (S2 L2A, S1 GRD, generic GDAL/TIFF)
 DATE_KEYS = (

@@ -38,9 +38,8 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
     if size is None or size < MIN_TILE_SIZE:
         problems.append(Problem(None, f"tile size {request.tile_size} is too small: at least {MIN_TILE_SIZE} "
                                       "pixels"))
-    kinds = [k for k in OUTPUT_KINDS if request.lai or k != "lai"]
     seen: dict[Path, str] = {}
-    for kind in kinds:
+    for kind in request.kinds():
         path = request.output_path(kind)
         if path.suffix.lower() not in OUTPUT_SUFFIXES:
             problems.append(Problem(str(path), f"the {kind} output must be a GeoTIFF file (.tif or .tiff): "

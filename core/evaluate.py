@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .dates import from_days
+from .dates import SAME_DAY, from_days
 from .errors import InputError
 from .methods import create
 from .progress import Feedback
 from .stack import Stack
 
 MIN_CLEAR = 0.99
-SAME_DAY = 0.5  # days: acquisitions closer than this count as the same date
 MIN_LEAD = 1.0  # days: a shorter forecasting lead would keep the target's own acquisition
 GAP, FORECAST = "gap-filling", "forecasting"
 FORECAST_ONLY = {"persistence"}

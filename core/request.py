@@ -40,13 +40,16 @@ class DensifyRequest:
             return Path(self.output_paths[kind])
         return self._default_path(kind)
 
+    def kinds(self) -> list[str]:
+        """The outputs this request writes: synthesized, uncertainty and, when asked for, lai."""
+        return [k for k in OUTPUT_KINDS if k != "lai" or self.lai]
+
     def output_folder_problem(self) -> str | None:
         """Why out_dir cannot receive this request's outputs (None when it can): a file, under a file,
         not writable, or an output name that is an existing folder (see atomic.output_dir_problem)."""
         from .atomic import output_dir_problem
 
-        kinds = [k for k in OUTPUT_KINDS if k != "lai" or self.lai]
-        return output_dir_problem(self.out_dir, [self.output_path(k).name for k in kinds])
+        return output_dir_problem(self.out_dir, [self.output_path(k).name for k in self.kinds()])
 
     def _default_path(self, kind: str, suffix: str = "") -> Path:
         """DIR/<kind>_YYYYMMDD<suffix>.tif: the one pattern of output names in out_dir."""

@@ -58,12 +58,7 @@ class DensifyPlugin:
         """Open (or raise) the Densify dialog, refreshed with the project's current raster layers;
         a Python package the core needs but QGIS's Python lacks is a message, not a traceback."""
         try:
-            from ..ui.dialog import DensifyDialog
-
-            if self.dialog is None:
-                self.dialog = DensifyDialog(self.iface.mainWindow(), message_bar=self.iface.messageBar())
-            else:
-                self.dialog.refresh_layers()
+            from ..ui.dialog import DensifyDialog  # imports the core: where a missing package shows
         except ModuleNotFoundError as exc:
             from qgis.core import Qgis
 
@@ -71,6 +66,10 @@ class DensifyPlugin:
 
             self.iface.messageBar().pushMessage("Densify", failure_message(exc), Qgis.Critical, 0)
             return
+        if self.dialog is None:
+            self.dialog = DensifyDialog(self.iface.mainWindow(), message_bar=self.iface.messageBar())
+        else:
+            self.dialog.refresh_layers()
         self.dialog.show()
         self.dialog.raise_()
         self.dialog.activateWindow()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dates import SAME_DAY
 from ..stack import Stack
 from . import Method, register
 
@@ -52,18 +53,15 @@ def interpolate(b: dict[str, np.ndarray], target_day: float) -> np.ndarray:
     return mean.astype("float32")
 
 
-ON_THE_DAY = 0.5  # days: a target this close to a clear observation is that observation's date
-
-
 def _features(b: dict[str, np.ndarray], target_day: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance to the nearest clear observation (h, w), whether both sides exist, squared change (B,h,w)."""
     db = target_day - b["before_day"]
     da = b["after_day"] - target_day
     dist = np.fmin(db, da)
     both = np.isfinite(db) & np.isfinite(da)
-    # on an observed date (dist < ON_THE_DAY) the observation is the estimate: the change to the next
+    # on an observed date (dist < SAME_DAY) the observation is the estimate: the change to the next
     # one plays no part in it, so its variance is the noise floor
-    change2 = np.where((both & (dist >= ON_THE_DAY))[None], (b["after"] - b["before"]) ** 2, 0.0)
+    change2 = np.where((both & (dist >= SAME_DAY))[None], (b["after"] - b["before"]) ** 2, 0.0)
     return dist, both, change2
 
 

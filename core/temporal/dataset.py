@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dates import from_days
+from ..dates import SAME_DAY, from_days
 from ..errors import InputError
 from ..haze import haze_mask, parameters, screen_haze
 from ..methods.baselines import bracket, interpolate
 from ..stack import S2_BANDS, Stack
 
-SAME_DAY = 0.5  # as core/evaluate.py: acquisitions closer than this are the same date
 GAP_SCALE = 100.0  # days: scale of the distances fed in base_info
 MIN_USABLE = 0.02  # an S2 date joins the K nearest only if this fraction of the window is clear
 S1_SIGMA = 6.0  # days: S1 read at a date = Gaussian-weighted mean of the acquisitions around it (speckle)
