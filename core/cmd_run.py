@@ -9,19 +9,22 @@ from pathlib import Path
 from .atomic import OutputError, new_dirs_removed_on_error, same_file
 from .dates import parse_date
 from .errors import InputError
-from .grid import MIN_TILE_SIZE
+from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE
 from .progress import Feedback
 from .request import DensifyRequest
 
 
 def tile_size(text: str) -> int:
-    """argparse type: a tile size of at least MIN_TILE_SIZE pixels."""
+    """argparse type: a tile size of MIN_TILE_SIZE to MAX_TILE_SIZE pixels."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of pixels") from None
     if value < MIN_TILE_SIZE:
         raise argparse.ArgumentTypeError(f"{value} is below the minimum of {MIN_TILE_SIZE} pixels")
+    if value > MAX_TILE_SIZE:
+        raise argparse.ArgumentTypeError(f"{value} is above the maximum of {MAX_TILE_SIZE} pixels (memory grows "
+                                         "with the square of the tile size; larger tiles are not faster)")
     return value
 
 
@@ -39,7 +42,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--band-order", help="comma-separated band names of the S2 files when not described")
     p.add_argument("--no-lai", action="store_true", help="do not compute LAI")
     p.add_argument("--tile-size", type=tile_size, default=512,
-                   help=f"processing tile size in pixels (at least {MIN_TILE_SIZE}; default: %(default)s)")
+                   help=f"processing tile size in pixels ({MIN_TILE_SIZE} to {MAX_TILE_SIZE}; default: %(default)s)")
 
 
 def progress_bar(enabled: bool | None = None) -> tuple[Feedback, callable]:

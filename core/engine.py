@@ -11,7 +11,7 @@ import numpy as np
 from . import __version__, dates, inventory, lai
 from .atomic import same_file
 from .errors import InputError, Problem
-from .grid import MIN_TILE_SIZE, tiles
+from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, tiles
 from .methods import create
 from .progress import Feedback
 from .reader import SeriesReader, sample_stack
@@ -38,6 +38,9 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
     if size is None or size < MIN_TILE_SIZE:
         problems.append(Problem(None, f"tile size {request.tile_size} is too small: at least {MIN_TILE_SIZE} "
                                       "pixels"))
+    elif size > MAX_TILE_SIZE:
+        problems.append(Problem(None, f"tile size {size} is too large: at most {MAX_TILE_SIZE} pixels (memory "
+                                      "grows with the square of the tile size)"))
     seen: dict[Path, str] = {}
     for kind in request.kinds():
         path = request.output_path(kind)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from affine import Affine
 
 MIN_TILE_SIZE = 16  # pixels; smaller tiles cost far more than they save
+MAX_TILE_SIZE = 2048  # pixels; memory grows with the square (the default model took 8 GB at 2048 px)
 
 
 @dataclass(frozen=True)

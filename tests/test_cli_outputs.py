@@ -235,12 +235,15 @@ def test_warnings_go_to_stderr(densify, uds_subset, tmp_path):
     assert f"synthesized: {tmp_path / f'synthesized_{STAMP}.tif'}" in proc.stdout
 
 
-@pytest.mark.parametrize("value", ["0", "-32", "15", "abc"])
-def test_tile_size_below_the_minimum_is_refused(value, s2_copy, tmp_path, capsys, no_computation):
+@pytest.mark.parametrize("value", ["0", "-32", "15", "abc", "2049", "100000"])
+def test_tile_size_out_of_range_is_refused(value, s2_copy, tmp_path, capsys, no_computation):
     with pytest.raises(SystemExit) as exc:
         cli.main(["run", "--s2", str(s2_copy), "--date", DATE, "--out", str(tmp_path), "--tile-size", value])
     assert exc.value.code == 2
-    assert "--tile-size" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--tile-size" in err
+    if value.isdigit() and int(value) > 2048:
+        assert "above the maximum of 2048 pixels" in err
 
 
 @pytest.mark.parametrize("args", [["--gaps", "-10"], ["--leads", "0"], ["--leads", "0.5"], ["--gaps", "nan"],

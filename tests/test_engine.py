@@ -232,14 +232,18 @@ def test_cuda_asked_for_without_a_gpu_is_said(small, first_last, tmp_path):
         assert not any("CUDA" in w for w in res.warnings)
 
 
-def test_tile_size_below_the_minimum_refused(small, first_last, tmp_path):
+def test_tile_size_out_of_range_refused(small, first_last, tmp_path):
     from sentinel_densify.core.errors import InputError
 
     target = first_last[0] + dt.timedelta(days=20)
     with pytest.raises(InputError, match=f"tile size 8 is too small: at least {engine.MIN_TILE_SIZE} pixels"):
         engine.run(_req(small, tmp_path, target, tile_size=8))
+    big = engine.MAX_TILE_SIZE + 1
+    with pytest.raises(InputError, match=f"tile size {big} is too large: at most {engine.MAX_TILE_SIZE} pixels"):
+        engine.run(_req(small, tmp_path, target, tile_size=big))
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
-    engine.run(_req(small, tmp_path, target, tile_size=engine.MIN_TILE_SIZE, lai=False))  # the minimum runs
+    engine.run(_req(small, tmp_path / "min", target, tile_size=engine.MIN_TILE_SIZE, lai=False))  # the limits run
+    engine.run(_req(small, tmp_path / "max", target, tile_size=engine.MAX_TILE_SIZE, lai=False))
 
 
 def test_outputs_must_be_distinct_geotiffs(small, first_last, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 import pytest
@@ -418,3 +419,28 @@ def test_attention_cli(uds_dir, attn_checkpoint, tmp_path, capsys):
     assert cli.main([*base, "--date", "2018-05-20", "--pixel", "500,1"]) == 1
     assert "outside" in capsys.readouterr().err
     assert not list(tmp_path.glob(".*partial*"))  # the JSON was written whole
+
+
+def test_hand_made_checkpoints_are_named_errors(uds_dir, attn_checkpoint, tmp_path, capsys):
+    """A checkpoint edited by hand (no architecture in its config, or weights of another size) is a
+    one-line error naming the file in export and attention, not a KeyError or a torch traceback."""
+    from sentinel_densify.core import cli
+
+    ckpt = load_checkpoint(attn_checkpoint)
+    no_arch = {**ckpt, "config": {k: v for k, v in ckpt["config"].items() if k != "model"}}
+    partial = {**ckpt, "config": {**ckpt["config"], "model": {"d": 32}}}
+    wider = {**ckpt, "config": {**ckpt["config"], "model": {**ckpt["config"]["model"], "d": 48}}}
+    for name, bad, says in (("no_arch.pt", no_arch, "its config lacks the architecture (model)"),
+                            ("partial.pt", partial, "its config lacks the architecture (heads, layers"),
+                            ("wider.pt", wider, "its weights do not fit the architecture its config names")):
+        path = tmp_path / name
+        torch.save(bad, path)
+        with pytest.raises(InputError, match=re.escape(f"{name}: {says}")):
+            TR.model_from_checkpoint(load_checkpoint(path), name)
+        for argv in (["export", "--checkpoint", str(path), "--out", str(tmp_path / f"{name}.onnx")],
+                     ["attention", "--checkpoint", str(path), "--data", str(uds_dir), "--date", "2018-05-20"]):
+            assert cli.main(argv) == 1
+            err = capsys.readouterr().err
+            assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / f"{name}.onnx").exists()
+    TR.model_from_checkpoint(ckpt)  # the real one loads

@@ -216,6 +216,9 @@ def _stats(stack: Stack, keep: np.ndarray) -> dict:
             "s1_std": np.nanstd(s1, axis=(0, 2, 3)).round(4).tolist()}
 
 
+MODEL_KEYS = ("d", "heads", "layers", "s2_mean", "s2_std", "s1_mean", "s1_std")  # config["model"]: the architecture
+
+
 def build_model(config: dict):
     from .model import TemporalGenerator
 
@@ -232,8 +235,17 @@ def model_from_checkpoint(ckpt: dict, name: str = "checkpoint"):
     checkpoint holds another kind of model)."""
     if ckpt.get("kind") != KIND:
         raise InputError(f"{name}: a '{ckpt.get('kind')}' checkpoint, not '{KIND}'")
-    model = build_model(ckpt["config"])
-    model.load_state_dict(ckpt["model_state"])
+    arch = ckpt["config"].get("model")
+    missing = [k for k in MODEL_KEYS if k not in arch] if isinstance(arch, dict) else ["model"]
+    if missing:
+        raise InputError(f"{name}: its config lacks the architecture ({', '.join(missing)}): not a checkpoint "
+                         "written by densify train temporal")
+    try:
+        model = build_model(ckpt["config"])
+        model.load_state_dict(ckpt["model_state"])
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name}: its weights do not fit the architecture its config names ({first})") from None
     return model.eval()
 
 
