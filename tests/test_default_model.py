@@ -125,3 +125,30 @@ def test_without_onnx_nor_onnxruntime_the_contract_read_says_why(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(InputError, match=r"default\.onnx: .*onnxruntime"):
         read_contract(MODEL)
+
+
+def test_a_target_beyond_the_calibrated_distance_is_warned(uds_subset, tmp_path):
+    """The bundled model's std is calibrated up to the last distance of its contract's table; a forecast
+    far past it says so, a gap-filling run inside the series does not."""
+    import datetime as dt
+
+    from sentinel_densify.core import engine
+    from sentinel_densify.core.request import DensifyRequest
+
+    cal = create("default", "cpu").calibrated_days
+    table = read_contract(MODEL)["calibration"]["std_scale_by_days"]
+    assert cal == table["days"][-1] and 30 < cal < 120
+    files = {"s2": [str(p) for p in uds_subset["s2"]], "masks": [str(p) for p in uds_subset["masks"]],
+             "s1": [str(p) for p in uds_subset["s1"]]}
+    last = max(dt.datetime.strptime(Path(p).name.split("_")[1][:8], "%Y%m%d").date() for p in files["s2"])
+    far = last + dt.timedelta(days=round(cal) + 45)
+    result = engine.run(DensifyRequest(**files, target_date=far, out_dir=str(tmp_path / "far"), lai=False))
+    says = [w for w in result.warnings if "std may be too narrow" in w]
+    assert says == [f"the target is {round(cal) + 45} days from the nearest S2 image; onnx:default's uncertainty "
+                    f"is calibrated up to about {cal:.0f} days from a clear observation, so its std may be too "
+                    "narrow here"], result.warnings
+    near = last - dt.timedelta(days=20)
+    result = engine.run(DensifyRequest(**files, target_date=near, out_dir=str(tmp_path / "near"), lai=False))
+    assert not any("too narrow" in w for w in result.warnings)
+    linear = DensifyRequest(**files, target_date=far, out_dir=str(tmp_path / "lin"), lai=False, method="linear")
+    assert not any("too narrow" in w for w in engine.run(linear).warnings)  # linear has no calibrated range

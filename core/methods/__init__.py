@@ -24,6 +24,7 @@ class Method:
     fallback_note: str = ""  # set by `create` when this method runs instead of the one asked for
     halo: int = 0  # pixels of context each side a tile needs (0 for per-pixel methods)
     provider: str = "numpy"  # what ran it (numpy, CPUExecutionProvider, CUDAExecutionProvider)
+    calibrated_days: float | None = None  # its std is calibrated up to about this many days to clear (None: any)
 
     def prepare(self, sample: Stack) -> None:
         """Fit whatever depends on the series (e.g. uncertainty calibration) on a pixel sample."""

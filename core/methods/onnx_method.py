@@ -61,6 +61,7 @@ class OnnxTemporalMethod(Method):
                 if not (days.ndim == 1 and days.shape == scale.shape and days.size
                         and np.all(np.diff(days) > 0) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
                     raise ValueError(field)
+                self.calibrated_days = float(days[-1])
         except (KeyError, TypeError, ValueError, AttributeError):
             raise InputError(f"{self.path.name}: its model contract's {field} is missing or malformed "
                              "(export the model again with densify export)") from None
