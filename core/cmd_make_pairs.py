@@ -21,6 +21,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch", type=positive_int, default=64, help="patch size in pixels (default 64)")
     p.add_argument("--max-days", type=nonnegative_float, default=30.0,
                    help="max days between a cloudy image and its clear target (default 30)")
+    p.add_argument("--max-s1-days", type=nonnegative_float, default=5.0,
+                   help="max days between each S1 and the optical image it goes with (default 5, He & Yokoya)")
     p.add_argument("--synthetic-per-clear", type=nonnegative_int, default=8,
                    help="clouds of other dates composited onto each clear image (default 8; 0: none)")
     p.add_argument("--clear-min", type=fraction, default=0.95,
@@ -37,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     series = load_series(args.s2, args.s1, args.mask)
     rows = make_pairs(series, args.out, patch=args.patch, max_days=args.max_days,
                       synthetic_per_clear=args.synthetic_per_clear, clear_min=args.clear_min,
-                      seed=args.seed)
+                      seed=args.seed, max_s1_days=args.max_s1_days)
     kinds = Counter(r.kind for r in rows)
     print(f"wrote {len(rows)} triplets ({kinds['real']} real, {kinds['synthetic']} synthetic) to {args.out}")
     return 0

@@ -5,10 +5,12 @@ Each triplet is checked in two stages after the basic checks (present, readable,
 not all nodata):
 
 1. SAR: rejected when the standard deviation of the backscatter is below 1e-4 or its maximum
-   below 1e-3. The seed does not state the units; SEN12MS-CR stores dB (about -30..0), where a
-   "max < 1e-3" test would reject every sample, so — as in the usual SEN12MS(-CR) loaders — the
-   dB values are clipped to [-25, 0] and scaled to [0, 1] before the test. A patch whose max is
-   below 1e-3 then has no backscatter above -24.975 dB (dead), one with std below 1e-4 is flat.
+   below 1e-3, in either polarisation (VV, VH: checked one by one, so a dead VH beside a live VV
+   is caught; the seed does not say whether they are pooled). The seed does not state the units;
+   SEN12MS-CR stores dB (about -30..0), where a "max < 1e-3" test would reject every sample, so —
+   as in the usual SEN12MS(-CR) loaders — the dB values are clipped to [-25, 0] and scaled to
+   [0, 1] before the test. A patch whose max is below 1e-3 then has no backscatter above
+   -24.975 dB (dead), one with std below 1e-4 is flat.
 2. Optical: rejected when the mean of the R, G, B standard deviations of the cloud-free target,
    in 8-bit display units, is below a season-aware threshold (10 summer, 3 winter). Display
    units: reflectance stretched linearly from [0, `display_max`=0.3] to [0, 255] and clipped
@@ -18,7 +20,10 @@ not all nodata):
 Season: from the SEN12MS season in the file name (ROIs2017_winter_...: the dataset's seasons are
 calendar quarters, Dec-Feb = winter), else the acquisition date (tags, then file name), as
 meteorological seasons flipped in the southern hemisphere (latitude from the raster location).
-Spring and autumn use the summer (strict) threshold; an unknown season too.
+Spring and autumn use the summer (strict) threshold; an unknown season too. The seed ties the
+thresholds to SEN12MS's summer and winter subsets and gives the reason, dormant winter landscapes;
+the hemisphere flip (a southern "winter" file is physical summer) follows that reason rather than
+the label, which is a departure from the seed's literal rule.
 
 Sources are only read. The output folder receives report.csv, summary.json, summary.md and
 kept.txt, and with `link=True` a SEN12MS-CR folder of symbolic links to the kept triplets.
@@ -49,6 +54,7 @@ FOLDERS = ("s1", "s2_cloudy", "s2_cloudfree")
 RGB = ("B04", "B03", "B02")
 RASTER_SUFFIXES = (".tif", ".tiff")
 SAR_DB_RANGE = (-25.0, 0.0)
+SAR_CHANNELS = ("VV", "VH")  # SEN12MS-CR s1 band order
 REASONS = ("missing", "unreadable", "shape", "grid", "nodata", "sar_flat", "sar_dead", "optical_flat")
 SEASONS = ("winter", "spring", "summer", "autumn", "unknown")
 # SEN12MS(-CR) ROI seasons are calendar quarters (northern-hemisphere names): a month in each
@@ -268,14 +274,19 @@ def check_triplet(data: str | Path, name: str, cfg: CurateConfig = CurateConfig(
     v.hemisphere = "" if lat is None else ("S" if lat < 0 else "N")
     v.season = season_of(name, infos["s2_cloudfree"]["tags"], lat)
     v.threshold = cfg.threshold(v.season)
-    sar = sar_unit(arrays["s1"][np.isfinite(arrays["s1"])])
-    v.sar_std, v.sar_max = float(sar.std()), float(sar.max())
+    per_channel = []  # (name, std, max) of each polarisation: a dead VH beside a live VV is caught
+    for i, band in enumerate(arrays["s1"]):
+        vals = sar_unit(band[np.isfinite(band)])
+        name_i = SAR_CHANNELS[i] if len(arrays["s1"]) == len(SAR_CHANNELS) else f"band {i + 1}"
+        per_channel.append((name_i, float(vals.std()) if vals.size else 0.0, float(vals.max()) if vals.size else 0.0))
+    flat, dead = min(per_channel, key=lambda c: c[1]), min(per_channel, key=lambda c: c[2])
+    v.sar_std, v.sar_max = flat[1], dead[2]
     rgb = display8(arrays["s2_cloudfree"], cfg.display_max)
     v.rgb_std = float(np.mean([np.nanstd(b) for b in rgb]))
     if v.sar_std < cfg.sar_std_min:
-        v.reason, v.detail = "sar_flat", f"SAR std {v.sar_std:.2e} < {cfg.sar_std_min:g}"
+        v.reason, v.detail = "sar_flat", f"SAR {flat[0]} std {v.sar_std:.2e} < {cfg.sar_std_min:g}"
     elif v.sar_max < cfg.sar_max_min:
-        v.reason, v.detail = "sar_dead", f"SAR max {v.sar_max:.2e} < {cfg.sar_max_min:g}"
+        v.reason, v.detail = "sar_dead", f"SAR {dead[0]} max {v.sar_max:.2e} < {cfg.sar_max_min:g}"
     elif not v.rgb_std >= v.threshold:
         v.reason, v.detail = "optical_flat", f"RGB std {v.rgb_std:.2f} < {v.threshold:g} ({v.season})"
     else:

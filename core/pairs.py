@@ -13,8 +13,9 @@ A folder `s2_nearest/` holds, per triplet, the clear acquisition nearest to the 
 other than the target: the "nearest clear" baseline of the evaluation, and the earlier optical
 image O1 of the multi-temporal model (MTcGAN); `s1_nearest/` holds the S1 nearest to its date, and
 `s1_target/` the S1 nearest to the target's (clear) date, MTcGAN's "S1 at t2" (for synthetic
-triplets the same as `s1/`). `pairs.csv` lists every triplet with its dates, kind, cloud fraction
-and days to that baseline.
+triplets the same as `s1/`). Every S1 lies within `max_s1_days` (5) of the optical date it goes
+with, as He & Yokoya ensured ("less than 5 days"); a triplet without such an S1 is not written.
+`pairs.csv` lists every triplet with its dates, kind, cloud fraction and days to that baseline.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .writer import write_array
 LAYOUT_FOLDERS = ("s1", "s2_cloudy", "s2_cloudfree", "s2_nearest", "s1_nearest", "s1_target")
 CLEAR_MIN = 0.95  # clear acquisitions (targets): >= 95 % clear pixels by their masks; the others are cloudy
 CLOUD_MAX = 0.98  # cloud sources for synthetic triplets: some ground must show somewhere
+MAX_S1_DAYS = 5.0  # each S1 within this many days of its optical date (He & Yokoya 2018)
 
 
 @dataclass
@@ -123,7 +125,7 @@ def _patches(h: int, w: int, patch: int) -> list[tuple[int, int]]:
 
 def make_pairs(series: Series, out: str | Path, patch: int = 64, max_days: float = 30.0,
                synthetic_per_clear: int = 8, clear_min: float = CLEAR_MIN, seed: int = 0,
-               feedback: Feedback | None = None) -> list[Triplet]:
+               feedback: Feedback | None = None, max_s1_days: float = MAX_S1_DAYS) -> list[Triplet]:
     """Write real and synthetic triplets of `series` to `out` (SEN12MS-CR layout + pairs.csv).
 
     They are written to a hidden folder beside `out`, moved into place at the end: when cancelled or
@@ -135,7 +137,7 @@ def make_pairs(series: Series, out: str | Path, patch: int = 64, max_days: float
     tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
     try:
         rows = _make_pairs(series, tmp, patch, max_days, synthetic_per_clear, clear_min, seed,
-                           feedback or Feedback())
+                           feedback or Feedback(), max_s1_days)
         _move_into(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -158,9 +160,16 @@ def _move_into(tmp: Path, out: Path) -> None:
 
 
 def _make_pairs(series: Series, out: Path, patch: int, max_days: float, synthetic_per_clear: int,
-                clear_min: float, seed: int, feedback: Feedback) -> list[Triplet]:
+                clear_min: float, seed: int, feedback: Feedback, max_s1_days: float) -> list[Triplet]:
     """make_pairs() writing into the (temporary) folder `out`."""
     rng = np.random.default_rng(seed)
+    every_s1 = np.ones(len(series.s1_days), bool)
+
+    def s1_near(i: int) -> int | None:
+        """The S1 nearest S2 acquisition `i`, if within max_s1_days of it."""
+        s = _nearest(series.s1_days, series.s2_days[i], every_s1)
+        return s if s is not None and abs(series.s1_days[s] - series.s2_days[i]) <= max_s1_days else None
+
     frac_clear = series.clear.mean(axis=(1, 2))
     valid = np.isfinite(series.raw).all(axis=1).mean(axis=(1, 2)) > 0.99
     is_clear = (frac_clear >= clear_min) & valid
@@ -176,20 +185,24 @@ def _make_pairs(series: Series, out: Path, patch: int, max_days: float, syntheti
         others = is_clear.copy()
         others[[c, t]] = False
         n = _nearest(series.s2_days, series.s2_days[t], others)
-        s = _nearest(series.s1_days, series.s2_days[t], np.ones(len(series.s1_days), bool))
-        if n is not None and s is not None:
+        s = s1_near(t)
+        if n is not None and s is not None and s1_near(n) is not None and s1_near(c) is not None:
             jobs.append(("real", int(t), c, s, n, float(series.s2_days[t])))
     sources = np.flatnonzero(is_cloudy & (frac_clear >= 1 - CLOUD_MAX))
     for c in np.flatnonzero(is_clear):
         others = is_clear.copy()
         others[c] = False
         n = _nearest(series.s2_days, series.s2_days[c], others)
-        s = _nearest(series.s1_days, series.s2_days[c], np.ones(len(series.s1_days), bool))
+        s = s1_near(c)
         k = min(synthetic_per_clear, sources.size)
-        for src in rng.choice(sources, size=k, replace=False) if k else []:
+        chosen = rng.choice(sources, size=k, replace=False) if k else []  # drawn first: the same clouds either way
+        if n is None or s is None or s1_near(n) is None:
+            continue
+        for src in chosen:
             jobs.append(("synthetic", int(src), int(c), s, n, float(series.s2_days[c])))
     if not jobs:
-        raise InputError(f"no triplet: no cloudy acquisition has a clear one within {max_days:g} days")
+        raise InputError(f"no triplet: no cloudy acquisition has a clear one within {max_days:g} days, "
+                         f"each with an S1 acquisition within {max_s1_days:g} days of it")
     h, w = series.raw.shape[-2:]
     boxes = _patches(h, w, patch)
     written: list[Triplet] = []
@@ -201,9 +214,7 @@ def _make_pairs(series: Series, out: Path, patch: int, max_days: float, syntheti
             cloudy = series.raw[t]
         else:
             cloudy = composite_clouds(series.raw[c], series.raw[t], cloud)
-        every_s1 = np.ones(len(series.s1_days), bool)
-        s_n = _nearest(series.s1_days, series.s2_days[n], every_s1)  # S1 at O1's date
-        s_t = _nearest(series.s1_days, series.s2_days[c], every_s1)  # S1 at the target's date
+        s_n, s_t = s1_near(n), s1_near(c)  # S1 at O1's date, at the target's date
         for r0, c0 in boxes:
             win = (slice(None), slice(r0, r0 + patch), slice(c0, c0 + patch))
             stamp = f"{dates.from_days(day):%Y%m%d}"

@@ -61,6 +61,12 @@ def crafted(sen12_dir, tmp_path) -> Path:
     triplet("ROIs2017_winter_1_p11.tif")
     data, prof = real["s2_cloudy"]  # the cloudy image labelled with another CRS
     _write(root / "s2_cloudy" / "ROIs2017_winter_1_p11.tif", data, dict(prof, crs="EPSG:3857"))
+    dead_vh = s1.copy()  # real VV, VH at the noise floor: pooled with VV it would pass
+    dead_vh[1] = (-25.0 + 0.02 * rng.random(s1.shape[1:])).astype(np.float32)
+    triplet("ROIs2017_winter_1_p12.tif", s1=dead_vh)
+    flat_vv = s1.copy()
+    flat_vv[0] = -12.0  # constant VV, real VH
+    triplet("ROIs2017_winter_1_p13.tif", s1=flat_vv)
     return root
 
 
@@ -76,6 +82,8 @@ EXPECTED = {
     "ROIs2017_winter_1_p9.tif": "missing",
     "ROIs2017_winter_1_p10.tif": "grid",
     "ROIs2017_winter_1_p11.tif": "grid",
+    "ROIs2017_winter_1_p12.tif": "sar_dead",
+    "ROIs2017_winter_1_p13.tif": "sar_flat",
 }
 
 
@@ -92,6 +100,8 @@ def test_each_defect_rejected_for_its_reason(crafted):
         v = check_triplet(crafted, name)
         assert v.reason == reason, (name, v)
         assert v.kept == (reason == "")
+    assert check_triplet(crafted, "ROIs2017_winter_1_p12.tif").detail.startswith("SAR VH max ")
+    assert check_triplet(crafted, "ROIs2017_winter_1_p13.tif").detail.startswith("SAR VV std ")
 
 
 def test_thresholds_are_configurable(crafted):

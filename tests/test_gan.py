@@ -218,3 +218,27 @@ def test_export_of_several_gan_checkpoints_keeps_the_best_val_psnr(pairs, tmp_pa
     assert cli_main(["export", "--checkpoint", str(runs["cnn1"]), str(runs["mtcgan1"]),
                      "--out", str(tmp_path / "x.onnx")]) == 1
     assert "different kinds (cnn, mtcgan)" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+def test_he_yokoya_four_bands_and_the_seeds_batch_sizes(pairs, tmp_path):
+    """`rgbn` gives MTcGAN He & Yokoya's input of n = 8 channels (S1 t1, O1 R-G-B-NIR, S1 t2) and a 4-band
+    output; an unset batch size is the seed's (1 for mtcgan / cnn, 16 for pix2pix)."""
+    from sentinel_densify.core.curate import read_s2_refl
+    from sentinel_densify.core.gan.data import BAND_SETS, load_sample, scale_s2
+
+    assert BAND_SETS["rgbn"] == ["B04", "B03", "B02", "B08"]
+    tiny = {k: v for k, v in TINY.items() if k != "batch"}
+    cfg = TrainConfig(kind="mtcgan", data=[str(pairs)], out=str(tmp_path / "m"), epochs=1, bands="rgbn", **tiny)
+    train(cfg)
+    ck = load_checkpoint(tmp_path / "m" / "last.pt")
+    net = ck["config"]["net"]
+    assert (net["in_ch"], net["out_ch"], net["bands"]) == (8, 4, ["B04", "B03", "B02", "B08"])
+    assert cfg.batch == 1 and ck["config"]["batch"] == 1
+    sample = list_samples([pairs], "mtcgan")[0]
+    x, y = load_sample(sample, "mtcgan", BAND_SETS["rgbn"])
+    nir, _, _ = read_s2_refl(pairs / "s2_cloudfree" / sample.name, ["B08"])
+    assert x.shape[0] == 8 and y.shape[0] == 4
+    np.testing.assert_allclose(y[3], scale_s2(nir[0]), atol=1e-6)  # the fourth band is NIR
+    p2p = TrainConfig(kind="pix2pix", data=[str(pairs)], out=str(tmp_path / "p"), epochs=1, **tiny)
+    train(p2p)
+    assert p2p.batch == 16

@@ -99,3 +99,28 @@ def test_interrupted_make_pairs_leaves_nothing(series, tmp_path):
     rows = make_pairs(series, out, patch=64, max_days=4, synthetic_per_clear=1)
     assert (out / "pairs.csv").is_file() and len(read_index(out)) == len(rows)
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no hidden folder left
+
+
+def test_every_s1_lies_within_max_s1_days_of_its_optical_date(series, tmp_path):
+    """He & Yokoya: each S1 within 5 days of the optical image it goes with (S1 t1 with O1, S1 t2 with
+    O2, the single-date S1 with the cloudy image); triplets without one are not written."""
+    def day(text: str) -> float:
+        return float(np.datetime64(text, "D").astype(int))
+
+    s1_days = {f"{np.datetime64(int(d), 'D')}": d for d in series.s1_days}
+    counts = {}
+    for limit in (5.0, 1.0):
+        out = tmp_path / f"p{limit:g}"
+        rows = make_pairs(series, out, patch=64, max_days=10, synthetic_per_clear=1, max_s1_days=limit)
+        counts[limit] = len(rows)
+        for r in rows:
+            # whole days in pairs.csv; the check is on acquisition times, so allow the day rounding
+            assert abs(day(r.s1_date) - day(r.cloudy_date)) <= limit + 1
+            assert abs(day(r.s1_target_date) - day(r.clear_date)) <= limit + 1
+            assert r.days_to_s1 <= limit
+            with rasterio.open(out / "s1_nearest" / r.name) as ds:
+                s1n = ds.tags()["ACQUISITION_DATETIME"][:10]
+            assert s1n in s1_days and abs(day(s1n) - day(r.nearest_date)) <= limit + 1
+    assert 0 < counts[1.0] < counts[5.0]  # on this series S1 and S2 are a day or more apart at times
+    with pytest.raises(InputError, match="S1 acquisition within 0.05 days"):
+        make_pairs(series, tmp_path / "none", max_days=10, synthetic_per_clear=1, max_s1_days=0.05)

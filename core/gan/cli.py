@@ -29,7 +29,8 @@ def configure(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--ndf", type=positive_int, default=64, help="discriminator base width")
     p.add_argument("--n-blocks", type=nonnegative_int, default=9, help="residual blocks (mtcgan, cnn)")
     p.add_argument("--depth", type=positive_int, default=None, help="U-Net depth (default log2(patch), at most 8)")
-    p.add_argument("--bands", choices=["rgb", "all"], default="rgb", help="R, G, B or the 10 S2 bands")
+    p.add_argument("--bands", choices=["rgb", "rgbn", "all"], default="rgb",
+                   help="R, G, B; R, G, B, NIR (B08, He & Yokoya's four); or the 10 S2 bands")
     p.add_argument("--val-fraction", type=fraction, default=0.2, help="target dates held out for validation")
     p.add_argument("--val-every", type=positive_int, default=2, help="validate every N epochs")
     p.add_argument("--seed", type=int, default=0, help="random seed")

@@ -4,7 +4,7 @@ SEN12MS-CR itself, optionally curated).
 Scaling (stored in the model contract): S1 dB clipped to [-25, 0] -> [-1, 1]; S2 reflectance
 clipped to [0, 1] -> [-1, 1]; NaN (nodata) -> 0 after scaling.
 
-- pix2pix: x = VV, VH, cloudy S2 bands (R, G, B or 10 bands) -> y = cloud-free bands.
+- pix2pix: x = VV, VH, cloudy S2 bands (R, G, B; R, G, B, NIR; or 10 bands) -> y = cloud-free bands.
 - mtcgan / cnn (He & Yokoya task B): x = S1 t1 (`s1_nearest`), clear S2 t1 (`s2_nearest`),
   S1 t2 (`s1_target`, the S1 nearest to the target's date) -> y = S2 t2 (`s2_cloudfree`).
 """
@@ -26,7 +26,8 @@ from ..stack import S2_BANDS
 
 S1_RANGE = (-25.0, 0.0)
 S2_RANGE = (0.0, 1.0)
-BAND_SETS = {"rgb": list(RGB), "all": list(S2_BANDS)}
+# rgbn: He & Yokoya's four bands (R, G, B, NIR)
+BAND_SETS = {"rgb": list(RGB), "rgbn": [*RGB, "B08"], "all": list(S2_BANDS)}
 TEMPORAL_FOLDERS = ("s1_nearest", "s2_nearest", "s1_target")
 
 

@@ -4,8 +4,10 @@
   the patch size (log2(patch) downsamplings, 8 for 256 px, at most 8), dropout 0.5 in the three
   innermost decoder blocks, tanh output.
 - `ResnetGenerator`: He & Yokoya 2018 (Fig. 2): n64k7, n128k3, n256k3 at stride 1 (no pooling),
-  9 residual blocks Conv-BN-ReLU-Drop(0.5)-Conv-BN, three layers back down to the output bands,
-  tanh output.
+  9 residual blocks, three layers back down to the output bands, tanh output. The blocks and the
+  padding are those of the reference ResNet generator of their [12] (pix2pix / CycleGAN code):
+  Conv-BN-ReLU-Drop(0.5)-Conv-BN with reflection padding. The paper's text says
+  Conv-BN-ReLU-Drop-Conv-ReLU and zero padding: a documented departure.
 - `PatchDiscriminator`: the 70x70 PatchGAN (C64-C128-C256-C512, then a 1-channel map) on the
   concatenated input and output.
 

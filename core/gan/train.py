@@ -1,7 +1,8 @@
 """Training of the cloud-removal models: Pix2Pix (Ledermann 2026), MTcGAN and its CNN-only variant
 (He & Yokoya 2018).
 
-cGAN + lambda * L1 (lambda 100), Adam lr 2e-4 betas (0.5, 0.999), batch 16, random flips, AMP on
+cGAN + lambda * L1 (lambda 100), Adam lr 2e-4 betas (0.5, 0.999), batch 16 (pix2pix) or 1 (mtcgan,
+cnn) unless set, random flips, AMP on
 GPU, validation PSNR / SSIM / SAM every `val_every` epochs (RGB reflectance, EVALUATION.md), loss
 curves as PNG, checkpoints (last.pt, best.pt by validation PSNR), resume, determinism, DDP
 under torchrun. The CNN variant drops the discriminator (L1 only).
@@ -60,7 +61,7 @@ class TrainConfig:
     out: str
     names_file: str | None = None
     epochs: int = 200
-    batch: int = 16
+    batch: int | None = None  # None: the seed's, 16 for pix2pix (Ledermann), 1 for mtcgan / cnn (He & Yokoya)
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -71,7 +72,7 @@ class TrainConfig:
     n_blocks: int = 9
     depth: int | None = None  # U-Net depth (default: from the patch size)
     dropout: float = 0.5
-    bands: str = "rgb"  # rgb | all
+    bands: str = "rgb"  # a key of BAND_SETS: rgb | rgbn | all
     val_fraction: float = 0.2
     val_every: int = 2
     seed: int = 0
@@ -185,9 +186,11 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
     if cfg.kind not in KINDS:
         raise InputError(f"unknown model kind '{cfg.kind}' (one of {', '.join(KINDS)})")
     if cfg.bands not in BAND_SETS:
-        raise InputError(f"unknown band set '{cfg.bands}' (rgb or all)")
+        raise InputError(f"unknown band set '{cfg.bands}' ({', '.join(BAND_SETS)})")
     if not 0 <= cfg.val_fraction < 1:
         raise InputError(f"--val-fraction {cfg.val_fraction} must be in [0, 1)")
+    if cfg.batch is None:
+        cfg.batch = 16 if cfg.kind == "pix2pix" else 1
     resumed = check_run(cfg)
     feedback = feedback or Feedback()
     if cfg.threads:
