@@ -14,6 +14,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s2", required=True, metavar="FILE", help="Sentinel-2 L2A GeoTIFF")
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="output GeoTIFF (bands LAI, LAI_std, flags)")
+    parser.add_argument("--std", metavar="FILE", default=None,
+                        help="the uncertainty file written with a synthesized image (bands B03_std, ...): "
+                             "its reflectance std is propagated into LAI_std (without it LAI_std is 0)")
     parser.add_argument("--band-order", metavar="B02,B03,...", default=None,
                         help="band names of the input when its bands have no descriptions")
 
@@ -22,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     from .lai import lai_file
 
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
-    check_output_file(args.out, {"--s2": args.s2}, label="--out ")
+    check_output_file(args.out, {"--s2": args.s2, **({"--std": args.std} if args.std else {})}, label="--out ")
 
     shown = [False]
 
@@ -32,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         with new_dirs_removed_on_error(Path(args.out).parent):
-            path = lai_file(args.s2, args.out, Feedback(progress), band_order=order)
+            path = lai_file(args.s2, args.out, Feedback(progress), band_order=order, std_path=args.std)
     finally:
         if shown[0]:  # end the progress line
             print(file=sys.stderr)

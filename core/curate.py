@@ -38,7 +38,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -319,8 +319,9 @@ def _check_many(data: str, names: list[str], cfg: CurateConfig) -> list[Verdict]
 
 
 def iter_verdicts(data: str | Path, names: list[str], cfg: CurateConfig, workers: int = 1,
-                  chunk: int = 32, feedback: Feedback | None = None) -> Iterator[Verdict]:
-    """Verdicts in input order, computed by `workers` processes with a bounded queue (streaming)."""
+                  chunk: int = 32, feedback: Feedback | None = None, threads: bool = False) -> Iterator[Verdict]:
+    """Verdicts in input order, computed by `workers` processes (threads with `threads`: inside QGIS,
+    where a process pool would fork or re-launch QGIS itself) with a bounded queue (streaming)."""
     feedback = feedback or Feedback()
     chunks = [names[i:i + chunk] for i in range(0, len(names), chunk)]
     done = 0
@@ -331,7 +332,7 @@ def iter_verdicts(data: str | Path, names: list[str], cfg: CurateConfig, workers
             done += len(part)
             feedback.report(100.0 * done / max(1, len(names)), f"{done}/{len(names)} triplets")
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with (ThreadPoolExecutor if threads else ProcessPoolExecutor)(max_workers=workers) as pool:
         pending: list[Future] = []
         it = iter(chunks)
         for part in it:
@@ -368,8 +369,10 @@ OUTPUTS = ("report.csv", "summary.json", "summary.md", "kept.txt")  # what curat
 
 
 def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig(), workers: int = 1,
-           link: bool = False, feedback: Feedback | None = None) -> CurateSummary:
-    """Check every triplet of `data`; write the report (and links) to `out`; sources untouched."""
+           link: bool = False, feedback: Feedback | None = None, threads: bool = False) -> CurateSummary:
+    """Check every triplet of `data`; write the report (and links) to `out`; sources untouched.
+    `threads`: run the `workers` as threads, not processes (see iter_verdicts). The links are made
+    once every triplet is checked, so a cancelled run leaves an earlier run's links as they were."""
     import rasterio  # noqa: F401 (a Python without it fails here, not as "unreadable" for every triplet)
 
     problem = output_dir_problem(out, OUTPUTS)
@@ -382,12 +385,6 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
     if out == data or data in out.parents and out.relative_to(data).parts[0] in FOLDERS:
         raise InputError(f"{out}: the output folder must not be the dataset or one of its folders")
     out.mkdir(parents=True, exist_ok=True)
-    if link:
-        for f in FOLDERS:  # a fresh link folder: stale links from an earlier run would be kept
-            if (out / f).is_dir():
-                for p in (out / f).iterdir():
-                    if p.is_symlink():
-                        p.unlink()
     fields = list(Verdict.__dataclass_fields__)
     kept: list[str] = []
     reasons: Counter[str] = Counter()
@@ -395,7 +392,7 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
     with atomic_path(out / "report.csv") as tmp_csv, open(tmp_csv, "w", encoding="utf-8", newline="") as fcsv:
         writer = csv.DictWriter(fcsv, fieldnames=fields)
         writer.writeheader()
-        for v in iter_verdicts(data, names, cfg, workers, feedback=feedback):
+        for v in iter_verdicts(data, names, cfg, workers, feedback=feedback, threads=threads):
             row = asdict(v)
             row.update({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in row})
             writer.writerow(row)
@@ -403,12 +400,18 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
             if v.kept:
                 kept.append(v.name)
                 season["kept"] += 1
-                if link:
-                    _link_triplet(data, out, v.name)
             else:
                 reasons[v.reason] += 1
                 season["rejected"] += 1
                 season[v.reason] += 1
+    if link:
+        for f in FOLDERS:  # a fresh link folder: stale links from an earlier run would be kept
+            if (out / f).is_dir():
+                for p in (out / f).iterdir():
+                    if p.is_symlink():
+                        p.unlink()
+        for name in kept:
+            _link_triplet(data, out, name)
     write_text(out / "kept.txt", "".join(n + "\n" for n in kept))
     summary = CurateSummary(
         total=len(names), kept=len(kept), rejected={r: reasons[r] for r in REASONS if reasons[r]},

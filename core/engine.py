@@ -122,10 +122,22 @@ def device_warning(device: str, method) -> str | None:
     return f"CUDA was asked for but {method.name} ran on {method.provider} ({why})"
 
 
+def _nearest_s2(inv: inventory.Inventory, target_day: float):
+    """The S2 acquisition nearest the target (whose sun / view angles the outputs take)."""
+    return inv.s2[int(np.argmin(np.abs(inv.s2_days - target_day)))]
+
+
 def _angles_near(inv: inventory.Inventory, target_day: float) -> tuple[lai.Angles, list[str]]:
     """Sun/view angles of the S2 acquisition nearest the target (documented defaults otherwise)."""
-    t = int(np.argmin(np.abs(inv.s2_days - target_day)))
-    return lai.Angles.from_tags(inv.s2[t].tags)
+    return lai.Angles.from_tags(_nearest_s2(inv, target_day).tags)
+
+
+def _angle_tags(inv: inventory.Inventory, target_day: float) -> dict[str, str]:
+    """The nearest acquisition's angles, as tags of the synthesized image: LAI estimated from that
+    file later (densify lai, Processing) uses the angles this run's LAI used."""
+    nearest = _nearest_s2(inv, target_day)
+    found = lai.angle_tags(nearest.tags)
+    return {**found, "ANGLES_FROM": nearest.name} if found else {}
 
 
 def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyResult:
@@ -185,7 +197,8 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             out_paths["synthesized"], grid, len(inv.bands), descriptions=inv.bands,
             tags={**tags, "REFLECTANCE_SCALE": DN_SCALE, "BOA_ADD_OFFSET": 0,
                   "ACQUISITION_DATETIME": f"{request.target_date:%Y-%m-%d}T12:00:00Z",
-                  "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)"}))
+                  "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)",
+                  **_angle_tags(inv, target_day)}))
         unc = outputs.enter_context(AtomicRaster(
             out_paths["uncertainty"], grid, len(inv.bands) + 1,
             descriptions=[f"{b}_std" for b in inv.bands] + ["mean_std"],

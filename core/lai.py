@@ -55,6 +55,14 @@ _TAG_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+def angle_tags(tags: dict[str, str]) -> dict[str, str]:
+    """The angles found in `tags`, under their first (canonical) names: what an image derived from
+    that acquisition (the synthesized S2) carries, so that LAI estimated from it uses them too."""
+    upper = {str(k).upper(): v for k, v in (tags or {}).items()}
+    found = {keys[0]: _tag_value(upper, keys) for keys in _TAG_KEYS.values()}
+    return {k: f"{v:g}" for k, v in found.items() if v is not None}
+
+
 def _tag_value(upper: dict[str, str], keys: tuple[str, ...]) -> float | None:
     for key in keys:
         if key.endswith("*"):
@@ -288,11 +296,14 @@ def estimate(refl: np.ndarray, bands: list[str], angles: Angles, std: np.ndarray
 
 
 def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | None = None,
-             band_order: list[str] | None = None, block_pixels: int = 1 << 18) -> Path:
-    """LAI, LAI_std (0: a single image carries no reflectance std) and flags of an S2 image.
+             band_order: list[str] | None = None, block_pixels: int = 1 << 18,
+             std_path: str | Path | None = None) -> Path:
+    """LAI, LAI_std and flags of an S2 image.
 
-    Reads the image in row blocks of about `block_pixels` pixels and writes a 3-band float32
-    GeoTIFF on the input's grid, atomically. Returns the output path.
+    LAI_std is propagated from the per-band reflectance std of `std_path` (the uncertainty file
+    written with a synthesized image: bands described B03_std, ...; on the same grid), else 0 (a
+    single image carries no reflectance std). Reads the image in row blocks of about `block_pixels`
+    pixels and writes a 3-band float32 GeoTIFF on the input's grid, atomically. Returns the output path.
     """
     import datetime as dt
 
@@ -313,12 +324,14 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     def read(row: int, h: int):
         return read_s2(s2_path, band_order=band_order, window=Window(0, row, width, h), bands=LAI_BANDS)
 
+    std_of = _std_reader(str(std_path), grid) if std_path is not None else None
     first = read(0, rows)
     angles, warnings = Angles.from_tags(first.tags)
     tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(s2_path).name,
             "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
                            f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),
-            "LAI_std": "0: no reflectance std given (single image)"}
+            "LAI_std": (f"propagated from the reflectance std of {Path(str(std_path)).name}" if std_of else
+                        "0: no reflectance std given (single image)")}
     if warnings:
         tags["warnings"] = " | ".join(warnings)
     for key in ("ACQUISITION_DATETIME",):
@@ -330,8 +343,45 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             feedback.check()
             h = min(rows, height - row)
             img = first if row == 0 else read(row, h)
-            res = estimate(img.refl, img.bands, angles, source=str(s2_path))
+            std = std_of(img.bands, Window(0, row, width, h)) if std_of else None
+            res = estimate(img.refl, img.bands, angles, std=std, source=str(s2_path))
             out.write(np.stack([res.lai, res.lai_std, res.flags.astype(np.float32)]), row=row)
             feedback.report(100.0 * (row + h) / height, "LAI")
         feedback.check()
         return out.commit()
+
+
+def _std_reader(path: str, grid):
+    """A reader of the per-band reflectance std of `path` (bands described <band>_std, DN scaled by
+    its REFLECTANCE_SCALE) on `grid`; InputError naming the file when it does not fit."""
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.errors import RasterioIOError
+
+    from .inventory import s2_scaling
+
+    try:
+        with rasterio.open(path) as ds:
+            names = [d or "" for d in ds.descriptions]
+            same = (ds.width, ds.height) == (grid.width, grid.height) and ds.transform.almost_equals(grid.transform)
+            crs_ok = ds.crs is not None and ds.crs == CRS.from_wkt(grid.crs_wkt)
+            scale = s2_scaling(ds.tags())[0] or 1e-4
+    except RasterioIOError as exc:
+        raise InputError(Problem(path, f"cannot be read ({str(exc).strip().splitlines()[0]})")) from None
+    if not (same and crs_ok):
+        raise InputError(Problem(path, "the uncertainty file is not on the S2 image's grid (another size, "
+                                       "position or CRS): give the one written with that image"))
+    missing = [b for b in LAI_BANDS if f"{b}_std" not in names]
+    if missing:
+        raise InputError(Problem(path, f"no band described {', '.join(b + '_std' for b in missing)}: give the "
+                                       "uncertainty file written with the synthesized image"))
+
+    def read(bands: list[str], window) -> np.ndarray:
+        try:
+            with rasterio.open(path) as ds:
+                idx = [names.index(f"{b}_std") + 1 for b in bands]
+                return ds.read(idx, window=window).astype(np.float32) * scale
+        except RasterioIOError as exc:
+            raise InputError(Problem(path, f"its pixels cannot be read ({str(exc).strip().splitlines()[0]})")) from None
+
+    return read

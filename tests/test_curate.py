@@ -157,10 +157,34 @@ def test_curate_refuses_a_file_as_out(crafted, tmp_path):
 
 
 def test_parallel_matches_serial(crafted, tmp_path):
+    from sentinel_densify.core.curate import CurateConfig, iter_verdicts, triplet_names
+
     a = curate(crafted, tmp_path / "a", workers=1)
     b = curate(crafted, tmp_path / "b", workers=2)
     assert a.rejected == b.rejected and a.per_season == b.per_season
     assert (tmp_path / "a" / "report.csv").read_text() == (tmp_path / "b" / "report.csv").read_text()
+    names = triplet_names(crafted)
+    def rows(**kw) -> list[str]:
+        return [repr(v) for v in iter_verdicts(crafted, names, CurateConfig(), chunk=2, **kw)]  # NaN-safe
+
+    serial = rows(workers=1)
+    assert len(serial) == len(EXPECTED)
+    for threads in (False, True):  # small chunks: the pools really run (processes for the CLI, threads in QGIS)
+        assert rows(workers=2, threads=threads) == serial
+
+
+def test_a_cancelled_curate_leaves_the_earlier_links(crafted, tmp_path):
+    from sentinel_densify.core.progress import Cancelled, Feedback
+
+    out = tmp_path / "o"
+    curate(crafted, out, link=True)
+    before = sorted(p.name for p in (out / "s1").iterdir())
+    assert before == ["ROIs2017_winter_1_p1.tif"]
+    with pytest.raises(Cancelled):  # cancelled while checking (before: the old links were already gone)
+        curate(crafted, out, CurateConfig(summer_threshold=5.0), link=True,
+               feedback=Feedback(is_cancelled=lambda: True))
+    assert sorted(p.name for p in (out / "s1").iterdir()) == before  # neither removed nor half-made
+    assert (out / "kept.txt").read_text().split() == before
 
 
 def test_bad_dataset_folder_names_the_problem(tmp_path, sen12_dir):
@@ -175,7 +199,10 @@ def test_processing_curate_algorithm(densify_provider, crafted, tmp_path):
     from qgis.core import QgsApplication
 
     assert QgsApplication.processingRegistry().algorithmById("densify:curate") is not None
-    res = processing.run("densify:curate", {"DATA": str(crafted), "OUTPUT": str(tmp_path / "o"), "WORKERS": 1,
+    res = processing.run("densify:curate", {"DATA": str(crafted), "OUTPUT": str(tmp_path / "o"), "WORKERS": 2,
                                             "SUMMER_THRESHOLD": 5.0})
     assert res["KEPT"] == 2 and res["REJECTED"] == len(EXPECTED) - 2  # the summer copy passes a threshold of 5
-    assert Path(res["REPORT"]).is_file()
+    for key, name in (("REPORT", "report.csv"), ("KEPT_LIST", "kept.txt"), ("SUMMARY", "summary.json"),
+                      ("SUMMARY_MD", "summary.md")):
+        assert Path(res[key]) == tmp_path / "o" / name and Path(res[key]).is_file()
+    assert len(Path(res["KEPT_LIST"]).read_text().split()) == 2

@@ -180,3 +180,47 @@ def test_lai_file_names_an_input_whose_pixels_do_not_read(uds_dir, tmp_path, cor
     with pytest.raises(InputError, match=f"{CLEAR}: cannot read its pixels"):
         L.lai_file(bad, tmp_path / "o" / "lai.tif")
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_lai_of_a_synthesized_image_with_its_uncertainty_is_the_runs_lai(uds_subset, tmp_path, capsys):
+    """`densify lai --std` (and Processing's UNCERTAINTY) on a synthesized image and its uncertainty
+    file gives the LAI, LAI std and flags the run itself wrote: the same angles (tagged on the
+    synthesized file) and the same std propagation. Without the std file LAI_std is 0."""
+    import datetime as dt
+
+    from sentinel_densify.core import cli, engine
+    from sentinel_densify.core.request import DensifyRequest
+
+    res = engine.run(DensifyRequest(s2=[str(p) for p in uds_subset["s2"]], masks=[str(p) for p in uds_subset["masks"]],
+                                    target_date=dt.date(2018, 3, 1), out_dir=str(tmp_path / "run"), method="linear"))
+    synth, unc, run_lai = res.outputs["synthesized"], res.outputs["uncertainty"], res.outputs["lai"]
+    with rasterio.open(synth) as ds:
+        tags = ds.tags()
+    assert tags["ANGLES_FROM"] and float(tags["MEAN_SUN_ZENITH_ANGLE"]) > 0
+    out = tmp_path / "lai_std.tif"
+    assert cli.main(["lai", "--s2", synth, "--std", unc, "--out", str(out)]) == 0
+    capsys.readouterr()
+    with rasterio.open(run_lai) as a, rasterio.open(out) as b:
+        ref, got = a.read(), b.read()
+        assert "propagated from the reflectance std" in b.tags()["LAI_std"]
+    ok = np.isfinite(ref[0])
+    assert ok.mean() > 0.9 and (ref[1][ok] > 0).mean() > 0.9
+    np.testing.assert_allclose(got[0][ok], ref[0][ok], atol=1e-4)
+    np.testing.assert_allclose(got[1][ok], ref[1][ok], rtol=1e-3, atol=1e-5)
+    np.testing.assert_array_equal(got[2], ref[2])
+    plain = L.lai_file(synth, tmp_path / "plain.tif")
+    with rasterio.open(plain) as ds:
+        assert (ds.read(2)[ok] == 0).all()
+    # a std file that is not one: an S2 image (no *_std bands), and an uncertainty on another grid
+    with pytest.raises(InputError, match=r"no band described B03_std"):
+        L.lai_file(synth, tmp_path / "x.tif", std_path=synth)
+    other = tmp_path / "other_grid.tif"
+    with rasterio.open(unc) as ds:
+        prof, data = ds.profile, ds.read()
+        descriptions = ds.descriptions
+    with rasterio.open(other, "w", **{**prof, "width": 32, "height": 32}) as ds:
+        ds.write(data[:, :32, :32])
+        ds.descriptions = descriptions
+    with pytest.raises(InputError, match=r"other_grid.tif: the uncertainty file is not on the S2 image's grid"):
+        L.lai_file(synth, tmp_path / "y.tif", std_path=other)
+    assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists()

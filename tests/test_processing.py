@@ -181,13 +181,18 @@ def test_model_with_synthesize_then_lai_runs(provider, inputs, tmp_path):
     with rasterio.open(outs["estimate_lai:LAI"]) as ds, rasterio.open(outs["synthesize:Synthesized S2"]) as s:
         assert ds.count == 3 and ds.descriptions[0] == "LAI"
         assert (ds.width, ds.height, ds.transform) == (s.width, s.height, s.transform)
-        assert np.isfinite(ds.read(1)).mean() > 0.9
+        lai, lai_std = ds.read(1), ds.read(2)
+        assert np.isfinite(lai).mean() > 0.9
+        assert (lai_std[np.isfinite(lai)] > 0).mean() > 0.9  # propagated from the synthesized image's std
 
     shipped = QgsProcessingModelAlgorithm()
     assert shipped.fromFile(str(MODEL_FILE))
     assert {c.algorithmId() for c in shipped.childAlgorithms().values()} == {ALG, "densify:estimate_lai"}
     assert shipped.validate()[0]
     assert {p.name() for p in shipped.parameterDefinitions()} == {p.name() for p in model.parameterDefinitions()}
+    sources = shipped.childAlgorithm("estimate_lai").parameterSources()
+    assert [(x.outputChildId(), x.outputName()) for x in sources["UNCERTAINTY"]] == [("synthesize",
+                                                                                    "OUTPUT_UNCERTAINTY")]
 
 
 def test_estimate_lai_on_a_real_image(provider, inputs, tmp_path):

@@ -21,19 +21,25 @@ HELP = """Leaf area index from a Sentinel-2 L2A image with ESA SNAP's LAI networ
 Biophysical Processor): 8 bands (B03 B04 B05 B06 B07 B8A B11 B12, found by band description) and \
 the sun/view angles from the image metadata (typical values when absent).
 
+<b>Uncertainty</b> (optional): the uncertainty raster written with a synthesized image \
+(densify:synthesize's OUTPUT_UNCERTAINTY: bands B03_std, ...). Its per-band reflectance std is \
+propagated through the network into the LAI std.
+
 <b>Output</b>: a 3-band GeoTIFF on the input grid: LAI (m2/m2), LAI std (propagated from the \
-per-band std when the input is a synthesized image with its uncertainty, else the network's \
-uncertainty), and quality flags (1 input outside the definition domain, 2/4 output below/above \
-the valid range, 8 invalid input)."""
+uncertainty when given; 0 otherwise, since a single image carries no reflectance std), and quality \
+flags (1 input outside the definition domain, 2/4 output below/above the valid range, 8 invalid \
+input)."""
 
 
 class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
+    UNCERTAINTY = "UNCERTAINTY"
     OUTPUT = "OUTPUT"
 
     def __init__(self):
         super().__init__()
         self._path = ""
+        self._std_path: str | None = None
         self._date: dt.date | None = None
 
     def name(self) -> str:
@@ -59,6 +65,8 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API name)
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Sentinel-2 L2A raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.UNCERTAINTY, "Uncertainty of a synthesized image (per-band std)", optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "LAI (LAI, std, flags)"))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
@@ -70,6 +78,8 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         if layer is None:
             raise QgsProcessingException("Bad input: INPUT is not a raster layer")
         self._path = source_path(layer)
+        std_layer = self.parameterAsRasterLayer(parameters, self.UNCERTAINTY, context)
+        self._std_path = source_path(std_layer) if std_layer is not None else None
         with core_errors(feedback):
             from ...core.inventory import describe
 
@@ -83,7 +93,7 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         with core_errors(feedback):
             from ...core.lai import lai_file
 
-            path = lai_file(self._path, out, core_feedback(feedback))
+            path = lai_file(self._path, out, core_feedback(feedback), std_path=self._std_path)
         style_on_load(context, str(path), style_lai, self._date)
         return {self.OUTPUT: str(path)}
 

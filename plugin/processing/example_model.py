@@ -1,7 +1,10 @@
 """The example model shipped in plugin/models: densify:synthesize, then densify:estimate_lai on its output.
 
 `build_model()` builds it with the QgsProcessingModelAlgorithm API; the .model3 file is its saved
-form (regenerate with `python -m sentinel_densify.plugin.processing.example_model` in a QGIS Python).
+form (regenerate with `QT_HASH_SEED=0 QT_QPA_PLATFORM=offscreen python -m
+sentinel_densify.plugin.processing.example_model` in a Python that sees QGIS: it starts a headless
+QGIS and registers the provider; the fixed hash seed keeps Qt's XML attribute order, so the file
+changes only where the model does).
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ def build_model() -> QgsProcessingModelAlgorithm:
     uncertainty and the LAI estimated from the synthesized image."""
     model = QgsProcessingModelAlgorithm(NAME, "Sentinel Densify")
     model.setHelpContent({"ALG_DESC": "Synthesizes Sentinel-2 at a target date (densify:synthesize), "
-                          "then estimates LAI, its std and flags from the synthesized image "
-                          "(densify:estimate_lai).", "ALG_CREATOR": "Sentinel Densify"})
+                          "then estimates LAI, its std (propagated from the synthesized image's "
+                          "uncertainty) and flags from the synthesized image (densify:estimate_lai).",
+                          "ALG_CREATOR": "Sentinel Densify"})
     raster = QgsProcessing.TypeRaster
     inputs = [
         QgsProcessingParameterMultipleLayers("s2_layers", "Sentinel-2 rasters", raster),
@@ -72,14 +76,36 @@ def build_model() -> QgsProcessingModelAlgorithm:
     lai.setDescription("Estimate LAI (SNAP network)")
     lai.setPosition(QPointF(720, 260))
     lai.addParameterSources("INPUT", [source.fromChildOutput("synthesize", "OUTPUT_SYNTHESIZED")])
+    lai.addParameterSources("UNCERTAINTY", [source.fromChildOutput("synthesize", "OUTPUT_UNCERTAINTY")])
     lai.setModelOutputs({"LAI": _output("LAI", "estimate_lai", "OUTPUT")})
     model.addChildAlgorithm(lai)
     model.updateDestinationParameters()
     return model
 
 
-if __name__ == "__main__":
-    build = build_model()
-    if not build.toFile(str(MODEL_FILE)):
+def _write_model_file() -> None:
+    """Save build_model() to MODEL_FILE in a headless QGIS with the densify provider registered
+    (without it the model's destinations, which come from the algorithms, are not saved)."""
+    import os
+    import sys
+
+    from qgis.core import QgsApplication
+
+    from .provider import DensifyProvider
+
+    QgsApplication.setPrefixPath("/usr", True)
+    app = QgsApplication([], False)
+    app.initQgis()
+    sys.path.append(os.environ.get("QGIS_PLUGINPATH_SYSTEM", "/usr/share/qgis/python/plugins"))
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    provider = DensifyProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    if not build_model().toFile(str(MODEL_FILE)):
         raise SystemExit(f"could not write {MODEL_FILE}")
     print(MODEL_FILE)
+
+
+if __name__ == "__main__":
+    _write_model_file()
