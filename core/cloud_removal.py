@@ -40,8 +40,9 @@ def resolve_model(model: str | Path | None) -> Path:
         return path
     if BUNDLED.is_file():
         return BUNDLED
-    raise InputError("no trained Pix2Pix model is bundled with this build: give one with --model FILE.onnx "
-                     "(train with `densify train pix2pix`, export with `densify export`)")
+    raise InputError("no trained Pix2Pix model is bundled with this build: give a model file (.onnx; "
+                     "--model on the command line, MODEL in Processing); train one with `densify train "
+                     "pix2pix` and export it with `densify export`")
 
 
 def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
@@ -101,7 +102,7 @@ def remove_clouds(s1: str, s2: str, out: str | Path, model: str | Path | None = 
     from .writer import write_array
 
     feedback = feedback or Feedback()
-    check_output_file(out, {"--s1": s1, "--s2": s2, "--mask": mask}, suffix=(".tif", ".tiff"))
+    check_output_file(out, {"S1": s1, "S2": s2, "cloud mask": mask}, suffix=(".tif", ".tiff"))
     path = resolve_model(model)
     contract = read_contract(path)
     if contract.get("kind") != "pix2pix":

@@ -195,9 +195,13 @@ def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,
         if count in (len(S2_BANDS), len(S2_L1C_BANDS)) and not foreign:
             info.bands = list(S2_BANDS if count == len(S2_BANDS) else S2_L1C_BANDS)
             info.band_order_assumed = True
+        elif foreign and {_norm_band(b) for b in foreign} <= {"VV", "VH"}:
+            info.problems.append(f"has {count} band(s) named {', '.join(foreign)}: a Sentinel-1 raster where a "
+                                 "Sentinel-2 one (bands B02, B03, ...) is needed")
+            return
         elif foreign:
             info.problems.append(f"has {count} band(s) named {', '.join(foreign)}: not Sentinel-2 bands "
-                                 "(B02, B03, ... or VV, VH for Sentinel-1); rename them or give a band order")
+                                 "(B02, B03, ...); rename them or give a band order")
             return
         else:
             info.problems.append(f"has {count} unnamed bands: name them (band descriptions B02...) or "

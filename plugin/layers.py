@@ -6,6 +6,7 @@ Main thread only (touches the project and layers).
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from qgis.core import (
     QgsColorRampShader,
@@ -33,8 +34,17 @@ LAI_RANGE = (0.0, 8.0)
 STRETCH = (0.02, 0.98)
 
 
-def group_name(date: dt.date) -> str:
-    return f"Densify {date:%Y-%m-%d}"
+def group_name(date: dt.date, label: str = "") -> str:
+    return f"Densify {date:%Y-%m-%d}{label}"
+
+
+def run_label(outputs: dict[str, str], date: dt.date) -> str:
+    """' (2)' for a run whose outputs were numbered (synthesized_YYYYMMDD_2.tif: an earlier result
+    was there), so two runs for one date get distinct groups and layer names; '' otherwise."""
+    stem = Path(outputs.get("synthesized", "")).stem
+    base = f"synthesized_{date:%Y%m%d}_"
+    number = stem[len(base):] if stem.startswith(base) else ""
+    return f" ({number})" if number.isdigit() else ""
 
 
 def source_path(layer: QgsMapLayer) -> str:
@@ -171,19 +181,20 @@ def add_result_layers(outputs: dict[str, str], date: dt.date,
                       project: QgsProject | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
     """Load the outputs of a run as styled layers into a new group at the top of the layer tree."""
     project = project or QgsProject.instance()
+    label = run_label(outputs, date)
     layers = []
     for kind in OUTPUT_KINDS:  # every layer opened and styled before the project is touched
         path = outputs.get(kind)
         if not path:
             continue
         for title, style in LAYERS[kind]:
-            layer = QgsRasterLayer(str(path), title.format(date=f"{date:%Y-%m-%d}"), "gdal")
+            layer = QgsRasterLayer(str(path), title.format(date=f"{date:%Y-%m-%d}") + label, "gdal")
             if not layer.isValid():
                 raise OSError(f"QGIS cannot open the output {path}")
             style(layer)
             set_temporal(layer, date)
             layers.append(layer)
-    group = project.layerTreeRoot().insertGroup(0, group_name(date))
+    group = project.layerTreeRoot().insertGroup(0, group_name(date, label))
     for layer in layers:
         project.addMapLayer(layer, False)
         group.addLayer(layer)

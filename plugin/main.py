@@ -59,7 +59,7 @@ class DensifyPlugin:
         a Python package the core needs but QGIS's Python lacks is a message, not a traceback."""
         try:
             from ..ui.dialog import DensifyDialog  # imports the core: where a missing package shows
-        except ModuleNotFoundError as exc:
+        except ImportError as exc:  # a missing package, or a broken build of one (rasterio, GDAL)
             from qgis.core import Qgis
 
             from ..core.errors import failure_message

@@ -95,12 +95,18 @@ class DensifyTask(QgsTask):
         try:
             if self.on_finished is not None:
                 self.on_finished(self)
+        except Exception:  # noqa: BLE001 (never into C++: the log gets it, QGIS goes on)
+            QgsMessageLog.logMessage(f"{self.description()}: reporting the outcome failed\n"
+                                     f"{traceback.format_exc()}", LOG_TAG, Qgis.Critical)
         finally:
             self.done = True
 
 
-def report(task: DensifyTask, project: QgsProject | None = None, message_bar=None) -> list:
-    """Add the styled result group (success) or show the error / cancel; returns the layers added."""
+def report(task: DensifyTask, project: QgsProject | None = None, message_bar=None,
+           project_changed: bool = False) -> list:
+    """Add the styled result group (success) or show the error / cancel; returns the layers added.
+    `project_changed`: the project was closed or replaced during the run, so the results are only
+    named (they belong to the project they were asked for, not to whatever is open now)."""
     title = f"Densify {task.request.target_date:%Y-%m-%d}"
 
     def push(text: str, level: Qgis.MessageLevel) -> None:
@@ -110,6 +116,11 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
 
     if task.result is not None and not task.cancelled:
         result = task.result
+        folder = Path(next(iter(result.outputs.values()))).parent
+        if project_changed:
+            push(f"The project was closed or replaced while Densify ran: the results were written to {folder} "
+                 "and not added to the project now open.", Qgis.Warning)
+            return []
         try:
             _group, layers = add_result_layers(result.outputs, result.target_date, project)
         except Exception as exc:  # noqa: BLE001 (a message, never a traceback)
@@ -117,7 +128,7 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
             push(f"The results were written but could not be added to the project: {exc}", Qgis.Critical)
             return []
         push(f"{result.mode}, {result.method} ({result.provider}), {result.seconds:.1f} s; "
-             f"written to {Path(next(iter(result.outputs.values()))).parent}", Qgis.Success)
+             f"written to {folder}", Qgis.Success)
         for warning in result.warnings:
             push(warning, Qgis.Warning)
         return layers
@@ -132,10 +143,22 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
 
 def create(request: DensifyRequest, project: QgsProject | None = None, message_bar=None,
            on_done: Callable[[DensifyTask, list], None] | None = None) -> DensifyTask:
-    """A task whose outcome goes to the project (result group) and the message bar."""
+    """A task whose outcome goes to the project (result group) and the message bar; if that project
+    is cleared (closed, or another one opened) before the run ends, the outcome is only reported."""
+    target = project or QgsProject.instance()
+    changed = [False]
+
+    def on_cleared() -> None:
+        changed[0] = True
+
+    target.cleared.connect(on_cleared)
 
     def finished(task: DensifyTask) -> None:
-        layers = report(task, project, message_bar)
+        try:
+            target.cleared.disconnect(on_cleared)
+        except (TypeError, RuntimeError):  # already gone with its project
+            pass
+        layers = report(task, project, message_bar, project_changed=changed[0])
         if on_done is not None:
             on_done(task, layers)
 

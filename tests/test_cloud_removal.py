@@ -88,7 +88,8 @@ def test_bad_input_names_the_file(model, sen12_dir, tmp_path, monkeypatch):
     # no bundled model (the bundled file location pointed elsewhere): --model is required
     monkeypatch.setattr(cloud_removal, "BUNDLED", tmp_path / "none.onnx")
     assert cli_main(["remove-clouds", "--s1", s1, "--s2", s2, "--out", str(tmp_path / "o.tif")]) == 1
-    with pytest.raises(InputError, match="no trained Pix2Pix model is bundled.*--model"):
+    with pytest.raises(InputError, match="no trained Pix2Pix model is bundled.*--model on the command line, "
+                                           "MODEL in Processing"):
         cloud_removal.remove_clouds(s1, s2, tmp_path / "o.tif")
 
 
@@ -104,7 +105,7 @@ def test_outputs_never_replace_an_input_and_are_checked_first(model, sen12_dir, 
     before = mine.read_bytes()
     (tmp_path / "link.tif").symlink_to(mine)
     for out in (mine, tmp_path / "link.tif"):
-        with pytest.raises(OutputError, match="is the input --s2"):
+        with pytest.raises(OutputError, match="is the input S2"):
             cloud_removal.remove_clouds(s1, str(mine), out, model=model)
     assert mine.read_bytes() == before
     assert cli_main(["remove-clouds", "--s1", s1, "--s2", str(mine), "--out", str(mine), "--model", str(model)]) == 1

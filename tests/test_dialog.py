@@ -282,11 +282,12 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
     assert sorted(Path(p).name for p in task.result.outputs.values()) == \
         ["lai_20180301_2.tif", "synthesized_20180301_2.tif", "uncertainty_20180301_2.tif"]
 
-    group = loaded.layerTreeRoot().findGroup("Densify 2018-03-01")
+    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is None  # named for the numbered run
+    group = loaded.layerTreeRoot().findGroup("Densify 2018-03-01 (2)")
     assert group is not None
     layers = [node.layer() for node in group.findLayers()]
-    assert [lyr.name() for lyr in layers] == ["Synthesized S2 2018-03-01", "Uncertainty (mean std) 2018-03-01",
-                                              "LAI 2018-03-01", "LAI std 2018-03-01"]
+    assert [lyr.name() for lyr in layers] == ["Synthesized S2 2018-03-01 (2)", "Uncertainty (mean std) 2018-03-01 (2)",
+                                              "LAI 2018-03-01 (2)", "LAI std 2018-03-01 (2)"]
     synth, unc, lai, lai_std = layers
     r = synth.renderer()
     assert r.type() == "multibandcolor"
@@ -367,6 +368,48 @@ def test_a_bad_input_at_run_time_shows_the_message_not_a_traceback(loaded, bar, 
     assert "T31UDS_20180301T105000_L2A_10m.tif" in critical[0] and "Traceback" not in critical[0]
     assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is None
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").rglob("*")) == []
+
+
+def test_a_project_closed_during_the_run_gets_no_layers_and_the_folder_is_named(loaded, bar, tmp_path):
+    """The results belong to the project they were asked for: clearing it (closing it, opening another)
+    while the task runs leaves the new project untouched, and the message names the folder."""
+    from qgis.core import Qgis
+    from sentinel_densify.plugin.task import start
+
+    dlg = _dialog(loaded, bar, tmp_path)
+    task = start(dlg.build_request(), loaded, bar)
+    loaded.clear()  # the user opens another project (QgsProject emits cleared) before the run ends
+    _wait(task)
+    assert task.error is None and task.result is not None
+    assert loaded.mapLayers() == {} and loaded.layerTreeRoot().children() == []
+    assert all(Path(p).is_file() for p in task.result.outputs.values())  # written all the same
+    warnings = [text for _title, text, level in _messages(bar) if level == Qgis.Warning]
+    assert any(text.startswith("The project was closed or replaced while Densify ran") and str(tmp_path / "out")
+               in text for text in warnings), warnings
+
+
+def test_an_error_while_reporting_is_logged_not_raised_into_qgis(loaded, bar, tmp_path):
+    """An exception in the outcome's callbacks (here on_done) must not escape finished() into C++."""
+    from qgis.core import Qgis, QgsApplication
+    from sentinel_densify.plugin.task import LOG_TAG, start
+
+    logged = []
+
+    def collect(message, tag, level):
+        if tag == LOG_TAG and level == Qgis.Critical:
+            logged.append(message)
+
+    log = QgsApplication.messageLog()
+    log.messageReceived[str, str, Qgis.MessageLevel].connect(collect)
+    try:
+        dlg = _dialog(loaded, bar, tmp_path)
+        task = start(dlg.build_request(), loaded, bar, on_done=lambda *_: 1 / 0)
+        _wait(task)
+    finally:
+        log.messageReceived[str, str, Qgis.MessageLevel].disconnect(collect)
+    assert task.done and task.error is None
+    assert any("reporting the outcome failed" in m and "ZeroDivisionError" in m for m in logged), logged
+    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is not None  # reported before on_done
 
 
 def _render(layers, size=256):

@@ -307,6 +307,9 @@ def test_named_bands_that_are_not_s2_are_named(real, tmp_path):
     problems = inventory.describe(odd, sensor="S2").problems
     assert problems and "named NDVI, red, nir: not Sentinel-2 bands" in problems[0]
     assert not any("unnamed" in p for p in problems)
+    s1 = inventory.describe(real["s1"][0], sensor="S2").problems  # an S1 raster where S2 is needed
+    assert s1 == ["has 2 band(s) named VV, VH: a Sentinel-1 raster where a Sentinel-2 one (bands B02, B03, ...) "
+                  "is needed"], s1
 
 
 @pytest.mark.parametrize("order, expected", [
