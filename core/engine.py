@@ -22,10 +22,10 @@ OUTPUT_SUFFIXES = (".tif", ".tiff")
 DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
 
 
-def build_inventory(request: DensifyRequest, check_clear: bool = True) -> inventory.Inventory:
+def build_inventory(request: DensifyRequest, check_clear: bool = True, describer=None) -> inventory.Inventory:
     return inventory.build(request.s2, request.s1, request.masks, band_order=request.band_order,
                            dates_override=request.dates, sensors_override=request.sensors,
-                           check_clear=check_clear)
+                           check_clear=check_clear, describer=describer)
 
 
 def _request_problems(request: DensifyRequest) -> list[Problem]:

@@ -372,13 +372,17 @@ def _override(mapping: dict, path: str):
 
 def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = None,
           band_order: list[str] | None = None, dates_override: dict | None = None,
-          sensors_override: dict | None = None, check_clear: bool = True) -> Inventory:
+          sensors_override: dict | None = None, check_clear: bool = True,
+          describer: Callable[..., RasterInfo] | None = None) -> Inventory:
     """Discover and check every input; raise one InputError listing all problems.
+
+    `describer`: describe() or a caching stand-in for it (the dialog validates on every edit).
 
     Sensors are detected (a file given as S2/S1/mask is taken as that only when nothing says
     otherwise); a file given twice is used once; Densify outputs found in folders are skipped.
     Every such decision becomes a warning.
     """
+    describe_ = describer or describe
     problems = [Problem(None, p) for p in check_band_order(band_order)]
     if problems:  # every S2 file would repeat it: say it once
         raise InputError(problems)
@@ -399,10 +403,10 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
                     twice.setdefault((first, given), []).append(info.name)
             else:
                 when = _override(dates_override or {}, f)
-                info = describe(f, sensor=sensor, when=when, band_order=band_order)
+                info = describe_(f, sensor=sensor, when=when, band_order=band_order)
                 if info.sensor is None and sensor is None and info.grid is not None and not info.output_kind:
                     # a file given as S2/S1/mask is taken as that sensor when nothing says otherwise
-                    info = describe(f, sensor=given, when=when, band_order=band_order)
+                    info = describe_(f, sensor=given, when=when, band_order=band_order)
                 seen[key] = (info, given)
                 if not info.output_kind:
                     infos.append(info)

@@ -169,19 +169,26 @@ def test_validation_reads_each_file_once_and_still_finds_all_cloudy_inputs(loade
     from sentinel_densify.ui import dialog  # the dialog module imports the core's reader function
 
     real, reads = dialog.read_clear_fraction, []
+    real_describe, opened = dialog.describe, []
 
     def counting(inv, info, max_size=128):
         reads.append((info.path, max_size))
         return real(inv, info, max_size=max_size)
 
+    def counting_describe(path, **kw):
+        opened.append(str(path))
+        return real_describe(path, **kw)
+
     monkeypatch.setattr(dialog, "read_clear_fraction", counting)
+    monkeypatch.setattr(dialog, "describe", counting_describe)  # the table's and the inventory's
     dlg = _dialog(loaded, bar, tmp_path)
     assert dlg.validate() == [] and reads and len(reads) == len(set(reads))
-    first = len(reads)
+    first, described = len(reads), len(opened)
     dlg.validate()
     dlg.date_edit.setDate(QDate(TARGET.year, TARGET.month, TARGET.day + 1))  # an edit: validates again
     assert dlg.validate() == []
     assert len(reads) == first, "a second validation read files again"
+    assert len(opened) == described, "a second validation opened files again"
     monkeypatch.setattr(dialog, "read_clear_fraction", lambda inv, info, max_size=128: 0.0)
     dlg._clear.clear()  # as if every file had been replaced by a cloudy one
     problems = dlg.validate()

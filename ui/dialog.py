@@ -6,6 +6,7 @@ background task (plugin/task.py) sees only that request.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 import tempfile
@@ -120,6 +121,7 @@ class DensifyDialog(QDialog):
         self.mode = ""
         self.task = None
         self._clear: dict[tuple, float] = {}  # clear fraction per S2 file, mask and grid
+        self._described: dict[tuple, object] = {}  # describe() per file, its modification time and options
         self.setWindowTitle("Sentinel Densify")
         self.resize(900, 640)
         self._timer = QTimer(self, singleShot=True, interval=300)
@@ -397,7 +399,7 @@ class DensifyDialog(QDialog):
 
     def _check_core(self, request: DensifyRequest) -> str:
         """The core's checks (files, dates, overlap, clear pixels, target range); returns the mode line."""
-        inv = build_inventory(request, check_clear=False)
+        inv = build_inventory(request, check_clear=False, describer=self._describe)
         inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
         self.mode, _notes = inventory.check_target(inv, request.target_date)
         target = dates.to_days(request.target_date)
@@ -414,6 +416,14 @@ class DensifyDialog(QDialog):
             else:
                 parts.append(f"{label}: none" + (" near" if candidates else ""))
         return f"<b>{self.mode}</b>; nearest clear S2 {', '.join(parts)}"
+
+    def _describe(self, path, sensor=None, when=None, band_order=None):
+        """inventory.describe, opened once per file and modification time: validation runs on every
+        edit (a copy each time, since the inventory amends what it gets)."""
+        key = (str(path), _mtime(str(path)), sensor, when, tuple(band_order or ()))
+        if key not in self._described:
+            self._described[key] = describe(path, sensor=sensor, when=when, band_order=band_order)
+        return copy.deepcopy(self._described[key])
 
     def _clear_fraction(self, inv, s, max_size: int) -> float:
         """`reader.read_clear_fraction`, read once per file, mask, grid and size: validation runs on
