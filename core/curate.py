@@ -267,6 +267,10 @@ def check_triplet(data: str | Path, name: str, cfg: CurateConfig = CurateConfig(
         v.reason, v.detail = "shape", f"{shapes['s1'][0]}x{shapes['s1'][1]} (expected {cfg.size}x{cfg.size})"
         return v
     empty = [f for f, a in arrays.items() if not np.isfinite(a).any()]
+    s1 = arrays["s1"]
+    channels = SAR_CHANNELS if len(s1) == len(SAR_CHANNELS) else tuple(f"band {i + 1}" for i in range(len(s1)))
+    if "s1" not in empty:  # one dead polarisation: nodata too, named
+        empty += [f"s1 {c}" for c, band in zip(channels, s1, strict=True) if not np.isfinite(band).any()]
     if empty:
         v.reason, v.detail = "nodata", f"all nodata: {', '.join(empty)}"
         return v
@@ -275,10 +279,9 @@ def check_triplet(data: str | Path, name: str, cfg: CurateConfig = CurateConfig(
     v.season = season_of(name, infos["s2_cloudfree"]["tags"], lat)
     v.threshold = cfg.threshold(v.season)
     per_channel = []  # (name, std, max) of each polarisation: a dead VH beside a live VV is caught
-    for i, band in enumerate(arrays["s1"]):
-        vals = sar_unit(band[np.isfinite(band)])
-        name_i = SAR_CHANNELS[i] if len(arrays["s1"]) == len(SAR_CHANNELS) else f"band {i + 1}"
-        per_channel.append((name_i, float(vals.std()) if vals.size else 0.0, float(vals.max()) if vals.size else 0.0))
+    for channel, band in zip(channels, s1, strict=True):
+        vals = sar_unit(band[np.isfinite(band)])  # not empty: checked above
+        per_channel.append((channel, float(vals.std()), float(vals.max())))
     flat, dead = min(per_channel, key=lambda c: c[1]), min(per_channel, key=lambda c: c[2])
     v.sar_std, v.sar_max = flat[1], dead[2]
     rgb = display8(arrays["s2_cloudfree"], cfg.display_max)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import check_output_file
 from .errors import InputError, Problem
 from .progress import Feedback
 
@@ -314,6 +315,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
 
     feedback = feedback or Feedback()
     s2_path, out_path = str(s2_path), Path(out_path)  # str: a GDAL /vsizip/... path stays whole
+    check_output_file(out_path, {"S2 image": s2_path, "uncertainty": None if std_path is None else str(std_path)})
     info = describe(s2_path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
     if info.problems or info.grid is None:
         raise InputError(Problem(str(s2_path), "; ".join(info.problems) or "not a georeferenced raster"))
@@ -353,7 +355,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
 
 def _std_reader(path: str, grid):
     """A reader of the per-band reflectance std of `path` (bands described <band>_std, DN scaled by
-    its REFLECTANCE_SCALE) on `grid`; InputError naming the file when it does not fit."""
+    its REFLECTANCE_SCALE; untagged: DN unless its values are below 2, i.e. already reflectance; its
+    nodata as NaN) on `grid`; InputError naming the file when it does not fit."""
     import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import RasterioIOError
@@ -365,9 +368,16 @@ def _std_reader(path: str, grid):
             names = [d or "" for d in ds.descriptions]
             same = (ds.width, ds.height) == (grid.width, grid.height) and ds.transform.almost_equals(grid.transform)
             crs_ok = ds.crs is not None and ds.crs == CRS.from_wkt(grid.crs_wkt)
-            scale = s2_scaling(ds.tags())[0] or 1e-4
+            scale = s2_scaling(ds.tags())[0]
+            if scale is None:  # untagged: a quick look at a decimated band says DN or reflectance
+                peek = ds.read(1, out_shape=(min(ds.height, 64), min(ds.width, 64)), masked=True)
+                peek = peek.astype(np.float64).filled(np.nan)
+                peek = peek[np.isfinite(peek)]
+                scale = 1.0 if peek.size and float(peek.max()) < 2.0 else 1e-4
     except RasterioIOError as exc:
         raise InputError(Problem(path, f"cannot be read ({str(exc).strip().splitlines()[0]})")) from None
+    except ValueError as exc:  # a REFLECTANCE_SCALE tag that is not a number
+        raise InputError(Problem(path, f"its reflectance scale is not a number ({exc})")) from None
     if not (same and crs_ok):
         raise InputError(Problem(path, "the uncertainty file is not on the S2 image's grid (another size, "
                                        "position or CRS): give the one written with that image"))
@@ -380,7 +390,8 @@ def _std_reader(path: str, grid):
         try:
             with rasterio.open(path) as ds:
                 idx = [names.index(f"{b}_std") + 1 for b in bands]
-                return ds.read(idx, window=window).astype(np.float32) * scale
+                std = ds.read(idx, window=window, masked=True).astype(np.float32).filled(np.nan)
+                return std * np.float32(scale)
         except RasterioIOError as exc:
             raise InputError(Problem(path, f"its pixels cannot be read ({str(exc).strip().splitlines()[0]})")) from None
 

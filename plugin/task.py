@@ -120,6 +120,8 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
         if project_changed:
             push(f"The project was closed or replaced while Densify ran: the results were written to {folder} "
                  "and not added to the project now open.", Qgis.Warning)
+            for warning in result.warnings:
+                push(warning, Qgis.Warning)
             return []
         try:
             _group, layers = add_result_layers(result.outputs, result.target_date, project)
@@ -151,8 +153,6 @@ def create(request: DensifyRequest, project: QgsProject | None = None, message_b
     def on_cleared() -> None:
         changed[0] = True
 
-    target.cleared.connect(on_cleared)
-
     def finished(task: DensifyTask) -> None:
         try:
             target.cleared.disconnect(on_cleared)
@@ -162,7 +162,9 @@ def create(request: DensifyRequest, project: QgsProject | None = None, message_b
         if on_done is not None:
             on_done(task, layers)
 
-    return DensifyTask(request, finished)
+    task = DensifyTask(request, finished)
+    target.cleared.connect(on_cleared)  # once the task exists: its finished() disconnects it
+    return task
 
 
 def queued_outputs() -> set[str]:

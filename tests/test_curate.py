@@ -67,6 +67,9 @@ def crafted(sen12_dir, tmp_path) -> Path:
     flat_vv = s1.copy()
     flat_vv[0] = -12.0  # constant VV, real VH
     triplet("ROIs2017_winter_1_p13.tif", s1=flat_vv)
+    no_vh = s1.copy()
+    no_vh[1] = np.nan  # VH missing altogether
+    triplet("ROIs2017_winter_1_p14.tif", s1=no_vh)
     return root
 
 
@@ -84,6 +87,7 @@ EXPECTED = {
     "ROIs2017_winter_1_p11.tif": "grid",
     "ROIs2017_winter_1_p12.tif": "sar_dead",
     "ROIs2017_winter_1_p13.tif": "sar_flat",
+    "ROIs2017_winter_1_p14.tif": "nodata",
 }
 
 
@@ -102,6 +106,7 @@ def test_each_defect_rejected_for_its_reason(crafted):
         assert v.kept == (reason == "")
     assert check_triplet(crafted, "ROIs2017_winter_1_p12.tif").detail.startswith("SAR VH max ")
     assert check_triplet(crafted, "ROIs2017_winter_1_p13.tif").detail.startswith("SAR VV std ")
+    assert check_triplet(crafted, "ROIs2017_winter_1_p14.tif").detail == "all nodata: s1 VH"
 
 
 def test_thresholds_are_configurable(crafted):

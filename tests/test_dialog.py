@@ -180,7 +180,10 @@ def test_validation_reads_each_file_once_and_still_finds_all_cloudy_inputs(loade
         return real_describe(path, **kw)
 
     monkeypatch.setattr(dialog, "read_clear_fraction", counting)
-    monkeypatch.setattr(dialog, "describe", counting_describe)  # the table's and the inventory's
+    monkeypatch.setattr(dialog, "describe", counting_describe)  # the table's and the dialog's cache
+    from sentinel_densify.core import inventory
+
+    monkeypatch.setattr(inventory, "describe", counting_describe)  # the inventory's own, if the cache is bypassed
     dlg = _dialog(loaded, bar, tmp_path)
     assert dlg.validate() == [] and reads and len(reads) == len(set(reads))
     first, described = len(reads), len(opened)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 from sentinel_densify.core import lai as L
+from sentinel_densify.core.atomic import OutputError
 from sentinel_densify.core.errors import InputError
 
 CLEAR = "T31UDS_20180705T105427_L2A_10m.tif"  # clear summer acquisition (SCL: 99 % vegetation/soil)
@@ -224,3 +225,30 @@ def test_lai_of_a_synthesized_image_with_its_uncertainty_is_the_runs_lai(uds_sub
     with pytest.raises(InputError, match=r"other_grid.tif: the uncertainty file is not on the S2 image's grid"):
         L.lai_file(synth, tmp_path / "y.tif", std_path=other)
     assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists()
+    # the same std as int16 DN with a nodata corner, then as untagged float reflectance: nodata is no
+    # value (NaN), and reflectance is told from DN by its size
+    with rasterio.open(unc) as ds:
+        prof, data, descriptions, tags = ds.profile, ds.read(), ds.descriptions, ds.tags()
+    dn = np.where(np.isfinite(data), np.round(data), -9999).astype(np.int16)
+    dn[:, :8, :8] = -9999
+    as_int = tmp_path / "std_int16.tif"
+    with rasterio.open(as_int, "w", **{**prof, "dtype": "int16", "nodata": -9999}) as ds:
+        ds.write(dn)
+        ds.descriptions = descriptions
+        ds.update_tags(**tags)
+    refl = tmp_path / "std_refl.tif"
+    with rasterio.open(refl, "w", **{**prof, "nodata": None}) as ds:
+        ds.write((data * 1e-4).astype(np.float32))  # reflectance, no REFLECTANCE_SCALE tag
+        ds.descriptions = descriptions
+    for std_file, tol in ((as_int, 2e-3), (refl, 1e-5)):
+        with rasterio.open(L.lai_file(synth, tmp_path / f"from_{std_file.name}", std_path=std_file)) as ds:
+            got_std = ds.read(2)
+        inside = ok.copy()
+        if std_file == as_int:
+            assert np.isnan(got_std[:8, :8][ok[:8, :8]]).all()  # no std there: no LAI std, not a huge one
+            inside[:8, :8] = False
+        np.testing.assert_allclose(got_std[inside], ref[1][inside], rtol=tol, atol=1e-4)
+    with pytest.raises(OutputError, match="is the input uncertainty"):  # never written over its input
+        L.lai_file(synth, unc, std_path=unc)
+    with rasterio.open(unc) as ds:
+        assert ds.count == 11 and ds.descriptions[0] == "B02_std"  # untouched

@@ -420,7 +420,7 @@ class DensifyDialog(QDialog):
     def _describe(self, path, sensor=None, when=None, band_order=None):
         """inventory.describe, opened once per file and modification time: validation runs on every
         edit (a copy each time, since the inventory amends what it gets)."""
-        key = (str(path), _mtime(str(path)), sensor, when, tuple(band_order or ()))
+        key = (str(path), _file_version(str(path)), sensor, when, tuple(band_order or ()))
         if key not in self._described:
             self._described[key] = describe(path, sensor=sensor, when=when, band_order=band_order)
         return copy.deepcopy(self._described[key])
@@ -429,8 +429,8 @@ class DensifyDialog(QDialog):
         """`reader.read_clear_fraction`, read once per file, mask, grid and size: validation runs on
         every edit."""
         mask = inv.masks.get(s.path)
-        key = (s.path, mask.path if mask else None, _mtime(mask.path) if mask else None, inv.grid,
-               _mtime(s.path), max_size)
+        key = (s.path, mask.path if mask else None, _file_version(mask.path) if mask else None, inv.grid,
+               _file_version(s.path), max_size)
         if key not in self._clear:
             self._clear[key] = read_clear_fraction(inv, s, max_size=max_size)
         return self._clear[key]
@@ -455,11 +455,19 @@ class DensifyDialog(QDialog):
         return self.task
 
 
-def _mtime(path: str) -> float:
+def _file_version(path: str) -> tuple:
+    """What changes when a file is rewritten (modification time, size, inode); for a GDAL
+    /vsizip/ path, its archive's."""
+    path = str(path)
+    if path.startswith("/vsizip/"):
+        inner = path[len("/vsizip/"):]
+        cut = inner.lower().find(".zip")
+        path = inner[:cut + 4] if cut >= 0 else inner
     try:
-        return os.stat(path).st_mtime
+        st = os.stat(path)
     except OSError:
-        return -1.0
+        return (-1.0,)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _html(text: str) -> str:
