@@ -97,7 +97,10 @@ def output_dir_problem(folder: str | Path, names: Iterable[str] = ()) -> str | N
     if not str(folder).strip():
         return "empty path"
     folder = Path(folder).absolute()
-    base, _missing = _existing_ancestor(folder)
+    try:
+        base, _missing = _existing_ancestor(folder)
+    except OSError as exc:  # e.g. a name longer than the file system takes
+        return f"cannot be used ({exc.strerror or exc})"
     if not base.is_dir():
         if base == folder:
             return "is an existing file, not a folder"
@@ -120,9 +123,13 @@ def output_file_problem(path: str | Path, suffix: str | tuple[str, ...] | None =
     suffixes = (suffix,) if isinstance(suffix, str) else suffix or ()
     if suffixes and path.suffix.lower() not in {s.lower() for s in suffixes}:
         return f"must be a {' or '.join(suffixes)} file"
-    if path.is_dir():
-        return "is an existing folder, not a file"
-    base, _missing = _existing_ancestor(path.parent)
+    try:
+        if path.is_dir():
+            return "is an existing folder, not a file"
+        base, _missing = _existing_ancestor(path.parent)
+        path.exists()  # the name itself (too long?)
+    except OSError as exc:
+        return f"cannot be used ({exc.strerror or exc})"
     if not base.is_dir():
         return f"is under {base}, which is a file, not a folder"
     if not _writable(base):
@@ -139,6 +146,25 @@ def check_output_file(out: str | Path, inputs: dict[str, str | None], suffix: st
     for option, path in inputs.items():
         if path and same_file(path, out):
             raise OutputError(f"{label}{out}: is the input {option} {path}; choose another output file")
+
+
+def under_input_folder(out: str | Path, inputs: Iterable[str | Path | None]) -> str | None:
+    """The first of `inputs` that is a folder holding `out` (or is `out`), resolved (links
+    followed); None when there is none. Outputs written there would mix into the inputs."""
+    try:
+        target = Path(out).resolve()
+    except OSError:
+        return None
+    for given in inputs:
+        if not given:
+            continue
+        folder = Path(given)
+        try:
+            if folder.is_dir() and (target == folder.resolve() or target.is_relative_to(folder.resolve())):
+                return str(given)
+        except OSError:
+            continue
+    return None
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:

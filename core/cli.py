@@ -43,6 +43,12 @@ class Terminated(KeyboardInterrupt):
 _received: set[int] = set()  # the signals that stopped this command (see main)
 
 
+def print_warnings(command: str, warnings) -> None:
+    """The warnings of a command on stderr, one line each ("densify COMMAND: warning: ...")."""
+    for warning in warnings:
+        print(f"densify {command}: warning: {warning}", file=sys.stderr)
+
+
 def _on_sigterm(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
     _received.add(signal.SIGTERM)

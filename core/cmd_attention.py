@@ -35,12 +35,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="forecasting: only S2 and S1 at least L days before the date, L >= 1")
     parser.add_argument("--pixel", type=pixel_arg, default=None, metavar="ROW,COL",
                         help="pixel whose weights are listed (default: the centre of the window)")
-    parser.add_argument("--out", default=None, metavar="JSON", help="also write everything to this JSON file")
+    parser.add_argument("--out", default=None, metavar="JSON",
+                        help="also write everything to this JSON file (.json, outside --data)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
 def main(args: argparse.Namespace) -> int:
-    from .atomic import OutputError, output_file_problem, write_text
+    from .atomic import OutputError, check_output_file, under_input_folder, write_text
+    from .cli import print_warnings
     from .dates import parse_date, to_days
     from .errors import InputError
     from .evaluate import FORECAST, GAP, inputs_for
@@ -50,8 +52,10 @@ def main(args: argparse.Namespace) -> int:
     from .temporal.train import model_from_checkpoint
     from .training import load_checkpoint, select_device
 
-    if args.out and (problem := output_file_problem(args.out)):
-        raise OutputError(f"--out {args.out}: {problem}")
+    if args.out:
+        check_output_file(args.out, {"--checkpoint": args.checkpoint}, suffix=".json", label="--out ")
+        if under_input_folder(args.out, [args.data]):
+            raise OutputError(f"--out {args.out}: is inside the --data folder {args.data}; write it elsewhere")
     ckpt = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(ckpt, args.checkpoint)
     try:
@@ -59,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     stack = load_series(args.data)
+    print_warnings("attention", stack.warnings)
     check_target(stack, target)
     day = to_days(target)
     task, days = (GAP, args.gap) if args.lead is None else (FORECAST, args.lead)

@@ -91,6 +91,7 @@ def _feedback() -> tuple[Feedback, object | None]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .cli import print_warnings
     from .evaluate import check_disjoint_folds, evaluate, evaluate_heldout, format_table
     from .reader import load_stack
 
@@ -109,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
         months = check_disjoint_folds(models)  # before the series is read
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
     stack = load_stack(s2=args.s2, s1=args.s1, masks=args.mask, band_order=order)
+    print_warnings("evaluate", stack.warnings)
     feedback, bar = _feedback()
     try:
         kw = dict(gaps=args.gaps, leads=args.leads, device=args.device, feedback=feedback,

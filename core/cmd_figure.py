@@ -36,6 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .atomic import OutputError, output_file_problem
+    from .cli import print_warnings
     from .figures import model_figure
     from .temporal.dataset import load_series
 
@@ -44,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
 
     dates = [d.strip() for d in args.dates.split(",") if d.strip()] if args.dates else None
     stack = load_series(args.data)
+    print_warnings("figure", stack.warnings)
     report = model_figure(stack, args.model, args.out, dates=dates, gap=args.gap, pixel=args.pixel,
                           band=args.band, step_days=args.step_days, title=args.title,
                           device=args.device)

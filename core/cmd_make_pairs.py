@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from .atomic import OutputError, output_dir_problem
+from .atomic import OutputError, output_dir_problem, under_input_folder
 from .errors import InputError
 from .pairs import LAYOUT_FOLDERS, load_series, make_pairs
 
@@ -31,12 +31,18 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .cli import print_warnings
+
     problem = output_dir_problem(args.out, (*LAYOUT_FOLDERS, "pairs.csv"))
     if problem:
         raise OutputError(f"--out {args.out}: {problem}")
+    if inside := under_input_folder(args.out, [*args.s2, *args.s1, *(args.mask or [])]):
+        raise OutputError(f"--out {args.out}: is inside the input folder {inside}; the triplets would be read as "
+                          "inputs by later runs: write them elsewhere")
     if args.clear_min == 0:
         raise InputError("--clear-min must be > 0 (the fraction of clear pixels of a clear target)")
     series = load_series(args.s2, args.s1, args.mask)
+    print_warnings("make-pairs", series.warnings)
     rows = make_pairs(series, args.out, patch=args.patch, max_days=args.max_days,
                       synthetic_per_clear=args.synthetic_per_clear, clear_min=args.clear_min,
                       seed=args.seed, max_s1_days=args.max_s1_days)

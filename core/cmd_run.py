@@ -93,6 +93,7 @@ def check_outputs(request: DensifyRequest) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .cli import print_warnings
     from .engine import describe_outputs, run
 
     try:
@@ -111,6 +112,5 @@ def main(args: argparse.Namespace) -> int:
     finally:
         close()
     print(describe_outputs(result, warnings=False))  # warnings: on stderr
-    for warning in result.warnings:
-        print(f"densify run: warning: {warning}", file=sys.stderr)
+    print_warnings("run", result.warnings)
     return 0

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import OutputError, atomic_path, first_line, output_dir_problem, write_text
+from .atomic import OutputError, atomic_path, ensure_folder, first_line, output_dir_problem, write_text
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError
 from .progress import Feedback
@@ -359,11 +359,19 @@ def iter_verdicts(data: str | Path, names: list[str], cfg: CurateConfig, workers
 # ---------------------------------------------------------------- the run and its report
 
 
+def _files_not_links(out: Path) -> str | None:
+    """The first folder of FOLDERS in `out` holding something other than a symbolic link."""
+    for f in FOLDERS:
+        if (out / f).is_dir() and any(not p.is_symlink() for p in (out / f).iterdir()):
+            return f
+    return None
+
+
 def _link_triplet(data: Path, out: Path, name: str) -> None:
     for f in FOLDERS:
         dst = out / f / name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.is_symlink() or dst.exists():
+        if dst.is_symlink():  # never a real file: curate() refused those up front
             dst.unlink()
         os.symlink((data / f / name).resolve(), dst)
 
@@ -387,7 +395,10 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
         raise InputError(f"{data}: no .tif triplets in {', '.join(FOLDERS)}")
     if out == data or data in out.parents and out.relative_to(data).parts[0] in FOLDERS:
         raise InputError(f"{out}: the output folder must not be the dataset or one of its folders")
-    out.mkdir(parents=True, exist_ok=True)
+    if link and (held := _files_not_links(out)):
+        raise OutputError(f"{out}: {held} holds files that are not links (another dataset?): the links to the "
+                          "kept triplets would replace them; choose another output folder")
+    ensure_folder(out, out / "report.csv")
     fields = list(Verdict.__dataclass_fields__)
     kept: list[str] = []
     reasons: Counter[str] = Counter()

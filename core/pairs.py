@@ -24,7 +24,7 @@ import csv
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,7 @@ class Series:
     bands: list[str]
     grid: Grid
     tags: list[dict[str, str]]
+    warnings: list[str] = field(default_factory=list)  # the inventory's, for the shells
 
 
 def load_series(s2: list[str], s1: list[str], masks: list[str] | None = None) -> Series:
@@ -93,7 +94,7 @@ def load_series(s2: list[str], s1: list[str], masks: list[str] | None = None) ->
             inv.masks = masks_kept
     clear = np.isfinite(stack.s2).all(axis=1)
     return Series(raw, clear, stack.s1, stack.s2_days, stack.s1_days, list(inv.bands), inv.grid,
-                  [i.tags for i in inv.s2])
+                  [i.tags for i in inv.s2], list(inv.warnings))
 
 
 def _nearest(days: np.ndarray, day: float, candidates: np.ndarray) -> int | None:

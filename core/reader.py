@@ -223,4 +223,6 @@ def load_stack(s2: list[str], s1: list[str] | None = None, masks: list[str] | No
     """The whole series of a (small) area in memory: for evaluation and training."""
     inv = build(s2, s1 or [], masks or [], band_order=band_order)
     with SeriesReader(inv) as reader:
-        return reader.read_window(inv.grid)
+        stack = reader.read_window(inv.grid)
+    stack.warnings = list(inv.warnings)  # the inventory's (no masks, swapped sensors, ...): for the shells
+    return stack

@@ -29,6 +29,7 @@ class Stack:
     s1_days: np.ndarray
     bands: list[str] = field(default_factory=lambda: list(S2_BANDS))
     angles: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)  # what reading the inputs warned of (load_stack)
 
     @property
     def valid(self) -> np.ndarray:

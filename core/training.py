@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, ensure_folder
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def save_checkpoint(path: str | Path, *, kind: str, model_state: dict, optim_sta
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent, path)
     payload = {
         "kind": str(kind),
         "model_state": {k: v.detach().cpu() for k, v in model_state.items()},
@@ -210,7 +210,7 @@ class MetricsLog:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.path.parent, self.path)
 
     def log(self, **values: Any) -> None:
         row = {"time": round(time.time(), 3)}

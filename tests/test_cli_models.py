@@ -109,6 +109,24 @@ def test_card_out_must_be_a_writable_md(reports, models, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert why in err and len(err.splitlines()) == 1
     assert not (tmp_path / "card.txt").exists() and not (tmp_path / "card.json").exists()
+    heldout = tmp_path / "report.json"  # evaluate's report.json; a card named report.md would replace it
+    shutil.copy(reports["heldout"], heldout)
+    before = heldout.read_bytes()
+    argv = ["card", "--model", str(models["bundled"]), "--heldout", str(heldout), "--out", str(tmp_path / "report.md")]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "would replace the input --heldout" in err and len(err.splitlines()) == 1
+    assert heldout.read_bytes() == before and not (tmp_path / "report.md").exists()
+
+
+def test_card_names_a_json_that_is_not_an_evaluation_report(reports, models, tmp_path, capsys):
+    wrong = tmp_path / "card.json"
+    wrong.write_text(json.dumps({"model": "default.onnx"}))  # valid JSON, e.g. another card
+    argv = ["card", "--model", str(models["bundled"]), "--heldout", str(wrong), "--out", str(tmp_path / "c.md")]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("card.json: not a report.json of densify evaluate (it has no 'summary' list)")
+    assert "Traceback" not in err and not (tmp_path / "c.md").exists()
 
 
 def test_overlapping_folds_are_refused(series, models, uds_dir, tmp_path, capsys):
@@ -152,10 +170,25 @@ def test_attention_refuses_leaking_settings(option, uds_dir, capsys):
 
 
 def test_attention_out_checked_before_the_checkpoint_is_read(uds_dir, tmp_path, capsys):
-    argv = ["attention", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(uds_dir),
-            "--date", "2018-07-05", "--out", str(tmp_path)]
-    assert cli.main(argv) == 1
+    base = ["attention", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(uds_dir), "--date", "2018-07-05"]
+    (tmp_path / "dir.json").mkdir()
+    assert cli.main([*base, "--out", str(tmp_path / "dir.json")]) == 1
     assert "existing folder" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "att.txt")]) == 1
+    assert "must be a .json file" in capsys.readouterr().err
+    ckpt = tmp_path / "ckpt.json"  # a checkpoint named .json: --out on it would replace it
+    ckpt.write_bytes(b"weights")
+    argv = ["attention", "--checkpoint", str(ckpt), "--data", str(uds_dir), "--date", "2018-07-05", "--out", str(ckpt)]
+    assert cli.main(argv) == 1
+    assert "is the input --checkpoint" in capsys.readouterr().err and ckpt.read_bytes() == b"weights"
+    data = tmp_path / "data"  # the series through links: a refused --out there never reaches ../shared
+    data.mkdir()
+    for sub in ("S2", "S1"):
+        (data / sub).symlink_to(uds_dir / sub)
+    argv = ["attention", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(data), "--date", "2018-07-05",
+            "--out", str(data / "att.json")]
+    assert cli.main(argv) == 1
+    assert "is inside the --data folder" in capsys.readouterr().err and not (data / "att.json").exists()
 
 
 def test_figure_out_must_be_a_png(uds_dir, tmp_path, capsys):

@@ -280,3 +280,17 @@ def test_a_later_output_failing_replaces_none_of_the_earlier_ones(densify, uds_s
     assert proc.returncode == 1 and str(unc) in proc.stderr, proc.stderr
     assert {p.name: _sha(p) for p in out.iterdir()} == before
     assert not _partials(out)
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(uds_dir, tmp_path, capsys):
+    """A path component over 255 bytes made Path.exists raise inside the output checks (a traceback)."""
+    from sentinel_densify.core.atomic import output_dir_problem, output_file_problem
+
+    long = tmp_path / ("a" * 300)
+    for problem in (output_dir_problem(long), output_dir_problem(long / "sub"), output_file_problem(long),
+                    output_file_problem(long / "x.png", suffix=".png")):
+        assert problem is not None and problem.startswith("cannot be used (File name too long"), problem
+    assert cli.main(["evaluate", "--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"), "--out", str(long)]) == 1
+    _one_line_error(capsys, "evaluate", "File name too long")
+    assert cli.main(["figure", "--data", str(uds_dir), "--model", "linear", "--out", str(long / "f.png")]) == 1
+    _one_line_error(capsys, "figure", "File name too long")

@@ -211,3 +211,20 @@ def test_processing_curate_algorithm(densify_provider, crafted, tmp_path):
                       ("SUMMARY_MD", "summary.md")):
         assert Path(res[key]) == tmp_path / "o" / name and Path(res[key]).is_file()
     assert len(Path(res["KEPT_LIST"]).read_text().split()) == 2
+
+
+def test_links_never_replace_the_files_of_another_dataset(crafted, tmp_path):
+    """--link into a folder that holds a real dataset (its files, not links) is refused before any work."""
+    import shutil
+
+    from sentinel_densify.core.atomic import OutputError
+
+    other = tmp_path / "other"
+    shutil.copytree(crafted, other)
+    before = _digest(other)
+    with pytest.raises(OutputError, match="s1 holds files that are not links"):
+        curate(crafted, other, link=True)
+    assert _digest(other) == before and not (other / "report.csv").exists()
+    curate(crafted, other)  # a report alone is fine there: nothing is replaced
+    after = _digest(other)
+    assert {k: v for k, v in after.items() if k in before} == before and (other / "report.csv").is_file()

@@ -194,3 +194,14 @@ def test_cli_heldout_without_a_model_is_refused_before_reading(tmp_path, capsys)
                      "--methods", "linear,nearest", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "--heldout" in err and ".onnx" in err and not out.exists()
+
+
+def test_evaluate_shows_the_inventorys_warnings(uds_subset, tmp_path, capsys):
+    """S2 without their SCL masks: every pixel counts as clear, and evaluate says so (as run does)."""
+    from sentinel_densify.core import cli
+
+    argv = ["evaluate", "--s2", *map(str, uds_subset["s2"]), "--s1", *map(str, uds_subset["s1"]),
+            "--methods", "linear", "--gaps", "10", "--leads", "5", "--max-targets", "1", "--out", str(tmp_path / "e")]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "densify evaluate: warning: no cloud masks given: every valid S2 pixel counts as clear" in err

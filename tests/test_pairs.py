@@ -124,3 +124,15 @@ def test_every_s1_lies_within_max_s1_days_of_its_optical_date(series, tmp_path):
     assert 0 < counts[1.0] < counts[5.0]  # on this series S1 and S2 are a day or more apart at times
     with pytest.raises(InputError, match="S1 acquisition within 0.05 days"):
         make_pairs(series, tmp_path / "none", max_days=10, synthetic_per_clear=1, max_s1_days=0.05)
+
+
+def test_make_pairs_refuses_an_out_inside_its_inputs(uds_dir, tmp_path, capsys):
+    """Triplets written into an input folder would be read as inputs by the next run."""
+    s2 = tmp_path / "S2"  # the series through links: nothing is ever written into ../shared
+    s2.symlink_to(uds_dir / "S2", target_is_directory=True)
+    inside = tmp_path / "S2" / "pairs"
+    rc = cli_main(["make-pairs", "--s2", str(s2), "--s1", str(uds_dir / "S1"), "--out", str(inside)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "is inside the input folder" in err and "Traceback" not in err
+    assert not (uds_dir / "S2" / "pairs").exists()

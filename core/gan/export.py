@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import ensure_folder
 from ..errors import InputError
 from ..training import load_checkpoint
 
@@ -66,7 +67,7 @@ def export_onnx(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     gen, ck = build_from_checkpoint(checkpoint_path)
     net = ck["config"]["net"]
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out_path.parent, out_path)
     tmp = out_path.with_name(f".{out_path.name}.partial")
     x = torch.zeros(1, net["in_ch"], net["patch"], net["patch"])
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import OutputError, output_file_problem, write_text
+from ..atomic import OutputError, output_file_problem, same_file, write_text
 from ..errors import InputError
 from ..evaluate import FORECAST, GAP, file_sha256
 from ..model_contract import read_contract
@@ -236,15 +236,23 @@ def write_card(model: str | Path, out_md: str | Path, heldout: str | Path, cv: s
     """Write `out_md` (.md) and the JSON card beside it (same stem, .json) from report.json files;
     OutputError, before anything is read, when either cannot be written."""
     out_md = Path(out_md)
+    inputs = {"--model": model, "--heldout": heldout, "--cv": cv, "--figure": figure}
     for path, suffix in ((out_md, ".md"), (out_md.with_suffix(".json"), None)):
         if problem := output_file_problem(path, suffix=suffix):
             raise OutputError(f"--out {path}: {problem} (the card is a .md, its .json is written beside it)")
+        for option, given in inputs.items():
+            if given and same_file(given, path):
+                raise OutputError(f"--out {out_md}: the card would replace the input {option} {given} (the card "
+                                  "is a .md, its .json is written beside it); choose another name")
 
     def load(path: str | Path) -> dict:
         try:
-            return json.loads(Path(path).read_text())
+            report = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: not a readable evaluation report ({exc})") from None
+        if not (isinstance(report, dict) and isinstance(report.get("summary"), list)):
+            raise InputError(f"{path}: not a report.json of densify evaluate (it has no 'summary' list)")
+        return report
 
     md, card = build_card(model, load(heldout), load(cv) if cv else None, figure, command)
     out_json = out_md.with_suffix(".json")
