@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="pixel whose weights are listed (default: the centre of the window)")
     parser.add_argument("--out", default=None, metavar="JSON",
                         help="also write everything to this JSON file (.json, outside --data)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
 
 def main(args: argparse.Namespace) -> int:

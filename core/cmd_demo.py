@@ -29,7 +29,8 @@ def default_data() -> Path | None:
 def series_inputs(data: Path) -> tuple[list[str], list[str]]:
     """S2 and S1 inputs of a series folder laid out as S2/ and S1/ (or S2 files only)."""
     if not data.is_dir():
-        raise InputError(Problem(str(data), "data folder does not exist"))
+        raise InputError(Problem(str(data), "is a file, not a data folder" if data.exists() else
+                                 "data folder does not exist"))
     s2 = data / "S2" if (data / "S2").is_dir() else data
     s1 = [str(data / "S1")] if (data / "S1").is_dir() else []
     return [str(s2)], s1

@@ -31,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step-days", type=float, default=5.0, metavar="D",
                         help="days between predictions of the time series (default: %(default)s)")
     parser.add_argument("--title", default=None, help="figure title")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (learned methods)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="for learned methods")
 
 
 def main(args: argparse.Namespace) -> int:

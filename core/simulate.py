@@ -498,6 +498,11 @@ def simulate_scene(out_dir: str | Path, size: int = 512, n_s2: int = 20, n_s1: i
     s2_paths = [out / "S2" / f"T{TILE}_{_stamp(d['when'])}_L2A_10m.tif" for d in plan["s2"]]
     scl_paths = [out / "S2" / f"T{TILE}_{_stamp(d['when'])}_SCL_20m.tif" for d in plan["s2"]]
     s1_paths = [out / "S1" / f"S1_IW_GRDH_ASC_{_stamp(d['when'])}_VV_VH_dB.tif" for d in plan["s1"]]
+    for sensor, paths in (("S2", s2_paths), ("S1", s1_paths)):
+        if len(set(paths)) < len(paths):  # one file would overwrite another
+            raise InputError(f"{len(paths)} {sensor} dates do not fit between {d0} and {d1} "
+                             f"({(d1 - d0).days + 1} days; acquisitions fall on distinct days): ask for fewer "
+                             "dates or a longer period")
     _refuse_other_rasters(out, {*s2_paths, *scl_paths, *s1_paths})
     for sub in ("S2", "S1"):
         ensure_folder(out / sub, out)

@@ -191,6 +191,18 @@ def test_attention_out_checked_before_the_checkpoint_is_read(uds_dir, tmp_path, 
     assert "is inside the --data folder" in capsys.readouterr().err and not (data / "att.json").exists()
 
 
+def test_series_commands_name_a_missing_or_file_data(tmp_path, capsys):
+    afile = tmp_path / "series.tif"
+    afile.write_bytes(b"x")
+    for data, why in ((tmp_path / "nope", "does not exist"), (afile, "is a file, not a series folder")):
+        assert cli.main(["figure", "--data", str(data), "--model", "linear", "--out", str(tmp_path / "f.png")]) == 1
+        assert capsys.readouterr().err.strip().endswith(f"{data}: {why}")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["figure", "--data", str(tmp_path), "--model", "linear", "--out", str(tmp_path / "f.png"),
+                  "--device", "gpu"])
+    assert exit_.value.code == 2 and "--device" in capsys.readouterr().err
+
+
 def test_figure_out_must_be_a_png(uds_dir, tmp_path, capsys):
     for name in ("fig.jpg", "fig"):
         out = tmp_path / name

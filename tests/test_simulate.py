@@ -121,6 +121,8 @@ def test_bad_arguments_raise_input_error(tmp_path):
         sim.simulate_scene(tmp_path, size=101)
     with pytest.raises(InputError, match="not a date"):
         sim.simulate_scene(tmp_path, size=64, start="March")
+    with pytest.raises(InputError, match="400 S2 dates do not fit between 2021-03-01 and 2021-03-05"):
+        sim.simulate_scene(tmp_path, size=32, n_s2=400, start="2021-03-01", end="2021-03-05")  # files would collide
     assert not list(tmp_path.rglob("*.tif"))
 
 

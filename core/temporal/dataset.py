@@ -30,6 +30,8 @@ def load_series(data_dir: str | Path) -> Stack:
     from ..reader import load_stack
 
     d = Path(data_dir)
+    if not d.is_dir():
+        raise InputError(f"{d}: " + ("is a file, not a series folder" if d.exists() else "does not exist"))
     s2 = sorted(glob.glob(str(d / "S2" / "*_L2A_10m.tif")))
     scl = sorted(glob.glob(str(d / "S2" / "*_SCL_20m.tif")))
     s1 = sorted(glob.glob(str(d / "S1" / "*.tif")))
