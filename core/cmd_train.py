@@ -26,7 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     temporal.configure(sub.add_parser("temporal", help="S1+S2 temporal cross-attention generator"))
     gan = _gan_cli()
     for kind in GAN_KINDS:
-        p = sub.add_parser(kind, help=f"{kind} single-date S1+S2 -> S2 model (core/gan)")
+        what = ("single-date S1 + cloudy S2 -> clear S2 (Ledermann)" if kind == "pix2pix" else
+                "multi-temporal S1 t1 + S2 t1 + S1 t2 -> S2 t2 (He & Yokoya)")
+        p = sub.add_parser(kind, help=f"{kind}: {what} (core/gan)")
         if gan is not None:
             gan.configure(p, kind)
 

@@ -21,8 +21,8 @@ s2_cloudfree/, same file name in each; e.g. made by <i>densify make-pairs</i>) w
 filter of Ledermann (2026): SAR rejected when its std < 1e-4 or max < 1e-3 in VV or VH (dB clipped \
 to [-25, 0], scaled to [0, 1]); optical rejected when the mean R, G, B std of the cloud-free target \
 (8-bit display, reflectance 0-0.3) is below the season's threshold (10 summer, 3 winter; season \
-from the file name or date, hemisphere from the location). Unreadable, wrongly shaped and \
-all-nodata files are rejected too. Sources are only read. <b>Parallel workers</b> are threads \
+from the file name or date, hemisphere from the location). Unreadable, wrongly shaped, not \
+co-registered and all-nodata files are rejected too. Sources are only read. <b>Parallel workers</b> are threads \
 inside QGIS.
 
 <b>Output folder</b>: report.csv (one row per triplet), summary.json / summary.md, kept.txt, and \
