@@ -135,7 +135,7 @@ def test_resume_rules_on_a_real_run(uds_dir, tmp_path, capsys):
 def test_interrupt_message_says_what_is_left(command, argv, needle, monkeypatch, capsys):
     module = cli._module(command)
 
-    def interrupted(args):
+    def interrupted(args):  # stands in for the user's Ctrl-C (test_cli_outputs sends a real SIGINT)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(module, "main", interrupted)

@@ -70,6 +70,7 @@ def test_days_round_trip_and_parse_date():
 def test_real_series_dates_come_from_tags_and_agree_with_names(uds_dir):
     for path in sorted((uds_dir / "S1").glob("*.tif"))[:10] + sorted((uds_dir / "S2").glob("*_SCL_20m.tif"))[:10]:
         info = inventory.describe(path)
+        assert info.when == dates.date_from_metadata(info.tags) is not None, path.name  # read from the tags
         assert info.when == dates.date_from_name(path), path.name
 
 

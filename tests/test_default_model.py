@@ -98,7 +98,8 @@ def test_without_onnxruntime_default_falls_back_and_a_model_file_says_why(monkey
 
 
 def test_without_onnxruntime_a_default_run_warns_that_linear_ran(monkeypatch, uds_subset, tmp_path):
-    """Mocked absence as above: the run goes on with `linear` and says so (Processing, CLI, dialog)."""
+    """Mocked absence as above: the run goes on with `linear` and says so (in the engine's warnings,
+    which Processing, the CLI and the dialog show)."""
     import datetime as dt
 
     from sentinel_densify.core import engine

@@ -161,10 +161,9 @@ def test_problems_are_shown_before_running_not_raised(loaded, bar, tmp_path):
     assert not dlg.run_button.isEnabled() and dlg.run() is None
 
 
-def test_validation_reads_each_file_once_and_still_finds_all_cloudy_inputs(loaded, bar, tmp_path, monkeypatch):
-    """Validation runs on every edit: the core's clear-pixel check and the nearest clear dates are
-    read once per file (a counting wrapper around the real reader), yet a series with no clear
-    pixel at all is still refused."""
+def test_validation_reads_each_file_once(loaded, bar, tmp_path, monkeypatch):
+    """Validation runs on every edit: the files are opened, and the core's clear-pixel check and the
+    nearest clear dates read, once per file (counting wrappers around the real functions)."""
     from qgis.PyQt.QtCore import QDate
     from sentinel_densify.ui import dialog  # the dialog module imports the core's reader function
 
@@ -192,8 +191,31 @@ def test_validation_reads_each_file_once_and_still_finds_all_cloudy_inputs(loade
     assert dlg.validate() == []
     assert len(reads) == first, "a second validation read files again"
     assert len(opened) == described, "a second validation opened files again"
-    monkeypatch.setattr(dialog, "read_clear_fraction", lambda inv, info, max_size=128: 0.0)
-    dlg._clear.clear()  # as if every file had been replaced by a cloudy one
+
+
+def test_masks_rewritten_while_the_dialog_is_open_are_read_again(project, bar, tmp_path, uds_subset):
+    """The dialog's caches follow the files: when the cloud masks of the series are replaced by
+    all-cloud ones (real SCL files rewritten on disk), the next validation finds no clear observation."""
+    import shutil
+
+    from helpers import craft
+    from qgis.core import QgsRasterLayer
+
+    series = tmp_path / "series"
+    series.mkdir()
+    copies = [Path(shutil.copy(p, series / p.name)) for p in uds_subset["s2"] + uds_subset["masks"]]
+    for path in copies:
+        layer = QgsRasterLayer(str(path), path.stem, "gdal")
+        assert layer.isValid()
+        project.addMapLayer(layer)
+    dlg = _dialog(project, bar, tmp_path)
+    assert dlg.validate() == []
+    for path in copies:
+        if "_SCL_" in path.name:
+            with rasterio.open(path) as ds:
+                cloud = np.full((ds.count, ds.height, ds.width), 9, dtype=ds.dtypes[0])  # SCL 9: cloud
+            craft(path, tmp_path / "tmp.tif", data=cloud)
+            shutil.move(tmp_path / "tmp.tif", path)  # the file replaced, as an editor or a download would
     problems = dlg.validate()
     assert any("no clear Sentinel-2 observation" in p for p in problems), problems
 
@@ -312,10 +334,8 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
     assert unc.bandName(unc.renderer().band()).endswith("mean_std")
     with rasterio.open(task.result.outputs["uncertainty"]) as ds:  # per-band stds stay in the file
         assert ds.count >= 10 and ds.descriptions[0] == "B02_std"
-    from sentinel_densify.core.methods import create
-
-    with rasterio.open(synth.source()) as ds:  # the dialog's first choice: the bundled model, if any
-        assert dlg.model_combo.currentData() == "default" and ds.tags()["METHOD"] == create("default", "cpu").name
+    with rasterio.open(synth.source()) as ds:  # the dialog's first choice: the bundled model (in git)
+        assert dlg.model_combo.currentData() == "default" and ds.tags()["METHOD"] == "onnx:default"
     assert (lai.renderer().classificationMin(), lai.renderer().classificationMax()) == (0, 8)
     assert lai.bandName(lai.renderer().band()).endswith("LAI")
     assert lai_std.bandName(lai_std.renderer().band()).endswith("LAI_std")

@@ -47,9 +47,14 @@ def test_unet_depth_adapts_to_patch_and_keeps_shape():
 
 
 def test_patchgan_is_70px_and_resnet_matches_he_yokoya():
-    d = PatchDiscriminator(8, ndf=4)
+    d = PatchDiscriminator(8, ndf=4).eval()
     assert d(torch.zeros(1, 5, 256, 256), torch.zeros(1, 3, 256, 256)).shape == (1, 1, 30, 30)
-    # receptive field: a change at one pixel reaches at most 70 px of output map around it
+    # receptive field: the input pixels one logit depends on (non-zero gradient) span 70 x 70
+    x, y = torch.randn(1, 5, 256, 256, requires_grad=True), torch.randn(1, 3, 256, 256, requires_grad=True)
+    d(x, y)[0, 0, 15, 15].backward()
+    seen = (x.grad.abs().sum((0, 1)) + y.grad.abs().sum((0, 1))) > 0
+    rows, cols = torch.nonzero(seen.any(1)).flatten(), torch.nonzero(seen.any(0)).flatten()
+    assert int(rows.max() - rows.min() + 1) == 70 and int(cols.max() - cols.min() + 1) == 70
     g = ResnetGenerator(8, 4, ngf=4, n_blocks=9)
     assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in g.modules()) == 9
     assert isinstance(list(g.modules())[-1], torch.nn.Tanh)
