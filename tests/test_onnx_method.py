@@ -400,9 +400,10 @@ def test_export_and_attention_check_out_before_work(trained, uds_dir, tmp_path, 
         assert err == f"densify export: --out {out}: " + (
             "is an existing folder, not a file" if why == "existing folder"
             else f"is under {tmp_path / 'file'}, which is a file, not a folder")
+    (tmp_path / "a.json").mkdir()
     assert cli.main(["attention", "--checkpoint", str(ckpt), "--data", str(uds_dir), "--date", "2018-07-05",
-                     "--out", str(tmp_path / "m.onnx")]) == 1
+                     "--out", str(tmp_path / "a.json")]) == 1
     err = capsys.readouterr()
-    assert err.err.strip() == f"densify attention: --out {tmp_path / 'm.onnx'}: is an existing folder, not a file"
+    assert err.err.strip() == f"densify attention: --out {tmp_path / 'a.json'}: is an existing folder, not a file"
     assert not err.out  # refused before any attention was computed
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "m.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "file", "m.onnx"]
