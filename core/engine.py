@@ -122,20 +122,16 @@ def device_warning(device: str, method) -> str | None:
     return f"CUDA was asked for but {method.name} ran on {method.provider} ({why})"
 
 
-def _nearest_s2(inv: inventory.Inventory, target_day: float):
-    """The S2 acquisition nearest the target (whose sun / view angles the outputs take)."""
-    return inv.s2[int(np.argmin(np.abs(inv.s2_days - target_day)))]
+def _nearest_s2(inv: inventory.Inventory, target_day: float) -> tuple[inventory.RasterInfo, float]:
+    """The S2 acquisition nearest the target (whose sun / view angles the outputs take; documented
+    defaults where it has none) and its distance in days."""
+    i = int(np.argmin(np.abs(inv.s2_days - target_day)))
+    return inv.s2[i], float(abs(inv.s2_days[i] - target_day))
 
 
-def _angles_near(inv: inventory.Inventory, target_day: float) -> tuple[lai.Angles, list[str]]:
-    """Sun/view angles of the S2 acquisition nearest the target (documented defaults otherwise)."""
-    return lai.Angles.from_tags(_nearest_s2(inv, target_day).tags)
-
-
-def _angle_tags(inv: inventory.Inventory, target_day: float) -> dict[str, str]:
+def _angle_tags(nearest: inventory.RasterInfo) -> dict[str, str]:
     """The nearest acquisition's angles, as tags of the synthesized image: LAI estimated from that
     file later (densify lai, Processing) uses the angles this run's LAI used."""
-    nearest = _nearest_s2(inv, target_day)
     found = lai.angle_tags(nearest.tags)
     return {**found, "ANGLES_FROM": nearest.name} if found else {}
 
@@ -162,7 +158,8 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
     cuda = device_warning(request.device, method)
     if cuda:
         warnings.append(cuda)
-    far = calibration_warning(method, float(np.min(np.abs(inv.s2_days - target_day))))
+    nearest, days_to_s2 = _nearest_s2(inv, target_day)
+    far = calibration_warning(method, days_to_s2)
     if far:
         warnings.append(far)
     want_lai = request.lai
@@ -170,7 +167,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
         missing = [b for b in lai.LAI_BANDS if b not in inv.bands]
         warnings.append(f"LAI skipped: the S2 inputs lack band(s) {', '.join(missing)}")
         want_lai = False
-    angles, angle_warnings = _angles_near(inv, target_day) if want_lai else (None, [])
+    angles, angle_warnings = lai.Angles.from_tags(nearest.tags) if want_lai else (None, [])
     warnings += angle_warnings
 
     grid = inv.grid
@@ -198,7 +195,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             tags={**tags, "REFLECTANCE_SCALE": DN_SCALE, "BOA_ADD_OFFSET": 0,
                   "ACQUISITION_DATETIME": f"{request.target_date:%Y-%m-%d}T12:00:00Z",
                   "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)",
-                  **_angle_tags(inv, target_day)}))
+                  **_angle_tags(nearest)}))
         unc = outputs.enter_context(AtomicRaster(
             out_paths["uncertainty"], grid, len(inv.bands) + 1,
             descriptions=[f"{b}_std" for b in inv.bands] + ["mean_std"],
