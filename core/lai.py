@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import check_output_file
+from .atomic import check_output_file, first_line
 from .errors import InputError, Problem
 from .progress import Feedback
 
@@ -375,7 +375,7 @@ def _std_reader(path: str, grid):
                 peek = peek[np.isfinite(peek)]
                 scale = 1.0 if peek.size and float(peek.max()) < 2.0 else 1e-4
     except RasterioIOError as exc:
-        raise InputError(Problem(path, f"cannot be read ({str(exc).strip().splitlines()[0]})")) from None
+        raise InputError(Problem(path, f"cannot be read ({first_line(exc)})")) from None
     except ValueError as exc:  # a REFLECTANCE_SCALE tag that is not a number
         raise InputError(Problem(path, f"its reflectance scale is not a number ({exc})")) from None
     if not (same and crs_ok):
@@ -393,6 +393,6 @@ def _std_reader(path: str, grid):
                 std = ds.read(idx, window=window, masked=True).astype(np.float32).filled(np.nan)
                 return std * np.float32(scale)
         except RasterioIOError as exc:
-            raise InputError(Problem(path, f"its pixels cannot be read ({str(exc).strip().splitlines()[0]})")) from None
+            raise InputError(Problem(path, f"its pixels cannot be read ({first_line(exc)})")) from None
 
     return read

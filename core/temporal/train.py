@@ -244,8 +244,8 @@ def model_from_checkpoint(ckpt: dict, name: str = "checkpoint"):
         model = build_model(ckpt["config"])
         model.load_state_dict(ckpt["model_state"])
     except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{name}: its weights do not fit the architecture its config names ({first})") from None
+        raise InputError(f"{name}: its weights do not fit the architecture its config names "
+                         f"({first_line(exc)})") from None
     return model.eval()
 
 
