@@ -153,7 +153,7 @@ def under_input_folder(out: str | Path, inputs: Iterable[str | Path | None]) -> 
     followed); None when there is none. Outputs written there would mix into the inputs."""
     try:
         target = Path(out).resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop (Python 3.11)
         return None
     for given in inputs:
         if not given:
@@ -162,7 +162,7 @@ def under_input_folder(out: str | Path, inputs: Iterable[str | Path | None]) -> 
         try:
             if folder.is_dir() and (target == folder.resolve() or target.is_relative_to(folder.resolve())):
                 return str(given)
-        except OSError:
+        except (OSError, RuntimeError):
             continue
     return None
 

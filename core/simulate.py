@@ -167,6 +167,7 @@ def _plan(n_s2: int, n_s1: int, start: dt.date, end: dt.date, seed: int) -> dict
     s2_days = np.maximum.accumulate(s2_days + np.arange(n_s2) * 1e-3)  # strictly increasing
     s2_times = [t0 + dt.timedelta(days=int(d), hours=10, minutes=50 + int(rng.integers(0, 8)),
                                   seconds=int(rng.integers(0, 60))) for d in s2_days]
+    s2_times = _distinct(s2_times)
     s2_set = {t.date() for t in s2_times}
     s1_times = []
     for d in np.linspace(0, span, n_s1) if n_s1 else []:
@@ -202,8 +203,21 @@ def _plan(n_s2: int, n_s1: int, start: dt.date, end: dt.date, seed: int) -> dict
             shadow=(-dist * math.cos(math.radians(az)), dist * math.sin(math.radians(az))),
         ))
     s1 = [dict(when=w, wet=float(rng.uniform()), orbit_db=float(0.4 if i % 2 else -0.4),
-               wind=float(rng.uniform(0, 4))) for i, w in enumerate(s1_times)]
+               wind=float(rng.uniform(0, 4))) for i, w in enumerate(_distinct(s1_times))]
     return dict(s2=s2, s1=s1)
+
+
+def _distinct(times: list[dt.datetime]) -> list[dt.datetime]:
+    """`times` with any repeated second moved on by seconds until free: each acquisition gets its own
+    file name (stamped to the second); times that were distinct are unchanged."""
+    seen: set[dt.datetime] = set()
+    out = []
+    for t in times:
+        while t in seen:
+            t += dt.timedelta(seconds=1)
+        seen.add(t)
+        out.append(t)
+    return out
 
 
 def _cloud_density(ys20: np.ndarray, xs20: np.ndarray, date: int, seed: int, name: str = "cloud",
@@ -484,6 +498,9 @@ def simulate_scene(out_dir: str | Path, size: int = 512, n_s2: int = 20, n_s1: i
     d0, d1 = _parse_day(start), _parse_day(end)
     if d1 <= d0:
         problems.append(f"end {d1} is not after start {d0}")
+    elif max(n_s2, n_s1) > (d1 - d0).days + 1:  # more than one acquisition a day on average
+        problems.append(f"{max(n_s2, n_s1)} dates of one sensor do not fit between {d0} and {d1} "
+                        f"({(d1 - d0).days + 1} days): ask for fewer dates or a longer period")
     if problems:
         raise InputError("; ".join(problems))
     if why := output_dir_problem(out_dir):
@@ -498,11 +515,6 @@ def simulate_scene(out_dir: str | Path, size: int = 512, n_s2: int = 20, n_s1: i
     s2_paths = [out / "S2" / f"T{TILE}_{_stamp(d['when'])}_L2A_10m.tif" for d in plan["s2"]]
     scl_paths = [out / "S2" / f"T{TILE}_{_stamp(d['when'])}_SCL_20m.tif" for d in plan["s2"]]
     s1_paths = [out / "S1" / f"S1_IW_GRDH_ASC_{_stamp(d['when'])}_VV_VH_dB.tif" for d in plan["s1"]]
-    for sensor, paths in (("S2", s2_paths), ("S1", s1_paths)):
-        if len(set(paths)) < len(paths):  # one file would overwrite another
-            raise InputError(f"{len(paths)} {sensor} dates do not fit between {d0} and {d1} "
-                             f"({(d1 - d0).days + 1} days; acquisitions fall on distinct days): ask for fewer "
-                             "dates or a longer period")
     _refuse_other_rasters(out, {*s2_paths, *scl_paths, *s1_paths})
     for sub in ("S2", "S1"):
         ensure_folder(out / sub, out)

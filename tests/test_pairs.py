@@ -128,11 +128,18 @@ def test_every_s1_lies_within_max_s1_days_of_its_optical_date(series, tmp_path):
 
 def test_make_pairs_refuses_an_out_inside_its_inputs(uds_dir, tmp_path, capsys):
     """Triplets written into an input folder would be read as inputs by the next run."""
-    s2 = tmp_path / "S2"  # the series through links: nothing is ever written into ../shared
-    s2.symlink_to(uds_dir / "S2", target_is_directory=True)
+    s2 = tmp_path / "S2"  # a real folder of links to the files: a broken refusal writes here, not into ../shared
+    s2.mkdir()
+    for f in (uds_dir / "S2").iterdir():
+        (s2 / f.name).symlink_to(f)
     inside = tmp_path / "S2" / "pairs"
     rc = cli_main(["make-pairs", "--s2", str(s2), "--s1", str(uds_dir / "S1"), "--out", str(inside)])
     assert rc == 1
     err = capsys.readouterr().err
     assert "is inside the input folder" in err and "Traceback" not in err
-    assert not (uds_dir / "S2" / "pairs").exists()
+    assert not (uds_dir / "S2" / "pairs").exists() and not (s2 / "pairs").exists()
+    from sentinel_densify.core.atomic import under_input_folder
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # a link to itself: resolving it raises RuntimeError, not OSError
+    assert under_input_folder(loop / "x", [s2]) is None and under_input_folder(s2 / "x", [loop, s2]) == str(s2)

@@ -121,9 +121,19 @@ def test_bad_arguments_raise_input_error(tmp_path):
         sim.simulate_scene(tmp_path, size=101)
     with pytest.raises(InputError, match="not a date"):
         sim.simulate_scene(tmp_path, size=64, start="March")
-    with pytest.raises(InputError, match="400 S2 dates do not fit between 2021-03-01 and 2021-03-05"):
-        sim.simulate_scene(tmp_path, size=32, n_s2=400, start="2021-03-01", end="2021-03-05")  # files would collide
+    with pytest.raises(InputError, match="400 dates of one sensor do not fit between 2021-03-01 and 2021-03-05"):
+        sim.simulate_scene(tmp_path, size=32, n_s2=400, start="2021-03-01", end="2021-03-05")
     assert not list(tmp_path.rglob("*.tif"))
+
+
+def test_every_date_gets_its_own_file(tmp_path):
+    """Two acquisitions planned in the same second (seed 3 with 150 S1 dates) must not overwrite each
+    other while index.json lists both."""
+    res = sim.simulate_scene(tmp_path, size=32, n_s2=20, n_s1=150, seed=3)
+    assert len(set(res["s1"])) == len(res["s1"]) == 150 and len(list((tmp_path / "S1").glob("*.tif"))) == 150
+    assert len(list((tmp_path / "S2").glob("*_L2A_10m.tif"))) == 20
+    listed = json.loads(Path(res["index"]).read_text())["observations"]
+    assert len(listed) == 20 + 150 and len({o["file"] for o in listed}) == 170
 
 
 def test_output_folder_problems_are_refused_before_writing(tmp_path, capsys):
