@@ -117,20 +117,19 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
     if task.result is not None and not task.cancelled:
         result = task.result
         folder = Path(next(iter(result.outputs.values()))).parent
+        layers = []
         if project_changed:
             push(f"The project was closed or replaced while Densify ran: the results were written to {folder} "
                  "and not added to the project now open.", Qgis.Warning)
-            for warning in result.warnings:
-                push(warning, Qgis.Warning)
-            return []
-        try:
-            _group, layers = add_result_layers(result.outputs, result.target_date, project)
-        except Exception as exc:  # noqa: BLE001 (a message, never a traceback)
-            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
-            push(f"The results were written but could not be added to the project: {exc}", Qgis.Critical)
-            return []
-        push(f"{result.mode}, {result.method} ({result.provider}), {result.seconds:.1f} s; "
-             f"written to {folder}", Qgis.Success)
+        else:
+            try:
+                _group, layers = add_result_layers(result.outputs, result.target_date, project)
+            except Exception as exc:  # noqa: BLE001 (a message, never a traceback)
+                QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
+                push(f"The results were written but could not be added to the project: {exc}", Qgis.Critical)
+                return []
+            push(f"{result.mode}, {result.method} ({result.provider}), {result.seconds:.1f} s; "
+                 f"written to {folder}", Qgis.Success)
         for warning in result.warnings:
             push(warning, Qgis.Warning)
         return layers
