@@ -15,6 +15,15 @@ import threading
 from .errors import DensifyError
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (required options, unset ones)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.required:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def _number(kind: type, test, what: str):
     """An argparse `type` converting with `kind` and refusing values failing `test` ("not `what`")."""
     def parse(text: str):

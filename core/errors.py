@@ -23,6 +23,26 @@ class DensifyError(Exception):
     """Base class of the errors shown to users as a message, never as a traceback."""
 
 
+GROUP_FROM = 3  # this many files with one problem are named once, as "N files (a, b, c, ...): problem"
+
+
+def _grouped(problems: list[Problem]) -> list[str]:
+    """The problems as text, in order; one problem shared by GROUP_FROM files or more said once."""
+    by_message: dict[str, list[Problem]] = {}
+    for p in problems:
+        by_message.setdefault(p.message, []).append(p)
+    out: list[str] = []
+    for message, same in by_message.items():
+        files = [Path(p.path).name for p in same if p.path is not None]
+        if len(files) >= GROUP_FROM:
+            shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+            out.append(f"{len(files)} files ({shown}): {message}")
+            out += [str(p) for p in same if p.path is None]
+        else:
+            out += [str(p) for p in same]
+    return out
+
+
 class InputError(DensifyError):
     """Bad input: carries every problem found, each naming its file."""
 
@@ -38,8 +58,7 @@ class InputError(DensifyError):
     def message(self) -> str:
         if len(self.problems) == 1:
             return f"Bad input: {self.problems[0]}"
-        lines = "; ".join(str(p) for p in self.problems)
-        return f"Bad input ({len(self.problems)} problems): {lines}"
+        return f"Bad input ({len(self.problems)} problems): {'; '.join(_grouped(self.problems))}"
 
 
 class Cancelled(DensifyError):

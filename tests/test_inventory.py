@@ -323,6 +323,20 @@ def test_bad_band_order_named(real, order, expected):
     assert "needs" not in str(err.value)
 
 
+def test_one_problem_of_many_files_is_said_once(real):
+    """A band order naming 9 bands for 10-band files is the same problem for every file: the message
+    says it once with the number of files (the dialog still lists each file)."""
+    files = [str(p) for p in real["s2"][40:46]]
+    with pytest.raises(InputError) as err:
+        inventory.build(files, band_order=S2_BANDS[:9])
+    assert len(err.value.problems) == 6 and all(p.path for p in err.value.problems)
+    text = str(err.value)
+    problem = err.value.problems[0].message
+    assert text.count(problem) == 1, text
+    names = [Path(f).name for f in files]
+    assert f"6 files ({', '.join(names[:3])}, ...): {problem}" in text and names[5] not in text
+
+
 def test_grid_from_the_earliest_file_is_said_when_grids_differ(real, tmp_path):
     src = real["s2"][41]
     with rasterio.open(src) as ds:

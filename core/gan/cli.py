@@ -13,10 +13,10 @@ DEFAULTS = {  # the seeds' settings; the CNN-only variant has no discriminator
 
 
 def configure(p: argparse.ArgumentParser, kind: str) -> None:
-    from ..cli import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
+    from ..cli import DefaultsHelpFormatter, fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 
     p.description = DEFAULTS[kind]
-    p.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    p.formatter_class = DefaultsHelpFormatter
     p.add_argument("--data", nargs="+", required=True, help="SEN12MS-CR layout folder(s) (make-pairs, curate --link)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, loss_curves.png")
     p.add_argument("--names", default=None, help="only the triplets listed in this file (curate's kept.txt)")

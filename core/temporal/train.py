@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import first_line
+from ..cli import DefaultsHelpFormatter
 from ..errors import InputError
 from ..evaluate import FORECAST, GAP, inputs_for
 from ..haze import from_threshold
@@ -64,8 +65,8 @@ RESUMABLE = ("crop", "batch", "lr", "seed", "steps", "max_gap", "max_lead", "min
              "target_margin", "doy_jitter", "weight_decay", "ema", "beta_nll")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, the epilog (the recipe) kept as written."""
+class _HelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown (where there is one), the epilog (the recipe) kept as written."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
