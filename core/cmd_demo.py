@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +117,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .cli import print_warnings
     from .cmd_run import progress_bar
     from .engine import describe_outputs
 
@@ -133,6 +133,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"data: {demo['data']}")
     print(describe_outputs(demo["result"], warnings=False))
     print(f"  quick-look: {demo['quicklook']}")
-    for warning in demo["result"].warnings:  # as `densify run`: results on stdout, warnings on stderr
-        print(f"densify demo: warning: {warning}", file=sys.stderr)
+    print_warnings("demo", demo["result"].warnings)  # as `densify run`: results on stdout, warnings on stderr
     return 0
