@@ -215,7 +215,7 @@ def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,
         return
     scale, offset = s2_scaling(info.tags)
     if scale is None and info.dtype.startswith("float"):
-        scale = 1.0 if _looks_like_reflectance(info) else 1e-4
+        scale = 1.0 if looks_like_reflectance(info.path) else 1e-4
     info.scale = scale or 1e-4
     info.offset = offset * info.scale
 
@@ -236,10 +236,16 @@ def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
     return scale, float(offset) if offset not in (None, "") else 0.0
 
 
-def _looks_like_reflectance(info: RasterInfo) -> bool:
-    with rasterio.open(info.path) as ds:
+def looks_like_reflectance(path: str) -> bool:
+    """Whether an untagged float raster holds reflectance rather than DN: its band 1, read at 64 px,
+    has no value above 2 (True when it has no value at all)."""
+    with rasterio.open(path) as ds:
         a = ds.read(1, out_shape=(min(ds.height, 64), min(ds.width, 64)), masked=True)
-    return bool(np.nanmax(a.filled(np.nan)) <= 2.0) if a.count() else True
+    if not a.count():
+        return True
+    finite = a.astype(np.float64).filled(np.nan)
+    finite = finite[np.isfinite(finite)]
+    return bool(finite.size and finite.max() <= 2.0)
 
 
 def _describe_s1(info: RasterInfo, count: int) -> None:

@@ -361,7 +361,7 @@ def _std_reader(path: str, grid):
     from rasterio.crs import CRS
     from rasterio.errors import RasterioIOError
 
-    from .inventory import s2_scaling
+    from .inventory import looks_like_reflectance, s2_scaling
 
     try:
         with rasterio.open(path) as ds:
@@ -369,11 +369,8 @@ def _std_reader(path: str, grid):
             same = (ds.width, ds.height) == (grid.width, grid.height) and ds.transform.almost_equals(grid.transform)
             crs_ok = ds.crs is not None and ds.crs == CRS.from_wkt(grid.crs_wkt)
             scale = s2_scaling(ds.tags())[0]
-            if scale is None:  # untagged: a quick look at a decimated band says DN or reflectance
-                peek = ds.read(1, out_shape=(min(ds.height, 64), min(ds.width, 64)), masked=True)
-                peek = peek.astype(np.float64).filled(np.nan)
-                peek = peek[np.isfinite(peek)]
-                scale = 1.0 if peek.size and float(peek.max()) < 2.0 else 1e-4
+        if scale is None:  # untagged: reflectance or DN, told as the inventory tells an S2 image's
+            scale = 1.0 if looks_like_reflectance(path) else 1e-4
     except RasterioIOError as exc:
         raise InputError(Problem(path, f"cannot be read ({first_line(exc)})")) from None
     except ValueError as exc:  # a REFLECTANCE_SCALE tag that is not a number
