@@ -92,14 +92,34 @@ def _replaced_inputs(inv: inventory.Inventory, out_paths: dict[str, Path]) -> li
 BEYOND_CALIBRATION_DAYS = 30.0
 
 
-def calibration_warning(method, days_to_s2: float) -> str | None:
-    """A warning when the target lies farther from every S2 image than the method's std was calibrated
-    for (by more than BEYOND_CALIBRATION_DAYS); None otherwise."""
-    cal = method.calibrated_days
-    if cal is None or days_to_s2 <= cal + BEYOND_CALIBRATION_DAYS:
-        return None
-    return (f"the target is {days_to_s2:.0f} days from the nearest S2 image; {method.name}'s uncertainty is "
-            f"calibrated up to about {cal:.0f} days from a clear observation, so its std may be too narrow here")
+class BeyondCalibration:
+    """Counts the output pixels farther from a clear S2 observation than the method's std was calibrated
+    for (by more than BEYOND_CALIBRATION_DAYS): a forecast far ahead, or a long cloudy stretch."""
+
+    def __init__(self, method):
+        self.method, self.cal = method, method.calibrated_days
+        self.far = self.total = 0
+        self.farthest = 0.0
+
+    def add(self, days_to_clear: np.ndarray) -> None:
+        """Count one tile's output pixels ((h, w) days to their nearest clear observation; inf: none,
+        which the no-value warning counts instead)."""
+        if self.cal is None:
+            return
+        known = days_to_clear[np.isfinite(days_to_clear)]
+        far = known[known > self.cal + BEYOND_CALIBRATION_DAYS]
+        self.total += days_to_clear.size
+        self.far += far.size
+        self.farthest = max(self.farthest, float(far.max()) if far.size else 0.0)
+
+    def warning(self) -> str | None:
+        """The warning when more than 1 % of the output pixels are that far; None otherwise."""
+        if not self.far or self.far <= 0.01 * self.total:
+            return None
+        limit = self.cal + BEYOND_CALIBRATION_DAYS
+        return (f"{self.far / self.total:.0%} of the output pixels lie more than {limit:.0f} days from a clear S2 "
+                f"observation (up to {self.farthest:.0f} days); {self.method.name}'s uncertainty is calibrated up "
+                f"to about {self.cal:.0f} days from a clear observation, so its std may be too narrow there")
 
 
 def device_warning(device: str, method) -> str | None:
@@ -122,11 +142,10 @@ def device_warning(device: str, method) -> str | None:
     return f"CUDA was asked for but {method.name} ran on {method.provider} ({why})"
 
 
-def _nearest_s2(inv: inventory.Inventory, target_day: float) -> tuple[inventory.RasterInfo, float]:
+def _nearest_s2(inv: inventory.Inventory, target_day: float) -> inventory.RasterInfo:
     """The S2 acquisition nearest the target (whose sun / view angles the outputs take; documented
-    defaults where it has none) and its distance in days."""
-    i = int(np.argmin(np.abs(inv.s2_days - target_day)))
-    return inv.s2[i], float(abs(inv.s2_days[i] - target_day))
+    defaults where it has none)."""
+    return inv.s2[int(np.argmin(np.abs(inv.s2_days - target_day)))]
 
 
 def _angle_tags(nearest: inventory.RasterInfo) -> dict[str, str]:
@@ -158,10 +177,8 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
     cuda = device_warning(request.device, method)
     if cuda:
         warnings.append(cuda)
-    nearest, days_to_s2 = _nearest_s2(inv, target_day)
-    far = calibration_warning(method, days_to_s2)
-    if far:
-        warnings.append(far)
+    nearest = _nearest_s2(inv, target_day)
+    beyond = BeyondCalibration(method)
     want_lai = request.lai
     if want_lai and any(b not in inv.bands for b in lai.LAI_BANDS):
         missing = [b for b in lai.LAI_BANDS if b not in inv.bands]
@@ -216,6 +233,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             mean, std = method.predict(stack, target_day)
             rows, cols = tile.inner
             mean, std = mean[:, rows, cols], std[:, rows, cols]
+            beyond.add(stack.days_to_clear(target_day)[rows, cols])
             np.maximum(mean, 0, out=mean)  # no negative reflectance (NaN stays NaN)
             empty += int(np.isnan(mean).all(axis=0).sum())
             synth.write(mean / DN_SCALE, tile.row, tile.col)
@@ -228,6 +246,8 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
         if empty > 0.01 * grid.width * grid.height:
             warnings.append(f"{empty / (grid.width * grid.height):.0%} of the output pixels have no value: no "
                             f"clear S2 observation (or no S2 data) covers them in the inputs")
+        if far := beyond.warning():
+            warnings.append(far)
         fb.report(96, "writing overviews")
         finished = {"synthesized": synth, "uncertainty": unc, **({"lai": lai_out} if lai_out is not None else {})}
         for out in finished.values():  # all checked before any is renamed: a failure replaces none

@@ -55,10 +55,7 @@ def inputs_for(stack: Stack, day: float, task: str, days: float) -> Stack:
 
 def days_to_clear(inputs: Stack, day: float, where: np.ndarray) -> tuple[float, float]:
     """(mean, min) over `where` pixels of the days to the nearest clear S2 input observation."""
-    if not len(inputs.s2_days):
-        return float("nan"), float("nan")
-    dist = np.abs(inputs.s2_days - day)[:, None, None]
-    per_pixel = np.where(inputs.valid, dist, np.inf).min(axis=0)[where]
+    per_pixel = inputs.days_to_clear(day)[where]
     per_pixel = per_pixel[np.isfinite(per_pixel)]
     if not per_pixel.size:
         return float("nan"), float("nan")

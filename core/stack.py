@@ -40,6 +40,13 @@ class Stack:
     def shape(self) -> tuple[int, int]:
         return tuple(self.s2.shape[-2:])  # type: ignore[return-value]
 
+    def days_to_clear(self, day: float) -> np.ndarray:
+        """(h, w) days from `day` to each pixel's nearest clear S2 observation (inf where none)."""
+        if not len(self.s2_days):
+            return np.full(self.shape, np.inf)
+        dist = np.abs(self.s2_days - day)[:, None, None]
+        return np.where(self.valid, dist, np.inf).min(axis=0)
+
     def select_s2(self, keep: np.ndarray) -> Stack:
         """A stack with only the S2 acquisitions where `keep` (bool, T2) is True."""
         return Stack(self.s2[keep], self.s2_days[keep], self.s1, self.s1_days, self.bands,

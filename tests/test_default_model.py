@@ -128,28 +128,56 @@ def test_without_onnx_nor_onnxruntime_the_contract_read_says_why(monkeypatch):
         read_contract(MODEL)
 
 
-def test_a_target_beyond_the_calibrated_distance_is_warned(uds_subset, tmp_path):
+def test_a_target_beyond_the_calibrated_distance_is_warned(uds_subset, uds_dir, tmp_path):
     """The bundled model's std is calibrated up to the last distance of its contract's table; a forecast
-    far past it says so, a gap-filling run inside the series does not."""
+    far past it says so, a gap-filling run inside the series does not, and neither does linear. The
+    distance is to each pixel's nearest *clear* observation: a target beside S2 images that are all
+    cloud (real SCL files rewritten as cloud) and far from any clear one is warned too."""
     import datetime as dt
+    import re
 
+    from helpers import craft
     from sentinel_densify.core import engine
     from sentinel_densify.core.request import DensifyRequest
+
+    def day_of(path: Path) -> dt.date:
+        return dt.datetime.strptime(path.name.split("_")[1][:8], "%Y%m%d").date()
 
     cal = create("default", "cpu").calibrated_days
     table = read_contract(MODEL)["calibration"]["std_scale_by_days"]
     assert cal == table["days"][-1] and 30 < cal < 120
+    limit = cal + engine.BEYOND_CALIBRATION_DAYS
     files = {"s2": [str(p) for p in uds_subset["s2"]], "masks": [str(p) for p in uds_subset["masks"]],
              "s1": [str(p) for p in uds_subset["s1"]]}
-    last = max(dt.datetime.strptime(Path(p).name.split("_")[1][:8], "%Y%m%d").date() for p in files["s2"])
+    last = max(day_of(Path(p)) for p in files["s2"])
     far = last + dt.timedelta(days=round(cal) + 45)
     result = engine.run(DensifyRequest(**files, target_date=far, out_dir=str(tmp_path / "far"), lai=False))
     says = [w for w in result.warnings if "std may be too narrow" in w]
-    assert says == [f"the target is {round(cal) + 45} days from the nearest S2 image; onnx:default's uncertainty "
-                    f"is calibrated up to about {cal:.0f} days from a clear observation, so its std may be too "
-                    "narrow here"], result.warnings
+    assert len(says) == 1, result.warnings
+    share, shown, farthest = re.match(r"(\d+)% of the output pixels lie more than (\d+) days from a clear S2 "
+                                      r"observation \(up to (\d+) days\); onnx:default's uncertainty is "
+                                      rf"calibrated up to about {cal:.0f} days", says[0]).groups()
+    assert share == "100" and int(shown) == round(limit) and int(farthest) >= round(cal) + 45
     near = last - dt.timedelta(days=20)
     result = engine.run(DensifyRequest(**files, target_date=near, out_dir=str(tmp_path / "near"), lai=False))
     assert not any("too narrow" in w for w in result.warnings)
+
+    clear = next((uds_dir / "S2").glob("T31UDS_20180225T*_L2A_10m.tif"))  # 98 % clear by its SCL
+    target = day_of(clear) + dt.timedelta(days=round(limit) + 15)
+    beside = [p for p in sorted((uds_dir / "S2").glob("*_L2A_10m.tif")) if abs((day_of(p) - target).days) <= 12]
+    assert len(beside) >= 2
+    cloudy = []
+    for p in beside:
+        scl = p.with_name(p.name.replace("_L2A_10m", "_SCL_20m"))
+        with rasterio.open(scl) as ds:
+            cloudy.append(craft(scl, tmp_path / "cloud" / scl.name,
+                                data=np.full((1, ds.height, ds.width), 9, ds.dtypes[0])))  # SCL 9: cloud
+    s1 = [str(p) for p in sorted((uds_dir / "S1").glob("*.tif"))
+          if abs((dt.datetime.strptime(p.name.split("_")[4][:8], "%Y%m%d").date() - target).days) <= 15]
+    stretch = DensifyRequest(s2=[str(clear), *map(str, beside)], s1=s1,
+                             masks=[str(clear).replace("_L2A_10m", "_SCL_20m"), *map(str, cloudy)],
+                             target_date=target, out_dir=str(tmp_path / "stretch"), lai=False)
+    says = [w for w in engine.run(stretch).warnings if "too narrow" in w]
+    assert len(says) == 1 and int(says[0].split("%")[0]) >= 90, says  # all but the 2 % with no clear value
     linear = DensifyRequest(**files, target_date=far, out_dir=str(tmp_path / "lin"), lai=False, method="linear")
     assert not any("too narrow" in w for w in engine.run(linear).warnings)  # linear has no calibrated range
