@@ -386,6 +386,41 @@ def test_version_4_model_with_obs_s1_change_exports_and_runs(uds_dir, series, tm
     assert np.abs(moved[0][0] - ref[0][0]).max() > 0 or np.abs(moved[1][0] - ref[1][0]).max() > 0
 
 
+def test_version_5_model_with_s1_span_exports_and_runs(uds_dir, series, tmp_path):
+    """A model with the S1 span (s1_change in 6 channels, model version 5) exports, matches torch,
+    and the onnx method feeds it the span (read from the contract's architecture)."""
+    ckpt_path, onnx_path = _train_tiny(uds_dir, tmp_path, "--s1-change", "--s1-span")
+    contract = read_contract(onnx_path)
+    assert contract["version"] == 5 and contract["architecture"]["s1_span"] is True
+    assert "6, h, w" in contract["inputs"]["s1_change"]
+    model = TR.model_from_checkpoint(load_checkpoint(ckpt_path))
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    day = float(series.s2_days[80])
+    sub = series.select_s2(np.abs(series.s2_days - day) > 20).crop(slice(5, 45), slice(9, 49))
+    x = D.model_inputs(sub, day, 4, 3, span=True)
+    batch = {k: np.asarray(v)[None] for k, v in x.items()}
+    with torch.no_grad():
+        ref = model(*TR.to_tensors(batch, "cpu"))
+    got = sess.run(["mean", "logvar"], {k: batch[k] for k in names})
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=0)
+    method = create(str(onnx_path), "cpu")
+    mean, _ = method.predict(sub, day)
+    np.testing.assert_allclose(mean, got[0][0], atol=1e-5)  # one tile: the method feeds the 6 channels
+    batch["s1_change"][:, 3:5] += 3.0
+    moved = sess.run(["mean", "logvar"], {k: batch[k] for k in names})
+    assert np.abs(moved[0] - got[0]).max() > 0 or np.abs(moved[1] - got[1]).max() > 0
+
+
+def test_span_and_obs_change_need_s1_change(uds_dir, tmp_path):
+    """--s1-span or --obs-s1-change without --s1-change is a one-line error before any work."""
+    for option in ("--s1-span", "--obs-s1-change"):
+        with pytest.raises(InputError, match=f"{option} needs --s1-change"):
+            _train_tiny(uds_dir, tmp_path / option.strip("-"), option)
+        assert not (tmp_path / option.strip("-")).exists()
+
+
 def test_export_and_attention_check_out_before_work(trained, uds_dir, tmp_path, capsys):
     """A real checkpoint: `export --out` an existing folder or a path under a file, `attention --out`
     an existing folder: one line, exit 1, nothing written."""

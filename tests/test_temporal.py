@@ -336,6 +336,34 @@ def test_s1_change_is_sar_change_since_the_baseline_dates(series):
     assert y["s1_change"].max() == 0.0 and y["s1_change"].min() == 0.0  # unknown: zero and flag 0
 
 
+def test_s1_span_is_sar_change_between_the_baseline_dates(series):
+    """s1_change's 6-channel form (span): the first 3 channels unchanged, then S1 at each pixel's next
+    clear S2 date minus S1 at its previous one, and 1 where both are known; with one side only
+    (forecast) 0 and flag 0. A model takes it only with s1_change, and only in the form it was built for."""
+    st = series.crop(slice(20, 30), slice(30, 40))
+    day = float(st.s2_days[70]) + 0.2
+    sub = st.select_s2(np.abs(st.s2_days - day) > 20)
+    plain, x = D.model_inputs(sub, day, 6, 4), D.model_inputs(sub, day, 6, 4, span=True)
+    assert x["s1_change"].shape == (6, 10, 10)
+    np.testing.assert_array_equal(x["s1_change"][:3], plain["s1_change"])
+    _, _, dprev, dnext = D.baselines(sub.s2, sub.s2_days, day)
+    for r, c in [(4, 6), (0, 0), (9, 3)]:
+        p, n = D.s1_at(sub, day - float(dprev[r, c])), D.s1_at(sub, day + float(dnext[r, c]))
+        np.testing.assert_allclose(x["s1_change"][3:5, r, c], n[:, r, c] - p[:, r, c], rtol=1e-4, atol=1e-4)
+    assert x["s1_change"][5].min() == 1.0 and np.abs(x["s1_change"][3:5]).max() > 0.5
+    ahead = D.model_inputs(sub.select_s2(sub.s2_days < day), day, 6, 4, span=True)["s1_change"]
+    assert ahead[2].min() == 1.0 and not ahead[3:].any()  # no next clear date: span unknown
+    with pytest.raises(ValueError, match="s1_change"):
+        TemporalGenerator(d=8, heads=2, layers=1, s1_span=True)
+    model = TemporalGenerator(d=8, heads=2, layers=1, s1_change=True, s1_span=True).eval()
+    assert model.config["s1_span"] is True and "s1_span" not in TemporalGenerator(s1_change=True).config
+    with torch.no_grad(), pytest.raises(ValueError, match="6 channels, got 3"):
+        model(*TR.to_tensors({k: v[None] for k, v in plain.items()}, "cpu"))
+    with torch.no_grad():
+        mean, _ = model(*TR.to_tensors({k: v[None] for k, v in x.items()}, "cpu"))
+    assert mean.shape == (1, 10, 10, 10) and torch.isfinite(mean).all()
+
+
 def test_obs_s1_change_is_sar_change_since_each_observation(series):
     """obs_s1_change: per S2 observation, S1 at the target minus S1 at that observation's date;
     padding slots and unknown values are 0 with flag 0. A model takes it only with s1_change."""

@@ -12,8 +12,8 @@ from ..stack import Stack
 from ..tiling import predict_tiled
 from . import Method, register
 
-# tiled and fed to the model when it names them as inputs (s1_change: contract version 3 and up,
-# obs_s1_change: version 4)
+# tiled and fed to the model when it names them as inputs (s1_change: contract version 3 and up, with 6
+# channels in version 5; obs_s1_change: version 4)
 SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info", "s1_change", "obs_s1_change")
 PER_SAMPLE = ("s2_dt", "s1_dt")
 
@@ -34,6 +34,7 @@ class OnnxTemporalMethod(Method):
         self.batch = batch
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.haze = self.contract.get("haze_screen")  # the input screen it was trained / calibrated with
+        self.span = bool((self.contract.get("architecture") or {}).get("s1_span"))  # s1_change's 6-channel form
 
     def _read_contract_fields(self) -> None:
         """K, tiling and calibration from the contract; InputError naming the file and the field
@@ -78,7 +79,7 @@ class OnnxTemporalMethod(Method):
         from ..temporal.dataset import model_inputs
 
         x = model_inputs(stack, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
-                         haze=self.haze, obs_change="obs_s1_change" in self.input_names)
+                         haze=self.haze, obs_change="obs_s1_change" in self.input_names, span=self.span)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
                             self.tile, self.overlap, self.batch)

@@ -85,12 +85,17 @@ def s1_at(stack: Stack, day: float, where: np.ndarray | None = None) -> np.ndarr
     return np.where(tot > 0, mean, np.nan).astype(np.float32)
 
 
-def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray) -> np.ndarray:
+def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray,
+              span: bool = False) -> np.ndarray:
     """(3, h, w): S1 at the target minus S1 interpolated in time between the per-pixel dates of the
     previous and next clear S2 observations (the dates the linear baseline interpolates between;
     with one side only, minus S1 at that date), VV and VH in dB, and 1 where known (0 and 0 where
     not: no S1 near the target or near those dates). What SAR saw change since the optical
-    observations, as in He & Yokoya's S1(t1), S1(t2) -> optical(t2)."""
+    observations, as in He & Yokoya's S1(t1), S1(t2) -> optical(t2).
+
+    `span`: (6, h, w), three more channels: S1 at the next clear date minus S1 at the previous one
+    (VV, VH in dB) and 1 where both are known (0 and 0 where not), so a model can tell which of the two
+    clear observations the target's radar resembles."""
     h, w = stack.shape
     ends = []
     for dist, sign in ((dprev, -1.0), (dnext, 1.0)):
@@ -104,7 +109,12 @@ def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray)
     ref = interpolate({"before": ends[0], "after": ends[1], **days}, target)  # as the linear baseline
     delta = s1_at(stack, target) - ref
     known = np.isfinite(delta).all(axis=0)
-    return np.concatenate([np.where(known, delta, 0.0), known[None]]).astype(np.float32)
+    parts = [np.where(known, delta, 0.0), known[None]]
+    if span:
+        between = ends[1] - ends[0]
+        both = np.isfinite(between).all(axis=0)
+        parts += [np.where(both, between, 0.0), both[None]]
+    return np.concatenate(parts).astype(np.float32)
 
 
 def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | None = None) -> np.ndarray:
@@ -118,12 +128,13 @@ def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | 
 
 def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
                  pad: bool = True, change: bool = True, haze: dict | None = None,
-                 obs_change: bool = False) -> dict[str, np.ndarray]:
+                 obs_change: bool = False, span: bool = False) -> dict[str, np.ndarray]:
     """Unbatched model inputs (see model.INPUTS) for one target date over the whole stack window.
 
     S2 missing pixels get validity 0 (and value 0); with pad, the K axes are padded to k2/k1
     with fully invalid observations. `change`: also the s1_change input (only models built
-    with it read it); `obs_change`: also obs_s1_change (see obs_s1_change()). `haze`: the
+    with it read it; `span`: its 6-channel form, see s1_change()); `obs_change`: also obs_s1_change
+    (see obs_s1_change()). `haze`: the
     parameters of the multi-temporal haze screen (core/haze.py) applied to the S2 observations
     first, for models trained or calibrated with it.
     """
@@ -162,7 +173,7 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
          "base": np.nan_to_num(base, nan=0.0), "near": np.nan_to_num(near, nan=0.0), "base_info": info,
          "target_doy": np.float32(doy(target_day))}
     if change:
-        x["s1_change"] = s1_change(stack, target_day, dprev, dnext)
+        x["s1_change"] = s1_change(stack, target_day, dprev, dnext, span=span)
     if obs_change:
         x["obs_s1_change"] = obs_s1_change(stack, target_day, i2, n2)
     return x
@@ -221,6 +232,7 @@ class SamplerConfig:
     target_margin: int = 0  # training loss only on target pixels this many px away from any non-clear pixel
     s1_change: bool = True  # samples carry the s1_change input (for models built with it)
     obs_s1_change: bool = False  # ... and the obs_s1_change input
+    s1_span: bool = False  # s1_change in its 6-channel form (with the S1 span between the clear dates)
     doy_jitter: float = 0.0  # the target's day of year is shifted by up to +/- this many days (not its dates)
     haze: dict | None = None  # haze screen (core/haze.py) on the inputs, as the model will see them
     haze_targets: bool = False  # ... and the loss leaves out target pixels the screen calls hazy
@@ -276,7 +288,8 @@ class Sampler:
             hit = rng.random(len(sub.s2_days)) < 0.5
             for i in np.flatnonzero(hit):
                 sub.s2[i][:, ~donors[pick[i]]] = np.nan
-        x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change, haze=cfg.haze, obs_change=cfg.obs_s1_change)
+        x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change, haze=cfg.haze, obs_change=cfg.obs_s1_change,
+                         span=cfg.s1_span)
         if cfg.doy_jitter > 0:  # one scene, one year: the season cue must not become a calendar to memorise
             x["target_doy"] = np.float32(x["target_doy"] + rng.uniform(-cfg.doy_jitter, cfg.doy_jitter))
         x["target"] = np.nan_to_num(st.s2[t][..., r0:r0 + c, c0:c0 + c], nan=0.0)

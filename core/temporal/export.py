@@ -21,15 +21,18 @@ def contract_for(ckpt: dict) -> dict:
     cfg, met = ckpt["config"], ckpt.get("metrics", {})
     change = bool(cfg["model"].get("s1_change", False))
     obs = bool(cfg["model"].get("obs_s1_change", False))
+    span = bool(cfg["model"].get("s1_span", False))
     inputs = input_names(change, obs)
     haze = cfg.get("haze_screen")
     how = ("before the inputs are built, S2 pixels whose B02, smoothed over size x size px, rose more than "
            "threshold (reflectance) above the lowest clear B02 of the other dates within window_days, and more "
            "than B04 rose or more than bright, are masked like clouds (sentinel_densify.core.haze)")
     screen = {"haze_screen": haze | {"how": how}} if haze else {}
-    extra = {"s1_change": "(n, 3, h, w) float32: S1 VV, VH (dB) at the target minus S1 interpolated between the "
-                          f"per-pixel dates of the previous / next clear S2 (S1 read as a Gaussian-weighted mean, "
-                          f"sigma {S1_SIGMA:g} d), 0 where unknown; known (0/1)"} if change else {}
+    extra = {"s1_change": f"(n, {6 if span else 3}, h, w) float32: S1 VV, VH (dB) at the target minus S1 interpolated "
+                          "between the per-pixel dates of the previous / next clear S2 (S1 read as a Gaussian-weighted "
+                          f"mean, sigma {S1_SIGMA:g} d), 0 where unknown; known (0/1)"
+                          + ("; then S1 VV, VH (dB) at the next clear date minus at the previous one, 0 where "
+                             "unknown; known (0/1)" if span else "")} if change else {}
     if obs:
         extra["obs_s1_change"] = ("(n, K2, 3, h, w) float32: per S2 observation, S1 VV, VH (dB) at the target minus "
                                   "S1 at the observation's date (both Gaussian-weighted means), 0 where unknown; "
@@ -37,7 +40,7 @@ def contract_for(ckpt: dict) -> dict:
     return {
         "kind": "temporal",
         "name": "S1+S2 temporal cross-attention generator",
-        "version": 4 if obs else 3 if change else 2,
+        "version": 5 if span else 4 if obs else 3 if change else 2,
         "bands": list(S2_BANDS),
         "s1_bands": ["VV", "VH"],
         "scaling": {"s2": "surface reflectance (DN * 1e-4 + offset), normalised inside the model",
@@ -89,11 +92,12 @@ def calibration_for(met: dict) -> dict:
 
 
 def example_inputs(k2: int = 8, k1: int = 8, size: int = 32, n: int = 2, s1_change: bool = False,
-                   obs_s1_change: bool = False):
+                   obs_s1_change: bool = False, s1_span: bool = False):
     import torch
 
     g = torch.Generator().manual_seed(0)
-    change = (torch.cat([torch.randn(n, 2, size, size, generator=g), torch.ones(n, 1, size, size)], 1),)
+    change = (torch.cat([torch.randn(n, 2, size, size, generator=g), torch.ones(n, 1, size, size)]
+                        * (2 if s1_span else 1), 1),)
     return (torch.rand(n, k2, 10, size, size, generator=g) * 0.4,
             (torch.rand(n, k2, size, size, generator=g) > 0.3).float(),
             torch.linspace(-40, 40, k2).repeat(n, 1),
@@ -145,7 +149,8 @@ def export_onnx(ckpt_path: str | Path, out: str | Path, recalibrate: bool = Fals
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # return_attn is a constant False
             torch.onnx.export(model, example_inputs(ckpt["config"]["k2"], ckpt["config"]["k1"],
                                                     s1_change=model.use_s1_change,
-                                                    obs_s1_change=model.use_obs_change), tmp,
+                                                    obs_s1_change=model.use_obs_change,
+                                                    s1_span=model.use_s1_span), tmp,
                               input_names=names, output_names=list(OUTPUTS),
                               dynamic_axes={k: v for k, v in axes.items() if k in names or k in OUTPUTS},
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)

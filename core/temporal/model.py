@@ -131,13 +131,19 @@ class TemporalGenerator(nn.Module):
     def __init__(self, d: int = 32, heads: int = 2, layers: int = 2,
                  s2_mean: list[float] | None = None, s2_std: list[float] | None = None,
                  s1_mean: list[float] | None = None, s1_std: list[float] | None = None,
-                 cloud_context: bool = False, s1_change: bool = False, obs_s1_change: bool = False):
+                 cloud_context: bool = False, s1_change: bool = False, obs_s1_change: bool = False,
+                 s1_span: bool = False):
         super().__init__()
         if obs_s1_change and not s1_change:
             raise ValueError("obs_s1_change needs s1_change (the inputs are positional: s1_change comes first)")
+        if s1_span and not s1_change:
+            raise ValueError("s1_span needs s1_change (it is that input's 6-channel form)")
         self.config = {"d": d, "heads": heads, "layers": layers, "cloud_context": cloud_context,
                        "s1_change": s1_change, "obs_s1_change": obs_s1_change}
+        if s1_span:  # only then, so the configs of models built without it stay as they were
+            self.config["s1_span"] = True
         self.cloud_context, self.use_s1_change, self.use_obs_change = cloud_context, s1_change, obs_s1_change
+        self.use_s1_span = s1_span
         self.haze: dict | None = None  # haze screen of its inputs (core/haze.py), set from its config
         self.register_buffer("s2_mean", torch.tensor(s2_mean or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
         self.register_buffer("s2_std", torch.tensor(s2_std or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
@@ -148,8 +154,9 @@ class TemporalGenerator(nn.Module):
         self.enc_s1 = ObsEncoder(3 + 1, d)
         self.time_s2 = nn.Linear(N_TIME, d)
         self.time_s1 = nn.Linear(N_TIME, d)
-        # query: linear baseline (10), previous and next clear values (20), base_info (5), [s1_change (3)] + time
-        c_q = 3 * N_S2 + N_INFO + (N_CHANGE if s1_change else 0)
+        # query: linear baseline (10), previous and next clear values (20), base_info (5), [s1_change (3 or 6)]
+        # + time
+        c_q = 3 * N_S2 + N_INFO + (N_CHANGE * (2 if s1_span else 1) if s1_change else 0)
         self.enc_q = nn.Sequential(nn.Conv2d(c_q, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 1))
         self.time_q = nn.Linear(N_TIME, d)
         self.attn = nn.ModuleList([CrossAttention(d, heads) for _ in range(layers)])
@@ -170,7 +177,8 @@ class TemporalGenerator(nn.Module):
         reflectance (0 where none); base_info (n,5,h,w): baseline valid (0/1), days to the previous
         and next clear observation / 100 (capped), previous / next exists (0/1); target_doy (n,);
         s1_change (n,3,h,w) (used by s1_change models only): S1 VV, VH at the target minus S1 interpolated
-        between the previous / next clear dates (dB, 0 where unknown), known (0/1); obs_s1_change
+        between the previous / next clear dates (dB, 0 where unknown), known (0/1), and for s1_span models
+        (n,6,h,w) also S1 at the next minus S1 at the previous clear date (dB), known (0/1); obs_s1_change
         (n,K2,3,h,w) (obs_s1_change models only): the same per S2 observation, S1 at the target minus
         S1 at that observation's date, so attention can find the optical observation whose radar looked
         like the target's.
@@ -210,7 +218,13 @@ class TemporalGenerator(nn.Module):
         if self.use_s1_change:
             if s1_change is None:
                 raise ValueError("this model takes the s1_change input")
-            qin.append(torch.cat([s1_change[:, :2] / S1_CHANGE_DB, s1_change[:, 2:3]], dim=1))
+            want = N_CHANGE * (2 if self.use_s1_span else 1)
+            if s1_change.shape[1] != want:
+                raise ValueError(f"this model takes s1_change with {want} channels, got {s1_change.shape[1]}")
+            scaled = [s1_change[:, :2] / S1_CHANGE_DB, s1_change[:, 2:3]]
+            if self.use_s1_span:  # the span between the clear dates, scaled alike
+                scaled += [s1_change[:, 3:5] / S1_CHANGE_DB, s1_change[:, 5:6]]
+            qin.append(torch.cat(scaled, dim=1))
         q = self.enc_q(torch.cat(qin, dim=1)) + tq.unsqueeze(-1).unsqueeze(-1)
         maps = []
         for attn, mlp in zip(self.attn, self.mlp, strict=True):

@@ -53,6 +53,7 @@ ARCHITECTURE = {  # option -> (its value in a checkpoint's config, its value in 
     "--cloud-context": (lambda c: bool(c["model"].get("cloud_context")), lambda a: bool(a.cloud_context)),
     "--s1-change": (lambda c: bool(c["model"].get("s1_change")), lambda a: bool(a.s1_change)),
     "--obs-s1-change": (lambda c: bool(c["model"].get("obs_s1_change")), lambda a: bool(a.obs_s1_change)),
+    "--s1-span": (lambda c: bool(c["model"].get("s1_span")), lambda a: bool(a.s1_span)),
     "--k2": (lambda c: c.get("k2"), lambda a: a.k2),
     "--k1": (lambda c: c.get("k1"), lambda a: a.k1),
     "--haze-screen": (lambda c: float((c.get("haze_screen") or {}).get("threshold", 0.0)),
@@ -103,6 +104,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obs-s1-change", action="store_true",
                         help="with --s1-change: each S2 observation also carries S1 at the target minus S1 at its "
                              "own date (input obs_s1_change, contract version 4)")
+    parser.add_argument("--s1-span", action="store_true",
+                        help="with --s1-change: the query also sees S1 at each pixel's next clear S2 date minus S1 "
+                             "at its previous one (s1_change with 6 channels, contract version 5)")
     parser.add_argument("--k2", type=positive_int, default=8, help="S2 observations used (nearest in time)")
     parser.add_argument("--k1", type=positive_int, default=8, help="S1 observations used (nearest in time)")
     parser.add_argument("--max-gap", type=nonnegative_float, default=60.0, help="largest random gap hidden (days)")
@@ -170,6 +174,9 @@ def check_args(args: argparse.Namespace) -> dict | None:
         raise InputError("--haze-targets needs --haze-screen THRESHOLD (it leaves out the pixels the screen "
                          "calls hazy)")
     from_threshold(getattr(args, "haze_screen", 0.0))
+    for option in ("obs_s1_change", "s1_span"):
+        if getattr(args, option, False) and not getattr(args, "s1_change", False):
+            raise InputError(f"--{option.replace('_', '-')} needs --s1-change (it adds to that input)")
     out = Path(args.out)
     check_run_folder(out, RUN_FILES, args.resume, "--resume")
     last = out / "last.pt"
@@ -226,7 +233,7 @@ def build_model(config: dict):
     m = config["model"]
     model = TemporalGenerator(m["d"], m["heads"], m["layers"], m["s2_mean"], m["s2_std"],
                               m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False),
-                              m.get("obs_s1_change", False))
+                              m.get("obs_s1_change", False), m.get("s1_span", False))
     model.haze = config.get("haze_screen")  # the haze screen its inputs go through (None: SCL only)
     return model
 
@@ -261,7 +268,7 @@ def to_tensors(batch: dict[str, np.ndarray], device) -> list:
 def inputs_of(model, stack: Stack, day: float, k2: int, k1: int) -> dict[str, np.ndarray]:
     """model_inputs() with what this model takes and the haze screen it was trained / exported with."""
     return model_inputs(stack, day, k2, k1, change=model.use_s1_change, haze=model.haze,
-                        obs_change=model.use_obs_change)
+                        obs_change=model.use_obs_change, span=model.use_s1_span)
 
 
 def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None,
@@ -435,7 +442,8 @@ def train(args: argparse.Namespace) -> dict:
         "model": {"d": args.width, "heads": args.heads, "layers": args.layers, **_stats(stack, ~held),
                   "cloud_context": bool(getattr(args, "cloud_context", False)),
                   "s1_change": bool(getattr(args, "s1_change", False)),
-                  "obs_s1_change": bool(getattr(args, "obs_s1_change", False))},
+                  "obs_s1_change": bool(getattr(args, "obs_s1_change", False)),
+                  **({"s1_span": True} if getattr(args, "s1_span", False) else {})},
         "k2": args.k2, "k1": args.k1, "crop": args.crop, "batch": args.batch, "lr": args.lr,
         "seed": args.seed, "steps": args.steps, "epochs": args.epochs, "world_size": world,
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
@@ -473,7 +481,7 @@ def train(args: argparse.Namespace) -> dict:
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
                          target_margin=getattr(args, "target_margin", 0), s1_change=model.use_s1_change,
-                         obs_s1_change=model.use_obs_change,
+                         obs_s1_change=model.use_obs_change, s1_span=model.use_s1_span,
                          doy_jitter=getattr(args, "doy_jitter", 0.0), haze=config.get("haze_screen"),
                          haze_targets=bool(config.get("haze_targets")))
     points = None
