@@ -5,6 +5,8 @@
 # (`densify export` of several checkpoints). models/default.onnx = fold 3 (its test months hold
 # 4 of the 8 protocol targets). Then: its held-out evaluation, the 3-fold cross-validation, the
 # figure and the model card (models/default.md, .json, .png).
+# FROM_CHECKPOINTS=1: no training; export, evaluate and describe the checkpoints already in OUT (after a
+# change to the export or the calibration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/worldcereal-31UDS-2017}
@@ -15,16 +17,23 @@ JOBS=${JOBS:-2}  # trainings at once (one thread each)
 DENSIFY=${DENSIFY:-.venv/bin/densify}
 # the recipe lives in one place, core/temporal/train.py (RECIPE; also shown by `densify train temporal --help`)
 RECIPE=$("${PYTHON:-.venv/bin/python}" -c "from sentinel_densify.core.temporal.train import RECIPE; print(RECIPE)")
-if compgen -G "$OUT/fold*/seed*/last.pt" >/dev/null; then
-  echo "$OUT holds a previous build: move it away (e.g. to runs/old/) or set OUT=another/folder" >&2; exit 1
+if [ -n "${FROM_CHECKPOINTS:-}" ]; then
+  for fold in 3 2 0; do for seed in $SEEDS; do
+    [ -f "$OUT/fold$fold/seed$seed/best.pt" ] || { echo "FROM_CHECKPOINTS: $OUT/fold$fold/seed$seed/best.pt is missing" >&2; exit 1; }
+  done; done
+else
+  if compgen -G "$OUT/fold*/seed*/last.pt" >/dev/null; then
+    echo "$OUT holds a previous build: move it away (e.g. to runs/old/), set OUT=another/folder, or FROM_CHECKPOINTS=1" >&2
+    exit 1
+  fi
+  mkdir -p "$OUT"
+  export DATA POINTS OUT DENSIFY RECIPE
+  for fold in 3 2 0; do for seed in $SEEDS; do echo "$fold $seed"; done; done |
+    OMP_NUM_THREADS=1 xargs -P "$JOBS" -L 1 bash -c '
+      "$DENSIFY" train temporal --data "$DATA" --points "$POINTS" --out "$OUT/fold$0/seed$1" --holdout-offset "$0" \
+        --seed "$1" --no-progress $RECIPE > "$OUT/fold$0-seed$1.log" 2>&1 || { cat "$OUT/fold$0-seed$1.log"; exit 255; }' \
+    || { echo "training failed" >&2; exit 1; }
 fi
-mkdir -p "$OUT"
-export DATA POINTS OUT DENSIFY RECIPE
-for fold in 3 2 0; do for seed in $SEEDS; do echo "$fold $seed"; done; done |
-  OMP_NUM_THREADS=1 xargs -P "$JOBS" -L 1 bash -c '
-    "$DENSIFY" train temporal --data "$DATA" --points "$POINTS" --out "$OUT/fold$0/seed$1" --holdout-offset "$0" \
-      --seed "$1" --no-progress $RECIPE > "$OUT/fold$0-seed$1.log" 2>&1 || { cat "$OUT/fold$0-seed$1.log"; exit 255; }' \
-  || { echo "training failed" >&2; exit 1; }
 for fold in 3 2 0; do
   "$DENSIFY" export --checkpoint "$OUT"/fold$fold/seed*/best.pt --out "$OUT/fold$fold.onnx" --recalibrate
 done
