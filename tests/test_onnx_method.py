@@ -126,11 +126,6 @@ def test_contract_roundtrip(trained, tmp_path):
     (lambda c: c.update(overlap=c["tile"]), "tile / overlap / halo"),
     (lambda c: c["calibration"].update(std_scale=-1.0), "calibration"),
     (lambda c: c["calibration"].update(std_scale_by_days={"days": [3.0, 10.0], "scale": [1.0]}), "calibration"),
-    (lambda c: c["calibration"].update(std_scale_by_days_and_side={"sideways": {"days": [3.0], "scale": [1.0]}}),
-     "calibration"),
-    (lambda c: c["calibration"].update(std_scale_by_days_and_side={"with_next": {"days": [9.0, 3.0],
-                                                                                 "scale": [1.0, 1.0]}}),
-     "calibration"),
 ])
 def test_a_malformed_contract_is_named_not_a_traceback(trained, tmp_path, change, field):
     """A hand-edited or foreign contract that keeps kind / inputs / outputs but breaks a field the
@@ -168,20 +163,13 @@ def test_onnx_method_on_real_crop(trained, series):
     ref = sess.run(["mean", "logvar"], {i.name: np.asarray(x[i.name])[None] for i in sess.get_inputs()})
     np.testing.assert_allclose(m1, ref[0][0], atol=1e-6)
     raw = np.exp(0.5 * ref[1][0])
-    cal = read_contract(onnx_path)["calibration"]  # fitted on the validation months
-    table, sides = cal["std_scale_by_days"], cal["std_scale_by_days_and_side"]
-    assert whole.scale_by_days == table and len(table["days"]) >= 2 and whole.scale_by_side == sides
+    table = read_contract(onnx_path)["calibration"]["std_scale_by_days"]  # fitted on the validation months
+    assert whole.scale_by_days == table and len(table["days"]) >= 2
     days = nearest_clear_days(x["base_info"])
-    side = np.where(x["base_info"][4] > 0.5, "with_next", "without_next")
-    assert set(np.unique(side)) <= set(sides)  # this target: a table for each side its pixels are on
-    for name in np.unique(side):  # each pixel's temperature from its side's table, the end bins' own beyond
-        t, on = sides[name], side == name
-        np.testing.assert_allclose(s1[:, on], raw[:, on] * scale_map(days[on], t)[None], rtol=1e-5)
-        near, far = on & (days <= t["days"][0]), on & (days >= t["days"][-1])
-        np.testing.assert_allclose(s1[:, near], raw[:, near] * t["scale"][0], rtol=1e-5)
-        np.testing.assert_allclose(s1[:, far], raw[:, far] * t["scale"][-1], rtol=1e-5)
-    whole.scale_by_side = None  # a contract without them: the table by distance only
-    np.testing.assert_allclose(whole.predict(sub, day)[1], raw * scale_map(days, table)[None], rtol=1e-5)
+    np.testing.assert_allclose(s1, raw * scale_map(days, table)[None], rtol=1e-5)
+    near, far = days <= table["days"][0], days >= table["days"][-1]  # the end bins' own temperatures
+    np.testing.assert_allclose(s1[:, near], raw[:, near] * table["scale"][0], rtol=1e-5)
+    np.testing.assert_allclose(s1[:, far], raw[:, far] * table["scale"][-1], rtol=1e-5)
     whole.scale_by_days = None  # a contract without the table: one temperature
     np.testing.assert_allclose(whole.predict(sub, day)[1], raw * whole.std_scale, rtol=1e-5)
     assert np.abs(mean - m1).mean() < 0.01  # tiles blend into nearly the one-tile answer
@@ -324,16 +312,14 @@ def test_export_of_several_runs_keeps_the_best_validation_score(uds_dir, tmp_pat
     assert "bare.pt" in capsys.readouterr().err
     old = load_checkpoint(runs[0])  # saved before the per-distance temperature: --recalibrate measures it
     measured = dict(old["metrics"])
-    for key in ("temperature_days", "temperature_by_days", "temperature_by_side"):
+    for key in ("temperature_days", "temperature_by_days"):
         old["metrics"].pop(key)
     torch.save(old, bare)
     assert cli.main(["export", "--checkpoint", str(bare), "--out", str(out)]) == 0
-    assert not {"std_scale_by_days", "std_scale_by_days_and_side"} & set(read_contract(out)["calibration"])
+    assert "std_scale_by_days" not in read_contract(out)["calibration"]
     assert cli.main(["export", "--checkpoint", str(bare), "--out", str(out), "--recalibrate"]) == 0
     cal = read_contract(out)["calibration"]
     np.testing.assert_allclose(cal["std_scale_by_days"]["scale"], measured["temperature_by_days"], rtol=1e-5)
-    for name, t in measured["temperature_by_side"].items():
-        np.testing.assert_allclose(cal["std_scale_by_days_and_side"][name]["scale"], t["scale"], rtol=1e-5)
     assert cal["std_scale"] == pytest.approx(measured["temperature"], rel=1e-5)
     # a haze screen added at export: written to the contract, validation and calibration measured with it
     assert cli.main(["export", "--checkpoint", str(runs[0]), "--out", str(out), "--haze-screen", "0.04"]) == 0

@@ -157,11 +157,9 @@ def test_training_reduces_loss_and_resumes(uds_dir, series, tmp_path):
     assert ckpt["config"]["holdout"]["months"]
     met = ckpt["metrics"]
     assert len(met["temperature_days"]) == len(met["temperature_by_days"]) >= 2
-    assert set(met["temperature_by_side"]) == {"with_next", "without_next"}  # gap and forecast tasks
     again = TR.revalidate(ckpt)  # the same validation, from what the checkpoint records
     for key in ("val_score", "temperature", "temperature_by_days", "psnr_gap0"):
         np.testing.assert_allclose(again[key], met[key], rtol=1e-5)
-    assert again["temperature_by_side"] == met["temperature_by_side"]
 
     test = D.split_dates(series)
     held = test | D.validation_dates(series, test)  # as in training
@@ -308,32 +306,6 @@ def test_temperature_per_distance_to_clear():
     np.testing.assert_allclose(table["scale"], [0.8, 0.8, 1.3, 1.3, 1.3], rtol=0.05)  # |N(0,1)| q68.3 = 1
     np.testing.assert_allclose(C.scale_map(np.array([0.0, 200.0]), table), [table["scale"][0], table["scale"][-1]])
     assert C.fit_by_days(az[:10], days[:10]) is None  # too few values for any bin
-
-
-def test_temperature_per_side_of_the_target():
-    """At the same distance to clear, pixels with a clear observation after the target and pixels
-    without one get their own temperature; a side without a table falls back to the one by distance."""
-    from sentinel_densify.core.temporal import calibration as C
-
-    rng = np.random.default_rng(1)
-    days = rng.uniform(0, 90, 40_000)
-    nxt = rng.random(days.size) < 0.5
-    az = np.abs(rng.normal(size=days.size)) * np.where(nxt, 0.8, 1.3)
-    sides = C.fit_by_side(az, days, nxt)
-    np.testing.assert_allclose(sides["with_next"]["scale"], 0.8, rtol=0.06)
-    np.testing.assert_allclose(sides["without_next"]["scale"], 1.3, rtol=0.06)
-    info = np.zeros((5, 1, 2), np.float32)
-    info[1], info[3] = 0.2, 1.0  # previous clear 20 d before
-    info[2, 0, 0], info[4, 0, 0] = 0.4, 1.0  # pixel 0 has a next clear 40 d after, pixel 1 none
-    by_days = C.fit_by_days(az, days)
-    got = C.scale_for(info, by_days, sides)[0]
-    np.testing.assert_allclose(got, [C.scale_map(np.array([20.0]), sides["with_next"])[0],
-                                     C.scale_map(np.array([20.0]), sides["without_next"])[0]], rtol=1e-6)
-    assert got[0] < got[1]
-    only = C.scale_for(info, by_days, {"with_next": sides["with_next"], "without_next": None})[0]
-    np.testing.assert_allclose(only, [got[0], C.scale_map(np.array([20.0]), by_days)[0]], rtol=1e-6)
-    np.testing.assert_allclose(C.scale_for(info, by_days)[0], C.scale_map(np.array([20.0, 20.0]), by_days))
-    assert C.fit_by_side(az[:10], days[:10], nxt[:10]) is None
 
 
 def test_s1_change_is_sar_change_since_the_baseline_dates(series):

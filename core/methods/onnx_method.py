@@ -39,8 +39,6 @@ class OnnxTemporalMethod(Method):
     def _read_contract_fields(self) -> None:
         """K, tiling and calibration from the contract; InputError naming the file and the field
         when one is missing or malformed (a hand-edited or foreign contract)."""
-        from ..temporal.calibration import SIDES
-
         c = self.contract
         field = "k2"
         try:
@@ -58,15 +56,13 @@ class OnnxTemporalMethod(Method):
             self.scale_by_days = cal.get("std_scale_by_days")  # preferred: a temperature per distance to clear
             if not (np.isfinite(self.std_scale) and self.std_scale > 0):
                 raise ValueError(field)
-            # and per side of the target (calibration.py), read where a table exists for the pixel's side
-            self.scale_by_side = cal.get("std_scale_by_days_and_side")
-            if self.scale_by_side is not None and (self.scale_by_days is None or not isinstance(
-                    self.scale_by_side, dict) or set(self.scale_by_side) - set(SIDES)):
-                raise ValueError(field)
-            tables = [self.scale_by_days, *(self.scale_by_side or {}).values()]
-            ends = [_last_day(t) for t in tables if t is not None]
-            if ends:
-                self.calibrated_days = max(ends)
+            if self.scale_by_days is not None:
+                days = np.asarray(self.scale_by_days["days"], dtype=float)
+                scale = np.asarray(self.scale_by_days["scale"], dtype=float)
+                if not (days.ndim == 1 and days.shape == scale.shape and days.size
+                        and np.all(np.diff(days) > 0) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+                    raise ValueError(field)
+                self.calibrated_days = float(days[-1])
         except (KeyError, TypeError, ValueError, AttributeError):
             raise InputError(f"{self.path.name}: its model contract's {field} is missing or malformed "
                              "(export the model again with densify export)") from None
@@ -89,9 +85,9 @@ class OnnxTemporalMethod(Method):
                             self.tile, self.overlap, self.batch)
         nb = len(stack.bands)
         if self.scale_by_days:
-            from ..temporal.calibration import scale_for
+            from ..temporal.calibration import nearest_clear_days, scale_map
 
-            scale = scale_for(x["base_info"], self.scale_by_days, self.scale_by_side)[None]
+            scale = scale_map(nearest_clear_days(x["base_info"]), self.scale_by_days)[None]
         else:
             scale = self.std_scale
         return out[:nb].astype(np.float32), (out[nb:] * scale).astype(np.float32)
@@ -99,8 +95,7 @@ class OnnxTemporalMethod(Method):
     def describe(self) -> dict:
         return {"method": self.name, "provider": self.provider, "model": self.path.name,
                 "model_version": self.contract.get("version"), "std_scale": self.std_scale,
-                "std_scale_by_days": self.scale_by_days, "std_scale_by_days_and_side": self.scale_by_side,
-                "haze_screen": self.haze}
+                "std_scale_by_days": self.scale_by_days, "haze_screen": self.haze}
 
 
 @register("onnx")
@@ -112,16 +107,6 @@ def _factory(path: str | Path | None = None, device: str = "auto") -> Method:
         if path is None:
             raise InputError("no ONNX model given and no models/default.onnx bundled")
     return OnnxTemporalMethod(path, device)
-
-
-def _last_day(table) -> float:
-    """The last distance of a calibration table {"days", "scale"}; ValueError when it is malformed."""
-    days = np.asarray(table["days"], dtype=float)
-    scale = np.asarray(table["scale"], dtype=float)
-    if not (days.ndim == 1 and days.shape == scale.shape and days.size
-            and np.all(np.diff(days) > 0) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
-        raise ValueError(table)
-    return float(days[-1])
 
 
 def _positive_int(value) -> int:

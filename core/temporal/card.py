@@ -25,19 +25,9 @@ def _uncertainty_line(cal: dict) -> str:
     if not table:
         return (f"- Uncertainty: std = exp(logvar / 2) x {cal.get('std_scale', 1.0):.3f} "
                 "(temperature fitted on the validation months)")
-    def pairs(t: dict) -> str:
-        return ", ".join(f"{s:.2f} at {d:g} d" for d, s in zip(t["days"], t["scale"], strict=True))
-
-    sides = {k: v for k, v in (cal.get("std_scale_by_days_and_side") or {}).items() if v}
-    if not sides:
-        return ("- Uncertainty: std = exp(logvar / 2) x s(d), d = days to the pixel's nearest clear S2 observation, "
-                f"s = {pairs(table)} (interpolated; temperatures fitted per distance on the validation months)")
-    said = {"with_next": "pixels with a clear observation after the target (gap-filling)",
-            "without_next": "pixels without one (forecasting)"}
-    per_side = "; ".join(f"{said.get(k, k)}: s = {pairs(v)}" for k, v in sides.items())
-    rest = "" if len(sides) == 2 else f"; otherwise s = {pairs(table)}"
-    return ("- Uncertainty: std = exp(logvar / 2) x s(d), d = days to the pixel's nearest clear S2 observation; "
-            f"{per_side}{rest} (interpolated; temperatures fitted per distance and side on the validation months)")
+    pairs = ", ".join(f"{s:.2f} at {d:g} d" for d, s in zip(table["days"], table["scale"], strict=True))
+    return ("- Uncertainty: std = exp(logvar / 2) x s(d), d = days to the pixel's nearest clear S2 observation, "
+            f"s = {pairs} (interpolated; temperatures fitted per distance on the validation months)")
 
 def _model_label(report: dict) -> str:
     labels = sorted({s["method"] for s in report["summary"]} - set(BASELINES))

@@ -88,13 +88,6 @@ def calibration_for(met: dict) -> dict:
                       "S2 observation (from base_info), s interpolated linearly between std_scale_by_days "
                       "(constant beyond), fitted per bin of d on held-out dates so that 68.3 % of |error| "
                       "<= std; std_scale: the same with one bin")
-        sides = {side: {"days": [float(d) for d in t["days"]], "scale": [float(v) for v in t["scale"]]}
-                 for side, t in (met.get("temperature_by_side") or {}).items() if t}
-        if sides:
-            cal["std_scale_by_days_and_side"] = sides
-            cal["how"] += ("; where std_scale_by_days_and_side has a table for the pixel's side (with_next: it has a "
-                           "clear observation after the target, base_info channel 4; without_next: it has none), "
-                           "s is read from that table instead")
     return cal
 
 

@@ -302,12 +302,11 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
     test date): PSNR of the model and of `linear` (= persistence when forecasting) per task, the
     coverage of the raw std, the std temperature that puts 68.3 % of |error| within 1 std on the
     targets at least CAL_MIN_CLEAR clear (all targets if none is), the same per bin of the days to
-    the nearest clear observation (temperature_days / temperature_by_days, see calibration.py) and
-    per bin and side (temperature_by_side), and val_score = the mean PSNR gain over the baseline across
-    tasks."""
-    from .calibration import fit_by_days, fit_by_side, has_next, nearest_clear_days
+    the nearest clear observation (temperature_days / temperature_by_days, see calibration.py),
+    and val_score = the mean PSNR gain over the baseline across tasks."""
+    from .calibration import fit_by_days, nearest_clear_days
 
-    rows, zs, zcal, dcal, ncal = [], [], [], [], []
+    rows, zs, zcal, dcal = [], [], [], []
     clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
     for t in targets:
         day = float(stack.s2_days[t])
@@ -328,7 +327,6 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
             if clear[t] >= CAL_MIN_CLEAR:
                 zcal.append(zs[-1])
                 dcal.append(np.tile(nearest_clear_days(x["base_info"])[ok_t], len(mean)))
-                ncal.append(np.tile(has_next(x["base_info"])[ok_t], len(mean)))
     out: dict = {}
     for task, days in sorted({(r["task"], r["days"]) for r in rows}):
         sel = [r for r in rows if r["task"] == task and r["days"] == days]
@@ -343,9 +341,6 @@ def validate(model, stack: Stack, targets: np.ndarray, k2: int, k1: int, device=
     table = fit_by_days(zc, np.concatenate(dcal)) if zc is not None else None
     if table is not None:
         out["temperature_days"], out["temperature_by_days"] = table["days"], table["scale"]
-        sides = fit_by_side(zc, np.concatenate(dcal), np.concatenate(ncal))
-        if sides:
-            out["temperature_by_side"] = sides
     gains = [out[k] - out[k.replace("psnr_", "psnr_linear_")] for k in out
              if k.startswith("psnr_") and "linear" not in k]
     out["val_score"] = float(np.mean(gains)) if gains else -math.inf
