@@ -147,14 +147,14 @@ def test_interrupt_message_says_what_is_left(command, argv, needle, monkeypatch,
 
 
 def test_help_shows_defaults_and_the_recipe(capsys):
+    from sentinel_densify.core.temporal.train import RECIPE
+
     with pytest.raises(SystemExit):
         cli.main(["train", "temporal", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # unwrapped
     for text in ("--epochs EPOCHS epochs", "(default: 20)", "--batch BATCH samples per step (default: 8)",
                  "(default: 32)", "(default: 0.002)", "(default: auto)", "attention heads (default: 2)",
-                 "cross-attention layers", "--no-progress no progress bars",
-                 "--points-mix 0.5 --s1-change --cloud-context --target-margin 3 --p-clouds 0.8 "
-                 "--haze-screen 0.04 --haze-targets --k2 6"):
+                 "cross-attention layers", "--no-progress no progress bars", RECIPE):
         assert text in out, text
     with pytest.raises(SystemExit):
         cli.main(["--help"])
@@ -163,7 +163,8 @@ def test_help_shows_defaults_and_the_recipe(capsys):
 
 def test_the_build_script_trains_with_the_recipe_and_it_parses():
     """scripts/build_default_model.sh takes RECIPE from core/temporal/train.py, and every option of it is
-    accepted by `densify train temporal` as it is now (so `make model` does not fail after an hour)."""
+    accepted by `densify train temporal` as it is now (so `make model` does not fail after an hour); it
+    is the recipe the bundled model records in its contract."""
     import argparse
     import subprocess
     import sys
@@ -179,4 +180,14 @@ def test_the_build_script_trains_with_the_recipe_and_it_parses():
     parser = argparse.ArgumentParser()
     configure(parser)  # the options of `densify train temporal`
     args = parser.parse_args(["--data", "d", "--out", "o", *RECIPE.split()])
-    assert (args.k2, args.k1, args.crop, args.epochs, args.haze_screen) == (6, 6, 24, 16, 0.04)
+    from sentinel_densify.core.model_contract import read_contract
+
+    bundled = read_contract(root / "models" / "default.onnx")
+    trained, arch = bundled["training"], bundled["architecture"]
+    assert (args.k2, args.k1, args.haze_screen) == (bundled["k2"], bundled["k1"], bundled["haze_screen"]["threshold"])
+    assert (args.crop, args.batch, args.lr, args.steps, args.max_gap, args.max_lead) == (
+        trained["crop"], trained["batch"], trained["lr"], trained["steps_per_epoch"], trained["max_gap"],
+        trained["max_lead"])
+    assert (args.width, args.heads, args.layers, args.cloud_context, args.s1_change, args.s1_span) == (
+        arch["d"], arch["heads"], arch["layers"], arch["cloud_context"], arch["s1_change"], arch.get("s1_span", False))
+    assert args.epochs >= trained["epochs"]  # the contract records the epochs up to the best one
