@@ -251,6 +251,31 @@ def test_beta_nll_weights_pixels_by_their_variance():
     assert torch.equal(torch.sign(logvar.grad[m]), torch.sign(lv_plain.grad[m]))
 
 
+def test_band_weights_weigh_the_loss_as_the_reflectance_mse(uds_dir, tmp_path):
+    """--band-weights variance: each band's NLL term weighted by its std squared (mean 1), so a band twice
+    as variable counts four times as much; "equal" is the plain loss. The choice is recorded in the config."""
+    from sentinel_densify.core.temporal.model import band_weights
+
+    std = torch.tensor([0.03, 0.06, 0.12])
+    w = band_weights("variance", std.view(1, 1, 3, 1, 1))
+    torch.testing.assert_close(w, torch.tensor([1.0, 4.0, 16.0]) / 7.0)
+    assert band_weights("equal", std) is None
+    with pytest.raises(ValueError, match="band weights"):
+        band_weights("loudest", std)
+    g = torch.Generator().manual_seed(0)
+    target, mean = torch.rand(2, 3, 5, 5, generator=g), torch.rand(2, 3, 5, 5, generator=g)
+    logvar = torch.randn(2, 3, 5, 5, generator=g)
+    valid = torch.rand(2, 5, 5, generator=g) > 0.2
+    scale = std.view(1, 3, 1, 1)
+    per_band = torch.stack([gaussian_nll(mean[:, b:b + 1], logvar[:, b:b + 1], target[:, b:b + 1], valid,
+                                         scale[:, b:b + 1]) for b in range(3)])
+    torch.testing.assert_close(gaussian_nll(mean, logvar, target, valid, scale), per_band.mean())
+    torch.testing.assert_close(gaussian_nll(mean, logvar, target, valid, scale, weights=w), (per_band * w).mean())
+    out = tmp_path / "run"
+    TR.train(_args(uds_dir, out, epochs=1, steps=1, band_weights="variance"))
+    assert load_checkpoint(out / "last.pt")["config"]["band_weights"] == "variance"
+
+
 def test_cloud_context_is_the_clear_fraction_around_each_pixel():
     from sentinel_densify.core.temporal.model import CLOUD_WINDOWS, clear_fraction
 

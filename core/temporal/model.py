@@ -247,8 +247,9 @@ class TemporalGenerator(nn.Module):
 
 
 def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                 scale: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
-    """Mean Gaussian NLL over valid pixels, in per-band normalised units (scale: (1,B,1,1) std).
+                 scale: torch.Tensor, beta: float = 0.0, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean Gaussian NLL over valid pixels, in per-band normalised units (scale: (1,B,1,1) std);
+    `weights` (B,): each band's term weighted (band_weights()), else all bands alike.
 
     beta > 0: the beta-NLL of Seitzer et al. (ICLR 2022), each pixel's term weighted by its
     (detached) variance ** beta, so pixels predicted as uncertain still pull the mean (beta = 1
@@ -259,5 +260,21 @@ def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor,
     nll = 0.5 * (lv + z * z * torch.exp(-lv))
     if beta > 0:
         nll = nll * torch.exp(beta * lv.detach())
+    if weights is not None:
+        nll = nll * weights.view(1, -1, 1, 1)
     m = valid.unsqueeze(1).to(nll.dtype)
     return (nll * m).sum() / (m.sum() * nll.shape[1]).clamp_min(1.0)
+
+
+BAND_WEIGHTS = ("equal", "variance")
+
+
+def band_weights(kind: str, s2_std: torch.Tensor) -> torch.Tensor | None:
+    """Loss weights per band: None for "equal"; for "variance", each band's std squared over their mean,
+    so the loss weighs the bands as the reflectance MSE (and the protocol's PSNR) does."""
+    if kind == "equal":
+        return None
+    if kind != "variance":
+        raise ValueError(f"band weights {kind!r}: one of {', '.join(BAND_WEIGHTS)}")
+    var = s2_std.reshape(-1).float() ** 2
+    return var / var.mean()

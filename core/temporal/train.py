@@ -63,7 +63,7 @@ ARCHITECTURE = {  # option -> (its value in a checkpoint's config, its value in 
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
 # training options a resume may change (the config records them under "resumed")
 RESUMABLE = ("crop", "batch", "lr", "seed", "steps", "max_gap", "max_lead", "min_target_clear", "p_clouds",
-             "target_margin", "doy_jitter", "weight_decay", "ema", "beta_nll")
+             "target_margin", "doy_jitter", "weight_decay", "ema", "beta_nll", "band_weights")
 
 
 class _HelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -140,6 +140,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta-nll", type=nonnegative_float, default=0.0,
                         help="beta-NLL loss (Seitzer et al. 2022): weight each pixel's NLL by its variance ** beta "
                              "(0: plain Gaussian NLL, 0.5 usual)")
+    parser.add_argument("--band-weights", choices=("equal", "variance"), default="equal",
+                        help="the loss's weight per band: equal (in per-band normalised units), or each band's "
+                             "variance (as the reflectance MSE and PSNR weigh them: red-edge / NIR most)")
     parser.add_argument("--haze-screen", type=nonnegative_float, default=0.0, metavar="THRESHOLD",
                         help="screen out S2 pixels whose blue reflectance rose more than THRESHOLD above the other "
                              "clear observations within 20 d (haze SCL calls clear; core/haze.py) from the model's "
@@ -371,8 +374,9 @@ def revalidate(ckpt: dict, model=None, device=None) -> dict:
     return validate(model, seen, targets, cfg["k2"], cfg["k1"], device)
 
 
-def points_loss(model, b: dict[str, np.ndarray], device, beta: float = 0.0):
-    """Gaussian NLL of a points batch, B8A (absent from the point series) left out."""
+def points_loss(model, b: dict[str, np.ndarray], device, beta: float = 0.0, weights=None):
+    """Gaussian NLL of a points batch, B8A (absent from the point series) left out (`weights`: per band,
+    see model.band_weights)."""
     import torch
 
     from ..training import unwrap
@@ -386,7 +390,15 @@ def points_loss(model, b: dict[str, np.ndarray], device, beta: float = 0.0):
     valid = torch.as_tensor(b["target_valid"], device=device) > 0.5
     target = torch.as_tensor(b["target"], device=device)
     return gaussian_nll(mean[:, keep].float(), logvar[:, keep].float(), target[:, keep], valid, scale[:, keep],
-                        beta)
+                        beta, None if weights is None else weights[keep])
+
+
+def loss_weights(model, kind: str):
+    """The loss's per-band weights for `kind` (model.band_weights), on the model's device; None: equal."""
+    from ..training import unwrap
+    from .model import band_weights
+
+    return band_weights(kind, unwrap(model).s2_std)
 
 
 def pretrain_points(model, points: list[Stack], args: argparse.Namespace, scfg: SamplerConfig, device,
@@ -404,7 +416,8 @@ def pretrain_points(model, points: list[Stack], args: argparse.Namespace, scfg: 
     for step in range(args.points_steps):
         for group in opt.param_groups:
             group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, args.points_steps))))
-        loss = points_loss(model, sampler.batch(args.points_batch), device, getattr(args, "beta_nll", 0.0))
+        loss = points_loss(model, sampler.batch(args.points_batch), device, getattr(args, "beta_nll", 0.0),
+                           loss_weights(model, getattr(args, "band_weights", "equal")))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -450,6 +463,7 @@ def train(args: argparse.Namespace) -> dict:
         "p_clouds": args.p_clouds, "target_margin": getattr(args, "target_margin", 0),
         "doy_jitter": getattr(args, "doy_jitter", 0.0), "weight_decay": getattr(args, "weight_decay", 0.0),
         "ema": getattr(args, "ema", 0.0), "beta_nll": getattr(args, "beta_nll", 0.0),
+        "band_weights": getattr(args, "band_weights", "equal"),
         "haze_screen": from_threshold(getattr(args, "haze_screen", 0.0)),
         "haze_targets": bool(getattr(args, "haze_targets", False)),
         "data": str(Path(args.data).resolve()),
@@ -500,6 +514,7 @@ def train(args: argparse.Namespace) -> dict:
         if ckpt is not None:
             ema.load_state_dict(ckpt["model_state"])
     beta = config["beta_nll"]
+    weights = loss_weights(model, config.get("band_weights", "equal"))
     mix = None
     if points is not None and getattr(args, "points_mix", 0.0) > 0:
         mix = PointsSampler(points, scfg, args.seed * 31 + 77_777 + rank)
@@ -538,10 +553,11 @@ def train(args: argparse.Namespace) -> dict:
             valid = torch.as_tensor(b["target_valid"], device=device) > 0.5
             with T.autocast(device):
                 mean, logvar = net(*x)
-            loss = gaussian_nll(mean.float(), logvar.float(), target, valid, scale, beta)
+            loss = gaussian_nll(mean.float(), logvar.float(), target, valid, scale, beta, weights)
             if mix is not None:
                 with T.autocast(device):
-                    loss = loss + args.points_mix * points_loss(net, mix.batch(args.points_batch), device, beta)
+                    loss = loss + args.points_mix * points_loss(net, mix.batch(args.points_batch), device, beta,
+                                                                weights)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
