@@ -233,7 +233,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             mean, std = method.predict(stack, target_day)
             rows, cols = tile.inner
             mean, std = mean[:, rows, cols], std[:, rows, cols]
-            beyond.add(stack.days_to_clear(target_day)[rows, cols])
+            beyond.add(method.days_to_clear(stack, target_day)[rows, cols])
             np.maximum(mean, 0, out=mean)  # no negative reflectance (NaN stays NaN)
             empty += int(np.isnan(mean).all(axis=0).sum())
             synth.write(mean / DN_SCALE, tile.row, tile.col)

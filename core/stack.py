@@ -42,10 +42,10 @@ class Stack:
 
     def days_to_clear(self, day: float) -> np.ndarray:
         """(h, w) days from `day` to each pixel's nearest clear S2 observation (inf where none)."""
-        if not len(self.s2_days):
-            return np.full(self.shape, np.inf)
-        dist = np.abs(self.s2_days - day)[:, None, None]
-        return np.where(self.valid, dist, np.inf).min(axis=0)
+        out = np.full(self.shape, np.inf)
+        for t in np.argsort(np.abs(self.s2_days - day))[::-1]:  # nearest last: it wins
+            out[np.isfinite(self.s2[t]).all(axis=0)] = abs(self.s2_days[t] - day)
+        return out
 
     def select_s2(self, keep: np.ndarray) -> Stack:
         """A stack with only the S2 acquisitions where `keep` (bool, T2) is True."""

@@ -17,7 +17,7 @@ JOBS=${JOBS:-2}  # trainings at once (one thread each)
 DENSIFY=${DENSIFY:-.venv/bin/densify}
 # the recipe lives in one place, core/temporal/train.py (RECIPE; also shown by `densify train temporal --help`)
 RECIPE=$("${PYTHON:-.venv/bin/python}" -c "from sentinel_densify.core.temporal.train import RECIPE; print(RECIPE)")
-if [ -n "${FROM_CHECKPOINTS:-}" ]; then
+if [ "${FROM_CHECKPOINTS:-0}" = 1 ]; then
   for fold in 3 2 0; do for seed in $SEEDS; do
     [ -f "$OUT/fold$fold/seed$seed/best.pt" ] || { echo "FROM_CHECKPOINTS: $OUT/fold$fold/seed$seed/best.pt is missing" >&2; exit 1; }
   done; done

@@ -3,6 +3,7 @@ bundled for, re-measured here on the held-out dates of the real series (EVALUATI
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -181,3 +182,22 @@ def test_a_target_beyond_the_calibrated_distance_is_warned(uds_subset, uds_dir, 
     assert len(says) == 1 and int(says[0].split("%")[0]) >= 90, says  # all but the 2 % with no clear value
     linear = DensifyRequest(**files, target_date=far, out_dir=str(tmp_path / "lin"), lai=False, method="linear")
     assert not any("too narrow" in w for w in engine.run(linear).warnings)  # linear has no calibrated range
+
+
+def test_the_distance_warned_about_is_the_one_after_the_haze_screen(uds_dir):
+    """The bundled model screens hazy pixels SCL calls clear, so the distance its temperatures are keyed
+    on (and the calibration warning counts) is measured on what is left: beside the hazy 2018-06-10 and
+    06-13 acquisitions it is longer than by SCL alone, never shorter."""
+    from sentinel_densify.core import dates
+    from sentinel_densify.core.haze import screen_haze
+    from sentinel_densify.core.temporal.dataset import load_series
+
+    method = create("default", "cpu")
+    assert method.haze
+    stack = load_series(uds_dir)
+    day = dates.to_days(dt.date(2018, 6, 11))
+    seen = stack.select_s2(np.abs(stack.s2_days - day) > 0.5)
+    method.predict(seen, day)
+    after, by_scl = method.days_to_clear(seen, day), seen.days_to_clear(day)
+    np.testing.assert_array_equal(after, screen_haze(seen, method.haze).days_to_clear(day))
+    assert (after >= by_scl).all() and (after > by_scl + 2).mean() > 0.05

@@ -304,3 +304,30 @@ def test_unused_output_paths_skip_existing_and_queued_results(tmp_path):
     assert {Path(p).name for p in second.values()} == {f"{k}_20180301_2.tif" for k in KINDS}
     third = request.unused_output_paths(taken=set(second.values()))  # a run queued with those names
     assert {Path(p).name for p in third.values()} == {f"{k}_20180301_3.tif" for k in KINDS}
+
+
+def test_beyond_calibration_counts_far_pixels_over_tiles():
+    """The calibration warning counts output pixels more than BEYOND_CALIBRATION_DAYS past the method's
+    calibrated distance from a clear observation, over all tiles; more than 1 % of them warns. Pixels with
+    no clear observation (inf) are the no-value warning's, not this one's; a method without a calibrated
+    distance never warns."""
+    from types import SimpleNamespace
+
+    limit = 60.0 + engine.BEYOND_CALIBRATION_DAYS
+    quiet = engine.BeyondCalibration(SimpleNamespace(name="m", calibrated_days=None))
+    quiet.add(np.full((10, 10), 500.0))
+    assert quiet.warning() is None
+    beyond = engine.BeyondCalibration(SimpleNamespace(name="onnx:m", calibrated_days=60.0))
+    tile = np.full((10, 10), 10.0)
+    tile[0, 0] = limit + 5
+    beyond.add(tile)
+    beyond.add(np.full((10, 10), np.inf))  # no clear observation: counted in the total only
+    assert beyond.warning() is None  # 1 of 200: not more than 1 %
+    tile = np.full((10, 10), limit)  # at the limit: not beyond it
+    tile[0, :2] = limit + 30
+    beyond.add(tile)
+    assert beyond.warning() is None  # 3 of 300: exactly 1 %
+    beyond.add(np.array([[limit + 0.5]]))
+    assert beyond.warning() == (f"1% of the output pixels lie more than {limit:.0f} days from a clear S2 observation "
+                                f"(up to {limit + 30:.0f} days); onnx:m's uncertainty is calibrated up to about 60 "
+                                "days from a clear observation, so its std may be too narrow there")

@@ -412,6 +412,20 @@ def test_version_5_model_with_s1_span_exports_and_runs(uds_dir, series, tmp_path
     moved = sess.run(["mean", "logvar"], {k: batch[k] for k in names})
     assert np.abs(moved[0] - got[0]).max() > 0 or np.abs(moved[1] - got[1]).max() > 0
 
+    import shutil
+
+    import onnx
+
+    edited = shutil.copy(onnx_path, tmp_path / "edited.onnx")  # a contract that lost s1_span
+    contract["architecture"].pop("s1_span")
+    model_proto = onnx.load(str(edited))
+    del model_proto.metadata_props[:]
+    onnx.save(model_proto, str(edited))
+    write_contract(edited, contract)
+    with pytest.raises(InputError, match="edited.onnx: its s1_change input has 6 channels but its model contract "
+                                         "does not say s1_span"):
+        create(str(edited), "cpu")
+
 
 def test_span_and_obs_change_need_s1_change(uds_dir, tmp_path):
     """--s1-span or --obs-s1-change without --s1-change is a one-line error before any work."""

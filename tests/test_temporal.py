@@ -271,9 +271,27 @@ def test_band_weights_weigh_the_loss_as_the_reflectance_mse(uds_dir, tmp_path):
                                          scale[:, b:b + 1]) for b in range(3)])
     torch.testing.assert_close(gaussian_nll(mean, logvar, target, valid, scale), per_band.mean())
     torch.testing.assert_close(gaussian_nll(mean, logvar, target, valid, scale, weights=w), (per_band * w).mean())
-    out = tmp_path / "run"
-    TR.train(_args(uds_dir, out, epochs=1, steps=1, band_weights="variance"))
-    assert load_checkpoint(out / "last.pt")["config"]["band_weights"] == "variance"
+    from sentinel_densify.core.temporal import model as M
+
+    seen = []
+    real = M.gaussian_nll
+
+    def spy(*a, **kw):  # the weights each loss term gets (positional in train.py)
+        seen.append(a[6] if len(a) > 6 else kw.get("weights"))
+        return real(*a, **kw)
+
+    for kind in ("variance", "equal"):
+        seen.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(M, "gaussian_nll", spy)
+            TR.train(_args(uds_dir, tmp_path / kind, epochs=1, steps=1, band_weights=kind))
+        ckpt = load_checkpoint(tmp_path / kind / "last.pt")
+        assert ckpt["config"]["band_weights"] == kind and seen
+        if kind == "equal":
+            assert all(w is None for w in seen)
+        else:
+            std = torch.tensor(ckpt["config"]["model"]["s2_std"])
+            torch.testing.assert_close(seen[0], std ** 2 / (std ** 2).mean())
 
 
 def test_cloud_context_is_the_clear_fraction_around_each_pixel():

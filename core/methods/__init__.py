@@ -33,6 +33,11 @@ class Method:
         """Mean and standard deviation (B, h, w) at target_day (days since 1970-01-01)."""
         raise NotImplementedError
 
+    def days_to_clear(self, stack: Stack, target_day: float) -> np.ndarray:
+        """(h, w) days from the target to each pixel's nearest observation this method counts as clear
+        (inf where none): what its calibrated distance (calibrated_days) is measured by."""
+        return stack.days_to_clear(target_day)
+
     def describe(self) -> dict:
         """Metadata written into output tags."""
         return {"method": self.name, "provider": self.provider}

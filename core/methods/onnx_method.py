@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,21 @@ class OnnxTemporalMethod(Method):
         self.batch = batch
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.haze = self.contract.get("haze_screen")  # the input screen it was trained / calibrated with
-        self.span = bool((self.contract.get("architecture") or {}).get("s1_span"))  # s1_change's 6-channel form
+        self.span = self._span()
+        self._days: tuple | None = None  # (weakref to the last stack predicted, its day, days_to_clear there)
+
+    def _span(self) -> bool:
+        """Whether the model takes s1_change in its 6-channel form (model version 5), as its ONNX input
+        says; InputError naming the file when the contract says otherwise."""
+        shape = next((i.shape for i in self.session.get_inputs() if i.name == "s1_change"), None)
+        span = shape is not None and len(shape) == 4 and shape[1] == 6
+        arch = self.contract.get("architecture")
+        said = bool(arch.get("s1_span")) if isinstance(arch, dict) else False
+        if span != said:
+            raise InputError(f"{self.path.name}: its s1_change input has {shape[1] if shape else 'no'} channels but "
+                             f"its model contract {'says' if said else 'does not say'} s1_span "
+                             "(export the model again with densify export)")
+        return span
 
     def _read_contract_fields(self) -> None:
         """K, tiling and calibration from the contract; InputError naming the file and the field
@@ -78,8 +93,11 @@ class OnnxTemporalMethod(Method):
     def predict(self, stack: Stack, target_day: float) -> tuple[np.ndarray, np.ndarray]:
         from ..temporal.dataset import model_inputs
 
-        x = model_inputs(stack, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
-                         haze=self.haze, obs_change="obs_s1_change" in self.input_names, span=self.span)
+        seen = self._screen(stack)
+        if self.haze:  # the distances after the screen, for days_to_clear() (the engine asks right after)
+            self._days = (weakref.ref(stack), float(target_day), seen.days_to_clear(target_day))
+        x = model_inputs(seen, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
+                         obs_change="obs_s1_change" in self.input_names, span=self.span)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
                             self.tile, self.overlap, self.batch)
@@ -91,6 +109,22 @@ class OnnxTemporalMethod(Method):
         else:
             scale = self.std_scale
         return out[:nb].astype(np.float32), (out[nb:] * scale).astype(np.float32)
+
+    def _screen(self, stack: Stack) -> Stack:
+        """The stack as the model sees it: through its haze screen (core/haze.py), if it has one."""
+        if not self.haze:
+            return stack
+        from ..haze import screen_haze
+
+        return screen_haze(stack, self.haze)
+
+    def days_to_clear(self, stack: Stack, target_day: float) -> np.ndarray:
+        """As Method.days_to_clear, on the observations left after the haze screen (the distance the
+        model's temperatures are keyed on); measured by predict() when it has just run on this stack."""
+        last = self._days
+        if last is not None and last[0]() is stack and last[1] == float(target_day):
+            return last[2]
+        return self._screen(stack).days_to_clear(target_day)
 
     def describe(self) -> dict:
         return {"method": self.name, "provider": self.provider, "model": self.path.name,

@@ -64,6 +64,7 @@ RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
 # training options a resume may change (the config records them under "resumed")
 RESUMABLE = ("crop", "batch", "lr", "seed", "steps", "max_gap", "max_lead", "min_target_clear", "p_clouds",
              "target_margin", "doy_jitter", "weight_decay", "ema", "beta_nll", "band_weights")
+RESUMABLE_BEFORE = {"band_weights": "equal"}  # what checkpoints saved before an option existed trained with
 
 
 class _HelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -376,7 +377,7 @@ def revalidate(ckpt: dict, model=None, device=None) -> dict:
 
 def points_loss(model, b: dict[str, np.ndarray], device, beta: float = 0.0, weights=None):
     """Gaussian NLL of a points batch, B8A (absent from the point series) left out (`weights`: per band,
-    see model.band_weights)."""
+    see model.band_weights; the other nine keep theirs, so they weigh as in the scene's loss)."""
     import torch
 
     from ..training import unwrap
@@ -488,7 +489,7 @@ def train(args: argparse.Namespace) -> dict:
         start = int(ckpt["epoch"]) + 1
         best = float(ckpt.get("metrics", {}).get("best_score", -math.inf))
         before = ckpt["config"]
-        changed = {k: config[k] for k in RESUMABLE if before.get(k) != config[k]}
+        changed = {k: config[k] for k in RESUMABLE if before.get(k, RESUMABLE_BEFORE.get(k)) != config[k]}
         config = {**before, **{k: config[k] for k in RESUMABLE}, "epochs": args.epochs}
         if changed:  # what this resume trains with, from its first epoch on
             config["resumed"] = [*before.get("resumed", []), {"epoch": start, **changed}]
