@@ -41,6 +41,28 @@ def trained(uds_dir, tmp_path_factory):
     return _train_tiny(uds_dir, tmp_path_factory.mktemp("onnx"))
 
 
+def _with_contract(src, dst, contract: dict):
+    """A copy of the ONNX file src at dst whose metadata is `contract` (a hand-edited contract)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    del model.metadata_props[:]
+    onnx.save(model, str(dst))
+    write_contract(dst, contract)
+    return dst
+
+
+def _matches_torch(model, sess, batch: dict, names: list[str]) -> list:
+    """ONNX Runtime's outputs on `batch`, checked against the torch model's within 1e-4."""
+    with torch.no_grad():
+        ref = model(*TR.to_tensors(batch, "cpu"))
+    got = sess.run(["mean", "logvar"], {k: batch[k] for k in names})
+    for a, b in zip(got, ref, strict=True):
+        assert a.shape == tuple(b.shape)
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=0)
+    return got
+
+
 def _inputs(series, day: float, k2: int, k1: int, size: int):
     sub = series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(5, 5 + size), slice(9, 9 + size))
     return sub, D.model_inputs(sub, day, k2, k1)
@@ -88,12 +110,8 @@ def _check_onnx_matches_torch(ckpt_path, onnx_path, series):
         _, x = _inputs(series, float(series.s2_days[75]), k2, k1, size)
         batch = {k: np.stack([v, v]) for k, v in x.items()}
         batch["s2_valid"][1, 0] = 0.0
-        with torch.no_grad():
-            ref = model(*TR.to_tensors(batch, "cpu"))
-        got = sess.run(["mean", "logvar"], {i.name: batch[i.name] for i in sess.get_inputs()})
-        for a, b in zip(got, ref, strict=True):
-            assert a.shape == tuple(b.shape)
-            np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=0)
+        got = _matches_torch(model, sess, batch, [i.name for i in sess.get_inputs()])
+        assert all(a.shape == (2, 10, size, size) for a in got)
 
 
 def test_contract_roundtrip(trained, tmp_path):
@@ -130,18 +148,10 @@ def test_contract_roundtrip(trained, tmp_path):
 def test_a_malformed_contract_is_named_not_a_traceback(trained, tmp_path, change, field):
     """A hand-edited or foreign contract that keeps kind / inputs / outputs but breaks a field the
     method needs: an InputError naming the file and the field, from every command that runs it."""
-    import shutil
-
-    import onnx
-
     _, onnx_path = trained
-    edited = shutil.copy(onnx_path, tmp_path / "edited.onnx")
-    contract = read_contract(edited)
+    contract = read_contract(onnx_path)
     change(contract)
-    model = onnx.load(str(edited))
-    del model.metadata_props[:]
-    onnx.save(model, str(edited))
-    write_contract(edited, contract)
+    edited = _with_contract(onnx_path, tmp_path / "edited.onnx", contract)
     with pytest.raises(InputError, match=f"edited.onnx: its model contract's {field} is missing or malformed"):
         create(str(edited), "cpu")
 
@@ -370,12 +380,7 @@ def test_version_4_model_with_obs_s1_change_exports_and_runs(uds_dir, series, tm
     for k2, size in [(4, 40), (6, 23)]:  # another K2 and tile size than the export example
         sub = series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(5, 5 + size), slice(9, 9 + size))
         x = D.model_inputs(sub, day, k2, 3, obs_change=True)
-        batch = {k: np.asarray(v)[None] for k, v in x.items()}
-        with torch.no_grad():
-            ref = model(*TR.to_tensors(batch, "cpu"))
-        got = sess.run(["mean", "logvar"], {k: batch[k] for k in names})
-        for a, b in zip(got, ref, strict=True):
-            np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=0)
+        _matches_torch(model, sess, {k: np.asarray(v)[None] for k, v in x.items()}, names)
     sub = series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(5, 45), slice(9, 49))
     x = D.model_inputs(sub, day, 4, 3, obs_change=True)
     mean, _ = create(str(onnx_path), "cpu").predict(sub, day)
@@ -400,11 +405,7 @@ def test_version_5_model_with_s1_span_exports_and_runs(uds_dir, series, tmp_path
     sub = series.select_s2(np.abs(series.s2_days - day) > 20).crop(slice(5, 45), slice(9, 49))
     x = D.model_inputs(sub, day, 4, 3, span=True)
     batch = {k: np.asarray(v)[None] for k, v in x.items()}
-    with torch.no_grad():
-        ref = model(*TR.to_tensors(batch, "cpu"))
-    got = sess.run(["mean", "logvar"], {k: batch[k] for k in names})
-    for a, b in zip(got, ref, strict=True):
-        np.testing.assert_allclose(a, b.numpy(), atol=1e-4, rtol=0)
+    got = _matches_torch(model, sess, batch, names)
     method = create(str(onnx_path), "cpu")
     mean, _ = method.predict(sub, day)
     np.testing.assert_allclose(mean, got[0][0], atol=1e-5)  # one tile: the method feeds the 6 channels
@@ -412,16 +413,8 @@ def test_version_5_model_with_s1_span_exports_and_runs(uds_dir, series, tmp_path
     moved = sess.run(["mean", "logvar"], {k: batch[k] for k in names})
     assert np.abs(moved[0] - got[0]).max() > 0 or np.abs(moved[1] - got[1]).max() > 0
 
-    import shutil
-
-    import onnx
-
-    edited = shutil.copy(onnx_path, tmp_path / "edited.onnx")  # a contract that lost s1_span
-    contract["architecture"].pop("s1_span")
-    model_proto = onnx.load(str(edited))
-    del model_proto.metadata_props[:]
-    onnx.save(model_proto, str(edited))
-    write_contract(edited, contract)
+    contract["architecture"].pop("s1_span")  # a contract that lost it
+    edited = _with_contract(onnx_path, tmp_path / "edited.onnx", contract)
     with pytest.raises(InputError, match="edited.onnx: its s1_change input has 6 channels but its model contract "
                                          "does not say s1_span"):
         create(str(edited), "cpu")
