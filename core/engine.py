@@ -112,6 +112,12 @@ class BeyondCalibration:
         self.far += far.size
         self.farthest = max(self.farthest, float(far.max()) if far.size else 0.0)
 
+    def add_tile(self, stack, target_day: float, rows: slice, cols: slice) -> None:
+        """add() for the output pixels [rows, cols] of a tile, measured by the method (after its own input
+        screening) only when it has a calibrated distance: other methods pay nothing per tile."""
+        if self.cal is not None:
+            self.add(self.method.days_to_clear(stack, target_day)[rows, cols])
+
     def warning(self) -> str | None:
         """The warning when more than 1 % of the output pixels are that far; None otherwise."""
         if not self.far or self.far <= 0.01 * self.total:
@@ -233,7 +239,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
             mean, std = method.predict(stack, target_day)
             rows, cols = tile.inner
             mean, std = mean[:, rows, cols], std[:, rows, cols]
-            beyond.add(method.days_to_clear(stack, target_day)[rows, cols])
+            beyond.add_tile(stack, target_day, rows, cols)
             np.maximum(mean, 0, out=mean)  # no negative reflectance (NaN stays NaN)
             empty += int(np.isnan(mean).all(axis=0).sum())
             synth.write(mean / DN_SCALE, tile.row, tile.col)

@@ -314,8 +314,12 @@ def test_beyond_calibration_counts_far_pixels_over_tiles():
     from types import SimpleNamespace
 
     limit = 60.0 + engine.BEYOND_CALIBRATION_DAYS
-    quiet = engine.BeyondCalibration(SimpleNamespace(name="m", calibrated_days=None))
+    def unasked(*_):
+        raise AssertionError("a method without a calibrated distance is not measured")
+
+    quiet = engine.BeyondCalibration(SimpleNamespace(name="m", calibrated_days=None, days_to_clear=unasked))
     quiet.add(np.full((10, 10), 500.0))
+    quiet.add_tile(None, 0.0, slice(None), slice(None))  # per tile: nothing computed
     assert quiet.warning() is None
     beyond = engine.BeyondCalibration(SimpleNamespace(name="onnx:m", calibrated_days=60.0))
     tile = np.full((10, 10), 10.0)
