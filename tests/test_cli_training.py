@@ -104,6 +104,8 @@ def test_resume_rules_on_a_real_run(uds_dir, tmp_path, capsys):
     err = _one_line_error(capsys, [*base, *TINY, "--resume", "--width", "16", "--k2", "4"], "--width 16", "--k2 4")
     assert "--heads" not in err and "--k1" not in err
     _one_line_error(capsys, [*base, *TINY, "--resume", "--haze-screen", "0.04"], "--haze-screen")
+    _one_line_error(capsys, [*base, *TINY, "--resume", "--s1-change", "--s1-guided", "2"],
+                    "--s1-guided 2 (checkpoint: 0)")
     # other held-out months or another series: test months could be trained on, so refused
     _one_line_error(capsys, [*base, *TINY, "--resume", "--holdout-offset", "0"],
                           "--holdout-every/--holdout-offset/--val-every/--val-offset 4/0/8/1", "== 3")
@@ -190,4 +192,5 @@ def test_the_build_script_trains_with_the_recipe_and_it_parses():
         trained["max_lead"])
     assert (args.width, args.heads, args.layers, args.cloud_context, args.s1_change, args.s1_span) == (
         arch["d"], arch["heads"], arch["layers"], arch["cloud_context"], arch["s1_change"], arch.get("s1_span", False))
+    assert args.s1_guided == (arch.get("s1_guided") or {}).get("radius", 0)
     assert args.epochs >= trained["epochs"]  # the contract records the epochs up to the best one

@@ -420,11 +420,48 @@ def test_version_5_model_with_s1_span_exports_and_runs(uds_dir, series, tmp_path
         create(str(edited), "cpu")
 
 
+def test_version_6_model_with_a_field_scale_s1_change_exports_and_runs(uds_dir, series, tmp_path):
+    """--s1-guided R (model version 6): training records it, the contract carries it, the onnx method
+    feeds the guided s1_change exactly as torch does (it changes the output), and a malformed value
+    in a contract is named."""
+    ckpt_path, _ = _train_tiny(uds_dir, tmp_path, "--s1-change", "--s1-guided", "2")
+    ckpt = load_checkpoint(ckpt_path)
+    gen = torch.Generator().manual_seed(0)  # three steps leave the zero-initialised head near zero: make
+    for key in ("head.2.weight", "head.2.bias"):  # the output depend on its inputs, so feeding them is tested
+        ckpt["model_state"][key] = torch.randn(ckpt["model_state"][key].shape, generator=gen) * 0.3
+    torch.save(ckpt, tmp_path / "shaken.pt")
+    ckpt_path = tmp_path / "shaken.pt"
+    onnx_path = export_onnx(ckpt_path, tmp_path / "model6.onnx")
+    guided = ckpt["config"]["model"]["s1_guided"]
+    assert guided == {"radius": 2, "sigma": D.GUIDE_SIGMA, "guide_bands": list(D.GUIDE_BANDS)}
+    contract = read_contract(onnx_path)
+    assert contract["version"] == 6 and contract["architecture"]["s1_guided"] == guided
+    assert "window of 5 px a side" in contract["inputs"]["s1_change"]
+    model = TR.model_from_checkpoint(load_checkpoint(ckpt_path))
+    day = float(series.s2_days[80])
+    sub = series.select_s2(np.abs(series.s2_days - day) > 20).crop(slice(5, 45), slice(9, 49))
+    method = create(str(onnx_path), "cpu")
+    assert method.describe()["s1_guided"] == guided
+    mean, _ = method.predict(sub, day)
+    ref, _ = TR.predict(model, sub, day, 4, 3)
+    np.testing.assert_allclose(mean, ref, atol=1e-4)
+    model.s1_guided = None
+    per_pixel, _ = TR.predict(model, sub, day, 4, 3)
+    assert np.abs(per_pixel - ref).max() > 1e-3  # the method fed the guided input, not the per-pixel one
+
+    for bad in ({"radius": 0}, {"radius": 2, "sigma": -1.0}, {"radius": "two"}):
+        edited = _with_contract(onnx_path, tmp_path / "edited.onnx", contract | {
+            "architecture": contract["architecture"] | {"s1_guided": bad}})
+        with pytest.raises(InputError, match="edited.onnx: its model contract's architecture's s1_guided is missing "
+                                             "or malformed"):
+            create(str(edited), "cpu")
+
+
 def test_span_and_obs_change_need_s1_change(uds_dir, tmp_path):
-    """--s1-span or --obs-s1-change without --s1-change is a one-line error before any work."""
-    for option in ("--s1-span", "--obs-s1-change"):
-        with pytest.raises(InputError, match=f"{option} needs --s1-change"):
-            _train_tiny(uds_dir, tmp_path / option.strip("-"), option)
+    """--s1-span, --obs-s1-change or --s1-guided without --s1-change is a one-line error before any work."""
+    for option in ("--s1-span", "--obs-s1-change", "--s1-guided 2"):
+        with pytest.raises(InputError, match=f"{option.split()[0]} needs --s1-change"):
+            _train_tiny(uds_dir, tmp_path / option.strip("-"), *option.split())
         assert not (tmp_path / option.strip("-")).exists()
 
 

@@ -407,6 +407,35 @@ def test_s1_span_is_sar_change_between_the_baseline_dates(series):
     assert mean.shape == (1, 10, 10, 10) and torch.isfinite(mean).all()
 
 
+def test_s1_guided_pools_the_sar_change_within_a_field(series):
+    """guided_change: each pixel's VV / VH change becomes the mean of its known neighbours' within the
+    window, weighted by how alike their previous / next clear B04, B08, B11 are; the known flag is kept,
+    unknown pixels stay 0, a huge sigma gives the plain window mean and a tiny one the pixel's own value."""
+    st = series.crop(slice(10, 34), slice(20, 44))
+    day = float(st.s2_days[70]) + 0.2
+    sub = st.select_s2(np.abs(st.s2_days - day) > 20)
+    plain = D.model_inputs(sub, day, 6, 4)["s1_change"]
+    x = D.model_inputs(sub, day, 6, 4, guided={"radius": 2, "sigma": 0.04})["s1_change"]
+    np.testing.assert_array_equal(x[2], plain[2])
+    assert plain[2].min() == 1.0 and np.abs(x[:2] - plain[:2]).max() > 0.1
+    _, near, _, _ = D.baselines(sub.s2, sub.s2_days, day)
+    idx = [D.S2_BANDS.index(b) for b in D.GUIDE_BANDS]
+    g = near[idx + [10 + i for i in idx]]
+    for r, c in [(10, 12), (5, 17)]:  # interior pixels: the 5 x 5 window needs no padding
+        win = (slice(None), slice(r - 2, r + 3), slice(c - 2, c + 3))
+        w = np.exp(-((g[win] - g[:, r:r + 1, c:c + 1]) ** 2).sum(0) / (2 * 0.04 ** 2))
+        expect = (plain[:2][win] * w).sum((1, 2)) / w.sum()
+        np.testing.assert_allclose(x[:2, r, c], expect, rtol=1e-4, atol=1e-5)
+        wide = D.guided_change(plain, near, 2, sigma=1e3)
+        np.testing.assert_allclose(wide[:2, r, c], plain[:2][win].mean((1, 2)), rtol=1e-4, atol=1e-5)
+    own = D.guided_change(plain, near, 2, sigma=1e-6)
+    assert (np.abs(own[:2] - plain[:2]) < 1e-5).mean() > 0.95  # only exact twins of a pixel's spectra pool
+    assert D.guided_change(plain, near, 0) is plain
+    past = sub.select_s1(sub.s1_days < day - 60)  # no S1 near the target: unknown, stays 0
+    y = D.model_inputs(past.select_s2(past.s2_days < day), day, 6, 4, guided={"radius": 2})["s1_change"]
+    assert not y.any()
+
+
 def test_obs_s1_change_is_sar_change_since_each_observation(series):
     """obs_s1_change: per S2 observation, S1 at the target minus S1 at that observation's date;
     padding slots and unknown values are 0 with flag 0. A model takes it only with s1_change."""

@@ -78,6 +78,13 @@ class OnnxTemporalMethod(Method):
                         and np.all(np.diff(days) > 0) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
                     raise ValueError(field)
                 self.calibrated_days = float(days[-1])
+            field = "architecture's s1_guided"
+            arch = c.get("architecture") or {}
+            self.guided = arch.get("s1_guided") if isinstance(arch, dict) else None
+            if self.guided is not None:  # the field-scale S1 change (model version 6)
+                radius, sigma = self.guided["radius"], float(self.guided.get("sigma", 0.04))
+                if not (_positive_int(radius) and np.isfinite(sigma) and sigma > 0):
+                    raise ValueError(field)
         except (KeyError, TypeError, ValueError, AttributeError):
             raise InputError(f"{self.path.name}: its model contract's {field} is missing or malformed "
                              "(export the model again with densify export)") from None
@@ -97,7 +104,7 @@ class OnnxTemporalMethod(Method):
         if self.haze:  # the distances after the screen, for days_to_clear() (the engine asks right after)
             self._days = (weakref.ref(stack), float(target_day), seen.days_to_clear(target_day))
         x = model_inputs(seen, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
-                         obs_change="obs_s1_change" in self.input_names, span=self.span)
+                         obs_change="obs_s1_change" in self.input_names, span=self.span, guided=self.guided)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
                             self.tile, self.overlap, self.batch)
@@ -129,7 +136,7 @@ class OnnxTemporalMethod(Method):
     def describe(self) -> dict:
         return {"method": self.name, "provider": self.provider, "model": self.path.name,
                 "model_version": self.contract.get("version"), "std_scale": self.std_scale,
-                "std_scale_by_days": self.scale_by_days, "haze_screen": self.haze}
+                "std_scale_by_days": self.scale_by_days, "haze_screen": self.haze, "s1_guided": self.guided}
 
 
 @register("onnx")

@@ -23,6 +23,8 @@ GAP_SCALE = 100.0  # days: scale of the distances fed in base_info
 MIN_USABLE = 0.02  # an S2 date joins the K nearest only if this fraction of the window is clear
 S1_SIGMA = 6.0  # days: S1 read at a date = Gaussian-weighted mean of the acquisitions around it (speckle)
 S1_REACH = 3.0  # ... over the acquisitions within this many S1_SIGMA of the date
+GUIDE_BANDS = ("B04", "B08", "B11")  # s1_guided: the optical bands that tell one field from the next
+GUIDE_SIGMA = 0.04  # ... and how far apart (reflectance) two pixels' clear values may lie to pool their S1
 
 
 def load_series(data_dir: str | Path) -> Stack:
@@ -117,6 +119,34 @@ def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray,
     return np.concatenate(parts).astype(np.float32)
 
 
+def guided_change(change: np.ndarray, near: np.ndarray, radius: int, sigma: float = GUIDE_SIGMA) -> np.ndarray:
+    """s1_change (C, h, w) with its VV / VH change channels averaged over a (2 radius + 1)^2 px window, each
+    known neighbour weighted by exp(-|g_i - g_j|^2 / (2 sigma^2)), g the previous and next clear values of
+    GUIDE_BANDS (`near`, (20, h, w), NaN where none): a field pools its radar, the next field does not
+    (a bilateral filter guided by the optical images). Pixels where the change is unknown stay 0."""
+    if radius <= 0:
+        return change
+    idx = [S2_BANDS.index(b) for b in GUIDE_BANDS]
+    guide = np.nan_to_num(near[idx + [len(S2_BANDS) + i for i in idx]], nan=0.0).astype(np.float32)
+    known = change[2] > 0.5
+    h, w = known.shape
+    pad = ((0, 0), (radius, radius), (radius, radius))
+    gp = np.pad(guide, pad, mode="edge")
+    cp = np.pad(np.where(known, change[:2], 0.0).astype(np.float32), pad, mode="edge")
+    kp = np.pad(known.astype(np.float32), pad[1:], mode="edge")
+    num = np.zeros((2, h, w), np.float32)
+    den = np.zeros((h, w), np.float32)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            d2 = ((gp[:, dy:dy + h, dx:dx + w] - guide) ** 2).sum(axis=0)
+            wt = np.exp(d2 * np.float32(-0.5 / sigma ** 2)) * kp[dy:dy + h, dx:dx + w]
+            num += wt * cp[:, dy:dy + h, dx:dx + w]
+            den += wt
+    out = change.copy()
+    out[:2] = np.where(known & (den > 0), num / np.where(den > 0, den, 1.0), 0.0)
+    return out
+
+
 def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | None = None) -> np.ndarray:
     """Indices (ascending in time) of the k usable dates nearest to target."""
     cand = np.flatnonzero(usable) if usable is not None else np.arange(len(days))
@@ -128,13 +158,14 @@ def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | 
 
 def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
                  pad: bool = True, change: bool = True, haze: dict | None = None,
-                 obs_change: bool = False, span: bool = False) -> dict[str, np.ndarray]:
+                 obs_change: bool = False, span: bool = False, guided: dict | None = None
+                 ) -> dict[str, np.ndarray]:
     """Unbatched model inputs (see model.INPUTS) for one target date over the whole stack window.
 
     S2 missing pixels get validity 0 (and value 0); with pad, the K axes are padded to k2/k1
     with fully invalid observations. `change`: also the s1_change input (only models built
     with it read it; `span`: its 6-channel form, see s1_change()); `obs_change`: also obs_s1_change
-    (see obs_s1_change()). `haze`: the
+    (see obs_s1_change()); `guided`: {"radius": r, "sigma": s}, s1_change through guided_change(). `haze`: the
     parameters of the multi-temporal haze screen (core/haze.py) applied to the S2 observations
     first, for models trained or calibrated with it.
     """
@@ -174,6 +205,9 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
          "target_doy": np.float32(doy(target_day))}
     if change:
         x["s1_change"] = s1_change(stack, target_day, dprev, dnext, span=span)
+        if guided:
+            x["s1_change"] = guided_change(x["s1_change"], near, int(guided["radius"]),
+                                           float(guided.get("sigma", GUIDE_SIGMA)))
     if obs_change:
         x["obs_s1_change"] = obs_s1_change(stack, target_day, i2, n2)
     return x
@@ -233,6 +267,7 @@ class SamplerConfig:
     s1_change: bool = True  # samples carry the s1_change input (for models built with it)
     obs_s1_change: bool = False  # ... and the obs_s1_change input
     s1_span: bool = False  # s1_change in its 6-channel form (with the S1 span between the clear dates)
+    s1_guided: dict | None = None  # s1_change through guided_change() ({"radius", "sigma"})
     doy_jitter: float = 0.0  # the target's day of year is shifted by up to +/- this many days (not its dates)
     haze: dict | None = None  # haze screen (core/haze.py) on the inputs, as the model will see them
     haze_targets: bool = False  # ... and the loss leaves out target pixels the screen calls hazy
@@ -289,7 +324,7 @@ class Sampler:
             for i in np.flatnonzero(hit):
                 sub.s2[i][:, ~donors[pick[i]]] = np.nan
         x = model_inputs(sub, day, cfg.k2, cfg.k1, change=cfg.s1_change, haze=cfg.haze, obs_change=cfg.obs_s1_change,
-                         span=cfg.s1_span)
+                         span=cfg.s1_span, guided=cfg.s1_guided)
         if cfg.doy_jitter > 0:  # one scene, one year: the season cue must not become a calendar to memorise
             x["target_doy"] = np.float32(x["target_doy"] + rng.uniform(-cfg.doy_jitter, cfg.doy_jitter))
         x["target"] = np.nan_to_num(st.s2[t][..., r0:r0 + c, c0:c0 + c], nan=0.0)

@@ -22,17 +22,23 @@ def contract_for(ckpt: dict) -> dict:
     change = bool(cfg["model"].get("s1_change", False))
     obs = bool(cfg["model"].get("obs_s1_change", False))
     span = bool(cfg["model"].get("s1_span", False))
+    guided = cfg["model"].get("s1_guided")
     inputs = input_names(change, obs)
     haze = cfg.get("haze_screen")
     how = ("before the inputs are built, S2 pixels whose B02, smoothed over size x size px, rose more than "
            "threshold (reflectance) above the lowest clear B02 of the other dates within window_days, and more "
            "than B04 rose or more than bright, are masked like clouds (sentinel_densify.core.haze)")
     screen = {"haze_screen": haze | {"how": how}} if haze else {}
+    pooled = ("; the VV, VH change averaged over a window of {w} px a side, each known neighbour weighted by "
+              "exp(-|g_i - g_j|^2 / (2 sigma^2)), g the previous and next clear {g}, sigma {s:g} "
+              "(sentinel_densify.core.temporal.dataset.guided_change)")
     extra = {"s1_change": f"(n, {6 if span else 3}, h, w) float32: S1 VV, VH (dB) at the target minus S1 interpolated "
                           "between the per-pixel dates of the previous / next clear S2 (S1 read as a Gaussian-weighted "
                           f"mean, sigma {S1_SIGMA:g} d), 0 where unknown; known (0/1)"
                           + ("; then S1 VV, VH (dB) at the next clear date minus at the previous one, 0 where "
-                             "unknown; known (0/1)" if span else "")} if change else {}
+                             "unknown; known (0/1)" if span else "")
+                          + (pooled.format(w=2 * guided["radius"] + 1, g=", ".join(guided["guide_bands"]),
+                                           s=guided["sigma"]) if guided else "")} if change else {}
     if obs:
         extra["obs_s1_change"] = ("(n, K2, 3, h, w) float32: per S2 observation, S1 VV, VH (dB) at the target minus "
                                   "S1 at the observation's date (both Gaussian-weighted means), 0 where unknown; "
@@ -40,7 +46,7 @@ def contract_for(ckpt: dict) -> dict:
     return {
         "kind": "temporal",
         "name": "S1+S2 temporal cross-attention generator",
-        "version": 5 if span else 4 if obs else 3 if change else 2,
+        "version": 6 if guided else 5 if span else 4 if obs else 3 if change else 2,
         "bands": list(S2_BANDS),
         "s1_bands": ["VV", "VH"],
         "scaling": {"s2": "surface reflectance (DN * 1e-4 + offset), normalised inside the model",

@@ -26,6 +26,8 @@ from ..haze import from_threshold
 from ..metrics import psnr
 from ..stack import Stack
 from .dataset import (
+    GUIDE_BANDS,
+    GUIDE_SIGMA,
     Sampler,
     SamplerConfig,
     baselines,
@@ -54,6 +56,8 @@ ARCHITECTURE = {  # option -> (its value in a checkpoint's config, its value in 
     "--s1-change": (lambda c: bool(c["model"].get("s1_change")), lambda a: bool(a.s1_change)),
     "--obs-s1-change": (lambda c: bool(c["model"].get("obs_s1_change")), lambda a: bool(a.obs_s1_change)),
     "--s1-span": (lambda c: bool(c["model"].get("s1_span")), lambda a: bool(a.s1_span)),
+    "--s1-guided": (lambda c: int((c["model"].get("s1_guided") or {}).get("radius", 0)),
+                    lambda a: int(getattr(a, "s1_guided", 0))),
     "--k2": (lambda c: c.get("k2"), lambda a: a.k2),
     "--k1": (lambda c: c.get("k1"), lambda a: a.k1),
     "--haze-screen": (lambda c: float((c.get("haze_screen") or {}).get("threshold", 0.0)),
@@ -108,6 +112,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s1-span", action="store_true",
                         help="with --s1-change: the query also sees S1 at each pixel's next clear S2 date minus S1 "
                              "at its previous one (s1_change with 6 channels, contract version 5)")
+    parser.add_argument("--s1-guided", type=nonnegative_int, default=0, metavar="RADIUS",
+                        help="with --s1-change: its VV / VH change averaged over a (2 RADIUS + 1)^2 px window, "
+                             "weighted by how alike the pixels' clear B04, B08, B11 are (a field pools its radar); "
+                             "0: per pixel")
     parser.add_argument("--k2", type=positive_int, default=8, help="S2 observations used (nearest in time)")
     parser.add_argument("--k1", type=positive_int, default=8, help="S1 observations used (nearest in time)")
     parser.add_argument("--max-gap", type=nonnegative_float, default=60.0, help="largest random gap hidden (days)")
@@ -178,7 +186,7 @@ def check_args(args: argparse.Namespace) -> dict | None:
         raise InputError("--haze-targets needs --haze-screen THRESHOLD (it leaves out the pixels the screen "
                          "calls hazy)")
     from_threshold(getattr(args, "haze_screen", 0.0))
-    for option in ("obs_s1_change", "s1_span"):
+    for option in ("obs_s1_change", "s1_span", "s1_guided"):
         if getattr(args, option, False) and not getattr(args, "s1_change", False):
             raise InputError(f"--{option.replace('_', '-')} needs --s1-change (it adds to that input)")
     out = Path(args.out)
@@ -239,6 +247,7 @@ def build_model(config: dict):
                               m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False),
                               m.get("obs_s1_change", False), m.get("s1_span", False))
     model.haze = config.get("haze_screen")  # the haze screen its inputs go through (None: SCL only)
+    model.s1_guided = m.get("s1_guided")  # s1_change through dataset.guided_change (None: per pixel)
     return model
 
 
@@ -272,7 +281,7 @@ def to_tensors(batch: dict[str, np.ndarray], device) -> list:
 def inputs_of(model, stack: Stack, day: float, k2: int, k1: int) -> dict[str, np.ndarray]:
     """model_inputs() with what this model takes and the haze screen it was trained / exported with."""
     return model_inputs(stack, day, k2, k1, change=model.use_s1_change, haze=model.haze,
-                        obs_change=model.use_obs_change, span=model.use_s1_span)
+                        obs_change=model.use_obs_change, span=model.use_s1_span, guided=model.s1_guided)
 
 
 def predict(model, stack: Stack, day: float, k2: int, k1: int, device=None,
@@ -457,7 +466,9 @@ def train(args: argparse.Namespace) -> dict:
                   "cloud_context": bool(getattr(args, "cloud_context", False)),
                   "s1_change": bool(getattr(args, "s1_change", False)),
                   "obs_s1_change": bool(getattr(args, "obs_s1_change", False)),
-                  **({"s1_span": True} if getattr(args, "s1_span", False) else {})},
+                  **({"s1_span": True} if getattr(args, "s1_span", False) else {}),
+                  **({"s1_guided": {"radius": int(args.s1_guided), "sigma": GUIDE_SIGMA,
+                                    "guide_bands": list(GUIDE_BANDS)}} if getattr(args, "s1_guided", 0) else {})},
         "k2": args.k2, "k1": args.k1, "crop": args.crop, "batch": args.batch, "lr": args.lr,
         "seed": args.seed, "steps": args.steps, "epochs": args.epochs, "world_size": world,
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
@@ -496,7 +507,7 @@ def train(args: argparse.Namespace) -> dict:
     scfg = SamplerConfig(crop=args.crop, k2=args.k2, k1=args.k1, max_gap=args.max_gap, max_lead=args.max_lead,
                          min_target_clear=args.min_target_clear, p_clouds=args.p_clouds,
                          target_margin=getattr(args, "target_margin", 0), s1_change=model.use_s1_change,
-                         obs_s1_change=model.use_obs_change, s1_span=model.use_s1_span,
+                         obs_s1_change=model.use_obs_change, s1_span=model.use_s1_span, s1_guided=model.s1_guided,
                          doy_jitter=getattr(args, "doy_jitter", 0.0), haze=config.get("haze_screen"),
                          haze_targets=bool(config.get("haze_targets")))
     points = None
