@@ -47,7 +47,7 @@ CAL_MIN_CLEAR = 0.95  # the std temperature is fitted on the clearest of them (t
 
 RECIPE = ("--epochs 16 --steps 40 --batch 8 --crop 24 --k1 6 --lr 1e-3 --points-steps 300 --points-batch 256 "
           "--points-mix 0.5 --s1-change --cloud-context --target-margin 3 --p-clouds 0.8 --haze-screen 0.04 "
-          "--haze-targets --k2 6")  # the bundled model's; scripts/build_default_model.sh reads it here
+          "--haze-targets --k2 6 --s1-guided 5")  # the bundled model's; scripts/build_default_model.sh reads it here
 ARCHITECTURE = {  # option -> (its value in a checkpoint's config, its value in args): fixed for a run
     "--width": (lambda c: c["model"].get("d"), lambda a: a.width),
     "--heads": (lambda c: c["model"].get("heads"), lambda a: a.heads),
