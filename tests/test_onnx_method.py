@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from sentinel_densify.core.model_contract import read_contract, write_contract  
 from sentinel_densify.core.temporal import dataset as D  # noqa: E402
 from sentinel_densify.core.temporal import train as TR  # noqa: E402
 from sentinel_densify.core.temporal.calibration import nearest_clear_days, scale_map  # noqa: E402
-from sentinel_densify.core.temporal.export import export_onnx  # noqa: E402
+from sentinel_densify.core.temporal.export import contract_for, export_onnx  # noqa: E402
 from sentinel_densify.core.tiling import predict_tiled  # noqa: E402
 from sentinel_densify.core.training import load_checkpoint  # noqa: E402
 
@@ -437,6 +438,10 @@ def test_version_6_model_with_a_field_scale_s1_change_exports_and_runs(uds_dir, 
     contract = read_contract(onnx_path)
     assert contract["version"] == 6 and contract["architecture"]["s1_guided"] == guided
     assert "window of 5 px a side" in contract["inputs"]["s1_change"]
+    assert contract["halo"] == 8  # radius 2 + the model's own context fit in the usual halo
+    wide = copy.deepcopy(ckpt)
+    wide["config"]["model"]["s1_guided"]["radius"] = 7
+    assert contract_for(wide)["halo"] == 10  # a wider filter needs more context around each engine tile
     model = TR.model_from_checkpoint(load_checkpoint(ckpt_path))
     day = float(series.s2_days[80])
     sub = series.select_s2(np.abs(series.s2_days - day) > 20).crop(slice(5, 45), slice(9, 49))

@@ -59,7 +59,7 @@ def contract_for(ckpt: dict) -> dict:
                                         f"days to next clear / {GAP_SCALE:g}", "previous clear exists",
                                         "next clear exists"], "cap_days": 3 * GAP_SCALE},
         "k2": int(cfg["k2"]), "k1": int(cfg["k1"]), "min_usable_fraction": MIN_USABLE,
-        "tile": TILE, "overlap": OVERLAP, "halo": 8,
+        "tile": TILE, "overlap": OVERLAP, "halo": max(8, int(guided["radius"]) + 3) if guided else 8,
         "inputs": {
             "s2": "(n, K2, 10, h, w) float32 reflectance, 0 where invalid",
             "s2_valid": "(n, K2, h, w) float32 1 clear / 0 masked out of attention",

@@ -188,7 +188,7 @@ def check_args(args: argparse.Namespace) -> dict | None:
     from_threshold(getattr(args, "haze_screen", 0.0))
     for option in ("obs_s1_change", "s1_span", "s1_guided"):
         if getattr(args, option, False) and not getattr(args, "s1_change", False):
-            raise InputError(f"--{option.replace('_', '-')} needs --s1-change (it adds to that input)")
+            raise InputError(f"--{option.replace('_', '-')} needs --s1-change (it adds to or averages that input)")
     out = Path(args.out)
     check_run_folder(out, RUN_FILES, args.resume, "--resume")
     last = out / "last.pt"
