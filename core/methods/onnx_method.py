@@ -82,7 +82,9 @@ class OnnxTemporalMethod(Method):
             arch = c.get("architecture") or {}
             self.guided = arch.get("s1_guided") if isinstance(arch, dict) else None
             if self.guided is not None:  # the field-scale S1 change (model version 6)
-                radius, sigma = self.guided["radius"], float(self.guided.get("sigma", 0.04))
+                from ..temporal.dataset import GUIDE_SIGMA
+
+                radius, sigma = self.guided["radius"], float(self.guided.get("sigma", GUIDE_SIGMA))
                 if not (_positive_int(radius) and np.isfinite(sigma) and sigma > 0):
                     raise ValueError(field)
         except (KeyError, TypeError, ValueError, AttributeError):
