@@ -454,7 +454,8 @@ def test_version_6_model_with_a_field_scale_s1_change_exports_and_runs(uds_dir, 
     per_pixel, _ = TR.predict(model, sub, day, 4, 3)
     assert np.abs(per_pixel - ref).max() > 1e-3  # the method fed the guided input, not the per-pixel one
 
-    for bad in ({"radius": 0}, {"radius": 2, "sigma": -1.0}, {"radius": "two"}):
+    for bad in ({"radius": 0}, {"radius": 2, "sigma": -1.0}, {"radius": "two"}, {"radius": 2, "guide_bands": ["B99"]},
+                {"radius": 2, "guide_bands": []}):
         edited = _with_contract(onnx_path, tmp_path / "edited.onnx", contract | {
             "architecture": contract["architecture"] | {"s1_guided": bad}})
         with pytest.raises(InputError, match="edited.onnx: its model contract's architecture's s1_guided is missing "

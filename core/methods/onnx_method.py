@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model_contract import open_session, read_contract
-from ..stack import Stack
+from ..stack import S2_BANDS, Stack
 from ..tiling import predict_tiled
 from . import Method, register
 
@@ -82,10 +82,12 @@ class OnnxTemporalMethod(Method):
             arch = c.get("architecture") or {}
             self.guided = arch.get("s1_guided") if isinstance(arch, dict) else None
             if self.guided is not None:  # the field-scale S1 change (model version 6)
-                from ..temporal.dataset import GUIDE_SIGMA
+                from ..temporal.dataset import GUIDE_BANDS, GUIDE_SIGMA
 
                 radius, sigma = self.guided["radius"], float(self.guided.get("sigma", GUIDE_SIGMA))
-                if not (_positive_int(radius) and np.isfinite(sigma) and sigma > 0):
+                bands = self.guided.get("guide_bands", GUIDE_BANDS)
+                if not (_positive_int(radius) and np.isfinite(sigma) and sigma > 0 and isinstance(bands, list | tuple)
+                        and bands and all(b in S2_BANDS for b in bands)):
                     raise ValueError(field)
         except (KeyError, TypeError, ValueError, AttributeError):
             raise InputError(f"{self.path.name}: its model contract's {field} is missing or malformed "

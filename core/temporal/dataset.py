@@ -119,14 +119,15 @@ def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray,
     return np.concatenate(parts).astype(np.float32)
 
 
-def guided_change(change: np.ndarray, near: np.ndarray, radius: int, sigma: float = GUIDE_SIGMA) -> np.ndarray:
+def guided_change(change: np.ndarray, near: np.ndarray, radius: int, sigma: float = GUIDE_SIGMA,
+                  bands: tuple[str, ...] | list[str] = GUIDE_BANDS) -> np.ndarray:
     """s1_change (C, h, w) with its VV / VH change channels averaged over a (2 radius + 1)^2 px window, each
     known neighbour weighted by exp(-|g_i - g_j|^2 / (2 sigma^2)), g the previous and next clear values of
-    GUIDE_BANDS (`near`, (20, h, w), NaN where none): a field pools its radar, the next field does not
+    `bands` (`near`, (20, h, w), NaN where none): a field pools its radar, the next field does not
     (a bilateral filter guided by the optical images). Pixels where the change is unknown stay 0."""
     if radius <= 0:
         return change
-    idx = [S2_BANDS.index(b) for b in GUIDE_BANDS]
+    idx = [S2_BANDS.index(b) for b in bands]
     guide = np.nan_to_num(near[idx + [len(S2_BANDS) + i for i in idx]], nan=0.0).astype(np.float32)
     known = change[2] > 0.5
     h, w = known.shape
@@ -165,7 +166,8 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
     S2 missing pixels get validity 0 (and value 0); with pad, the K axes are padded to k2/k1
     with fully invalid observations. `change`: also the s1_change input (only models built
     with it read it; `span`: its 6-channel form, see s1_change()); `obs_change`: also obs_s1_change
-    (see obs_s1_change()); `guided`: {"radius": r, "sigma": s}, s1_change through guided_change(). `haze`: the
+    (see obs_s1_change()); `guided`: {"radius": r, "sigma": s, "guide_bands": [...]} (as a model's config
+    records it), s1_change through guided_change(). `haze`: the
     parameters of the multi-temporal haze screen (core/haze.py) applied to the S2 observations
     first, for models trained or calibrated with it.
     """
@@ -207,7 +209,8 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
         x["s1_change"] = s1_change(stack, target_day, dprev, dnext, span=span)
         if guided:
             x["s1_change"] = guided_change(x["s1_change"], near, int(guided["radius"]),
-                                           float(guided.get("sigma", GUIDE_SIGMA)))
+                                           float(guided.get("sigma", GUIDE_SIGMA)),
+                                           guided.get("guide_bands", GUIDE_BANDS))
     if obs_change:
         x["obs_s1_change"] = obs_s1_change(stack, target_day, i2, n2)
     return x

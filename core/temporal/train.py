@@ -423,11 +423,11 @@ def pretrain_points(model, points: list[Stack], args: argparse.Namespace, scfg: 
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     model.train()
     losses = []
+    weights = loss_weights(model, getattr(args, "band_weights", "equal"))  # s2_std is a buffer: fixed
     for step in range(args.points_steps):
         for group in opt.param_groups:
             group["lr"] = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, args.points_steps))))
-        loss = points_loss(model, sampler.batch(args.points_batch), device, getattr(args, "beta_nll", 0.0),
-                           loss_weights(model, getattr(args, "band_weights", "equal")))
+        loss = points_loss(model, sampler.batch(args.points_batch), device, getattr(args, "beta_nll", 0.0), weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
