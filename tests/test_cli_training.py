@@ -193,4 +193,5 @@ def test_the_build_script_trains_with_the_recipe_and_it_parses():
     assert (args.width, args.heads, args.layers, args.cloud_context, args.s1_change, args.s1_span) == (
         arch["d"], arch["heads"], arch["layers"], arch["cloud_context"], arch["s1_change"], arch.get("s1_span", False))
     assert args.s1_guided == (arch.get("s1_guided") or {}).get("radius", 0)
+    assert args.s1_guided_obs == bool((arch.get("s1_guided") or {}).get("obs", False))
     assert args.epochs >= trained["epochs"]  # the contract records the epochs up to the best one

@@ -463,6 +463,45 @@ def test_version_6_model_with_a_field_scale_s1_change_exports_and_runs(uds_dir, 
             create(str(edited), "cpu")
 
 
+def test_version_7_model_with_field_scale_s1_observations_exports_and_runs(uds_dir, series, tmp_path):
+    """--s1-guided-obs (model version 7): training records it, the contract carries it, the onnx method
+    averages the S1 observations exactly as torch's predict does (it changes the output), a malformed
+    value is named, and without --s1-guided it is a one-line error before any work."""
+    ckpt_path, _ = _train_tiny(uds_dir, tmp_path / "run", "--s1-change", "--s1-guided", "2", "--s1-guided-obs")
+    ckpt = load_checkpoint(ckpt_path)
+    gen = torch.Generator().manual_seed(0)  # as in the version 6 test, an output that depends on its inputs,
+    for key, scale in (("head.2.weight", 0.3), ("head.2.bias", 0.3), ("enc_s1.net.0.weight", 1.0),  # and on S1
+                       ("attn.0.v.weight", 1.0)):
+        ckpt["model_state"][key] = torch.randn(ckpt["model_state"][key].shape, generator=gen) * scale
+    torch.save(ckpt, tmp_path / "shaken.pt")
+    onnx_path = export_onnx(tmp_path / "shaken.pt", tmp_path / "model7.onnx")
+    guided = ckpt["config"]["model"]["s1_guided"]
+    assert guided == {"radius": 2, "sigma": D.GUIDE_SIGMA, "guide_bands": list(D.GUIDE_BANDS), "obs": True}
+    contract = read_contract(onnx_path)
+    assert contract["version"] == 7 and contract["architecture"]["s1_guided"] == guided
+    assert "averaged like s1_change" in contract["inputs"]["s1"]
+    model = TR.model_from_checkpoint(load_checkpoint(tmp_path / "shaken.pt"))
+    day = float(series.s2_days[80])
+    sub = series.select_s2(np.abs(series.s2_days - day) > 20).crop(slice(5, 45), slice(9, 49))
+    method = create(str(onnx_path), "cpu")
+    assert method.describe()["s1_guided"] == guided
+    mean, _ = method.predict(sub, day)
+    ref, _ = TR.predict(model, sub, day, 4, 3)
+    np.testing.assert_allclose(mean, ref, atol=1e-4)
+    model.s1_guided = {k: v for k, v in guided.items() if k != "obs"}
+    raw_obs, _ = TR.predict(model, sub, day, 4, 3)
+    assert np.abs(raw_obs - ref).max() > 1e-3  # the method fed the averaged observations, not the raw ones
+
+    edited = _with_contract(onnx_path, tmp_path / "edited.onnx", contract | {
+        "architecture": contract["architecture"] | {"s1_guided": guided | {"obs": "yes"}}})
+    with pytest.raises(InputError, match="edited.onnx: its model contract's architecture's s1_guided is missing "
+                                         "or malformed"):
+        create(str(edited), "cpu")
+    with pytest.raises(InputError, match="--s1-guided-obs needs --s1-guided RADIUS"):
+        _train_tiny(uds_dir, tmp_path / "refused", "--s1-change", "--s1-guided-obs")
+    assert not (tmp_path / "refused").exists()
+
+
 def test_span_and_obs_change_need_s1_change(uds_dir, tmp_path):
     """--s1-span, --obs-s1-change or --s1-guided without --s1-change is a one-line error before any work."""
     for option in ("--s1-span", "--obs-s1-change", "--s1-guided 2"):

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from sentinel_densify.core.errors import InputError  # noqa: E402
+from sentinel_densify.core.stack import Stack  # noqa: E402
 from sentinel_densify.core.temporal import dataset as D  # noqa: E402
 from sentinel_densify.core.temporal import train as TR  # noqa: E402
 from sentinel_densify.core.temporal.model import TemporalGenerator, gaussian_nll  # noqa: E402
@@ -434,6 +435,41 @@ def test_s1_guided_pools_the_sar_change_within_a_field(series):
     past = sub.select_s1(sub.s1_days < day - 60)  # no S1 near the target: unknown, stays 0
     y = D.model_inputs(past.select_s2(past.s2_days < day), day, 6, 4, guided={"radius": 2})["s1_change"]
     assert not y.any()
+
+
+def test_s1_guided_obs_pools_each_sar_acquisition_within_a_field(series):
+    """guided "obs" (model version 7): each S1 observation's VV / VH becomes the mean of its valid neighbours'
+    within the window, with the weights of guided_change (the same s1_change results); validity is kept, and
+    invalid pixels of an acquisition neither count nor change (they stay 0)."""
+    st = series.crop(slice(10, 34), slice(20, 44))
+    day = float(st.s2_days[70]) + 0.2
+    sub = st.select_s2(np.abs(st.s2_days - day) > 20)
+    sub = Stack(sub.s2, sub.s2_days, sub.s1.copy(), sub.s1_days, sub.bands)  # the fixture is shared: a copy
+    sub.s1[np.flatnonzero(sub.s1_days > day)[0], :, 3:6, 4:9] = np.nan  # a hole in the next acquisition
+    guided = {"radius": 2, "sigma": 0.04}
+    field = D.model_inputs(sub, day, 6, 8, guided=guided)
+    x = D.model_inputs(sub, day, 6, 8, guided=guided | {"obs": True})
+    np.testing.assert_array_equal(x["s1_change"], field["s1_change"])
+    np.testing.assert_array_equal(x["s1_valid"], field["s1_valid"])
+    assert field["s1_valid"].min() == 0.0 and field["s1_valid"][:-1].max() == 1.0
+    assert np.abs(x["s1"] - field["s1"]).max() > 0.5
+    _, near, _, _ = D.baselines(sub.s2, sub.s2_days, day)
+    idx = [D.S2_BANDS.index(b) for b in D.GUIDE_BANDS]
+    g = near[idx + [10 + i for i in idx]]
+    raw, ok = field["s1"], field["s1_valid"] > 0.5
+    for k in range(len(raw)):
+        for r, c in [(10, 12), (5, 17), (6, 5)]:  # interior pixels (6, 5: beside the hole)
+            win = (slice(r - 2, r + 3), slice(c - 2, c + 3))
+            w = np.exp(-((g[:, win[0], win[1]] - g[:, r:r + 1, c:c + 1]) ** 2).sum(0) / (2 * 0.04 ** 2)) * ok[k][win]
+            if not ok[k, r, c]:
+                assert not x["s1"][k, :, r, c].any()
+                continue
+            expect = (raw[k][(slice(None), *win)] * w).sum((1, 2)) / w.sum()
+            np.testing.assert_allclose(x["s1"][k, :, r, c], expect, rtol=1e-4, atol=1e-4)
+    assert (~ok).sum() == 15 and not x["s1"].transpose(1, 0, 2, 3)[:, ~ok].any()
+    alone = D.model_inputs(sub, day, 6, 8, change=False, guided=guided | {"obs": True})
+    assert "s1_change" not in alone
+    np.testing.assert_array_equal(alone["s1"], x["s1"])
 
 
 def test_obs_s1_change_is_sar_change_since_each_observation(series):

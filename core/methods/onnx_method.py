@@ -81,13 +81,14 @@ class OnnxTemporalMethod(Method):
             field = "architecture's s1_guided"
             arch = c.get("architecture") or {}
             self.guided = arch.get("s1_guided") if isinstance(arch, dict) else None
-            if self.guided is not None:  # the field-scale S1 change (model version 6)
+            if self.guided is not None:  # the field-scale S1 change (model version 6; and S1 observations: 7)
                 from ..temporal.dataset import GUIDE_BANDS, GUIDE_SIGMA
 
                 radius, sigma = self.guided["radius"], float(self.guided.get("sigma", GUIDE_SIGMA))
                 bands = self.guided.get("guide_bands", GUIDE_BANDS)
                 if not (_positive_int(radius) and np.isfinite(sigma) and sigma > 0 and isinstance(bands, list | tuple)
-                        and bands and all(b in S2_BANDS for b in bands)):
+                        and bands and all(b in S2_BANDS for b in bands)
+                        and isinstance(self.guided.get("obs", False), bool)):
                     raise ValueError(field)
         except (KeyError, TypeError, ValueError, AttributeError):
             raise InputError(f"{self.path.name}: its model contract's {field} is missing or malformed "

@@ -186,6 +186,8 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           + (", and the S1 change between those two dates" if arch.get("s1_span") else "")
           + (f", averaged over the pixels of the same field ({2 * arch['s1_guided'].get('radius', 0) + 1} px window, "
              "weighted by how alike their clear B04, B08, B11 are)" if arch.get("s1_guided") else "")
+          + ("; the S1 observations it attends to are averaged the same way"
+             if (arch.get("s1_guided") or {}).get("obs") else "")
           + ("; each S2 observation also carries the S1 change from its date to the target (input "
              "`obs_s1_change`)" if arch.get("obs_s1_change") else "")
           + ("; each S2 observation also carries the clear fraction around each pixel"

@@ -119,33 +119,68 @@ def s1_change(stack: Stack, target: float, dprev: np.ndarray, dnext: np.ndarray,
     return np.concatenate(parts).astype(np.float32)
 
 
+def guide_of(near: np.ndarray, bands: tuple[str, ...] | list[str] = GUIDE_BANDS) -> np.ndarray:
+    """The guide of the field-scale averages: the previous and next clear values of `bands` (`near`,
+    (20, h, w), NaN where none -> 0)."""
+    idx = [S2_BANDS.index(b) for b in bands]
+    return np.nan_to_num(near[idx + [len(S2_BANDS) + i for i in idx]], nan=0.0).astype(np.float32)
+
+
+def guided_mean(values: np.ndarray, known: np.ndarray, guide: np.ndarray, radius: int,
+                sigma: float = GUIDE_SIGMA) -> np.ndarray:
+    """values (N, C, h, w) averaged over a (2 radius + 1)^2 px window, each known neighbour (`known`,
+    (N, h, w) bool) weighted by exp(-|g_i - g_j|^2 / (2 sigma^2)), g the `guide` (G, h, w): a bilateral
+    filter guided by the optical images, its weights computed once for all N x C layers. 0 where not
+    known or where no known neighbour."""
+    n, c, h, w = values.shape
+    pad = ((radius, radius), (radius, radius))
+    gp = np.pad(guide, ((0, 0), *pad), mode="edge")
+    vp = np.pad(np.where(known[:, None], values, 0.0).astype(np.float32), ((0, 0), (0, 0), *pad), mode="edge")
+    kp = np.pad(known.astype(np.float32), ((0, 0), *pad), mode="edge")
+    num = np.zeros((n, c, h, w), np.float32)
+    den = np.zeros((n, h, w), np.float32)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            d2 = ((gp[:, dy:dy + h, dx:dx + w] - guide) ** 2).sum(axis=0)
+            wt = np.exp(d2 * np.float32(-0.5 / sigma ** 2)) * kp[:, dy:dy + h, dx:dx + w]
+            num += wt[:, None] * vp[:, :, dy:dy + h, dx:dx + w]
+            den += wt
+    ok = known & (den > 0)
+    return np.where(ok[:, None], num / np.where(den > 0, den, 1.0)[:, None], 0.0).astype(np.float32)
+
+
 def guided_change(change: np.ndarray, near: np.ndarray, radius: int, sigma: float = GUIDE_SIGMA,
                   bands: tuple[str, ...] | list[str] = GUIDE_BANDS) -> np.ndarray:
     """s1_change (C, h, w) with its VV / VH change channels averaged over a (2 radius + 1)^2 px window, each
     known neighbour weighted by exp(-|g_i - g_j|^2 / (2 sigma^2)), g the previous and next clear values of
     `bands` (`near`, (20, h, w), NaN where none): a field pools its radar, the next field does not
-    (a bilateral filter guided by the optical images). Pixels where the change is unknown stay 0."""
+    (guided_mean). Pixels where the change is unknown stay 0."""
     if radius <= 0:
         return change
-    idx = [S2_BANDS.index(b) for b in bands]
-    guide = np.nan_to_num(near[idx + [len(S2_BANDS) + i for i in idx]], nan=0.0).astype(np.float32)
-    known = change[2] > 0.5
-    h, w = known.shape
-    pad = ((0, 0), (radius, radius), (radius, radius))
-    gp = np.pad(guide, pad, mode="edge")
-    cp = np.pad(np.where(known, change[:2], 0.0).astype(np.float32), pad, mode="edge")
-    kp = np.pad(known.astype(np.float32), pad[1:], mode="edge")
-    num = np.zeros((2, h, w), np.float32)
-    den = np.zeros((h, w), np.float32)
-    for dy in range(2 * radius + 1):
-        for dx in range(2 * radius + 1):
-            d2 = ((gp[:, dy:dy + h, dx:dx + w] - guide) ** 2).sum(axis=0)
-            wt = np.exp(d2 * np.float32(-0.5 / sigma ** 2)) * kp[dy:dy + h, dx:dx + w]
-            num += wt * cp[:, dy:dy + h, dx:dx + w]
-            den += wt
     out = change.copy()
-    out[:2] = np.where(known & (den > 0), num / np.where(den > 0, den, 1.0), 0.0)
+    out[:2] = guided_mean(change[None, :2], (change[2] > 0.5)[None], guide_of(near, bands), radius, sigma)[0]
     return out
+
+
+def guided_s1(s1: np.ndarray, s1_valid: np.ndarray, change: np.ndarray | None, near: np.ndarray, guided: dict
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The S1 observations (K1, 2, h, w) (each where `s1_valid`) and, when given, s1_change's VV / VH, all
+    through guided_mean() with the same weights (`guided`: {"radius", "sigma", "guide_bands"}): the
+    speckle of each acquisition averaged over the pixels of the same field (model version 7)."""
+    radius = int(guided["radius"])
+    if radius <= 0:
+        return s1, change
+    values, known = s1, s1_valid > 0.5
+    if change is not None:
+        values = np.concatenate([change[None, :2], s1])
+        known = np.concatenate([(change[2] > 0.5)[None], known])
+    out = guided_mean(values, known, guide_of(near, guided.get("guide_bands", GUIDE_BANDS)), radius,
+                      float(guided.get("sigma", GUIDE_SIGMA)))
+    if change is None:
+        return out, None
+    new = change.copy()
+    new[:2] = out[0]
+    return out[1:], new
 
 
 def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | None = None) -> np.ndarray:
@@ -167,7 +202,8 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
     with fully invalid observations. `change`: also the s1_change input (only models built
     with it read it; `span`: its 6-channel form, see s1_change()); `obs_change`: also obs_s1_change
     (see obs_s1_change()); `guided`: {"radius": r, "sigma": s, "guide_bands": [...]} (as a model's config
-    records it), s1_change through guided_change(). `haze`: the
+    records it), s1_change through guided_change(), and with "obs": true the S1 observations too
+    (guided_s1()). `haze`: the
     parameters of the multi-temporal haze screen (core/haze.py) applied to the S2 observations
     first, for models trained or calibrated with it.
     """
@@ -207,10 +243,14 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
          "target_doy": np.float32(doy(target_day))}
     if change:
         x["s1_change"] = s1_change(stack, target_day, dprev, dnext, span=span)
-        if guided:
-            x["s1_change"] = guided_change(x["s1_change"], near, int(guided["radius"]),
-                                           float(guided.get("sigma", GUIDE_SIGMA)),
-                                           guided.get("guide_bands", GUIDE_BANDS))
+    if guided and guided.get("obs"):  # S1 observations and s1_change, one pass
+        x["s1"], pooled = guided_s1(s1, s1v, x.get("s1_change"), near, guided)
+        if pooled is not None:
+            x["s1_change"] = pooled
+    elif guided and change:
+        x["s1_change"] = guided_change(x["s1_change"], near, int(guided["radius"]),
+                                       float(guided.get("sigma", GUIDE_SIGMA)),
+                                       guided.get("guide_bands", GUIDE_BANDS))
     if obs_change:
         x["obs_s1_change"] = obs_s1_change(stack, target_day, i2, n2)
     return x

@@ -39,6 +39,11 @@ def contract_for(ckpt: dict) -> dict:
                              "unknown; known (0/1)" if span else "")
                           + (pooled.format(w=2 * guided["radius"] + 1, g=", ".join(guided["guide_bands"]),
                                            s=guided["sigma"]) if guided else "")} if change else {}
+    if guided and guided.get("obs"):
+        extra["s1"] = ("(n, K1, 2, h, w) float32 dB, each acquisition averaged like s1_change (window of "
+                       f"{2 * guided['radius'] + 1} px a side, weighted by how alike the pixels' previous and next "
+                       f"clear {', '.join(guided['guide_bands'])} are; "
+                       "sentinel_densify.core.temporal.dataset.guided_s1)")
     if obs:
         extra["obs_s1_change"] = ("(n, K2, 3, h, w) float32: per S2 observation, S1 VV, VH (dB) at the target minus "
                                   "S1 at the observation's date (both Gaussian-weighted means), 0 where unknown; "
@@ -46,7 +51,8 @@ def contract_for(ckpt: dict) -> dict:
     return {
         "kind": "temporal",
         "name": "S1+S2 temporal cross-attention generator",
-        "version": 6 if guided else 5 if span else 4 if obs else 3 if change else 2,
+        "version": (7 if guided and guided.get("obs") else 6 if guided else 5 if span else 4 if obs
+                    else 3 if change else 2),
         "bands": list(S2_BANDS),
         "s1_bands": ["VV", "VH"],
         "scaling": {"s2": "surface reflectance (DN * 1e-4 + offset), normalised inside the model",

@@ -58,6 +58,8 @@ ARCHITECTURE = {  # option -> (its value in a checkpoint's config, its value in 
     "--s1-span": (lambda c: bool(c["model"].get("s1_span")), lambda a: bool(a.s1_span)),
     "--s1-guided": (lambda c: int((c["model"].get("s1_guided") or {}).get("radius", 0)),
                     lambda a: int(getattr(a, "s1_guided", 0))),
+    "--s1-guided-obs": (lambda c: bool((c["model"].get("s1_guided") or {}).get("obs")),
+                        lambda a: bool(getattr(a, "s1_guided_obs", False))),
     "--k2": (lambda c: c.get("k2"), lambda a: a.k2),
     "--k1": (lambda c: c.get("k1"), lambda a: a.k1),
     "--haze-screen": (lambda c: float((c.get("haze_screen") or {}).get("threshold", 0.0)),
@@ -116,6 +118,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --s1-change: its VV / VH change averaged over a (2 RADIUS + 1)^2 px window, "
                              "weighted by how alike the pixels' clear B04, B08, B11 are (a field pools its radar); "
                              "0: per pixel")
+    parser.add_argument("--s1-guided-obs", action="store_true",
+                        help="with --s1-guided: the S1 observations the query attends to are averaged the same way "
+                             "(each acquisition's speckle pooled over its field; contract version 7)")
     parser.add_argument("--k2", type=positive_int, default=8, help="S2 observations used (nearest in time)")
     parser.add_argument("--k1", type=positive_int, default=8, help="S1 observations used (nearest in time)")
     parser.add_argument("--max-gap", type=nonnegative_float, default=60.0, help="largest random gap hidden (days)")
@@ -189,6 +194,8 @@ def check_args(args: argparse.Namespace) -> dict | None:
     for option in ("obs_s1_change", "s1_span", "s1_guided"):
         if getattr(args, option, False) and not getattr(args, "s1_change", False):
             raise InputError(f"--{option.replace('_', '-')} needs --s1-change (it adds to or averages that input)")
+    if getattr(args, "s1_guided_obs", False) and not getattr(args, "s1_guided", 0):
+        raise InputError("--s1-guided-obs needs --s1-guided RADIUS (it averages the S1 observations with its window)")
     out = Path(args.out)
     check_run_folder(out, RUN_FILES, args.resume, "--resume")
     last = out / "last.pt"
@@ -468,7 +475,9 @@ def train(args: argparse.Namespace) -> dict:
                   "obs_s1_change": bool(getattr(args, "obs_s1_change", False)),
                   **({"s1_span": True} if getattr(args, "s1_span", False) else {}),
                   **({"s1_guided": {"radius": int(args.s1_guided), "sigma": GUIDE_SIGMA,
-                                    "guide_bands": list(GUIDE_BANDS)}} if getattr(args, "s1_guided", 0) else {})},
+                                    "guide_bands": list(GUIDE_BANDS),
+                                    **({"obs": True} if getattr(args, "s1_guided_obs", False) else {})}}
+                     if getattr(args, "s1_guided", 0) else {})},
         "k2": args.k2, "k1": args.k1, "crop": args.crop, "batch": args.batch, "lr": args.lr,
         "seed": args.seed, "steps": args.steps, "epochs": args.epochs, "world_size": world,
         "max_gap": args.max_gap, "max_lead": args.max_lead, "min_target_clear": args.min_target_clear,
