@@ -200,4 +200,5 @@ def test_the_distance_warned_about_is_the_one_after_the_haze_screen(uds_dir):
     method.predict(seen, day)
     after, by_scl = method.days_to_clear(seen, day), seen.days_to_clear(day)
     np.testing.assert_array_equal(after, screen_haze(seen, method.haze).days_to_clear(day))
+    np.testing.assert_array_equal(method.days_to_clear(seen, day), after)  # asked again: screened again
     assert (after >= by_scl).all() and (after > by_scl + 2).mean() > 0.05

@@ -36,7 +36,8 @@ class OnnxTemporalMethod(Method):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.haze = self.contract.get("haze_screen")  # the input screen it was trained / calibrated with
         self.span = self._span()
-        self._days: tuple | None = None  # (weakref to the last stack predicted, its day, days_to_clear there)
+        # (weakref to the last stack predicted, its day, that stack after the screen), until days_to_clear() reads it
+        self._seen: tuple | None = None
 
     def _span(self) -> bool:
         """Whether the model takes s1_change in its 6-channel form (model version 5), as its ONNX input
@@ -105,9 +106,10 @@ class OnnxTemporalMethod(Method):
     def predict(self, stack: Stack, target_day: float) -> tuple[np.ndarray, np.ndarray]:
         from ..temporal.dataset import model_inputs
 
+        self._seen = None
         seen = self._screen(stack)
-        if self.haze:  # the distances after the screen, for days_to_clear() (the engine asks right after)
-            self._days = (weakref.ref(stack), float(target_day), seen.days_to_clear(target_day))
+        if self.haze:  # for days_to_clear() (the engine asks right after; evaluate does not)
+            self._seen = (weakref.ref(stack), float(target_day), seen)
         x = model_inputs(seen, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
                          obs_change="obs_s1_change" in self.input_names, span=self.span, guided=self.guided)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
@@ -132,11 +134,10 @@ class OnnxTemporalMethod(Method):
 
     def days_to_clear(self, stack: Stack, target_day: float) -> np.ndarray:
         """As Method.days_to_clear, on the observations left after the haze screen (the distance the
-        model's temperatures are keyed on); measured by predict() when it has just run on this stack."""
-        last = self._days
-        if last is not None and last[0]() is stack and last[1] == float(target_day):
-            return last[2]
-        return self._screen(stack).days_to_clear(target_day)
+        model's temperatures are keyed on); on predict()'s screened stack when it has just run on this one."""
+        last, self._seen = self._seen, None
+        fresh = last is not None and last[0]() is stack and last[1] == float(target_day)
+        return (last[2] if fresh else self._screen(stack)).days_to_clear(target_day)
 
     def describe(self) -> dict:
         return {"method": self.name, "provider": self.provider, "model": self.path.name,
