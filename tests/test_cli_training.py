@@ -84,6 +84,7 @@ def test_bad_option_values_are_usage_errors(argv, tmp_path, capsys):
     (["--holdout-offset", "4"], "--holdout-offset 4 must be in 0..3"),
     (["--holdout-every", "3", "--holdout-offset", "3"], "must be in 0..2"),
     (["--haze-targets"], "--haze-targets needs --haze-screen"),
+    (["--dropout", "1"], "--dropout 1.0 must be in [0, 1)"),
 ])
 def test_inconsistent_temporal_options_refused(extra, needle, tmp_path, capsys):
     _one_line_error(capsys, ["train", "temporal", "--data", str(tmp_path / "nothing"), "--out",
@@ -106,6 +107,7 @@ def test_resume_rules_on_a_real_run(uds_dir, tmp_path, capsys):
     _one_line_error(capsys, [*base, *TINY, "--resume", "--haze-screen", "0.04"], "--haze-screen")
     _one_line_error(capsys, [*base, *TINY, "--resume", "--s1-change", "--s1-guided", "2"],
                     "--s1-guided 2 (checkpoint: 0)")
+    _one_line_error(capsys, [*base, *TINY, "--resume", "--dropout", "0.1"], "--dropout 0.1 (checkpoint: 0.0)")
     # other held-out months or another series: test months could be trained on, so refused
     _one_line_error(capsys, [*base, *TINY, "--resume", "--holdout-offset", "0"],
                           "--holdout-every/--holdout-offset/--val-every/--val-offset 4/0/8/1", "== 3")

@@ -230,6 +230,32 @@ def test_weight_decay_shrinks_the_weights(uds_dir, tmp_path):
     assert norms[50.0] < 0.9 * norms[0.0]
 
 
+def test_dropout_acts_in_training_only(uds_dir, series, tmp_path):
+    """--dropout p: recorded in the config; in training two forward passes differ (features dropped), in
+    evaluation they do not, and the evaluated model is the same weights without dropout (nothing else changes)."""
+    import torch
+
+    TR.train(_args(uds_dir, tmp_path / "d", epochs=1, steps=2, seed=3, ema=0, dropout=0.5))
+    ckpt = load_checkpoint(tmp_path / "d" / "last.pt")
+    assert ckpt["config"]["model"]["dropout"] == 0.5
+    model = TR.model_from_checkpoint(ckpt)
+    assert model.config["dropout"] == 0.5 and not model.training
+    day = float(series.s2_days[70]) + 0.2
+    x = D.model_inputs(series.crop(slice(8, 24), slice(8, 24)), day, 4, 4)
+    x = TR.to_tensors({k: v[None] for k, v in x.items()}, "cpu")
+    plain = TR.build_model({**ckpt["config"], "model": {k: v for k, v in ckpt["config"]["model"].items()
+                                                          if k != "dropout"}})
+    plain.load_state_dict(ckpt["model_state"])
+    with torch.no_grad():
+        first, again, without = model(*x)[0], model(*x)[0], plain.eval()(*x)[0]
+        model.train()
+        dropped = [model(*x)[0] for _ in range(2)]
+    assert torch.equal(first, again) and torch.equal(first, without)
+    assert not torch.equal(dropped[0], dropped[1]) and not torch.equal(dropped[0], first)
+    with pytest.raises(ValueError, match="dropout 1.0 must be in"):
+        TemporalGenerator(dropout=1.0)
+
+
 def test_beta_nll_weights_pixels_by_their_variance():
     """beta = 0 is the plain NLL; beta = 1 gives the mean the squared error's gradient whatever
     the predicted variance, while the variance still gets the NLL's gradient direction."""

@@ -132,7 +132,7 @@ class TemporalGenerator(nn.Module):
                  s2_mean: list[float] | None = None, s2_std: list[float] | None = None,
                  s1_mean: list[float] | None = None, s1_std: list[float] | None = None,
                  cloud_context: bool = False, s1_change: bool = False, obs_s1_change: bool = False,
-                 s1_span: bool = False):
+                 s1_span: bool = False, dropout: float = 0.0):
         super().__init__()
         if obs_s1_change and not s1_change:
             raise ValueError("obs_s1_change needs s1_change (the inputs are positional: s1_change comes first)")
@@ -142,6 +142,11 @@ class TemporalGenerator(nn.Module):
                        "s1_change": s1_change, "obs_s1_change": obs_s1_change}
         if s1_span:  # only then, so the configs of models built without it stay as they were
             self.config["s1_span"] = True
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout {dropout} must be in [0, 1)")
+        if dropout > 0:  # likewise
+            self.config["dropout"] = float(dropout)
+        self.drop = nn.Dropout(dropout)  # on each layer's attention and MLP branches, in training only
         self.cloud_context, self.use_s1_change, self.use_obs_change = cloud_context, s1_change, obs_s1_change
         self.use_s1_span = s1_span
         self.haze: dict | None = None  # haze screen of its inputs (core/haze.py), set from its config
@@ -230,8 +235,8 @@ class TemporalGenerator(nn.Module):
         maps = []
         for attn, mlp in zip(self.attn, self.mlp, strict=True):
             a, w = attn(q, tokens, valid)
-            q = q + a
-            q = q + mlp(q)
+            q = q + self.drop(a)
+            q = q + self.drop(mlp(q))
             maps.append(w)
         out = self.head(q)
         logits = out[:, 2 * N_S2:].unflatten(1, (N_BLEND, N_S2))  # n 3 B h w

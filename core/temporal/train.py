@@ -60,6 +60,7 @@ ARCHITECTURE = {  # option -> (its value in a checkpoint's config, its value in 
                     lambda a: int(getattr(a, "s1_guided", 0))),
     "--s1-guided-obs": (lambda c: bool((c["model"].get("s1_guided") or {}).get("obs")),
                         lambda a: bool(getattr(a, "s1_guided_obs", False))),
+    "--dropout": (lambda c: float(c["model"].get("dropout", 0.0)), lambda a: float(getattr(a, "dropout", 0.0))),
     "--k2": (lambda c: c.get("k2"), lambda a: a.k2),
     "--k1": (lambda c: c.get("k1"), lambda a: a.k1),
     "--haze-screen": (lambda c: float((c.get("haze_screen") or {}).get("threshold", 0.0)),
@@ -103,6 +104,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=positive_int, default=32, help="feature width d (a multiple of --heads)")
     parser.add_argument("--heads", type=positive_int, default=2, help="attention heads")
     parser.add_argument("--layers", type=positive_int, default=2, help="cross-attention layers")
+    parser.add_argument("--dropout", type=fraction, default=0.0,
+                        help="dropout on each layer's attention and MLP branches while training (0: none)")
     parser.add_argument("--cloud-context", action="store_true",
                         help="each S2 observation is encoded with the clear fraction around each pixel (haze cue)")
     parser.add_argument("--s1-change", action="store_true",
@@ -187,6 +190,8 @@ def check_args(args: argparse.Namespace) -> dict | None:
         raise InputError(f"--val-offset {args.val_offset} must be in 0..{args.val_every - 1} (--val-every - 1)")
     if not 0 <= getattr(args, "ema", 0.0) < 1:
         raise InputError(f"--ema {args.ema} must be in [0, 1)")
+    if not 0 <= getattr(args, "dropout", 0.0) < 1:
+        raise InputError(f"--dropout {args.dropout} must be in [0, 1)")
     if getattr(args, "haze_targets", False) and not getattr(args, "haze_screen", 0.0):
         raise InputError("--haze-targets needs --haze-screen THRESHOLD (it leaves out the pixels the screen "
                          "calls hazy)")
@@ -252,7 +257,7 @@ def build_model(config: dict):
     m = config["model"]
     model = TemporalGenerator(m["d"], m["heads"], m["layers"], m["s2_mean"], m["s2_std"],
                               m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False),
-                              m.get("obs_s1_change", False), m.get("s1_span", False))
+                              m.get("obs_s1_change", False), m.get("s1_span", False), m.get("dropout", 0.0))
     model.haze = config.get("haze_screen")  # the haze screen its inputs go through (None: SCL only)
     model.s1_guided = m.get("s1_guided")  # s1_change through dataset.guided_change (None: per pixel)
     return model
@@ -474,6 +479,7 @@ def train(args: argparse.Namespace) -> dict:
                   "s1_change": bool(getattr(args, "s1_change", False)),
                   "obs_s1_change": bool(getattr(args, "obs_s1_change", False)),
                   **({"s1_span": True} if getattr(args, "s1_span", False) else {}),
+                  **({"dropout": float(args.dropout)} if getattr(args, "dropout", 0.0) else {}),
                   **({"s1_guided": {"radius": int(args.s1_guided), "sigma": GUIDE_SIGMA,
                                     "guide_bands": list(GUIDE_BANDS),
                                     **({"obs": True} if getattr(args, "s1_guided_obs", False) else {})}}
