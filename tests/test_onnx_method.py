@@ -421,18 +421,38 @@ def test_version_5_model_with_s1_span_exports_and_runs(uds_dir, series, tmp_path
         create(str(edited), "cpu")
 
 
+HEAD = {"head.2.weight": 0.3, "head.2.bias": 0.3}  # three steps leave the zero-initialised head near zero
+
+
+def _shaken(uds_dir, tmp_path, options: list[str], shake: dict[str, float]):
+    """A tiny model trained with `options`, the weights in `shake` randomised (times their scale) so its output
+    depends on its inputs and feeding them is tested, and its ONNX export: (checkpoint, its path, onnx path)."""
+    ckpt = load_checkpoint(_train_tiny(uds_dir, tmp_path / "run", *options)[0])
+    gen = torch.Generator().manual_seed(0)
+    for key, scale in shake.items():
+        ckpt["model_state"][key] = torch.randn(ckpt["model_state"][key].shape, generator=gen) * scale
+    torch.save(ckpt, tmp_path / "shaken.pt")
+    return ckpt, tmp_path / "shaken.pt", export_onnx(tmp_path / "shaken.pt", tmp_path / "shaken.onnx")
+
+
+def _method_matches_torch(onnx_path, ckpt_path, series):
+    """The onnx method and the torch model on a real 40 px window with a 20-day gap agree within 1e-4:
+    (method, model, window, day, torch's mean)."""
+    model = TR.model_from_checkpoint(load_checkpoint(ckpt_path))
+    day = float(series.s2_days[80])
+    sub = series.select_s2(np.abs(series.s2_days - day) > 20).crop(slice(5, 45), slice(9, 49))
+    method = create(str(onnx_path), "cpu")
+    mean, _ = method.predict(sub, day)
+    ref, _ = TR.predict(model, sub, day, 4, 3)
+    np.testing.assert_allclose(mean, ref, atol=1e-4)
+    return method, model, sub, day, ref
+
+
 def test_version_6_model_with_a_field_scale_s1_change_exports_and_runs(uds_dir, series, tmp_path):
     """--s1-guided R (model version 6): training records it, the contract carries it, the onnx method
     feeds the guided s1_change exactly as torch does (it changes the output), and a malformed value
     in a contract is named."""
-    ckpt_path, _ = _train_tiny(uds_dir, tmp_path, "--s1-change", "--s1-guided", "2")
-    ckpt = load_checkpoint(ckpt_path)
-    gen = torch.Generator().manual_seed(0)  # three steps leave the zero-initialised head near zero: make
-    for key in ("head.2.weight", "head.2.bias"):  # the output depend on its inputs, so feeding them is tested
-        ckpt["model_state"][key] = torch.randn(ckpt["model_state"][key].shape, generator=gen) * 0.3
-    torch.save(ckpt, tmp_path / "shaken.pt")
-    ckpt_path = tmp_path / "shaken.pt"
-    onnx_path = export_onnx(ckpt_path, tmp_path / "model6.onnx")
+    ckpt, ckpt_path, onnx_path = _shaken(uds_dir, tmp_path, ["--s1-change", "--s1-guided", "2"], HEAD)
     guided = ckpt["config"]["model"]["s1_guided"]
     assert guided == {"radius": 2, "sigma": D.GUIDE_SIGMA, "guide_bands": list(D.GUIDE_BANDS)}
     contract = read_contract(onnx_path)
@@ -442,14 +462,8 @@ def test_version_6_model_with_a_field_scale_s1_change_exports_and_runs(uds_dir, 
     wide = copy.deepcopy(ckpt)
     wide["config"]["model"]["s1_guided"]["radius"] = 7
     assert contract_for(wide)["halo"] == 10  # a wider filter needs more context around each engine tile
-    model = TR.model_from_checkpoint(load_checkpoint(ckpt_path))
-    day = float(series.s2_days[80])
-    sub = series.select_s2(np.abs(series.s2_days - day) > 20).crop(slice(5, 45), slice(9, 49))
-    method = create(str(onnx_path), "cpu")
+    method, model, sub, day, ref = _method_matches_torch(onnx_path, ckpt_path, series)
     assert method.describe()["s1_guided"] == guided
-    mean, _ = method.predict(sub, day)
-    ref, _ = TR.predict(model, sub, day, 4, 3)
-    np.testing.assert_allclose(mean, ref, atol=1e-4)
     model.s1_guided = None
     per_pixel, _ = TR.predict(model, sub, day, 4, 3)
     assert np.abs(per_pixel - ref).max() > 1e-3  # the method fed the guided input, not the per-pixel one
@@ -467,27 +481,15 @@ def test_version_7_model_with_field_scale_s1_observations_exports_and_runs(uds_d
     """--s1-guided-obs (model version 7): training records it, the contract carries it, the onnx method
     averages the S1 observations exactly as torch's predict does (it changes the output), a malformed
     value is named, and without --s1-guided it is a one-line error before any work."""
-    ckpt_path, _ = _train_tiny(uds_dir, tmp_path / "run", "--s1-change", "--s1-guided", "2", "--s1-guided-obs")
-    ckpt = load_checkpoint(ckpt_path)
-    gen = torch.Generator().manual_seed(0)  # as in the version 6 test, an output that depends on its inputs,
-    for key, scale in (("head.2.weight", 0.3), ("head.2.bias", 0.3), ("enc_s1.net.0.weight", 1.0),  # and on S1
-                       ("attn.0.v.weight", 1.0)):
-        ckpt["model_state"][key] = torch.randn(ckpt["model_state"][key].shape, generator=gen) * scale
-    torch.save(ckpt, tmp_path / "shaken.pt")
-    onnx_path = export_onnx(tmp_path / "shaken.pt", tmp_path / "model7.onnx")
+    ckpt, ckpt_path, onnx_path = _shaken(uds_dir, tmp_path, ["--s1-change", "--s1-guided", "2", "--s1-guided-obs"],
+                                         HEAD | {"enc_s1.net.0.weight": 1.0, "attn.0.v.weight": 1.0})  # and on S1
     guided = ckpt["config"]["model"]["s1_guided"]
     assert guided == {"radius": 2, "sigma": D.GUIDE_SIGMA, "guide_bands": list(D.GUIDE_BANDS), "obs": True}
     contract = read_contract(onnx_path)
     assert contract["version"] == 7 and contract["architecture"]["s1_guided"] == guided
     assert "averaged like s1_change" in contract["inputs"]["s1"]
-    model = TR.model_from_checkpoint(load_checkpoint(tmp_path / "shaken.pt"))
-    day = float(series.s2_days[80])
-    sub = series.select_s2(np.abs(series.s2_days - day) > 20).crop(slice(5, 45), slice(9, 49))
-    method = create(str(onnx_path), "cpu")
+    method, model, sub, day, ref = _method_matches_torch(onnx_path, ckpt_path, series)
     assert method.describe()["s1_guided"] == guided
-    mean, _ = method.predict(sub, day)
-    ref, _ = TR.predict(model, sub, day, 4, 3)
-    np.testing.assert_allclose(mean, ref, atol=1e-4)
     model.s1_guided = {k: v for k, v in guided.items() if k != "obs"}
     raw_obs, _ = TR.predict(model, sub, day, 4, 3)
     assert np.abs(raw_obs - ref).max() > 1e-3  # the method fed the averaged observations, not the raw ones
