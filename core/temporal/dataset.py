@@ -310,7 +310,7 @@ class SamplerConfig:
     s1_change: bool = True  # samples carry the s1_change input (for models built with it)
     obs_s1_change: bool = False  # ... and the obs_s1_change input
     s1_span: bool = False  # s1_change in its 6-channel form (with the S1 span between the clear dates)
-    s1_guided: dict | None = None  # s1_change through guided_change() ({"radius", "sigma"})
+    s1_guided: dict | None = None  # model_inputs()' `guided`: s1_change (and with "obs" the S1 observations) pooled
     doy_jitter: float = 0.0  # the target's day of year is shifted by up to +/- this many days (not its dates)
     haze: dict | None = None  # haze screen (core/haze.py) on the inputs, as the model will see them
     haze_targets: bool = False  # ... and the loss leaves out target pixels the screen calls hazy

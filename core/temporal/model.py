@@ -150,7 +150,7 @@ class TemporalGenerator(nn.Module):
         self.cloud_context, self.use_s1_change, self.use_obs_change = cloud_context, s1_change, obs_s1_change
         self.use_s1_span = s1_span
         self.haze: dict | None = None  # haze screen of its inputs (core/haze.py), set from its config
-        self.s1_guided: dict | None = None  # s1_change through dataset.guided_change, set from its config
+        self.s1_guided: dict | None = None  # dataset.model_inputs()' `guided` (field-scale S1), set from its config
         self.register_buffer("s2_mean", torch.tensor(s2_mean or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
         self.register_buffer("s2_std", torch.tensor(s2_std or [0.1] * N_S2).view(1, 1, N_S2, 1, 1))
         self.register_buffer("s1_mean", torch.tensor(s1_mean or [-12.0, -19.0, 7.0]).view(1, 1, 3, 1, 1))

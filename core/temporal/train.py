@@ -259,7 +259,7 @@ def build_model(config: dict):
                               m["s1_mean"], m["s1_std"], m.get("cloud_context", False), m.get("s1_change", False),
                               m.get("obs_s1_change", False), m.get("s1_span", False), m.get("dropout", 0.0))
     model.haze = config.get("haze_screen")  # the haze screen its inputs go through (None: SCL only)
-    model.s1_guided = m.get("s1_guided")  # s1_change through dataset.guided_change (None: per pixel)
+    model.s1_guided = m.get("s1_guided")  # model_inputs()' `guided`: field-scale S1 (None: per pixel)
     return model
 
 
