@@ -29,6 +29,16 @@ def _ramp(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
     return np.maximum(wts, 1e-3)
 
 
+def fit_tile(size: int, tile: int, overlap: int) -> int:
+    """The smallest tile (<= `tile`) that covers `size` px with as few tiles of `overlap` as `tile`
+    itself needs: e.g. 528 px in 3 tiles of 187 rather than tiles of 256 at 0, 240 and 272."""
+    if size <= tile:
+        return size
+    step = max(1, tile - overlap)
+    n = -(-(size - overlap) // step)  # tiles needed
+    return -(-(size - overlap) // n) + overlap
+
+
 def blend_window(h: int, w: int, overlap: int, edges: tuple[bool, bool, bool, bool] = (True,) * 4
                  ) -> np.ndarray:
     """(h, w) weights: 1 inside, a raised-cosine ramp over `overlap` pixels at the edges
@@ -39,14 +49,15 @@ def blend_window(h: int, w: int, overlap: int, edges: tuple[bool, bool, bool, bo
 
 def predict_tiled(fn: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray],
                   tile: int, overlap: int, batch: int = 1,
-                  feedback: Feedback | None = None) -> np.ndarray:
+                  feedback: Feedback | None = None, fit: bool = False) -> np.ndarray:
     """Apply `fn` to overlapping tiles of `inputs` and blend the results.
 
     inputs: arrays sharing their last two (spatial) axes H, W; each tile of each array is cut
     on those axes and tiles are stacked on a new leading batch axis (so an input (..., H, W)
     reaches fn as (n, ..., tile, tile)). fn returns (n, ..., tile, tile); the result is
     (..., H, W), each pixel the weighted mean of the tiles covering it (raised-cosine weights
-    falling towards tile edges, except at the image border).
+    falling towards tile edges, except at the image border). fit: tiles shrunk per axis to the
+    smallest size that needs no more of them (fit_tile), for models that take any tile size.
     """
     if not inputs:
         raise ValueError("predict_tiled needs at least one input")
@@ -54,7 +65,7 @@ def predict_tiled(fn: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dic
     H, W = next(iter(shapes.values()))
     if any(s != (H, W) for s in shapes.values()):
         raise ValueError(f"inputs differ in spatial shape: {shapes}")
-    th, tw = min(tile, H), min(tile, W)
+    th, tw = (fit_tile(H, tile, overlap), fit_tile(W, tile, overlap)) if fit else (min(tile, H), min(tile, W))
     overlap = max(0, min(overlap, min(th, tw) // 2))
     rows = _starts(H, th, max(1, th - overlap))
     cols = _starts(W, tw, max(1, tw - overlap))

@@ -18,7 +18,7 @@ from sentinel_densify.core.temporal import dataset as D  # noqa: E402
 from sentinel_densify.core.temporal import train as TR  # noqa: E402
 from sentinel_densify.core.temporal.calibration import nearest_clear_days, scale_map  # noqa: E402
 from sentinel_densify.core.temporal.export import contract_for, export_onnx  # noqa: E402
-from sentinel_densify.core.tiling import predict_tiled  # noqa: E402
+from sentinel_densify.core.tiling import _starts, fit_tile, predict_tiled  # noqa: E402
 from sentinel_densify.core.training import load_checkpoint  # noqa: E402
 
 
@@ -186,6 +186,33 @@ def test_onnx_method_on_real_crop(trained, series):
     assert np.abs(mean - m1).mean() < 0.01  # tiles blend into nearly the one-tile answer
 
 
+def test_onnx_method_fits_its_tiles_to_the_window(trained, series, monkeypatch):
+    """The exported graph takes any tile size, so the method runs tiles up to RUN_TILE (not the
+    contract's 64 px) shrunk to the window (fit_tile): fewer pixels through ONNX Runtime than
+    tiles of the full size, and the same answer within the blending of tile edges."""
+    from sentinel_densify.core.methods import onnx_method
+
+    _, onnx_path = trained
+    method = create(str(onnx_path), "cpu")
+    assert method.fit and method.tile == max(read_contract(onnx_path)["tile"], onnx_method.RUN_TILE)
+    day = float(series.s2_days[80])
+    sub, _ = _inputs(series, day, 4, 3, 60)
+    whole = method.predict(sub, day)  # 60 px < RUN_TILE: one tile
+    fed = []
+    run = method._run
+    monkeypatch.setattr(method, "_run", lambda t, c: fed.append(t["s2"].shape) or run(t, c))
+    h, w = sub.s2.shape[-2:]  # 60 x 55 px: two tiles of 44 px per axis, fitted to 34 x 32 px
+    method.tile, method.overlap = 44, 8
+    fitted = method.predict(sub, day)
+    assert {s[-2:] for s in fed} == {(fit_tile(h, 44, 8), fit_tile(w, 44, 8))} == {(34, 32)}
+    assert sum(s[0] for s in fed) == 4
+    method.fit, fed[:] = False, []  # the same tile count at the full 44 px
+    plain = method.predict(sub, day)
+    assert {s[-2:] for s in fed} == {(44, 44)} and sum(s[0] for s in fed) == 4
+    for got in (fitted, plain):
+        assert np.abs(got[0] - whole[0]).mean() < 0.01 and np.abs(got[1] - whole[1]).mean() < 0.01
+
+
 def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trained, series, monkeypatch):
     """No GPU here, so its presence is mocked (model_contract.gpu_present) and a spy records the
     providers each real ONNX Runtime session is asked for: CUDA first on `auto` and `gpu`, never on
@@ -226,6 +253,24 @@ def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trai
     method = create(str(onnx_path), "auto")
     assert asked[-2][0] == "CUDAExecutionProvider" and asked[-1] == ["CPUExecutionProvider"]
     assert method.provider == "CPUExecutionProvider"
+
+
+def test_fit_tile_covers_with_as_few_tiles_and_no_more_pixels():
+    assert fit_tile(528, 256, 16) == 187  # 3 tiles of 187 px instead of 256 px at 0, 240 and 272
+    assert fit_tile(40, 64, 16) == 40 and fit_tile(64, 64, 16) == 64
+    for size in range(1, 600, 7):
+        for tile, overlap in [(64, 16), (256, 16), (32, 0), (20, 19)]:
+            fit = fit_tile(size, tile, overlap)
+            n = len(_starts(size, min(tile, size), max(1, min(tile, size) - overlap)))
+            assert fit <= min(tile, size) and len(_starts(size, fit, max(1, fit - overlap))) == n
+            if fit < size:  # the smallest such tile
+                assert len(_starts(size, fit - 1, max(1, fit - 1 - overlap))) > n
+    x = np.random.default_rng(1).random((3, 70, 53)).astype(np.float32)
+    shapes = []
+    out = predict_tiled(lambda t: shapes.append(t["x"].shape) or t["x"] + 1, {"x": x}, tile=32, overlap=8,
+                        batch=2, fit=True)
+    np.testing.assert_allclose(out, x + 1, rtol=1e-6)
+    assert {s[-2:] for s in shapes} == {(fit_tile(70, 32, 8), fit_tile(53, 32, 8))}
 
 
 def test_predict_tiled_blends_without_seams():
