@@ -49,7 +49,8 @@ def blend_window(h: int, w: int, overlap: int, edges: tuple[bool, bool, bool, bo
 
 def predict_tiled(fn: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dict[str, np.ndarray],
                   tile: int, overlap: int, batch: int = 1,
-                  feedback: Feedback | None = None, fit: bool = False) -> np.ndarray:
+                  feedback: Feedback | None = None, fit: bool = False,
+                  max_pixels: int | None = None) -> np.ndarray:
     """Apply `fn` to overlapping tiles of `inputs` and blend the results.
 
     inputs: arrays sharing their last two (spatial) axes H, W; each tile of each array is cut
@@ -58,6 +59,7 @@ def predict_tiled(fn: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dic
     (..., H, W), each pixel the weighted mean of the tiles covering it (raised-cosine weights
     falling towards tile edges, except at the image border). fit: tiles shrunk per axis to the
     smallest size that needs no more of them (fit_tile), for models that take any tile size.
+    max_pixels: instead of `batch`, as many tiles per call as hold that many pixels (at least one).
     """
     if not inputs:
         raise ValueError("predict_tiled needs at least one input")
@@ -72,7 +74,7 @@ def predict_tiled(fn: Callable[[dict[str, np.ndarray]], np.ndarray], inputs: dic
     boxes = [(r, c) for r in rows for c in cols]
     out = None
     weight = np.zeros((H, W), np.float64)
-    batch = max(1, int(batch))
+    batch = max(1, int(max_pixels) // (th * tw) if max_pixels else int(batch))
     for i in range(0, len(boxes), batch):
         if feedback is not None:
             feedback.check()

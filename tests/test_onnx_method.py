@@ -270,7 +270,13 @@ def test_fit_tile_covers_with_as_few_tiles_and_no_more_pixels():
     out = predict_tiled(lambda t: shapes.append(t["x"].shape) or t["x"] + 1, {"x": x}, tile=32, overlap=8,
                         batch=2, fit=True)
     np.testing.assert_allclose(out, x + 1, rtol=1e-6)
-    assert {s[-2:] for s in shapes} == {(fit_tile(70, 32, 8), fit_tile(53, 32, 8))}
+    th, tw = fit_tile(70, 32, 8), fit_tile(53, 32, 8)
+    assert {s[-2:] for s in shapes} == {(th, tw)} and [s[0] for s in shapes] == [2, 2, 2]
+    shapes.clear()  # max_pixels instead of batch: as many tiles per call as hold them
+    out = predict_tiled(lambda t: shapes.append(t["x"].shape) or t["x"] + 1, {"x": x}, tile=32, overlap=8,
+                        batch=2, fit=True, max_pixels=4 * th * tw + 1)
+    np.testing.assert_allclose(out, x + 1, rtol=1e-6)
+    assert [s[0] for s in shapes] == [4, 2]
 
 
 def test_predict_tiled_blends_without_seams():

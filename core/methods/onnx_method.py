@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InputError
 from ..model_contract import open_session, read_contract
 from ..stack import S2_BANDS, Stack
-from ..tiling import fit_tile, predict_tiled
+from ..tiling import predict_tiled
 from . import Method, register
 
 # tiled and fed to the model when it names them as inputs (s1_change: contract version 3 and up, with 6
@@ -18,7 +18,7 @@ from . import Method, register
 SPATIAL = ("s2", "s2_valid", "s1", "s1_valid", "base", "near", "base_info", "s1_change", "obs_s1_change")
 PER_SAMPLE = ("s2_dt", "s1_dt")
 # A model whose graph takes any tile size runs on tiles up to this size, fitted to the window
-# (tiling.fit_tile), and about this many pixels per ONNX Runtime call: the contract's 64 px tiles,
+# (tiling.fit_tile), as many per ONNX Runtime call as hold RUN_PIXELS: the contract's 64 px tiles,
 # overlapping by 16, computed a 528 px window nearly twice; 256 px tiles keep ORT's memory small.
 RUN_TILE = 256
 RUN_PIXELS = RUN_TILE * RUN_TILE
@@ -123,12 +123,9 @@ class OnnxTemporalMethod(Method):
         x = model_inputs(seen, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
                          obs_change="obs_s1_change" in self.input_names, span=self.span, guided=self.guided)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
-        batch = self.batch
-        if self.fit:
-            th, tw = (fit_tile(n, self.tile, self.overlap) for n in x["s2"].shape[-2:])
-            batch = max(1, RUN_PIXELS // (th * tw))
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
-                            self.tile, self.overlap, batch, fit=self.fit)
+                            self.tile, self.overlap, self.batch, fit=self.fit,
+                            max_pixels=RUN_PIXELS if self.fit else None)
         nb = len(stack.bands)
         if self.scale_by_days:
             from ..temporal.calibration import nearest_clear_days, scale_map
