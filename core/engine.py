@@ -207,7 +207,7 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
     replaced = _replaced_inputs(inv, out_paths)
     if replaced:  # e.g. a Processing destination chosen on an input raster: inputs are never modified
         raise InputError(replaced)
-    with SeriesReader(inv) as reader, contextlib.ExitStack() as outputs:
+    with SeriesReader(inv, s1=method.uses_s1) as reader, contextlib.ExitStack() as outputs:
         fb.report(2, f"calibrating {method.name}")
         method.prepare(sample_stack(inv, reader))
         warnings += method.notes()

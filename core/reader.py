@@ -48,11 +48,16 @@ def _subdivision(src: Grid, dst: Grid) -> tuple[int, int, int] | None:
     return int(round(k)), int(round(col)), int(round(row))
 
 
-class SeriesReader(AbstractContextManager):
-    """Keeps the series' files open while windows are read."""
+EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}  # file types float32 holds exactly
 
-    def __init__(self, inv: Inventory, cache_mb: int = 256):
+
+class SeriesReader(AbstractContextManager):
+    """Keeps the series' files open while windows are read (`s1` False: the S1 files are not read, for a
+    method that does not use them; its stacks then hold no S1 acquisition)."""
+
+    def __init__(self, inv: Inventory, cache_mb: int = 256, s1: bool = True):
         self.inv = inv
+        self.s1 = s1
         self._open: dict[str, rasterio.io.DatasetReader] = {}
         # a bounded GDAL block cache keeps memory flat however large the rasters are
         self._env = rasterio.Env(GDAL_CACHEMAX=cache_mb * 1024 * 1024)
@@ -75,25 +80,36 @@ class SeriesReader(AbstractContextManager):
         self.close()
 
     def read_onto(self, info: RasterInfo, dst: Grid, indexes: list[int], resampling: Resampling,
-                  linear_from_db: bool = False) -> np.ndarray:
-        """(len(indexes), h, w) float32 of a file on grid dst, NaN for nodata and outside.
+                  linear_from_db: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+        """(len(indexes), h, w) float32 of a file on grid dst, NaN for nodata and outside (into `out`
+        when given).
 
         A file whose header reads but whose pixels do not (truncated, corrupt blocks, gone from a
         network share) raises an InputError naming it."""
+        if out is None:
+            out = np.empty((len(indexes), dst.height, dst.width), dtype="float32")
         try:
-            return self._read_onto(info, dst, indexes, resampling, linear_from_db)
+            return self._read_onto(info, dst, indexes, resampling, linear_from_db, out)
         except (RasterioError, OSError) as exc:  # rasterio's RasterioIOError is an OSError
             raise InputError(Problem(info.path, f"cannot read its pixels ({exc})")) from exc
 
     def _read_onto(self, info: RasterInfo, dst: Grid, indexes: list[int], resampling: Resampling,
-                   linear_from_db: bool) -> np.ndarray:
+                   linear_from_db: bool, out: np.ndarray) -> np.ndarray:
         ds = self._ds(info.path)
-        out = np.full((len(indexes), dst.height, dst.width), np.nan, dtype="float32")
         win = _aligned_window(info.grid, dst)
         if win is not None:
             # clip to the file and place the part that exists
             c0, r0 = max(0, win.col_off), max(0, win.row_off)
             c1, r1 = min(ds.width, win.col_off + win.width), min(ds.height, win.row_off + win.height)
+            inside = (c0, r0, c1, r1) == (win.col_off, win.row_off, win.col_off + win.width, win.row_off + win.height)
+            if inside and {ds.dtypes[i - 1] for i in indexes} <= EXACT_IN_FLOAT32:
+                # the whole window in the file: GDAL converts straight into `out` (no copy, no NaN fill)
+                ds.read(indexes, window=win, out=out)
+                self._nodata_to_nan(info.nodata, out)
+                if linear_from_db:
+                    np.power(np.float32(10.0), out / np.float32(10.0), out=out)
+                return out
+            out.fill(np.nan)
             if c1 > c0 and r1 > r0:
                 data = ds.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype("float32")
                 data = self._nodata_to_nan(info.nodata, data)
@@ -101,6 +117,7 @@ class SeriesReader(AbstractContextManager):
                     data = np.power(10.0, data / 10.0, dtype="float32")
                 out[:, r0 - win.row_off:r1 - win.row_off, c0 - win.col_off:c1 - win.col_off] = data
             return out
+        out.fill(np.nan)
         sub = _subdivision(info.grid, dst) if resampling == Resampling.nearest else None
         if sub is not None:  # e.g. a 20 m mask on a 10 m grid: repeat pixels, no warping needed
             k, col, row = sub
@@ -137,18 +154,23 @@ class SeriesReader(AbstractContextManager):
     def _nodata_to_nan(nodata: float | None, data: np.ndarray) -> np.ndarray:
         """NaN where `data` is the file's nodata value (the inventory's: 0 for integer S2 without one)."""
         if nodata is not None and not np.isnan(nodata):
-            data[data == nodata] = np.nan
+            np.copyto(data, np.float32(np.nan), where=data == nodata)
         return data
 
-    def read_s2(self, info: RasterInfo, dst: Grid) -> np.ndarray:
-        """(B, h, w) reflectance in the inventory's band order, NaN where not clear."""
+    def read_s2(self, info: RasterInfo, dst: Grid, out: np.ndarray | None = None) -> np.ndarray:
+        """(B, h, w) reflectance in the inventory's band order, NaN where not clear (into `out` when
+        given)."""
         idx = [info.bands.index(b) + 1 for b in self.inv.bands]
-        refl = self.read_onto(info, dst, idx, Resampling.bilinear) * info.scale + info.offset
+        refl = self.read_onto(info, dst, idx, Resampling.bilinear, out=out)
+        refl *= info.scale  # in place: the same float32 values as refl * scale + offset
+        if info.offset:
+            refl += info.offset
+        bad = ~np.isfinite(refl).all(axis=0)
         mask = self.inv.masks.get(info.path)
         if mask is not None:
             m = self.read_onto(mask, dst, [1], Resampling.nearest)[0]
-            refl[:, ~clear_from_mask(mask.mask_kind, m)] = np.nan
-        refl[:, ~np.isfinite(refl).all(axis=0)] = np.nan
+            bad |= ~clear_from_mask(mask.mask_kind, m)
+        np.copyto(refl, np.float32(np.nan), where=bad)
         return refl
 
     def read_s1(self, info: RasterInfo, dst: Grid) -> np.ndarray:
@@ -162,13 +184,17 @@ class SeriesReader(AbstractContextManager):
             return (10.0 * np.log10(lin)).astype("float32")
 
     def read_window(self, dst: Grid) -> Stack:
-        """The whole series on grid dst."""
+        """The whole series on grid dst (without S1 when this reader does not read it)."""
         inv = self.inv
-        s2 = np.stack([self.read_s2(i, dst) for i in inv.s2]) if inv.s2 else \
-            np.zeros((0, len(inv.bands), dst.height, dst.width), "float32")
-        s1 = np.stack([self.read_s1(i, dst) for i in inv.s1]) if inv.s1 else \
-            np.zeros((0, 2, dst.height, dst.width), "float32")
-        return Stack(s2, inv.s2_days, s1, inv.s1_days, list(inv.bands), s2_angles(inv))
+        s2 = np.empty((len(inv.s2), len(inv.bands), dst.height, dst.width), "float32")
+        for t, info in enumerate(inv.s2):
+            self.read_s2(info, dst, out=s2[t])
+        s1_files = inv.s1 if self.s1 else []
+        s1 = np.empty((len(s1_files), 2, dst.height, dst.width), "float32")
+        for t, info in enumerate(s1_files):
+            s1[t] = self.read_s1(info, dst)
+        s1_days = inv.s1_days if self.s1 else inv.s1_days[:0]
+        return Stack(s2, inv.s2_days, s1, s1_days, list(inv.bands), s2_angles(inv))
 
     def read_tile(self, tile: Tile) -> Stack:
         g = self.inv.grid

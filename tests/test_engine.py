@@ -232,6 +232,24 @@ def test_cuda_asked_for_without_a_gpu_is_said(small, first_last, tmp_path):
         assert not any("CUDA" in w for w in res.warnings)
 
 
+def test_baselines_do_not_read_s1(small, first_last, tmp_path, corrupt_copy):
+    """linear uses no S1, so the run reads none: an S1 file whose pixels cannot be read changes nothing in its
+    outputs, while a method that reads S1 (the bundled model) names that file."""
+    from sentinel_densify.core.errors import InputError
+    from sentinel_densify.core.methods import default_model
+
+    target = first_last[0] + dt.timedelta(days=20)
+    bad = corrupt_copy(small["s1"][3], tmp_path / small["s1"][3].name)
+    broken = {**small, "s1": [*small["s1"][:3], bad, *small["s1"][4:]]}
+    ref = engine.run(_req(small, tmp_path / "ref", target, lai=False))
+    res = engine.run(_req(broken, tmp_path / "broken", target, lai=False))
+    for kind in ("synthesized", "uncertainty"):
+        assert np.array_equal(read_array(res.outputs[kind]), read_array(ref.outputs[kind]), equal_nan=True)
+    if default_model() is not None:
+        with pytest.raises(InputError, match=f"{bad.name}: cannot read its pixels"):
+            engine.run(_req(broken, tmp_path / "model", target, lai=False, method="default"))
+
+
 def test_tile_size_out_of_range_refused(small, first_last, tmp_path):
     from sentinel_densify.core.errors import InputError
 

@@ -345,6 +345,10 @@ def test_model_card_from_heldout_report(trained, series, tmp_path):
     assert bar["better than persistence at L = 15"]["met"] == (rows[2]["gain_db"] > 0)
     assert card["contract"]["kind"] == "temporal" and card["size_bytes"] == onnx_path.stat().st_size
     assert "fig.png" in md and "2018-07" in md  # the held-out month's targets are named
+    from sentinel_densify.core.methods.onnx_method import RUN_TILE
+
+    tile = card["contract"]["tile"]  # the contract's tile is the least the method runs; it says how large it goes
+    assert f"tiles of {tile} px or more" in md and f"up to {RUN_TILE} px" in md
 
     report = tmp_path / "report.json"
     report.write_text(json.dumps(rep))

@@ -138,3 +138,20 @@ def test_unreadable_pixels_name_the_file(files, tmp_path, corrupt_copy):
     with pytest.raises(InputError) as err, SeriesReader(inv) as r:
         r.read_window(inv.grid)
     assert bad.name in str(err.value) and "cannot read its pixels" in str(err.value)
+
+
+def test_a_reader_without_s1_never_reads_it(files, tmp_path, corrupt_copy):
+    """SeriesReader(s1=False) (for methods that do not use S1): the same S2 as a full reader, no S1 acquisition
+    in its stacks, and an S1 file whose pixels cannot be read is not touched; a full reader names that file."""
+    s2, scl, s1 = files
+    bad = corrupt_copy(s1[60], tmp_path / s1[60].name)
+    inv = _inv(s2[38:41], [s1[59], bad], scl[38:41])
+    full = load_stack([str(p) for p in s2[38:41]], [str(s1[59])], [str(p) for p in scl[38:41]])
+    with SeriesReader(inv, s1=False) as r:
+        stack = r.read_window(inv.grid)
+        opened = set(r._open)
+    assert np.array_equal(stack.s2, full.s2, equal_nan=True) and np.array_equal(stack.s2_days, full.s2_days)
+    assert stack.s1.shape == (0, 2, 64, 64) and stack.s1_days.size == 0
+    assert not opened & {str(s1[59]), str(bad)} and len(opened) == 6  # three S2 files and their masks
+    with pytest.raises(InputError, match=f"{bad.name}: cannot read its pixels"), SeriesReader(inv) as r:
+        r.read_window(inv.grid)

@@ -25,6 +25,7 @@ class Method:
     halo: int = 0  # pixels of context each side a tile needs (0 for per-pixel methods)
     provider: str = "numpy"  # what ran it (numpy, CPUExecutionProvider, CUDAExecutionProvider)
     calibrated_days: float | None = None  # its std is calibrated up to about this many days to clear (None: any)
+    uses_s1: bool = True  # False: it never reads stack.s1, so the engine does not read the S1 files
 
     def prepare(self, sample: Stack) -> None:
         """Fit whatever depends on the series (e.g. uncertainty calibration) on a pixel sample."""

@@ -73,6 +73,7 @@ class CalibratedBaseline(Method):
     """
 
     halo = 0
+    uses_s1 = False  # optical only: the engine skips reading S1 for it
     provider = "numpy"
     gaps = (0.0, 10.0, 30.0, 60.0)  # days hidden around a left-out date (gap-filling examples)
     leads = (5.0, 15.0, 30.0, 60.0)  # days hidden before it, and everything after (forecast examples)

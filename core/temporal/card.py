@@ -13,6 +13,7 @@ from pathlib import Path
 from ..atomic import OutputError, output_file_problem, same_file, write_text
 from ..errors import InputError
 from ..evaluate import FORECAST, GAP, file_sha256
+from ..methods.onnx_method import RUN_TILE
 from ..model_contract import read_contract
 
 BASELINES = ("linear", "nearest", "persistence")
@@ -179,8 +180,9 @@ def build_card(model: str | Path, heldout: dict, cv: dict | None = None, figure:
           f"- File: `{model.name}`, {size / 1e6:.2f} MB, sha256 `{sha[:16]}…`, "
           f"model version {c.get('version')} (contract format {c.get('contract_version')})",
           f"- Architecture: d = {arch.get('d')}, {arch.get('heads')} heads, {arch.get('layers')} layers; "
-          f"K2 = {c.get('k2')} S2 and K1 = {c.get('k1')} S1 observations per target; tile {c.get('tile')} px, "
-          f"overlap {c.get('overlap')} px"
+          f"K2 = {c.get('k2')} S2 and K1 = {c.get('k1')} S1 observations per target; tiles of {c.get('tile')} px "
+          f"or more (the ONNX method fits tiles of up to {RUN_TILE} px to each window when the graph takes any "
+          f"size), overlap {c.get('overlap')} px"
           + ("; the query also sees the S1 change since each pixel's previous / next clear S2 dates (input "
              "`s1_change`)" if arch.get("s1_change") else "")
           + (", and the S1 change between those two dates" if arch.get("s1_span") else "")
