@@ -114,7 +114,8 @@ class AtomicRaster:
         tiled = grid.width >= blocksize and grid.height >= blocksize
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
                        crs=grid.crs_wkt, transform=grid.transform, nodata=nodata, compress="deflate",
-                       predictor=3 if dtype.startswith("float") else 2, BIGTIFF="IF_SAFER",
+                       # deflate level 1: half the compression time of the default 6, files about 2 % larger
+                       zlevel=1, predictor=3 if dtype.startswith("float") else 2, BIGTIFF="IF_SAFER",
                        interleave="band")
         if tiled:
             profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
