@@ -105,17 +105,12 @@ class SeriesReader(AbstractContextManager):
             if inside and {ds.dtypes[i - 1] for i in indexes} <= EXACT_IN_FLOAT32:
                 # the whole window in the file: GDAL converts straight into `out` (no copy, no NaN fill)
                 ds.read(indexes, window=win, out=out)
-                self._nodata_to_nan(info.nodata, out)
-                if linear_from_db:
-                    np.power(np.float32(10.0), out / np.float32(10.0), out=out)
-                return out
+                return self._values(info, out, linear_from_db)
             out.fill(np.nan)
             if c1 > c0 and r1 > r0:
                 data = ds.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype("float32")
-                data = self._nodata_to_nan(info.nodata, data)
-                if linear_from_db:
-                    data = np.power(10.0, data / 10.0, dtype="float32")
-                out[:, r0 - win.row_off:r1 - win.row_off, c0 - win.col_off:c1 - win.col_off] = data
+                out[:, r0 - win.row_off:r1 - win.row_off, c0 - win.col_off:c1 - win.col_off] = \
+                    self._values(info, data, linear_from_db)
             return out
         out.fill(np.nan)
         sub = _subdivision(info.grid, dst) if resampling == Resampling.nearest else None
@@ -142,13 +137,19 @@ class SeriesReader(AbstractContextManager):
         if col1 <= col0 or row1 <= row0:
             return out
         read_win = Window(col0, row0, col1 - col0, row1 - row0)
-        data = self._nodata_to_nan(info.nodata, ds.read(indexes, window=read_win).astype("float32"))
-        if linear_from_db:
-            data = np.power(10.0, data / 10.0, dtype="float32")
+        data = self._values(info, ds.read(indexes, window=read_win).astype("float32"), linear_from_db)
         reproject(data, out, src_transform=ds.window_transform(read_win), src_crs=info.grid.crs_wkt,
                   src_nodata=np.nan, dst_transform=dst.transform, dst_crs=dst.crs_wkt, dst_nodata=np.nan,
                   resampling=resampling)
         return out
+
+    @classmethod
+    def _values(cls, info: RasterInfo, data: np.ndarray, linear_from_db: bool) -> np.ndarray:
+        """float32 `data` of the file, in place: NaN for its nodata, and linear power where it holds dB."""
+        cls._nodata_to_nan(info.nodata, data)
+        if linear_from_db:
+            np.power(np.float32(10.0), data / np.float32(10.0), out=data)
+        return data
 
     @staticmethod
     def _nodata_to_nan(nodata: float | None, data: np.ndarray) -> np.ndarray:
