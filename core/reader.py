@@ -194,8 +194,7 @@ class SeriesReader(AbstractContextManager):
         s1 = np.empty((len(s1_files), 2, dst.height, dst.width), "float32")
         for t, info in enumerate(s1_files):
             s1[t] = self.read_s1(info, dst)
-        s1_days = inv.s1_days if self.s1 else inv.s1_days[:0]
-        return Stack(s2, inv.s2_days, s1, s1_days, list(inv.bands), s2_angles(inv))
+        return Stack(s2, inv.s2_days, s1, inv.s1_days[:len(s1_files)], list(inv.bands), s2_angles(inv))
 
     def read_tile(self, tile: Tile) -> Stack:
         g = self.inv.grid
