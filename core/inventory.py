@@ -18,7 +18,7 @@ import rasterio
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from . import dates
+from . import band_files, dates
 from .atomic import first_line
 from .errors import InputError, Problem
 from .grid import Grid
@@ -53,6 +53,7 @@ class RasterInfo:
     descriptions: list[str] = field(default_factory=list)  # as in the file
     output_kind: str = ""  # synthesized | uncertainty | lai when the file is a Densify output
     band_order_assumed: bool = False  # S2 bands undescribed and read in the standard order
+    band_file: str = ""  # the band of a one-band S2 file (ESA's band files; `build` combines them)
 
     @property
     def name(self) -> str:
@@ -73,7 +74,7 @@ def _norm_band(name: str) -> str:
     return name
 
 
-S2_BAND_FILE = "S2 band file"  # a one-band file of one S2 band (ESA's T31UDS_..._B04_10m.jp2): refused
+S2_BAND_FILE = "S2 band file"  # a one-band file of one S2 band (ESA's T31UDS_..._B04_10m.jp2): see band_files
 
 
 def _guess_sensor(path: str, bands: list[str], count: int, dtype: str, tags: dict[str, str]) -> str | None:
@@ -161,9 +162,11 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
     info.sensor = (sensor or "").upper() or _guess_sensor(str(path), info.bands, count, info.dtype, info.tags)
     if info.sensor == S2_BAND_FILE or (info.sensor == "S2" and count == 1):
         info.sensor = None
-        band = f" ({info.bands[0]})" if info.bands[:1] and info.bands[0] else ""
-        info.problems.append(f"holds one Sentinel-2 band{band}: an S2 image must hold its bands in one file; "
-                             "stack the band files first (e.g. gdalbuildvrt -separate image.vrt B02.tif B03.tif ...)")
+        info.band_file = band_files.band_of(info.path, info.bands) or "?"
+        band = f" ({info.band_file})" if info.band_file != "?" else ""
+        info.problems.append(f"holds one Sentinel-2 band{band}: give all the band files of its acquisition to a "
+                             "run, which reads them as one image, or stack them into one file (e.g. gdalbuildvrt "
+                             "-separate image.vrt B02.tif B03.tif ...)")
     elif info.sensor not in ("S2", "S1", "MASK"):
         info.sensor = None
         info.problems.append("unknown sensor (not recognisable as Sentinel-2, Sentinel-1 or a cloud mask; "
@@ -322,7 +325,7 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
         path = Path(p)
         if path.is_dir():
             hits = sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in RASTER_SUFFIXES
-                          and not f.name.startswith("."))
+                          and not f.name.startswith(".") and not band_files.skipped_in_folder(str(f)))
             if not hits:
                 problems.append(Problem(str(path), "folder contains no raster files"))
             found.extend((h, True) for h in hits)
@@ -427,6 +430,9 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
                 mismatched.setdefault((given, info.sensor), []).append(info.name)
     problems += list(refused.values())
     warnings = _input_warnings(twice, mismatched, [n for k, n in skipped.items() if k not in refused])
+    infos, more_problems, more_warnings = _combine_band_files(infos)
+    problems += more_problems
+    warnings += more_warnings
     undated = [i for i in infos if i.when is None and i.grid is not None]
     for i in infos:
         rest = [p for p in i.problems if not p.startswith("no acquisition date")]
@@ -469,6 +475,19 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     if check_clear:
         check_some_clear(inv)
     return inv
+
+
+def _combine_band_files(infos: list[RasterInfo]) -> tuple[list[RasterInfo], list[Problem], list[str]]:
+    """The inputs with each acquisition's dated band files replaced by one S2 image (band_files.combine),
+    and each acquisition's finest ESA SCL kept (a .SAFE holds it at 20 and 60 m)."""
+    parts = [i for i in infos if i.band_file and i.grid is not None and i.when is not None]
+    if not parts:
+        return infos, [], []
+    images, problems, warnings = band_files.combine(parts, describe)
+    taken = {id(i) for i in parts}
+    rest = [i for i in infos if id(i) not in taken]
+    coarser = band_files.coarser_scl([i for i in rest if i.sensor == "MASK" and not i.problems])
+    return [i for i in rest if id(i) not in coarser] + images, problems, warnings
 
 
 def _input_warnings(twice: dict[tuple[str, str], list[str]], mismatched: dict[tuple[str, str], list[str]],

@@ -31,3 +31,46 @@ def read_array(path) -> np.ndarray:
     """All bands of a raster."""
     with rasterio.open(path) as ds:
         return ds.read()
+
+
+ESA_10M = ("B02", "B03", "B04", "B08")
+ESA_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+
+
+def make_safe(src: Path, scl: Path, root: Path, dn_offset: int = 0, name: str | None = None,
+              driver: str = "JP2OpenJPEG", extras: bool = True) -> Path:
+    """A real 31UDS acquisition laid out as ESA ships it (a .SAFE folder of one-band JP2 files per
+    resolution, R10m / R20m / R60m, with its SCL at 20 and 60 m). The 10-band file's 20 m bands are
+    20 m pixels repeated (nearest x2), so taking every other pixel gives ESA's 20 m file exactly; the
+    60 m files take every 6th 10 m pixel. `dn_offset` is added to valid DN (processing baseline 04.00
+    adds 1000). `extras`: also the files a .SAFE holds that are not inputs (AOT, WVP, TCI, QI_DATA)."""
+    stamp = src.name.split("_")[1]
+    safe = root / (name or f"S2B_MSIL2A_{stamp}_N0400_R051_T31UDS_{stamp}.SAFE")
+    img = safe / "GRANULE" / f"L2A_T31UDS_A005000_{stamp}" / "IMG_DATA"
+    ext = ".jp2" if driver == "JP2OpenJPEG" else ".tif"
+    options = {"QUALITY": "100", "REVERSIBLE": "YES"} if driver == "JP2OpenJPEG" else {}
+
+    def write(a: np.ndarray, crs, t, res: int, step: int, stem: str, folder: Path | None = None) -> None:
+        sub = a[::step, ::step]
+        out = (folder or img / f"R{res}m") / f"{stem}_{res}m{ext}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(out, "w", driver=driver, width=sub.shape[1], height=sub.shape[0], count=1,
+                           dtype=a.dtype, crs=crs, transform=rasterio.Affine(t.a * step, 0, t.c, 0, t.e * step, t.f),
+                           **options) as ds:
+            ds.write(sub, 1)
+
+    with rasterio.open(src) as ds:
+        data, crs, t = ds.read(), ds.crs, ds.transform
+    for band, a in zip(ESA_BANDS, data, strict=True):
+        a = np.where(a > 0, a + dn_offset, 0).astype("uint16")
+        for res in ((10, 20, 60) if band in ESA_10M else (20, 60)):
+            write(a, crs, t, res, res // 10, f"T31UDS_{stamp}_{band}")
+    with rasterio.open(scl) as ds:
+        s, st = ds.read(1), ds.transform
+    for res in (20, 60):
+        write(s, crs, st, res, res // 20, f"T31UDS_{stamp}_SCL")
+    if extras:
+        write(np.full_like(data[0], 7), crs, t, 10, 1, f"T31UDS_{stamp}_AOT")
+        write(np.full_like(data[0], 900), crs, t, 20, 2, f"T31UDS_{stamp}_WVP")
+        write(np.full_like(s, 90), crs, st, 20, 1, "MSK_CLDPRB", folder=img.parent / "QI_DATA")
+    return safe

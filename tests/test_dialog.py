@@ -161,6 +161,37 @@ def test_problems_are_shown_before_running_not_raised(loaded, bar, tmp_path):
     assert not dlg.run_button.isEnabled() and dlg.run() is None
 
 
+def test_band_file_layers_are_one_s2_acquisition(project, bar, tmp_path, uds_subset):
+    """An acquisition loaded as ESA's band files (one JP2 layer per band and resolution, from a .SAFE made
+    of a real 31UDS image): each band layer is listed as S2 and ticked, and the core reads the ticked
+    files of that date as one image."""
+    from helpers import make_safe
+    from qgis.core import QgsRasterLayer
+
+    s2, masks = uds_subset["s2"][:8], uds_subset["masks"][:8]
+    safe = make_safe(s2[3], masks[3], tmp_path, dn_offset=1000, extras=False)
+    band_layers = sorted(safe.rglob("*_B*_*m.jp2")) + sorted(safe.rglob("*_SCL_20m.jp2"))
+    for path in s2[:3] + s2[4:] + masks[:3] + masks[4:] + band_layers:
+        layer = QgsRasterLayer(str(path), path.stem, "gdal")
+        assert layer.isValid(), path
+        project.addMapLayer(layer)
+    dlg = _dialog(project, bar, tmp_path)
+    bands = [r for r in range(dlg.table.rowCount()) if "_B" in dlg.table.item(r, 1).text()]
+    assert len(bands) == len(band_layers) - 1 == 24  # 4 bands at 10, 20 and 60 m, 6 at 20 and 60 m
+    for r in bands:
+        assert dlg.table.cellWidget(r, 2).currentData() == "S2"
+        assert dlg.table.item(r, 0).checkState() == 2  # ticked
+        assert not dlg.table.item(r, 1).toolTip()  # no problem shown
+    assert dlg.validate() == []
+    assert "The S2 layers are 8 acquisitions (band files read together)." in dlg.problems_label.text()
+
+    for r in bands:  # without its 20 m files the acquisition lacks bands: said before running
+        if "_20m" in dlg.table.item(r, 1).text() or "_60m" in dlg.table.item(r, 1).text():
+            dlg.set_included(r, False)
+    problems = dlg.validate()
+    assert len(problems) == 1 and "lack band(s) B05, B06, B07, B8A, B11, B12" in problems[0], problems
+
+
 def test_validation_reads_each_file_once(loaded, bar, tmp_path, monkeypatch):
     """Validation runs on every edit: the files are opened, and the core's clear-pixel check and the
     nearest clear dates read, once per file (counting wrappers around the real functions)."""

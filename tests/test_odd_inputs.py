@@ -33,12 +33,13 @@ def _run(tmp_path, s2, masks=(), s1=(), date=dt.date(2018, 3, 1), method="linear
 
 def test_single_band_files_are_refused_not_taken_for_masks(few, tmp_path):
     """ESA ships one file per band (T31UDS_..._B04_10m.jp2): one was taken for a cloud mask, and could
-    replace a date's SCL, silently."""
+    replace a date's SCL, silently. An acquisition given as all its band files is read (test_band_files);
+    one band alone is named."""
     src = few["s2"][3]
     stamp = src.name.split("_")[1]
     band = tmp_path / "S2" / f"T31UDS_{stamp}_B04_10m.tif"
     _copy(src, band, lambda d: d[2:3])
-    with pytest.raises(InputError, match=f"{band.name}: holds one Sentinel-2 band .*stack the band files"):
+    with pytest.raises(InputError, match=f"{band.name}: the band files of T31UDS_{stamp} .* lack band"):
         _run(tmp_path, few["s2"] + [band], few["masks"])
     red = _copy(src, tmp_path / "S2" / f"T31UDS_{stamp}_red.tif", lambda d: d[2:3])  # no band name in it
     with rasterio.open(red, "r+") as ds:
@@ -46,7 +47,8 @@ def test_single_band_files_are_refused_not_taken_for_masks(few, tmp_path):
     with pytest.raises(InputError) as err:
         _run(tmp_path, few["s2"] + [red], few["masks"])  # e.g. found in the S2 folder
     assert err.value.problems == [err.value.problems[0]]  # that one problem (its date is in its name)
-    assert str(err.value.problems[0]).startswith(f"{red.name}: holds one Sentinel-2 band (B04)")
+    assert str(err.value.problems[0]).startswith(f"{red.name}: the band files of T31UDS_{stamp} ({red.name}) "
+                                                 "lack band(s) B02, B03, B05")  # B04 from its description
 
 
 def test_two_masks_for_one_image_warn_and_the_scl_wins(few, tmp_path):

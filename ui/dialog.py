@@ -78,9 +78,11 @@ def describe_layer(layer: QgsRasterLayer) -> Row:
     if when is None:
         source = "missing: type YYYY-MM-DD"
     problems = [p for p in info.problems if not p.startswith(("no acquisition date", "unknown sensor"))]
+    if info.band_file:  # one band of an acquisition: the core combines the ticked band files of each date
+        problems = [p for p in problems if not p.startswith("holds one Sentinel-2 band")]
     if info.output_kind:  # an earlier result in the project: never an observation
         problems.insert(0, f"a Densify output ({info.output_kind}), not an acquisition")
-    return Row(layer.id(), layer.name(), path, info.sensor or "", when, source, problems)
+    return Row(layer.id(), layer.name(), path, info.sensor or ("S2" if info.band_file else ""), when, source, problems)
 
 
 def onnx_providers() -> tuple[list[str], str]:
@@ -119,6 +121,7 @@ class DensifyDialog(QDialog):
         self.rows: list[Row] = []
         self.problems: list[str] = []
         self.mode = ""
+        self._s2_images = 0  # S2 acquisitions the last check found (band files make one per date)
         self.task = None
         self._clear: dict[tuple, float] = {}  # clear fraction per S2 file, mask and grid
         self._described: dict[tuple, object] = {}  # describe() per file, its modification time and options
@@ -388,6 +391,8 @@ class DensifyDialog(QDialog):
         else:
             ready = (f"Ready: {len(groups['S2'])} S2, {len(groups['S1'])} S1, "
                      f"{len(groups['MASK'])} mask rasters.")
+            if self._s2_images != len(groups["S2"]):  # band files: several layers make one acquisition
+                ready += f" The S2 layers are {self._s2_images} acquisitions (band files read together)."
             if self.out_dir.filePath().strip() == temporary_output_dir():
                 ready += (" The outputs go to a temporary folder (the project is not saved): choose an "
                           "output folder to keep them.")
@@ -400,6 +405,7 @@ class DensifyDialog(QDialog):
     def _check_core(self, request: DensifyRequest) -> str:
         """The core's checks (files, dates, overlap, clear pixels, target range); returns the mode line."""
         inv = build_inventory(request, check_clear=False, describer=self._describe)
+        self._s2_images = len(inv.s2)
         inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
         self.mode, _notes = inventory.check_target(inv, request.target_date)
         target = dates.to_days(request.target_date)

@@ -1,0 +1,205 @@
+"""Sentinel-2 band files, as ESA ships them, read as one image per acquisition.
+
+A .SAFE product holds one file per band and resolution (GRANULE/*/IMG_DATA/R10m/T31UDS_<time>_B04_10m.jp2,
+R20m/..._B05_20m.jp2, ...). `combine` groups the band files of one tile and acquisition time into a
+virtual raster (a GDAL VRT kept in memory, /vsimem/sentinel_densify/...): each band from its finest
+file, the 20 m and 60 m ones brought to the finest grid by nearest neighbour (as ESA's own 10 m
+products do), with the product's reflectance offset from its MTD_MSIL2A.xml / MTD_MSIL1C.xml.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from .errors import Problem
+from .stack import S2_BANDS
+
+BAND_NAME = re.compile(r"_B(0[1-9]|1[0-2]|8A)(?:_(\d{2})m)?\.[A-Za-z0-9]+$", re.IGNORECASE)
+SCL_NAME = re.compile(r"_SCL_(\d{2})m\.[A-Za-z0-9]+$", re.IGNORECASE)
+TILE = re.compile(r"(?:^|_)T(\d{2}[A-Z]{3})_")
+SAFE_BASELINE = re.compile(r"_MSIL(1C|2A)_\d{8}T\d{6}_N(\d{2})(\d{2})_", re.IGNORECASE)
+# Not observations: aerosol, water vapour, true-colour preview, and the QI_DATA quality masks
+# (MSK_CLDPRB_20m is a cloud probability, but the product's SCL is the mask to use)
+NOT_INPUT = re.compile(r"_(AOT|WVP|TCI)_\d{2}m\.|^MSK_|_PVI\.", re.IGNORECASE)
+OFFSET_BASELINE = (4, 0)  # processing baseline 04.00 (products since 2022-01-25): DN = 10000 * refl + 1000
+OFFSET_SINCE = dt.date(2022, 1, 25)
+_VRTS: dict[str, object] = {}  # content hash -> rasterio MemoryFile, kept open for the process
+
+
+def skipped_in_folder(path: str) -> bool:
+    """Whether a raster found in a folder is a .SAFE product's non-reflectance file (AOT, WVP, TCI,
+    QI_DATA masks), not an input."""
+    p = Path(path)
+    return bool(NOT_INPUT.search(p.name)) or "QI_DATA" in p.parts
+
+
+def band_of(path: str, bands: list[str]) -> str:
+    """The S2 band a one-band file holds, from its description else its name ('' when unknown)."""
+    if bands[:1] and bands[0]:
+        return bands[0]
+    m = BAND_NAME.search(Path(path).name)
+    return f"B{m.group(1).upper()}" if m else ""
+
+
+@dataclass
+class _Group:
+    key: tuple[str, dt.datetime]
+    files: list = field(default_factory=list)  # RasterInfo of each band file
+
+    @property
+    def label(self) -> str:
+        tile, when = self.key
+        return (f"T{tile}_" if tile else "") + f"{when:%Y%m%dT%H%M%S}"
+
+
+def _key(info) -> tuple[str, dt.datetime]:
+    m = TILE.search(Path(info.path).name)
+    return (m.group(1) if m else "", info.when.replace(microsecond=0))
+
+
+def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]:
+    """The S2 images (RasterInfo of in-memory VRTs) the band files make, one per tile and time; a
+    problem for each acquisition that lacks bands or whose files disagree on the grid; warnings."""
+    groups: dict[tuple, _Group] = {}
+    for info in band_infos:
+        groups.setdefault(_key(info), _Group(_key(info))).files.append(info)
+    images, problems, assumed = [], [], []
+    for g in groups.values():
+        chosen: dict[str, object] = {}
+        for info in g.files:
+            band = band_of(info.path, info.bands)
+            if band in S2_BANDS and (band not in chosen or info.grid.res < chosen[band].grid.res):
+                chosen[band] = info
+        names = sorted(i.name for i in g.files)
+        names = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        missing = [b for b in S2_BANDS if b not in chosen]
+        if missing:
+            problems.append(Problem(g.files[0].path if len(g.files) == 1 else None,
+                                    f"the band files of {g.label} ({names}) lack band(s) {', '.join(missing)}: "
+                                    "give every band of the acquisition (e.g. the R10m and R20m folders, or "
+                                    "the whole .SAFE product)"))
+            continue
+        files = [chosen[b] for b in S2_BANDS]
+        ref = min(files, key=lambda i: i.grid.res)
+        off = [i.name for i in files if i.grid.crs_wkt != ref.grid.crs_wkt
+               or max(abs(a - b) for a, b in zip(i.grid.bounds, ref.grid.bounds, strict=True)) > ref.grid.res / 2]
+        if off:
+            problems.append(Problem(None, f"the band files of {g.label} do not cover the same area "
+                                    f"({', '.join(off)} differ from {ref.name})"))
+            continue
+        tags, how = product_tags(files[0].path, g.key[1])
+        if how == "assumed":
+            assumed.append(g.label)
+        path = _write_vrt(f"{g.label}_bands.vrt", files, ref, tags)
+        image = describe(path, sensor="S2", when=g.key[1])
+        image.tags["BAND_FILES"] = ", ".join(i.path for i in files)
+        images.append(image)
+    warnings = []
+    if images:
+        warnings.append(f"{len(images)} S2 acquisition(s) given as band files are read as one image each "
+                        f"({', '.join(i.name for i in images[:3])}{'...' if len(images) > 3 else ''}): the 20 m "
+                        "and 60 m bands at the finest band's resolution, by nearest neighbour")
+    if assumed:
+        warnings.append(f"no product metadata (MTD_MSIL2A.xml / MTD_MSIL1C.xml or a .SAFE name) above the band "
+                        f"files of {len(assumed)} acquisition(s) ({', '.join(assumed[:3])}"
+                        f"{'...' if len(assumed) > 3 else ''}): their reflectance offset is assumed from the "
+                        f"date (-1000 DN from {OFFSET_SINCE:%Y-%m-%d}, processing baseline 04.00, else 0); "
+                        "keep the files in their .SAFE folder to read it")
+    return images, problems, warnings
+
+
+def product_tags(band_path: str, when: dt.datetime) -> tuple[dict[str, str], str]:
+    """The scaling tags of a band file's product (REFLECTANCE_SCALE, BOA_ADD_OFFSET or RADIO_ADD_OFFSET,
+    PROCESSING_LEVEL) and where they came from: 'metadata', 'product name' or 'assumed' (by date)."""
+    parents = list(Path(band_path).resolve().parents)[:7]
+    for folder in parents:
+        for level in ("2A", "1C"):
+            mtd = folder / f"MTD_MSIL{level}.xml"
+            if mtd.is_file():
+                tags = _mtd_tags(mtd, level)
+                if tags is not None:
+                    return tags, "metadata"
+    for part in Path(band_path).parts:
+        m = SAFE_BASELINE.search(part)
+        if m:
+            level, baseline = m.group(1).upper(), (int(m.group(2)), int(m.group(3)))
+            return _tags(level, -1000.0 if baseline >= OFFSET_BASELINE else 0.0, 10000.0), "product name"
+    level = "1C" if "MSIL1C" in band_path.upper() else "2A"
+    return _tags(level, -1000.0 if when.date() >= OFFSET_SINCE else 0.0, 10000.0), "assumed"
+
+
+def _tags(level: str, offset: float, quantification: float) -> dict[str, str]:
+    key = "BOA_ADD_OFFSET" if level == "2A" else "RADIO_ADD_OFFSET"
+    return {"PROCESSING_LEVEL": f"Level-{level}", "REFLECTANCE_SCALE": repr(1.0 / quantification),
+            key: f"{offset:g}"}
+
+
+def _mtd_tags(mtd: Path, level: str) -> dict[str, str] | None:
+    """Scaling tags from a product's MTD file; None when it cannot be parsed or its offsets differ by band."""
+    try:
+        root = ET.parse(mtd).getroot()
+    except (ET.ParseError, OSError):
+        return None
+    offsets, quant = set(), None
+    for el in root.iter():
+        tag = el.tag.rsplit("}", 1)[-1]
+        if tag in ("BOA_ADD_OFFSET", "RADIO_ADD_OFFSET") and (el.text or "").strip():
+            offsets.add(float(el.text))
+        elif tag in ("BOA_QUANTIFICATION_VALUE", "QUANTIFICATION_VALUE") and (el.text or "").strip():
+            quant = float(el.text)
+    if len(offsets) > 1:
+        return None
+    return _tags(level, offsets.pop() if offsets else 0.0, quant or 10000.0)
+
+
+def _write_vrt(name: str, files: list, ref, tags: dict[str, str]) -> str:
+    """An in-memory VRT stacking the band files on `ref`'s grid; its /vsimem path."""
+    from rasterio.io import MemoryFile
+
+    g = ref.grid
+    t = g.transform
+    meta = "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in tags.items())
+    bands = []
+    for n, (band, info) in enumerate(zip(S2_BANDS, files, strict=True), start=1):
+        s = info.grid
+        x_off, y_off = (s.transform.c - t.c) / t.a, (s.transform.f - t.f) / t.e
+        x_size, y_size = s.width * s.transform.a / t.a, s.height * s.transform.e / t.e
+        nodata = f"<NoDataValue>{info.nodata:g}</NoDataValue>" if info.nodata is not None else ""
+        bands.append(
+            f'<VRTRasterBand dataType="{_gdal_type(info.dtype)}" band="{n}"><Description>{band}</Description>{nodata}'
+            f'<SimpleSource resampling="nearest"><SourceFilename relativeToVRT="0">{escape(info.path)}</SourceFilename>'
+            f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="{s.width}" ySize="{s.height}"/>'
+            f'<DstRect xOff="{x_off:.6f}" yOff="{y_off:.6f}" xSize="{x_size:.6f}" ySize="{y_size:.6f}"/>'
+            "</SimpleSource></VRTRasterBand>")
+    xml = (f'<VRTDataset rasterXSize="{g.width}" rasterYSize="{g.height}"><SRS>{escape(g.crs_wkt)}</SRS>'
+           f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
+           f"<Metadata>{meta}</Metadata>{''.join(bands)}</VRTDataset>")
+    key = hashlib.sha1(xml.encode()).hexdigest()[:16]  # one folder per VRT: closing a MemoryFile removes its folder
+    if key not in _VRTS:  # never closed: a few kB each, read by any thread of this process
+        _VRTS[key] = MemoryFile(xml.encode(), dirname=f"sentinel_densify/{key}", filename=name)
+    return _VRTS[key].name
+
+
+def _gdal_type(dtype: str) -> str:
+    return {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
+            "float32": "Float32", "float64": "Float64"}.get(dtype, "Float32")
+
+
+def coarser_scl(masks: list) -> set[int]:
+    """ids of the ESA SCL files (T.._<time>_SCL_20m / _60m) that a finer SCL of the same tile and time
+    makes redundant."""
+    finest: dict[tuple, object] = {}
+    for m in masks:
+        if SCL_NAME.search(Path(m.path).name) and m.grid is not None and m.when is not None:
+            k = _key(m)
+            if k not in finest or m.grid.res < finest[k].grid.res:
+                finest[k] = m
+    kept = {id(m) for m in finest.values()}
+    return {id(m) for m in masks if SCL_NAME.search(Path(m.path).name) and m.when is not None
+            and _key(m) in finest and id(m) not in kept}

@@ -1,0 +1,127 @@
+"""Sentinel-2 as ESA ships it: one file per band and resolution in a .SAFE folder, made here from the
+real 31UDS acquisitions (their 20 m bands are 20 m pixels repeated, so ESA's 20 m files are recovered
+exactly) and read back as one image per acquisition."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from helpers import make_safe, read_array
+from sentinel_densify.core import engine, inventory
+from sentinel_densify.core.errors import InputError
+from sentinel_densify.core.request import DensifyRequest
+
+TARGET = dt.date(2018, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def series(uds_subset) -> dict[str, list[Path]]:
+    return {"s2": uds_subset["s2"][4:12], "masks": uds_subset["masks"][4:12]}
+
+
+@pytest.fixture(scope="module")
+def safes(series, tmp_path_factory) -> Path:
+    """The 8 acquisitions as .SAFE products of processing baseline 04.00 (DN + 1000), in one folder."""
+    root = tmp_path_factory.mktemp("safes")
+    for s2, scl in zip(series["s2"], series["masks"], strict=True):
+        make_safe(s2, scl, root, dn_offset=1000)
+    return root
+
+
+def _run(tmp_path, s2, masks=(), name="out"):
+    request = DensifyRequest(s2=[str(p) for p in s2], masks=[str(p) for p in masks], target_date=TARGET,
+                             out_dir=str(tmp_path / name), method="linear", lai=False)
+    return engine.run(request)
+
+
+def test_a_safe_product_reads_as_its_stacked_image(series, safes):
+    one = next(safes.iterdir())
+    inv = inventory.build([str(one)], check_clear=False)
+    assert len(inv.s2) == 1 and inv.bands == list(inventory.S2_BANDS)
+    image = inv.s2[0]
+    stamp = one.name.split("_")[2]
+    src = next(p for p in series["s2"] if stamp in p.name)
+    assert image.when == inventory.describe(src).when
+    # the baseline's offset (from the product name) undoes the + 1000 DN: the same reflectance
+    np.testing.assert_allclose(inventory.read_s2(image.path).refl, inventory.read_s2(src).refl, atol=1e-6)
+    # the finest of its two SCL files is its mask; AOT, WVP and the QI_DATA masks are not inputs
+    assert Path(inv.masks[image.path].path).name == f"T31UDS_{stamp}_SCL_20m.jp2"
+    assert any("read as one image each" in w for w in inv.warnings), inv.warnings
+    assert not any("both cloud masks" in w or "AOT" in w for w in inv.warnings), inv.warnings
+
+
+def test_a_run_from_safe_products_equals_the_run_from_stacked_files(series, safes, tmp_path):
+    stacked = _run(tmp_path, series["s2"], series["masks"], name="stacked")
+    safe = _run(tmp_path, [safes], name="safe")
+    for kind in ("synthesized", "uncertainty"):  # the same up to float32 rounding of (DN + 1000) / 1e4 - 0.1
+        np.testing.assert_allclose(read_array(safe.outputs[kind]), read_array(stacked.outputs[kind]), rtol=1e-5)
+    with rasterio.open(safe.outputs["synthesized"]) as ds:
+        assert "T31UDS_" in ds.tags()["INPUTS_S2"]
+
+
+def test_the_offset_comes_from_the_product_metadata(series, tmp_path):
+    """Band files out of a .SAFE-named folder: MTD_MSIL2A.xml gives the offset; without it the date decides,
+    with a warning."""
+    s2, scl = series["s2"][0], series["masks"][0]
+    product = make_safe(s2, scl, tmp_path, dn_offset=1000, name="my_download", extras=False)
+    (product / "MTD_MSIL2A.xml").write_text(
+        '<?xml version="1.0"?><n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/'
+        'User_Product_Level-2A.xsd"><n1:General_Info><Product_Image_Characteristics><QUANTIFICATION_VALUES_LIST>'
+        '<BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>'
+        '<BOA_ADD_OFFSET_VALUES_LIST>' + "".join(f'<BOA_ADD_OFFSET band_id="{i}">-1000</BOA_ADD_OFFSET>'
+                                                   for i in range(13)) +
+        '</BOA_ADD_OFFSET_VALUES_LIST></Product_Image_Characteristics></n1:General_Info>'
+        '</n1:Level-2A_User_Product>')
+    inv = inventory.build([str(product)], check_clear=False)
+    np.testing.assert_allclose(inventory.read_s2(inv.s2[0].path).refl, inventory.read_s2(s2).refl, atol=1e-6)
+    assert not any("no product metadata" in w for w in inv.warnings)
+
+    (product / "MTD_MSIL2A.xml").unlink()  # 2018: before baseline 04.00, so no offset is assumed
+    inv = inventory.build([str(product)], check_clear=False)
+    assert inv.s2[0].offset == 0.0
+    assert any("no product metadata" in w and "assumed from the date" in w for w in inv.warnings), inv.warnings
+
+
+def test_missing_bands_and_mismatched_grids_are_named(series, tmp_path):
+    s2, scl = series["s2"][0], series["masks"][0]
+    stamp = s2.name.split("_")[1]
+    product = make_safe(s2, scl, tmp_path, extras=False)
+    r10 = next(product.rglob("R10m"))
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, [r10], name="r10")  # the 10 m folder only
+    text = str(err.value)
+    assert f"the band files of T31UDS_{stamp}" in text and "lack band(s) B05, B06, B07, B8A, B11, B12" in text
+
+    b05 = next(product.rglob("*_B05_20m.jp2"))
+    with rasterio.open(b05) as ds:
+        profile, data = ds.profile, ds.read()
+    b05.unlink()
+    with rasterio.open(b05.with_suffix(".tif"), "w", **{**profile, "driver": "GTiff",
+                       "transform": profile["transform"] * rasterio.Affine.translation(8, 0)}) as ds:
+        ds.write(data)  # 160 m east of the others
+    for f in product.rglob("*_B05_60m.jp2"):
+        f.unlink()
+    with pytest.raises(InputError, match=f"the band files of T31UDS_{stamp} do not cover the same area "
+                                         r"\(T31UDS_\w+_B05_20m.tif differ"):
+        _run(tmp_path, [product], name="shifted")
+
+
+def test_a_lone_band_file_is_not_taken_for_a_mask(series, tmp_path):
+    """One band of an acquisition among stacked images: named, never read as a cloud mask."""
+    src = series["s2"][3]
+    stamp = src.name.split("_")[1]
+    red = tmp_path / f"T31UDS_{stamp}_B04_10m.tif"
+    with rasterio.open(src) as ds:
+        profile, data = ds.profile, ds.read(3)
+    with rasterio.open(red, "w", **{**profile, "count": 1}) as ds:
+        ds.write(data, 1)
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, series["s2"] + [red], series["masks"])
+    assert [str(p) for p in err.value.problems] == \
+        [f"{red.name}: the band files of T31UDS_{stamp} ({red.name}) lack band(s) B02, B03, B05, B06, B07, B08, "
+         "B8A, B11, B12: give every band of the acquisition (e.g. the R10m and R20m folders, or the whole .SAFE "
+         "product)"]
