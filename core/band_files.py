@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from .errors import Problem
+from .errors import Problem, short_list
 from .stack import S2_BANDS
 
 BAND_NAME = re.compile(r"_B(0[1-9]|1[0-2]|8A)(?:_(\d{2})m)?\.[A-Za-z0-9]+$", re.IGNORECASE)
@@ -76,8 +76,7 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
             band = band_of(info.path, info.bands)
             if band in S2_BANDS and (band not in chosen or info.grid.res < chosen[band].grid.res):
                 chosen[band] = info
-        names = sorted(i.name for i in g.files)
-        names = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        names = short_list(sorted(i.name for i in g.files))
         missing = [b for b in S2_BANDS if b not in chosen]
         if missing:
             problems.append(Problem(g.files[0].path if len(g.files) == 1 else None,
@@ -103,13 +102,13 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
     warnings = []
     if images:
         warnings.append(f"{len(images)} S2 acquisition(s) given as band files are read as one image each "
-                        f"({', '.join(i.name for i in images[:3])}{'...' if len(images) > 3 else ''}): the 20 m "
-                        "and 60 m bands at the finest band's resolution, by nearest neighbour")
+                        f"({short_list([i.name for i in images])}): the 20 m and 60 m bands at the finest "
+                        "band's resolution, by nearest neighbour")
     if assumed:
         warnings.append(f"no product metadata (MTD_MSIL2A.xml / MTD_MSIL1C.xml or a .SAFE name) above the band "
-                        f"files of {len(assumed)} acquisition(s) ({', '.join(assumed[:3])}"
-                        f"{'...' if len(assumed) > 3 else ''}): their reflectance offset is assumed from the "
-                        f"date (-1000 DN from {OFFSET_SINCE:%Y-%m-%d}, processing baseline 04.00, else 0); "
+                        f"files of {len(assumed)} acquisition(s) ({short_list(assumed)}): their reflectance "
+                        f"offset is assumed from the date (-1000 DN from {OFFSET_SINCE:%Y-%m-%d}, processing "
+                        "baseline 04.00, else 0); "
                         "keep the files in their .SAFE folder to read it")
     return images, problems, warnings
 

@@ -26,6 +26,11 @@ class DensifyError(Exception):
 GROUP_FROM = 3  # this many files with one problem are named once, as "N files (a, b, c, ...): problem"
 
 
+def short_list(items: list[str], k: int = 3) -> str:
+    """A short list of names for a message: the first k, then how many more."""
+    return ", ".join(items[:k]) + (f" and {len(items) - k} more" if len(items) > k else "")
+
+
 def _grouped(problems: list[Problem]) -> list[str]:
     """The problems as text, in order; one problem shared by GROUP_FROM files or more said once."""
     by_message: dict[str, list[Problem]] = {}

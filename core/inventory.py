@@ -20,7 +20,7 @@ from rasterio.windows import Window
 
 from . import band_files, dates
 from .atomic import first_line
-from .errors import InputError, Problem
+from .errors import InputError, Problem, short_list
 from .grid import Grid
 from .stack import S1_BANDS, S2_BANDS, S2_L1C_BANDS, Stack
 
@@ -345,11 +345,6 @@ def _file_key(path: str) -> tuple:
         return (os.path.realpath(path),)
 
 
-def _names(items: list[str], k: int = 3) -> str:
-    """A short list of file names: the first k and '...' for the rest."""
-    return ", ".join(items[:k]) + (f" and {len(items) - k} more" if len(items) > k else "")
-
-
 @dataclass
 class Inventory:
     """The checked inputs of a run: S2 (with paired masks) and S1, sorted by time, and the grid."""
@@ -469,7 +464,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     warnings += _grid_warnings(s2_infos) + _assumed_order_warnings(s2_infos) + mask_warnings
     partial = [f"{i.name} {covered[i.path]:.0%}" for i in s1_infos if covered[i.path] < 0.99]
     if partial:
-        warnings.append(f"{len(partial)} S1 image(s) cover only part of the S2 grid ({_names(partial)}): "
+        warnings.append(f"{len(partial)} S1 image(s) cover only part of the S2 grid ({short_list(partial)}): "
                         "where they do not, the synthesis has less radar to go on")
     inv = Inventory(s2_infos, s1_infos, paired, grid, bands, warnings)
     if check_clear:
@@ -499,17 +494,17 @@ def _input_warnings(twice: dict[tuple[str, str], list[str]], mismatched: dict[tu
         if len(names) == 1:
             out.append(f"{names[0]} is given twice{how}: used once")
         else:
-            out.append(f"{len(names)} files are given twice{how} ({_names(names)}): each used once")
+            out.append(f"{len(names)} files are given twice{how} ({short_list(names)}): each used once")
     for (given, looks), names in mismatched.items():
         what, used = SENSOR_NAMES[looks], SENSOR_NAMES[given]
         if len(names) == 1:
             out.append(f"{names[0]} looks like {what}, given as {used}: used as {what}")
         else:
-            out.append(f"{len(names)} files look like {what}, given as {used} ({_names(names)}): "
+            out.append(f"{len(names)} files look like {what}, given as {used} ({short_list(names)}): "
                        f"used as {what}")
     if skipped:
         out.append(f"skipped {len(skipped)} Densify output(s) found in the input folders "
-                   f"({_names(skipped, 6)}): outputs are never used as observations")
+                   f"({short_list(skipped, 6)}): outputs are never used as observations")
     return out
 
 
@@ -557,7 +552,7 @@ def _grid_warnings(s2_infos: list[RasterInfo]) -> list[str]:
     kinds = ", ".join(k for k in ("CRS", "resolution", "extent") if k in how) or "alignment"
     return [f"the output grid is that of {s2_infos[0].name} (the earliest S2 image); {len(other)} other S2 "
             f"image(s) are on a different grid ({kinds}) and are resampled onto it "
-            f"({_names([i.name for i in other])})"]
+            f"({short_list([i.name for i in other])})"]
 
 
 def _assumed_order_warnings(s2_infos: list[RasterInfo]) -> list[str]:
@@ -567,13 +562,13 @@ def _assumed_order_warnings(s2_infos: list[RasterInfo]) -> list[str]:
     l1c = [i.name for i in s2_infos if "1C" in i.tags.get("PROCESSING_LEVEL", "").upper()
            or (i.band_order_assumed and i.bands == list(S2_L1C_BANDS))]
     if l1c:
-        out.append(f"{len(l1c)} S2 image(s) are Level-1C, top-of-atmosphere reflectance ({_names(l1c)}): "
+        out.append(f"{len(l1c)} S2 image(s) are Level-1C, top-of-atmosphere reflectance ({short_list(l1c)}): "
                    "the outputs and LAI assume Level-2A surface reflectance")
     for order in (S2_BANDS, S2_L1C_BANDS):
         names = [i.name for i in s2_infos if i.band_order_assumed and i.bands == order]
         if names:
             out.append(f"{len(names)} S2 file(s) have no band descriptions and were read in the standard "
-                       f"{len(order)}-band order {', '.join(order)} ({_names(names)}): give a band order "
+                       f"{len(order)}-band order {', '.join(order)} ({short_list(names)}): give a band order "
                        "if theirs differs")
     return out
 
