@@ -68,7 +68,8 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
     problem for each acquisition that lacks bands or whose files disagree on the grid; warnings."""
     groups: dict[tuple, _Group] = {}
     for info in band_infos:
-        groups.setdefault(_key(info), _Group(_key(info))).files.append(info)
+        key = _key(info)
+        groups.setdefault(key, _Group(key)).files.append(info)
     images, problems, assumed = [], [], []
     for g in groups.values():
         chosen: dict[str, object] = {}
