@@ -160,6 +160,7 @@ def _mtd_tags(mtd: Path, level: str) -> dict[str, str] | None:
 
 def _write_vrt(name: str, files: list, ref, tags: dict[str, str]) -> str:
     """An in-memory VRT stacking the band files on `ref`'s grid; its /vsimem path."""
+    from rasterio.dtypes import dtype_rev, typename_fwd
     from rasterio.io import MemoryFile
 
     g = ref.grid
@@ -171,8 +172,9 @@ def _write_vrt(name: str, files: list, ref, tags: dict[str, str]) -> str:
         x_off, y_off = (s.transform.c - t.c) / t.a, (s.transform.f - t.f) / t.e
         x_size, y_size = s.width * s.transform.a / t.a, s.height * s.transform.e / t.e
         nodata = f"<NoDataValue>{info.nodata:g}</NoDataValue>" if info.nodata is not None else ""
+        gdal_type = typename_fwd[dtype_rev[info.dtype]]
         bands.append(
-            f'<VRTRasterBand dataType="{_gdal_type(info.dtype)}" band="{n}"><Description>{band}</Description>{nodata}'
+            f'<VRTRasterBand dataType="{gdal_type}" band="{n}"><Description>{band}</Description>{nodata}'
             f'<SimpleSource resampling="nearest"><SourceFilename relativeToVRT="0">{escape(info.path)}</SourceFilename>'
             f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="{s.width}" ySize="{s.height}"/>'
             f'<DstRect xOff="{x_off:.6f}" yOff="{y_off:.6f}" xSize="{x_size:.6f}" ySize="{y_size:.6f}"/>'
@@ -186,20 +188,14 @@ def _write_vrt(name: str, files: list, ref, tags: dict[str, str]) -> str:
     return _VRTS[key].name
 
 
-def _gdal_type(dtype: str) -> str:
-    return {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32", "int32": "Int32",
-            "float32": "Float32", "float64": "Float64"}.get(dtype, "Float32")
-
-
 def coarser_scl(masks: list) -> set[int]:
     """ids of the ESA SCL files (T.._<time>_SCL_20m / _60m) that a finer SCL of the same tile and time
     makes redundant."""
+    scl = [m for m in masks if SCL_NAME.search(Path(m.path).name) and m.grid is not None and m.when is not None]
     finest: dict[tuple, object] = {}
-    for m in masks:
-        if SCL_NAME.search(Path(m.path).name) and m.grid is not None and m.when is not None:
-            k = _key(m)
-            if k not in finest or m.grid.res < finest[k].grid.res:
-                finest[k] = m
+    for m in scl:
+        k = _key(m)
+        if k not in finest or m.grid.res < finest[k].grid.res:
+            finest[k] = m
     kept = {id(m) for m in finest.values()}
-    return {id(m) for m in masks if SCL_NAME.search(Path(m.path).name) and m.when is not None
-            and _key(m) in finest and id(m) not in kept}
+    return {id(m) for m in scl if id(m) not in kept}
