@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from . import archives
 from .errors import Problem, short_list
 from .stack import S2_BANDS
 
@@ -27,6 +28,7 @@ SAFE_BASELINE = re.compile(r"_MSIL(1C|2A)_\d{8}T\d{6}_N(\d{2})(\d{2})_", re.IGNO
 # Not observations: aerosol, water vapour, true-colour preview, and the QI_DATA quality masks
 # (MSK_CLDPRB_20m is a cloud probability, but the product's SCL is the mask to use)
 NOT_INPUT = re.compile(r"_(AOT|WVP|TCI)_\d{2}m\.|^MSK_|_PVI\.", re.IGNORECASE)
+MTD_LEVEL = {"MTD_MSIL2A.xml": "2A", "MTD_MSIL1C.xml": "1C"}  # a product's metadata file: its level
 OFFSET_BASELINE = (4, 0)  # processing baseline 04.00 (products since 2022-01-25): DN = 10000 * refl + 1000
 OFFSET_SINCE = dt.date(2022, 1, 25)
 _VRTS: dict[str, object] = {}  # content hash -> rasterio MemoryFile, kept open for the process
@@ -117,13 +119,14 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
 def product_tags(band_path: str, when: dt.datetime) -> tuple[dict[str, str], str]:
     """The scaling tags of a band file's product (REFLECTANCE_SCALE, BOA_ADD_OFFSET or RADIO_ADD_OFFSET,
     PROCESSING_LEVEL) and where they came from: 'metadata', 'product name' or 'assumed' (by date)."""
-    parents = list(Path(band_path).resolve().parents)[:7]
-    for folder in parents:
-        for level in ("2A", "1C"):
-            mtd = folder / f"MTD_MSIL{level}.xml"
-            if mtd.is_file():
-                tags = _mtd_tags(mtd, level)
-                if tags is not None:
+    if (near := archives.read_near(band_path, tuple(MTD_LEVEL))) is not None:  # a member of a zip archive
+        if (tags := _mtd_tags(near[1], MTD_LEVEL[near[0]])) is not None:
+            return tags, "metadata"
+    elif not band_path.startswith(archives.PREFIX):
+        for folder in list(Path(band_path).resolve().parents)[:7]:
+            for name, level in MTD_LEVEL.items():
+                mtd = folder / name
+                if mtd.is_file() and (tags := _mtd_tags(mtd, level)) is not None:
                     return tags, "metadata"
     for part in Path(band_path).parts:
         m = SAFE_BASELINE.search(part)
@@ -140,10 +143,11 @@ def _tags(level: str, offset: float, quantification: float) -> dict[str, str]:
             key: f"{offset:g}"}
 
 
-def _mtd_tags(mtd: Path, level: str) -> dict[str, str] | None:
-    """Scaling tags from a product's MTD file; None when it cannot be parsed or its offsets differ by band."""
+def _mtd_tags(mtd: Path | bytes, level: str) -> dict[str, str] | None:
+    """Scaling tags from a product's MTD file (or its content); None when it cannot be parsed or its
+    offsets differ by band."""
     try:
-        root = ET.parse(mtd).getroot()
+        root = ET.fromstring(mtd) if isinstance(mtd, bytes) else ET.parse(mtd).getroot()
     except (ET.ParseError, OSError):
         return None
     offsets, quant = set(), None

@@ -18,7 +18,7 @@ import rasterio
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from . import band_files, dates
+from . import archives, band_files, dates
 from .atomic import first_line
 from .errors import InputError, Problem, short_list
 from .grid import Grid
@@ -310,30 +310,55 @@ def is_virtual(path: str | Path) -> bool:
 
 
 def find_rasters(paths: list[str] | str) -> tuple[list[str], list[Problem]]:
-    """Files as given, folders searched recursively for rasters."""
-    found, problems = _search(paths)
+    """Files as given, folders and zip archives searched recursively for rasters."""
+    found, problems, _notes = _search(paths)
     return [path for path, _ in found], problems
 
 
-def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Problem]]:
-    """(path, found in a folder) of each raster, files as given, folders searched recursively."""
-    found, problems = [], []
+def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Problem], list[str]]:
+    """(path, found in a folder or archive) of each raster, files as given, folders and zip archives
+    searched recursively; the problems; notes on archives skipped because they lie unzipped beside."""
+    found, problems, beside = [], [], []
     for p in [paths] if isinstance(paths, str) else paths:
         if is_virtual(p):  # as given, read by GDAL
             found.append((str(p), False))
             continue
         path = Path(p)
         if path.is_dir():
-            hits = sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in RASTER_SUFFIXES
-                          and not f.name.startswith(".") and not band_files.skipped_in_folder(str(f)))
-            if not hits:
+            files = sorted(f for f in path.rglob("*") if not f.name.startswith(".") and f.is_file())
+            hits = [(str(f), True) for f in files if f.suffix.lower() in RASTER_SUFFIXES
+                    and not band_files.skipped_in_folder(str(f))]
+            for z in (f for f in files if archives.is_zip(f)):
+                if archives.unzipped_beside(z):
+                    beside.append(z.name)
+                    continue
+                hits += _archive_rasters(z, problems)
+            if not hits and not beside:
                 problems.append(Problem(str(path), "folder contains no raster files"))
-            found.extend((h, True) for h in hits)
+            found.extend(hits)
+        elif path.is_file() and archives.is_zip(path):
+            found.extend(_archive_rasters(path, problems))
         elif path.exists():
             found.append((str(path), False))
         else:
             problems.append(Problem(str(path), "does not exist"))
-    return found, problems
+    notes = [f"{len(beside)} zip archive(s) skipped because their product lies unzipped beside them "
+             f"({short_list(beside)}): the folder is read"] if beside else []
+    return found, problems, notes
+
+
+def _archive_rasters(archive: Path, problems: list[Problem]) -> list[tuple[str, bool]]:
+    """The rasters in a zip archive (not a .SAFE product's AOT, WVP, TCI and QI_DATA files), as /vsizip/
+    paths; a problem when it cannot be read or holds none."""
+    try:
+        hits = archives.members(archive, lambda m: Path(m).suffix.lower() in RASTER_SUFFIXES
+                                and not band_files.skipped_in_folder(m))
+    except OSError as e:
+        problems.append(Problem(str(archive), str(e)))
+        return []
+    if not hits:
+        problems.append(Problem(str(archive), "zip archive contains no raster files"))
+    return [(h, True) for h in hits]
 
 
 def _file_key(path: str) -> tuple:
@@ -396,9 +421,11 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     mismatched: dict[tuple[str, str], list[str]] = {}  # (given as, looks like) -> names
     skipped: dict[tuple, str] = {}  # Densify outputs found in folders
     refused: dict[tuple, Problem] = {}  # Densify outputs given as files
+    search_notes: list[str] = []  # zip archives skipped in folders
     for group, given in ((s2, "S2"), (s1 or [], "S1"), (masks or [], "MASK")):
-        found, missing = _search(group)
+        found, missing, notes = _search(group)
         problems += missing
+        search_notes += notes
         for f, in_folder in found:
             key, sensor = _file_key(f), _override(sensors_override or {}, f)
             if key in seen:  # described, checked and kept the first time
@@ -425,6 +452,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
                 mismatched.setdefault((given, info.sensor), []).append(info.name)
     problems += list(refused.values())
     warnings = _input_warnings(twice, mismatched, [n for k, n in skipped.items() if k not in refused])
+    warnings += search_notes
     infos, more_problems, more_warnings = _combine_band_files(infos)
     problems += more_problems
     warnings += more_warnings

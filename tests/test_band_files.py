@@ -5,6 +5,8 @@ exactly) and read back as one image per acquisition."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,19 +65,32 @@ def test_a_run_from_safe_products_equals_the_run_from_stacked_files(series, safe
         assert "T31UDS_" in ds.tags()["INPUTS_S2"]
 
 
+def _write_mtd(product: Path, offset: int = -1000) -> None:
+    """A product's MTD_MSIL2A.xml, as ESA writes its scaling part."""
+    (product / "MTD_MSIL2A.xml").write_text(
+        '<?xml version="1.0"?><n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/'
+        'User_Product_Level-2A.xsd"><n1:General_Info><Product_Image_Characteristics><QUANTIFICATION_VALUES_LIST>'
+        '<BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>'
+        '<BOA_ADD_OFFSET_VALUES_LIST>' + "".join(f'<BOA_ADD_OFFSET band_id="{i}">{offset}</BOA_ADD_OFFSET>'
+                                                   for i in range(13)) +
+        '</BOA_ADD_OFFSET_VALUES_LIST></Product_Image_Characteristics></n1:General_Info>'
+        '</n1:Level-2A_User_Product>')
+
+
+def _zip(product: Path, archive: Path) -> Path:
+    """`product` zipped as the Copernicus Data Space serves it: the .SAFE folder at the archive's root."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(product.rglob("*")):
+            z.write(f, f.relative_to(product.parent).as_posix())
+    return archive
+
+
 def test_the_offset_comes_from_the_product_metadata(series, tmp_path):
     """Band files out of a .SAFE-named folder: MTD_MSIL2A.xml gives the offset; without it the date decides,
     with a warning."""
     s2, scl = series["s2"][0], series["masks"][0]
     product = make_safe(s2, scl, tmp_path, dn_offset=1000, name="my_download", extras=False)
-    (product / "MTD_MSIL2A.xml").write_text(
-        '<?xml version="1.0"?><n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/'
-        'User_Product_Level-2A.xsd"><n1:General_Info><Product_Image_Characteristics><QUANTIFICATION_VALUES_LIST>'
-        '<BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>'
-        '<BOA_ADD_OFFSET_VALUES_LIST>' + "".join(f'<BOA_ADD_OFFSET band_id="{i}">-1000</BOA_ADD_OFFSET>'
-                                                   for i in range(13)) +
-        '</BOA_ADD_OFFSET_VALUES_LIST></Product_Image_Characteristics></n1:General_Info>'
-        '</n1:Level-2A_User_Product>')
+    _write_mtd(product)
     inv = inventory.build([str(product)], check_clear=False)
     np.testing.assert_allclose(inventory.read_s2(inv.s2[0].path).refl, inventory.read_s2(s2).refl, atol=1e-6)
     assert not any("no product metadata" in w for w in inv.warnings)
@@ -125,3 +140,45 @@ def test_a_lone_band_file_is_not_taken_for_a_mask(series, tmp_path):
         [f"{red.name}: the band files of T31UDS_{stamp} ({red.name}) lack band(s) B02, B03, B05, B06, B07, B08, "
          "B8A, B11, B12: give every band of the acquisition (e.g. the R10m and R20m folders, or the whole .SAFE "
          "product)"]
+
+
+def test_zipped_products_are_read_in_place(series, safes, tmp_path):
+    """Products as downloaded (.SAFE.zip) are read through GDAL's /vsizip/, the offset from the MTD file
+    in the archive; nothing is unzipped."""
+    s2, scl = series["s2"][0], series["masks"][0]
+    product = make_safe(s2, scl, tmp_path / "p", dn_offset=1000, name="my_download", extras=False)
+    _write_mtd(product)
+    archive = _zip(product, tmp_path / "my_download.zip")
+    shutil.rmtree(product)
+    inv = inventory.build([str(archive)], check_clear=False)
+    image = inv.s2[0]
+    np.testing.assert_allclose(inventory.read_s2(image.path).refl, inventory.read_s2(s2).refl, atol=1e-6)
+    assert not any("no product metadata" in w for w in inv.warnings), inv.warnings  # the name has no baseline
+    assert inv.masks[image.path].path.startswith(f"/vsizip/{archive.resolve()}/my_download/GRANULE/")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_download.zip", "p"]
+    assert list((tmp_path / "p").iterdir()) == []
+
+    downloads = tmp_path / "downloads"  # 8 archives, one of them also unzipped beside it
+    downloads.mkdir()
+    for safe in sorted(safes.iterdir()):
+        _zip(safe, downloads / f"{safe.name}.zip")
+    shutil.copytree(safe, downloads / safe.name)
+    stacked = _run(tmp_path, series["s2"], series["masks"], name="stacked")
+    zipped = _run(tmp_path, [downloads], name="zipped")
+    for kind in ("synthesized", "uncertainty"):
+        np.testing.assert_allclose(read_array(zipped.outputs[kind]), read_array(stacked.outputs[kind]), rtol=1e-5)
+    assert any(f"skipped because their product lies unzipped beside them ({safe.name}.zip)" in w
+               for w in zipped.warnings), zipped.warnings
+
+
+def test_unreadable_and_empty_archives_are_named(series, tmp_path):
+    broken = tmp_path / "S2B_MSIL2A_broken.SAFE.zip"
+    broken.write_bytes(b"PK not really a zip")
+    empty = tmp_path / "notes.zip"
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("notes/readme.txt", "no rasters here")
+    with pytest.raises(InputError) as err:
+        _run(tmp_path, [*series["s2"], broken, empty], series["masks"])
+    text = str(err.value)
+    assert f"{broken.name}: not a readable zip archive (File is not a zip file)" in text
+    assert f"{empty.name}: zip archive contains no raster files" in text

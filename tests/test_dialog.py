@@ -161,18 +161,32 @@ def test_problems_are_shown_before_running_not_raised(loaded, bar, tmp_path):
     assert not dlg.run_button.isEnabled() and dlg.run() is None
 
 
-def test_band_file_layers_are_one_s2_acquisition(project, bar, tmp_path, uds_subset):
+@pytest.mark.parametrize("zipped", [False, True], ids=["safe", "safe_zip"])
+def test_band_file_layers_are_one_s2_acquisition(project, bar, tmp_path, uds_subset, zipped):
     """An acquisition loaded as ESA's band files (one JP2 layer per band and resolution, from a .SAFE made
-    of a real 31UDS image): each band layer is listed as S2 and ticked, and the core reads the ticked
-    files of that date as one image."""
+    of a real 31UDS image; zipped: loaded from the downloaded .SAFE.zip as QGIS does, /vsizip/ layers):
+    each band layer is listed as S2 and ticked, and the core reads the ticked files of that date as one
+    image, with the product's offset."""
+    import shutil
+    import zipfile
+
     from helpers import make_safe
     from qgis.core import QgsRasterLayer
+    from sentinel_densify.core import inventory
+    from sentinel_densify.core.engine import build_inventory
 
     s2, masks = uds_subset["s2"][:8], uds_subset["masks"][:8]
     safe = make_safe(s2[3], masks[3], tmp_path, dn_offset=1000, extras=False)
-    band_layers = sorted(safe.rglob("*_B*_*m.jp2")) + sorted(safe.rglob("*_SCL_20m.jp2"))
-    for path in s2[:3] + s2[4:] + masks[:3] + masks[4:] + band_layers:
-        layer = QgsRasterLayer(str(path), path.stem, "gdal")
+    band_layers = [str(p) for p in sorted(safe.rglob("*_B*_*m.jp2")) + sorted(safe.rglob("*_SCL_20m.jp2"))]
+    if zipped:
+        archive = tmp_path / f"{safe.name}.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in band_layers:
+                z.write(f, Path(f).relative_to(tmp_path).as_posix())
+        band_layers = [f"/vsizip/{archive}/{Path(f).relative_to(tmp_path).as_posix()}" for f in band_layers]
+        shutil.rmtree(safe)
+    for path in [*map(str, s2[:3] + s2[4:] + masks[:3] + masks[4:]), *band_layers]:
+        layer = QgsRasterLayer(path, Path(path).stem, "gdal")
         assert layer.isValid(), path
         project.addMapLayer(layer)
     dlg = _dialog(project, bar, tmp_path)
@@ -184,6 +198,10 @@ def test_band_file_layers_are_one_s2_acquisition(project, bar, tmp_path, uds_sub
         assert not dlg.table.item(r, 1).toolTip()  # no problem shown
     assert dlg.validate() == []
     assert "The S2 layers are 8 acquisitions (band files read together)." in dlg.problems_label.text()
+    inv = build_inventory(dlg.build_request())
+    image = next(i for i in inv.s2 if "BAND_FILES" in i.tags)
+    assert image.tags["BAND_FILES"].startswith("/vsizip/" if zipped else str(safe))
+    np.testing.assert_allclose(inventory.read_s2(image.path).refl, inventory.read_s2(s2[3]).refl, atol=1e-6)
 
     for r in bands:  # without its 20 m files the acquisition lacks bands: said before running
         if "_20m" in dlg.table.item(r, 1).text() or "_60m" in dlg.table.item(r, 1).text():

@@ -38,7 +38,7 @@ from qgis.PyQt.QtWidgets import (
 
 # the core modules that need numpy, scipy and rasterio, imported with this module: a Python without
 # one of them fails here, where the plugin reports it, not in a Qt slot later
-from ..core import dates, inventory
+from ..core import archives, dates, inventory
 from ..core.engine import build_inventory
 from ..core.errors import InputError
 from ..core.inventory import describe
@@ -465,10 +465,8 @@ def _file_version(path: str) -> tuple:
     """What changes when a file is rewritten (modification time, size, inode); for a GDAL
     /vsizip/ path, its archive's."""
     path = str(path)
-    if path.startswith("/vsizip/"):
-        inner = path[len("/vsizip/"):]
-        cut = inner.lower().find(".zip")
-        path = inner[:cut + 4] if cut >= 0 else inner
+    if (parts := archives.split(path)) is not None:
+        path = parts[0]
     try:
         st = os.stat(path)
     except OSError:
