@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
                                     f"({', '.join(off)} differ from {ref.name})"))
             continue
         tags, how = product_tags(files[0].path, g.key[1])
+        tags.update(granule_angles(files[0].path), ACQUISITION_DATETIME=f"{g.key[1]:%Y-%m-%dT%H:%M:%SZ}")
         if how == "assumed":
             assumed.append(g.label)
         path = _write_vrt(f"{g.label}_bands.vrt", files, ref, tags)
@@ -119,15 +121,9 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
 def product_tags(band_path: str, when: dt.datetime) -> tuple[dict[str, str], str]:
     """The scaling tags of a band file's product (REFLECTANCE_SCALE, BOA_ADD_OFFSET or RADIO_ADD_OFFSET,
     PROCESSING_LEVEL) and where they came from: 'metadata', 'product name' or 'assumed' (by date)."""
-    if (near := archives.read_near(band_path, tuple(MTD_LEVEL))) is not None:  # a member of a zip archive
-        if (tags := _mtd_tags(near[1], MTD_LEVEL[near[0]])) is not None:
-            return tags, "metadata"
-    elif not band_path.startswith(archives.PREFIX):
-        for folder in list(Path(band_path).resolve().parents)[:7]:
-            for name, level in MTD_LEVEL.items():
-                mtd = folder / name
-                if mtd.is_file() and (tags := _mtd_tags(mtd, level)) is not None:
-                    return tags, "metadata"
+    near = _metadata_near(band_path, tuple(MTD_LEVEL))
+    if near is not None and (tags := _mtd_tags(near[1], MTD_LEVEL[near[0]])) is not None:
+        return tags, "metadata"
     for part in Path(band_path).parts:
         m = SAFE_BASELINE.search(part)
         if m:
@@ -137,18 +133,65 @@ def product_tags(band_path: str, when: dt.datetime) -> tuple[dict[str, str], str
     return _tags(level, -1000.0 if when.date() >= OFFSET_SINCE else 0.0, 10000.0), "assumed"
 
 
+def _metadata_near(band_path: str, names: tuple[str, ...]) -> tuple[str, bytes] | None:
+    """The nearest of `names` in the folders above a band file (up to 7; in its zip archive for a
+    /vsizip/ member), as (name, content)."""
+    if band_path.startswith(archives.PREFIX):
+        return archives.read_near(band_path, names)
+    for folder in list(Path(band_path).resolve().parents)[:7]:
+        for name in names:
+            try:
+                return name, (folder / name).read_bytes()
+            except OSError:
+                continue
+    return None
+
+
+def granule_angles(band_path: str) -> dict[str, str]:
+    """The mean sun and view angles of a band file's granule (its MTD_TL.xml: Mean_Sun_Angle, and the
+    bands' Mean_Viewing_Incidence_Angle averaged, the azimuth on the circle), as the tags the 31UDS
+    images carry (MEAN_SUN_ZENITH_ANGLE, ...); {} when there is no such file."""
+    near = _metadata_near(band_path, ("MTD_TL.xml",))
+    if near is None:
+        return {}
+    try:
+        root = ET.fromstring(near[1])
+    except ET.ParseError:
+        return {}
+    found: dict[str, list[float]] = {}
+    for el in root.iter():
+        kind = {"Mean_Sun_Angle": "SUN", "Mean_Viewing_Incidence_Angle": "VIEW"}.get(el.tag.rsplit("}", 1)[-1])
+        for child in el if kind else ():
+            angle = child.tag.rsplit("}", 1)[-1].removesuffix("_ANGLE")
+            try:
+                value = float(child.text or "")
+            except ValueError:
+                continue
+            if angle in ("ZENITH", "AZIMUTH") and math.isfinite(value):
+                found.setdefault(f"MEAN_{kind}_{angle}_ANGLE", []).append(value)
+    tags = {}
+    for key, values in found.items():
+        if key.endswith("AZIMUTH_ANGLE"):
+            rad = [math.radians(v) for v in values]
+            mean = math.degrees(math.atan2(sum(map(math.sin, rad)), sum(map(math.cos, rad)))) % 360.0
+        else:
+            mean = sum(values) / len(values)
+        tags[key] = f"{mean:.6g}"
+    return tags
+
+
 def _tags(level: str, offset: float, quantification: float) -> dict[str, str]:
     key = "BOA_ADD_OFFSET" if level == "2A" else "RADIO_ADD_OFFSET"
     return {"PROCESSING_LEVEL": f"Level-{level}", "REFLECTANCE_SCALE": repr(1.0 / quantification),
             key: f"{offset:g}"}
 
 
-def _mtd_tags(mtd: Path | bytes, level: str) -> dict[str, str] | None:
-    """Scaling tags from a product's MTD file (or its content); None when it cannot be parsed or its
-    offsets differ by band."""
+def _mtd_tags(mtd: bytes, level: str) -> dict[str, str] | None:
+    """Scaling tags from a product's MTD file content; None when it cannot be parsed or its offsets differ
+    by band."""
     try:
-        root = ET.fromstring(mtd) if isinstance(mtd, bytes) else ET.parse(mtd).getroot()
-    except (ET.ParseError, OSError):
+        root = ET.fromstring(mtd)
+    except ET.ParseError:
         return None
     offsets, quant = set(), None
     for el in root.iter():

@@ -183,6 +183,23 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
     return info
 
 
+def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
+    """The one S2 image a single-image tool (LAI) reads: a raster file as it is (no date needed), or the
+    one acquisition in a folder, zip archive or .SAFE product (its band files read as one image).
+    InputError naming `path` when it is not that."""
+    p = Path(path)
+    if p.is_dir() or (p.is_file() and archives.is_zip(p)):
+        inv = build([path], band_order=band_order, check_clear=False)
+        if len(inv.s2) != 1:
+            raise InputError(Problem(path, f"holds {len(inv.s2)} Sentinel-2 acquisitions "
+                                           f"({short_list([i.name for i in inv.s2])}): give one"))
+        return inv.s2[0]
+    info = describe(path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
+    if info.problems or info.grid is None:
+        raise InputError(Problem(path, "; ".join(info.problems) or "not a georeferenced raster"))
+    return info
+
+
 def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,
                  band_scaling: tuple[tuple, tuple] = ((), ())) -> None:
     if band_order:

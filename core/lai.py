@@ -299,32 +299,30 @@ def estimate(refl: np.ndarray, bands: list[str], angles: Angles, std: np.ndarray
 def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | None = None,
              band_order: list[str] | None = None, block_pixels: int = 1 << 18,
              std_path: str | Path | None = None) -> Path:
-    """LAI, LAI_std and flags of an S2 image.
+    """LAI, LAI_std and flags of an S2 image: a raster file, or the one acquisition of a .SAFE product,
+    folder or zip archive (inventory.single_s2).
 
     LAI_std is propagated from the per-band reflectance std of `std_path` (the uncertainty file
     written with a synthesized image: bands described B03_std, ...; on the same grid), else 0 (a
     single image carries no reflectance std). Reads the image in row blocks of about `block_pixels`
     pixels and writes a 3-band float32 GeoTIFF on the input's grid, atomically. Returns the output path.
     """
-    import datetime as dt
-
     from rasterio.windows import Window
 
-    from .inventory import describe, read_s2
+    from .inventory import read_s2, single_s2
     from .writer import AtomicRaster
 
     feedback = feedback or Feedback()
     s2_path, out_path = str(s2_path), Path(out_path)  # str: a GDAL /vsizip/... path stays whole
     check_output_file(out_path, {"S2 image": s2_path, "uncertainty": None if std_path is None else str(std_path)})
-    info = describe(s2_path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
-    if info.problems or info.grid is None:
-        raise InputError(Problem(str(s2_path), "; ".join(info.problems) or "not a georeferenced raster"))
+    info = single_s2(s2_path, band_order)
     grid = info.grid
     width, height = grid.width, grid.height
     rows = max(1, min(height, block_pixels // max(1, width)))
+    order = None if info.path != s2_path else band_order  # an image made of band files names its bands
 
     def read(row: int, h: int):
-        return read_s2(s2_path, band_order=band_order, window=Window(0, row, width, h), bands=LAI_BANDS)
+        return read_s2(info.path, band_order=order, window=Window(0, row, width, h), bands=LAI_BANDS)
 
     std_of = _std_reader(str(std_path), grid) if std_path is not None else None
     first = read(0, rows)

@@ -37,13 +37,34 @@ ESA_10M = ("B02", "B03", "B04", "B08")
 ESA_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 
+def _write_mtd_tl(path: Path, tags: dict[str, str]) -> None:
+    """A granule's MTD_TL.xml with its mean angles, as ESA writes them: the source's sun angles, and per
+    band (13) view angles spread symmetrically around the source's, so their mean is the source's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def pair(zenith: float, azimuth: float) -> str:
+        return (f'<ZENITH_ANGLE unit="deg">{zenith:.4f}</ZENITH_ANGLE>'
+                f'<AZIMUTH_ANGLE unit="deg">{azimuth % 360:.4f}</AZIMUTH_ANGLE>')
+
+    vz, va = float(tags["MEAN_VIEW_ZENITH_ANGLE"]), float(tags["MEAN_VIEW_AZIMUTH_ANGLE"])
+    spread = [(b - 6) * 0.25 for b in range(13)]
+    view = "".join(f'<Mean_Viewing_Incidence_Angle bandId="{b}">{pair(vz + d, va + 20 * d)}'
+                   "</Mean_Viewing_Incidence_Angle>" for b, d in enumerate(spread))
+    sun = pair(float(tags["MEAN_SUN_ZENITH_ANGLE"]), float(tags["MEAN_SUN_AZIMUTH_ANGLE"]))
+    path.write_text('<?xml version="1.0"?><n1:Level-2A_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/'
+                    'PSD/S2_PDI_Level-2A_Tile_Metadata.xsd"><n1:Geometric_Info><Tile_Angles>'
+                    f"<Mean_Sun_Angle>{sun}</Mean_Sun_Angle><Mean_Viewing_Incidence_Angle_List>{view}"
+                    "</Mean_Viewing_Incidence_Angle_List></Tile_Angles></n1:Geometric_Info></n1:Level-2A_Tile_ID>")
+
+
 def make_safe(src: Path, scl: Path, root: Path, dn_offset: int = 0, name: str | None = None,
               driver: str = "JP2OpenJPEG", extras: bool = True) -> Path:
     """A real 31UDS acquisition laid out as ESA ships it (a .SAFE folder of one-band JP2 files per
     resolution, R10m / R20m / R60m, with its SCL at 20 and 60 m). The 10-band file's 20 m bands are
     20 m pixels repeated (nearest x2), so taking every other pixel gives ESA's 20 m file exactly; the
-    60 m files take every 6th 10 m pixel. `dn_offset` is added to valid DN (processing baseline 04.00
-    adds 1000). `extras`: also the files a .SAFE holds that are not inputs (AOT, WVP, TCI, QI_DATA)."""
+    60 m files take every 6th 10 m pixel; the granule's MTD_TL.xml has the image's angles. `dn_offset` is
+    added to valid DN (processing baseline 04.00 adds 1000). `extras`: also the files a .SAFE holds that
+    are not inputs (AOT, WVP, TCI, QI_DATA)."""
     stamp = src.name.split("_")[1]
     safe = root / (name or f"S2B_MSIL2A_{stamp}_N0400_R051_T31UDS_{stamp}.SAFE")
     img = safe / "GRANULE" / f"L2A_T31UDS_A005000_{stamp}" / "IMG_DATA"
@@ -60,7 +81,8 @@ def make_safe(src: Path, scl: Path, root: Path, dn_offset: int = 0, name: str | 
             ds.write(sub, 1)
 
     with rasterio.open(src) as ds:
-        data, crs, t = ds.read(), ds.crs, ds.transform
+        data, crs, t, tags = ds.read(), ds.crs, ds.transform, ds.tags()
+    _write_mtd_tl(img.parent / "MTD_TL.xml", tags)
     for band, a in zip(ESA_BANDS, data, strict=True):
         a = np.where(a > 0, a + dn_offset, 0).astype("uint16")
         for res in ((10, 20, 60) if band in ESA_10M else (20, 60)):

@@ -53,6 +53,10 @@ def test_a_safe_product_reads_as_its_stacked_image(series, safes):
     # the finest of its two SCL files is its mask; AOT, WVP and the QI_DATA masks are not inputs
     assert Path(inv.masks[image.path].path).name == f"T31UDS_{stamp}_SCL_20m.jp2"
     assert any("read as one image each" in w for w in inv.warnings), inv.warnings
+    # the granule's MTD_TL.xml gives the angles the stacked file carries (its bands' view angles averaged)
+    tags, src_tags = inventory.read_s2(image.path).tags, inventory.describe(src).tags
+    for key in ("MEAN_SUN_ZENITH_ANGLE", "MEAN_SUN_AZIMUTH_ANGLE", "MEAN_VIEW_ZENITH_ANGLE", "MEAN_VIEW_AZIMUTH_ANGLE"):
+        assert float(tags[key]) == pytest.approx(float(src_tags[key]), abs=1e-3), key
     assert not any("both cloud masks" in w or "AOT" in w for w in inv.warnings), inv.warnings
 
 
@@ -182,3 +186,31 @@ def test_unreadable_and_empty_archives_are_named(series, tmp_path):
     text = str(err.value)
     assert f"{broken.name}: not a readable zip archive (File is not a zip file)" in text
     assert f"{empty.name}: zip archive contains no raster files" in text
+
+
+def test_lai_of_a_product_is_the_lai_of_its_stacked_image(series, safes, tmp_path, capsys):
+    """`densify lai --s2` takes one acquisition's .SAFE folder or .zip: the same LAI (angles from its
+    MTD_TL.xml) as from the stacked file; a folder of several acquisitions is named."""
+    from sentinel_densify.core import cli
+
+    safe = sorted(safes.iterdir())[2]
+    stamp = safe.name.split("_")[2]
+    src = next(p for p in series["s2"] if stamp in p.name)
+    archive = _zip(safe, tmp_path / f"{safe.name}.zip")
+    outs = {}
+    for label, given in (("stacked", src), ("safe", safe), ("zip", archive)):
+        outs[label] = tmp_path / f"lai_{label}.tif"
+        assert cli.main(["lai", "--s2", str(given), "--out", str(outs[label])]) == 0, capsys.readouterr().err
+    lai = {k: read_array(v) for k, v in outs.items()}
+    assert np.isfinite(lai["stacked"][0]).mean() > 0.5
+    for label in ("safe", "zip"):
+        np.testing.assert_allclose(lai[label], lai["stacked"], rtol=1e-4, atol=1e-5)
+        with rasterio.open(outs[label]) as ds:
+            assert ds.tags()["source"] == {"safe": safe, "zip": archive}[label].name
+            assert "warnings" not in ds.tags()  # no angle defaulted
+            assert ds.tags()["ACQUISITION_DATETIME"] == inventory.describe(src).tags["ACQUISITION_DATETIME"]
+
+    assert cli.main(["lai", "--s2", str(safes), "--out", str(tmp_path / "many.tif")]) == 1
+    err = capsys.readouterr().err
+    assert f"{safes.name}: holds 8 Sentinel-2 acquisitions" in err and "give one" in err, err
+    assert not (tmp_path / "many.tif").exists()
