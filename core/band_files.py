@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ TILE = re.compile(r"(?:^|_)T(\d{2}[A-Z]{3})_")
 SAFE_BASELINE = re.compile(r"_MSIL(1C|2A)_\d{8}T\d{6}_N(\d{2})(\d{2})_", re.IGNORECASE)
 # Not observations: aerosol, water vapour, true-colour preview, and the QI_DATA quality masks
 # (MSK_CLDPRB_20m is a cloud probability, but the product's SCL is the mask to use)
+# a product opened by GDAL's SENTINEL2 driver (QGIS lists these when a .SAFE or its .zip is added)
+SUBDATASET = re.compile(r"^SENTINEL2_(?:L1C|L2A):(.+\.xml):(?:\d+m|TCI|PREVIEW):EPSG_\d+$", re.IGNORECASE)
 NOT_INPUT = re.compile(r"_(AOT|WVP|TCI)_\d{2}m\.|^MSK_|_PVI\.", re.IGNORECASE)
 MTD_LEVEL = {"MTD_MSIL2A.xml": "2A", "MTD_MSIL1C.xml": "1C"}  # a product's metadata file: its level
 OFFSET_BASELINE = (4, 0)  # processing baseline 04.00 (products since 2022-01-25): DN = 10000 * refl + 1000
@@ -40,6 +43,14 @@ def skipped_in_folder(path: str) -> bool:
     QI_DATA masks), not an input."""
     p = Path(path)
     return bool(NOT_INPUT.search(p.name)) or "QI_DATA" in p.parts
+
+
+def subdataset_product(path: str) -> str | None:
+    """The product folder behind a GDAL SENTINEL2 subdataset (SENTINEL2_L2A:<.SAFE>/MTD_MSIL2A.xml:10m:
+    EPSG_32631): the folder of its MTD file, a /vsizip/ path when the product is in an archive. None for
+    any other path."""
+    m = SUBDATASET.match(str(path))
+    return os.path.dirname(m.group(1)) if m else None
 
 
 def band_of(path: str, bands: list[str]) -> str:

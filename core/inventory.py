@@ -54,6 +54,7 @@ class RasterInfo:
     output_kind: str = ""  # synthesized | uncertainty | lai when the file is a Densify output
     band_order_assumed: bool = False  # S2 bands undescribed and read in the standard order
     band_file: str = ""  # the band of a one-band S2 file (ESA's band files; `build` combines them)
+    product: str = ""  # a GDAL SENTINEL2 subdataset's product folder: a run reads its band files
 
     @property
     def name(self) -> str:
@@ -157,6 +158,11 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
         return info
 
     info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
+    if product := band_files.subdataset_product(str(path)):  # one resolution of a product: `build` reads it all
+        info.product, info.sensor = product, (sensor or "S2").upper()
+        if info.sensor != "S2":
+            info.problems.append(f"is a Sentinel-2 product (GDAL SENTINEL2 subdataset), given as {info.sensor}")
+        return info
     if info.output_kind and not sensor:
         return info
     info.sensor = (sensor or "").upper() or _guess_sensor(str(path), info.bands, count, info.dtype, info.tags)
@@ -185,10 +191,11 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
 
 def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
     """The one S2 image a single-image tool (LAI) reads: a raster file as it is (no date needed), or the
-    one acquisition in a folder, zip archive or .SAFE product (its band files read as one image).
+    one acquisition in a folder, zip archive or .SAFE product (its band files read as one image; also
+    given as a GDAL SENTINEL2 subdataset).
     InputError naming `path` when it is not that."""
     p = Path(path)
-    if p.is_dir() or (p.is_file() and archives.is_zip(p)):
+    if p.is_dir() or (p.is_file() and archives.is_zip(p)) or band_files.subdataset_product(path):
         inv = build([path], band_order=band_order, check_clear=False)
         if len(inv.s2) != 1:
             raise InputError(Problem(path, f"holds {len(inv.s2)} Sentinel-2 acquisitions "
@@ -335,8 +342,16 @@ def find_rasters(paths: list[str] | str) -> tuple[list[str], list[Problem]]:
 def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Problem], list[str]]:
     """(path, found in a folder or archive) of each raster, files as given, folders and zip archives
     searched recursively; the problems; notes on archives skipped because they lie unzipped beside."""
-    found, problems, beside = [], [], []
+    found, problems, beside, products = [], [], [], set()
     for p in [paths] if isinstance(paths, str) else paths:
+        if (product := band_files.subdataset_product(str(p))) is not None:  # SENTINEL2_L2A:...:10m:EPSG_...
+            if product in products:  # its 10, 20 and 60 m subdatasets: one product
+                continue
+            products.add(product)
+            p = product
+        if (parts := archives.split(str(p))) and Path(parts[1]).suffix.lower() not in RASTER_SUFFIXES:
+            found.extend(_archive_rasters(Path(parts[0]), problems, under=parts[1]))  # a folder in an archive
+            continue
         if is_virtual(p):  # as given, read by GDAL
             found.append((str(p), False))
             continue
@@ -364,17 +379,19 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
     return found, problems, notes
 
 
-def _archive_rasters(archive: Path, problems: list[Problem]) -> list[tuple[str, bool]]:
-    """The rasters in a zip archive (not a .SAFE product's AOT, WVP, TCI and QI_DATA files), as /vsizip/
-    paths; a problem when it cannot be read or holds none."""
+def _archive_rasters(archive: Path, problems: list[Problem], under: str = "") -> list[tuple[str, bool]]:
+    """The rasters in a zip archive (in its folder `under` if given; not a .SAFE product's AOT, WVP, TCI
+    and QI_DATA files), as /vsizip/ paths; a problem when it cannot be read or holds none."""
+    folder = f"{archives.PREFIX}{archive.resolve()}/{under.strip('/')}/" if under.strip("/") else ""
     try:
         hits = archives.members(archive, lambda m: Path(m).suffix.lower() in RASTER_SUFFIXES
-                                and not band_files.skipped_in_folder(m))
+                                and not band_files.skipped_in_folder(m) and m.startswith(folder))
     except OSError as e:
         problems.append(Problem(str(archive), str(e)))
         return []
     if not hits:
-        problems.append(Problem(str(archive), "zip archive contains no raster files"))
+        where = f"its folder {under.strip('/')} holds" if folder else "contains"
+        problems.append(Problem(str(archive), f"zip archive {where} no raster files"))
     return [(h, True) for h in hits]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,15 @@ ESA_10M = ("B02", "B03", "B04", "B08")
 ESA_BANDS = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 
 
-def _write_mtd_tl(path: Path, tags: dict[str, str]) -> None:
-    """A granule's MTD_TL.xml with its mean angles, as ESA writes them: the source's sun angles, and per
-    band (13) view angles spread symmetrically around the source's, so their mean is the source's."""
+def _write_mtd_tl(path: Path, tags: dict[str, str], crs, t, size: int) -> None:
+    """A granule's MTD_TL.xml as ESA writes it: its geocoding (CRS, size and corner per resolution, which
+    GDAL's SENTINEL2 driver reads) and mean angles: the source's sun angles, and per band (13) view angles
+    spread symmetrically around the source's, so their mean is the source's."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    geo = "".join(f'<Size resolution="{r}"><NROWS>{-(-size * 10 // r)}</NROWS><NCOLS>{-(-size * 10 // r)}</NCOLS>'
+                  "</Size>" for r in (10, 20, 60))
+    geo += "".join(f'<Geoposition resolution="{r}"><ULX>{t.c:.0f}</ULX><ULY>{t.f:.0f}</ULY><XDIM>{r}</XDIM>'
+                   f"<YDIM>-{r}</YDIM></Geoposition>" for r in (10, 20, 60))
 
     def pair(zenith: float, azimuth: float) -> str:
         return (f'<ZENITH_ANGLE unit="deg">{zenith:.4f}</ZENITH_ANGLE>'
@@ -52,9 +58,31 @@ def _write_mtd_tl(path: Path, tags: dict[str, str]) -> None:
                    "</Mean_Viewing_Incidence_Angle>" for b, d in enumerate(spread))
     sun = pair(float(tags["MEAN_SUN_ZENITH_ANGLE"]), float(tags["MEAN_SUN_AZIMUTH_ANGLE"]))
     path.write_text('<?xml version="1.0"?><n1:Level-2A_Tile_ID xmlns:n1="https://psd-14.sentinel2.eo.esa.int/'
-                    'PSD/S2_PDI_Level-2A_Tile_Metadata.xsd"><n1:Geometric_Info><Tile_Angles>'
+                    'PSD/S2_PDI_Level-2A_Tile_Metadata.xsd"><n1:Geometric_Info><Tile_Geocoding>'
+                    f"<HORIZONTAL_CS_CODE>EPSG:{crs.to_epsg()}</HORIZONTAL_CS_CODE>{geo}</Tile_Geocoding><Tile_Angles>"
                     f"<Mean_Sun_Angle>{sun}</Mean_Sun_Angle><Mean_Viewing_Incidence_Angle_List>{view}"
                     "</Mean_Viewing_Incidence_Angle_List></Tile_Angles></n1:Geometric_Info></n1:Level-2A_Tile_ID>")
+
+
+def write_mtd(product: Path, offset: int = -1000) -> None:
+    """A product's MTD_MSIL2A.xml as ESA writes its parts this project and GDAL's SENTINEL2 driver read:
+    the scaling (quantification value, BOA_ADD_OFFSET per band) and the list of its image files (so that
+    GDAL opens the product as subdatasets SENTINEL2_L2A:<this file>:10m:EPSG_..., as QGIS lists them)."""
+    granule = next((product / "GRANULE").iterdir())
+    files = "".join(f"<IMAGE_FILE>{p.relative_to(product).with_suffix('').as_posix()}</IMAGE_FILE>"
+                    for p in sorted((granule / "IMG_DATA").rglob("*_*m.*")))
+    offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">{offset}</BOA_ADD_OFFSET>' for i in range(13))
+    stamp = dt.datetime.strptime(granule.name.rsplit("_", 1)[1], "%Y%m%dT%H%M%S")
+    (product / "MTD_MSIL2A.xml").write_text(
+        '<?xml version="1.0"?><n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/'
+        'User_Product_Level-2A.xsd"><n1:General_Info><Product_Info>'
+        f"<PRODUCT_START_TIME>{stamp:%Y-%m-%dT%H:%M:%S}.024Z</PRODUCT_START_TIME><PROCESSING_LEVEL>Level-2A</PROCESSING_LEVEL>"
+        '<Query_Options completeSingleTile="true"><PRODUCT_FORMAT>SAFE_COMPACT</PRODUCT_FORMAT></Query_Options>'
+        f'<Product_Organisation><Granule_List><Granule granuleIdentifier="{granule.name}" imageFormat="JPEG2000">'
+        f"{files}</Granule></Granule_List></Product_Organisation></Product_Info><Product_Image_Characteristics>"
+        '<QUANTIFICATION_VALUES_LIST><BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>'
+        f"</QUANTIFICATION_VALUES_LIST><BOA_ADD_OFFSET_VALUES_LIST>{offsets}</BOA_ADD_OFFSET_VALUES_LIST>"
+        "</Product_Image_Characteristics></n1:General_Info></n1:Level-2A_User_Product>")
 
 
 def make_safe(src: Path, scl: Path, root: Path, dn_offset: int = 0, name: str | None = None,
@@ -82,7 +110,7 @@ def make_safe(src: Path, scl: Path, root: Path, dn_offset: int = 0, name: str | 
 
     with rasterio.open(src) as ds:
         data, crs, t, tags = ds.read(), ds.crs, ds.transform, ds.tags()
-    _write_mtd_tl(img.parent / "MTD_TL.xml", tags)
+    _write_mtd_tl(img.parent / "MTD_TL.xml", tags, crs, t, data.shape[-1])
     for band, a in zip(ESA_BANDS, data, strict=True):
         a = np.where(a > 0, a + dn_offset, 0).astype("uint16")
         for res in ((10, 20, 60) if band in ESA_10M else (20, 60)):

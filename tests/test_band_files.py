@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from helpers import make_safe, read_array
+from helpers import make_safe, read_array, write_mtd
 from sentinel_densify.core import engine, inventory
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.request import DensifyRequest
@@ -69,18 +69,6 @@ def test_a_run_from_safe_products_equals_the_run_from_stacked_files(series, safe
         assert "T31UDS_" in ds.tags()["INPUTS_S2"]
 
 
-def _write_mtd(product: Path, offset: int = -1000) -> None:
-    """A product's MTD_MSIL2A.xml, as ESA writes its scaling part."""
-    (product / "MTD_MSIL2A.xml").write_text(
-        '<?xml version="1.0"?><n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/'
-        'User_Product_Level-2A.xsd"><n1:General_Info><Product_Image_Characteristics><QUANTIFICATION_VALUES_LIST>'
-        '<BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE></QUANTIFICATION_VALUES_LIST>'
-        '<BOA_ADD_OFFSET_VALUES_LIST>' + "".join(f'<BOA_ADD_OFFSET band_id="{i}">{offset}</BOA_ADD_OFFSET>'
-                                                   for i in range(13)) +
-        '</BOA_ADD_OFFSET_VALUES_LIST></Product_Image_Characteristics></n1:General_Info>'
-        '</n1:Level-2A_User_Product>')
-
-
 def _zip(product: Path, archive: Path) -> Path:
     """`product` zipped as the Copernicus Data Space serves it: the .SAFE folder at the archive's root."""
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
@@ -94,7 +82,7 @@ def test_the_offset_comes_from_the_product_metadata(series, tmp_path):
     with a warning."""
     s2, scl = series["s2"][0], series["masks"][0]
     product = make_safe(s2, scl, tmp_path, dn_offset=1000, name="my_download", extras=False)
-    _write_mtd(product)
+    write_mtd(product)
     inv = inventory.build([str(product)], check_clear=False)
     np.testing.assert_allclose(inventory.read_s2(inv.s2[0].path).refl, inventory.read_s2(s2).refl, atol=1e-6)
     assert not any("no product metadata" in w for w in inv.warnings)
@@ -151,7 +139,7 @@ def test_zipped_products_are_read_in_place(series, safes, tmp_path):
     in the archive; nothing is unzipped."""
     s2, scl = series["s2"][0], series["masks"][0]
     product = make_safe(s2, scl, tmp_path / "p", dn_offset=1000, name="my_download", extras=False)
-    _write_mtd(product)
+    write_mtd(product)
     archive = _zip(product, tmp_path / "my_download.zip")
     shutil.rmtree(product)
     inv = inventory.build([str(archive)], check_clear=False)
@@ -214,3 +202,33 @@ def test_lai_of_a_product_is_the_lai_of_its_stacked_image(series, safes, tmp_pat
     err = capsys.readouterr().err
     assert f"{safes.name}: holds 8 Sentinel-2 acquisitions" in err and "give one" in err, err
     assert not (tmp_path / "many.tif").exists()
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the product's container
+def test_a_product_given_as_gdal_subdatasets_reads_as_one_image(series, tmp_path):
+    """QGIS opens a .SAFE's MTD_MSIL2A.xml as GDAL SENTINEL2 subdatasets (10, 20 and 60 m, TCI). Given as
+    such, on disk or in its .zip, the product's band files are read as one image (the 10 m subdataset alone
+    has 4 bands), once however many of its subdatasets are given."""
+    s2, scl = series["s2"][1], series["masks"][1]
+    product = make_safe(s2, scl, tmp_path / "p", dn_offset=1000, name="my_download.SAFE", extras=False)
+    write_mtd(product)
+    archive = _zip(product, tmp_path / "my_download.zip")
+    with rasterio.open(product / "MTD_MSIL2A.xml") as ds:  # as GDAL names them
+        on_disk = ds.subdatasets
+    with rasterio.open(f"/vsizip/{archive}/my_download.SAFE/MTD_MSIL2A.xml") as ds:
+        zipped = ds.subdatasets
+    assert [s.rsplit(":", 2)[1] for s in on_disk] == ["10m", "20m", "60m", "TCI"]
+
+    row = inventory.describe(on_disk[0])  # what the dialog lists: an S2 layer, dated, no problem
+    assert (row.sensor, row.product, row.problems) == ("S2", str(product), [])
+    assert row.when.replace(microsecond=0) == inventory.describe(s2).when
+
+    for given in (on_disk, zipped[:1]):
+        inv = inventory.build(list(given), check_clear=False)
+        assert len(inv.s2) == 1, inv.s2
+        np.testing.assert_allclose(inventory.read_s2(inv.s2[0].path).refl, inventory.read_s2(s2).refl, atol=1e-6)
+        assert Path(inv.masks[inv.s2[0].path].path).name.endswith("_SCL_20m.jp2")
+        assert not any("twice" in w or "no product metadata" in w for w in inv.warnings), inv.warnings
+
+    as_s1 = inventory.describe(on_disk[0], sensor="S1")
+    assert as_s1.problems == ["is a Sentinel-2 product (GDAL SENTINEL2 subdataset), given as S1"]

@@ -210,6 +210,36 @@ def test_band_file_layers_are_one_s2_acquisition(project, bar, tmp_path, uds_sub
     assert len(problems) == 1 and "lack band(s) B05, B06, B07, B8A, B11, B12" in problems[0], problems
 
 
+def test_a_safe_opened_as_subdatasets_is_one_s2_acquisition(project, bar, tmp_path, uds_subset):
+    """A .SAFE added to QGIS through its MTD_MSIL2A.xml gives one layer per GDAL SENTINEL2 subdataset (10, 20
+    and 60 m bands, TCI): each is listed as S2, ticked, without a problem, and together they are one
+    acquisition, read from the product's band files."""
+    from helpers import make_safe, write_mtd
+    from qgis.core import QgsCoordinateTransformContext, QgsProviderRegistry, QgsProviderSublayerDetails, QgsRasterLayer
+
+    s2, masks = uds_subset["s2"][:8], uds_subset["masks"][:8]
+    safe = make_safe(s2[3], masks[3], tmp_path, dn_offset=1000, extras=False)
+    write_mtd(safe)
+    for path in s2[:3] + s2[4:] + masks[:3] + masks[4:]:
+        project.addMapLayer(QgsRasterLayer(str(path), path.stem, "gdal"))
+    options = QgsProviderSublayerDetails.LayerOptions(QgsCoordinateTransformContext())
+    subdatasets = QgsProviderRegistry.instance().querySublayers(str(safe / "MTD_MSIL2A.xml"))
+    assert len(subdatasets) == 4
+    for details in subdatasets:  # as QGIS's "add layer" does
+        layer = details.toLayer(options)
+        assert layer.isValid() and layer.source().startswith("SENTINEL2_L2A:"), layer.source()
+        project.addMapLayer(layer)
+    dlg = _dialog(project, bar, tmp_path)
+    rows = [r for r in range(dlg.table.rowCount()) if "MTD_MSIL2A.xml" in dlg.table.item(r, 1).text()]
+    assert len(rows) == 4, [dlg.table.item(r, 1).text() for r in range(dlg.table.rowCount())]
+    for r in rows:
+        assert dlg.table.cellWidget(r, 2).currentData() == "S2"
+        assert dlg.table.item(r, 0).checkState() == 2
+        assert not dlg.table.item(r, 1).toolTip()
+    assert dlg.validate() == []
+    assert "The S2 layers are 8 acquisitions" in dlg.problems_label.text()
+
+
 def test_validation_reads_each_file_once(loaded, bar, tmp_path, monkeypatch):
     """Validation runs on every edit: the files are opened, and the core's clear-pixel check and the
     nearest clear dates read, once per file (counting wrappers around the real functions)."""
