@@ -309,6 +309,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     """
     from rasterio.windows import Window
 
+    from .band_files import subdataset_product
     from .inventory import read_s2, single_s2
     from .writer import AtomicRaster
 
@@ -327,7 +328,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     std_of = _std_reader(str(std_path), grid) if std_path is not None else None
     first = read(0, rows)
     angles, warnings = Angles.from_tags(first.tags)
-    tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(s2_path).name,
+    tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(subdataset_product(s2_path) or s2_path).name,
             "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
                            f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),
             "LAI_std": (f"propagated from the reflectance std of {Path(str(std_path)).name}" if std_of else

@@ -206,6 +206,26 @@ def test_estimate_lai_on_a_real_image(provider, inputs, tmp_path):
     assert np.isfinite(lai).mean() > 0.9 and 0 <= np.nanmedian(lai) < 3  # early spring, low canopy
 
 
+def test_estimate_lai_on_a_safe_added_as_subdataset(provider, inputs, tmp_path):
+    """The 10 m subdataset layer of a .SAFE (as QGIS adds its MTD_MSIL2A.xml) gives the LAI of the whole
+    product, its band files read as one image: the same LAI as from the stacked image."""
+    import processing
+    from helpers import make_safe, write_mtd
+    from qgis.core import QgsRasterLayer
+
+    src = next(Path(p) for p in inputs["S2_LAYERS"] if "20180320" in p)
+    scl = src.with_name(src.name.replace("_L2A_10m", "_SCL_20m"))
+    safe = make_safe(src, scl, tmp_path, dn_offset=1000, extras=False)
+    write_mtd(safe)
+    layer = QgsRasterLayer(f"SENTINEL2_L2A:{safe}/MTD_MSIL2A.xml:10m:EPSG_32631", "10 m bands", "gdal")
+    assert layer.isValid() and layer.bandCount() == 4
+    outs = {name: processing.run("densify:estimate_lai", {"INPUT": given, "OUTPUT": str(tmp_path / f"{name}.tif")})
+            ["OUTPUT"] for name, given in (("safe", layer), ("stacked", str(src)))}
+    with rasterio.open(outs["safe"]) as ds, rasterio.open(outs["stacked"]) as ref:
+        assert ds.transform == ref.transform and ds.tags()["source"] == safe.name
+        np.testing.assert_allclose(ds.read(), ref.read(), rtol=1e-4, atol=1e-5)
+
+
 def test_target_date_outside_the_series_is_reported(provider, inputs, tmp_path):
     import processing
     from qgis.core import QgsProcessingException
