@@ -27,10 +27,10 @@ BAND_NAME = re.compile(r"_B(0[1-9]|1[0-2]|8A)(?:_(\d{2})m)?\.[A-Za-z0-9]+$", re.
 SCL_NAME = re.compile(r"_SCL_(\d{2})m\.[A-Za-z0-9]+$", re.IGNORECASE)
 TILE = re.compile(r"(?:^|_)T(\d{2}[A-Z]{3})_")
 SAFE_BASELINE = re.compile(r"_MSIL(1C|2A)_\d{8}T\d{6}_N(\d{2})(\d{2})_", re.IGNORECASE)
-# Not observations: aerosol, water vapour, true-colour preview, and the QI_DATA quality masks
-# (MSK_CLDPRB_20m is a cloud probability, but the product's SCL is the mask to use)
 # a product opened by GDAL's SENTINEL2 driver (QGIS lists these when a .SAFE or its .zip is added)
 SUBDATASET = re.compile(r"^SENTINEL2_(?:L1C|L2A):(.+\.xml):(?:\d+m|TCI|PREVIEW):EPSG_\d+$", re.IGNORECASE)
+# Not observations: aerosol, water vapour, true-colour preview, and the QI_DATA quality masks
+# (MSK_CLDPRB_20m is a cloud probability, but the product's SCL is the mask to use)
 NOT_INPUT = re.compile(r"_(AOT|WVP|TCI)_\d{2}m\.|^MSK_|_PVI\.", re.IGNORECASE)
 MTD_LEVEL = {"MTD_MSIL2A.xml": "2A", "MTD_MSIL1C.xml": "1C"}  # a product's metadata file: its level
 OFFSET_BASELINE = (4, 0)  # processing baseline 04.00 (products since 2022-01-25): DN = 10000 * refl + 1000
