@@ -68,8 +68,9 @@ def _norm_band(name: str) -> str:
     if m:
         key = "B" + m.group(1)
         return S2_ALIASES.get(key, key if len(key) >= 3 else key)
-    if name in ("VV", "VH", "HH", "HV"):
-        return name
+    m = re.fullmatch(r"(?:SIGMA0|GAMMA0|BETA0|INTENSITY)?(VV|VH|HH|HV)(?:DB)?", name)
+    if m:  # VV, and SNAP's Sigma0_VV_db, Gamma0_VH, Intensity_VV
+        return m.group(1)
     if "SCL" in name:
         return "SCL"
     return name

@@ -54,6 +54,26 @@ def test_s1_units_detected(real, tmp_path):
     assert info.sensor == "S1" and not info.s1_db and info.tags["DETECTED_UNITS"] == "linear"
 
 
+def test_s1_bands_named_as_snap_writes_them(real, tmp_path):
+    """SNAP's calibrated GeoTIFFs name the bands Sigma0_VH_db, Sigma0_VV_db (VH first): found by name, never
+    taken in the VV, VH order."""
+    src = real["s1"][0]
+    with rasterio.open(src) as ds:
+        vv, vh = ds.read(1), ds.read(2)
+    swapped = craft(src, tmp_path / "S1B_IW_GRDH_1SDV_20170801T173236_Cal_TC_dB.tif", data=np.stack([vh, vv]),
+                    descriptions=["Sigma0_VH_db", "Sigma0_VV_db"])
+    info = inventory.describe(swapped)
+    assert info.sensor == "S1" and info.bands == ["VH", "VV"] and not info.problems
+    inv = inventory.build([str(real["s2"][0])], [str(swapped)], [str(real["scl"][0])], check_clear=False)
+    from sentinel_densify.core.reader import SeriesReader
+
+    with SeriesReader(inv) as reader:
+        got = reader.read_s1(inv.s1[0], inventory.describe(src).grid)
+    np.testing.assert_allclose(got, np.stack([vv, vh]), rtol=1e-5, equal_nan=True)
+    for name in ("Gamma0_VV", "Intensity_VH", "VV_dB", "sigma0_vh"):
+        assert inventory._norm_band(name) in ("VV", "VH"), name
+
+
 def _read(path, **kw) -> np.ndarray:
     return inventory.read_s2(path, **kw).refl
 
