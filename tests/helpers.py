@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,14 @@ def write_mtd(product: Path, offset: int = -1000) -> None:
         '<QUANTIFICATION_VALUES_LIST><BOA_QUANTIFICATION_VALUE unit="none">10000</BOA_QUANTIFICATION_VALUE>'
         f"</QUANTIFICATION_VALUES_LIST><BOA_ADD_OFFSET_VALUES_LIST>{offsets}</BOA_ADD_OFFSET_VALUES_LIST>"
         "</Product_Image_Characteristics></n1:General_Info></n1:Level-2A_User_Product>")
+
+
+def zip_product(product: Path, archive: Path) -> Path:
+    """`product` zipped as the Copernicus Data Space serves it: the .SAFE folder at the archive's root."""
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(product.rglob("*")):
+            z.write(f, f.relative_to(product.parent).as_posix())
+    return archive
 
 
 def make_safe(src: Path, scl: Path, root: Path, dn_offset: int = 0, name: str | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from helpers import make_safe, read_array, write_mtd
+from helpers import make_safe, read_array, write_mtd, zip_product
 from sentinel_densify.core import engine, inventory
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.request import DensifyRequest
@@ -67,14 +67,6 @@ def test_a_run_from_safe_products_equals_the_run_from_stacked_files(series, safe
         np.testing.assert_allclose(read_array(safe.outputs[kind]), read_array(stacked.outputs[kind]), rtol=1e-5)
     with rasterio.open(safe.outputs["synthesized"]) as ds:
         assert "T31UDS_" in ds.tags()["INPUTS_S2"]
-
-
-def _zip(product: Path, archive: Path) -> Path:
-    """`product` zipped as the Copernicus Data Space serves it: the .SAFE folder at the archive's root."""
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted(product.rglob("*")):
-            z.write(f, f.relative_to(product.parent).as_posix())
-    return archive
 
 
 def test_the_offset_comes_from_the_product_metadata(series, tmp_path):
@@ -140,7 +132,7 @@ def test_zipped_products_are_read_in_place(series, safes, tmp_path):
     s2, scl = series["s2"][0], series["masks"][0]
     product = make_safe(s2, scl, tmp_path / "p", dn_offset=1000, name="my_download", extras=False)
     write_mtd(product)
-    archive = _zip(product, tmp_path / "my_download.zip")
+    archive = zip_product(product, tmp_path / "my_download.zip")
     shutil.rmtree(product)
     inv = inventory.build([str(archive)], check_clear=False)
     image = inv.s2[0]
@@ -153,7 +145,7 @@ def test_zipped_products_are_read_in_place(series, safes, tmp_path):
     downloads = tmp_path / "downloads"  # 8 archives, one of them also unzipped beside it
     downloads.mkdir()
     for safe in sorted(safes.iterdir()):
-        _zip(safe, downloads / f"{safe.name}.zip")
+        zip_product(safe, downloads / f"{safe.name}.zip")
     shutil.copytree(safe, downloads / safe.name)
     stacked = _run(tmp_path, series["s2"], series["masks"], name="stacked")
     zipped = _run(tmp_path, [downloads], name="zipped")
@@ -184,7 +176,7 @@ def test_lai_of_a_product_is_the_lai_of_its_stacked_image(series, safes, tmp_pat
     safe = sorted(safes.iterdir())[2]
     stamp = safe.name.split("_")[2]
     src = next(p for p in series["s2"] if stamp in p.name)
-    archive = _zip(safe, tmp_path / f"{safe.name}.zip")
+    archive = zip_product(safe, tmp_path / f"{safe.name}.zip")
     outs = {}
     for label, given in (("stacked", src), ("safe", safe), ("zip", archive)):
         outs[label] = tmp_path / f"lai_{label}.tif"
@@ -212,7 +204,7 @@ def test_a_product_given_as_gdal_subdatasets_reads_as_one_image(series, tmp_path
     s2, scl = series["s2"][1], series["masks"][1]
     product = make_safe(s2, scl, tmp_path / "p", dn_offset=1000, name="my_download.SAFE", extras=False)
     write_mtd(product)
-    archive = _zip(product, tmp_path / "my_download.zip")
+    archive = zip_product(product, tmp_path / "my_download.zip")
     with rasterio.open(product / "MTD_MSIL2A.xml") as ds:  # as GDAL names them
         on_disk = ds.subdatasets
     with rasterio.open(f"/vsizip/{archive}/my_download.SAFE/MTD_MSIL2A.xml") as ds:

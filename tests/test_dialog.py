@@ -168,9 +168,8 @@ def test_band_file_layers_are_one_s2_acquisition(project, bar, tmp_path, uds_sub
     each band layer is listed as S2 and ticked, and the core reads the ticked files of that date as one
     image, with the product's offset."""
     import shutil
-    import zipfile
 
-    from helpers import make_safe
+    from helpers import make_safe, zip_product
     from qgis.core import QgsRasterLayer
     from sentinel_densify.core import inventory
     from sentinel_densify.core.engine import build_inventory
@@ -179,10 +178,7 @@ def test_band_file_layers_are_one_s2_acquisition(project, bar, tmp_path, uds_sub
     safe = make_safe(s2[3], masks[3], tmp_path, dn_offset=1000, extras=False)
     band_layers = [str(p) for p in sorted(safe.rglob("*_B*_*m.jp2")) + sorted(safe.rglob("*_SCL_20m.jp2"))]
     if zipped:
-        archive = tmp_path / f"{safe.name}.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in band_layers:
-                z.write(f, Path(f).relative_to(tmp_path).as_posix())
+        archive = zip_product(safe, tmp_path / f"{safe.name}.zip")
         band_layers = [f"/vsizip/{archive}/{Path(f).relative_to(tmp_path).as_posix()}" for f in band_layers]
         shutil.rmtree(safe)
     for path in [*map(str, s2[:3] + s2[4:] + masks[:3] + masks[4:]), *band_layers]:
