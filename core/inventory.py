@@ -342,8 +342,9 @@ def find_rasters(paths: list[str] | str) -> tuple[list[str], list[Problem]]:
 
 def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Problem], list[str]]:
     """(path, found in a folder or archive) of each raster, files as given, folders and zip archives
-    searched recursively; the problems; notes on archives skipped because they lie unzipped beside."""
-    found, problems, beside, products = [], [], [], set()
+    searched recursively; the problems; notes on the archives a folder search skipped (unzipped beside,
+    unreadable or without rasters: a problem only when given themselves)."""
+    found, problems, beside, products, notes = [], [], [], set(), []
     for p in [paths] if isinstance(paths, str) else paths:
         if (product := band_files.subdataset_product(str(p))) is not None:  # SENTINEL2_L2A:...:10m:EPSG_...
             if product in products:  # its 10, 20 and 60 m subdatasets: one product
@@ -365,7 +366,9 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
                 if archives.unzipped_beside(z):
                     beside.append(z.name)
                     continue
-                hits += _archive_rasters(z, problems)
+                unused: list[Problem] = []  # in a folder, like any other file that is not an input
+                hits += _archive_rasters(z, unused)
+                notes += [f"{q} (skipped)" for q in unused]
             if not hits and not beside:
                 problems.append(Problem(str(path), "folder contains no raster files"))
             found.extend(hits)
@@ -375,8 +378,9 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
             found.append((str(path), False))
         else:
             problems.append(Problem(str(path), "does not exist"))
-    notes = [f"{len(beside)} zip archive(s) skipped because their product lies unzipped beside them "
-             f"({short_list(beside)}): the folder is read"] if beside else []
+    if beside:
+        notes.append(f"{len(beside)} zip archive(s) skipped because their product lies unzipped beside them "
+                     f"({short_list(beside)}): the folder is read")
     return found, problems, notes
 
 

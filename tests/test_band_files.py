@@ -167,6 +167,15 @@ def test_unreadable_and_empty_archives_are_named(series, tmp_path):
     assert f"{broken.name}: not a readable zip archive (File is not a zip file)" in text
     assert f"{empty.name}: zip archive contains no raster files" in text
 
+    folder = tmp_path / "series"  # found in a searched folder, they are skipped like other non-inputs, said
+    folder.mkdir()
+    for f in [*series["s2"], *series["masks"], broken, empty]:
+        (folder / f.name).symlink_to(f)
+    inv = inventory.build([str(folder)], check_clear=False)
+    assert len(inv.s2) == len(series["s2"])
+    for archive, why in ((broken, "not a readable zip archive"), (empty, "zip archive contains no raster files")):
+        assert any(f"{archive.name}: {why}" in w and "(skipped)" in w for w in inv.warnings), inv.warnings
+
 
 def test_lai_of_a_product_is_the_lai_of_its_stacked_image(series, safes, tmp_path, capsys):
     """`densify lai --s2` takes one acquisition's .SAFE folder or .zip: the same LAI (angles from its
