@@ -111,7 +111,7 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
         tags.update(granule_angles(files[0].path), ACQUISITION_DATETIME=f"{g.key[1]:%Y-%m-%dT%H:%M:%SZ}")
         if how == "assumed":
             assumed.append(g.label)
-        path = _write_vrt(f"{g.label}_bands.vrt", files, ref, tags)
+        path = write_vrt(f"{g.label}_bands.vrt", files, ref, tags, S2_BANDS)
         image = describe(path, sensor="S2", when=g.key[1])
         image.tags["BAND_FILES"] = ", ".join(i.path for i in files)
         images.append(image)
@@ -216,22 +216,23 @@ def _mtd_tags(mtd: bytes, level: str) -> dict[str, str] | None:
     return _tags(level, offsets.pop() if offsets else 0.0, quant or 10000.0)
 
 
-def _write_vrt(name: str, files: list, ref, tags: dict[str, str]) -> str:
-    """An in-memory VRT stacking the band files on `ref`'s grid; its /vsimem path."""
+def write_vrt(name: str, files: list, ref, tags: dict[str, str], bands: list[str]) -> str:
+    """An in-memory VRT stacking one-band files (RasterInfo) on `ref`'s grid, band n named bands[n]; its
+    /vsimem path."""
     from rasterio.dtypes import dtype_rev, typename_fwd
     from rasterio.io import MemoryFile
 
     g = ref.grid
     t = g.transform
     meta = "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in tags.items())
-    bands = []
-    for n, (band, info) in enumerate(zip(S2_BANDS, files, strict=True), start=1):
+    vrt_bands = []
+    for n, (band, info) in enumerate(zip(bands, files, strict=True), start=1):
         s = info.grid
         x_off, y_off = (s.transform.c - t.c) / t.a, (s.transform.f - t.f) / t.e
         x_size, y_size = s.width * s.transform.a / t.a, s.height * s.transform.e / t.e
         nodata = f"<NoDataValue>{info.nodata:g}</NoDataValue>" if info.nodata is not None else ""
         gdal_type = typename_fwd[dtype_rev[info.dtype]]
-        bands.append(
+        vrt_bands.append(
             f'<VRTRasterBand dataType="{gdal_type}" band="{n}"><Description>{band}</Description>{nodata}'
             f'<SimpleSource resampling="nearest"><SourceFilename relativeToVRT="0">{escape(info.path)}</SourceFilename>'
             f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="{s.width}" ySize="{s.height}"/>'
@@ -239,7 +240,7 @@ def _write_vrt(name: str, files: list, ref, tags: dict[str, str]) -> str:
             "</SimpleSource></VRTRasterBand>")
     xml = (f'<VRTDataset rasterXSize="{g.width}" rasterYSize="{g.height}"><SRS>{escape(g.crs_wkt)}</SRS>'
            f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
-           f"<Metadata>{meta}</Metadata>{''.join(bands)}</VRTDataset>")
+           f"<Metadata>{meta}</Metadata>{''.join(vrt_bands)}</VRTDataset>")
     key = hashlib.sha1(xml.encode()).hexdigest()[:16]  # one folder per VRT: closing a MemoryFile removes its folder
     if key not in _VRTS:  # never closed: a few kB each, read by any thread of this process
         _VRTS[key] = MemoryFile(xml.encode(), dirname=f"sentinel_densify/{key}", filename=name)

@@ -26,7 +26,7 @@ DATE_KEYS = (
 
 # S2 product (MSIL2A_20170804T105031), S2 granule/tile (T31UDS_20170804T105328),
 # S1 product (S1A_IW_GRDH_1SDV_20170801T173236_...), generic YYYYMMDD[THHMMSS]
-_STAMP = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2}))?(?!\d)")
+_STAMP = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?:[Tt](\d{2})(\d{2})(\d{2}))?(?!\d)")
 _ISO = re.compile(r"(?<!\d)((?:19|20)\d{2})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):?(\d{2})?)?")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -9,6 +10,20 @@ from affine import Affine
 
 MIN_TILE_SIZE = 16  # pixels; smaller tiles cost far more than they save
 MAX_TILE_SIZE = 2048  # pixels; memory grows with the square (the default model took 8 GB at 2048 px)
+
+
+@functools.lru_cache(maxsize=256)
+def canonical_wkt(wkt: str) -> str:
+    """One WKT per coordinate system: the EPSG definition when `wkt` is one (GDAL's GeoTIFF, JP2 and ENVI
+    readers spell the same UTM zone differently, e.g. UNIT["metre"] and UNIT["Meter"]), else `wkt`."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        code = CRS.from_wkt(wkt).to_epsg(confidence_threshold=90)
+    except CRSError:
+        return wkt
+    return CRS.from_epsg(code).to_wkt() if code else wkt
 
 
 @dataclass(frozen=True)

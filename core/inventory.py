@@ -18,10 +18,10 @@ import rasterio
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from . import archives, band_files, dates
+from . import archives, band_files, dates, s1_files
 from .atomic import first_line
 from .errors import InputError, Problem, short_list
-from .grid import Grid
+from .grid import Grid, canonical_wkt
 from .stack import S1_BANDS, S2_BANDS, S2_L1C_BANDS, Stack
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc"}
@@ -55,6 +55,7 @@ class RasterInfo:
     band_order_assumed: bool = False  # S2 bands undescribed and read in the standard order
     band_file: str = ""  # the band of a one-band S2 file (ESA's band files; `build` combines them)
     product: str = ""  # a GDAL SENTINEL2 subdataset's product folder: a run reads its band files
+    polarization: str = ""  # VV or VH of a one-polarization S1 file (`build` combines each acquisition's)
 
     @property
     def name(self) -> str:
@@ -76,6 +77,9 @@ def _norm_band(name: str) -> str:
     return name
 
 
+RADAR_GEOMETRY = ("is in radar geometry (ground control points, no map grid), as a Sentinel-1 GRD product's "
+                  "measurement files are: calibrate and terrain-correct it first (SNAP: Calibration, then "
+                  "Terrain-Correction, written as GeoTIFF or BEAM-DIMAP; or ASF's RTC products)")
 S2_BAND_FILE = "S2 band file"  # a one-band file of one S2 band (ESA's T31UDS_..._B04_10m.jp2): see band_files
 
 
@@ -147,10 +151,12 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
             info.descriptions = descs = [d or "" for d in ds.descriptions]
             info.output_kind = densify_output_kind(info.tags, descs)
             info.bands = [_norm_band(d) if d and not _GENERIC_BAND.match(d.strip()) else "" for d in descs]
-            if ds.crs is None:
+            if ds.crs is None and ds.gcps[0]:
+                info.problems.append(RADAR_GEOMETRY)
+            elif ds.crs is None:
                 info.problems.append("has no CRS (not georeferenced)")
             else:
-                info.grid = Grid(ds.crs.to_wkt(), ds.transform, ds.width, ds.height)
+                info.grid = Grid(canonical_wkt(ds.crs.to_wkt()), ds.transform, ds.width, ds.height)
                 if ds.transform.b != 0 or ds.transform.d != 0 or ds.transform.e > 0:
                     info.problems.append("is rotated or not north-up; warp it to a north-up grid first")
             count = ds.count
@@ -158,7 +164,8 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
         info.problems.append(f"unreadable ({first_line(exc)[:160]})")
         return info
 
-    info.when = when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
+    info.when = (when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
+                 or s1_files.product_date(str(path)))
     if product := band_files.subdataset_product(str(path)):  # one resolution of a product: `build` reads it all
         info.product, info.sensor = product, (sensor or "S2").upper()
         if info.sensor != "S2":
@@ -277,26 +284,46 @@ def looks_like_reflectance(path: str) -> bool:
 
 
 def _describe_s1(info: RasterInfo, count: int) -> None:
-    names = [b for b in info.bands if b]
-    if "VV" in names and "VH" in names:
-        pass
-    elif count >= 2:
-        info.bands = list(S1_BANDS) + info.bands[2:]
-    else:
-        info.problems.append(f"has {count} band(s); Sentinel-1 needs VV and VH")
+    if info.grid is None:  # e.g. a GRD product's measurement file: nothing to read until it is on a map grid
         return
+    names, pol = [b for b in info.bands if b], ""
+    if count == 1:
+        pol = s1_files.polarization_of(info.path, info.bands)
+        if pol not in S1_BANDS:
+            info.problems.append(f"has 1 band{f' ({pol})' if pol else ''}; Sentinel-1 needs VV and VH")
+            return
+    elif "VV" in names and "VH" in names:
+        pass
+    elif {"HH", "HV"} & set(names):
+        info.problems.append(f"holds {', '.join(names)}: Sentinel-1 VV and VH (the dual polarization over "
+                             "land) are needed")
+        return
+    else:
+        info.bands = list(S1_BANDS) + info.bands[2:]
     units = (info.tags.get("UNITS") or info.tags.get("units") or "").lower()
     if units in ("db", "decibel"):
         info.s1_db = True
     elif units in ("linear", "power", "intensity", "sigma0"):
         info.s1_db = False
-    else:  # detect: dB backscatter is mostly negative, linear power is in (0, ~1]
+    elif (named := s1_files.units_from_name(info.path, info.descriptions)) is not None:
+        if named == "amplitude":
+            info.problems.append("holds amplitude (the 'a' scale of its ASF RTC name): Densify reads backscatter "
+                                 "power or dB; order the product in power or dB scale")
+            return
+        info.s1_db = named == "dB"
+    else:  # detect: dB backscatter of land is negative (median about -7 to -20), linear power below 1
         with rasterio.open(info.path) as ds:
             a = ds.read(1, out_shape=(min(ds.height, 128), min(ds.width, 128)), masked=True)
         vals = a.compressed()
-        vals = vals[np.isfinite(vals)]
-        info.s1_db = bool(vals.size == 0 or np.median(vals) < 0 or vals.max() > 5)
+        vals = vals[np.isfinite(vals) & (vals != 0)]
+        info.s1_db = bool(vals.size == 0 or not 0 < np.median(vals) < 1.5)
     info.tags["DETECTED_UNITS"] = "dB" if info.s1_db else "linear"
+    if not info.s1_db and info.nodata is None:
+        info.nodata = 0.0  # no power is no data (SNAP and ASF write 0 outside the swath)
+    if pol:
+        info.polarization = pol
+        info.problems.append(f"holds one polarization ({pol}): give the {'VH' if pol == 'VV' else 'VV'} file of its "
+                             "acquisition too; a run reads the two as one image")
 
 
 def _describe_mask(info: RasterInfo) -> None:
@@ -361,7 +388,7 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
         if path.is_dir():
             files = sorted(f for f in path.rglob("*") if not f.name.startswith(".") and f.is_file())
             hits = [(str(f), True) for f in files if f.suffix.lower() in RASTER_SUFFIXES
-                    and not band_files.skipped_in_folder(str(f))]
+                    and not _skipped_in_folder(str(f))]
             for z in (f for f in files if archives.is_zip(f)):
                 if archives.unzipped_beside(z):
                     beside.append(z.name)
@@ -384,13 +411,18 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
     return found, problems, notes
 
 
+def _skipped_in_folder(path: str) -> bool:
+    """A product's file that is not an observation (S2 AOT, WVP, TCI, QI_DATA; S1 geometry and previews)."""
+    return band_files.skipped_in_folder(path) or s1_files.skipped_in_folder(path)
+
+
 def _archive_rasters(archive: Path, problems: list[Problem], under: str = "") -> list[tuple[str, bool]]:
     """The rasters in a zip archive (in its folder `under` if given; not a .SAFE product's AOT, WVP, TCI
     and QI_DATA files), as /vsizip/ paths; a problem when it cannot be read or holds none."""
     folder = f"{archives.PREFIX}{archive.resolve()}/{under.strip('/')}/" if under.strip("/") else ""
     try:
         hits = archives.members(archive, lambda m: Path(m).suffix.lower() in RASTER_SUFFIXES
-                                and not band_files.skipped_in_folder(m) and m.startswith(folder))
+                                and not _skipped_in_folder(m) and m.startswith(folder))
     except OSError as e:
         problems.append(Problem(str(archive), str(e)))
         return []
@@ -495,6 +527,9 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     infos, more_problems, more_warnings = _combine_band_files(infos)
     problems += more_problems
     warnings += more_warnings
+    infos, more_problems, more_warnings = _combine_polarizations(infos)
+    problems += more_problems
+    warnings += more_warnings
     undated = [i for i in infos if i.when is None and i.grid is not None]
     for i in infos:
         rest = [p for p in i.problems if not p.startswith("no acquisition date")]
@@ -533,6 +568,10 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     if partial:
         warnings.append(f"{len(partial)} S1 image(s) cover only part of the S2 grid ({short_list(partial)}): "
                         "where they do not, the synthesis has less radar to go on")
+    if gamma0 := [i.name for i in s1_infos if s1_files.is_gamma0(i)]:
+        warnings.append(f"{len(gamma0)} S1 image(s) hold gamma0, terrain-flattened backscatter "
+                        f"({short_list(gamma0)}): the bundled model learned from sigma0, which is 0.6-1.6 dB "
+                        "darker at Sentinel-1's incidence angles (30-46 degrees) over flat land")
     inv = Inventory(s2_infos, s1_infos, paired, grid, bands, warnings)
     if check_clear:
         check_some_clear(inv)
@@ -550,6 +589,18 @@ def _combine_band_files(infos: list[RasterInfo]) -> tuple[list[RasterInfo], list
     rest = [i for i in infos if id(i) not in taken]
     coarser = band_files.coarser_scl([i for i in rest if i.sensor == "MASK" and not i.problems])
     return [i for i in rest if id(i) not in coarser] + images, problems, warnings
+
+
+def _combine_polarizations(infos: list[RasterInfo]) -> tuple[list[RasterInfo], list[Problem], list[str]]:
+    """The inputs with each acquisition's one-polarization S1 files replaced by one VV, VH image
+    (s1_files.combine)."""
+    parts = [i for i in infos if i.polarization and i.grid is not None and i.when is not None
+             and len(i.problems) == 1]  # no problem but its polarization alone
+    if not parts:
+        return infos, [], []
+    images, problems, warnings = s1_files.combine(parts, describe)
+    taken = {id(i) for i in parts}
+    return [i for i in infos if id(i) not in taken] + images, problems, warnings
 
 
 def _input_warnings(twice: dict[tuple[str, str], list[str]], mismatched: dict[tuple[str, str], list[str]],

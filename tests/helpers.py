@@ -133,3 +133,80 @@ def make_safe(src: Path, scl: Path, root: Path, dn_offset: int = 0, name: str | 
         write(np.full_like(data[0], 900), crs, t, 20, 2, f"T31UDS_{stamp}_WVP")
         write(np.full_like(s, 90), crs, st, 20, 1, "MSK_CLDPRB", folder=img.parent / "QI_DATA")
     return safe
+
+
+def _s1_linear(src: Path) -> tuple[np.ndarray, dict]:
+    """A real S1 file's VV, VH as linear power (0 where it has no data) and its profile."""
+    with rasterio.open(src) as ds:
+        db, profile = ds.read(), ds.profile
+    lin = np.power(10.0, db.astype("float64") / 10.0)
+    return np.where(np.isfinite(lin), lin, 0.0).astype("float32"), profile
+
+
+def s1_stamp(src: Path) -> str:
+    """The acquisition time of a real 31UDS S1 file (S1_IW_GRDH_ASC_<YYYYMMDDTHHMMSS>_VV_VH_dB.tif)."""
+    return src.name.split("_")[4]
+
+
+def make_asf(src: Path, root: Path, scale: str = "p", backscatter: str = "g", aux: bool = True) -> Path:
+    """A real S1 acquisition laid out as ASF HyP3 ships an RTC product: a folder of one GeoTIFF per
+    polarization (..._VV.tif, ..._VH.tif; power, dB or amplitude as `scale` p / d / a says, gamma0 or
+    sigma0 as `backscatter` g / s says, 0 where no data) and, with `aux`, its maps (layover-shadow,
+    incidence angle, DEM) and README."""
+    name = f"S1A_IW_{s1_stamp(src)}_DVP_RTC20_G_{backscatter}{scale}uned_1A2B"
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    lin, profile = _s1_linear(src)
+    values = {"p": lin, "d": np.where(lin > 0, 10.0 * np.log10(np.where(lin > 0, lin, 1.0)), 0.0),
+              "a": np.sqrt(lin)}[scale].astype("float32")
+    profile.update(count=1, nodata=0.0, dtype="float32")
+    for k, pol in enumerate(("VV", "VH")):
+        with rasterio.open(folder / f"{name}_{pol}.tif", "w", **profile) as ds:
+            ds.write(values[k], 1)
+    if aux:
+        for suffix, dtype in (("ls_map", "uint8"), ("inc_map", "float32"), ("dem", "float32")):
+            with rasterio.open(folder / f"{name}_{suffix}.tif", "w", **{**profile, "dtype": dtype}) as ds:
+                ds.write(np.ones(lin.shape[1:], dtype), 1)
+        (folder / f"{name}.README.md.txt").write_text("ASF Radiometric Terrain Corrected product\n")
+    return folder
+
+
+def make_beam_dimap(src: Path, root: Path, name: str | None = None) -> Path:
+    """A real S1 acquisition as SNAP writes a calibrated, terrain-corrected product in BEAM-DIMAP: <name>.dim
+    (its start time as SNAP formats it) and <name>.data/ holding Sigma0_VV.img and Sigma0_VH.img (ENVI,
+    big-endian float32 linear power, 0 for no data) with their .hdr, a tie-point grid and vector data.
+    Returns the .data folder."""
+    stamp = s1_stamp(src)
+    when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S")
+    name = name or f"S1B_IW_GRDH_1SDV_{stamp}_{stamp}_012345_017A2B_C3D4_Orb_Cal_TC"
+    data = root / f"{name}.data"
+    (data / "tie_point_grids").mkdir(parents=True, exist_ok=True)
+    (data / "vector_data").mkdir(exist_ok=True)
+    (data / "vector_data" / "pins.csv").write_text("org.esa.snap.Pin\n")
+    lin, profile = _s1_linear(src)
+    t, crs = profile["transform"], profile["crs"]
+
+    def envi(path: Path, band: str, a: np.ndarray) -> None:
+        a.astype(">f4").tofile(path.with_suffix(".img"))
+        path.with_suffix(".hdr").write_text(
+            "ENVI\ndescription = {Sentinel Application Platform (SNAP) image data file - Unit: intensity}\n"
+            f"samples = {a.shape[1]}\nlines = {a.shape[0]}\nbands = 1\nheader offset = 0\n"
+            "file type = ENVI Standard\ndata type = 4\ninterleave = bsq\nbyte order = 1\n"
+            f"band names = {{ {band} }}\n"
+            f"map info = {{UTM Zone, 1.0, 1.0, {t.c}, {t.f}, {t.a}, {-t.e}, 31, North, WGS-84, units=Meters}}\n"
+            f"coordinate system string = {{{crs.to_wkt()}}}\n"
+            "data gain values = {1.0}\ndata offset values = {0.0}\n")
+
+    envi(data / "Sigma0_VV", "Sigma0_VV", lin[0])
+    envi(data / "Sigma0_VH", "Sigma0_VH", lin[1])
+    envi(data / "tie_point_grids" / "latitude", "latitude", np.full(lin.shape[1:], 50.8, "float32"))
+    start = when.strftime("%d-%b-%Y %H:%M:%S").upper() + ".335463"
+    (root / f"{name}.dim").write_text(
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n<Dimap_Document name="' + name + '.dim">'
+        f"<Dataset_Id><DATASET_NAME>{name}</DATASET_NAME></Dataset_Id>"
+        f"<Production><PRODUCT_TYPE>GRD</PRODUCT_TYPE><PRODUCT_SCENE_RASTER_START_TIME>{start}"
+        "</PRODUCT_SCENE_RASTER_START_TIME></Production>"
+        '<Dataset_Sources><MDElem name="metadata"><MDElem name="Abstracted_Metadata">'
+        f'<MDATTR name="first_line_time" type="ascii">{start}</MDATTR></MDElem></MDElem></Dataset_Sources>'
+        "</Dimap_Document>\n")
+    return data

@@ -133,7 +133,7 @@ def test_table_lists_project_rasters_with_sensor_and_date(loaded, bar, tmp_path,
     dlg.set_sensor(odd_row, "S1")
     dlg.set_date(odd_row, "2018-02-21")
     problems = dlg.validate()  # now the core's own check names the file and the problem
-    assert problems == ["backscatter.tif: has 1 band(s); Sentinel-1 needs VV and VH"]
+    assert problems == ["backscatter.tif: has 1 band; Sentinel-1 needs VV and VH"]
     dlg.set_included(odd_row, False)
     assert dlg.validate() == []
 
@@ -204,6 +204,39 @@ def test_band_file_layers_are_one_s2_acquisition(project, bar, tmp_path, uds_sub
             dlg.set_included(r, False)
     problems = dlg.validate()
     assert len(problems) == 1 and "lack band(s) B05, B06, B07, B8A, B11, B12" in problems[0], problems
+
+
+def test_polarization_layers_are_one_s1_acquisition(project, bar, tmp_path, uds_subset):
+    """Sentinel-1 loaded as one layer per polarization (ASF RTC GeoTIFFs, SNAP's BEAM-DIMAP .img files, made
+    from real 31UDS acquisitions): each is listed as S1 and ticked, and each VV, VH pair is one acquisition;
+    a VV whose VH is unticked is named before running."""
+    from helpers import make_asf, make_beam_dimap
+    from qgis.core import QgsRasterLayer
+    from sentinel_densify.core.engine import build_inventory
+
+    s2, masks, s1 = uds_subset["s2"][:8], uds_subset["masks"][:8], uds_subset["s1"][:5]
+    files = [f for src in s1[:4] for f in sorted(make_asf(src, tmp_path / "asf").glob("*_V[VH].tif"))]
+    files += sorted(make_beam_dimap(s1[4], tmp_path / "snap").glob("Sigma0_*.img"))
+    for path in [*s2, *masks, *files]:
+        layer = QgsRasterLayer(str(path), path.stem, "gdal")
+        assert layer.isValid(), path
+        project.addMapLayer(layer)
+    dlg = _dialog(project, bar, tmp_path)
+    rows = [r for r in range(dlg.table.rowCount()) if dlg.table.cellWidget(r, 2).currentData() == "S1"]
+    assert len(rows) == len(files) == 10
+    for r in rows:
+        assert dlg.table.item(r, 0).checkState() == 2  # ticked
+        assert not dlg.table.item(r, 1).toolTip(), dlg.table.item(r, 1).text()  # no problem shown
+        assert dlg.table.item(r, 3).text()  # dated (the SNAP files by their product's .dim)
+    assert dlg.validate() == []
+    assert "Ready: 8 S2, 10 S1" in dlg.problems_label.text()
+    assert "The S1 layers are 5 acquisitions (VV and VH files read together)." in dlg.problems_label.text()
+    assert len(build_inventory(dlg.build_request()).s1) == 5
+
+    vh = next(r for r in rows if dlg.table.item(r, 1).text() == "Sigma0_VH")
+    dlg.set_included(vh, False)
+    problems = dlg.validate()
+    assert len(problems) == 1 and "(Sigma0_VV.img) lack VH" in problems[0], problems
 
 
 def test_a_safe_opened_as_subdatasets_is_one_s2_acquisition(project, bar, tmp_path, uds_subset):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from helpers import craft
+from helpers import craft, read_array
 from sentinel_densify.core import inventory
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.stack import S2_BANDS
@@ -52,6 +52,12 @@ def test_s1_units_detected(real, tmp_path):
                 data=np.power(10.0, db / 10.0).astype("float32"), drop_tags=("UNITS",))
     info = inventory.describe(lin)
     assert info.sensor == "S1" and not info.s1_db and info.tags["DETECTED_UNITS"] == "linear"
+    # a scene with bright targets (village roofs above 7 dB, over 5 in linear power) is still linear
+    bright = next(p for p in real["s1"] if np.nanmax(read_array(p)) > 7.0)
+    lin = craft(bright, tmp_path / bright.name.replace("_dB", "_lin"), drop_tags=("UNITS",),
+                data=np.power(10.0, read_array(bright) / 10.0).astype("float32"))
+    info = inventory.describe(lin)
+    assert not info.s1_db and info.tags["DETECTED_UNITS"] == "linear"
 
 
 def test_s1_bands_named_as_snap_writes_them(real, tmp_path):

@@ -80,6 +80,8 @@ def describe_layer(layer: QgsRasterLayer) -> Row:
     problems = [p for p in info.problems if not p.startswith(("no acquisition date", "unknown sensor"))]
     if info.band_file:  # one band of an acquisition: the core combines the ticked band files of each date
         problems = [p for p in problems if not p.startswith("holds one Sentinel-2 band")]
+    if info.polarization:  # VV or VH of an acquisition: the core combines the ticked pair of each date
+        problems = [p for p in problems if not p.startswith("holds one polarization")]
     if info.output_kind:  # an earlier result in the project: never an observation
         problems.insert(0, f"a Densify output ({info.output_kind}), not an acquisition")
     return Row(layer.id(), layer.name(), path, info.sensor or ("S2" if info.band_file else ""), when, source, problems)
@@ -122,6 +124,7 @@ class DensifyDialog(QDialog):
         self.problems: list[str] = []
         self.mode = ""
         self._s2_images = 0  # S2 acquisitions the last check found (band files make one per date)
+        self._s1_images = 0  # S1 acquisitions the last check found (a VV and a VH file make one)
         self.task = None
         self._clear: dict[tuple, float] = {}  # clear fraction per S2 file, mask and grid
         self._described: dict[tuple, object] = {}  # describe() per file, its modification time and options
@@ -393,6 +396,8 @@ class DensifyDialog(QDialog):
                      f"{len(groups['MASK'])} mask rasters.")
             if self._s2_images != len(groups["S2"]):  # band files: several layers make one acquisition
                 ready += f" The S2 layers are {self._s2_images} acquisitions (band files read together)."
+            if self._s1_images != len(groups["S1"]):  # one file per polarization: two layers make one
+                ready += f" The S1 layers are {self._s1_images} acquisitions (VV and VH files read together)."
             if self.out_dir.filePath().strip() == temporary_output_dir():
                 ready += (" The outputs go to a temporary folder (the project is not saved): choose an "
                           "output folder to keep them.")
@@ -405,7 +410,7 @@ class DensifyDialog(QDialog):
     def _check_core(self, request: DensifyRequest) -> str:
         """The core's checks (files, dates, overlap, clear pixels, target range); returns the mode line."""
         inv = build_inventory(request, check_clear=False, describer=self._describe)
-        self._s2_images = len(inv.s2)
+        self._s2_images, self._s1_images = len(inv.s2), len(inv.s1)
         inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
         self.mode, _notes = inventory.check_target(inv, request.target_date)
         target = dates.to_days(request.target_date)
