@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -34,7 +35,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s1", nargs="*", default=[], metavar="PATH", help="S1 GRD VV/VH rasters or folders")
     p.add_argument("--mask", nargs="*", default=[], metavar="PATH",
                    help="SCL rasters, binary cloud masks or cloud probabilities, or folders")
-    p.add_argument("--date", required=True, help="target date YYYY-MM-DD (inside, before or after the series)")
+    p.add_argument("--date", required=True, nargs="+", metavar="YYYY-MM-DD",
+                   help="target date(s) (inside, before or after the series); several dates are computed in one "
+                        "run, reading the inputs once")
+    p.add_argument("--every", type=positive_days, metavar="DAYS",
+                   help="with two --date values: every DAYS days from the first to the second (e.g. --date "
+                        "2018-04-01 2018-09-30 --every 5)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--model", default="default",
                    help="method name (default, linear, nearest, persistence) or a model file (.onnx)")
@@ -43,6 +49,31 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-lai", action="store_true", help="do not compute LAI")
     p.add_argument("--tile-size", type=tile_size, default=512,
                    help=f"processing tile size in pixels ({MIN_TILE_SIZE} to {MAX_TILE_SIZE}; default: %(default)s)")
+
+
+def positive_days(text: str) -> int:
+    """argparse type: a whole number of days, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of days") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: the step is at least 1 day")
+    return value
+
+
+def target_dates(texts: list[str], every: int | None) -> list[dt.date]:
+    """The dates of --date (and --every), sorted, each once; InputError naming a bad one."""
+    try:
+        given = [parse_date(t) for t in texts]
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if every is None:
+        return sorted(set(given))
+    if len(given) != 2 or given[1] < given[0]:
+        raise InputError("--every needs two --date values, the first date and the last (not before the first)")
+    first, last = given
+    return [first + dt.timedelta(days=k) for k in range(0, (last - first).days + 1, every)]
 
 
 def progress_bar(enabled: bool | None = None) -> tuple[Feedback, callable]:
@@ -94,23 +125,25 @@ def check_outputs(request: DensifyRequest) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .cli import print_warnings
-    from .engine import describe_outputs, run
+    from .engine import describe_outputs, run_series, series_requests
 
-    try:
-        target = parse_date(args.date)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    when = target_dates(args.date, args.every)
     request = DensifyRequest(
-        s2=args.s2, s1=args.s1, masks=args.mask, target_date=target, out_dir=args.out, method=args.model,
+        s2=args.s2, s1=args.s1, masks=args.mask, target_date=when[0], out_dir=args.out, method=args.model,
         device=args.device, lai=not args.no_lai, tile_size=args.tile_size,
         band_order=args.band_order.split(",") if args.band_order else None)
-    check_outputs(request)
+    requests = series_requests(request, when)
+    for r in requests:
+        check_outputs(r)
     feedback, close = progress_bar()
     try:
         with new_dirs_removed_on_error(Path(args.out)):
-            result = run(request, feedback)
+            results = run_series(requests, feedback)
     finally:
         close()
-    print(describe_outputs(result, warnings=False))  # warnings: on stderr
-    print_warnings("run", result.warnings)
+    for result in results:
+        print(describe_outputs(result, warnings=False, seconds=len(results) == 1))  # warnings: on stderr
+    if len(results) > 1:
+        print(f"{len(results)} dates in {results[0].seconds:.1f} s")
+    print_warnings("run", list(dict.fromkeys(w for result in results for w in result.warnings)))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -163,114 +164,186 @@ def _angle_tags(nearest: inventory.RasterInfo) -> dict[str, str]:
 
 def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyResult:
     """Synthesize S2, its uncertainty and LAI at request.target_date; write them atomically."""
+    return run_series([request], feedback)[0]
+
+
+SHARED_FIELDS = ("s2", "s1", "masks", "method", "device", "lai", "band_order", "dates", "sensors", "tile_size")
+
+
+def series_requests(request: DensifyRequest, target_dates: list) -> list[DensifyRequest]:
+    """One request per target date (its default output names), the rest as `request`; dates sorted, each
+    once."""
+    if request.output_paths and len(set(target_dates)) > 1:
+        raise InputError(Problem(None, "output files are named for one target date: give an output folder for "
+                                       "several dates"))
+    return [replace(request, target_date=d) for d in sorted(set(target_dates))]
+
+
+def _series_problems(requests: list[DensifyRequest]) -> list[Problem]:
+    """Problems of the requests of a series: each request's own, inputs that differ, outputs shared."""
+    if not requests:
+        return [Problem(None, "no target date")]
+    first = requests[0]
+    problems = [p for r in requests for p in _request_problems(r)]
+    differ = [f for f in SHARED_FIELDS if any(getattr(r, f) != getattr(first, f) for r in requests[1:])]
+    if differ:
+        problems.append(Problem(None, f"the dates of one run share their inputs and settings ({', '.join(differ)} "
+                                      "differ)"))
+    owner: dict[Path, str] = {}
+    for r in requests:
+        for kind in r.kinds():
+            key = r.output_path(kind).absolute()
+            if key in owner and owner[key] != f"{r.target_date}":
+                problems.append(Problem(str(key), f"the outputs of {owner[key]} and {r.target_date} are the same file"))
+            owner.setdefault(key, f"{r.target_date}")
+    return problems
+
+
+class _DateOutputs:
+    """One target date of a run: its mode, warnings and the output rasters being written."""
+
+    def __init__(self, request: DensifyRequest, inv: inventory.Inventory, method, want_lai: bool):
+        self.request = request
+        self.mode, self.warnings = inventory.check_target(inv, request.target_date)
+        self.day = dates.to_days(request.target_date)
+        self.nearest = _nearest_s2(inv, self.day)
+        self.beyond = BeyondCalibration(method)
+        self.angles, angle_warnings = lai.Angles.from_tags(self.nearest.tags) if want_lai else (None, [])
+        self.warnings += angle_warnings
+        self.out_paths = {k: request.output_path(k) for k in OUTPUT_KINDS}
+        self.rasters: dict[str, AtomicRaster] = {}
+        self.empty = 0  # output pixels without a value (no clear observation there, or outside the S2 images)
+
+    def open(self, outputs: contextlib.ExitStack, inv: inventory.Inventory, tags: dict[str, str]) -> None:
+        """Start the output rasters (temporary files until `place`)."""
+        grid, bands, date = inv.grid, inv.bands, self.request.target_date
+        tags = {"TARGET_DATE": f"{date:%Y-%m-%d}", "MODE": self.mode, **tags}
+        self.rasters["synthesized"] = outputs.enter_context(AtomicRaster(
+            self.out_paths["synthesized"], grid, len(bands), descriptions=bands,
+            tags={**tags, "REFLECTANCE_SCALE": DN_SCALE, "BOA_ADD_OFFSET": 0,
+                  "ACQUISITION_DATETIME": f"{date:%Y-%m-%d}T12:00:00Z",
+                  "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)",
+                  **_angle_tags(self.nearest)}))
+        self.rasters["uncertainty"] = outputs.enter_context(AtomicRaster(
+            self.out_paths["uncertainty"], grid, len(bands) + 1,
+            descriptions=[f"{b}_std" for b in bands] + ["mean_std"],
+            tags={**tags, "REFLECTANCE_SCALE": DN_SCALE,
+                  "CONTENT": "per-band standard deviation of the synthesized reflectance (DN); "
+                             "last band: their mean"}))
+        if self.angles is not None:
+            self.rasters["lai"] = outputs.enter_context(AtomicRaster(
+                self.out_paths["lai"], grid, 3, descriptions=["LAI", "LAI_std", "flags"],
+                tags={**tags, "LAI_METHOD": lai.METHOD, "FLAGS": lai.FLAGS_DOC, "ANGLES": str(self.angles)}))
+
+    def write_tile(self, method, stack, tile, bands: list[str]) -> None:
+        """Predict this date on one tile of the series and write its part of every output."""
+        mean, std = method.predict(stack, self.day)
+        rows, cols = tile.inner
+        mean, std = mean[:, rows, cols], std[:, rows, cols]
+        self.beyond.add_tile(stack, self.day, rows, cols)
+        np.maximum(mean, 0, out=mean)  # no negative reflectance (NaN stays NaN)
+        self.empty += int(np.isnan(mean).all(axis=0).sum())
+        self.rasters["synthesized"].write(mean / DN_SCALE, tile.row, tile.col)
+        self.rasters["uncertainty"].write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE,
+                                          tile.row, tile.col)
+        if "lai" in self.rasters:
+            res = lai.estimate(mean, bands, self.angles, std=std)
+            self.rasters["lai"].write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]),
+                                      tile.row, tile.col)
+
+    def finish_warnings(self, size: int) -> None:
+        if self.empty > 0.01 * size:
+            self.warnings.append(f"{self.empty / size:.0%} of the output pixels have no value: no clear S2 "
+                                 "observation (or no S2 data) covers them in the inputs")
+        if far := self.beyond.warning():
+            self.warnings.append(far)
+
+
+def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None) -> list[DensifyResult]:
+    """`run` for several target dates of the same inputs (requests that differ only in target date and
+    output files; see series_requests): the inputs are checked, the method calibrated and each tile of the
+    series read once for all the dates. Every date is checked before any is computed, and the outputs of
+    all dates are put in place together when all are complete: a cancel or crash leaves none."""
     fb = feedback or Feedback()
     start = time.perf_counter()
     fb.report(0, "checking inputs")
-    problems = _request_problems(request)
+    problems = _series_problems(requests)
+    request = requests[0] if requests else None
+    if request is None:
+        raise InputError(problems)
     try:
         inv = build_inventory(request)
     except InputError as exc:
         raise InputError(problems + exc.problems) from None
     if problems:
         raise InputError(problems)
-    mode, warnings = inventory.check_target(inv, request.target_date)
-    warnings = list(inv.warnings) + warnings
-    target_day = dates.to_days(request.target_date)
     fb.check()
 
     method = create(request.method, request.device)
-    warnings += _fit_bands(inv, method, request.band_order)
-    cuda = device_warning(request.device, method)
-    if cuda:
+    warnings = list(inv.warnings) + _fit_bands(inv, method, request.band_order)
+    if cuda := device_warning(request.device, method):
         warnings.append(cuda)
-    nearest = _nearest_s2(inv, target_day)
-    beyond = BeyondCalibration(method)
     want_lai = request.lai
     if want_lai and any(b not in inv.bands for b in lai.LAI_BANDS):
         missing = [b for b in lai.LAI_BANDS if b not in inv.bands]
         warnings.append(f"LAI skipped: the S2 inputs lack band(s) {', '.join(missing)}")
         want_lai = False
-    angles, angle_warnings = lai.Angles.from_tags(nearest.tags) if want_lai else (None, [])
-    warnings += angle_warnings
+    per_date = []
+    for r in requests:
+        try:
+            per_date.append(_DateOutputs(r, inv, method, want_lai))
+        except InputError as exc:  # a date out of range: named with every other before anything is computed
+            problems += exc.problems
+    problems += [q for d in per_date for q in _replaced_inputs(inv, d.out_paths)]
+    if problems:  # e.g. a Processing destination chosen on an input raster: inputs are never modified
+        raise InputError(problems)
 
     grid = inv.grid
     tags = {
-        "TARGET_DATE": f"{request.target_date:%Y-%m-%d}",
-        "MODE": mode,
         "METHOD": method.name,
         "SOFTWARE": f"Sentinel Densify {__version__}",
         "INPUTS_S2": ";".join(i.name for i in inv.s2),
         "INPUTS_S1": ";".join(i.name for i in inv.s1),
         "INPUTS_MASKS": ";".join(m.name for m in inv.masks.values()),
     }
-    out_paths = {k: request.output_path(k) for k in OUTPUT_KINDS}
-    replaced = _replaced_inputs(inv, out_paths)
-    if replaced:  # e.g. a Processing destination chosen on an input raster: inputs are never modified
-        raise InputError(replaced)
     with SeriesReader(inv, s1=method.uses_s1) as reader, contextlib.ExitStack() as outputs:
         fb.report(2, f"calibrating {method.name}")
         method.prepare(sample_stack(inv, reader))
         warnings += method.notes()
         tags.update({k.upper(): str(v) for k, v in method.describe().items()})
         fb.check()
-        synth = outputs.enter_context(AtomicRaster(
-            out_paths["synthesized"], grid, len(inv.bands), descriptions=inv.bands,
-            tags={**tags, "REFLECTANCE_SCALE": DN_SCALE, "BOA_ADD_OFFSET": 0,
-                  "ACQUISITION_DATETIME": f"{request.target_date:%Y-%m-%d}T12:00:00Z",
-                  "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)",
-                  **_angle_tags(nearest)}))
-        unc = outputs.enter_context(AtomicRaster(
-            out_paths["uncertainty"], grid, len(inv.bands) + 1,
-            descriptions=[f"{b}_std" for b in inv.bands] + ["mean_std"],
-            tags={**tags, "REFLECTANCE_SCALE": DN_SCALE,
-                  "CONTENT": "per-band standard deviation of the synthesized reflectance (DN); "
-                             "last band: their mean"}))
-        lai_out = None
-        if want_lai:
-            lai_out = outputs.enter_context(AtomicRaster(
-                out_paths["lai"], grid, 3, descriptions=["LAI", "LAI_std", "flags"],
-                tags={**tags, "LAI_METHOD": lai.METHOD, "FLAGS": lai.FLAGS_DOC,
-                      "ANGLES": str(angles)}))
+        for d in per_date:
+            d.open(outputs, inv, tags)
         all_tiles = list(tiles(grid, request.tile_size, halo=method.halo))
-        empty = 0  # output pixels without a value (no clear observation there, or outside the S2 images)
         for n, tile in enumerate(all_tiles):
             fb.check()
             stack = reader.read_tile(tile)
-            mean, std = method.predict(stack, target_day)
-            rows, cols = tile.inner
-            mean, std = mean[:, rows, cols], std[:, rows, cols]
-            beyond.add_tile(stack, target_day, rows, cols)
-            np.maximum(mean, 0, out=mean)  # no negative reflectance (NaN stays NaN)
-            empty += int(np.isnan(mean).all(axis=0).sum())
-            synth.write(mean / DN_SCALE, tile.row, tile.col)
-            unc.write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE, tile.row, tile.col)
-            if lai_out is not None:
-                res = lai.estimate(mean, inv.bands, angles, std=std)
-                lai_out.write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]), tile.row, tile.col)
+            for d in per_date:
+                fb.check()
+                d.write_tile(method, stack, tile, inv.bands)
             fb.report(5 + 90 * (n + 1) / len(all_tiles), f"tile {n + 1}/{len(all_tiles)}")
         fb.check()
-        if empty > 0.01 * grid.width * grid.height:
-            warnings.append(f"{empty / (grid.width * grid.height):.0%} of the output pixels have no value: no "
-                            f"clear S2 observation (or no S2 data) covers them in the inputs")
-        if far := beyond.warning():
-            warnings.append(far)
         fb.report(96, "writing overviews")
-        finished = {"synthesized": synth, "uncertainty": unc, **({"lai": lai_out} if lai_out is not None else {})}
-        for out in finished.values():  # all checked before any is renamed: a failure replaces none
+        for d in per_date:
+            d.finish_warnings(grid.width * grid.height)
+        finished = [out for d in per_date for out in d.rasters.values()]
+        for out in finished:  # all checked before any is renamed: a failure replaces none
             out.finish()
-        written = {kind: str(out.place()) for kind, out in finished.items()}
+        written = [{kind: str(out.place()) for kind, out in d.rasters.items()} for d in per_date]
     fb.report(100, "done")
-    return DensifyResult(
-        target_date=request.target_date, outputs=written, method=method.name, mode=mode,
-        provider=method.provider, inputs_used={"s2": len(inv.s2), "s1": len(inv.s1), "masks": len(inv.masks)},
-        warnings=warnings, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return [DensifyResult(
+        target_date=d.request.target_date, outputs=w, method=method.name, mode=d.mode, provider=method.provider,
+        inputs_used={"s2": len(inv.s2), "s1": len(inv.s1), "masks": len(inv.masks)},
+        warnings=warnings + d.warnings, seconds=seconds) for d, w in zip(per_date, written, strict=True)]
 
 
-def describe_outputs(result: DensifyResult, warnings: bool = True) -> str:
-    """A short human summary of a result (with its warnings unless the caller shows them itself)."""
+def describe_outputs(result: DensifyResult, warnings: bool = True, seconds: bool = True) -> str:
+    """A short human summary of a result (with its warnings unless the caller shows them itself, and the
+    run's time unless it is the time of several dates)."""
     lines = [f"{result.mode} at {result.target_date:%Y-%m-%d} with {result.method} ({result.provider}), "
-             f"{result.inputs_used.get('s2', 0)} S2 + {result.inputs_used.get('s1', 0)} S1 inputs, "
-             f"{result.seconds:.1f} s"]
+             f"{result.inputs_used.get('s2', 0)} S2 + {result.inputs_used.get('s1', 0)} S1 inputs"
+             + (f", {result.seconds:.1f} s" if seconds else "")]
     lines += [f"  {kind}: {Path(path)}" for kind, path in result.outputs.items()]
     lines += [f"  warning: {w}" for w in result.warnings] if warnings else []
     return "\n".join(lines)

@@ -1,6 +1,6 @@
-"""The background QgsTask running `core.engine.run`, and the main-thread reporting of its outcome.
+"""The background QgsTask running `core.engine.run_series`, and the main-thread reporting of its outcome.
 
-The worker thread only sees the DensifyRequest (paths and parameters collected on the main thread);
+The worker thread only sees the DensifyRequests (paths and parameters collected on the main thread);
 layers, the project and the message bar are touched in `finished`, which QGIS calls on the main thread.
 """
 
@@ -23,25 +23,42 @@ LOG_TAG = "Sentinel Densify"
 _RUNNING: set[DensifyTask] = set()
 
 
-class DensifyTask(QgsTask):
-    """Runs one DensifyRequest in a worker thread with progress and cancel; no output on cancel."""
+def title(requests: list[DensifyRequest]) -> str:
+    """"Densify 2018-07-01", or "Densify 2018-06-01 to 2018-09-01 (10 dates)" for a series."""
+    first, last = requests[0].target_date, requests[-1].target_date
+    return f"Densify {first:%Y-%m-%d}" + (f" to {last:%Y-%m-%d} ({len(requests)} dates)" if len(requests) > 1 else "")
 
-    def __init__(self, request: DensifyRequest,
+
+class DensifyTask(QgsTask):
+    """Runs a DensifyRequest, or the requests of a series of dates (engine.series_requests), in a worker
+    thread with progress and cancel; no output on cancel."""
+
+    def __init__(self, request: DensifyRequest | list[DensifyRequest],
                  on_finished: Callable[[DensifyTask], None] | None = None):
-        super().__init__(f"Densify {request.target_date:%Y-%m-%d}", QgsTask.CanCancel)
+        self.requests = list(request) if isinstance(request, list) else [request]
+        super().__init__(title(self.requests), QgsTask.CanCancel)
         from ..core import engine  # imported here, on the main thread, so a broken core fails early
 
-        self._run = engine.run
-        self.request = request
+        self._run = engine.run_series
+        self.request = self.requests[0]
         self.on_finished = on_finished
-        self.result: DensifyResult | None = None
+        self.results: list[DensifyResult] = []  # one per date
         self.error: str | None = None  # message for the user (str(exc) of a core error)
         self.details: str | None = None  # traceback of an unexpected error, for the log only
         self.message = ""
         self.done = False  # set once finished() has run (outcome reported)
         self.cancelled = False
-        self._out_dir_existed = Path(request.out_dir).exists()
-        self._existed = {k: request.output_path(k).exists() for k in OUTPUT_KINDS}
+        self._out_dir_existed = Path(self.request.out_dir).exists()
+        self._existed = {p: p.exists() for p in self.output_paths()}
+
+    @property
+    def result(self) -> DensifyResult | None:
+        """The result of the first (or only) date."""
+        return self.results[0] if self.results else None
+
+    def output_paths(self) -> list[Path]:
+        """Every output file of this run's dates."""
+        return [r.output_path(k) for r in self.requests for k in OUTPUT_KINDS]
 
     # worker thread --------------------------------------------------------------------------
     def _progress(self, percent: float, message: str) -> None:
@@ -51,7 +68,7 @@ class DensifyTask(QgsTask):
     def run(self) -> bool:
         feedback = Feedback(progress=self._progress, is_cancelled=self.isCanceled)
         try:
-            self.result = self._run(self.request, feedback)
+            self.results = self._run(self.requests, feedback)
         except Cancelled:
             return False
         except DensifyError as exc:
@@ -67,11 +84,9 @@ class DensifyTask(QgsTask):
     def discard_outputs(self) -> list[Path]:
         """Remove the outputs this run created (a cancel that came after the last write)."""
         removed = []
-        paths = {k: self.request.output_path(k) for k in OUTPUT_KINDS}
-        if self.result is not None:
-            paths.update({k: Path(p) for k, p in self.result.outputs.items()})
-        for kind, path in paths.items():
-            if not self._existed.get(kind, False) and path.exists():
+        paths = self.output_paths() + [Path(p) for r in self.results for p in r.outputs.values()]
+        for path in dict.fromkeys(paths):
+            if not self._existed.get(path, False) and path.exists():
                 path.unlink()
                 removed.append(path)
                 aux = Path(str(path) + ".aux.xml")
@@ -90,7 +105,7 @@ class DensifyTask(QgsTask):
                 self.discard_outputs()
             except OSError as exc:  # reported, and the outcome still goes to the user
                 QgsMessageLog.logMessage(f"could not remove a partial output: {exc}", LOG_TAG, Qgis.Warning)
-            self.result = None if self.cancelled else self.result
+            self.results = [] if self.cancelled else self.results
         _RUNNING.discard(self)
         try:
             if self.on_finished is not None:
@@ -107,14 +122,14 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
     """Add the styled result group (success) or show the error / cancel; returns the layers added.
     `project_changed`: the project was closed or replaced during the run, so the results are only
     named (they belong to the project they were asked for, not to whatever is open now)."""
-    title = f"Densify {task.request.target_date:%Y-%m-%d}"
+    heading = title(task.requests)
 
     def push(text: str, level: Qgis.MessageLevel) -> None:
         QgsMessageLog.logMessage(text, LOG_TAG, level)
         if message_bar is not None:
-            message_bar.pushMessage(title, text, level, 0 if level == Qgis.Critical else 8)
+            message_bar.pushMessage(heading, text, level, 0 if level == Qgis.Critical else 8)
 
-    if task.result is not None and not task.cancelled:
+    if task.results and not task.cancelled:
         result = task.result
         folder = Path(next(iter(result.outputs.values()))).parent
         layers = []
@@ -123,14 +138,16 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
                  "and not added to the project now open.", Qgis.Warning)
         else:
             try:
-                _group, layers = add_result_layers(result.outputs, result.target_date, project)
+                for res in task.results:  # one group per date
+                    layers += add_result_layers(res.outputs, res.target_date, project)[1]
             except Exception as exc:  # noqa: BLE001 (a message, never a traceback)
                 QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
                 push(f"The results were written but could not be added to the project: {exc}", Qgis.Critical)
-                return []
-            push(f"{result.mode}, {result.method} ({result.provider}), {result.seconds:.1f} s; "
+                return layers
+            modes = ", ".join(dict.fromkeys(res.mode for res in task.results))
+            push(f"{modes}, {result.method} ({result.provider}), {result.seconds:.1f} s; "
                  f"written to {folder}", Qgis.Success)
-        for warning in result.warnings:
+        for warning in dict.fromkeys(w for res in task.results for w in res.warnings):
             push(warning, Qgis.Warning)
         return layers
     if task.error is not None:
@@ -142,7 +159,7 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
     return []
 
 
-def create(request: DensifyRequest, project: QgsProject | None = None, message_bar=None,
+def create(request: DensifyRequest | list[DensifyRequest], project: QgsProject | None = None, message_bar=None,
            on_done: Callable[[DensifyTask, list], None] | None = None) -> DensifyTask:
     """A task whose outcome goes to the project (result group) and the message bar; if that project
     is cleared (closed, or another one opened) before the run ends, the outcome is only reported."""
@@ -168,7 +185,7 @@ def create(request: DensifyRequest, project: QgsProject | None = None, message_b
 
 def queued_outputs() -> set[str]:
     """Output paths of the runs queued or running now."""
-    return {str(t.request.output_path(k)) for t in _RUNNING for k in OUTPUT_KINDS}
+    return {str(p) for t in _RUNNING for p in t.output_paths()}
 
 
 def launch(task: DensifyTask) -> DensifyTask:

@@ -55,3 +55,27 @@ def test_bad_date_and_out_of_range(densify, uds_dir, tmp_path):
     proc = densify("run", "--s2", s2, "--date", "2030-01-01", "--out", str(tmp_path))
     assert proc.returncode != 0 and "out of range" in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_series_of_dates(densify, uds_dir, tmp_path):
+    """--date A B --every N: every N days from A to B, in one run; the outputs of each date as a run for it
+    alone names them."""
+    out = tmp_path / "out"
+    proc = densify("run", "--s2", str(uds_dir / "S2"), "--date", "2018-07-01", "2018-07-25", "--every", "8",
+                   "--out", str(out), "--model", "linear", "--no-lai")
+    assert proc.returncode == 0, proc.stderr
+    days = ["20180701", "20180709", "20180717", "20180725"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{k}_{d}.tif" for d in days
+                                                           for k in ("synthesized", "uncertainty"))
+    assert proc.stdout.count("gap-filling at 2018-07") == 4 and "4 dates in " in proc.stdout
+    for d in days:
+        with rasterio.open(out / f"synthesized_{d}.tif") as ds:
+            assert ds.tags()["TARGET_DATE"] == f"{d[:4]}-{d[4:6]}-{d[6:]}"
+
+    for args, said in ((["2018-07-01", "--every", "5"], "--every needs two --date values"),
+                       (["2018-07-01", "2018-06-01", "--every", "5"], "--every needs two --date values"),
+                       (["2018-07-01", "2018-08-01", "--every", "0"], "the step is at least 1 day")):
+        proc = densify("run", "--s2", str(uds_dir / "S2"), "--date", *args, "--out", str(tmp_path / "bad"),
+                       "--model", "linear")
+        assert proc.returncode != 0 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "bad").exists()

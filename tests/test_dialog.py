@@ -471,6 +471,39 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
         _save(image, "results.png")
 
 
+def test_a_series_of_dates_in_one_run(loaded, bar, tmp_path):
+    """"series to" a last date every N days: the mode line names the dates, one task runs them (inputs read
+    once) and each date gets its own dated, styled group; a last date before the first is said."""
+    from qgis.PyQt.QtCore import QDate
+
+    dlg = _dialog(loaded, bar, tmp_path)
+    dlg.series_check.setChecked(True)
+    dlg.until_edit.setDate(QDate(TARGET.year, TARGET.month, TARGET.day).addDays(-1))
+    assert "The last date of the series is before the target date." in dlg.validate()
+    dlg.until_edit.setDate(QDate(TARGET.year, TARGET.month, TARGET.day).addDays(25))
+    dlg.every_spin.setValue(12)
+    dlg.lai_check.setChecked(False)
+    assert dlg.validate() == []
+    days = [TARGET + dt.timedelta(days=k) for k in (0, 12, 24)]
+    assert dlg.target_dates() == days
+    assert f"3 dates</b>, {days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d} (gap-filling)" in dlg.mode_label.text()
+    task = dlg.run()
+    assert task.description() == f"Densify {days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d} (3 dates)"
+    _wait(task)
+    assert task.error is None and [r.target_date for r in task.results] == days
+    for day in days:
+        group = loaded.layerTreeRoot().findGroup(f"Densify {day:%Y-%m-%d}")
+        assert group is not None, day
+        layers = [node.layer() for node in group.findLayers()]
+        assert [lyr.name() for lyr in layers] == [f"Synthesized S2 {day:%Y-%m-%d}",
+                                                  f"Uncertainty (mean std) {day:%Y-%m-%d}"]
+        for layer in layers:
+            assert layer.temporalProperties().fixedTemporalRange().begin().date() == QDate(day.year, day.month,
+                                                                                           day.day)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        sorted(f"{k}_{d:%Y%m%d}.tif" for d in days for k in ("synthesized", "uncertainty"))
+
+
 def test_cancel_leaves_no_layer_and_no_file(loaded, bar, tmp_path):
     from qgis.PyQt.QtCore import Qt
 

@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from helpers import read_array
 from sentinel_densify.core import dates, engine
-from sentinel_densify.core.errors import Cancelled
+from sentinel_densify.core.errors import Cancelled, InputError
 from sentinel_densify.core.progress import Feedback
 from sentinel_densify.core.request import DensifyRequest
 from sentinel_densify.core.stack import S2_BANDS
@@ -353,3 +353,44 @@ def test_beyond_calibration_counts_far_pixels_over_tiles():
     assert beyond.warning() == (f"1% of the output pixels lie more than {limit:.0f} days from a clear S2 observation "
                                 f"(up to {limit + 30:.0f} days); onnx:m's uncertainty is calibrated up to about 60 "
                                 "days from a clear observation, so its std may be too narrow there")
+
+
+def test_a_series_of_dates_equals_the_runs_of_each(small, first_last, tmp_path):
+    """One run for several dates (inputs checked, method calibrated and the series read once) writes, for
+    each date, what a run for that date alone writes: the same pixels and tags, its own mode."""
+    first, last = first_last
+    when = [first - dt.timedelta(days=20), first + dt.timedelta(days=30), last + dt.timedelta(days=15)]
+    base = _req(small, tmp_path / "series", when[0], method="default", tile_size=32)
+    series = engine.run_series(engine.series_requests(base, [when[2], when[0], when[1], when[0]]))
+    assert [r.target_date for r in series] == when  # sorted, each once
+    assert [r.mode for r in series] == ["backcasting", "gap-filling", "forecasting"]
+    for date, res in zip(when, series, strict=True):
+        alone = engine.run(_req(small, tmp_path / f"alone_{date:%Y%m%d}", date, method="default", tile_size=32))
+        assert sorted(res.warnings) == sorted(alone.warnings)
+        for kind in KINDS:
+            assert Path(res.outputs[kind]).name == Path(alone.outputs[kind]).name
+            with rasterio.open(res.outputs[kind]) as a, rasterio.open(alone.outputs[kind]) as b:
+                np.testing.assert_array_equal(a.read(), b.read())
+                assert a.tags() == b.tags()
+
+
+def test_a_series_is_checked_whole_and_written_whole(small, first_last, tmp_path):
+    """A date out of range is named before anything is computed; a cancel leaves no output of any date;
+    output files named for one date cannot take several."""
+    first, last = first_last
+    good, far = first + dt.timedelta(days=30), last + dt.timedelta(days=400)
+    base = _req(small, tmp_path / "out", good, lai=False)
+    with pytest.raises(InputError, match=f"{far:%Y-%m-%d}.*out of range"):
+        engine.run_series(engine.series_requests(base, [good, far]))
+    assert not (tmp_path / "out").exists()
+
+    calls: list[float] = []
+    fb = Feedback(lambda pct, msg: calls.append(pct), is_cancelled=lambda: len(calls) >= 4)
+    with pytest.raises(Cancelled):
+        engine.run_series(engine.series_requests(_req(small, tmp_path / "out", good, tile_size=16),
+                                                 [good, good + dt.timedelta(days=10)]), fb)
+    assert list((tmp_path / "out").iterdir()) == []
+
+    named = _req(small, tmp_path / "out", good, output_paths={k: str(tmp_path / f"{k}.tif") for k in KINDS})
+    with pytest.raises(InputError, match="output files are named for one target date"):
+        engine.series_requests(named, [good, good + dt.timedelta(days=10)])

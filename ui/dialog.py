@@ -30,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -39,7 +40,7 @@ from qgis.PyQt.QtWidgets import (
 # the core modules that need numpy, scipy and rasterio, imported with this module: a Python without
 # one of them fails here, where the plugin reports it, not in a Qt slot later
 from ..core import archives, dates, inventory
-from ..core.engine import build_inventory
+from ..core.engine import build_inventory, series_requests
 from ..core.errors import InputError
 from ..core.inventory import describe
 from ..core.methods import available, bundled_model, default_model
@@ -173,6 +174,24 @@ class DensifyDialog(QDialog):
         self.mode_label = QLabel()
         self.mode_label.setWordWrap(True)
         date_row.addWidget(self.date_edit)
+        # a series: every N days from the target date to a last date, in one run (the inputs read once)
+        self.series_check = QCheckBox("series to")
+        self.series_check.setToolTip("Synthesize every N days from the target date to this date, in one run; "
+                                     "one result group per date")
+        self.until_edit = QDateEdit(calendarPopup=True)
+        self.until_edit.setDisplayFormat("yyyy-MM-dd")
+        self.every_spin = QSpinBox()
+        self.every_spin.setRange(1, 366)
+        self.every_spin.setValue(10)
+        self.every_spin.setPrefix("every ")
+        self.every_spin.setSuffix(" days")
+        for widget in (self.until_edit, self.every_spin):
+            widget.setEnabled(False)
+        self.series_check.toggled.connect(self._series_toggled)
+        self.until_edit.dateChanged.connect(self.schedule_validation)
+        self.every_spin.valueChanged.connect(self.schedule_validation)
+        for widget in (self.series_check, self.until_edit, self.every_spin):
+            date_row.addWidget(widget)
         date_row.addWidget(self.mode_label, 1)
         form.addRow("Target date", date_row)
 
@@ -347,6 +366,26 @@ class DensifyDialog(QDialog):
     def target_date(self) -> dt.date:
         return self.date_edit.date().toPyDate()
 
+    def target_dates(self) -> list[dt.date]:
+        """The target date, or with "series to" every N days from it to the last date (none when the last
+        date is before it)."""
+        first = self.target_date()
+        if not self.series_check.isChecked():
+            return [first]
+        last, step = self.until_edit.date().toPyDate(), self.every_spin.value()
+        return [first + dt.timedelta(days=k) for k in range(0, (last - first).days + 1, step)]
+
+    def _series_toggled(self, on: bool) -> None:
+        for widget in (self.until_edit, self.every_spin):
+            widget.setEnabled(on)
+        if on and self.until_edit.date() <= self.date_edit.date():
+            self.until_edit.setDate(self.date_edit.date().addDays(60))
+        self.schedule_validation()
+
+    def build_requests(self) -> list[DensifyRequest]:
+        """One request per target date (a series: every N days), the inputs and settings shared."""
+        return series_requests(self.build_request(), self.target_dates())
+
     def method(self) -> str:
         value = self.model_combo.currentData()
         return self.model_file.filePath().strip() if value == MODEL_FILE else value
@@ -372,6 +411,8 @@ class DensifyDialog(QDialog):
                 problems.append("Choose a model file (.onnx).")
             elif not Path(method).is_file():
                 problems.append(f"Model file {method} does not exist.")
+        if not self.target_dates():
+            problems.append("The last date of the series is before the target date.")
         folder = self.out_dir.filePath().strip()
         if not folder:
             problems.append("Choose an output folder.")
@@ -413,6 +454,8 @@ class DensifyDialog(QDialog):
         self._s2_images, self._s1_images = len(inv.s2), len(inv.s1)
         inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
         self.mode, _notes = inventory.check_target(inv, request.target_date)
+        series = self.target_dates()
+        modes = list(dict.fromkeys(inventory.check_target(inv, d)[0] for d in series))  # each date in range
         target = dates.to_days(request.target_date)
         before = [s for s in reversed(inv.s2) if dates.to_days(s.when) <= target]
         after = [s for s in inv.s2 if dates.to_days(s.when) > target]
@@ -426,6 +469,9 @@ class DensifyDialog(QDialog):
                     break
             else:
                 parts.append(f"{label}: none" + (" near" if candidates else ""))
+        if len(series) > 1:
+            return (f"<b>{len(series)} dates</b>, {series[0]:%Y-%m-%d} to {series[-1]:%Y-%m-%d} "
+                    f"({', '.join(modes)}); from the first, nearest clear S2 {', '.join(parts)}")
         return f"<b>{self.mode}</b>; nearest clear S2 {', '.join(parts)}"
 
     def _describe(self, path, sensor=None, when=None, band_order=None):
@@ -453,15 +499,16 @@ class DensifyDialog(QDialog):
             return None
         from ..plugin.task import create, launch, queued_outputs
 
-        request = self.build_request()
-        # never replace an earlier result, nor the outputs of a run still queued or running
-        request.output_paths = request.unused_output_paths(queued_outputs())
-        self.task = create(request, self.project, self.message_bar)
+        requests = self.build_requests()
+        for request in requests:  # never replace an earlier result, nor the outputs of a run still queued or running
+            request.output_paths = request.unused_output_paths(queued_outputs())
+        self.task = create(requests, self.project, self.message_bar)
         self.task_created.emit(self.task)  # before it runs: listeners may connect to its signals
         launch(self.task)
         if self.message_bar is not None:
-            self.message_bar.pushInfo("Densify", f"Running for {request.target_date:%Y-%m-%d} "
-                                      "(progress and cancel in the task bar)")
+            when = f"{requests[0].target_date:%Y-%m-%d}" + (
+                f" to {requests[-1].target_date:%Y-%m-%d} ({len(requests)} dates)" if len(requests) > 1 else "")
+            self.message_bar.pushInfo("Densify", f"Running for {when} (progress and cancel in the task bar)")
         self.accept()
         return self.task
 
