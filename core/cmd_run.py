@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .atomic import OutputError, new_dirs_removed_on_error, same_file
+from .dates import every as dates_every
 from .dates import parse_date
 from .errors import InputError
 from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE
@@ -72,8 +73,7 @@ def target_dates(texts: list[str], every: int | None) -> list[dt.date]:
         return sorted(set(given))
     if len(given) != 2 or given[1] < given[0]:
         raise InputError("--every needs two --date values, the first date and the last (not before the first)")
-    first, last = given
-    return [first + dt.timedelta(days=k) for k in range(0, (last - first).days + 1, every)]
+    return dates_every(*given, every)
 
 
 def progress_bar(enabled: bool | None = None) -> tuple[Feedback, callable]:

@@ -103,3 +103,8 @@ def parse_date(text: str) -> dt.date:
     if when is None:
         raise ValueError(f"'{text}' is not a date (expected YYYY-MM-DD, years 1900 to 2099)")
     return when.date()
+
+
+def every(first: dt.date, last: dt.date, step_days: int) -> list[dt.date]:
+    """first, first + step, ... up to last (empty when last is before first)."""
+    return [first + dt.timedelta(days=k) for k in range(0, (last - first).days + 1, step_days)]

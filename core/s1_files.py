@@ -49,9 +49,9 @@ def polarization_of(path: str, bands: list[str]) -> str:
 
 def units_from_name(path: str, descriptions: list[str]) -> str | None:
     """'dB', 'linear' or 'amplitude' when a band description (Sigma0_VV_db) or an ASF RTC name says."""
-    if descriptions and all(d.lower().endswith(("_db", " db")) for d in descriptions if d):
-        if any(descriptions):
-            return "dB"
+    named = [d for d in descriptions if d]
+    if named and all(d.lower().endswith(("_db", " db")) for d in named):
+        return "dB"
     m = ASF_RTC.search(Path(path).name)
     return ASF_SCALE[m.group(2).upper()] if m else None
 

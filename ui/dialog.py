@@ -372,8 +372,7 @@ class DensifyDialog(QDialog):
         first = self.target_date()
         if not self.series_check.isChecked():
             return [first]
-        last, step = self.until_edit.date().toPyDate(), self.every_spin.value()
-        return [first + dt.timedelta(days=k) for k in range(0, (last - first).days + 1, step)]
+        return dates.every(first, self.until_edit.date().toPyDate(), self.every_spin.value())
 
     def _series_toggled(self, on: bool) -> None:
         for widget in (self.until_edit, self.every_spin):
