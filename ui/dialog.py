@@ -452,9 +452,9 @@ class DensifyDialog(QDialog):
         inv = build_inventory(request, check_clear=False, describer=self._describe)
         self._s2_images, self._s1_images = len(inv.s2), len(inv.s1)
         inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
-        self.mode, _notes = inventory.check_target(inv, request.target_date)
-        series = self.target_dates()
-        modes = list(dict.fromkeys(inventory.check_target(inv, d)[0] for d in series))  # each date in range
+        series = self.target_dates()  # the first is request.target_date
+        each = [inventory.check_target(inv, d)[0] for d in series]  # each date in range
+        self.mode, modes = each[0], list(dict.fromkeys(each))
         target = dates.to_days(request.target_date)
         before = [s for s in reversed(inv.s2) if dates.to_days(s.when) <= target]
         after = [s for s in inv.s2 if dates.to_days(s.when) > target]
@@ -496,7 +496,7 @@ class DensifyDialog(QDialog):
         """Validate, then start the background task; returns it (None when the inputs have problems)."""
         if self.validate():
             return None
-        from ..plugin.task import create, launch, queued_outputs
+        from ..plugin.task import create, launch, queued_outputs, title
 
         requests = self.build_requests()
         for request in requests:  # never replace an earlier result, nor the outputs of a run still queued or running
@@ -505,8 +505,7 @@ class DensifyDialog(QDialog):
         self.task_created.emit(self.task)  # before it runs: listeners may connect to its signals
         launch(self.task)
         if self.message_bar is not None:
-            when = f"{requests[0].target_date:%Y-%m-%d}" + (
-                f" to {requests[-1].target_date:%Y-%m-%d} ({len(requests)} dates)" if len(requests) > 1 else "")
+            when = title(requests).removeprefix("Densify ")  # 2018-06-01, or 2018-06-01 to ... (N dates)
             self.message_bar.pushInfo("Densify", f"Running for {when} (progress and cancel in the task bar)")
         self.accept()
         return self.task
