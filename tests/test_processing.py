@@ -37,7 +37,7 @@ def test_provider_lists_algorithms_with_the_documented_parameters(provider, inpu
 
     assert provider.name() == "Sentinel Densify"
     ids = {a.id() for a in provider.algorithms()}
-    assert {"densify:synthesize", "densify:estimate_lai"} <= ids
+    assert {"densify:synthesize", "densify:synthesize_series", "densify:estimate_lai"} <= ids
     alg = QgsApplication.processingRegistry().algorithmById(ALG)
     params = {p.name(): p for p in alg.parameterDefinitions()}
     assert set(params) == {"S2_LAYERS", "S1_LAYERS", "MASK_LAYERS", "TARGET_DATE", "METHOD", "MODEL", "DEVICE",
@@ -364,3 +364,95 @@ def test_a_file_qgis_cannot_open_is_named(provider, inputs, tmp_path):
     with pytest.raises(QgsProcessingException, match=f"INPUT: {text} is not a raster layer or a raster file QGIS"):
         processing.run("densify:estimate_lai", {"INPUT": str(text), "OUTPUT": str(tmp_path / "lai.tif")})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tif"]
+
+
+SERIES = "densify:synthesize_series"
+
+
+def test_series_writes_each_date_as_a_run_for_that_date_alone(provider, inputs, tmp_path):
+    """densify:synthesize_series: every EVERY_DAYS days from FIRST_DATE to LAST_DATE, one set of files per
+    date in OUTPUT, each equal to densify:synthesize for that date."""
+    import processing
+
+    folder = tmp_path / "series"
+    res = processing.run(SERIES, {**inputs, "FIRST_DATE": "2018-02-10", "LAST_DATE": "2018-05-01",
+                                  "EVERY_DAYS": 40, "OUTPUT": str(folder)})
+    assert res["DATES"] == "2018-02-10,2018-03-22,2018-05-01"
+    assert res["MODES"] == "gap-filling,gap-filling,forecasting"
+    assert res["OUTPUT"] == str(folder)
+    days = ["20180210", "20180322", "20180501"]
+    for key, kind in (("SYNTHESIZED", "synthesized"), ("UNCERTAINTY", "uncertainty"), ("LAI", "lai")):
+        assert res[key] == [str(folder / f"{kind}_{d}.tif") for d in days]
+    assert len(list(folder.iterdir())) == 9
+    alone = {k: str(tmp_path / f"{k}.tif") for k in ("s", "u", "l")}
+    processing.run(ALG, {**inputs, "TARGET_DATE": "2018-03-22", "OUTPUT_SYNTHESIZED": alone["s"],
+                         "OUTPUT_UNCERTAINTY": alone["u"], "OUTPUT_LAI": alone["l"]})
+    for key, single in zip(("SYNTHESIZED", "UNCERTAINTY", "LAI"), alone.values(), strict=True):
+        with rasterio.open(res[key][1]) as a, rasterio.open(single) as b:
+            assert a.tags()["METHOD"] == "onnx:default" or key == "LAI"
+            np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_series_of_one_date_without_lai_in_a_temporary_folder(provider, inputs):
+    """LAST_DATE unset: FIRST_DATE only; ESTIMATE_LAI off: no LAI file; OUTPUT unset: a temporary folder."""
+    import processing
+
+    res = processing.run(SERIES, {**inputs, "FIRST_DATE": "2018-03-01", "METHOD": 1, "ESTIMATE_LAI": False,
+                                  "OUTPUT": "TEMPORARY_OUTPUT"})
+    folder = Path(res["OUTPUT"])
+    assert res["DATES"] == "2018-03-01" and res["LAI"] == []
+    assert sorted(p.name for p in folder.iterdir()) == ["synthesized_20180301.tif", "uncertainty_20180301.tif"]
+    with rasterio.open(res["SYNTHESIZED"][0]) as ds:
+        assert ds.tags()["METHOD"] == "linear" and ds.tags()["TARGET_DATE"] == "2018-03-01"
+
+
+def test_series_problems_are_named_and_nothing_is_written(provider, inputs, tmp_path):
+    """A last date before the first, a date out of range among the series, a cancel: a Processing error,
+    no file."""
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    folder = tmp_path / "series"
+    base = {**inputs, "OUTPUT": str(folder)}
+    with pytest.raises(QgsProcessingException, match="LAST_DATE 2018-01-01 is before FIRST_DATE 2018-03-01"):
+        processing.run(SERIES, {**base, "FIRST_DATE": "2018-03-01", "LAST_DATE": "2018-01-01"})
+    with pytest.raises(QgsProcessingException, match="out of range"):  # the last dates lie years after the series
+        processing.run(SERIES, {**base, "FIRST_DATE": "2018-03-01", "LAST_DATE": "2021-03-01", "EVERY_DAYS": 200})
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda p: feedback.cancel() if p > 50 else None)  # during the last dates
+    with pytest.raises(QgsProcessingException, match="[Cc]ancel"):
+        processing.run(SERIES, {**base, "FIRST_DATE": "2018-02-01", "LAST_DATE": "2018-04-01", "EVERY_DAYS": 15},
+                       feedback=feedback)
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_series_outputs_load_into_one_styled_dated_group_per_date(provider, inputs, tmp_path, qgis_app):
+    """runAndLoadResults, as the toolbox does: a group "Densify YYYY-MM-DD" per date holding its layers in
+    the dialog's order (the synthesized image shown, the others one click away), styled and dated."""
+    import processing
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    project.clear()
+    res = processing.runAndLoadResults(SERIES, {**inputs, "FIRST_DATE": "2018-02-20", "LAST_DATE": "2018-03-02",
+                                                "METHOD": 1, "OUTPUT": str(tmp_path)})
+    assert res["DATES"] == "2018-02-20,2018-03-02"
+    assert len(project.mapLayers()) == 6  # moved into their groups, still in the project
+    root = project.layerTreeRoot()
+    assert sorted(g.name() for g in root.findGroups()) == ["Densify 2018-02-20", "Densify 2018-03-02"]
+    for day in (dt.date(2018, 2, 20), dt.date(2018, 3, 2)):
+        nodes = root.findGroup(f"Densify {day}").findLayers()
+        assert [n.layer().name() for n in nodes] == [f"Synthesized S2 {day}", f"Uncertainty (mean std) {day}",
+                                                     f"LAI {day}"]
+        assert [n.layer().source() for n in nodes] == [str(tmp_path / f"{k}_{day:%Y%m%d}.tif")
+                                                       for k in ("synthesized", "uncertainty", "lai")]
+        assert [n.isVisible() for n in nodes] == [True, False, False]
+        assert [n.layer().renderer().type() for n in nodes] == ["multibandcolor", "singlebandpseudocolor",
+                                                                "singlebandpseudocolor"]
+        for node in nodes:
+            props = node.layer().temporalProperties()
+            assert props.isActive() and props.fixedTemporalRange().begin().date().toPyDate() == day
+    project.clear()
+    res = processing.runAndLoadResults(SERIES, {**inputs, "FIRST_DATE": "2018-02-20", "METHOD": 1,
+                                                "LOAD_OUTPUTS": False, "OUTPUT": str(tmp_path / "quiet")})
+    assert res["DATES"] == "2018-02-20" and project.mapLayers() == {}

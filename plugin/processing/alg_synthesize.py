@@ -47,26 +47,21 @@ are styled like the dialog's (true colour, uncertainty and LAI ramps) with the t
 their temporal range."""
 
 
-class SynthesizeAlgorithm(QgsProcessingAlgorithm):
+class SynthesisAlgorithm(QgsProcessingAlgorithm):
+    """What the synthesis algorithms share: the input layers (paths and layer dates collected on the
+    main thread), the method, model file and device, and the request built from them."""
+
     S2 = "S2_LAYERS"
     S1 = "S1_LAYERS"
     MASKS = "MASK_LAYERS"
-    DATE = "TARGET_DATE"
     METHOD = "METHOD"
     MODEL = "MODEL"
     DEVICE = "DEVICE"
-    OUT = {"synthesized": "OUTPUT_SYNTHESIZED", "uncertainty": "OUTPUT_UNCERTAINTY", "lai": "OUTPUT_LAI"}
 
     def __init__(self):
         super().__init__()
         self._inputs: dict[str, list[str]] = {}
         self._dates: dict[str, dt.datetime] = {}
-
-    def name(self) -> str:
-        return "synthesize"
-
-    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
-        return "Synthesize Sentinel-2 at a date"
 
     def group(self) -> str:
         return "Synthesis"
@@ -77,21 +72,15 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
     def tags(self) -> list[str]:
         return ["sentinel", "s2", "s1", "gap filling", "cloud", "interpolation", "forecast", "lai"]
 
-    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
-        return HELP
-
-    def createInstance(self) -> SynthesizeAlgorithm:  # noqa: N802 (QGIS API name)
-        return SynthesizeAlgorithm()
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API name)
+    def add_input_parameters(self) -> None:
         raster = QgsProcessing.TypeRaster
         self.addParameter(QgsProcessingParameterMultipleLayers(self.S2, "Sentinel-2 rasters", raster))
         self.addParameter(QgsProcessingParameterMultipleLayers(self.S1, "Sentinel-1 rasters", raster,
                                                                optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.MASKS, "Cloud masks (Sen2Cor SCL)", raster, optional=True))
-        self.addParameter(QgsProcessingParameterDateTime(self.DATE, "Target date",
-                                                         QgsProcessingParameterDateTime.Date))
+
+    def add_method_parameters(self) -> None:
         # optional with a default, so models saved before METHOD existed still validate
         self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method", [label for _, label in METHODS],
                                                      defaultValue=0, optional=True))
@@ -99,13 +88,6 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
             self.MODEL, "Model file (.onnx; optional, replaces the method)",
             QgsProcessingParameterFile.File, optional=True, fileFilter="ONNX models (*.onnx)"))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0))
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUT["synthesized"],
-                                                                  "Synthesized Sentinel-2"))
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUT["uncertainty"],
-                                                                  "Uncertainty (per-band std)"))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUT["lai"], "LAI (LAI, std, flags)", optional=True, createByDefault=True))
-        self.addOutput(QgsProcessingOutputString("MODE", "Mode (gap-filling, forecasting, backcasting)"))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
         return checked_layers(self, parameters, context)
@@ -125,22 +107,60 @@ class SynthesizeAlgorithm(QgsProcessingAlgorithm):
             self._inputs[key] = paths
         return True
 
-    def build_request(self, parameters: dict, context: QgsProcessingContext) -> DensifyRequest:
-        target = self.parameterAsDateTime(parameters, self.DATE, context)
-        if not target.isValid():
-            raise QgsProcessingException("Bad input: TARGET_DATE is not a valid date")
-        outputs = {kind: self.parameterAsOutputLayer(parameters, key, context)
-                   for kind, key in self.OUT.items()}
-        outputs = {k: v for k, v in outputs.items() if v}
+    def request(self, parameters: dict, context: QgsProcessingContext, target: dt.date, out_dir: str,
+                lai: bool, outputs: dict[str, str] | None = None) -> DensifyRequest:
+        """The core's request for these inputs, method and device."""
         model = (self.parameterAsFile(parameters, self.MODEL, context) or "").strip()
         return DensifyRequest(
             s2=self._inputs.get(self.S2, []), s1=self._inputs.get(self.S1, []),
-            masks=self._inputs.get(self.MASKS, []),
-            target_date=target.date().toPyDate(),
-            out_dir=str(Path(outputs["synthesized"]).parent),
+            masks=self._inputs.get(self.MASKS, []), target_date=target, out_dir=out_dir,
             method=model or METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0],
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            lai="lai" in outputs, dates=dict(self._dates), output_paths=outputs)
+            lai=lai, dates=dict(self._dates), output_paths=outputs or {})
+
+    def date(self, parameters: dict, name: str, context: QgsProcessingContext) -> dt.date:
+        when = self.parameterAsDateTime(parameters, name, context)
+        if not when.isValid():
+            raise QgsProcessingException(f"Bad input: {name} is not a valid date")
+        return when.date().toPyDate()
+
+
+class SynthesizeAlgorithm(SynthesisAlgorithm):
+    DATE = "TARGET_DATE"
+    OUT = {"synthesized": "OUTPUT_SYNTHESIZED", "uncertainty": "OUTPUT_UNCERTAINTY", "lai": "OUTPUT_LAI"}
+
+    def name(self) -> str:
+        return "synthesize"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return "Synthesize Sentinel-2 at a date"
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return HELP
+
+    def createInstance(self) -> SynthesizeAlgorithm:  # noqa: N802 (QGIS API name)
+        return SynthesizeAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API name)
+        self.add_input_parameters()
+        self.addParameter(QgsProcessingParameterDateTime(self.DATE, "Target date",
+                                                         QgsProcessingParameterDateTime.Date))
+        self.add_method_parameters()
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUT["synthesized"],
+                                                                  "Synthesized Sentinel-2"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUT["uncertainty"],
+                                                                  "Uncertainty (per-band std)"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUT["lai"], "LAI (LAI, std, flags)", optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputString("MODE", "Mode (gap-filling, forecasting, backcasting)"))
+
+    def build_request(self, parameters: dict, context: QgsProcessingContext) -> DensifyRequest:
+        target = self.date(parameters, self.DATE, context)
+        outputs = {kind: self.parameterAsOutputLayer(parameters, key, context)
+                   for kind, key in self.OUT.items()}
+        outputs = {k: v for k, v in outputs.items() if v}
+        return self.request(parameters, context, target, str(Path(outputs["synthesized"]).parent),
+                            "lai" in outputs, outputs)
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict:

@@ -16,10 +16,10 @@ ICON = Path(__file__).resolve().parent.parent.parent / "icon.png"
 
 def algorithm_classes() -> list[type]:
     """Every algorithm class of the provider, in toolbox order."""
-    from . import alg_curate, alg_estimate_lai, alg_remove_clouds, alg_synthesize
+    from . import alg_curate, alg_estimate_lai, alg_remove_clouds, alg_synthesize, alg_synthesize_series
 
-    return [*alg_synthesize.ALGORITHMS, *alg_estimate_lai.ALGORITHMS, *alg_curate.ALGORITHMS,
-            *alg_remove_clouds.ALGORITHMS]
+    return [*alg_synthesize.ALGORITHMS, *alg_synthesize_series.ALGORITHMS, *alg_estimate_lai.ALGORITHMS,
+            *alg_curate.ALGORITHMS, *alg_remove_clouds.ALGORITHMS]
 
 
 class DensifyProvider(QgsProcessingProvider):

@@ -1,0 +1,124 @@
+"""densify:synthesize_series - Sentinel-2 every N days over a date range, through `core.engine.run_series`."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputMultipleLayers,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDateTime,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+)
+
+from ...core.dates import every
+from ...core.request import DensifyRequest
+from ..layers import LAYERS, group_name
+from .alg_synthesize import STYLES, SynthesisAlgorithm
+from .feedback import core_errors, core_feedback
+from .styling import load_on_completion
+
+HELP = """Synthesizes Sentinel-2 L2A images every EVERY_DAYS days from FIRST_DATE to LAST_DATE (only \
+FIRST_DATE when LAST_DATE is unset), from the same inputs as "Synthesize Sentinel-2 at a date": the \
+inputs are checked and read once for all the dates, so a series runs faster than one run per date.
+
+<b>Outputs</b>: in the OUTPUT folder, for each date YYYYMMDD, synthesized_YYYYMMDD.tif, \
+uncertainty_YYYYMMDD.tif and, with ESTIMATE_LAI, lai_YYYYMMDD.tif (files of those names are replaced). Every \
+date is checked before any is computed, and no file is written until all dates are complete: a \
+cancel leaves none. With LOAD_OUTPUTS, each date's layers are added to the project in a group \
+"Densify YYYY-MM-DD", styled and dated for the Temporal Controller. The outputs SYNTHESIZED, \
+UNCERTAINTY and LAI list the files (date order) for a model's next steps; DATES and MODES list each \
+date and its mode (gap-filling, forecasting or backcasting), comma-separated."""
+
+
+class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
+    FIRST = "FIRST_DATE"
+    LAST = "LAST_DATE"
+    EVERY = "EVERY_DAYS"
+    LAI = "ESTIMATE_LAI"
+    LOAD = "LOAD_OUTPUTS"
+    OUTPUT = "OUTPUT"
+    LISTS = {"synthesized": ("SYNTHESIZED", "Synthesized Sentinel-2 files"),
+             "uncertainty": ("UNCERTAINTY", "Uncertainty files"), "lai": ("LAI", "LAI files")}
+
+    def name(self) -> str:
+        return "synthesize_series"
+
+    def displayName(self) -> str:  # noqa: N802 (QGIS API name)
+        return "Synthesize Sentinel-2 every N days"
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API name)
+        return HELP
+
+    def createInstance(self) -> SynthesizeSeriesAlgorithm:  # noqa: N802 (QGIS API name)
+        return SynthesizeSeriesAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API name)
+        date = QgsProcessingParameterDateTime.Date
+        self.add_input_parameters()
+        self.addParameter(QgsProcessingParameterDateTime(self.FIRST, "First date", date))
+        self.addParameter(QgsProcessingParameterDateTime(self.LAST, "Last date (unset: the first date only)",
+                                                         date, optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.EVERY, "Every (days)",
+                                                       QgsProcessingParameterNumber.Integer, 10, False, 1))
+        self.add_method_parameters()
+        self.addParameter(QgsProcessingParameterBoolean(self.LAI, "Estimate LAI", True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.LOAD, "Open the outputs in the project (a group per date)", True))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Output folder"))
+        for key, label in self.LISTS.values():
+            self.addOutput(QgsProcessingOutputMultipleLayers(key, label))
+        self.addOutput(QgsProcessingOutputString("DATES", "Dates (YYYY-MM-DD, comma-separated)"))
+        self.addOutput(QgsProcessingOutputString("MODES", "Mode of each date (comma-separated)"))
+
+    def target_dates(self, parameters: dict, context: QgsProcessingContext) -> list:
+        """FIRST_DATE, then every EVERY_DAYS days up to LAST_DATE (when set)."""
+        first = self.date(parameters, self.FIRST, context)
+        if parameters.get(self.LAST) in (None, ""):
+            return [first]
+        last = self.date(parameters, self.LAST, context)
+        if last < first:
+            raise QgsProcessingException(f"Bad input: {self.LAST} {last} is before {self.FIRST} {first}")
+        return every(first, last, self.parameterAsInt(parameters, self.EVERY, context))
+
+    def build_requests(self, parameters: dict, context: QgsProcessingContext) -> list[DensifyRequest]:
+        folder = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        lai = self.parameterAsBoolean(parameters, self.LAI, context)
+        return [self.request(parameters, context, day, folder, lai)
+                for day in self.target_dates(parameters, context)]
+
+    def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict:
+        requests = self.build_requests(parameters, context)
+        with core_errors(feedback):
+            from ...core.engine import run_series
+
+            results = run_series(requests, core_feedback(feedback))
+        for warning in dict.fromkeys(w for result in results for w in result.warnings):
+            feedback.pushWarning(warning)
+        load = self.parameterAsBoolean(parameters, self.LOAD, context)
+        for result in results:
+            feedback.pushInfo(f"{result.target_date}: {result.mode}")
+            if load:
+                self.load(context, result.outputs, result.target_date)
+        if results:
+            feedback.pushInfo(f"{len(results)} date(s) with {results[0].method} ({results[0].provider}), "
+                              f"{results[0].seconds:.1f} s")
+        out = {key: [r.outputs[kind] for r in results if kind in r.outputs] for kind, (key, _) in self.LISTS.items()}
+        out[self.OUTPUT] = requests[0].out_dir
+        out["DATES"] = ",".join(f"{r.target_date:%Y-%m-%d}" for r in results)
+        out["MODES"] = ",".join(r.mode for r in results)
+        return out
+
+    def load(self, context: QgsProcessingContext, outputs: dict[str, str], day) -> None:
+        """Each output of a date loaded on completion into the date's group, in the dialog's order."""
+        for order, kind in enumerate(k for k in LAYERS if k in outputs):
+            title = LAYERS[kind][0][0].format(date=f"{day:%Y-%m-%d}")
+            load_on_completion(context, outputs[kind], title, self.LISTS[kind][0], STYLES[kind], day,
+                               group_name(day), order)
+
+
+ALGORITHMS = [SynthesizeSeriesAlgorithm]
