@@ -40,7 +40,7 @@ eval: ## the evaluation protocol (EVALUATION.md) on the real series; report in e
 	$(VENV)/bin/densify evaluate --s2 $(DATA)/S2 --s1 $(DATA)/S1 --methods linear,nearest,persistence --out eval_out
 
 bench: ## throughput and peak memory of `densify run` (linear, and the bundled model when present)
-	$(PY) bench/bench.py --methods linear$(if $(wildcard models/default.onnx),$(comma)default,)
+	$(PY) bench/bench.py --methods linear$(if $(wildcard models/default.onnx),$(comma)default,) --series 4
 
 comma := ,
 

@@ -2,7 +2,9 @@
 
 For each size, a scene of 20 S2 + 30 S1 dates is simulated into bench_out/scene_<size> (reused
 when present), then `densify run` synthesizes one target date in a child process whose wall time
-and peak RSS are measured. Results: bench_out/bench.json and a markdown table on stdout.
+and peak RSS are measured. With --series N, each method also runs a series of N dates (10 days
+apart, one `densify run`) on the smallest scene: its time per date against one date's. Results:
+bench_out/bench.json and a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -58,13 +60,22 @@ def target_date(index: dict) -> dt.date:
     return dt.date.fromisoformat(best["datetime"][:10])
 
 
-def measure_run(scene: Path, out: Path, date: dt.date, method: str) -> dict:
-    """Wall time, CPU time and peak RSS of one `densify run` child, from the kernel's own account of
-    that child (os.wait4: no /usr/bin/time needed, other children never counted)."""
+SERIES_STEP_DAYS = 10
+
+
+def series_dates(first: dt.date, count: int) -> list[dt.date]:
+    """count dates from first, SERIES_STEP_DAYS apart."""
+    return [first + dt.timedelta(days=SERIES_STEP_DAYS * k) for k in range(count)]
+
+
+def measure_run(scene: Path, out: Path, dates: list[dt.date], method: str) -> dict:
+    """Wall time, CPU time and peak RSS of one `densify run` child for the dates (one run for them all),
+    from the kernel's own account of that child (os.wait4: no /usr/bin/time needed, other children
+    never counted)."""
     import tempfile
 
     cmd = [_densify(), "run", "--s2", str(scene / "S2"), "--s1", str(scene / "S1"),
-           "--date", date.isoformat(), "--out", str(out), "--model", method]
+           "--date", *(d.isoformat() for d in dates), "--out", str(out), "--model", method]
     with tempfile.TemporaryFile("w+") as stderr:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -76,13 +87,14 @@ def measure_run(scene: Path, out: Path, date: dt.date, method: str) -> dict:
             raise RuntimeError(f"densify run failed ({proc.returncode}): {stderr.read().strip()[-2000:]}")
     return dict(seconds=wall, cpu_seconds=usage.ru_utime + usage.ru_stime,
                 peak_rss_mib=usage.ru_maxrss / 1024.0,  # KiB on Linux
-                method_used=_method_used(out, date))
+                method_used=_method_used(out, dates[0]))
 
 
-def run_folder(out_dir: Path, size: int, method: str) -> Path:
-    """bench_out/run_<size>_<method> (a model file: its name without the folders and suffix)."""
+def run_folder(out_dir: Path, size: int, method: str, dates: int = 1) -> Path:
+    """bench_out/run_<size>_<method> (a model file: its name without the folders and suffix), with
+    _series<N> for a series of N dates."""
     label = Path(method).stem if method.lower().endswith(".onnx") else method
-    return out_dir / f"run_{size}_{label}"
+    return out_dir / f"run_{size}_{label}" if dates == 1 else out_dir / f"run_{size}_{label}_series{dates}"
 
 
 def _method_used(out: Path, date: dt.date) -> str:
@@ -94,37 +106,49 @@ def _method_used(out: Path, date: dt.date) -> str:
     return tags.get("METHOD", "?") + (f" ({tags['PROVIDER']})" if "PROVIDER" in tags else "")
 
 
-def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: int, seed: int) -> dict:
+def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: int, seed: int,
+          series: int = 0) -> dict:
     rows = []
     for size in sizes:
         scene = out_dir / f"scene_{size}"
         index, sim_seconds = ensure_scene(scene, size, n_s2, n_s1, seed)
         date = target_date(index)
-        for method in methods:
-            res = measure_run(scene, run_folder(out_dir, size, method), date, method)
-            mpx = size * size / 1e6
+        runs = [1] + ([series] if series > 1 and size == min(sizes) else [])
+        for dates, method in ((n, m) for m in methods for n in runs):
+            res = measure_run(scene, run_folder(out_dir, size, method, dates), series_dates(date, dates), method)
+            mpx = size * size / 1e6 * dates
             rows.append(dict(
                 size=size, method=method, method_used=res["method_used"], target_date=date.isoformat(),
-                s2_dates=n_s2, s1_dates=n_s1,
+                dates=dates, s2_dates=n_s2, s1_dates=n_s1,
                 megapixels=mpx, seconds=round(res["seconds"], 2), cpu_seconds=round(res["cpu_seconds"], 2),
+                seconds_per_date=round(res["seconds"] / dates, 2),
                 peak_rss_mib=round(res["peak_rss_mib"], 1),
                 mpx_per_s=round(mpx / res["seconds"], 3),
                 full_tile_minutes=round(S2_TILE_PX / 1e6 / (mpx / res["seconds"]) / 60.0, 1),
                 simulate_seconds=None if sim_seconds is None else round(sim_seconds, 1)))
-            print(f"size {size} {method}: {res['seconds']:.1f} s, peak {res['peak_rss_mib']:.0f} MiB",
-                  file=sys.stderr, flush=True)
+            print(f"size {size} {method} ({dates} date(s)): {res['seconds']:.1f} s, "
+                  f"peak {res['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
+    return report(rows, methods)
+
+
+def report(rows: list[dict], methods: list[str]) -> dict:
+    """The report of the rows: time ratios of each method to the first one (one date), and of a series'
+    time per date to one date's (same size and method)."""
     ratios = {}
-    if len(methods) > 1:
-        base = methods[0]
-        for size in sizes:
-            ref = next(r for r in rows if r["size"] == size and r["method"] == base)
-            for r in rows:
-                if r["size"] == size and r["method"] != base:
-                    ratios[f"{r['method']}/{base}@{size}"] = round(r["seconds"] / ref["seconds"], 2)
+    one = {(r["size"], r["method"]): r for r in rows if r["dates"] == 1}
+    for r in rows:
+        base = one[(r["size"], methods[0])]
+        if r["dates"] == 1 and r["method"] != methods[0]:
+            ratios[f"{r['method']}/{methods[0]}@{r['size']}"] = round(r["seconds"] / base["seconds"], 2)
+        if r["dates"] > 1:
+            single = one[(r["size"], r["method"])]["seconds"]
+            ratios[f"{r['method']} series of {r['dates']}, per date/one date@{r['size']}"] = round(
+                r["seconds_per_date"] / single, 2)
     return dict(
         when=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version()),
-        note="wall time per target date, including input checks, calibration, LAI and overviews; "
+        note="wall time of one run (dates: how many target dates it synthesized), including input checks, "
+             "calibration, LAI and overviews; "
              "cpu_seconds = user + system of the child (wall exceeds it on a loaded machine); peak_rss_mib: "
              "the child's maximum resident set (os.wait4); "
              "full_tile_minutes extrapolates the wall rate linearly to 10980 x 10980 px",
@@ -132,10 +156,10 @@ def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: 
 
 
 def markdown(report: dict) -> str:
-    lines = ["| size (px) | method (used) | target | wall (s) | CPU (s) | Mpx/s | peak RSS (MiB) "
-             "| full S2 tile (min) |", "|---:|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| size (px) | method (used) | target | dates | wall (s) | CPU (s) | Mpx/s | peak RSS (MiB) "
+             "| full S2 tile (min) |", "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
-        lines.append(f"| {r['size']} | {r['method']} ({r['method_used']}) | {r['target_date']} | "
+        lines.append(f"| {r['size']} | {r['method']} ({r['method_used']}) | {r['target_date']} | {r['dates']} | "
                      f"{r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['mpx_per_s']:.3f} | "
                      f"{r['peak_rss_mib']:.0f} | {r['full_tile_minutes']:.1f} |")
     for k, v in report["time_ratios"].items():
@@ -151,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--s2-dates", type=int, default=20)
     p.add_argument("--s1-dates", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--series", type=int, default=0, metavar="N",
+                   help=f"also a series of N dates ({SERIES_STEP_DAYS} days apart) per method on the smallest size")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     from sentinel_densify.core.atomic import write_text
 
-    report = bench(sizes, methods, out, args.s2_dates, args.s1_dates, args.seed)
-    path = write_text(out / "bench.json", json.dumps(report, indent=1))
-    print(markdown(report))
+    result = bench(sizes, methods, out, args.s2_dates, args.s1_dates, args.seed, args.series)
+    path = write_text(out / "bench.json", json.dumps(result, indent=1))
+    print(markdown(result))
     print(f"\nwritten: {path}")
     return 0
 

@@ -140,7 +140,7 @@ class SeriesReader(AbstractContextManager):
         data = self._values(info, ds.read(indexes, window=read_win).astype("float32"), linear_from_db)
         reproject(data, out, src_transform=ds.window_transform(read_win), src_crs=info.grid.crs_wkt,
                   src_nodata=np.nan, dst_transform=dst.transform, dst_crs=dst.crs_wkt, dst_nodata=np.nan,
-                  resampling=resampling)
+                  resampling=resampling, num_threads=2)
         return out
 
     @classmethod
