@@ -155,3 +155,44 @@ def test_a_reader_without_s1_never_reads_it(files, tmp_path, corrupt_copy):
     assert not opened & {str(s1[59]), str(bad)} and len(opened) == 6  # three S2 files and their masks
     with pytest.raises(InputError, match=f"{bad.name}: cannot read its pixels"), SeriesReader(inv) as r:
         r.read_window(inv.grid)
+
+
+class _Counted(SeriesReader):
+    """SeriesReader counting the windows its numpy upsampling took (True) or left to GDAL (False)."""
+
+    def __init__(self, inv, fast: bool = True):
+        super().__init__(inv)
+        self.fast, self.taken = fast, []
+
+    def _upsample(self, *args) -> bool:
+        done = self.fast and super()._upsample(*args)
+        self.taken.append(done)
+        return done
+
+
+def test_s1_upsampling_in_numpy_equals_gdals_warp(files, tmp_path):
+    """S1 at 20 m onto the aligned 10 m grid is upsampled in numpy, as GDAL's bilinear warp does it (edges
+    included); a window reaching outside the file, or needing a source pixel without value, is left to GDAL."""
+    from sentinel_densify.core.grid import Grid
+
+    s2, _, s1 = files
+    with rasterio.open(s1[60]) as ds:
+        db = ds.read()
+    db[:, 5, 5] = np.nan  # needed by every window but the far edge's
+    holed = craft(s1[60], tmp_path / s1[60].name, data=db)
+    inv = _inv(s2[40:41], [s1[61], holed])
+    g = inv.grid
+    windows = {"whole": (0, 0, 64, 64), "corner": (0, 0, 37, 41), "far edge": (31, 35, 29, 33),
+               "inside": (5, 3, 20, 17), "beyond the file": (50, 50, 20, 20)}
+    for name, (row, col, w, h) in windows.items():
+        dst = Grid(g.crs_wkt, g.window_transform(row, col), w, h)
+        with _Counted(inv) as fast, _Counted(inv, fast=False) as warp:
+            got = [fast.read_s1(info, dst) for info in inv.s1]
+            want = [warp.read_s1(info, dst) for info in inv.s1]
+        with_hole = name in ("whole", "corner", "inside")
+        assert fast.taken == [name != "beyond the file" and not (info.path == str(holed) and with_hole)
+                              for info in inv.s1], name
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+            np.testing.assert_allclose(a, b, atol=2e-5, rtol=0)
+            assert np.isfinite(a).mean() > 0.4, name  # beyond the file: 14 x 14 of 20 x 20
