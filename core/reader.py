@@ -122,13 +122,12 @@ class SeriesReader(AbstractContextManager):
                 out[:, r0 - win.row_off:r1 - win.row_off, c0 - win.col_off:c1 - win.col_off] = \
                     self._values(info, data, linear_from_db)
             return out
-        sub = _subdivision(info.grid, dst) if resampling in (Resampling.nearest, Resampling.bilinear) else None
-        if resampling == Resampling.bilinear:
-            if sub is not None and sub[0] > 1 and self._upsample(ds, info, indexes, sub, linear_from_db, out):
-                return out
-            sub = None
+        sub = _subdivision(info.grid, dst)
+        if (sub is not None and sub[0] > 1 and resampling == Resampling.bilinear
+                and self._upsample(ds, info, indexes, sub, linear_from_db, out)):
+            return out
         out.fill(np.nan)
-        if sub is not None:  # e.g. a 20 m mask on a 10 m grid: repeat pixels, no warping needed
+        if sub is not None and resampling == Resampling.nearest:  # e.g. a 20 m mask on a 10 m grid: repeat pixels
             k, col, row = sub
             rows, cols = (row + np.arange(dst.height)) // k, (col + np.arange(dst.width)) // k
             rin, cin = (rows >= 0) & (rows < ds.height), (cols >= 0) & (cols < ds.width)

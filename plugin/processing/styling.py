@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from qgis.core import (
     QgsLayerTree,
-    QgsLayerTreeGroup,
     QgsLayerTreeLayer,
     QgsMapLayer,
     QgsProcessingContext,
@@ -60,7 +59,7 @@ def into_group(project: QgsProject, layer: QgsMapLayer, name: str, order: int) -
     if parent is None:
         return
     group = next((g for g in parent.children() if QgsLayerTree.isGroup(g) and g.name() == name), None)
-    if not isinstance(group, QgsLayerTreeGroup):
+    if group is None:
         group = parent.insertGroup(0, name)
     moved = QgsLayerTreeLayer(layer)
     moved.setCustomProperty(ORDER, order)
