@@ -17,7 +17,7 @@ from qgis.core import (
 from ...core.dates import every
 from ...core.request import DensifyRequest
 from ..layers import LAYERS, group_name
-from .alg_synthesize import STYLES, SynthesisAlgorithm
+from .alg_synthesize import SynthesisAlgorithm
 from .feedback import core_errors, core_feedback
 from .styling import load_on_completion
 
@@ -104,9 +104,8 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
             feedback.pushInfo(f"{result.target_date}: {result.mode}")
             if load:
                 self.load(context, result.outputs, result.target_date)
-        if results:
-            feedback.pushInfo(f"{len(results)} date(s) with {results[0].method} ({results[0].provider}), "
-                              f"{results[0].seconds:.1f} s")
+        feedback.pushInfo(f"{len(results)} date(s) with {results[0].method} ({results[0].provider}), "
+                          f"{results[0].seconds:.1f} s")  # never empty: the first date is always one
         out = {key: [r.outputs[kind] for r in results if kind in r.outputs] for kind, (key, _) in self.LISTS.items()}
         out[self.OUTPUT] = requests[0].out_dir
         out["DATES"] = ",".join(f"{r.target_date:%Y-%m-%d}" for r in results)
@@ -116,9 +115,9 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
     def load(self, context: QgsProcessingContext, outputs: dict[str, str], day) -> None:
         """Each output of a date loaded on completion into the date's group, in the dialog's order."""
         for order, kind in enumerate(k for k in LAYERS if k in outputs):
-            title = LAYERS[kind][0][0].format(date=f"{day:%Y-%m-%d}")
-            load_on_completion(context, outputs[kind], title, self.LISTS[kind][0], STYLES[kind], day,
-                               group_name(day), order)
+            title, style = LAYERS[kind][0]  # one layer per output file, as in densify:synthesize
+            load_on_completion(context, outputs[kind], title.format(date=f"{day:%Y-%m-%d}"), self.LISTS[kind][0],
+                               style, day, group_name(day), order)
 
 
 ALGORITHMS = [SynthesizeSeriesAlgorithm]
