@@ -315,9 +315,8 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         for d in per_date:
             d.open(outputs, inv, tags)
         all_tiles = list(tiles(grid, request.tile_size, halo=method.halo))
-        for n, tile in enumerate(all_tiles):
+        for n, (tile, stack) in enumerate(reader.read_tiles(all_tiles)):
             fb.check()
-            stack = reader.read_tile(tile)
             for d in per_date:
                 fb.check()
                 d.write_tile(method, stack, tile, inv.bands)

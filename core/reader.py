@@ -6,6 +6,8 @@ linear power (never in dB). Files already on the grid are read directly.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -69,8 +71,11 @@ class SeriesReader(AbstractContextManager):
         self.inv = inv
         self.s1 = s1
         self._open: dict[str, rasterio.io.DatasetReader] = {}
-        # a bounded GDAL block cache keeps memory flat however large the rasters are
-        self._env = rasterio.Env(GDAL_CACHEMAX=cache_mb * 1024 * 1024)
+        self._pools: list[ThreadPoolExecutor] = []  # read_tiles' threads, finished before the files close
+        # a bounded GDAL block cache keeps memory flat however large the rasters are. (Not GDAL_NUM_THREADS:
+        # GDAL 3.6's multi-threaded GeoTIFF decoding returns a corrupt block's bytes without an error.)
+        self._options = dict(GDAL_CACHEMAX=cache_mb * 1024 * 1024)
+        self._env = rasterio.Env(**self._options)
         self._env.__enter__()
 
     def _ds(self, path: str):
@@ -79,6 +84,8 @@ class SeriesReader(AbstractContextManager):
         return self._open[path]
 
     def close(self) -> None:
+        for pool in self._pools:  # a read_tiles left unfinished (an error or cancel in the caller's loop)
+            pool.shutdown(cancel_futures=True)
         for ds in self._open.values():
             ds.close()
         self._open.clear()
@@ -234,6 +241,32 @@ class SeriesReader(AbstractContextManager):
         g = self.inv.grid
         return self.read_window(Grid(g.crs_wkt, g.window_transform(tile.row0, tile.col0), tile.width0,
                                      tile.height0))
+
+    def read_tiles(self, tiles: Sequence[Tile]) -> Iterator[tuple[Tile, Stack]]:
+        """Each tile with its stack, in order. The next tile is read in a background thread while the
+        caller works on this one (GDAL and numpy release the GIL): reading overlaps computing, with at
+        most two stacks in memory. One thread reads at a time, so the open files are never shared; a
+        read's error is raised here, and closing the generator (a cancel) waits for the read under way."""
+        if len(tiles) < 2:
+            for tile in tiles:
+                yield tile, self.read_tile(tile)
+            return
+
+        def read(tile: Tile) -> Stack:
+            with rasterio.Env(**self._options):  # rasterio's GDAL options hold per thread
+                return self.read_tile(tile)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="densify-read") as pool:
+            self._pools.append(pool)
+            try:
+                ahead = pool.submit(read, tiles[0])
+                for n, tile in enumerate(tiles):
+                    stack = ahead.result()
+                    ahead = pool.submit(read, tiles[n + 1]) if n + 1 < len(tiles) else None
+                    yield tile, stack
+            finally:
+                pool.shutdown(cancel_futures=True)  # waits for a read under way
+                self._pools.remove(pool)
 
 
 def s2_angles(inv: Inventory) -> np.ndarray:

@@ -196,3 +196,78 @@ def test_s1_upsampling_in_numpy_equals_gdals_warp(files, tmp_path):
             np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
             np.testing.assert_allclose(a, b, atol=2e-5, rtol=0)
             assert np.isfinite(a).mean() > 0.4, name  # beyond the file: 14 x 14 of 20 x 20
+
+
+class _Logged(SeriesReader):
+    """SeriesReader logging each tile it starts to read (position and thread), with an event per tile started."""
+
+    def __init__(self, inv, fail_at: int | None = None):
+        import threading
+
+        super().__init__(inv)
+        self.fail_at, self.log = fail_at, []
+        self.started = [threading.Event() for _ in range(16)]
+
+    def read_tile(self, tile):
+        import threading
+
+        self.log.append((tile.row0, tile.col0, threading.current_thread().name))
+        self.started[len(self.log) - 1].set()
+        if len(self.log) - 1 == self.fail_at:
+            raise InputError([])
+        return super().read_tile(tile)
+
+
+def test_tiles_are_read_ahead_in_a_background_thread_with_the_same_pixels(files):
+    """read_tiles gives every tile's stack in order, the pixels read_tile gives; the next tile is read in
+    another thread while the caller holds this one, never more than one ahead."""
+    from sentinel_densify.core.grid import tiles
+
+    s2, scl, s1 = files
+    inv = _inv(s2[36:42], s1[56:62], scl[36:42])
+    all_tiles = list(tiles(inv.grid, 32, halo=5))
+    assert len(all_tiles) == 4
+    with _Logged(inv) as r:
+        got = []
+        for n, (tile, stack) in enumerate(r.read_tiles(all_tiles)):
+            got.append((tile, stack))
+            assert len(r.log) <= n + 2  # this tile and at most the next one read
+            if n + 1 < len(all_tiles):  # the next tile's read starts while the caller holds this one
+                assert r.started[n + 1].wait(60), f"tile {n + 1} not read ahead"
+        log = r.log
+    with SeriesReader(inv) as r:
+        want = [r.read_tile(t) for t in all_tiles]
+    assert [t for t, _ in got] == all_tiles
+    for (_, a), b in zip(got, want, strict=True):
+        assert a.s1.shape[0] == 6 and np.isfinite(a.s1).mean() > 0.9
+        for name in ("s2", "s1", "s2_days", "s1_days", "angles"):
+            assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+    assert [(t.row0, t.col0) for t in all_tiles] == [entry[:2] for entry in log]
+    assert all(name.startswith("densify-read") for *_, name in log)
+
+
+def test_a_read_ahead_error_is_raised_at_its_tile_and_a_cancel_stops_reading(files):
+    """A tile that cannot be read raises in the caller's loop after the tiles before it; leaving the loop early
+    (a cancel, with or without closing the loop) starts no further read, and the reader closes with nothing
+    still reading."""
+    from sentinel_densify.core.grid import tiles
+
+    s2, scl, s1 = files
+    inv = _inv(s2[38:41], s1[58:61], scl[38:41])
+    all_tiles = list(tiles(inv.grid, 32))
+    with _Logged(inv, fail_at=2) as r:
+        seen = []
+        with pytest.raises(InputError):
+            for tile, _stack in r.read_tiles(all_tiles):
+                seen.append(tile)
+        assert seen == all_tiles[:2] and len(r.log) == 3
+    with _Logged(inv) as r:
+        loop = r.read_tiles(all_tiles)
+        next(loop)  # the caller cancels while working on the first tile
+        loop.close()
+        assert len(r.log) <= 2 and not r._pools  # the first tile and at most the one read ahead
+    with pytest.raises(KeyboardInterrupt), _Logged(inv) as r:
+        for _tile, _stack in r.read_tiles(all_tiles):
+            assert r.started[1].wait(60)
+            raise KeyboardInterrupt  # the loop is left, not closed: the reader's close waits for the read
+    assert len(r.log) == 2 and not r._open
