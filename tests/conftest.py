@@ -82,10 +82,12 @@ def points_file(shared_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def qgis_app():
-    """One headless QgsApplication for the whole session, with Processing initialised."""
+def qgis_app(tmp_path_factory):
+    """One headless QgsApplication for the whole session, with Processing initialised; its settings (QgsSettings)
+    in a temporary folder, never in the user's QGIS profile."""
     from osgeo import gdal
     from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QSettings
 
     # QGIS computes histograms when it styles a layer and GDAL would save them as .aux.xml
     # side-car files next to the inputs: never write into the shared (read-only) data
@@ -95,6 +97,9 @@ def qgis_app():
         QgsApplication.setPrefixPath("/usr", True)
         app = QgsApplication([], False)
         app.initQgis()
+    settings = str(tmp_path_factory.mktemp("qgis_settings"))
+    for kind in (QSettings.NativeFormat, QSettings.IniFormat):
+        QSettings.setPath(kind, QSettings.UserScope, settings)
     plugins = os.environ.get("QGIS_PLUGINPATH_SYSTEM", "/usr/share/qgis/python/plugins")
     if plugins not in sys.path:  # Processing ships as a QGIS core plugin, outside site-packages
         sys.path.append(plugins)

@@ -20,12 +20,16 @@ TARGET = dt.date(2018, 3, 1)
 
 @pytest.fixture()
 def project(qgis_app):
-    from qgis.core import QgsProject
+    """The (cleared) project, and no dialog choices remembered from an earlier test's run."""
+    from qgis.core import QgsProject, QgsSettings
+    from sentinel_densify.ui.dialog import SETTINGS
 
     proj = QgsProject.instance()
     proj.clear()
+    QgsSettings().remove(SETTINGS.rstrip("/"))
     yield proj
     proj.clear()
+    QgsSettings().remove(SETTINGS.rstrip("/"))
 
 
 @pytest.fixture()
@@ -360,6 +364,59 @@ def test_the_default_output_folder_follows_the_project(loaded, bar, tmp_path):
     loaded.setFileName(str(tmp_path / "other" / "project.qgz"))
     dlg.refresh_layers()
     assert dlg.out_dir.filePath() == str(tmp_path / "mine")
+
+
+def test_a_runs_choices_are_offered_again_in_the_next_qgis_session(loaded, bar, tmp_path, uds_subset):
+    """Model, device, LAI, series step and a chosen output folder of a run are what a new dialog (a new QGIS
+    session) starts with, and what its request carries; a model file or folder since removed is not; a dialog
+    closed without running leaves nothing; the project's default folder is not remembered as a choice."""
+    import shutil
+
+    from qgis.core import QgsSettings
+    from sentinel_densify.ui.dialog import MODEL_FILE, SETTINGS, DensifyDialog, temporary_output_dir
+
+    fresh = DensifyDialog(project=loaded, message_bar=bar)
+    defaults = (fresh.model_combo.currentData(), fresh.device_combo.currentData(), fresh.lai_check.isChecked(),
+                fresh.every_spin.value(), fresh.out_dir.filePath())
+    assert defaults == ("default", "auto", True, 10, temporary_output_dir())
+    fresh.model_combo.setCurrentIndex(fresh.model_combo.findData("nearest"))
+    fresh.reject()  # closed without running: nothing remembered
+    assert not QgsSettings().contains(SETTINGS + "model")
+
+    dlg = _dialog(loaded, bar, tmp_path)  # output folder tmp_path / "out"
+    dlg.model_combo.setCurrentIndex(dlg.model_combo.findData("nearest"))
+    dlg.device_combo.setCurrentIndex(dlg.device_combo.findData("cpu"))
+    dlg.lai_check.setChecked(False)
+    dlg.every_spin.setValue(5)
+    task = dlg.run()
+    _wait(task)
+    assert task.error is None
+    again = DensifyDialog(project=loaded, message_bar=bar)
+    assert (again.model_combo.currentData(), again.device_combo.currentData(), again.lai_check.isChecked(),
+            again.every_spin.value(), again.out_dir.filePath()) == ("nearest", "cpu", False, 5, str(tmp_path / "out"))
+    again.date_edit.setDate(dlg.date_edit.date())
+    request = again.build_request()
+    assert (request.method, request.device, request.lai, request.out_dir) == ("nearest", "cpu", False,
+                                                                             str(tmp_path / "out"))
+
+    model = tmp_path / "mine.onnx"
+    shutil.copy(ROOT / "models" / "default.onnx", model)
+    again.model_combo.setCurrentIndex(again.model_combo.findData(MODEL_FILE))
+    again.model_file.setFilePath(str(model))
+    again.out_dir.setFilePath(temporary_output_dir())  # back to the default folder
+    again._remember_choices()  # what run() does once the inputs are valid
+    model_file = DensifyDialog(project=loaded, message_bar=bar)
+    assert (model_file.model_combo.currentData(), model_file.model_file.filePath(), model_file.method()) == \
+        (MODEL_FILE, str(model), str(model))
+    assert model_file.out_dir.filePath() == temporary_output_dir()  # the default, not a remembered choice
+    model_file.out_dir.setFilePath(str(tmp_path / "gone"))
+    (tmp_path / "gone").mkdir()
+    model_file._remember_choices()
+    model.unlink()
+    (tmp_path / "gone").rmdir()
+    later = DensifyDialog(project=loaded, message_bar=bar)
+    assert later.model_combo.currentData() == "default" and later.out_dir.filePath() == temporary_output_dir()
+    assert later.device_combo.currentData() == "cpu"  # the rest still as last run
 
 
 def test_reopening_keeps_the_users_choices_and_adds_new_layers(loaded, bar, tmp_path, uds_subset):

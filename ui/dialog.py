@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from qgis.core import QgsProject, QgsRasterLayer
+from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import QDate, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QBrush, QColor
@@ -54,6 +54,7 @@ COL_USE, COL_NAME, COL_SENSOR, COL_DATE, COL_SOURCE = range(5)
 MODEL_FILE = "__file__"
 CLEAR_ENOUGH = 0.5  # an S2 acquisition counts as clear when at least half its pixels are
 MISSING = QBrush(QColor("#ffd6d6"))
+SETTINGS = "sentinel_densify/dialog/"  # QgsSettings keys of the choices a run leaves for the next QGIS session
 
 
 @dataclass
@@ -134,6 +135,7 @@ class DensifyDialog(QDialog):
         self._timer = QTimer(self, singleShot=True, interval=300)
         self._timer.timeout.connect(self.validate)
         self._build()
+        self._restore_choices()
         self.refresh_layers()
 
     # building ---------------------------------------------------------------------------------
@@ -240,6 +242,34 @@ class DensifyDialog(QDialog):
         self.run_button.clicked.connect(self.run)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
+
+    def _restore_choices(self) -> None:
+        """The model, device, LAI, series step and output folder of the last run, in this or an earlier QGIS
+        session (what no longer exists, or is no longer offered, stays at its default)."""
+        settings = QgsSettings()
+        model_file = settings.value(SETTINGS + "model_file", "", type=str)
+        model = settings.value(SETTINGS + "model", "default", type=str)
+        if model != MODEL_FILE or Path(model_file).is_file():
+            self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(model)))
+            self.model_file.setFilePath(model_file)
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(settings.value(SETTINGS + "device",
+                                                                                           "auto", type=str))))
+        self.lai_check.setChecked(settings.value(SETTINGS + "lai", True, type=bool))
+        self.every_spin.setValue(settings.value(SETTINGS + "every_days", self.every_spin.value(), type=int))
+        out_dir = settings.value(SETTINGS + "out_dir", "", type=str)
+        if out_dir and Path(out_dir).is_dir():  # a folder the user chose; the default follows the project
+            self.out_dir.setFilePath(out_dir)
+
+    def _remember_choices(self) -> None:
+        """Keep this run's choices for the next time the dialog opens (restored by _restore_choices)."""
+        settings = QgsSettings()
+        settings.setValue(SETTINGS + "model", self.model_combo.currentData())
+        settings.setValue(SETTINGS + "model_file", self.model_file.filePath().strip())
+        settings.setValue(SETTINGS + "device", self.device_combo.currentData())
+        settings.setValue(SETTINGS + "lai", self.lai_check.isChecked())
+        settings.setValue(SETTINGS + "every_days", self.every_spin.value())
+        out_dir = self.out_dir.filePath().strip()
+        settings.setValue(SETTINGS + "out_dir", "" if out_dir == self._default_out else out_dir)
 
     def _fill_models(self) -> None:
         model = default_model()
@@ -501,6 +531,7 @@ class DensifyDialog(QDialog):
         requests = self.build_requests()
         for request in requests:  # never replace an earlier result, nor the outputs of a run still queued or running
             request.output_paths = request.unused_output_paths(queued_outputs())
+        self._remember_choices()
         self.task = create(requests, self.project, self.message_bar)
         self.task_created.emit(self.task)  # before it runs: listeners may connect to its signals
         launch(self.task)
