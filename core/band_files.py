@@ -53,6 +53,27 @@ def subdataset_product(path: str) -> str | None:
     return os.path.dirname(m.group(1)) if m else None
 
 
+def product_root(band_path: str) -> str:
+    """Where the other band files of a band file's acquisition are: its zip archive, its .SAFE folder (or the
+    folder of the product's MTD_MSIL2A.xml / MTD_MSIL1C.xml), else the folder above its resolution folder
+    (IMG_DATA above R10m) or its own folder."""
+    if (parts := archives.split(band_path)) is not None:
+        return parts[0]
+    folder = Path(band_path).parent
+    for parent in [folder, *list(folder.parents)[:4]]:  # R10m, IMG_DATA, the granule, GRANULE, the .SAFE
+        if parent.suffix.upper() == ".SAFE" or any((parent / name).is_file() for name in MTD_LEVEL):
+            return str(parent)
+    return str(folder.parent if re.fullmatch(r"R[126]0m", folder.name, re.IGNORECASE) else folder)
+
+
+def same_file(path: str) -> tuple[str, str]:
+    """A key equal for two spellings of one file (relative or absolute, through links; in an archive:
+    the archive's and the member's)."""
+    if (parts := archives.split(path)) is not None:
+        return os.path.realpath(parts[0]), parts[1].strip("/")
+    return os.path.realpath(path), ""
+
+
 def band_of(path: str, bands: list[str]) -> str:
     """The S2 band a one-band file holds, from its description else its name ('' when unknown)."""
     if bands[:1] and bands[0]:

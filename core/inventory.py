@@ -200,7 +200,7 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
 def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
     """The one S2 image a single-image tool (LAI) reads: a raster file as it is (no date needed), or the
     one acquisition in a folder, zip archive or .SAFE product (its band files read as one image; also
-    given as a GDAL SENTINEL2 subdataset).
+    given as a GDAL SENTINEL2 subdataset, or as one of its band files).
     InputError naming `path` when it is not that."""
     p = Path(path)
     if p.is_dir() or (p.is_file() and archives.is_zip(p)) or band_files.subdataset_product(path):
@@ -210,9 +210,23 @@ def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
                                            f"({short_list([i.name for i in inv.s2])}): give one"))
         return inv.s2[0]
     info = describe(path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
+    if info.band_file and not band_order:  # one band file: its acquisition's band files, read as one image
+        return _band_file_acquisition(path)
     if info.problems or info.grid is None:
         raise InputError(Problem(path, "; ".join(info.problems) or "not a georeferenced raster"))
     return info
+
+
+def _band_file_acquisition(path: str) -> RasterInfo:
+    """The S2 image of the acquisition one band file belongs to, from its product (band_files.product_root)."""
+    root = band_files.product_root(path)
+    inv = build([root], check_clear=False)
+    key = band_files.same_file(path)
+    for image in inv.s2:
+        if any(band_files.same_file(f) == key for f in image.tags.get("BAND_FILES", "").split(", ")):
+            return image
+    raise InputError(Problem(path, f"holds one Sentinel-2 band, and {Path(root).name} has no acquisition "
+                                   "read from it: give the whole .SAFE product, or a file of all the bands"))
 
 
 def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from helpers import make_safe, read_array, write_mtd, zip_product
+from helpers import craft, make_safe, read_array, write_mtd, zip_product
 from sentinel_densify.core import engine, inventory
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.request import DensifyRequest
@@ -203,6 +203,50 @@ def test_lai_of_a_product_is_the_lai_of_its_stacked_image(series, safes, tmp_pat
     err = capsys.readouterr().err
     assert f"{safes.name}: holds 8 Sentinel-2 acquisitions" in err and "give one" in err, err
     assert not (tmp_path / "many.tif").exists()
+
+
+def test_lai_of_one_band_file_is_the_lai_of_its_acquisition(series, safes, tmp_path, capsys):
+    """`densify lai --s2` given one band file (of a .SAFE among others, inside a .zip, or among the loose
+    band files of several dates) reads its acquisition's bands: the LAI of its stacked image (loose files
+    have no MTD_TL.xml: the default angles, said). A band file whose acquisition lacks bands is named with
+    what is missing."""
+    from sentinel_densify.core import cli
+
+    safe = sorted(safes.iterdir())[3]
+    stamp = safe.name.split("_")[2]
+    src = next(p for p in series["s2"] if stamp in p.name)
+    archive = zip_product(safe, tmp_path / f"{safe.name}.zip")
+    member = next(safe.rglob("*_B11_20m.jp2")).relative_to(safes)
+    loose = tmp_path / "loose"  # two acquisitions' 10 and 20 m band files in one folder, no product metadata
+    for k in (3, 4):
+        product = make_safe(series["s2"][k], series["masks"][k], tmp_path / "plain", driver="GTiff", extras=False)
+        for f in [*product.rglob("R10m/*_B*.tif"), *product.rglob("R20m/*_B*.tif")]:
+            loose.mkdir(exist_ok=True)
+            shutil.copy(f, loose / f.name)
+    no_angles = craft(src, tmp_path / "no_angles.tif", drop_tags=[k for k in inventory.describe(src).tags
+                                                                  if k.endswith("_ANGLE")])
+    given = {"stacked": src, "safe band": safes / member, "zipped band": f"/vsizip/{archive}/{member}",
+             "no angles": no_angles, "loose band": next(loose.glob(f"*{stamp}_B03_10m.tif"))}
+    outs = {}
+    for label, path in given.items():
+        outs[label] = tmp_path / f"lai_{label.replace(' ', '_')}.tif"
+        assert cli.main(["lai", "--s2", str(path), "--out", str(outs[label])]) == 0, capsys.readouterr().err
+    lai = {k: read_array(v) for k, v in outs.items()}
+    assert np.isfinite(lai["stacked"][0]).mean() > 0.5
+    for label, like in (("safe band", "stacked"), ("zipped band", "stacked"), ("loose band", "no angles")):
+        np.testing.assert_allclose(lai[label], lai[like], rtol=1e-4, atol=1e-5, err_msg=label)
+    with rasterio.open(outs["safe band"]) as ds:
+        assert "warnings" not in ds.tags() and ds.tags()["source"] == member.name
+        assert len(ds.tags()["band_files"].split(", ")) == 10
+    with rasterio.open(outs["loose band"]) as ds:
+        assert "angles missing" in ds.tags()["warnings"]
+    assert not np.allclose(lai["no angles"], lai["stacked"], equal_nan=True)  # the angles matter
+
+    for f in loose.glob(f"*{stamp}_B1[12]_20m.tif"):
+        f.unlink()
+    assert cli.main(["lai", "--s2", str(given["loose band"]), "--out", str(tmp_path / "lacking.tif")]) == 1
+    err = capsys.readouterr().err
+    assert "lack band(s) B11, B12" in err and not (tmp_path / "lacking.tif").exists(), err
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the product's container

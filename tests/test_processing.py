@@ -207,8 +207,9 @@ def test_estimate_lai_on_a_real_image(provider, inputs, tmp_path):
 
 
 def test_estimate_lai_on_a_safe_added_as_subdataset(provider, inputs, tmp_path):
-    """The 10 m subdataset layer of a .SAFE (as QGIS adds its MTD_MSIL2A.xml) gives the LAI of the whole
-    product, its band files read as one image: the same LAI as from the stacked image."""
+    """The 10 m subdataset layer of a .SAFE (as QGIS adds its MTD_MSIL2A.xml), or one of its band files added
+    as a layer, gives the LAI of the whole product, its band files read as one image: the same LAI as from
+    the stacked image."""
     import processing
     from helpers import make_safe, write_mtd
     from qgis.core import QgsRasterLayer
@@ -219,11 +220,16 @@ def test_estimate_lai_on_a_safe_added_as_subdataset(provider, inputs, tmp_path):
     write_mtd(safe)
     layer = QgsRasterLayer(f"SENTINEL2_L2A:{safe}/MTD_MSIL2A.xml:10m:EPSG_32631", "10 m bands", "gdal")
     assert layer.isValid() and layer.bandCount() == 4
+    band = next(safe.rglob("*_B8A_20m.jp2"))
+    band_layer = QgsRasterLayer(str(band), band.stem, "gdal")
+    assert band_layer.isValid() and band_layer.bandCount() == 1
     outs = {name: processing.run("densify:estimate_lai", {"INPUT": given, "OUTPUT": str(tmp_path / f"{name}.tif")})
-            ["OUTPUT"] for name, given in (("safe", layer), ("stacked", str(src)))}
-    with rasterio.open(outs["safe"]) as ds, rasterio.open(outs["stacked"]) as ref:
-        assert ds.transform == ref.transform and ds.tags()["source"] == safe.name
-        np.testing.assert_allclose(ds.read(), ref.read(), rtol=1e-4, atol=1e-5)
+            ["OUTPUT"] for name, given in (("safe", layer), ("band", band_layer), ("stacked", str(src)))}
+    for name in ("safe", "band"):
+        with rasterio.open(outs[name]) as ds, rasterio.open(outs["stacked"]) as ref:
+            assert ds.transform == ref.transform and ds.tags()["source"] == {"safe": safe, "band": band}[name].name
+            assert len(ds.tags()["band_files"].split(", ")) == 10
+            np.testing.assert_allclose(ds.read(), ref.read(), rtol=1e-4, atol=1e-5)
 
 
 def test_target_date_outside_the_series_is_reported(provider, inputs, tmp_path):
