@@ -19,7 +19,9 @@ from .styling import style_on_load
 
 HELP = """Leaf area index from a Sentinel-2 L2A image with ESA SNAP's LAI network (v3, as in SNAP's \
 Biophysical Processor): 8 bands (B03 B04 B05 B06 B07 B8A B11 B12, found by band description) and \
-the sun/view angles from the image metadata (typical values when absent). A .SAFE product added through its MTD_MSIL2A.xml, or one of its band files (e.g. the B04 .jp2), stands for its acquisition: all its band files are read as one image, the angles from the granule's MTD_TL.xml.
+the sun/view angles from the image metadata (typical values when absent). A .SAFE product added \
+through its MTD_MSIL2A.xml, or one of its band files (e.g. the B04 .jp2), stands for its acquisition: \
+all its band files are read as one image, the angles from the granule's MTD_TL.xml.
 
 <b>Uncertainty</b> (optional): the uncertainty raster written with a synthesized image \
 (densify:synthesize's OUTPUT_UNCERTAINTY: bands B03_std, ...). Its per-band reflectance std is \
