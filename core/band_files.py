@@ -66,14 +66,6 @@ def product_root(band_path: str) -> str:
     return str(folder.parent if re.fullmatch(r"R[126]0m", folder.name, re.IGNORECASE) else folder)
 
 
-def same_file(path: str) -> tuple[str, str]:
-    """A key equal for two spellings of one file (relative or absolute, through links; in an archive:
-    the archive's and the member's)."""
-    if (parts := archives.split(path)) is not None:
-        return os.path.realpath(parts[0]), parts[1].strip("/")
-    return os.path.realpath(path), ""
-
-
 def band_of(path: str, bands: list[str]) -> str:
     """The S2 band a one-band file holds, from its description else its name ('' when unknown)."""
     if bands[:1] and bands[0]:
@@ -134,7 +126,8 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
             assumed.append(g.label)
         path = write_vrt(f"{g.label}_bands.vrt", files, ref, tags, S2_BANDS)
         image = describe(path, sensor="S2", when=g.key[1])
-        image.tags["BAND_FILES"] = ", ".join(i.path for i in files)
+        image.files = [i.path for i in files]
+        image.tags["BAND_FILES"] = ", ".join(image.files)
         images.append(image)
     warnings = []
     if images:

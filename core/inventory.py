@@ -19,7 +19,7 @@ from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from . import archives, band_files, dates, s1_files
-from .atomic import first_line
+from .atomic import first_line, same_file
 from .errors import InputError, Problem, short_list
 from .grid import Grid, canonical_wkt
 from .stack import S1_BANDS, S2_BANDS, S2_L1C_BANDS, Stack
@@ -54,6 +54,7 @@ class RasterInfo:
     output_kind: str = ""  # synthesized | uncertainty | lai when the file is a Densify output
     band_order_assumed: bool = False  # S2 bands undescribed and read in the standard order
     band_file: str = ""  # the band of a one-band S2 file (ESA's band files; `build` combines them)
+    files: list[str] = field(default_factory=list)  # the band files an S2 image was combined from
     product: str = ""  # a GDAL SENTINEL2 subdataset's product folder: a run reads its band files
     polarization: str = ""  # VV or VH of a one-polarization S1 file (`build` combines each acquisition's)
 
@@ -220,13 +221,19 @@ def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
 def _band_file_acquisition(path: str) -> RasterInfo:
     """The S2 image of the acquisition one band file belongs to, from its product (band_files.product_root)."""
     root = band_files.product_root(path)
-    inv = build([root], check_clear=False)
-    key = band_files.same_file(path)
-    for image in inv.s2:
-        if any(band_files.same_file(f) == key for f in image.tags.get("BAND_FILES", "").split(", ")):
+    for image in build([root], check_clear=False).s2:
+        if any(_same_member(path, f) for f in image.files):
             return image
     raise InputError(Problem(path, f"holds one Sentinel-2 band, and {Path(root).name} has no acquisition "
                                    "read from it: give the whole .SAFE product, or a file of all the bands"))
+
+
+def _same_member(a: str, b: str) -> bool:
+    """Whether two paths name one file (links included), also inside a zip archive (/vsizip/ paths)."""
+    in_a, in_b = archives.split(a), archives.split(b)
+    if in_a is None or in_b is None:
+        return in_a is None and in_b is None and same_file(a, b)
+    return in_a[1].strip("/") == in_b[1].strip("/") and same_file(in_a[0], in_b[0])
 
 
 def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,

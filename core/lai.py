@@ -335,8 +335,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
                         "0: no reflectance std given (single image)")}
     if warnings:
         tags["warnings"] = " | ".join(warnings)
-    if "BAND_FILES" in info.tags:  # an acquisition given as band files (a .SAFE, or one of its band files)
-        tags["band_files"] = info.tags["BAND_FILES"]
+    if info.files:  # an acquisition given as band files (a .SAFE, or one of its band files)
+        tags["band_files"] = ", ".join(info.files)
     for key in ("ACQUISITION_DATETIME",):
         if key in first.tags:
             tags[key] = first.tags[key]

@@ -247,11 +247,6 @@ class SeriesReader(AbstractContextManager):
         caller works on this one (GDAL and numpy release the GIL): reading overlaps computing, with at
         most two stacks in memory. One thread reads at a time, so the open files are never shared; a
         read's error is raised here, and closing the generator (a cancel) waits for the read under way."""
-        if len(tiles) < 2:
-            for tile in tiles:
-                yield tile, self.read_tile(tile)
-            return
-
         def read(tile: Tile) -> Stack:
             with rasterio.Env(**self._options):  # rasterio's GDAL options hold per thread
                 return self.read_tile(tile)
@@ -259,7 +254,7 @@ class SeriesReader(AbstractContextManager):
         with ThreadPoolExecutor(1, thread_name_prefix="densify-read") as pool:
             self._pools.append(pool)
             try:
-                ahead = pool.submit(read, tiles[0])
+                ahead = pool.submit(read, tiles[0]) if tiles else None
                 for n, tile in enumerate(tiles):
                     stack = ahead.result()
                     ahead = pool.submit(read, tiles[n + 1]) if n + 1 < len(tiles) else None
