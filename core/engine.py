@@ -83,7 +83,7 @@ def _fit_bands(inv: inventory.Inventory, method, band_order: list[str] | None) -
 
 def _replaced_inputs(inv: inventory.Inventory, out_paths: dict[str, Path]) -> list[Problem]:
     """A problem for each output that would be written over one of the run's inputs."""
-    inputs = [i.path for i in (*inv.s2, *inv.s1, *inv.masks.values())]
+    inputs = [f for i in (*inv.s2, *inv.s1, *inv.masks.values()) for f in (i.files or [i.path])]
     return [Problem(str(path), f"the {kind} output would replace this input: choose another output")
             for kind, path in out_paths.items() if path.exists() and any(same_file(path, i) for i in inputs)]
 

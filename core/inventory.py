@@ -54,7 +54,7 @@ class RasterInfo:
     output_kind: str = ""  # synthesized | uncertainty | lai when the file is a Densify output
     band_order_assumed: bool = False  # S2 bands undescribed and read in the standard order
     band_file: str = ""  # the band of a one-band S2 file (ESA's band files; `build` combines them)
-    files: list[str] = field(default_factory=list)  # the band files an S2 image was combined from
+    files: list[str] = field(default_factory=list)  # the band (S2) or polarization (S1) files of a combined image
     product: str = ""  # a GDAL SENTINEL2 subdataset's product folder: a run reads its band files
     polarization: str = ""  # VV or VH of a one-polarization S1 file (`build` combines each acquisition's)
 

@@ -146,7 +146,8 @@ def combine(pol_infos: list, describe) -> tuple[list, list[Problem], list[str]]:
         path = band_files.write_vrt(f"S1_{g.label}_VV_VH.vrt", files, vv, tags, list(S1_POLARIZATIONS))
         image = describe(path, sensor="S1", when=g.key[0])
         image.descriptions = [*vv.descriptions, *vh.descriptions]  # as in the files (Gamma0_VV, ...)
-        image.tags["POLARISATION_FILES"] = ", ".join(i.path for i in files)
+        image.files = [i.path for i in files]
+        image.tags["POLARISATION_FILES"] = ", ".join(image.files)
         images.append(image)
     warnings = []
     if images:

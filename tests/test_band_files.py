@@ -69,6 +69,27 @@ def test_a_run_from_safe_products_equals_the_run_from_stacked_files(series, safe
         assert "T31UDS_" in ds.tags()["INPUTS_S2"]
 
 
+def test_an_output_chosen_on_a_band_or_polarization_file_is_refused(series, uds_subset, tmp_path):
+    """An output file (e.g. a Processing destination) on one of the band files of an S2 image, or on the VV file
+    of an S1 acquisition given per polarization, would replace an input: refused before anything is written."""
+    from helpers import make_asf
+
+    safes = [make_safe(s2, scl, tmp_path / "in", driver="GTiff", extras=False)
+             for s2, scl in zip(series["s2"][:3], series["masks"][:3], strict=True)]
+    asf = [make_asf(s1, tmp_path / "in") for s1 in uds_subset["s1"][:3]]
+    band = next(safes[1].rglob("*_B8A_20m.tif"))
+    vv = next(asf[0].glob("*_VV.tif"))
+    for victim in (band, vv):
+        before = victim.read_bytes()
+        request = DensifyRequest(s2=[str(p) for p in safes], s1=[str(p) for p in asf], target_date=TARGET,
+                                 out_dir=str(tmp_path / "out"), method="linear", lai=False,
+                                 output_paths={"synthesized": str(victim)})
+        with pytest.raises(InputError, match="the synthesized output would replace this input") as err:
+            engine.run(request)
+        assert victim.name in str(err.value)
+        assert victim.read_bytes() == before and not (tmp_path / "out").exists()
+
+
 def test_the_offset_comes_from_the_product_metadata(series, tmp_path):
     """Band files out of a .SAFE-named folder: MTD_MSIL2A.xml gives the offset; without it the date decides,
     with a warning."""
