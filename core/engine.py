@@ -26,7 +26,8 @@ DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset
 def build_inventory(request: DensifyRequest, check_clear: bool = True, describer=None) -> inventory.Inventory:
     return inventory.build(request.s2, request.s1, request.masks, band_order=request.band_order,
                            dates_override=request.dates, sensors_override=request.sensors,
-                           check_clear=check_clear, describer=describer)
+                           check_clear=check_clear, describer=describer, extent=request.extent,
+                           extent_crs=request.extent_crs)
 
 
 def _request_problems(request: DensifyRequest) -> list[Problem]:
@@ -167,7 +168,8 @@ def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyRes
     return run_series([request], feedback)[0]
 
 
-SHARED_FIELDS = ("s2", "s1", "masks", "method", "device", "lai", "band_order", "dates", "sensors", "tile_size")
+SHARED_FIELDS = ("s2", "s1", "masks", "method", "device", "lai", "band_order", "dates", "sensors", "tile_size",
+                 "extent", "extent_crs")
 
 
 def series_requests(request: DensifyRequest, target_dates: list) -> list[DensifyRequest]:
@@ -314,7 +316,7 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         fb.check()
         for d in per_date:
             d.open(outputs, inv, tags)
-        all_tiles = list(tiles(grid, request.tile_size, halo=method.halo))
+        all_tiles = list(tiles(grid, request.tile_size, halo=method.halo, within=inv.s2_grid))
         for n, (tile, stack) in enumerate(reader.read_tiles(all_tiles)):
             fb.check()
             for d in per_date:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,6 +51,61 @@ class Grid:
     def window_transform(self, row: int, col: int) -> Affine:
         return self.transform * Affine.translation(col, row)
 
+    def crop(self, left: float, bottom: float, right: float, top: float) -> Grid | None:
+        """The whole pixels of this grid that the box (in its CRS) touches, on the same pixel edges; None
+        when the box lies outside it."""
+        inv = ~self.transform
+        cols, rows = zip(*(inv * xy for xy in ((left, top), (right, top), (left, bottom), (right, bottom))),
+                         strict=True)
+        eps = 1e-6  # a box on pixel edges, as transformed, takes no sliver of the next pixel
+        col0, col1 = max(0, math.floor(min(cols) + eps)), min(self.width, math.ceil(max(cols) - eps))
+        row0, row1 = max(0, math.floor(min(rows) + eps)), min(self.height, math.ceil(max(rows) - eps))
+        if col1 <= col0 or row1 <= row0:
+            return None
+        return Grid(self.crs_wkt, self.window_transform(row0, col0), col1 - col0, row1 - row0)
+
+
+def crs_name(wkt: str) -> str:
+    """EPSG:n for an EPSG coordinate system, else its name (for messages)."""
+    from rasterio.crs import CRS
+
+    code = CRS.from_wkt(wkt).to_epsg(confidence_threshold=90)
+    return f"EPSG:{code}" if code else "its own CRS"
+
+
+def within_extent(grid: Grid, extent, crs: str | None = None, of: str = "the S2 grid") -> Grid:
+    """The part of `grid` inside `extent` (xmin, ymin, xmax, ymax in `crs`; None or "": the grid's CRS), as
+    whole pixels of the grid; ValueError saying what is wrong with the extent or that it misses the grid
+    (named `of`)."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+    from rasterio.warp import transform_bounds
+
+    try:
+        box = [float(v) for v in extent]
+    except (TypeError, ValueError):
+        raise ValueError(f"the extent {extent!r} is not four numbers (xmin ymin xmax ymax)") from None
+    if len(box) != 4 or not all(map(math.isfinite, box)) or box[0] >= box[2] or box[1] >= box[3]:
+        raise ValueError(f"the extent {' '.join(f'{v:g}' for v in box)} is not xmin ymin xmax ymax with "
+                         "xmin < xmax and ymin < ymax")
+    if crs:
+        try:
+            src = CRS.from_user_input(crs)
+        except CRSError:
+            shown = crs if len(crs) <= 60 else crs[:57] + "..."
+            raise ValueError(f"the extent's CRS '{shown}' is not a coordinate system GDAL knows") from None
+        try:
+            box = list(transform_bounds(src, grid.crs_wkt, *box, densify_pts=21))
+        except Exception:  # noqa: BLE001 - e.g. outside the projection's area
+            raise ValueError(f"the extent cannot be transformed from {crs_name(src.to_wkt())} to the "
+                             f"{crs_name(grid.crs_wkt)} of {of}") from None
+    cropped = grid.crop(*box) if all(map(math.isfinite, box)) else None
+    if cropped is None:
+        left, bottom, right, top = grid.bounds
+        raise ValueError(f"the extent does not overlap {of}, which covers {left:.0f}, {bottom:.0f} to "
+                         f"{right:.0f}, {top:.0f} ({crs_name(grid.crs_wkt)})")
+    return cropped
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -72,12 +128,18 @@ class Tile:
         return slice(r, r + self.height), slice(c, c + self.width)
 
 
-def tiles(grid: Grid, size: int, halo: int = 0) -> Iterator[Tile]:
-    """Non-overlapping tiles of `size` covering the grid, each with up to `halo` px of context."""
+def tiles(grid: Grid, size: int, halo: int = 0, within: Grid | None = None) -> Iterator[Tile]:
+    """Non-overlapping tiles of `size` covering the grid, each with up to `halo` px of context, taken
+    within `within` (a grid on the same pixels that holds this one, e.g. the S2 grid around an extent;
+    default: this grid), so tiles at the grid's edges see the pixels beyond them."""
     size = max(MIN_TILE_SIZE, int(size))
+    outer = within or grid
+    col_off, row_off = (round(v) for v in ~outer.transform * (grid.transform.c, grid.transform.f))
+    top, left = -row_off, -col_off  # the outer grid's edges in this grid's pixels
+    bottom, right = outer.height - row_off, outer.width - col_off
     for row in range(0, grid.height, size):
         for col in range(0, grid.width, size):
             h, w = min(size, grid.height - row), min(size, grid.width - col)
-            r0, c0 = max(0, row - halo), max(0, col - halo)
-            r1, c1 = min(grid.height, row + h + halo), min(grid.width, col + w + halo)
+            r0, c0 = max(top, row - halo), max(left, col - halo)
+            r1, c1 = min(bottom, row + h + halo), min(right, col + w + halo)
             yield Tile(row, col, h, w, r0, c0, r1 - r0, c1 - c0)

@@ -21,7 +21,7 @@ from rasterio.windows import Window
 from . import archives, band_files, dates, s1_files
 from .atomic import first_line, same_file
 from .errors import InputError, Problem, short_list
-from .grid import Grid, canonical_wkt
+from .grid import Grid, canonical_wkt, within_extent
 from .stack import S1_BANDS, S2_BANDS, S2_L1C_BANDS, Stack
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc"}
@@ -472,6 +472,7 @@ class Inventory:
     grid: Grid
     bands: list[str]
     warnings: list[str] = field(default_factory=list)
+    s2_grid: Grid | None = None  # with an extent: the S2 grid that `grid` is the part of (context at its edges)
 
     @property
     def s2_days(self) -> np.ndarray:
@@ -494,10 +495,13 @@ def _override(mapping: dict, path: str):
 def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = None,
           band_order: list[str] | None = None, dates_override: dict | None = None,
           sensors_override: dict | None = None, check_clear: bool = True,
-          describer: Callable[..., RasterInfo] | None = None) -> Inventory:
+          describer: Callable[..., RasterInfo] | None = None, extent=None, extent_crs: str | None = None
+          ) -> Inventory:
     """Discover and check every input; raise one InputError listing all problems.
 
     `describer`: describe() or a caching stand-in for it (the dialog validates on every edit).
+    `extent`: (xmin, ymin, xmax, ymax) in `extent_crs` (default: the S2 grid's): the output grid is the
+    part of the S2 grid within it (whole pixels); the inputs must still overlap the S2 grid.
 
     Sensors are detected (a file given as S2/S1/mask is taken as that only when nothing says
     otherwise); a file given twice is used once; Densify outputs found in folders are skipped.
@@ -581,19 +585,27 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
             problems.append(Problem(info.path, f"does not overlap the S2 grid of {s2_infos[0].name}"))
     problems += _duplicates(s2_infos) + _duplicates(s1_infos)
 
+    if extent is not None:
+        try:
+            grid = within_extent(grid, extent, extent_crs, of=f"the S2 grid of {s2_infos[0].name}")
+        except ValueError as exc:
+            problems.append(Problem(None, str(exc)))
+
     paired, mask_warnings = _pair_masks(s2_infos, mask_infos)
     if problems:
         raise InputError(problems)
     warnings += _grid_warnings(s2_infos) + _assumed_order_warnings(s2_infos) + mask_warnings
-    partial = [f"{i.name} {covered[i.path]:.0%}" for i in s1_infos if covered[i.path] < 0.99]
+    area = "the extent" if extent is not None else "the S2 grid"
+    partial = [f"{i.name} {share:.0%}" for i in s1_infos if (share := coverage(i.grid, grid)) < 0.99]
     if partial:
-        warnings.append(f"{len(partial)} S1 image(s) cover only part of the S2 grid ({short_list(partial)}): "
+        warnings.append(f"{len(partial)} S1 image(s) cover only part of {area} ({short_list(partial)}): "
                         "where they do not, the synthesis has less radar to go on")
     if gamma0 := [i.name for i in s1_infos if s1_files.is_gamma0(i)]:
         warnings.append(f"{len(gamma0)} S1 image(s) hold gamma0, terrain-flattened backscatter "
                         f"({short_list(gamma0)}): the bundled model learned from sigma0, which is 0.6-1.6 dB "
                         "darker at Sentinel-1's incidence angles (30-46 degrees) over flat land")
-    inv = Inventory(s2_infos, s1_infos, paired, grid, bands, warnings)
+    inv = Inventory(s2_infos, s1_infos, paired, grid, bands, warnings,
+                    s2_grid=s2_infos[0].grid if extent is not None else None)
     if check_clear:
         check_some_clear(inv)
     return inv
@@ -787,7 +799,8 @@ def check_some_clear(inv: Inventory, clear_fraction: Callable[[Inventory, Raster
     for s in inv.s2:
         if clear_fraction(inv, s, 128) > 0:
             return
-    raise InputError(Problem(None, "no clear Sentinel-2 observation at all: every S2 pixel is cloudy, "
+    where = " in the extent" if inv.s2_grid else " at all"
+    raise InputError(Problem(None, f"no clear Sentinel-2 observation{where}: every S2 pixel is cloudy, "
                              "shadowed or nodata according to the masks (" +
                              ", ".join(s.name for s in inv.s2[:5]) + ("...)" if len(inv.s2) > 5 else ")")))
 

@@ -31,6 +31,10 @@ class DensifyRequest:
     dates: dict[str, dt.datetime] = field(default_factory=dict)
     sensors: dict[str, str] = field(default_factory=dict)
     tile_size: int = 512
+    # an area to compute: (xmin, ymin, xmax, ymax) in extent_crs ("" or None: the output grid's CRS, that of
+    # the earliest S2 image); the outputs are the whole pixels of the S2 grid within it. None: the whole grid
+    extent: tuple[float, float, float, float] | None = None
+    extent_crs: str | None = None
     # explicit output files (Processing destinations); default DIR/<kind>_YYYYMMDD.tif
     output_paths: dict[str, str] = field(default_factory=dict)
 

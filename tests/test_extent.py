@@ -1,0 +1,161 @@
+"""An area to compute (extent): the S2 grid's whole pixels within it, with context beyond its edges, on the
+real 31UDS series (core, engine and `densify run`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import rasterio
+from helpers import read_array
+from rasterio.warp import transform_bounds
+from sentinel_densify.core import engine
+from sentinel_densify.core.errors import InputError
+from sentinel_densify.core.grid import Grid, canonical_wkt, tiles, within_extent
+from sentinel_densify.core.request import DensifyRequest
+
+KINDS = ("synthesized", "uncertainty", "lai")
+
+
+@pytest.fixture(scope="module")
+def s2_grid(uds_subset) -> Grid:
+    with rasterio.open(uds_subset["s2"][0]) as ds:
+        return Grid(canonical_wkt(ds.crs.to_wkt()), ds.transform, ds.width, ds.height)
+
+
+def test_crop_takes_the_whole_pixels_the_box_touches(s2_grid):
+    g = s2_grid
+    x0, y0 = g.transform.c, g.transform.f  # upper-left corner; 10 m pixels
+    on_edges = g.crop(x0 + 100, y0 - 300, x0 + 400, y0 - 100)  # pixel edges: exactly those pixels
+    assert (on_edges.width, on_edges.height) == (30, 20)
+    assert on_edges.transform == g.window_transform(10, 10) and on_edges.crs_wkt == g.crs_wkt
+    inside = g.crop(x0 + 105, y0 - 295, x0 + 395, y0 - 105)  # inside those pixels: the same ones
+    assert inside == on_edges
+    beyond = g.crop(x0 - 1000, y0 - 50, x0 + 35, y0 + 1000)  # clipped to the grid
+    assert beyond == Grid(g.crs_wkt, g.transform, 4, 5)
+    assert g.crop(x0 - 100, y0 - 100, x0 - 10, y0 - 10) is None  # outside
+    assert g.crop(x0 + 640, y0 - 100, x0 + 700, y0 - 10) is None  # touching the right edge only
+
+
+def test_an_extent_in_another_crs_is_transformed(s2_grid):
+    g = s2_grid
+    x0, y0 = g.transform.c, g.transform.f
+    lonlat = transform_bounds(g.crs_wkt, "EPSG:4326", x0 + 100, y0 - 300, x0 + 400, y0 - 100)
+    cropped = within_extent(g, lonlat, "EPSG:4326")
+    # the box in degrees, transformed back, covers the same area within a pixel each side
+    assert cropped.crs_wkt == g.crs_wkt
+    assert 30 <= cropped.width <= 32 and 20 <= cropped.height <= 22
+    assert abs(cropped.transform.c - (x0 + 100)) <= 10 and abs(cropped.transform.f - (y0 - 100)) <= 10
+    assert within_extent(g, (x0 + 100, y0 - 300, x0 + 400, y0 - 100)) == g.crop(x0 + 100, y0 - 300, x0 + 400,
+                                                                               y0 - 100)
+
+
+@pytest.mark.parametrize("extent, crs, said", [
+    ((5, 0, 1, 1), None, "xmin < xmax"),
+    ((0, 0, 1, float("nan")), None, "xmin ymin xmax ymax"),
+    ((0, 0, 1), None, "xmin ymin xmax ymax"),
+    (("a", 0, 1, 1), None, "not four numbers"),
+    ((0, 0, 1, 1), "EPSG:999999", "not a coordinate system"),
+    ((0, 0, 1, 1), None, "does not overlap the S2 grid, which covers 501360, 5629040 to 502000, 5629680 "
+                         "(EPSG:32631)"),
+    ((2.0, 40.0, 2.1, 40.1), "EPSG:4326", "does not overlap"),  # Spain: not in 31UDS
+])
+def test_bad_extents_are_said(s2_grid, extent, crs, said):
+    with pytest.raises(ValueError, match="extent") as err:
+        within_extent(s2_grid, extent, crs)
+    assert said in str(err.value)
+
+
+def test_tiles_take_their_context_beyond_the_extent(s2_grid):
+    area = s2_grid.crop(*_box(s2_grid, 10, 14, 30, 30))
+    got = list(tiles(area, 16, halo=5, within=s2_grid))
+    assert [(t.row, t.col) for t in got] == [(0, 0), (0, 16), (16, 0), (16, 16)]
+    first, last = got[0], got[-1]
+    assert (first.row0, first.col0) == (-5, -5)  # context above and left of the extent, inside the S2 grid
+    assert (last.row0 + last.height0, last.col0 + last.width0) == (30 + 5, 30 + 5)
+    corner = s2_grid.crop(*_box(s2_grid, 0, 50, 20, 14))  # at the S2 grid's top and right edges
+    t = list(tiles(corner, 32, halo=5, within=s2_grid))[0]
+    assert (t.row0, t.col0, t.height0, t.width0) == (0, -5, 25, 19)  # no context beyond the S2 grid
+    assert list(tiles(area, 16, halo=5)) != got  # without `within`: none beyond the extent
+
+
+def _box(g: Grid, row: int, col: int, height: int, width: int) -> tuple[float, float, float, float]:
+    """The bounds of a window of g (rows and columns)."""
+    return Grid(g.crs_wkt, g.window_transform(row, col), width, height).bounds
+
+
+def _req(sub, out, date, **kw) -> DensifyRequest:
+    return DensifyRequest(s2=[str(p) for p in sub["s2"]], s1=[str(p) for p in sub["s1"]],
+                          masks=[str(p) for p in sub["masks"]], target_date=date, out_dir=str(out), **kw)
+
+
+@pytest.fixture(scope="module")
+def whole(uds_subset, tmp_path_factory):
+    """The bundled model on the whole 64 px grid, in 32 px tiles."""
+    return engine.run(_req(uds_subset, tmp_path_factory.mktemp("whole"), dt.date(2018, 3, 1), tile_size=32))
+
+
+def test_an_extent_gives_the_whole_run_s_pixels_there(whole, uds_subset, s2_grid, tmp_path):
+    """The bundled model (3x3 convolutions, a field-scale S1 filter) over an extent: the outputs are the
+    whole run's pixels within it, at its edges too (the tiles there read their context beyond them)."""
+    box = _box(s2_grid, 18, 14, 30, 26)
+    part = engine.run(_req(uds_subset, tmp_path, dt.date(2018, 3, 1), tile_size=32, extent=box))
+    for kind in KINDS:
+        with rasterio.open(part.outputs[kind]) as ds, rasterio.open(whole.outputs[kind]) as ref:
+            assert ds.shape == (30, 26) and ds.crs == ref.crs
+            assert ds.transform == ref.transform * ref.transform.translation(14, 18)
+        got, ref = read_array(part.outputs[kind]), read_array(whole.outputs[kind])[:, 18:48, 14:40]
+        assert np.isfinite(got).all()
+        # tiles cut elsewhere: the model's own tiles blend a little differently (up to 0.6 DN of 4700);
+        # without the context beyond the extent, its edges were up to 900 DN off
+        np.testing.assert_allclose(got, ref, rtol=0, atol=5e-4 * np.abs(ref).max(), err_msg=kind)
+    assert part.mode == whole.mode
+
+
+def test_an_extent_outside_the_grid_or_without_clear_pixels_is_refused(uds_subset, s2_grid, tmp_path):
+    x0, y0 = s2_grid.transform.c, s2_grid.transform.f
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as err:
+        engine.run(_req(uds_subset, out, dt.date(2018, 3, 1), method="linear",
+                        extent=(x0 - 5000, y0 + 100, x0 - 4000, y0 + 900)))
+    assert "does not overlap the S2 grid of " + uds_subset["s2"][0].name in str(err.value)
+    assert not out.exists() or not any(out.iterdir())
+    # one S2 date, in a corner its SCL mask says is cloudy: no clear observation in the extent
+    s2, scl = uds_subset["s2"][:20], uds_subset["masks"][:20]
+    cloudy = _cloudy_corner(scl)
+    assert cloudy is not None, "no date with a cloudy corner in the slice"
+    t, (row, col) = cloudy
+    one = {"s2": [s2[t]], "masks": [scl[t]], "s1": []}
+    with pytest.raises(InputError, match="no clear Sentinel-2 observation in the extent"):
+        engine.run(_req(one, out, dt.date(2018, 3, 1), method="linear", extent=_box(s2_grid, row, col, 8, 8)))
+
+
+def _cloudy_corner(scl_files) -> tuple[int, tuple[int, int]] | None:
+    """(date index, (row, col) of an 8 x 8 window at 10 m) wholly cloudy in a date's SCL, or None."""
+    for t, path in enumerate(scl_files):
+        scl = rasterio.open(path).read(1)  # 20 m
+        cloudy = np.isin(scl, (3, 8, 9, 10))
+        for r in range(0, scl.shape[0] - 4, 4):
+            for c in range(0, scl.shape[1] - 4, 4):
+                if cloudy[r:r + 4, c:c + 4].all():
+                    return t, (2 * r, 2 * c)
+    return None
+
+
+def test_densify_run_with_an_extent_in_degrees(densify, uds_dir, s2_grid, tmp_path):
+    x0, y0 = s2_grid.transform.c, s2_grid.transform.f
+    west, south, east, north = transform_bounds(s2_grid.crs_wkt, "EPSG:4326", x0 + 105, y0 - 395, x0 + 305,
+                                                y0 - 105)
+    out = tmp_path / "out"
+    proc = densify("run", "--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"), "--date", "2018-07-01",
+                   "--out", str(out), "--model", "linear", "--no-lai",
+                   "--extent", str(west), str(south), str(east), str(north), "--extent-crs", "EPSG:4326")
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(out / "synthesized_20180701.tif") as ds:
+        assert 20 <= ds.width <= 22 and 29 <= ds.height <= 31
+        assert x0 + 90 <= ds.transform.c <= x0 + 100 and y0 - 100 <= ds.transform.f <= y0 - 90
+    proc = densify("run", "--s2", str(uds_dir / "S2"), "--date", "2018-07-01", "--out", str(tmp_path / "b"),
+                   "--extent-crs", "EPSG:4326")
+    assert proc.returncode != 0 and "--extent XMIN YMIN XMAX YMAX" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
