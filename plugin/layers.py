@@ -11,6 +11,7 @@ from pathlib import Path
 from qgis.core import (
     QgsColorRampShader,
     QgsContrastEnhancement,
+    QgsCoordinateReferenceSystem,
     QgsDateTimeRange,
     QgsGradientColorRamp,
     QgsGradientStop,
@@ -45,6 +46,15 @@ def run_label(outputs: dict[str, str], date: dt.date) -> str:
     base = f"synthesized_{date:%Y%m%d}_"
     number = stem[len(base):] if stem.startswith(base) else ""
     return f" ({number})" if number.isdigit() else ""
+
+
+def crs_text(crs: QgsCoordinateReferenceSystem) -> str | None:
+    """A QGIS CRS for the core (e.g. an extent's): EPSG:n, else its WKT; None when invalid (the core then
+    takes the S2 grid's)."""
+    if not crs.isValid():
+        return None
+    authid = crs.authid()
+    return authid if authid.upper().startswith("EPSG:") else crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
 
 
 def source_path(layer: QgsMapLayer) -> str:

@@ -67,7 +67,8 @@ class DensifyPlugin:
             self.iface.messageBar().pushMessage("Densify", failure_message(exc), Qgis.Critical, 0)
             return
         if self.dialog is None:
-            self.dialog = DensifyDialog(self.iface.mainWindow(), message_bar=self.iface.messageBar())
+            self.dialog = DensifyDialog(self.iface.mainWindow(), message_bar=self.iface.messageBar(),
+                                        canvas=self.iface.mapCanvas())
         else:
             self.dialog.refresh_layers()
         self.dialog.show()

@@ -561,6 +561,62 @@ def test_a_series_of_dates_in_one_run(loaded, bar, tmp_path):
         sorted(f"{k}_{d:%Y%m%d}.tif" for d in days for k in ("synthesized", "uncertainty"))
 
 
+def test_an_extent_from_the_map_canvas_limits_the_run(loaded, bar, tmp_path, uds_subset):
+    """"Limit to an extent": the map canvas's extent (here in degrees) gives the S2 pixels it touches; the
+    size is said before running, and the task writes that part only. The S2 grid is offered as the original
+    extent; an extent off the S2 grid is a problem shown before running."""
+    from qgis.core import QgsCoordinateReferenceSystem, QgsRectangle
+    from qgis.gui import QgsMapCanvas
+    from rasterio.warp import transform_bounds
+    from sentinel_densify.ui.dialog import DensifyDialog
+
+    with rasterio.open(uds_subset["s2"][0]) as ds:
+        crs, t = ds.crs, ds.transform
+    west, south, east, north = transform_bounds(crs, "EPSG:4326", t.c + 100, t.f - 400, t.c + 300, t.f - 100)
+    canvas = QgsMapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    canvas.resize(400, 600)
+    canvas.setExtent(QgsRectangle(west, south, east, north))
+    canvas.setExtent(canvas.extent().scaled(1 / 1.02))  # QGIS pads to the canvas's aspect: back inside
+    dlg = DensifyDialog(project=loaded, message_bar=bar, canvas=canvas)
+    dlg.out_dir.setFilePath(str(tmp_path / "out"))
+    dlg.date_edit.setDate(dlg.date_edit.date().fromString(f"{TARGET:%Y-%m-%d}", "yyyy-MM-dd"))
+    assert dlg.validate() == [] and dlg.build_request().extent is None  # unticked: the whole grid
+    assert "The extent is" not in dlg.problems_label.text()
+    dlg.extent_box.setOutputCrs(QgsCoordinateReferenceSystem("EPSG:3857"))  # another CRS than the canvas's
+    dlg.extent_box.setChecked(True)
+    dlg.extent_box.setOutputExtentFromOriginal()  # the S2 grid, offered by the last check
+    assert dlg.validate() == [] and "The extent is 64 x 64 px of the 64 x 64 px S2 grid" in dlg.problems_label.text()
+    dlg.extent_box.setOutputExtentFromCurrent()  # the map canvas's extent
+    request = dlg.build_request()
+    assert request.extent is not None and request.extent_crs == "EPSG:3857"
+    assert dlg.validate() == []
+    said = dlg.problems_label.text()
+    assert "The extent is " in said and "px of the 64 x 64 px S2 grid" in said
+    task = dlg.run()
+    _wait(task)
+    assert task.error is None, task.error
+    shown = canvas.extent()  # padded by QGIS to the canvas's shape
+    left, bottom, right, top = transform_bounds("EPSG:4326", crs, shown.xMinimum(), shown.yMinimum(),
+                                                shown.xMaximum(), shown.yMaximum())
+    with rasterio.open(task.result.outputs["synthesized"]) as ds:
+        assert ds.crs == crs and ds.width < 64 and ds.height < 64
+        assert f"The extent is {ds.width} x {ds.height} px" in said
+        # the S2 pixels the canvas shows (a few more: its box went through EPSG:3857)
+        assert ds.bounds.left <= left and ds.bounds.top >= top and ds.bounds.right >= right
+        assert abs(ds.bounds.left - left) <= 30 and abs(ds.bounds.top - top) <= 30
+        assert abs(ds.width - (right - left) / 10) <= 4 and abs(ds.height - (top - bottom) / 10) <= 4
+
+    again = DensifyDialog(project=loaded, message_bar=bar, canvas=canvas)
+    again.out_dir.setFilePath(str(tmp_path / "out2"))
+    again.extent_box.setChecked(True)
+    again.extent_box.setOutputExtentFromUser(QgsRectangle(west - 1, south - 1, west - 0.5, south - 0.5),
+                                             QgsCoordinateReferenceSystem("EPSG:4326"))
+    problems = again.validate()
+    assert any("does not overlap the S2 grid of" in p for p in problems) and not again.run_button.isEnabled()
+    canvas.deleteLater()
+
+
 def test_cancel_leaves_no_layer_and_no_file(loaded, bar, tmp_path):
     from qgis.PyQt.QtCore import Qt
 

@@ -19,11 +19,11 @@ class IfaceStandIn:
     """Stands in for QGIS's desktop application (QgisInterface), which cannot run headless here.
 
     It offers exactly the calls the plugin makes, backed by real Qt/QGIS widgets: a QMainWindow
-    with a plugin toolbar and a Raster menu, and a QgsMessageBar.
+    with a plugin toolbar and a Raster menu, a QgsMessageBar and a QgsMapCanvas.
     """
 
     def __init__(self):
-        from qgis.gui import QgsMessageBar
+        from qgis.gui import QgsMapCanvas, QgsMessageBar
         from qgis.PyQt.QtWidgets import QMainWindow
 
         self.window = QMainWindow()
@@ -31,9 +31,13 @@ class IfaceStandIn:
         self.raster_menu = self.window.menuBar().addMenu("&Raster")
         self.submenus = {}
         self.bar = QgsMessageBar(self.window)
+        self.canvas = QgsMapCanvas(self.window)
 
     def mainWindow(self):  # noqa: N802 (QGIS API names)
         return self.window
+
+    def mapCanvas(self):  # noqa: N802
+        return self.canvas
 
     def messageBar(self):  # noqa: N802
         return self.bar
@@ -86,6 +90,7 @@ def test_class_factory_adds_action_menu_and_provider_and_unload_removes_them(ifa
         actions[0].trigger()  # opens the dialog on the (empty) project
         assert plugin.dialog is not None and plugin.dialog.isVisible()
         assert plugin.dialog.problems[0].startswith("No Sentinel-2 layer selected")
+        assert plugin.dialog.canvas is iface.canvas  # its extent, or one drawn on it, for "Limit to an extent"
     finally:
         plugin.unload()
     assert [a for a in iface.toolbar.actions() if a.text() == "Densify"] == []

@@ -10,6 +10,7 @@ import pytest
 import rasterio
 
 ALG = "densify:synthesize"
+SERIES = "densify:synthesize_series"
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +41,10 @@ def test_provider_lists_algorithms_with_the_documented_parameters(provider, inpu
     assert {"densify:synthesize", "densify:synthesize_series", "densify:estimate_lai"} <= ids
     alg = QgsApplication.processingRegistry().algorithmById(ALG)
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert set(params) == {"S2_LAYERS", "S1_LAYERS", "MASK_LAYERS", "TARGET_DATE", "METHOD", "MODEL", "DEVICE",
-                           "OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"}
+    assert set(params) == {"S2_LAYERS", "S1_LAYERS", "MASK_LAYERS", "EXTENT", "TARGET_DATE", "METHOD", "MODEL",
+                           "DEVICE", "OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"}
     optional = {n for n, p in params.items() if p.flags() & QgsProcessingParameterDefinition.FlagOptional}
-    assert optional == {"S1_LAYERS", "MASK_LAYERS", "METHOD", "MODEL", "OUTPUT_LAI"}
+    assert optional == {"S1_LAYERS", "MASK_LAYERS", "EXTENT", "METHOD", "MODEL", "OUTPUT_LAI"}
     assert params["DEVICE"].options() == ["auto", "cpu", "cuda"]
     assert params["METHOD"].options()[0].startswith("Bundled default") and params["METHOD"].defaultValue() == 0
     for method in range(len(params["METHOD"].options())):  # every method can be chosen (toolbox, batch, models)
@@ -99,6 +100,41 @@ def test_skipped_lai_output_is_not_produced(provider, inputs, tmp_path):
                                "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"), "OUTPUT_LAI": None})
     assert "OUTPUT_LAI" not in res or not res["OUTPUT_LAI"]
     assert sorted(p.name for p in tmp_path.glob("*.tif")) == ["s.tif", "u.tif"]
+
+
+def test_an_extent_in_another_crs_or_from_a_layer_limits_the_outputs(provider, inputs, tmp_path):
+    """EXTENT as the toolbox writes it (xmin,xmax,ymin,ymax [CRS]) in degrees, and as a layer (its extent in
+    its CRS): the outputs are the S2 pixels it touches; in the series too. Off the S2 grid: an error naming
+    the S2 image, nothing written."""
+    import processing
+    from qgis.core import QgsProcessingException, QgsRasterLayer
+    from rasterio.warp import transform_bounds
+
+    crs, t, width, height = _s2_grid(inputs["S2_LAYERS"][0])
+    x0, y0 = t.c, t.f
+    west, south, east, north = transform_bounds(crs, "EPSG:4326", x0 + 100, y0 - 400, x0 + 300, y0 - 100)
+    extent = f"{west:.9f},{east:.9f},{south:.9f},{north:.9f} [EPSG:4326]"
+    out = {k: str(tmp_path / f"{k.lower()}.tif") for k in ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI")}
+    res = processing.run(ALG, {**inputs, "EXTENT": extent, "TARGET_DATE": "2018-03-01", "METHOD": 1, **out})
+    for key in out:
+        with rasterio.open(res[key]) as ds:
+            assert ds.crs == crs and 20 <= ds.width <= 22 and 30 <= ds.height <= 32, key
+            assert x0 + 90 <= ds.transform.c <= x0 + 100 and y0 - 100 <= ds.transform.f <= y0 - 90
+    # a layer's extent: a Densify output of 20 x 30 px (its CRS is the S2 grid's)
+    layer = QgsRasterLayer(res["OUTPUT_SYNTHESIZED"], "area", "gdal")
+    folder = tmp_path / "series"
+    series = processing.run(SERIES, {**inputs, "EXTENT": layer, "FIRST_DATE": "2018-03-01", "LAST_DATE": "2018-03-11",
+                                     "METHOD": 1, "ESTIMATE_LAI": False, "OUTPUT": str(folder)})
+    with rasterio.open(res["OUTPUT_SYNTHESIZED"]) as ref:
+        for path in series["SYNTHESIZED"]:
+            with rasterio.open(path) as ds:
+                assert ds.shape == ref.shape and ds.transform == ref.transform
+    off = f"{x0 - 5000},{x0 - 4000},{y0 + 100},{y0 + 900} [{crs.to_string()}]"
+    with pytest.raises(QgsProcessingException, match="does not overlap the S2 grid of " +
+                       Path(inputs["S2_LAYERS"][0]).name):
+        processing.run(ALG, {**inputs, "EXTENT": off, "TARGET_DATE": "2018-03-01", "METHOD": 1,
+                             **{k: str(tmp_path / "off" / f"{k}.tif") for k in out}})
+    assert not (tmp_path / "off").exists() or not any((tmp_path / "off").iterdir())
 
 
 def test_bad_input_raises_processing_exception_with_the_core_message(provider, inputs, tmp_path):
@@ -371,8 +407,6 @@ def test_a_file_qgis_cannot_open_is_named(provider, inputs, tmp_path):
         processing.run("densify:estimate_lai", {"INPUT": str(text), "OUTPUT": str(tmp_path / "lai.tif")})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tif"]
 
-
-SERIES = "densify:synthesize_series"
 
 
 def test_series_writes_each_date_as_a_run_for_that_date_alone(provider, inputs, tmp_path):

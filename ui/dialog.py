@@ -13,8 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from qgis.core import QgsProject, QgsRasterLayer, QgsSettings
-from qgis.gui import QgsFileWidget
+from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer, QgsRectangle, QgsSettings
+from qgis.gui import QgsExtentGroupBox, QgsFileWidget
 from qgis.PyQt.QtCore import QDate, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QBrush, QColor
 from qgis.PyQt.QtWidgets import (
@@ -47,7 +47,7 @@ from ..core.methods import available, bundled_model, default_model
 from ..core.model_contract import gpu_present
 from ..core.reader import read_clear_fraction
 from ..core.request import DensifyRequest
-from ..plugin.layers import source_path, temporal_date
+from ..plugin.layers import crs_text, source_path, temporal_date
 
 SENSORS = [("S2", "S2"), ("S1", "S1"), ("Mask", "MASK"), ("?", "")]
 COL_USE, COL_NAME, COL_SENSOR, COL_DATE, COL_SOURCE = range(5)
@@ -118,20 +118,23 @@ class DensifyDialog(QDialog):
 
     task_created = pyqtSignal(object)  # the DensifyTask, emitted just before it is queued
 
-    def __init__(self, parent: QWidget | None = None, project: QgsProject | None = None, message_bar=None):
+    def __init__(self, parent: QWidget | None = None, project: QgsProject | None = None, message_bar=None,
+                 canvas=None):
         super().__init__(parent)
         self.project = project or QgsProject.instance()
         self.message_bar = message_bar
+        self.canvas = canvas  # the map canvas: its extent, or one drawn on it, as the area to compute
         self.rows: list[Row] = []
         self.problems: list[str] = []
         self.mode = ""
         self._s2_images = 0  # S2 acquisitions the last check found (band files make one per date)
         self._s1_images = 0  # S1 acquisitions the last check found (a VV and a VH file make one)
+        self._area = ""  # the output size the last check found, with an extent
         self.task = None
         self._clear: dict[tuple, float] = {}  # clear fraction per S2 file, mask and grid
         self._described: dict[tuple, object] = {}  # describe() per file, its modification time and options
         self.setWindowTitle("Sentinel Densify")
-        self.resize(900, 640)
+        self.resize(900, 720)
         self._timer = QTimer(self, singleShot=True, interval=300)
         self._timer.timeout.connect(self.validate)
         self._build()
@@ -166,6 +169,23 @@ class DensifyDialog(QDialog):
         buttons.addWidget(self.refresh_button)
         box.addLayout(buttons)
         layout.addWidget(inputs, 1)
+
+        # an area to compute: the S2 pixels it touches (unticked: the whole S2 grid)
+        self.extent_box = QgsExtentGroupBox()
+        self.extent_box.setTitleBase("Limit to an extent")
+        self.extent_box.setToolTip("Compute only the S2 pixels this extent touches (in any CRS); unticked: the "
+                                   "whole grid of the earliest S2 image")
+        self.extent_box.setCheckable(True)
+        self.extent_box.setChecked(False)
+        self.extent_box.setCollapsed(True)  # opens when ticked: the table keeps its room
+        self.extent_box.setOutputCrs(self.project.crs())
+        self.extent_box.setOriginalExtent(QgsRectangle(), self.project.crs())
+        if self.canvas is not None:
+            self.extent_box.setCurrentExtent(self.canvas.extent(), self.canvas.mapSettings().destinationCrs())
+            self.extent_box.setMapCanvas(self.canvas)
+        self.extent_box.extentChanged.connect(self.schedule_validation)
+        self.extent_box.toggled.connect(lambda on: (self.extent_box.setCollapsed(not on), self.schedule_validation()))
+        layout.addWidget(self.extent_box)
 
         form = QFormLayout()
         date_row = QHBoxLayout()
@@ -422,10 +442,21 @@ class DensifyDialog(QDialog):
     def build_request(self) -> DensifyRequest:
         groups, when, _ = self.selection()
         sensors = {p: s for s, paths in groups.items() for p in paths}
+        extent, crs = self.extent()
         return DensifyRequest(s2=groups["S2"], s1=groups["S1"], masks=groups["MASK"],
                               target_date=self.target_date(), out_dir=self.out_dir.filePath().strip(),
                               method=self.method(), device=self.device_combo.currentData(),
-                              lai=self.lai_check.isChecked(), dates=when, sensors=sensors)
+                              lai=self.lai_check.isChecked(), dates=when, sensors=sensors, extent=extent,
+                              extent_crs=crs)
+
+    def extent(self) -> tuple[tuple[float, float, float, float] | None, str | None]:
+        """The ticked extent as (xmin, ymin, xmax, ymax) and its CRS (EPSG:n, else WKT; None: the S2
+        grid's), or (None, None)."""
+        rect = self.extent_box.outputExtent()
+        if not self.extent_box.isChecked() or rect.isNull() or rect.isEmpty():
+            return None, None
+        return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), crs_text(
+            self.extent_box.outputCrs())
 
     def schedule_validation(self, *_args) -> None:
         self._timer.start()
@@ -442,6 +473,8 @@ class DensifyDialog(QDialog):
                 problems.append(f"Model file {method} does not exist.")
         if not self.target_dates():
             problems.append("The last date of the series is before the target date.")
+        if self.extent_box.isChecked() and self.extent()[0] is None:
+            problems.append("Choose the extent (or untick it to compute the whole S2 grid).")
         folder = self.out_dir.filePath().strip()
         if not folder:
             problems.append("Choose an output folder.")
@@ -468,6 +501,8 @@ class DensifyDialog(QDialog):
                 ready += f" The S2 layers are {self._s2_images} acquisitions (band files read together)."
             if self._s1_images != len(groups["S1"]):  # one file per polarization: two layers make one
                 ready += f" The S1 layers are {self._s1_images} acquisitions (VV and VH files read together)."
+            if self._area:
+                ready += f" {self._area}."
             if self.out_dir.filePath().strip() == temporary_output_dir():
                 ready += (" The outputs go to a temporary folder (the project is not saved): choose an "
                           "output folder to keep them.")
@@ -481,6 +516,11 @@ class DensifyDialog(QDialog):
         """The core's checks (files, dates, overlap, clear pixels, target range); returns the mode line."""
         inv = build_inventory(request, check_clear=False, describer=self._describe)
         self._s2_images, self._s1_images = len(inv.s2), len(inv.s1)
+        self._area = ""
+        if inv.s2_grid is not None:
+            self._area = (f"The extent is {inv.grid.width} x {inv.grid.height} px of the {inv.s2_grid.width} x "
+                          f"{inv.s2_grid.height} px S2 grid")
+        self._s2_extent(inv.s2_grid or inv.grid)
         inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
         series = self.target_dates()  # the first is request.target_date
         each = [inventory.check_target(inv, d)[0] for d in series]  # each date in range
@@ -502,6 +542,15 @@ class DensifyDialog(QDialog):
             return (f"<b>{len(series)} dates</b>, {series[0]:%Y-%m-%d} to {series[-1]:%Y-%m-%d} "
                     f"({', '.join(modes)}); from the first, nearest clear S2 {', '.join(parts)}")
         return f"<b>{self.mode}</b>; nearest clear S2 {', '.join(parts)}"
+
+    def _s2_extent(self, grid) -> None:
+        """Offer the S2 grid as the extent box's "original" extent (a start to edit)."""
+        crs = QgsCoordinateReferenceSystem()
+        crs.createFromWkt(grid.crs_wkt)
+        left, bottom, right, top = grid.bounds
+        rect = QgsRectangle(left, bottom, right, top)
+        if rect != self.extent_box.originalExtent() or crs != self.extent_box.originalCrs():
+            self.extent_box.setOriginalExtent(rect, crs)
 
     def _describe(self, path, sensor=None, when=None, band_order=None):
         """inventory.describe, opened once per file and modification time: validation runs on every

@@ -14,13 +14,14 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterDateTime,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
 )
 
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, source_path, temporal_date
+from ..layers import LAYERS, crs_text, source_path, temporal_date
 from .feedback import checked_layers, core_errors, core_feedback
 from .styling import drop_from_load, style_on_load
 
@@ -34,7 +35,8 @@ acquisitions, forecasting after the last one, backcasting before the first.
 
 <b>Inputs</b>: acquisition dates come from each layer's temporal properties when set, otherwise \
 from the file's metadata or name (e.g. T31UDS_20170804T105328_L2A_10m.tif). Masks are paired \
-with the S2 image of the same date. The output grid is the S2 grid.
+with the S2 image of the same date. The output grid is the S2 grid (of the earliest S2 \
+image); <b>Extent</b> (optional) computes only the S2 pixels it touches, in any CRS.
 
 <b>Method</b>: the bundled default model or a baseline (linear, nearest, persistence). \
 <b>Model file</b> (optional): an .onnx model to run instead of the method. <b>Device</b>: auto uses \
@@ -57,11 +59,13 @@ class SynthesisAlgorithm(QgsProcessingAlgorithm):
     METHOD = "METHOD"
     MODEL = "MODEL"
     DEVICE = "DEVICE"
+    EXTENT = "EXTENT"
 
     def __init__(self):
         super().__init__()
         self._inputs: dict[str, list[str]] = {}
         self._dates: dict[str, dt.datetime] = {}
+        self._extent: tuple[tuple[float, float, float, float] | None, str | None] = (None, None)
 
     def group(self) -> str:
         return "Synthesis"
@@ -79,6 +83,8 @@ class SynthesisAlgorithm(QgsProcessingAlgorithm):
                                                                optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.MASKS, "Cloud masks (Sen2Cor SCL)", raster, optional=True))
+        self.addParameter(QgsProcessingParameterExtent(
+            self.EXTENT, "Extent (default: the whole S2 grid)", optional=True))
 
     def add_method_parameters(self) -> None:
         # optional with a default, so models saved before METHOD existed still validate
@@ -105,7 +111,20 @@ class SynthesisAlgorithm(QgsProcessingAlgorithm):
                 if when is not None:
                     self._dates[path] = when
             self._inputs[key] = paths
+        self._extent = self.extent(parameters, context)
         return True
+
+    def extent(self, parameters: dict, context: QgsProcessingContext
+               ) -> tuple[tuple[float, float, float, float] | None, str | None]:
+        """The EXTENT as (xmin, ymin, xmax, ymax) and its CRS (EPSG:n, else WKT; None: the S2 grid's), or
+        (None, None) when unset; read on the main thread (an extent may come from a layer)."""
+        if parameters.get(self.EXTENT) in (None, ""):
+            return None, None
+        rect = self.parameterAsExtent(parameters, self.EXTENT, context)
+        if rect.isNull():
+            return None, None
+        crs = crs_text(self.parameterAsExtentCrs(parameters, self.EXTENT, context))
+        return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), crs
 
     def request(self, parameters: dict, context: QgsProcessingContext, target: dt.date, out_dir: str,
                 lai: bool, outputs: dict[str, str] | None = None) -> DensifyRequest:
@@ -116,7 +135,8 @@ class SynthesisAlgorithm(QgsProcessingAlgorithm):
             masks=self._inputs.get(self.MASKS, []), target_date=target, out_dir=out_dir,
             method=model or METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0],
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            lai=lai, dates=dict(self._dates), output_paths=outputs or {})
+            lai=lai, dates=dict(self._dates), output_paths=outputs or {}, extent=self._extent[0],
+            extent_crs=self._extent[1])
 
     def date(self, parameters: dict, name: str, context: QgsProcessingContext) -> dt.date:
         when = self.parameterAsDateTime(parameters, name, context)

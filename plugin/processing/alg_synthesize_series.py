@@ -22,7 +22,7 @@ from .feedback import core_errors, core_feedback
 from .styling import load_on_completion
 
 HELP = """Synthesizes Sentinel-2 L2A images every EVERY_DAYS days from FIRST_DATE to LAST_DATE (only \
-FIRST_DATE when LAST_DATE is unset), from the same inputs as "Synthesize Sentinel-2 at a date": the \
+FIRST_DATE when LAST_DATE is unset), from the same inputs and EXTENT as "Synthesize Sentinel-2 at a date": the \
 inputs are checked and read once for all the dates, so a series runs faster than one run per date.
 
 <b>Outputs</b>: in the OUTPUT folder, for each date YYYYMMDD, synthesized_YYYYMMDD.tif, \
