@@ -66,7 +66,7 @@ class Grid:
 
 
 def crs_name(wkt: str) -> str:
-    """EPSG:n for an EPSG coordinate system, else its name (for messages)."""
+    """EPSG:n for an EPSG coordinate system, else "its own CRS" (for messages)."""
     from rasterio.crs import CRS
 
     code = CRS.from_wkt(wkt).to_epsg(confidence_threshold=90)

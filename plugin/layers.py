@@ -23,6 +23,7 @@ from qgis.core import (
     QgsRasterLayer,
     QgsRasterLayerTemporalProperties,
     QgsRasterShader,
+    QgsRectangle,
     QgsSingleBandPseudoColorRenderer,
 )
 from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime
@@ -48,13 +49,18 @@ def run_label(outputs: dict[str, str], date: dt.date) -> str:
     return f" ({number})" if number.isdigit() else ""
 
 
-def crs_text(crs: QgsCoordinateReferenceSystem) -> str | None:
-    """A QGIS CRS for the core (e.g. an extent's): EPSG:n, else its WKT; None when invalid (the core then
-    takes the S2 grid's)."""
-    if not crs.isValid():
-        return None
-    authid = crs.authid()
-    return authid if authid.upper().startswith("EPSG:") else crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+def extent_values(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem
+                  ) -> tuple[tuple[float, float, float, float] | None, str | None]:
+    """A QGIS extent for the request (DensifyRequest.extent, extent_crs): (xmin, ymin, xmax, ymax) and its
+    CRS as EPSG:n, else WKT (None when invalid: the core takes the S2 grid's); (None, None) for a null
+    rectangle (an empty one goes on, for the core to say what is wrong with it)."""
+    if rect.isNull():
+        return None, None
+    text = None
+    if crs.isValid():
+        text = crs.authid() if crs.authid().upper().startswith("EPSG:") else \
+            crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+    return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), text
 
 
 def source_path(layer: QgsMapLayer) -> str:

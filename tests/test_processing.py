@@ -135,6 +135,10 @@ def test_an_extent_in_another_crs_or_from_a_layer_limits_the_outputs(provider, i
         processing.run(ALG, {**inputs, "EXTENT": off, "TARGET_DATE": "2018-03-01", "METHOD": 1,
                              **{k: str(tmp_path / "off" / f"{k}.tif") for k in out}})
     assert not (tmp_path / "off").exists() or not any((tmp_path / "off").iterdir())
+    with pytest.raises(QgsProcessingException, match="xmin < xmax"):  # a point is no area: never the whole grid
+        processing.run(ALG, {**inputs, "EXTENT": f"{x0 + 5},{x0 + 5},{y0 - 5},{y0 - 5} [{crs.to_string()}]",
+                             "TARGET_DATE": "2018-03-01", "METHOD": 1,
+                             **{k: str(tmp_path / "off" / f"{k}.tif") for k in out}})
 
 
 def test_bad_input_raises_processing_exception_with_the_core_message(provider, inputs, tmp_path):

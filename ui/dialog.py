@@ -47,7 +47,7 @@ from ..core.methods import available, bundled_model, default_model
 from ..core.model_contract import gpu_present
 from ..core.reader import read_clear_fraction
 from ..core.request import DensifyRequest
-from ..plugin.layers import crs_text, source_path, temporal_date
+from ..plugin.layers import extent_values, source_path, temporal_date
 
 SENSORS = [("S2", "S2"), ("S1", "S1"), ("Mask", "MASK"), ("?", "")]
 COL_USE, COL_NAME, COL_SENSOR, COL_DATE, COL_SOURCE = range(5)
@@ -452,11 +452,9 @@ class DensifyDialog(QDialog):
     def extent(self) -> tuple[tuple[float, float, float, float] | None, str | None]:
         """The ticked extent as (xmin, ymin, xmax, ymax) and its CRS (EPSG:n, else WKT; None: the S2
         grid's), or (None, None)."""
-        rect = self.extent_box.outputExtent()
-        if not self.extent_box.isChecked() or rect.isNull() or rect.isEmpty():
+        if not self.extent_box.isChecked():
             return None, None
-        return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), crs_text(
-            self.extent_box.outputCrs())
+        return extent_values(self.extent_box.outputExtent(), self.extent_box.outputCrs())
 
     def schedule_validation(self, *_args) -> None:
         self._timer.start()

@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, crs_text, source_path, temporal_date
+from ..layers import LAYERS, extent_values, source_path, temporal_date
 from .feedback import checked_layers, core_errors, core_feedback
 from .styling import drop_from_load, style_on_load
 
@@ -120,11 +120,8 @@ class SynthesisAlgorithm(QgsProcessingAlgorithm):
         (None, None) when unset; read on the main thread (an extent may come from a layer)."""
         if parameters.get(self.EXTENT) in (None, ""):
             return None, None
-        rect = self.parameterAsExtent(parameters, self.EXTENT, context)
-        if rect.isNull():
-            return None, None
-        crs = crs_text(self.parameterAsExtentCrs(parameters, self.EXTENT, context))
-        return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()), crs
+        return extent_values(self.parameterAsExtent(parameters, self.EXTENT, context),
+                             self.parameterAsExtentCrs(parameters, self.EXTENT, context))
 
     def request(self, parameters: dict, context: QgsProcessingContext, target: dt.date, out_dir: str,
                 lai: bool, outputs: dict[str, str] | None = None) -> DensifyRequest:
