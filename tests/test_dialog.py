@@ -465,6 +465,11 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
     dlg = _dialog(loaded, bar, tmp_path)
     dlg.show()
     if os.environ.get("DENSIFY_SCREENSHOTS"):
+        from qgis.PyQt.QtCore import QCoreApplication
+
+        for _ in range(20):  # the layout settles (the collapsed extent box gives its room back)
+            QCoreApplication.processEvents()
+            time.sleep(0.02)
         _save(dlg.grab().toImage(), "dialog.png")
     assert dlg.problems == []
     earlier = tmp_path / "out" / "synthesized_20180301.tif"  # a result of an earlier run, maybe loaded

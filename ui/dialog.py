@@ -30,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -178,6 +179,7 @@ class DensifyDialog(QDialog):
         self.extent_box.setCheckable(True)
         self.extent_box.setChecked(False)
         self.extent_box.setCollapsed(True)  # opens when ticked: the table keeps its room
+        self.extent_box.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
         self.extent_box.setOutputCrs(self.project.crs())
         self.extent_box.setOriginalExtent(QgsRectangle(), self.project.crs())
         if self.canvas is not None:
