@@ -180,8 +180,7 @@ class DensifyDialog(QDialog):
         self.extent_box.setChecked(False)
         self.extent_box.setCollapsed(True)  # opens when ticked: the table keeps its room
         self.extent_box.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
-        self.extent_box.setOutputCrs(self.project.crs())
-        self.extent_box.setOriginalExtent(QgsRectangle(), self.project.crs())
+        self.extent_box.setOutputCrs(self.project.crs())  # the S2 grid is offered as the original after a check
         if self.canvas is not None:
             self.extent_box.setCurrentExtent(self.canvas.extent(), self.canvas.mapSettings().destinationCrs())
             self.extent_box.setMapCanvas(self.canvas)
