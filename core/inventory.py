@@ -578,10 +578,8 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     bands, band_problems, band_warnings = _common_bands(s2_infos)
     problems += band_problems
     warnings += band_warnings
-    covered = {}
     for info in s2_infos + s1_infos + mask_infos:
-        covered[info.path] = coverage(info.grid, grid)
-        if not covered[info.path] > 0:
+        if not overlaps(info.grid, grid):
             problems.append(Problem(info.path, f"does not overlap the S2 grid of {s2_infos[0].name}"))
     problems += _duplicates(s2_infos) + _duplicates(s1_infos)
 
