@@ -148,6 +148,42 @@ def test_masked_observations_are_ignored(series, cloud_context):
     assert float(maps[0][:, :, 0].max()) > 1e-3  # valid observations do get weight
 
 
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_inference_form_of_the_attention_gives_the_same_outputs(series, heads):
+    """for_inference (what densify export writes) folds the key / value projections into the query: the
+    same means, log-variances and attention weights as the trained model, masks and null token included."""
+    from sentinel_densify.core.temporal.model import FusedCrossAttention, for_inference
+
+    seed_everything(0)
+    model = TemporalGenerator(d=16, heads=heads, layers=2, cloud_context=True, s1_change=True).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # away from the initial zeros (head, null tokens) and small biases
+            p.add_(torch.randn_like(p) * 0.3)
+    day = float(series.s2_days[70])
+    x = D.model_inputs(series.select_s2(np.abs(series.s2_days - day) > 0.5).crop(slice(0, 20), slice(0, 20)),
+                       day, 5, 4, change=True)
+    x["s2_valid"][:, :4, :4] = 0.0  # a corner with no clear optical observation: SAR and the null token
+    x["s1_valid"][:, :2, :2] = 0.0  # and a smaller one with nothing at all: the null token only
+    # in float64 the two forms agree to rounding: the same function, not an approximation of it
+    # (in float32 the exported model matches the trained one within the contract's 1e-4: test_onnx_method)
+    model = model.double()
+    t = [v.double() for v in TR.to_tensors({k: v[None] for k, v in x.items()}, "cpu")]
+    fused = for_inference(model)
+    assert all(isinstance(a, FusedCrossAttention) for a in fused.attn)
+    assert not any(isinstance(a, FusedCrossAttention) for a in model.attn)  # the trained model is left as it was
+    with torch.no_grad():
+        mean, logvar, maps = model(*t, return_attn=True)
+        fmean, flogvar, fmaps = fused(*t, return_attn=True)
+    assert float(mean.abs().max()) > 1.0  # the weights moved enough for the outputs to vary widely
+    torch.testing.assert_close(fmean, mean, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(flogvar, logvar, atol=1e-10, rtol=1e-10)
+    for a, b in zip(fmaps, maps, strict=True):
+        assert a.shape == b.shape == (1, heads, 5 + 4 + 1, 20, 20)
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    assert float(maps[0][0, :, -1, 0, 0].min()) == pytest.approx(1.0)  # nothing valid there: all on the null token
+    assert float(maps[0][0, :, -1].min()) < 0.9  # elsewhere the observations do get weight
+
+
 def test_training_reduces_loss_and_resumes(uds_dir, series, tmp_path):
     out = tmp_path / "run"
     args = _args(uds_dir, out, epochs=1, steps=24, lr=0.002, seed=3, width=32, heads=2, ema=0)

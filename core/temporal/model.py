@@ -64,11 +64,17 @@ def clear_fraction(s2v: torch.Tensor) -> torch.Tensor:
     v = s2v.transpose(1, 2)  # n 1 K h w: summed over (h, w) windows only, no reshape (dynamic K in ONNX)
     inside = torch.ones_like(v)
     out = []
-    for w in CLOUD_WINDOWS:  # a convolution with ones, not a pooling: works on images smaller than w
-        ones = torch.ones(1, 1, 1, w, w, dtype=v.dtype, device=v.device)
-        pad = (0, w // 2, w // 2)
-        out.append(nn.functional.conv3d(v, ones, padding=pad) / nn.functional.conv3d(inside, ones, padding=pad))
+    for w in CLOUD_WINDOWS:  # convolutions with ones, not a pooling: works on images smaller than w
+        out.append(_box_sum(v, w) / _box_sum(inside, w))
     return torch.cat(out, dim=1).transpose(1, 2)
+
+
+def _box_sum(v: torch.Tensor, w: int) -> torch.Tensor:
+    """Sums of (n, 1, K, h, w) over w x w windows (zero outside): a row pass and a column pass, 2 w
+    additions per pixel instead of w * w, exact for the 0/1 masks it sums."""
+    ones = torch.ones(1, 1, 1, 1, w, dtype=v.dtype, device=v.device)
+    rows = nn.functional.conv3d(v, ones, padding=(0, 0, w // 2))
+    return nn.functional.conv3d(rows, ones.transpose(3, 4), padding=(0, w // 2, 0))
 
 
 class ObsEncoder(nn.Module):
@@ -123,6 +129,70 @@ class CrossAttention(nn.Module):
         attn = torch.softmax(scores, dim=1)
         out = (attn.unsqueeze(-1) * v).sum(1).flatten(-2)  # n h w d
         return self.o(out.permute(0, 3, 1, 2)), attn.permute(0, 4, 1, 2, 3)
+
+
+class FusedCrossAttention(nn.Module):
+    """A trained CrossAttention in its inference form: the same outputs (to float rounding), with the key and
+    value projections moved from the K tokens to the one query.
+
+    Per head j, score_k = q_j . (Wk_j t_k + bk_j) / sqrt(dh) = (Wk_j^T q_j / sqrt(dh)) . t_k + c_j: one
+    projection of the query instead of one per token; c_j is the same for every token, so only the null
+    token's score moves (by -c_j). The values likewise: sum_k a_k (Wv_j t_k + bv_j) + a_null null_v_j =
+    Wv_j (sum_k a_k t_k) + bv_j + a_null (null_v_j - bv_j), and the output projection folds into Wv and the
+    null value. ONNX Runtime on a CPU runs the bundled model about a quarter faster this way (densify export).
+    """
+
+    def __init__(self, trained: CrossAttention):
+        super().__init__()
+        h, dh = trained.h, trained.dh
+        d, s = h * dh, 1.0 / math.sqrt(dh)
+        self.h, self.d = h, d
+        with torch.no_grad():
+            wq, bq = trained.q.weight[:, :, 0, 0], trained.q.bias
+            wk, bk, wv, bv = trained.k.weight, trained.k.bias, trained.v.weight, trained.v.bias
+            wo, bo = trained.o.weight[:, :, 0, 0], trained.o.bias
+            heads = [slice(j * dh, (j + 1) * dh) for j in range(h)]
+            null_k, null_v = trained.null_k - bk, trained.null_v - bv
+
+            def query_side(w: torch.Tensor) -> torch.Tensor:  # the query projection's weight or bias, carried
+                # into token space per head (h * d rows), then onto the null key (h rows)
+                onto_null = torch.stack([s * null_k[j] @ w[j] for j in heads])
+                return torch.cat([s * wk[j].T @ w[j] for j in heads] + [onto_null])
+
+            qk_w, qk_b = query_side(wq), query_side(bq)  # one 1x1 convolution of the query
+            # and one of the attended tokens (h * d channels) and the null token's weights (h): the output
+            null_o = torch.stack([wo[:, j] @ null_v[j] for j in heads], 1)
+            out_w = torch.cat([wo[:, j] @ wv[j] for j in heads] + [null_o], 1)
+            out_b = wo @ bv + bo
+        like = {"dtype": wq.dtype, "device": wq.device}
+        self.qk = nn.Conv2d(d, h * d + h, 1, **like)
+        self.qk.weight.data.copy_(qk_w[:, :, None, None])
+        self.qk.bias.data.copy_(qk_b)
+        self.out = nn.Conv2d(h * d + h, d, 1, **like)
+        self.out.weight.data.copy_(out_w[:, :, None, None])
+        self.out.bias.data.copy_(out_b)
+
+    def forward(self, query: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As CrossAttention.forward."""
+        k, h, d = tokens.shape[1], self.h, self.d
+        z = self.qk(query)
+        qk = z[:, :h * d].unflatten(1, (h, d))  # n H d h w
+        scores = (tokens.unsqueeze(2) * qk.unsqueeze(1)).sum(3)  # n K H h w
+        scores = torch.where(valid.unsqueeze(2) > 0.5, scores, torch.full_like(scores, -1e4))
+        attn = torch.softmax(torch.cat([scores, z[:, h * d:].unsqueeze(1)], dim=1), dim=1)  # n K+1 H h w
+        attended = (attn[:, :k].unsqueeze(3) * tokens.unsqueeze(2)).sum(1)  # n H d h w
+        return self.out(torch.cat([attended.flatten(1, 2), attn[:, k]], dim=1)), attn.transpose(1, 2)
+
+
+def for_inference(model: TemporalGenerator) -> TemporalGenerator:
+    """A copy of a trained model in evaluation mode with its attention in the inference form
+    (FusedCrossAttention): what densify export writes to ONNX."""
+    import copy
+
+    fused = copy.deepcopy(model).eval()
+    fused.attn = nn.ModuleList([FusedCrossAttention(a) for a in fused.attn])
+    return fused
 
 
 class TemporalGenerator(nn.Module):
