@@ -139,7 +139,8 @@ class FusedCrossAttention(nn.Module):
     projection of the query instead of one per token; c_j is the same for every token, so only the null
     token's score moves (by -c_j). The values likewise: sum_k a_k (Wv_j t_k + bv_j) + a_null null_v_j =
     Wv_j (sum_k a_k t_k) + bv_j + a_null (null_v_j - bv_j), and the output projection folds into Wv and the
-    null value. ONNX Runtime on a CPU runs the bundled model about a quarter faster this way (densify export).
+    null value. ONNX Runtime on a CPU runs the bundled model's tiles about a quarter faster this way (densify
+    export; README, "Benchmark").
     """
 
     def __init__(self, trained: CrossAttention):
