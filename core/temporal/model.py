@@ -62,7 +62,7 @@ def clear_fraction(s2v: torch.Tensor) -> torch.Tensor:
     """(n, K, len(CLOUD_WINDOWS), h, w): fraction of clear pixels in windows around each pixel of
     each observation (pixels beside clouds are often hazy although their class says clear)."""
     v = s2v.transpose(1, 2)  # n 1 K h w: summed over (h, w) windows only, no reshape (dynamic K in ONNX)
-    inside = torch.ones_like(v)
+    inside = torch.ones_like(v[:, :, :1])  # the pixels of each window inside the image: the same for every K
     out = []
     for w in CLOUD_WINDOWS:  # convolutions with ones, not a pooling: works on images smaller than w
         out.append(_box_sum(v, w) / _box_sum(inside, w))
