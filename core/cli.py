@@ -45,6 +45,25 @@ nonnegative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >=
 fraction = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 
 
+def add_extent_arguments(parser: argparse.ArgumentParser, whole: str) -> None:
+    """--extent XMIN YMIN XMAX YMAX and --extent-crs CRS (read back with `extent_of`); `whole` names what is
+    computed without them."""
+    parser.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                        help=f"compute only this area (default: {whole}); the outputs are the whole S2 pixels "
+                             "it touches")
+    parser.add_argument("--extent-crs", metavar="CRS",
+                        help="the CRS of --extent, e.g. EPSG:4326 (default: the S2 grid's)")
+
+
+def extent_of(args: argparse.Namespace) -> tuple[tuple[float, ...] | None, str | None]:
+    """The extent and its CRS given by `add_extent_arguments`'s options; InputError for a CRS without one."""
+    from .errors import InputError
+
+    if args.extent_crs and not args.extent:
+        raise InputError("--extent-crs is the CRS of --extent: give --extent XMIN YMIN XMAX YMAX too")
+    return (tuple(args.extent) if args.extent else None), args.extent_crs
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so every open output is removed."""
 

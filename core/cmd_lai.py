@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .atomic import check_output_file, new_dirs_removed_on_error
+from .cli import add_extent_arguments, extent_of
 from .progress import Feedback
 
 
@@ -21,12 +22,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "its reflectance std is propagated into LAI_std (without it LAI_std is 0)")
     parser.add_argument("--band-order", metavar="B02,B03,...", default=None,
                         help="band names of the input when its bands have no descriptions")
+    add_extent_arguments(parser, "the whole image")
 
 
 def main(args: argparse.Namespace) -> int:
     from .lai import lai_file
 
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
+    extent, extent_crs = extent_of(args)
     check_output_file(args.out, {"--s2": args.s2, **({"--std": args.std} if args.std else {})}, label="--out ")
 
     shown = [False]
@@ -37,7 +40,8 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         with new_dirs_removed_on_error(Path(args.out).parent):
-            path = lai_file(args.s2, args.out, Feedback(progress), band_order=order, std_path=args.std)
+            path = lai_file(args.s2, args.out, Feedback(progress), band_order=order, std_path=args.std,
+                            extent=extent, extent_crs=extent_crs)
     finally:
         if shown[0]:  # end the progress line
             print(file=sys.stderr)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .atomic import OutputError, new_dirs_removed_on_error, same_file
+from .cli import add_extent_arguments, extent_of
 from .dates import every as dates_every
 from .dates import parse_date
 from .errors import InputError
@@ -48,11 +49,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--band-order", help="comma-separated band names of the S2 files when not described")
     p.add_argument("--no-lai", action="store_true", help="do not compute LAI")
-    p.add_argument("--extent", type=float, nargs=4, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
-                   help="compute only this area (default: the whole grid of the earliest S2 image); the outputs "
-                        "are the whole S2 pixels it touches")
-    p.add_argument("--extent-crs", metavar="CRS",
-                   help="the CRS of --extent, e.g. EPSG:4326 (default: the S2 grid's)")
+    add_extent_arguments(p, "the whole grid of the earliest S2 image")
     p.add_argument("--tile-size", type=tile_size, default=512,
                    help=f"processing tile size in pixels ({MIN_TILE_SIZE} to {MAX_TILE_SIZE}; default: %(default)s)")
 
@@ -133,13 +130,12 @@ def main(args: argparse.Namespace) -> int:
     from .engine import describe_outputs, run_series, series_requests
 
     when = target_dates(args.date, args.every)
-    if args.extent_crs and not args.extent:
-        raise InputError("--extent-crs is the CRS of --extent: give --extent XMIN YMIN XMAX YMAX too")
+    extent, extent_crs = extent_of(args)
     request = DensifyRequest(
         s2=args.s2, s1=args.s1, masks=args.mask, target_date=when[0], out_dir=args.out, method=args.model,
         device=args.device, lai=not args.no_lai, tile_size=args.tile_size,
         band_order=args.band_order.split(",") if args.band_order else None,
-        extent=tuple(args.extent) if args.extent else None, extent_crs=args.extent_crs)
+        extent=extent, extent_crs=extent_crs)
     requests = series_requests(request, when)
     for r in requests:
         check_outputs(r)

@@ -298,9 +298,10 @@ def estimate(refl: np.ndarray, bands: list[str], angles: Angles, std: np.ndarray
 
 def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | None = None,
              band_order: list[str] | None = None, block_pixels: int = 1 << 18,
-             std_path: str | Path | None = None) -> Path:
+             std_path: str | Path | None = None, extent=None, extent_crs: str | None = None) -> Path:
     """LAI, LAI_std and flags of an S2 image: a raster file, or the one acquisition of a .SAFE product,
-    folder or zip archive (inventory.single_s2).
+    folder or zip archive (inventory.single_s2); with `extent` (xmin, ymin, xmax, ymax in `extent_crs`,
+    default the image's CRS), only the image's whole pixels it touches (grid.within_extent).
 
     LAI_std is propagated from the per-band reflectance std of `std_path` (the uncertainty file
     written with a synthesized image: bands described B03_std, ...; on the same grid), else 0 (a
@@ -310,6 +311,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     from rasterio.windows import Window
 
     from .band_files import subdataset_product
+    from .grid import within_extent
     from .inventory import read_s2, single_s2
     from .writer import AtomicRaster
 
@@ -317,15 +319,24 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     s2_path, out_path = str(s2_path), Path(out_path)  # str: a GDAL /vsizip/... path stays whole
     check_output_file(out_path, {"S2 image": s2_path, "uncertainty": None if std_path is None else str(std_path)})
     info = single_s2(s2_path, band_order)
-    grid = info.grid
+    grid, col0, row0 = info.grid, 0, 0
+    if extent is not None:
+        try:
+            grid = within_extent(info.grid, extent, extent_crs, of=f"the S2 image {Path(s2_path).name}")
+        except ValueError as exc:
+            raise InputError(Problem(s2_path, str(exc))) from None
+        col0, row0 = (round(v) for v in ~info.grid.transform * (grid.transform.c, grid.transform.f))
     width, height = grid.width, grid.height
     rows = max(1, min(height, block_pixels // max(1, width)))
     order = None if info.path != s2_path else band_order  # an image made of band files names its bands
 
-    def read(row: int, h: int):
-        return read_s2(info.path, band_order=order, window=Window(0, row, width, h), bands=LAI_BANDS)
+    def window(row: int, h: int) -> Window:  # rows of the output, in the image
+        return Window(col0, row0 + row, width, h)
 
-    std_of = _std_reader(str(std_path), grid) if std_path is not None else None
+    def read(row: int, h: int):
+        return read_s2(info.path, band_order=order, window=window(row, h), bands=LAI_BANDS)
+
+    std_of = _std_reader(str(std_path), info.grid) if std_path is not None else None
     first = read(0, rows)
     angles, warnings = Angles.from_tags(first.tags)
     tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(subdataset_product(s2_path) or s2_path).name,
@@ -346,7 +357,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             feedback.check()
             h = min(rows, height - row)
             img = first if row == 0 else read(row, h)
-            std = std_of(img.bands, Window(0, row, width, h)) if std_of else None
+            std = std_of(img.bands, window(row, h)) if std_of else None
             res = estimate(img.refl, img.bands, angles, std=std, source=str(s2_path))
             out.write(np.stack([res.lai, res.lai_std, res.flags.astype(np.float32)]), row=row)
             feedback.report(100.0 * (row + h) / height, "LAI")

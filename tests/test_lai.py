@@ -170,6 +170,34 @@ def test_cli_lai(uds_dir, tmp_path, capsys):
     assert not (tmp_path / "x.tif").exists()
 
 
+def test_lai_over_an_extent_in_degrees(uds_dir, tmp_path, densify):
+    """`densify lai --extent ... --extent-crs EPSG:4326`: the image's whole pixels the extent touches, each
+    the whole image's LAI; an extent off the image and a CRS without an extent are refused, nothing written."""
+    from rasterio.warp import transform_bounds
+
+    src = uds_dir / "S2" / CLEAR
+    whole = L.lai_file(src, tmp_path / "whole.tif")
+    with rasterio.open(whole) as ds:
+        full, t, crs = ds.read(), ds.transform, ds.crs
+    x0, y0 = t.c, t.f
+    box = transform_bounds(crs, "EPSG:4326", x0 + 105, y0 - 395, x0 + 305, y0 - 105)
+    out = tmp_path / "part.tif"
+    proc = densify("lai", "--s2", str(src), "--out", str(out), "--extent", *map(str, box), "--extent-crs", "EPSG:4326")
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(out) as ds:
+        col, row = (round(v) for v in ~t * (ds.transform.c, ds.transform.f))
+        assert 9 <= col <= 10 and 9 <= row <= 10 and 21 <= ds.width <= 23 and 30 <= ds.height <= 32
+        assert ds.crs == crs and ds.transform.a == t.a
+        np.testing.assert_array_equal(ds.read(), full[:, row:row + ds.height, col:col + ds.width])
+    off = tmp_path / "off.tif"
+    proc = densify("lai", "--s2", str(src), "--out", str(off), "--extent", "2.0", "40.0", "2.1", "40.1",
+                   "--extent-crs", "EPSG:4326")
+    assert proc.returncode == 1 and f"{CLEAR}: the extent does not overlap the S2 image" in proc.stderr
+    proc = densify("lai", "--s2", str(src), "--out", str(off), "--extent-crs", "EPSG:4326")
+    assert proc.returncode == 1 and "--extent XMIN YMIN XMAX YMAX" in proc.stderr
+    assert "Traceback" not in proc.stderr and not off.exists()
+
+
 def test_angles_from_stack_values_default_nan():
     angles, warnings = L.Angles.from_values(35.0, 150.0, float("nan"), 100.0)
     assert (angles.sun_zenith, angles.sun_azimuth, angles.view_azimuth) == (35.0, 150.0, 100.0)
@@ -209,6 +237,18 @@ def test_lai_of_a_synthesized_image_with_its_uncertainty_is_the_runs_lai(uds_sub
     np.testing.assert_allclose(got[0][ok], ref[0][ok], atol=1e-4)
     np.testing.assert_allclose(got[1][ok], ref[1][ok], rtol=1e-3, atol=1e-5)
     np.testing.assert_array_equal(got[2], ref[2])
+    # over an extent (in the image's CRS, from the CLI), with the std: the run's pixels there, the std read
+    # at the same offset
+    with rasterio.open(synth) as ds:
+        x0, y0, res_m = ds.transform.c, ds.transform.f, ds.transform.a
+    part = tmp_path / "lai_part.tif"
+    assert cli.main(["lai", "--s2", synth, "--std", unc, "--out", str(part), "--extent", str(x0 + 5.5 * res_m),
+                     str(y0 - 30.5 * res_m), str(x0 + 40 * res_m), str(y0 - 10 * res_m)]) == 0
+    capsys.readouterr()
+    with rasterio.open(part) as ds:
+        assert (ds.width, ds.height) == (35, 21)
+        assert ds.transform.c == x0 + 5 * res_m and ds.transform.f == y0 - 10 * res_m
+        np.testing.assert_array_equal(ds.read(), got[:, 10:31, 5:40])
     plain = L.lai_file(synth, tmp_path / "plain.tif")
     with rasterio.open(plain) as ds:
         assert (ds.read(2)[ok] == 0).all()

@@ -246,6 +246,25 @@ def test_estimate_lai_on_a_real_image(provider, inputs, tmp_path):
     assert np.isfinite(lai).mean() > 0.9 and 0 <= np.nanmedian(lai) < 3  # early spring, low canopy
 
 
+def test_estimate_lai_over_an_extent(provider, inputs, tmp_path):
+    """EXTENT as the toolbox writes it, in degrees: the input's whole pixels it touches, each the whole
+    image's LAI."""
+    import processing
+    from rasterio.warp import transform_bounds
+
+    src = next(p for p in inputs["S2_LAYERS"] if "20180320" in p)
+    whole = processing.run("densify:estimate_lai", {"INPUT": src, "OUTPUT": str(tmp_path / "whole.tif")})["OUTPUT"]
+    with rasterio.open(whole) as ds:
+        full, t, crs = ds.read(), ds.transform, ds.crs
+    west, south, east, north = transform_bounds(crs, "EPSG:4326", t.c + 205, t.f - 495, t.c + 405, t.f - 305)
+    res = processing.run("densify:estimate_lai", {"INPUT": src, "EXTENT": f"{west},{east},{south},{north} [EPSG:4326]",
+                                                  "OUTPUT": str(tmp_path / "part.tif")})
+    with rasterio.open(res["OUTPUT"]) as ds:
+        col, row = (round(v) for v in ~t * (ds.transform.c, ds.transform.f))
+        assert 19 <= col <= 20 and 29 <= row <= 30 and 21 <= ds.width <= 23 and 19 <= ds.height <= 21
+        np.testing.assert_array_equal(ds.read(), full[:, row:row + ds.height, col:col + ds.width])
+
+
 def test_estimate_lai_on_a_safe_added_as_subdataset(provider, inputs, tmp_path):
     """The 10 m subdataset layer of a .SAFE (as QGIS adds its MTD_MSIL2A.xml), or one of its band files added
     as a layer, gives the LAI of the whole product, its band files read as one image: the same LAI as from

@@ -9,12 +9,13 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
 from ..layers import source_path, style_lai, temporal_date
-from .feedback import checked_layers, core_errors, core_feedback
+from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
 from .styling import style_on_load
 
 HELP = """Leaf area index from a Sentinel-2 L2A image with ESA SNAP's LAI network (v3, as in SNAP's \
@@ -27,15 +28,19 @@ all its band files are read as one image, the angles from the granule's MTD_TL.x
 (densify:synthesize's OUTPUT_UNCERTAINTY: bands B03_std, ...). Its per-band reflectance std is \
 propagated through the network into the LAI std.
 
-<b>Output</b>: a 3-band GeoTIFF on the input grid: LAI (m2/m2), LAI std (propagated from the \
-uncertainty when given; 0 otherwise, since a single image carries no reflectance std), and quality \
-flags (1 input outside the definition domain, 2/4 output below/above the valid range, 8 invalid \
-input)."""
+<b>Extent</b> (optional): compute only this area, in any CRS: the output holds the input's whole \
+pixels it touches, on the input's pixel edges.
+
+<b>Output</b>: a 3-band GeoTIFF on the input grid (the extent's part of it when one is given): \
+LAI (m2/m2), LAI std (propagated from the uncertainty when given; 0 otherwise, since a single image \
+carries no reflectance std), and quality flags (1 input outside the definition domain, 2/4 output \
+below/above the valid range, 8 invalid input)."""
 
 
 class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
     UNCERTAINTY = "UNCERTAINTY"
+    EXTENT = "EXTENT"
     OUTPUT = "OUTPUT"
 
     def __init__(self):
@@ -43,6 +48,7 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         self._path = ""
         self._std_path: str | None = None
         self._date: dt.date | None = None
+        self._extent: tuple[tuple[float, float, float, float] | None, str | None] = (None, None)
 
     def name(self) -> str:
         return "estimate_lai"
@@ -69,6 +75,8 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Sentinel-2 L2A raster"))
         self.addParameter(QgsProcessingParameterRasterLayer(
             self.UNCERTAINTY, "Uncertainty of a synthesized image (per-band std)", optional=True))
+        self.addParameter(QgsProcessingParameterExtent(
+            self.EXTENT, "Extent (default: the whole image)", optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "LAI (LAI, std, flags)"))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
@@ -82,6 +90,7 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         self._path = source_path(layer)
         std_layer = self.parameterAsRasterLayer(parameters, self.UNCERTAINTY, context)
         self._std_path = source_path(std_layer) if std_layer is not None else None
+        self._extent = extent_parameter(self, parameters, self.EXTENT, context)
         with core_errors(feedback):
             from ...core.inventory import describe
 
@@ -95,7 +104,8 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         with core_errors(feedback):
             from ...core.lai import lai_file
 
-            path = lai_file(self._path, out, core_feedback(feedback), std_path=self._std_path)
+            path = lai_file(self._path, out, core_feedback(feedback), std_path=self._std_path,
+                            extent=self._extent[0], extent_crs=self._extent[1])
         style_on_load(context, str(path), style_lai, self._date)
         return {self.OUTPUT: str(path)}
 

@@ -21,8 +21,8 @@ from qgis.core import (
 )
 
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, extent_values, source_path, temporal_date
-from .feedback import checked_layers, core_errors, core_feedback
+from ..layers import LAYERS, source_path, temporal_date
+from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
 from .styling import drop_from_load, style_on_load
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -111,17 +111,8 @@ class SynthesisAlgorithm(QgsProcessingAlgorithm):
                 if when is not None:
                     self._dates[path] = when
             self._inputs[key] = paths
-        self._extent = self.extent(parameters, context)
+        self._extent = extent_parameter(self, parameters, self.EXTENT, context)
         return True
-
-    def extent(self, parameters: dict, context: QgsProcessingContext
-               ) -> tuple[tuple[float, float, float, float] | None, str | None]:
-        """The EXTENT as (xmin, ymin, xmax, ymax) and its CRS (EPSG:n, else WKT; None: the S2 grid's), or
-        (None, None) when unset; read on the main thread (an extent may come from a layer)."""
-        if parameters.get(self.EXTENT) in (None, ""):
-            return None, None
-        return extent_values(self.parameterAsExtent(parameters, self.EXTENT, context),
-                             self.parameterAsExtentCrs(parameters, self.EXTENT, context))
 
     def request(self, parameters: dict, context: QgsProcessingContext, target: dt.date, out_dir: str,
                 lai: bool, outputs: dict[str, str] | None = None) -> DensifyRequest:

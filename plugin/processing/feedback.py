@@ -18,6 +18,7 @@ from qgis.core import (
 
 from ...core.errors import DensifyError, failure_message
 from ...core.progress import Feedback
+from ..layers import extent_values
 
 
 def core_feedback(feedback: QgsProcessingFeedback | None) -> Feedback:
@@ -51,6 +52,16 @@ def checked_layers(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsPr
             if isinstance(value, str) and QgsProcessingUtils.mapLayerFromString(value, context) is None:
                 bad.append(f"{param.name()}: {value} is not a raster layer or a raster file QGIS can open")
     return ok, "; ".join(bad) or message
+
+
+def extent_parameter(alg: QgsProcessingAlgorithm, parameters: dict, name: str, context: QgsProcessingContext
+                     ) -> tuple[tuple[float, float, float, float] | None, str | None]:
+    """An extent parameter as (xmin, ymin, xmax, ymax) and its CRS (EPSG:n, else WKT; None: the S2 grid's), or
+    (None, None) when unset; read on the main thread (an extent may come from a layer)."""
+    if parameters.get(name) in (None, ""):
+        return None, None
+    return extent_values(alg.parameterAsExtent(parameters, name, context),
+                         alg.parameterAsExtentCrs(parameters, name, context))
 
 
 @contextmanager
