@@ -21,6 +21,8 @@ DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5, "bright": 0.10, "
 
 def _smooth(ndimage, values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
     """Mean of `values` over the `ok` pixels of a size x size window (NaN where none)."""
+    if values.shape == (1, 1):  # a point series (training): the window holds the pixel alone, as the filter gives
+        return np.where(ok, values.astype(np.float64), np.nan)
     num = ndimage.uniform_filter(np.where(ok, values, 0.0), size, mode="nearest")
     den = ndimage.uniform_filter(ok.astype(np.float64), size, mode="nearest")
     return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
@@ -41,6 +43,9 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
     from scipy import ndimage
 
     blue, red = stack.s2[:, bands.index("B02")], stack.s2[:, bands.index("B04")]
+    if stack.shape == (1, 1):
+        return _haze_of_one_pixel(stack.s2_days, valid[:, 0, 0], blue[:, 0, 0], red[:, 0, 0], threshold,
+                                  window_days, bright)[:, None, None]
     out = np.zeros(valid.shape, bool)
     for t in np.flatnonzero(valid.reshape(len(valid), -1).any(axis=1)):
         near = np.abs(stack.s2_days - stack.s2_days[t]) <= window_days
@@ -57,6 +62,25 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
         if grow > 0 and out[t].any():
             out[t] = ndimage.binary_dilation(out[t], iterations=grow) & valid[t]
     return out
+
+
+def _haze_of_one_pixel(days: np.ndarray, valid: np.ndarray, blue: np.ndarray, red: np.ndarray, threshold: float,
+                      window_days: float, bright: float) -> np.ndarray:
+    """haze_mask of a 1 x 1 px series (training's point series), all dates at once: the same minima, rises
+    and tests (its smoothing window holds the pixel alone), without a loop over dates."""
+    near = np.abs(days[:, None] - days[None, :]) <= window_days
+    np.fill_diagonal(near, False)
+
+    def rise(x: np.ndarray) -> np.ndarray:  # x minus the lowest clear value of the other dates near it (NaN: none)
+        seen = near & np.isfinite(x)[None, :]
+        low = np.where(seen, x[None, :], np.inf).min(axis=1)
+        return x - np.where(seen.any(axis=1), low, np.nan).astype(x.dtype)
+
+    b, r = rise(blue), rise(red)
+    ok = valid & np.isfinite(b) & np.isfinite(r)
+    b, r = b.astype(np.float64), r.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        return ok & (b > threshold) & ((b > r) | (b > bright))
 
 
 def from_threshold(threshold: float) -> dict | None:

@@ -499,6 +499,36 @@ def test_s1_guided_pools_the_sar_change_within_a_field(series):
     assert not y.any()
 
 
+def test_a_point_s_window_sums_are_those_of_the_filters_bit_for_bit():
+    """A point series is a 1 x 1 px image: guided_mean and the haze screen take a shortcut there (training's
+    points batches spent most of their time on windows of one pixel and a loop over dates). Bit for bit what the
+    window computation gives a pixel whose neighbours are all itself, as in a 1 x 2 image of two equal pixels."""
+    from scipy import ndimage
+    from sentinel_densify.core.haze import _smooth, haze_mask
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n, c, radius = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(1, 6))
+        values = rng.normal(0, rng.choice([1e-3, 1.0, 40.0]), (n, c, 1, 1)).astype(np.float32)
+        known = rng.random((n, 1, 1)) < 0.7
+        guide = rng.normal(0, 0.1, (6, 1, 1)).astype(np.float32)
+        one = D.guided_mean(values, known, guide, radius)
+        two = D.guided_mean(values.repeat(2, -1), known.repeat(2, -1), guide.repeat(2, -1), radius)
+        assert one.dtype == two.dtype and one.tobytes() == two[..., :1].tobytes()
+        rise, ok = rng.normal(0, 0.05, (1, 1)).astype(np.float32), rng.random((1, 1)) < 0.8
+        a, b = _smooth(ndimage, rise, ok, 5), _smooth(ndimage, rise.repeat(2, -1), ok.repeat(2, -1), 5)
+        assert a.dtype == b.dtype and a.tobytes() == b[:, :1].tobytes()
+        t = int(rng.integers(1, 40))  # dekads, some cloudy, some with a band missing only
+        days = np.sort(rng.choice(np.arange(0, 400, 10), t, replace=False)).astype(float)
+        s2 = rng.normal(0.1, 0.05, (t, len(D.S2_BANDS), 1, 1)).astype(np.float32)
+        s2[rng.random(t) < 0.4] = np.nan
+        s2[rng.random(t) < 0.2, int(rng.integers(0, len(D.S2_BANDS)))] = np.nan
+        point = Stack(s2, days, np.zeros((0, 2, 1, 1), np.float32), np.zeros(0))
+        pair = Stack(s2.repeat(2, -1), days, np.zeros((0, 2, 1, 2), np.float32), np.zeros(0))
+        for kw in ({}, {"threshold": 0.01}, {"threshold": 0.0, "bright": 0.03}):
+            assert np.array_equal(haze_mask(point, **kw), haze_mask(pair, **kw)[..., :1])
+
+
 def test_s1_guided_obs_pools_each_sar_acquisition_within_a_field(series):
     """guided "obs" (model version 7): each S1 observation's VV / VH becomes the mean of its valid neighbours'
     within the window, with the weights of guided_change (the same s1_change results); validity is kept, and

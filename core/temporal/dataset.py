@@ -133,6 +133,8 @@ def guided_mean(values: np.ndarray, known: np.ndarray, guide: np.ndarray, radius
     filter guided by the optical images, its weights computed once for all N x C layers. 0 where not
     known or where no known neighbour."""
     n, c, h, w = values.shape
+    if (h, w) == (1, 1):  # a point series (training): every neighbour is the pixel itself (edge padding), weight 1
+        return _guided_mean_of_one_pixel(values, known, (2 * radius + 1) ** 2)
     pad = ((radius, radius), (radius, radius))
     gp = np.pad(guide, ((0, 0), *pad), mode="edge")
     vp = np.pad(np.where(known[:, None], values, 0.0).astype(np.float32), ((0, 0), (0, 0), *pad), mode="edge")
@@ -147,6 +149,14 @@ def guided_mean(values: np.ndarray, known: np.ndarray, guide: np.ndarray, radius
             den += wt
     ok = known & (den > 0)
     return np.where(ok[:, None], num / np.where(den > 0, den, 1.0)[:, None], 0.0).astype(np.float32)
+
+
+def _guided_mean_of_one_pixel(values: np.ndarray, known: np.ndarray, window: int) -> np.ndarray:
+    """guided_mean of a 1 x 1 px image, bit for bit: the same float32 sum of `window` equal terms, in order."""
+    v = np.where(known[:, None], values, 0.0).astype(np.float32)
+    num = np.add.accumulate(np.broadcast_to(v, (window, *v.shape)), axis=0)[-1]
+    den = np.where(known, np.float32(window), np.float32(0.0))
+    return np.where(known[:, None], num / np.where(den > 0, den, np.float32(1.0))[:, None], 0.0).astype(np.float32)
 
 
 def guided_change(change: np.ndarray, near: np.ndarray, radius: int, sigma: float = GUIDE_SIGMA,
