@@ -44,7 +44,7 @@ bench: ## throughput and peak memory of `densify run` (linear, and the bundled m
 
 comma := ,
 
-model: ## retrain models/default.onnx on the shared data, with its evaluation, figure and card (~50 min, 2 CPU cores)
+model: ## retrain models/default.onnx on the shared data, with its evaluation, figure and card (~40 min, 2 CPU cores)
 	DATA=$(DATA) bash scripts/build_default_model.sh
 
 package: ## zip for QGIS "Install from ZIP"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild the bundled temporal model from the shared data (`make model`, ~50 min on 2 CPU cores).
+# Rebuild the bundled temporal model from the shared data (`make model`, ~40 min on 2 CPU cores).
 # The recipe is trained with SEEDS on 3 month folds (test months: month index % 4 = 3, 2, 0;
 # validation months % 8 = 1 in each); per fold the seed with the best validation score is kept
 # (`densify export` of several checkpoints). models/default.onnx = fold 3 (its test months hold
