@@ -21,8 +21,6 @@ DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5, "bright": 0.10, "
 
 def _smooth(ndimage, values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
     """Mean of `values` over the `ok` pixels of a size x size window (NaN where none)."""
-    if values.shape == (1, 1):  # a point series (training): the window holds the pixel alone, as the filter gives
-        return np.where(ok, values.astype(np.float64), np.nan)
     num = ndimage.uniform_filter(np.where(ok, values, 0.0), size, mode="nearest")
     den = ndimage.uniform_filter(ok.astype(np.float64), size, mode="nearest")
     return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
