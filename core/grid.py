@@ -51,6 +51,12 @@ class Grid:
     def window_transform(self, row: int, col: int) -> Affine:
         return self.transform * Affine.translation(col, row)
 
+    def offset_in(self, outer: Grid) -> tuple[int, int]:
+        """(row, col) of this grid's first pixel in `outer`, a grid on the same pixel edges (e.g. the one it
+        was cropped from)."""
+        col, row = (round(v) for v in ~outer.transform * (self.transform.c, self.transform.f))
+        return row, col
+
     def crop(self, left: float, bottom: float, right: float, top: float) -> Grid | None:
         """The whole pixels of this grid that the box (in its CRS) touches, on the same pixel edges; None
         when the box lies outside it."""
@@ -134,7 +140,7 @@ def tiles(grid: Grid, size: int, halo: int = 0, within: Grid | None = None) -> I
     default: this grid), so tiles at the grid's edges see the pixels beyond them."""
     size = max(MIN_TILE_SIZE, int(size))
     outer = within or grid
-    col_off, row_off = (round(v) for v in ~outer.transform * (grid.transform.c, grid.transform.f))
+    row_off, col_off = grid.offset_in(outer)
     top, left = -row_off, -col_off  # the outer grid's edges in this grid's pixels
     bottom, right = outer.height - row_off, outer.width - col_off
     for row in range(0, grid.height, size):

@@ -325,7 +325,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             grid = within_extent(info.grid, extent, extent_crs, of=f"the S2 image {Path(s2_path).name}")
         except ValueError as exc:
             raise InputError(Problem(s2_path, str(exc))) from None
-        col0, row0 = (round(v) for v in ~info.grid.transform * (grid.transform.c, grid.transform.f))
+        row0, col0 = grid.offset_in(info.grid)
     width, height = grid.width, grid.height
     rows = max(1, min(height, block_pixels // max(1, width)))
     order = None if info.path != s2_path else band_order  # an image made of band files names its bands
