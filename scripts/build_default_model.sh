@@ -13,7 +13,7 @@ DATA=${DATA:-../shared/data/worldcereal-31UDS-2017}
 POINTS=${POINTS:-../shared/data/worldcereal-points-FRA-2023/2023_FRA_LPIS_POLY_110.geoparquet}
 OUT=${OUT:-runs/default}
 SEEDS=${SEEDS:-0 1 2}
-JOBS=${JOBS:-2}  # trainings at once (one thread each)
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}  # trainings at once, one thread each: one per core (the same weights for any JOBS)
 DENSIFY=${DENSIFY:-.venv/bin/densify}
 # the recipe lives in one place, core/temporal/train.py (RECIPE; also shown by `densify train temporal --help`)
 RECIPE=$("${PYTHON:-.venv/bin/python}" -c "from sentinel_densify.core.temporal.train import RECIPE; print(RECIPE)")
