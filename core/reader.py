@@ -6,7 +6,9 @@ linear power (never in dB). Files already on the grid are read directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 
@@ -61,17 +63,25 @@ def _bilinear_axis(start: int, n: int, k: int, size: int) -> tuple[np.ndarray, n
 
 
 EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}  # file types float32 holds exactly
+# a window's files are read by this many threads (GDAL decodes and warps, and numpy rescales, without the GIL)
+READ_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class SeriesReader(AbstractContextManager):
     """Keeps the series' files open while windows are read (`s1` False: the S1 files are not read, for a
     method that does not use them; its stacks then hold no S1 acquisition)."""
 
-    def __init__(self, inv: Inventory, cache_mb: int = 256, s1: bool = True):
+    def __init__(self, inv: Inventory, cache_mb: int = 256, s1: bool = True, threads: int | None = None):
         self.inv = inv
         self.s1 = s1
-        self._open: dict[str, rasterio.io.DatasetReader] = {}
+        # (thread, path) -> the file open in that thread: a dataset is never used by two threads
+        self._open: dict[tuple[int, str], rasterio.io.DatasetReader] = {}
         self._pools: list[ThreadPoolExecutor] = []  # read_tiles' threads, finished before the files close
+        # read_window's reader threads (none: the caller's thread reads); file k of a window always goes to
+        # reader k % n, so each file is opened once
+        n = max(1, threads or READ_THREADS)
+        self._readers = [ThreadPoolExecutor(1, thread_name_prefix=f"densify-read-{k}")
+                         for k in range(n)] if n > 1 else []
         # a bounded GDAL block cache keeps memory flat however large the rasters are. (Not GDAL_NUM_THREADS:
         # GDAL 3.6's multi-threaded GeoTIFF decoding returns a corrupt block's bytes without an error.)
         self._options = dict(GDAL_CACHEMAX=cache_mb * 1024 * 1024)
@@ -79,12 +89,15 @@ class SeriesReader(AbstractContextManager):
         self._env.__enter__()
 
     def _ds(self, path: str):
-        if path not in self._open:
-            self._open[path] = rasterio.open(path)
-        return self._open[path]
+        key = (threading.get_ident(), path)
+        if key not in self._open:
+            self._open[key] = rasterio.open(path)
+        return self._open[key]
 
     def close(self) -> None:
         for pool in self._pools:  # a read_tiles left unfinished (an error or cancel in the caller's loop)
+            pool.shutdown(cancel_futures=True)
+        for pool in self._readers:
             pool.shutdown(cancel_futures=True)
         for ds in self._open.values():
             ds.close()
@@ -226,16 +239,43 @@ class SeriesReader(AbstractContextManager):
             return (10.0 * np.log10(lin)).astype("float32")
 
     def read_window(self, dst: Grid) -> Stack:
-        """The whole series on grid dst (without S1 when this reader does not read it)."""
+        """The whole series on grid dst (without S1 when this reader does not read it), its files shared
+        among the reader threads; the same arrays as reading them one by one. A file's read error is raised
+        here (the first file's in the series' order when several fail)."""
         inv = self.inv
         s2 = np.empty((len(inv.s2), len(inv.bands), dst.height, dst.width), "float32")
-        for t, info in enumerate(inv.s2):
-            self.read_s2(info, dst, out=s2[t])
         s1_files = inv.s1 if self.s1 else []
         s1 = np.empty((len(s1_files), 2, dst.height, dst.width), "float32")
-        for t, info in enumerate(s1_files):
+
+        def s1_into(info: RasterInfo, t: int) -> None:
             s1[t] = self.read_s1(info, dst)
+
+        jobs: list[Callable[[], object]] = [
+            *(lambda info=info, t=t: self.read_s2(info, dst, out=s2[t]) for t, info in enumerate(inv.s2)),
+            *(lambda info=info, t=t: s1_into(info, t) for t, info in enumerate(s1_files))]
+        if not self._readers:
+            for job in jobs:
+                job()
+        else:
+            n = len(self._readers)
+            parts = [self._readers[k].submit(self._in_env, list(range(k, len(jobs), n)), jobs)
+                     for k in range(min(n, len(jobs)))]
+            failed = [f.result() for f in parts]  # every reader has ended: none still writes into s2, s1
+            first = min((f for f in failed if f is not None), key=lambda f: f[0], default=None)
+            if first is not None:
+                raise first[1]
         return Stack(s2, inv.s2_days, s1, inv.s1_days[:len(s1_files)], list(inv.bands), s2_angles(inv))
+
+    def _in_env(self, order: list[int], jobs: list[Callable[[], object]]) -> tuple[int, BaseException] | None:
+        """Run jobs[k] for k in `order`, in this thread with the reader's GDAL options (rasterio's hold per
+        thread); the first failing job's number and error, after which this thread reads no more."""
+        with rasterio.Env(**self._options):
+            for k in order:
+                try:
+                    jobs[k]()
+                except Exception as exc:  # noqa: BLE001 - raised by read_window, in the caller's thread
+                    return k, exc
+        return None
 
     def read_tile(self, tile: Tile) -> Stack:
         g = self.inv.grid
@@ -245,8 +285,9 @@ class SeriesReader(AbstractContextManager):
     def read_tiles(self, tiles: Sequence[Tile]) -> Iterator[tuple[Tile, Stack]]:
         """Each tile with its stack, in order. The next tile is read in a background thread while the
         caller works on this one (GDAL and numpy release the GIL): reading overlaps computing, with at
-        most two stacks in memory. One thread reads at a time, so the open files are never shared; a
-        read's error is raised here, and closing the generator (a cancel) waits for the read under way."""
+        most two stacks in memory. One tile is read at a time (by read_window's reader threads, each file
+        always by the same one, so no open file is shared); a read's error is raised here, and closing the
+        generator (a cancel) waits for the read under way."""
         def read(tile: Tile) -> Stack:
             with rasterio.Env(**self._options):  # rasterio's GDAL options hold per thread
                 return self.read_tile(tile)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -149,12 +150,41 @@ def test_a_reader_without_s1_never_reads_it(files, tmp_path, corrupt_copy):
     full = load_stack([str(p) for p in s2[38:41]], [str(s1[59])], [str(p) for p in scl[38:41]])
     with SeriesReader(inv, s1=False) as r:
         stack = r.read_window(inv.grid)
-        opened = set(r._open)
+        opened = {path for _, path in r._open}
     assert np.array_equal(stack.s2, full.s2, equal_nan=True) and np.array_equal(stack.s2_days, full.s2_days)
     assert stack.s1.shape == (0, 2, 64, 64) and stack.s1_days.size == 0
     assert not opened & {str(s1[59]), str(bad)} and len(opened) == 6  # three S2 files and their masks
     with pytest.raises(InputError, match=f"{bad.name}: cannot read its pixels"), SeriesReader(inv) as r:
         r.read_window(inv.grid)
+
+
+def test_a_window_s_files_are_read_by_several_threads_into_the_same_arrays(files, tmp_path, corrupt_copy):
+    """read_window shares a window's files among its reader threads: the arrays are those of reading them one by
+    one in the caller's thread (S2 with 20 m masks, S1 at 20 m), each file is opened by one thread only, on
+    every window; when two files fail, the one first in the series is named, whichever thread read it."""
+    from sentinel_densify.core.grid import Grid
+
+    s2, scl, s1 = files
+    inv = _inv(s2[30:40], s1[50:57], scl[30:40])
+    g = inv.grid
+    windows = [g, Grid(g.crs_wkt, g.window_transform(5, 9), 40, 31)]
+    with SeriesReader(inv, threads=1) as one, SeriesReader(inv, threads=3) as three:
+        for dst in windows:
+            want, got = one.read_window(dst), three.read_window(dst)
+            assert np.array_equal(got.s2, want.s2, equal_nan=True) and np.array_equal(got.s1, want.s1, equal_nan=True)
+            assert np.isfinite(got.s2).any() and np.isfinite(got.s1).all()
+        threads = {thread for thread, _ in three._open}
+        paths = [path for _, path in three._open]
+        caller = {thread for thread, _ in one._open}
+    assert len(threads) == 3 and sorted(paths) == sorted({str(p) for p in s2[30:40] + scl[30:40] + s1[50:57]})
+    assert caller == {threading.get_ident()}  # one thread: the caller's own
+
+    # with 2 threads, S2 file 1 goes to the second reader and file 2 to the first: file 1 is named all the same
+    first, second = (corrupt_copy(s2[k], tmp_path / s2[k].name) for k in (31, 32))
+    inv = _inv([s2[30], first, second, s2[33]], s1[50:52])
+    with pytest.raises(InputError) as err, SeriesReader(inv, threads=2) as r:
+        r.read_window(inv.grid)
+    assert first.name in str(err.value) and second.name not in str(err.value)
 
 
 class _Counted(SeriesReader):
