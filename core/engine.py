@@ -309,8 +309,9 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         "INPUTS_MASKS": ";".join(m.name for m in inv.masks.values()),
     }
     with SeriesReader(inv, s1=method.uses_s1) as reader, contextlib.ExitStack() as outputs:
-        fb.report(2, f"calibrating {method.name}")
-        method.prepare(sample_stack(inv, reader))
+        if method.uses_sample:
+            fb.report(2, f"calibrating {method.name}")
+            method.prepare(sample_stack(inv, reader))
         warnings += method.notes()
         tags.update({k.upper(): str(v) for k, v in method.describe().items()})
         fb.check()

@@ -250,6 +250,28 @@ def test_baselines_do_not_read_s1(small, first_last, tmp_path, corrupt_copy):
             engine.run(_req(broken, tmp_path / "model", target, lai=False, method="default"))
 
 
+def test_only_a_method_that_calibrates_on_the_series_reads_a_sample_of_it(small, first_last, tmp_path, monkeypatch):
+    """linear fits its std on a sample of the series, read before the tiles; the bundled model, calibrated when
+    it was exported, has no use for one: its run reads the series once (one tile here), and the progress says
+    no "calibrating"."""
+    from sentinel_densify.core.methods import default_model
+    from sentinel_densify.core.reader import SeriesReader
+
+    assert default_model() is not None  # bundled in models/
+    windows = []
+    read_window = SeriesReader.read_window
+    monkeypatch.setattr(SeriesReader, "read_window", lambda self, dst: windows.append(dst) or read_window(self, dst))
+    target = first_last[0] + dt.timedelta(days=20)
+    said: list[str] = []
+    for method, reads in (("linear", 2), ("default", 1)):
+        windows.clear()
+        said.clear()
+        engine.run(_req(small, tmp_path / method, target, lai=False, method=method),
+                   Feedback(progress=lambda pct, msg: said.append(msg)))
+        assert len(windows) == reads, method
+        assert any(m.startswith("calibrating") for m in said) == (method == "linear")
+
+
 def test_tile_size_out_of_range_refused(small, first_last, tmp_path):
     from sentinel_densify.core.errors import InputError
 

@@ -26,6 +26,7 @@ class Method:
     provider: str = "numpy"  # what ran it (numpy, CPUExecutionProvider, CUDAExecutionProvider)
     calibrated_days: float | None = None  # its std is calibrated up to about this many days to clear (None: any)
     uses_s1: bool = True  # False: it never reads stack.s1, so the engine does not read the S1 files
+    uses_sample: bool = True  # False: prepare() ignores its sample, so the engine reads none
 
     def prepare(self, sample: Stack) -> None:
         """Fit whatever depends on the series (e.g. uncertainty calibration) on a pixel sample."""

@@ -27,6 +27,8 @@ RUN_PIXELS = RUN_TILE * RUN_TILE
 class OnnxTemporalMethod(Method):
     """The temporal S1+S2 generator (core/temporal) from an ONNX file and its contract."""
 
+    uses_sample = False  # calibrated when exported (its contract): nothing to fit on the series at hand
+
     def __init__(self, path: str | Path, device: str = "auto", batch: int = 4):
         self.path = Path(path)
         self.contract = read_contract(self.path)
