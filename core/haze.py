@@ -19,11 +19,13 @@ from .stack import Stack
 DEFAULTS = {"threshold": 0.04, "window_days": 20.0, "size": 5, "bright": 0.10, "grow": 0}
 
 
-def _smooth(ndimage, values: np.ndarray, ok: np.ndarray, size: int) -> np.ndarray:
-    """Mean of `values` over the `ok` pixels of a size x size window (NaN where none)."""
-    num = ndimage.uniform_filter(np.where(ok, values, 0.0), size, mode="nearest")
-    den = ndimage.uniform_filter(ok.astype(np.float64), size, mode="nearest")
-    return np.where(den > 1e-9, num / np.maximum(den, 1e-9), np.nan)
+def _smooth(ndimage, ok: np.ndarray, size: int, *values: np.ndarray) -> list[np.ndarray]:
+    """Mean of each of `values` over the `ok` pixels of a size x size window (NaN where none)."""
+    den = ndimage.uniform_filter(ok.astype(np.float64), size, mode="nearest")  # once for all of them
+    some = den > 1e-9
+    den = np.maximum(den, 1e-9)
+    return [np.where(some, ndimage.uniform_filter(np.where(ok, v, 0.0), size, mode="nearest") / den, np.nan)
+            for v in values]
 
 
 def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
@@ -55,7 +57,7 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
         ok = np.isfinite(rise_b) & np.isfinite(rise_r)
         if not ok.any():
             continue
-        b, r = _smooth(ndimage, rise_b, ok, size), _smooth(ndimage, rise_r, ok, size)
+        b, r = _smooth(ndimage, ok, size, rise_b, rise_r)
         out[t] = ok & (b > threshold) & ((b > r) | (b > bright))
         if grow > 0 and out[t].any():
             out[t] = ndimage.binary_dilation(out[t], iterations=grow) & valid[t]
