@@ -77,11 +77,10 @@ class SeriesReader(AbstractContextManager):
         # (thread, path) -> the file open in that thread: a dataset is never used by two threads
         self._open: dict[tuple[int, str], rasterio.io.DatasetReader] = {}
         self._pools: list[ThreadPoolExecutor] = []  # read_tiles' threads, finished before the files close
-        # read_window's reader threads (none: the caller's thread reads); file k of a window always goes to
-        # reader k % n, so each file is opened once
-        n = max(1, threads or READ_THREADS)
+        # read_window's reader threads: file k of a window always goes to reader k % n, so each file is opened
+        # once, whichever thread asks for the window
         self._readers = [ThreadPoolExecutor(1, thread_name_prefix=f"densify-read-{k}")
-                         for k in range(n)] if n > 1 else []
+                         for k in range(max(1, threads or READ_THREADS))]
         # a bounded GDAL block cache keeps memory flat however large the rasters are. (Not GDAL_NUM_THREADS:
         # GDAL 3.6's multi-threaded GeoTIFF decoding returns a corrupt block's bytes without an error.)
         self._options = dict(GDAL_CACHEMAX=cache_mb * 1024 * 1024)
@@ -253,17 +252,13 @@ class SeriesReader(AbstractContextManager):
         jobs: list[Callable[[], object]] = [
             *(lambda info=info, t=t: self.read_s2(info, dst, out=s2[t]) for t, info in enumerate(inv.s2)),
             *(lambda info=info, t=t: s1_into(info, t) for t, info in enumerate(s1_files))]
-        if not self._readers:
-            for job in jobs:
-                job()
-        else:
-            n = len(self._readers)
-            parts = [self._readers[k].submit(self._in_env, list(range(k, len(jobs), n)), jobs)
-                     for k in range(min(n, len(jobs)))]
-            failed = [f.result() for f in parts]  # every reader has ended: none still writes into s2, s1
-            first = min((f for f in failed if f is not None), key=lambda f: f[0], default=None)
-            if first is not None:
-                raise first[1]
+        n = len(self._readers)
+        parts = [self._readers[k].submit(self._in_env, list(range(k, len(jobs), n)), jobs)
+                 for k in range(min(n, len(jobs)))]
+        failed = [f.result() for f in parts]  # every reader has ended: none still writes into s2, s1
+        first = min((f for f in failed if f is not None), key=lambda f: f[0], default=None)
+        if first is not None:
+            raise first[1]
         return Stack(s2, inv.s2_days, s1, inv.s1_days[:len(s1_files)], list(inv.bands), s2_angles(inv))
 
     def _in_env(self, order: list[int], jobs: list[Callable[[], object]]) -> tuple[int, BaseException] | None:

@@ -175,9 +175,11 @@ def test_a_window_s_files_are_read_by_several_threads_into_the_same_arrays(files
             assert np.isfinite(got.s2).any() and np.isfinite(got.s1).all()
         threads = {thread for thread, _ in three._open}
         paths = [path for _, path in three._open]
-        caller = {thread for thread, _ in one._open}
+        alone = {thread for thread, _ in one._open}
+        one.read_s2(inv.s2[0], g)  # read_s2 itself reads in the caller's thread
+        caller = {thread for thread, _ in one._open} - alone
     assert len(threads) == 3 and sorted(paths) == sorted({str(p) for p in s2[30:40] + scl[30:40] + s1[50:57]})
-    assert caller == {threading.get_ident()}  # one thread: the caller's own
+    assert len(alone) == 1 and caller == {threading.get_ident()} and not alone & caller
 
     # with 2 threads, S2 file 1 goes to the second reader and file 2 to the first: file 1 is named all the same
     first, second = (corrupt_copy(s2[k], tmp_path / s2[k].name) for k in (31, 32))
