@@ -283,17 +283,13 @@ class SeriesReader(AbstractContextManager):
         most two stacks in memory. One tile is read at a time (by read_window's reader threads, each file
         always by the same one, so no open file is shared); a read's error is raised here, and closing the
         generator (a cancel) waits for the read under way."""
-        def read(tile: Tile) -> Stack:
-            with rasterio.Env(**self._options):  # rasterio's GDAL options hold per thread
-                return self.read_tile(tile)
-
-        with ThreadPoolExecutor(1, thread_name_prefix="densify-read") as pool:
+        with ThreadPoolExecutor(1, thread_name_prefix="densify-read") as pool:  # it waits for the readers
             self._pools.append(pool)
             try:
-                ahead = pool.submit(read, tiles[0]) if tiles else None
+                ahead = pool.submit(self.read_tile, tiles[0]) if tiles else None
                 for n, tile in enumerate(tiles):
                     stack = ahead.result()
-                    ahead = pool.submit(read, tiles[n + 1]) if n + 1 < len(tiles) else None
+                    ahead = pool.submit(self.read_tile, tiles[n + 1]) if n + 1 < len(tiles) else None
                     yield tile, stack
             finally:
                 pool.shutdown(cancel_futures=True)  # waits for a read under way
