@@ -12,7 +12,7 @@ from .cli import add_extent_arguments, extent_of
 from .dates import every as dates_every
 from .dates import parse_date
 from .errors import InputError
-from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE
+from .grid import DEFAULT_TILE_SIZE, MAX_TILE_SIZE, MIN_TILE_SIZE, WINDOW_BYTES
 from .progress import Feedback
 from .request import DensifyRequest
 
@@ -50,8 +50,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--band-order", help="comma-separated band names of the S2 files when not described")
     p.add_argument("--no-lai", action="store_true", help="do not compute LAI")
     add_extent_arguments(p, "the whole grid of the earliest S2 image")
-    p.add_argument("--tile-size", type=tile_size, default=512,
-                   help=f"processing tile size in pixels ({MIN_TILE_SIZE} to {MAX_TILE_SIZE}; default: %(default)s)")
+    p.add_argument("--tile-size", type=tile_size, default=None,
+                   help=f"processing tile size in pixels ({MIN_TILE_SIZE} to {MAX_TILE_SIZE}; default: "
+                        f"{DEFAULT_TILE_SIZE}, smaller for a series so long that a window of it would hold more than "
+                        f"{WINDOW_BYTES >> 20} MiB)")
 
 
 def positive_days(text: str) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 from . import __version__, dates, inventory, lai
 from .atomic import same_file
 from .errors import InputError, Problem
-from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, tiles
+from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, auto_tile_size, tiles
 from .methods import create
 from .progress import Feedback
 from .reader import SeriesReader, sample_stack
@@ -34,10 +34,12 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
     """Problems of the request itself (not of its files)."""
     problems = []
     try:
-        size = int(request.tile_size)
+        size = None if request.tile_size is None else int(request.tile_size)
     except (TypeError, ValueError):
-        size = None
-    if size is None or size < MIN_TILE_SIZE:
+        size = 0
+    if size is None:  # automatic
+        pass
+    elif size < MIN_TILE_SIZE:
         problems.append(Problem(None, f"tile size {request.tile_size} is too small: at least {MIN_TILE_SIZE} "
                                       "pixels"))
     elif size > MAX_TILE_SIZE:
@@ -301,8 +303,11 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         raise InputError(problems)
 
     grid = inv.grid
+    tile_size = request.tile_size or auto_tile_size(
+        len(inv.s2) * len(inv.bands) + (2 * len(inv.s1) if method.uses_s1 else 0), method.halo)
     tags = {
         "METHOD": method.name,
+        "TILE_SIZE": str(tile_size),  # a model's pixels depend a little on it (its tiles' blending)
         "SOFTWARE": f"Sentinel Densify {__version__}",
         "INPUTS_S2": ";".join(i.name for i in inv.s2),
         "INPUTS_S1": ";".join(i.name for i in inv.s1),
@@ -317,7 +322,7 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         fb.check()
         for d in per_date:
             d.open(outputs, inv, tags)
-        all_tiles = list(tiles(grid, request.tile_size, halo=method.halo, within=inv.s2_grid))
+        all_tiles = list(tiles(grid, tile_size, halo=method.halo, within=inv.s2_grid))
         for n, (tile, stack) in enumerate(reader.read_tiles(all_tiles)):
             fb.check()
             for d in per_date:

@@ -11,6 +11,9 @@ from affine import Affine
 
 MIN_TILE_SIZE = 16  # pixels; smaller tiles cost far more than they save
 MAX_TILE_SIZE = 2048  # pixels; memory grows with the square (the default model took 8 GB at 2048 px)
+DEFAULT_TILE_SIZE = 512  # pixels
+WINDOW_BYTES = 2 << 30  # the most a window of the whole series may hold (float32), whatever its number of dates
+MIN_AUTO_TILE_SIZE = 128  # pixels; an automatic tile is never smaller (a series of thousands of dates)
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,7 +137,17 @@ class Tile:
         return slice(r, r + self.height), slice(c, c + self.width)
 
 
+def auto_tile_size(values_per_pixel: int, halo: int = 0) -> int:
+    """The default tile size for a series of `values_per_pixel` float32 values per pixel (dates x bands of S2, and
+    of S1 when read): DEFAULT_TILE_SIZE, or the largest multiple of 16 px whose window (the tile and its halo)
+    holds no more than WINDOW_BYTES, at least MIN_AUTO_TILE_SIZE. Memory then stays bounded however long the
+    series is, not only however large the raster."""
+    side = int((WINDOW_BYTES / (4 * max(1, values_per_pixel))) ** 0.5) - 2 * halo
+    return max(MIN_AUTO_TILE_SIZE, min(DEFAULT_TILE_SIZE, side // 16 * 16))
+
+
 def tiles(grid: Grid, size: int, halo: int = 0, within: Grid | None = None) -> Iterator[Tile]:
+
     """Non-overlapping tiles of `size` covering the grid, each with up to `halo` px of context, taken
     within `within` (a grid on the same pixels that holds this one, e.g. the S2 grid around an extent;
     default: this grid), so tiles at the grid's edges see the pixels beyond them."""

@@ -30,7 +30,9 @@ class DensifyRequest:
     band_order: list[str] | None = None
     dates: dict[str, dt.datetime] = field(default_factory=dict)
     sensors: dict[str, str] = field(default_factory=dict)
-    tile_size: int = 512
+    # processing tile size in pixels; None: grid.auto_tile_size (512, smaller when a window of the whole series
+    # would hold more than grid.WINDOW_BYTES)
+    tile_size: int | None = None
     # an area to compute: (xmin, ymin, xmax, ymax) in extent_crs ("" or None: the output grid's CRS, that of
     # the earliest S2 image); the outputs are the whole pixels of the S2 grid within it. None: the whole grid
     extent: tuple[float, float, float, float] | None = None

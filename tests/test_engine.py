@@ -289,6 +289,44 @@ def test_tile_size_out_of_range_refused(small, first_last, tmp_path):
     np.testing.assert_allclose(low, high, rtol=1e-5, equal_nan=True)
 
 
+def test_the_automatic_tile_bounds_a_window_of_a_long_series():
+    """auto_tile_size: 512 px for make bench's 20 S2 and 30 S1 dates and for a year of both satellites (140 S2, 90
+    S1); for two years the largest multiple of 16 px whose window (with its halo) holds at most WINDOW_BYTES;
+    never below the floor."""
+    from sentinel_densify.core import grid
+
+    def window_bytes(tile: int, values: int, halo: int) -> int:
+        return 4 * values * (tile + 2 * halo) ** 2
+
+    for values in (20 * 10 + 30 * 2, 140 * 10 + 90 * 2):
+        assert grid.auto_tile_size(values, halo=8) == grid.DEFAULT_TILE_SIZE
+    for values, halo in ((280 * 10 + 180 * 2, 8), (280 * 10, 0), (1000 * 10, 8)):
+        tile = grid.auto_tile_size(values, halo)
+        assert tile % 16 == 0 and grid.MIN_AUTO_TILE_SIZE <= tile < grid.DEFAULT_TILE_SIZE
+        assert window_bytes(tile, values, halo) <= grid.WINDOW_BYTES < window_bytes(tile + 16, values, halo)
+    assert grid.auto_tile_size(10 ** 6, 8) == grid.MIN_AUTO_TILE_SIZE
+
+
+def test_a_run_without_a_tile_size_takes_the_automatic_one(small, first_last, tmp_path, monkeypatch):
+    """With no tile size, a run's tiles come from auto_tile_size for its series (S2 dates x bands, and S1 for a
+    method that reads it) and the method's halo, said in the outputs' TILE_SIZE tag; a given tile size is kept.
+    linear is per pixel: the same pixels whatever the tiles. (The window budget is lowered here so that the
+    real 64 px series needs tiles smaller than its grid with the model.)"""
+    from sentinel_densify.core import grid
+
+    monkeypatch.setattr(grid, "WINDOW_BYTES", 4 * 80 * 64 ** 2)  # 8 S2 dates x 10 bands: 64 px windows
+    monkeypatch.setattr(grid, "MIN_AUTO_TILE_SIZE", 16)
+    target = first_last[0] + dt.timedelta(days=20)
+    tagged = {}
+    for name, method, size in (("auto", "linear", None), ("given", "linear", 16), ("model", "default", None)):
+        res = engine.run(_req(small, tmp_path / name, target, lai=False, method=method, tile_size=size))
+        with rasterio.open(res.outputs["synthesized"]) as ds:
+            tagged[name] = (int(ds.tags()["TILE_SIZE"]), ds.read())
+    assert tagged["auto"][0] == grid.auto_tile_size(8 * 10) == 64 and tagged["given"][0] == 16
+    assert tagged["model"][0] == grid.auto_tile_size(8 * 10 + 10 * 2, halo=8) == 32  # its 10 S1 dates count
+    assert np.array_equal(tagged["auto"][1], tagged["given"][1], equal_nan=True)
+
+
 def test_outputs_must_be_distinct_geotiffs(small, first_last, tmp_path):
     """Two destinations on one file (a batch-mode slip) or a non-GeoTIFF name are refused up front."""
     from sentinel_densify.core.errors import InputError
