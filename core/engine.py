@@ -33,18 +33,17 @@ def build_inventory(request: DensifyRequest, check_clear: bool = True, describer
 def _request_problems(request: DensifyRequest) -> list[Problem]:
     """Problems of the request itself (not of its files)."""
     problems = []
-    try:
-        size = None if request.tile_size is None else int(request.tile_size)
-    except (TypeError, ValueError):
-        size = 0
-    if size is None:  # automatic
-        pass
-    elif size < MIN_TILE_SIZE:
-        problems.append(Problem(None, f"tile size {request.tile_size} is too small: at least {MIN_TILE_SIZE} "
-                                      "pixels"))
-    elif size > MAX_TILE_SIZE:
-        problems.append(Problem(None, f"tile size {size} is too large: at most {MAX_TILE_SIZE} pixels (memory "
-                                      "grows with the square of the tile size)"))
+    if request.tile_size is not None:  # None: automatic (grid.auto_tile_size)
+        try:
+            size = int(request.tile_size)
+        except (TypeError, ValueError):
+            size = 0
+        if size < MIN_TILE_SIZE:
+            problems.append(Problem(None, f"tile size {request.tile_size} is too small: at least {MIN_TILE_SIZE} "
+                                          "pixels"))
+        elif size > MAX_TILE_SIZE:
+            problems.append(Problem(None, f"tile size {size} is too large: at most {MAX_TILE_SIZE} pixels (memory "
+                                          "grows with the square of the tile size)"))
     seen: dict[Path, str] = {}
     for kind in request.kinds():
         path = request.output_path(kind)
@@ -307,7 +306,7 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         len(inv.s2) * len(inv.bands) + (2 * len(inv.s1) if method.uses_s1 else 0), method.halo)
     tags = {
         "METHOD": method.name,
-        "TILE_SIZE": str(tile_size),  # a model's pixels depend a little on it (its tiles' blending)
+        "TILE_SIZE": str(tile_size),  # a model's pixels depend a little on it (each window's choice of dates)
         "SOFTWARE": f"Sentinel Densify {__version__}",
         "INPUTS_S2": ";".join(i.name for i in inv.s2),
         "INPUTS_S1": ";".join(i.name for i in inv.s1),

@@ -147,7 +147,6 @@ def auto_tile_size(values_per_pixel: int, halo: int = 0) -> int:
 
 
 def tiles(grid: Grid, size: int, halo: int = 0, within: Grid | None = None) -> Iterator[Tile]:
-
     """Non-overlapping tiles of `size` covering the grid, each with up to `halo` px of context, taken
     within `within` (a grid on the same pixels that holds this one, e.g. the S2 grid around an extent;
     default: this grid), so tiles at the grid's edges see the pixels beyond them."""
