@@ -3,8 +3,9 @@
 For each size, a scene of 20 S2 + 30 S1 dates is simulated into bench_out/scene_<size> (reused
 when present), then `densify run` synthesizes one target date in a child process whose wall time
 and peak RSS are measured. With --series N, each method also runs a series of N dates (10 days
-apart, one `densify run`) on the smallest scene: its time per date against one date's. Results:
-bench_out/bench.json and a markdown table on stdout.
+apart, one `densify run`) on the smallest scene: its time per date against one date's. --device is
+`densify run`'s (auto: the model on CUDA where a GPU and the provider are there; the method column says
+which provider ran, the report names the GPU). Results: bench_out/bench.json and a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -68,14 +69,14 @@ def series_dates(first: dt.date, count: int) -> list[dt.date]:
     return [first + dt.timedelta(days=SERIES_STEP_DAYS * k) for k in range(count)]
 
 
-def measure_run(scene: Path, out: Path, dates: list[dt.date], method: str) -> dict:
+def measure_run(scene: Path, out: Path, dates: list[dt.date], method: str, device: str = "auto") -> dict:
     """Wall time, CPU time and peak RSS of one `densify run` child for the dates (one run for them all),
     from the kernel's own account of that child (os.wait4: no /usr/bin/time needed, other children
     never counted)."""
     import tempfile
 
     cmd = [_densify(), "run", "--s2", str(scene / "S2"), "--s1", str(scene / "S1"),
-           "--date", *(d.isoformat() for d in dates), "--out", str(out), "--model", method]
+           "--date", *(d.isoformat() for d in dates), "--out", str(out), "--model", method, "--device", device]
     with tempfile.TemporaryFile("w+") as stderr:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -107,7 +108,7 @@ def _method_used(out: Path, date: dt.date) -> str:
 
 
 def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: int, seed: int,
-          series: int = 0) -> dict:
+          series: int = 0, device: str = "auto") -> dict:
     rows = []
     for size in sizes:
         scene = out_dir / f"scene_{size}"
@@ -115,10 +116,11 @@ def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: 
         date = target_date(index)
         runs = [1] + ([series] if series > 1 and size == min(sizes) else [])
         for dates, method in ((n, m) for m in methods for n in runs):
-            res = measure_run(scene, run_folder(out_dir, size, method, dates), series_dates(date, dates), method)
+            res = measure_run(scene, run_folder(out_dir, size, method, dates), series_dates(date, dates), method,
+                              device)
             mpx = size * size / 1e6 * dates
             rows.append(dict(
-                size=size, method=method, method_used=res["method_used"], target_date=date.isoformat(),
+                size=size, method=method, device=device, method_used=res["method_used"], target_date=date.isoformat(),
                 dates=dates, s2_dates=n_s2, s1_dates=n_s1,
                 megapixels=mpx, seconds=round(res["seconds"], 2), cpu_seconds=round(res["cpu_seconds"], 2),
                 seconds_per_date=round(res["seconds"] / dates, 2),
@@ -129,6 +131,18 @@ def bench(sizes: list[int], methods: list[str], out_dir: Path, n_s2: int, n_s1: 
             print(f"size {size} {method} ({dates} date(s)): {res['seconds']:.1f} s, "
                   f"peak {res['peak_rss_mib']:.0f} MiB", file=sys.stderr, flush=True)
     return report(rows, methods)
+
+
+def gpu_name() -> str | None:
+    """The NVIDIA GPU(s) nvidia-smi lists, or None (no driver tools)."""
+    import shutil
+
+    if not shutil.which("nvidia-smi"):
+        return None
+    res = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                         text=True, check=False)
+    names = [n.strip() for n in res.stdout.splitlines() if n.strip()] if res.returncode == 0 else []
+    return ", ".join(names) or None
 
 
 def report(rows: list[dict], methods: list[str]) -> dict:
@@ -146,7 +160,8 @@ def report(rows: list[dict], methods: list[str]) -> dict:
                 r["seconds_per_date"] / single, 2)
     return dict(
         when=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version()),
+        machine=dict(platform=platform.platform(), cpus=os.cpu_count(), python=platform.python_version(),
+                     gpu=gpu_name()),
         note="wall time of one run (dates: how many target dates it synthesized), including input checks, "
              "calibration, LAI and overviews; "
              "cpu_seconds = user + system of the child (wall exceeds it on a loaded machine); peak_rss_mib: "
@@ -177,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--series", type=int, default=0, metavar="N",
                    help=f"also a series of N dates ({SERIES_STEP_DAYS} days apart) per method on the smallest size")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="`densify run --device`: auto runs a model on CUDA where a GPU and the provider are there")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     from sentinel_densify.core.atomic import write_text
 
-    result = bench(sizes, methods, out, args.s2_dates, args.s1_dates, args.seed, args.series)
+    result = bench(sizes, methods, out, args.s2_dates, args.s1_dates, args.seed, args.series, args.device)
     path = write_text(out / "bench.json", json.dumps(result, indent=1))
     print(markdown(result))
     print(f"\nwritten: {path}")

@@ -20,14 +20,16 @@ def test_tiny_bench_measures_each_run_and_writes_strict_json(tmp_path, capsys):
     bench = _bench_module()
     model = ROOT / "models" / "default.onnx"
     methods = "linear" + (f",{model}" if model.exists() else "")
-    assert bench.main(["--sizes", "32", "--methods", methods, "--out", str(tmp_path), "--series", "3"]) == 0
+    assert bench.main(["--sizes", "32", "--methods", methods, "--out", str(tmp_path), "--series", "3",
+                       "--device", "cpu"]) == 0
     report = json.loads((tmp_path / "bench.json").read_text(), parse_constant=lambda c: 1 / 0)  # no NaN
     rows = report["results"]
     assert [(r["method"], r["dates"]) for r in rows] == [(m, n) for m in methods.split(",") for n in (1, 3)]
     for r in rows:
         assert r["seconds"] > 0 and 0 < r["cpu_seconds"] and 50 < r["peak_rss_mib"] < 4000, r
         assert r["seconds_per_date"] == round(r["seconds"] / r["dates"], 2)
-    assert rows[0]["method_used"] == "linear (numpy)"
+    assert rows[0]["method_used"] == "linear (numpy)" and {r["device"] for r in rows} == {"cpu"}
+    assert report["machine"]["gpu"] == bench.gpu_name()  # None without nvidia-smi (here)
     runs = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run_"))
     labels = ["linear"] + (["default"] if model.exists() else [])
     assert runs == sorted([f"run_32_{m}" for m in labels] + [f"run_32_{m}_series3" for m in labels])

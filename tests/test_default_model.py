@@ -19,7 +19,7 @@ pytest.importorskip("onnxruntime")
 
 from sentinel_densify.core.evaluate import evaluate_heldout  # noqa: E402
 from sentinel_densify.core.methods import create, default_model  # noqa: E402
-from sentinel_densify.core.model_contract import read_contract  # noqa: E402
+from sentinel_densify.core.model_contract import open_session, read_contract  # noqa: E402
 from sentinel_densify.core.temporal.dataset import load_series  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +81,9 @@ def test_densify_run_uses_it_by_default(uds_dir, tmp_path):
     with rasterio.open(out / "synthesized_20180710.tif") as ds:
         tags = ds.tags()
         data = ds.read()
-    assert tags["METHOD"] == "onnx:default" and tags["PROVIDER"] == "CPUExecutionProvider"
+    # the provider open_session picks here: the CPU's, CUDA's on a machine with a GPU and the CUDA provider
+    ran = open_session(default_model(), "auto").get_providers()[0]
+    assert tags["METHOD"] == "onnx:default" and tags["PROVIDER"] == ran
     assert np.isfinite(data).mean() > 0.99
 
 

@@ -230,8 +230,11 @@ def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trai
     _, onnx_path = trained
     real, asked = ort.InferenceSession, []
 
+    options = []
+
     def spy(path, sess_options=None, providers=None, **kw):
-        asked.append(list(providers))
+        asked.append([p if isinstance(p, str) else p[0] for p in providers])  # names, without their options
+        options.append([p[1] for p in providers if not isinstance(p, str)])
         return real(path, sess_options=sess_options, providers=providers, **kw)
 
     monkeypatch.setattr(ort, "InferenceSession", spy)
@@ -244,14 +247,14 @@ def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trai
     ran = real(str(onnx_path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]).get_providers()[0]
     for device in ("auto", "gpu"):
         method = create(str(onnx_path), device)
-        assert asked[-1][0] == "CUDAExecutionProvider"
+        assert asked[-1][0] == "CUDAExecutionProvider" and options[-1] == [{"use_tf32": "0"}]  # full float32
         assert method.provider == ran
         np.testing.assert_allclose(method.predict(sub, day)[0], expected[0],
                                    atol=1e-6 if ran == "CPUExecutionProvider" else 1e-4)
 
     def failing(path, sess_options=None, providers=None, **kw):  # a CUDA provider that raises
-        asked.append(list(providers))
-        if "CUDAExecutionProvider" in providers:
+        asked.append([p if isinstance(p, str) else p[0] for p in providers])
+        if "CUDAExecutionProvider" in asked[-1]:
             raise RuntimeError("CUDA failure")
         return real(path, sess_options=sess_options, providers=providers, **kw)
 
@@ -259,6 +262,32 @@ def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trai
     method = create(str(onnx_path), "auto")
     assert asked[-2][0] == "CUDAExecutionProvider" and asked[-1] == ["CPUExecutionProvider"]
     assert method.provider == "CPUExecutionProvider"
+
+
+def test_cuda_libraries_are_preloaded_once_and_only_when_cuda_is_tried(trained, monkeypatch, capsys):
+    """No GPU here (mocked as above): open_session loads the pip CUDA libraries (onnxruntime.preload_dlls)
+    before it asks for CUDA, once per process and without printing what it did not find, never for `cpu`.
+    On an H200 the CUDA session it opens runs in full float32 (use_tf32 0), checked there (models/README)."""
+    from sentinel_densify.core import model_contract
+
+    if not hasattr(ort, "preload_dlls") or "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has no CUDA provider or no preload_dlls")
+    real, calls = ort.preload_dlls, []
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ort, "preload_dlls", spy)
+    monkeypatch.setattr(model_contract, "_PRELOADED", [])
+    monkeypatch.setattr(model_contract, "gpu_present", lambda: True)
+    path = str(trained[1])
+    model_contract.open_session(path, "cpu")
+    assert calls == []
+    for device in ("auto", "cuda", "auto"):
+        model_contract.open_session(path, device)
+    assert calls == [1]
+    assert capsys.readouterr().out == ""
 
 
 def test_fit_tile_covers_with_as_few_tiles_and_no_more_pixels():
