@@ -219,6 +219,11 @@ def test_onnx_method_fits_its_tiles_to_the_window(trained, series, monkeypatch):
         assert np.abs(got[0] - whole[0]).mean() < 0.01 and np.abs(got[1] - whole[1]).mean() < 0.01
 
 
+def _names(providers: list) -> list[str]:
+    """The providers' names, without the options some are given with (name, options)."""
+    return [p if isinstance(p, str) else p[0] for p in providers]
+
+
 def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trained, series, monkeypatch):
     """No GPU here, so its presence is mocked (model_contract.gpu_present) and a spy records the
     providers each real ONNX Runtime session is asked for: CUDA first on `auto` and `gpu`, never on
@@ -228,12 +233,10 @@ def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trai
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("this onnxruntime build has no CUDA provider to ask for")
     _, onnx_path = trained
-    real, asked = ort.InferenceSession, []
-
-    options = []
+    real, asked, options = ort.InferenceSession, [], []
 
     def spy(path, sess_options=None, providers=None, **kw):
-        asked.append([p if isinstance(p, str) else p[0] for p in providers])  # names, without their options
+        asked.append(_names(providers))
         options.append([p[1] for p in providers if not isinstance(p, str)])
         return real(path, sess_options=sess_options, providers=providers, **kw)
 
@@ -253,7 +256,7 @@ def test_cuda_is_asked_for_when_a_gpu_is_present_and_cpu_runs_when_it_fails(trai
                                    atol=1e-6 if ran == "CPUExecutionProvider" else 1e-4)
 
     def failing(path, sess_options=None, providers=None, **kw):  # a CUDA provider that raises
-        asked.append([p if isinstance(p, str) else p[0] for p in providers])
+        asked.append(_names(providers))
         if "CUDAExecutionProvider" in asked[-1]:
             raise RuntimeError("CUDA failure")
         return real(path, sess_options=sess_options, providers=providers, **kw)
