@@ -17,6 +17,7 @@ from .methods import create
 from .progress import Feedback
 from .reader import SeriesReader, sample_stack
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
+from .window_blend import WindowBlender
 from .writer import AtomicRaster
 
 OUTPUT_SUFFIXES = (".tif", ".tiff")
@@ -217,9 +218,11 @@ class _DateOutputs:
         self.rasters: dict[str, AtomicRaster] = {}
         self.empty = 0  # output pixels without a value (no clear observation there, or outside the S2 images)
 
-    def open(self, outputs: contextlib.ExitStack, inv: inventory.Inventory, tags: dict[str, str]) -> None:
-        """Start the output rasters (temporary files until `place`)."""
+    def open(self, outputs: contextlib.ExitStack, inv: inventory.Inventory, tags: dict[str, str], blend: int) -> None:
+        """Start the output rasters (temporary files until `place`), and the blending of the windows' predictions
+        over `blend` px either side of their common edges."""
         grid, bands, date = inv.grid, inv.bands, self.request.target_date
+        self.blender = WindowBlender(grid.height, grid.width, blend)
         tags = {"TARGET_DATE": f"{date:%Y-%m-%d}", "MODE": self.mode, **tags}
         self.rasters["synthesized"] = outputs.enter_context(AtomicRaster(
             self.out_paths["synthesized"], grid, len(bands), descriptions=bands,
@@ -239,20 +242,19 @@ class _DateOutputs:
                 tags={**tags, "LAI_METHOD": lai.METHOD, "FLAGS": lai.FLAGS_DOC, "ANGLES": str(self.angles)}))
 
     def write_tile(self, method, stack, tile, bands: list[str]) -> None:
-        """Predict this date on one tile of the series and write its part of every output."""
+        """Predict this date on one window of the series and write the pixels it completes (blended with the
+        windows before it) to every output."""
         mean, std = method.predict(stack, self.day)
-        rows, cols = tile.inner
-        mean, std = mean[:, rows, cols], std[:, rows, cols]
-        self.beyond.add_tile(stack, self.day, rows, cols)
-        np.maximum(mean, 0, out=mean)  # no negative reflectance (NaN stays NaN)
+        self.beyond.add_tile(stack, self.day, *tile.inner)
+        row, col, done = self.blender.add(tile, np.concatenate([mean, std]))
+        nb = len(bands)
+        mean, std = np.maximum(done[:nb], 0), done[nb:]  # no negative reflectance (NaN stays NaN)
         self.empty += int(np.isnan(mean).all(axis=0).sum())
-        self.rasters["synthesized"].write(mean / DN_SCALE, tile.row, tile.col)
-        self.rasters["uncertainty"].write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE,
-                                          tile.row, tile.col)
+        self.rasters["synthesized"].write(mean / DN_SCALE, row, col)
+        self.rasters["uncertainty"].write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE, row, col)
         if "lai" in self.rasters:
             res = lai.estimate(mean, bands, self.angles, std=std)
-            self.rasters["lai"].write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]),
-                                      tile.row, tile.col)
+            self.rasters["lai"].write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]), row, col)
 
     def finish_warnings(self, size: int) -> None:
         if self.empty > 0.01 * size:
@@ -302,11 +304,16 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         raise InputError(problems)
 
     grid = inv.grid
+    # A model's neighbouring windows are blended across their common edges over its halo's width (window_blend),
+    # each window read with that much more context: every blended pixel is predicted with the model's full halo.
+    blend = method.halo
     tile_size = request.tile_size or auto_tile_size(
-        len(inv.s2) * len(inv.bands) + (2 * len(inv.s1) if method.uses_s1 else 0), method.halo)
+        len(inv.s2) * len(inv.bands) + (2 * len(inv.s1) if method.uses_s1 else 0), method.halo + blend)
+    blend = min(blend, tile_size // 2)
     tags = {
         "METHOD": method.name,
         "TILE_SIZE": str(tile_size),  # a model's pixels depend a little on it (each window's choice of dates)
+        "WINDOW_BLEND": str(blend),  # px either side of the windows' common edges
         "SOFTWARE": f"Sentinel Densify {__version__}",
         "INPUTS_S2": ";".join(i.name for i in inv.s2),
         "INPUTS_S1": ";".join(i.name for i in inv.s1),
@@ -320,8 +327,8 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         tags.update({k.upper(): str(v) for k, v in method.describe().items()})
         fb.check()
         for d in per_date:
-            d.open(outputs, inv, tags)
-        all_tiles = list(tiles(grid, tile_size, halo=method.halo, within=inv.s2_grid))
+            d.open(outputs, inv, tags, blend)
+        all_tiles = list(tiles(grid, tile_size, halo=method.halo + blend, within=inv.s2_grid))
         for n, (tile, stack) in enumerate(reader.read_tiles(all_tiles)):
             fb.check()
             for d in per_date:

@@ -309,9 +309,9 @@ def test_the_automatic_tile_bounds_a_window_of_a_long_series():
 
 def test_a_run_without_a_tile_size_takes_the_automatic_one(small, first_last, tmp_path, monkeypatch):
     """With no tile size, a run's tiles come from auto_tile_size for its series (S2 dates x bands, and S1 for a
-    method that reads it) and the method's halo, said in the outputs' TILE_SIZE tag; a given tile size is kept.
-    linear is per pixel: the same pixels whatever the tiles. (The window budget is lowered here so that the
-    real 64 px series needs tiles smaller than its grid with the model.)"""
+    method that reads it) and the halo its windows are read with, said in the outputs' TILE_SIZE tag; a given tile
+    size is kept. linear is per pixel: the same pixels whatever the tiles. (The window budget is lowered here so
+    that the real 64 px series needs tiles smaller than its grid with the model.)"""
     from sentinel_densify.core import grid
 
     monkeypatch.setattr(grid, "WINDOW_BYTES", 4 * 80 * 64 ** 2)  # 8 S2 dates x 10 bands: 64 px windows
@@ -323,7 +323,8 @@ def test_a_run_without_a_tile_size_takes_the_automatic_one(small, first_last, tm
         with rasterio.open(res.outputs["synthesized"]) as ds:
             tagged[name] = (int(ds.tags()["TILE_SIZE"]), ds.read())
     assert tagged["auto"][0] == grid.auto_tile_size(8 * 10) == 64 and tagged["given"][0] == 16
-    assert tagged["model"][0] == grid.auto_tile_size(8 * 10 + 10 * 2, halo=8) == 32  # its 10 S1 dates count
+    # its 10 S1 dates count, and its windows are read with twice its 8 px halo (the blending's context)
+    assert tagged["model"][0] == grid.auto_tile_size(8 * 10 + 10 * 2, halo=2 * 8) == 16
     assert np.array_equal(tagged["auto"][1], tagged["given"][1], equal_nan=True)
 
 
