@@ -18,7 +18,7 @@ from .progress import Feedback
 from .reader import SeriesReader, sample_stack
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .window_blend import WindowBlender
-from .writer import AtomicRaster
+from .writer import AtomicRaster, block_size_for
 
 OUTPUT_SUFFIXES = (".tif", ".tiff")
 DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
@@ -218,28 +218,31 @@ class _DateOutputs:
         self.rasters: dict[str, AtomicRaster] = {}
         self.empty = 0  # output pixels without a value (no clear observation there, or outside the S2 images)
 
-    def open(self, outputs: contextlib.ExitStack, inv: inventory.Inventory, tags: dict[str, str], blend: int) -> None:
-        """Start the output rasters (temporary files until `place`), and the blending of the windows' predictions
-        over `blend` px either side of their common edges."""
+    def open(self, outputs: contextlib.ExitStack, inv: inventory.Inventory, tags: dict[str, str], tile_size: int,
+             blend: int) -> None:
+        """Start the output rasters (temporary files until `place`; blocks that the tiles of `tile_size` px fill
+        whole), and the blending of the windows' predictions over `blend` px either side of their common edges."""
         grid, bands, date = inv.grid, inv.bands, self.request.target_date
         self.blender = WindowBlender(grid.height, grid.width, blend)
+        block = block_size_for(tile_size)
         tags = {"TARGET_DATE": f"{date:%Y-%m-%d}", "MODE": self.mode, **tags}
         self.rasters["synthesized"] = outputs.enter_context(AtomicRaster(
             self.out_paths["synthesized"], grid, len(bands), descriptions=bands,
             tags={**tags, "REFLECTANCE_SCALE": DN_SCALE, "BOA_ADD_OFFSET": 0,
                   "ACQUISITION_DATETIME": f"{date:%Y-%m-%d}T12:00:00Z",
                   "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)",
-                  **_angle_tags(self.nearest)}))
+                  **_angle_tags(self.nearest)}, blocksize=block))
         self.rasters["uncertainty"] = outputs.enter_context(AtomicRaster(
             self.out_paths["uncertainty"], grid, len(bands) + 1,
             descriptions=[f"{b}_std" for b in bands] + ["mean_std"],
             tags={**tags, "REFLECTANCE_SCALE": DN_SCALE,
                   "CONTENT": "per-band standard deviation of the synthesized reflectance (DN); "
-                             "last band: their mean"}))
+                             "last band: their mean"}, blocksize=block))
         if self.angles is not None:
             self.rasters["lai"] = outputs.enter_context(AtomicRaster(
                 self.out_paths["lai"], grid, 3, descriptions=["LAI", "LAI_std", "flags"],
-                tags={**tags, "LAI_METHOD": lai.METHOD, "FLAGS": lai.FLAGS_DOC, "ANGLES": str(self.angles)}))
+                tags={**tags, "LAI_METHOD": lai.METHOD, "FLAGS": lai.FLAGS_DOC, "ANGLES": str(self.angles)},
+                blocksize=block))
 
     def write_tile(self, method, stack, tile, bands: list[str]) -> None:
         """Predict this date on one window of the series and write the pixels it completes (blended with the
@@ -327,8 +330,9 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         tags.update({k.upper(): str(v) for k, v in method.describe().items()})
         fb.check()
         for d in per_date:
-            d.open(outputs, inv, tags, blend)
-        all_tiles = list(tiles(grid, tile_size, halo=method.halo + blend, within=inv.s2_grid))
+            d.open(outputs, inv, tags, tile_size, blend)
+        all_tiles = list(tiles(grid, tile_size, halo=method.halo + blend, within=inv.s2_grid,
+                               shift=blend))
         for n, (tile, stack) in enumerate(reader.read_tiles(all_tiles)):
             fb.check()
             for d in per_date:

@@ -146,18 +146,28 @@ def auto_tile_size(values_per_pixel: int, halo: int = 0) -> int:
     return max(MIN_AUTO_TILE_SIZE, min(DEFAULT_TILE_SIZE, side // 16 * 16))
 
 
-def tiles(grid: Grid, size: int, halo: int = 0, within: Grid | None = None) -> Iterator[Tile]:
+def _starts(n: int, size: int, shift: int) -> list[int]:
+    """Where the tiles of `size` along an axis of n px start, the edges between them `shift` px past multiples of
+    `size` (the first tile that much larger)."""
+    return [0, *range(size + shift, n, size)]
+
+
+def tiles(grid: Grid, size: int, halo: int = 0, within: Grid | None = None, shift: int = 0) -> Iterator[Tile]:
     """Non-overlapping tiles of `size` covering the grid, each with up to `halo` px of context, taken
     within `within` (a grid on the same pixels that holds this one, e.g. the S2 grid around an extent;
-    default: this grid), so tiles at the grid's edges see the pixels beyond them."""
+    default: this grid), so tiles at the grid's edges see the pixels beyond them. shift: the edges between
+    tiles lie that many px past multiples of `size` (the first row and column of tiles that much larger), so
+    that windows blended over `shift` px either side of their edges (window_blend) complete the pixels of
+    [k * size, (k + 1) * size): whole blocks of the outputs when `size` is a multiple of their block size."""
     size = max(MIN_TILE_SIZE, int(size))
     outer = within or grid
     row_off, col_off = grid.offset_in(outer)
     top, left = -row_off, -col_off  # the outer grid's edges in this grid's pixels
     bottom, right = outer.height - row_off, outer.width - col_off
-    for row in range(0, grid.height, size):
-        for col in range(0, grid.width, size):
-            h, w = min(size, grid.height - row), min(size, grid.width - col)
+    rows, cols = _starts(grid.height, size, shift), _starts(grid.width, size, shift)
+    for row, next_row in zip(rows, [*rows[1:], grid.height], strict=True):
+        for col, next_col in zip(cols, [*cols[1:], grid.width], strict=True):
+            h, w = next_row - row, next_col - col
             r0, c0 = max(top, row - halo), max(left, col - halo)
             r1, c1 = min(bottom, row + h + halo), min(right, col + w + halo)
             yield Tile(row, col, h, w, r0, c0, r1 - r0, c1 - c0)

@@ -219,11 +219,12 @@ def _run_model(uds_dir: Path, out: Path, day: dt.date, tile: int) -> np.ndarray:
 
 def test_the_windows_of_a_run_meet_without_seams(uds_dir, tmp_path):
     """The model picks its dates per window, so two windows can disagree where they meet; they are blended across
-    their common edge. On the real 64 px series with 32 px tiles (edges at row and col 32), against one window:
-    - 2018-08-29: the windows disagree (without blending the difference image stepped by 23-28 DN at the edges,
-      5 DN between other rows); blended, its step at the edges is no larger than twice that elsewhere;
+    their common edge. On the real 64 px series with 32 px tiles (windows meeting at row and col 40: the tiles'
+    edges are shifted by the 8 px blend), against one window:
+    - 2018-08-29: the windows disagree (without blending the difference image stepped by 30 DN across the column
+      edge, 5 DN between other columns); blended, its step at the edges is no larger than twice that elsewhere;
     - 2018-07-10: the windows agree; blended, the tiled run equals the one-window run (within 0.5 DN: blending
-      predictions from within the model's halo of a window's border moved pixels by up to 11 DN)."""
+      predictions from within the model's halo of a window's border moved pixels by up to 15 DN)."""
     for day, check in ((dt.date(2018, 8, 29), "steps"), (dt.date(2018, 7, 10), "equal")):
         one = _run_model(uds_dir, tmp_path / f"one{day}", day, 64)
         diff = _run_model(uds_dir, tmp_path / f"tiled{day}", day, 32) - one
@@ -233,4 +234,4 @@ def test_the_windows_of_a_run_meet_without_seams(uds_dir, tmp_path):
         rows = np.nanmean(np.abs(np.diff(diff, axis=1)), axis=(0, 2))  # rows[r]: the step from row r to r + 1
         cols = np.nanmean(np.abs(np.diff(diff, axis=2)), axis=(0, 1))
         for step in (rows, cols):
-            assert step[31] <= 2 * np.median(np.delete(step, 31))
+            assert step[39] <= 2 * np.median(np.delete(step, 39))

@@ -455,3 +455,17 @@ def test_a_series_is_checked_whole_and_written_whole(small, first_last, tmp_path
     named = _req(small, tmp_path / "out", good, output_paths={k: str(tmp_path / f"{k}.tif") for k in KINDS})
     with pytest.raises(InputError, match="output files are named for one target date"):
         engine.series_requests(named, [good, good + dt.timedelta(days=10)])
+
+
+def test_the_outputs_blocks_are_filled_whole_by_the_tiles(tmp_path):
+    """A run's outputs are in blocks that its tiles fill whole (writer.block_size_for): 64 px blocks for 64 px
+    tiles, 128 for 128 (a simulated 192 px scene; each block written once, none left behind in the file)."""
+    from sentinel_densify.core import simulate
+
+    scene = simulate.simulate_scene(tmp_path / "scene", size=192, n_s2=6, n_s1=2, seed=2)
+    target = dates.date_from_name(Path(scene["s2"][2])).date()
+    for tile in (64, 128):
+        res = engine.run(DensifyRequest(s2=[str(tmp_path / "scene" / "S2")], target_date=target, lai=False,
+                                        out_dir=str(tmp_path / f"t{tile}"), method="linear", tile_size=tile))
+        with rasterio.open(res.outputs["synthesized"]) as ds:
+            assert ds.block_shapes[0] == (tile, tile) and ds.tags()["TILE_SIZE"] == str(tile)

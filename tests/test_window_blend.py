@@ -16,13 +16,16 @@ def _grid(h: int = H, w: int = W) -> Grid:
     return Grid("", Affine(10, 0, 0, 0, -10, 0), w, h)
 
 
-def _assemble(predict, blend: int, size: int = SIZE, halo: int = HALO, h: int = H, w: int = W):
+def _assemble(predict, blend: int, size: int = SIZE, halo: int = HALO, h: int = H, w: int = W, shift: int = 0,
+              regions: list | None = None):
     """Run every window of a grid through a WindowBlender; the assembled (C, h, w) image and how many times each
-    pixel was given out."""
+    pixel was given out (and each region given out, in `regions`)."""
     blender = WindowBlender(h, w, blend)
     out, given = None, np.zeros((h, w), int)
-    for t in tiles(_grid(h, w), size, halo=halo):
+    for t in tiles(_grid(h, w), size, halo=halo, shift=shift):
         row, col, done = blender.add(t, predict(t))
+        if regions is not None:
+            regions.append((row, col, *done.shape[1:]))
         if out is None:
             out = np.full((done.shape[0], h, w), np.nan, np.float32)
         out[:, row:row + done.shape[1], col:col + done.shape[2]] = done
@@ -48,11 +51,12 @@ def test_the_ramp_sums_to_one_across_an_edge():
         np.testing.assert_allclose(r + r[::-1], 1, atol=1e-6)
 
 
-@pytest.mark.parametrize(("h", "w"), [(H, W), (48, 64), (33, 18), (16, 16)])
-def test_every_pixel_is_given_once_and_agreeing_windows_are_unchanged(h, w):
-    """Whatever the grid (a last tile narrower than the blend, one window, tiles that fit exactly), each pixel
-    comes out exactly once; where all windows predict the same, blending changes nothing."""
-    out, given = _assemble(_field, blend=4, h=h, w=w)
+@pytest.mark.parametrize("shift", [0, 4])
+@pytest.mark.parametrize(("h", "w"), [(H, W), (48, 64), (33, 18), (16, 16), (21, 37)])
+def test_every_pixel_is_given_once_and_agreeing_windows_are_unchanged(h, w, shift):
+    """Whatever the grid (a last tile narrower than the blend, one window, tiles that fit exactly) and the tiles'
+    shift, each pixel comes out exactly once; where all windows predict the same, blending changes nothing."""
+    out, given = _assemble(_field, blend=4, h=h, w=w, shift=shift)
     assert np.array_equal(given, np.ones((h, w), int))
     r, c = np.mgrid[:h, :w]
     np.testing.assert_allclose(out, np.stack([r + 2 * c + 100 * k for k in range(3)]), rtol=0, atol=1e-3)
@@ -114,3 +118,17 @@ def test_windows_out_of_order_or_without_halo_are_refused():
     blender = WindowBlender(H, W, 4)
     with pytest.raises(ValueError, match="less than 4 px of halo"):
         blender.add(thin[0], _field(thin[0]))
+
+
+def test_tiles_shifted_by_the_blend_give_out_whole_tiles_of_the_size_grid():
+    """With tiles' edges shifted by the blend (as the engine does), the pixels given out are [k * size, (k + 1) *
+    size) on both axes (whole blocks of an output whose block size divides the tile size), the last ones to the
+    grid's edge; without the shift they straddle that grid."""
+    regions: list = []
+    _assemble(_field, blend=4, shift=4, regions=regions)
+    assert all(r % SIZE == 0 and c % SIZE == 0 for r, c, _, _ in regions)
+    assert all(h == min(SIZE, H - r) and w == min(SIZE, W - c) for r, c, h, w in regions)
+    assert len(regions) == -(-H // SIZE) * -(-W // SIZE)
+    plain: list = []
+    _assemble(_field, blend=4, regions=plain)
+    assert any(r % SIZE or c % SIZE for r, c, _, _ in plain)
