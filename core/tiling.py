@@ -17,11 +17,17 @@ def _starts(size: int, tile: int, step: int) -> list[int]:
     return sorted(set(starts))
 
 
+def edge_ramp(n: int) -> np.ndarray:
+    """(n,) weights rising from 0 to 1 across an edge (raised cosine): ramp + ramp[::-1] is 1 everywhere,
+    so two neighbours' weights across their common edge sum to 1."""
+    return 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+
+
 def _ramp(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
     wts = np.ones(n, np.float64)
     k = min(overlap, n // 2)
     if k > 0:
-        r = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
+        r = edge_ramp(k)
         if start:
             wts[:k] = r
         if end:

@@ -14,12 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .grid import Tile
-
-
-def edge_ramp(n: int) -> np.ndarray:
-    """(n,) weights rising from 0 to 1 across an edge (raised cosine): ramp + ramp[::-1] is 1 everywhere,
-    so two windows' weights across their common edge sum to 1."""
-    return (0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)).astype(np.float32)
+from .tiling import edge_ramp
 
 
 class WindowBlender:
@@ -27,7 +22,7 @@ class WindowBlender:
 
     def __init__(self, height: int, width: int, blend: int):
         self.height, self.width, self.blend = int(height), int(width), max(0, int(blend))
-        self._ramp = edge_ramp(2 * self.blend)
+        self._ramp = edge_ramp(2 * self.blend).astype(np.float32)
         self._above: np.ndarray | None = None  # the previous row of windows' share of the band around this row's top
         self._below: np.ndarray | None = None  # this row's share of the band around its bottom (for the next row)
         self._left: np.ndarray | None = None  # the previous window's share of the band around this one's left

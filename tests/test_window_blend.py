@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sentinel_densify.core.grid import Grid, tiles
-from sentinel_densify.core.window_blend import WindowBlender, edge_ramp
+from sentinel_densify.core.tiling import edge_ramp
+from sentinel_densify.core.window_blend import WindowBlender
 
 H, W, SIZE, HALO = 45, 70, 16, 6
 
