@@ -41,3 +41,31 @@ def test_tiny_bench_measures_each_run_and_writes_strict_json(tmp_path, capsys):
         assert rows[2]["method_used"].startswith("onnx:default") and "models/default.onnx/linear@32" in str(
             report["time_ratios"])
     assert "time ratio" in capsys.readouterr().out or not model.exists()
+
+
+def _seams_module():
+    spec = importlib.util.spec_from_file_location("seams", ROOT / "bench" / "seams.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seams_finds_the_windows_edges_and_measures_their_steps(uds_dir, capsys):
+    """bench/seams.py on the real series in 32 px tiles: `linear` is per pixel (its tiled run is the one-window
+    run: every step 0, edges at 32); the bundled model's windows meet at 40 (32 + its WINDOW_BLEND), where the
+    difference image steps no more than twice as much as elsewhere (the model's blending)."""
+    seams = _seams_module()
+    common = ["--s2", str(uds_dir / "S2"), "--date", "2018-08-29", "--tile-size", "32"]
+    assert seams.main([*common, "--model", "linear"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["window_blend"] == 0 and plain["rows"]["edges"] == plain["cols"]["edges"] == [32]
+    assert plain["mean_abs_difference"] == 0 and plain["rows"]["step_at_edges"] == [0]
+    if not (ROOT / "models" / "default.onnx").exists():
+        return
+    assert seams.main([*common, "--s1", str(uds_dir / "S1")]) == 0
+    model = json.loads(capsys.readouterr().out)
+    assert model["method"] == "onnx:default" and model["one_window"] == 64 and model["window_blend"] == 8
+    for axis in ("rows", "cols"):
+        assert model[axis]["edges"] == [40]
+        assert 0 < model[axis]["step_at_edges"][0] <= 2 * model[axis]["median_step_elsewhere"]
+    assert model["mean_abs_difference"] > 0  # each window's choice of dates still shows away from the edges
