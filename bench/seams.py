@@ -22,19 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _densify() -> list[str]:
-    exe = ROOT / ".venv" / "bin" / "densify"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sentinel_densify.core.cli"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import _densify  # noqa: E402  (bench/bench.py, beside this file)
 
 
 def _run(args, tile: int, out: Path) -> tuple[np.ndarray, dict]:
     """The synthesized image of one `densify run` in tiles of `tile` px (float64 DN) and its tags."""
     import rasterio
 
-    cmd = [*_densify(), "run", "--s2", *args.s2, *(["--s1", *args.s1] if args.s1 else []), "--date", args.date,
+    cmd = [_densify(), "run", "--s2", *args.s2, *(["--s1", *args.s1] if args.s1 else []), "--date", args.date,
            "--out", str(out), "--model", args.model, "--device", args.device, "--tile-size", str(tile), "--no-lai"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     path = next(out.glob("synthesized_*.tif"))

@@ -9,8 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "bench" / "bench.py")
+def _bench_module(name: str = "bench"):
+    """bench/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -43,18 +44,11 @@ def test_tiny_bench_measures_each_run_and_writes_strict_json(tmp_path, capsys):
     assert "time ratio" in capsys.readouterr().out or not model.exists()
 
 
-def _seams_module():
-    spec = importlib.util.spec_from_file_location("seams", ROOT / "bench" / "seams.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_seams_finds_the_windows_edges_and_measures_their_steps(uds_dir, capsys):
     """bench/seams.py on the real series in 32 px tiles: `linear` is per pixel (its tiled run is the one-window
     run: every step 0, edges at 32); the bundled model's windows meet at 40 (32 + its WINDOW_BLEND), where the
     difference image steps no more than twice as much as elsewhere (the model's blending)."""
-    seams = _seams_module()
+    seams = _bench_module("seams")
     common = ["--s2", str(uds_dir / "S2"), "--date", "2018-08-29", "--tile-size", "32"]
     assert seams.main([*common, "--model", "linear"]) == 0
     plain = json.loads(capsys.readouterr().out)
