@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         whole = max(tiled.shape[1:])
         one, _ = _run(args, whole, out / "one_window")
     diff = tiled - one
-    report = {"tile_size": args.tile_size, "one_window": whole, "method": tags.get("METHOD"),
-              "window_blend": int(tags.get("WINDOW_BLEND", 0)),
-              **steps(diff, args.tile_size, int(tags.get("WINDOW_BLEND", 0))),
+    blend = int(tags.get("WINDOW_BLEND", 0))  # none before the windows were blended (and none for per-pixel methods)
+    report = {"tile_size": args.tile_size, "one_window": whole, "method": tags.get("METHOD"), "window_blend": blend,
+              **steps(diff, args.tile_size, blend),
               "mean_abs_difference": round(float(np.nanmean(np.abs(diff))), 2)}
     print(json.dumps(report))
     return 0

@@ -16,6 +16,7 @@ from .atomic import OutputError, check_written, ensure_folder, first_line, place
 from .grid import Grid
 
 WRITE_ERRORS = (OSError, RasterioError)
+BLOCK_SIZE = 256  # px: the outputs' blocks (tiles of the GeoTIFF), unless block_size_for says otherwise
 
 
 _TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
@@ -96,7 +97,7 @@ def verify_raster(path: str | Path) -> None:
             ds.read(b, window=ds.block_window(b, (ds.height - 1) // bh, (ds.width - 1) // bw))
 
 
-def block_size_for(tile: int, largest: int = 256) -> int:
+def block_size_for(tile: int, largest: int = BLOCK_SIZE) -> int:
     """The outputs' block size for a run in tiles of `tile` px: `largest`, or the largest of its halves down to
     64 px that divides `tile` when `largest` does not. Each window then writes whole blocks: a block two windows
     share is compressed twice and its first copy left in the file (384 px tiles in 256 px blocks: files about
@@ -118,7 +119,7 @@ class AtomicRaster:
     def __init__(self, path: str | Path, grid: Grid, count: int, dtype: str = "float32",
                  descriptions: list[str] | None = None, nodata: float | None = float("nan"),
                  tags: dict[str, str] | None = None, band_tags: list[dict] | None = None,
-                 blocksize: int = 256):
+                 blocksize: int = BLOCK_SIZE):
         self.path = Path(path)
         ensure_folder(self.path.parent, self.path)
         self.tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
