@@ -14,6 +14,7 @@ MAX_TILE_SIZE = 2048  # pixels; memory grows with the square (the default model 
 DEFAULT_TILE_SIZE = 512  # pixels
 WINDOW_BYTES = 2 << 30  # the most a window of the whole series may hold (float32), whatever its number of dates
 MIN_AUTO_TILE_SIZE = 128  # pixels; an automatic tile is never smaller (a series of thousands of dates)
+AUTO_TILE_STEP = 64  # pixels; automatic tiles are multiples of it: whole output blocks (64 px at least) fill them
 
 
 @functools.lru_cache(maxsize=256)
@@ -139,11 +140,12 @@ class Tile:
 
 def auto_tile_size(values_per_pixel: int, halo: int = 0) -> int:
     """The default tile size for a series of `values_per_pixel` float32 values per pixel (dates x bands of S2, and
-    of S1 when read): DEFAULT_TILE_SIZE, or the largest multiple of 16 px whose window (the tile and its halo)
-    holds no more than WINDOW_BYTES, at least MIN_AUTO_TILE_SIZE. Memory then stays bounded however long the
-    series is, not only however large the raster."""
+    of S1 when read): DEFAULT_TILE_SIZE, or the largest multiple of AUTO_TILE_STEP px whose window (the tile and
+    its halo) holds no more than WINDOW_BYTES, at least MIN_AUTO_TILE_SIZE. Memory then stays bounded however long
+    the series is, not only however large the raster; and the outputs' blocks (writer.block_size_for) divide the
+    tiles, so no two windows write one block."""
     side = int((WINDOW_BYTES / (4 * max(1, values_per_pixel))) ** 0.5) - 2 * halo
-    return max(MIN_AUTO_TILE_SIZE, min(DEFAULT_TILE_SIZE, side // 16 * 16))
+    return max(MIN_AUTO_TILE_SIZE, min(DEFAULT_TILE_SIZE, side // AUTO_TILE_STEP * AUTO_TILE_STEP))
 
 
 def _starts(n: int, size: int, shift: int) -> list[int]:

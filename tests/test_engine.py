@@ -291,9 +291,10 @@ def test_tile_size_out_of_range_refused(small, first_last, tmp_path):
 
 def test_the_automatic_tile_bounds_a_window_of_a_long_series():
     """auto_tile_size: 512 px for make bench's 20 S2 and 30 S1 dates and for a year of both satellites (140 S2, 90
-    S1); for two years the largest multiple of 16 px whose window (with its halo) holds at most WINDOW_BYTES;
-    never below the floor."""
+    S1); for two years the largest multiple of 64 px whose window (with its halo) holds at most WINDOW_BYTES, so
+    that the outputs' blocks divide it (no block written by two windows); never below the floor."""
     from sentinel_densify.core import grid
+    from sentinel_densify.core.writer import block_size_for
 
     def window_bytes(tile: int, values: int, halo: int) -> int:
         return 4 * values * (tile + 2 * halo) ** 2
@@ -302,8 +303,9 @@ def test_the_automatic_tile_bounds_a_window_of_a_long_series():
         assert grid.auto_tile_size(values, halo=8) == grid.DEFAULT_TILE_SIZE
     for values, halo in ((280 * 10 + 180 * 2, 8), (280 * 10, 0), (1000 * 10, 8)):
         tile = grid.auto_tile_size(values, halo)
-        assert tile % 16 == 0 and grid.MIN_AUTO_TILE_SIZE <= tile < grid.DEFAULT_TILE_SIZE
-        assert window_bytes(tile, values, halo) <= grid.WINDOW_BYTES < window_bytes(tile + 16, values, halo)
+        assert tile % 64 == 0 and grid.MIN_AUTO_TILE_SIZE <= tile < grid.DEFAULT_TILE_SIZE
+        assert window_bytes(tile, values, halo) <= grid.WINDOW_BYTES < window_bytes(tile + 64, values, halo)
+        assert tile % block_size_for(tile) == 0
     assert grid.auto_tile_size(10 ** 6, 8) == grid.MIN_AUTO_TILE_SIZE
 
 

@@ -191,13 +191,15 @@ def test_writes_past_a_file_size_limit_fail_and_keep_the_older_file(uds_subset, 
 
 
 def test_blocks_that_the_tiles_fill_whole_are_written_once(real_grid, tmp_path):
-    """block_size_for: 256 px blocks for 512 px tiles, 128 for 384 (and 64 for 320; 256 when nothing from 64 up
-    divides the tile). Written in 384 px windows with a small GDAL cache (as in a run, where reading the series
-    evicts the outputs' blocks), 256 px blocks straddle the windows: blocks written twice leave a larger file
-    than the same pixels written at once; blocks of block_size_for(384) do not."""
+    """block_size_for: 256 px blocks for 512 px tiles, 192 for 384 (80 for 400, 160 for 320: multiples of 16
+    px; 256 when none from 64 up divides the tile). Written in 384 px windows with a small GDAL cache (as in a
+    run, where reading the series evicts the outputs' blocks), 256 px blocks straddle the windows: blocks
+    written twice leave a larger file than the same pixels written at once; blocks of block_size_for(384) do
+    not."""
     from sentinel_densify.core.writer import block_size_for
 
-    assert [block_size_for(t) for t in (512, 1024, 384, 128, 320, 400, 16)] == [256, 256, 128, 128, 64, 256, 256]
+    tiles = (512, 1024, 384, 128, 320, 400, 300, 16)
+    assert [block_size_for(t) for t in tiles] == [256, 256, 192, 128, 160, 80, 256, 256]
     grid = _big(real_grid, 768)
     data = (np.random.default_rng(0).random((3, 768, 768), dtype=np.float32) * 3000).round()
 
