@@ -28,6 +28,7 @@ DATE_KEYS = (
 # S1 product (S1A_IW_GRDH_1SDV_20170801T173236_...), generic YYYYMMDD[THHMMSS]
 _STAMP = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?:[Tt](\d{2})(\d{2})(\d{2}))?(?!\d)")
 _ISO = re.compile(r"(?<!\d)((?:19|20)\d{2})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2}):?(\d{2})?)?")
+_COMPACT = re.compile(r"((?:19|20)\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?")  # YYYYMMDDHHMM[SS], typed
 
 
 def _make(y: str, m: str, d: str, hh: str | None, mm: str | None, ss: str | None) -> dt.datetime | None:
@@ -38,13 +39,16 @@ def _make(y: str, m: str, d: str, hh: str | None, mm: str | None, ss: str | None
         return None
 
 
-def parse_datetime(text: str) -> dt.datetime | None:
-    """Parse an ISO-like or compact date/time string (UTC assumed); None if there is none."""
+def parse_datetime(text: str, epoch_ms: bool = False) -> dt.datetime | None:
+    """Parse an ISO-like or compact date/time string (UTC assumed); None if there is none. epoch_ms: 12 or 13
+    digits are milliseconds since 1970 (metadata: Earth Engine's system:time_start), else YYYYMMDDHHMM[SS]."""
     text = str(text).strip()
     if not text:
         return None
-    if re.fullmatch(r"\d{12,13}", text):  # epoch milliseconds (Earth Engine system:time_start)
+    if epoch_ms and re.fullmatch(r"\d{12,13}", text):
         return EPOCH + dt.timedelta(milliseconds=int(text))
+    if m := _COMPACT.fullmatch(text):
+        return _make(*m.groups())
     m = _ISO.search(text) or _STAMP.search(text)
     if m:
         return _make(*m.groups())
@@ -62,7 +66,7 @@ def date_from_metadata(tags: dict[str, str]) -> dt.datetime | None:
     for key in DATE_KEYS:
         value = upper.get(key.upper())
         if value:
-            when = parse_datetime(value)
+            when = parse_datetime(value, epoch_ms=True)
             if when is not None:
                 return when
     return None

@@ -67,6 +67,17 @@ def test_days_round_trip_and_parse_date():
         dates.parse_date("9999-12-31")  # a calendar date, outside what file names and the tool take
 
 
+def test_twelve_digits_are_a_typed_time_except_in_metadata():
+    """YYYYMMDDHHMM[SS] typed by a user (the dialog's date column) is that time; 12-13 digits are milliseconds
+    since 1970 only in metadata (Earth Engine's system:time_start), so a typed 201802181030 is not 1976."""
+    assert dates.parse_datetime("201802181030") == dt.datetime(2018, 2, 18, 10, 30, tzinfo=UTC)
+    assert dates.parse_datetime("20180218103012") == dt.datetime(2018, 2, 18, 10, 30, 12, tzinfo=UTC)
+    assert dates.parse_datetime("201813181030") is None  # month 13
+    assert dates.parse_datetime("1514764800000") is None
+    assert dates.date_from_metadata({"system:time_start": "1514764800000"}) == dt.datetime(2018, 1, 1, tzinfo=UTC)
+    assert dates.parse_date("201802181030") == dt.date(2018, 2, 18)
+
+
 def test_real_series_dates_come_from_tags_and_agree_with_names(uds_dir):
     for path in sorted((uds_dir / "S1").glob("*.tif"))[:10] + sorted((uds_dir / "S2").glob("*_SCL_20m.tif"))[:10]:
         info = inventory.describe(path)
