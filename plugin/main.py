@@ -50,6 +50,7 @@ class DensifyPlugin:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
         if self.dialog is not None:
+            self.dialog.detach()
             self.dialog.close()
             self.dialog.deleteLater()
             self.dialog = None

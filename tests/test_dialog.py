@@ -448,6 +448,76 @@ def test_reopening_keeps_the_users_choices_and_adds_new_layers(loaded, bar, tmp_
     assert dlg.table.cellWidget(new_row, 2).currentData() == "S2"
 
 
+def _settle(ms: int = 400) -> None:
+    """Run the event loop for ms milliseconds (the dialog's timers)."""
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    deadline = time.monotonic() + ms / 1000
+    while time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+
+
+def test_the_open_dialog_follows_the_projects_layers(loaded, bar, tmp_path, uds_subset):
+    """The dialog is not modal: a layer removed from the project while it is open leaves the table and the run;
+    a hidden dialog never uses one either; a project cleared (another one opened) leaves nothing to run, and
+    the next project's layers are listed."""
+    from qgis.core import QgsRasterLayer
+
+    dlg = _dialog(loaded, bar, tmp_path)
+    dlg.show()
+    rows = dlg.table.rowCount()
+    gone = uds_subset["s2"][2]
+    loaded.removeMapLayer(loaded.mapLayersByName(gone.stem)[0])
+    _settle()
+    assert dlg.table.rowCount() == rows - 1 and str(gone) not in dlg.build_request().s2
+    assert dlg.validate() == []
+    dlg.hide()  # hidden: the table is refreshed when the dialog is shown again, and the removed layer not used
+    gone = uds_subset["s2"][3]
+    loaded.removeMapLayer(loaded.mapLayersByName(gone.stem)[0])
+    _settle()
+    assert dlg.table.rowCount() == rows - 1 and str(gone) not in dlg.build_request().s2
+    dlg.show()
+    loaded.clear()
+    _settle()
+    assert dlg.table.rowCount() == 0 and not dlg.run_button.isEnabled()
+    assert dlg.validate()[0].startswith("No Sentinel-2 layer selected")
+    for path in uds_subset["s2"][:3]:
+        loaded.addMapLayer(QgsRasterLayer(str(path), path.stem, "gdal"))
+    _settle()
+    assert dlg.table.rowCount() == 3 and dlg.build_request().s2 == [str(p) for p in uds_subset["s2"][:3]]
+    dlg.detach()
+    dlg.close()
+
+
+def test_the_output_folder_is_a_full_path(loaded, bar, tmp_path, monkeypatch):
+    """~ is the home folder (not a folder named ~ in QGIS's working folder); a relative path is a problem."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    dlg = _dialog(loaded, bar, tmp_path)
+    dlg.out_dir.setFilePath("~/densify_results")
+    assert dlg.validate() == []
+    assert dlg.build_request().out_dir == str(tmp_path / "home" / "densify_results")
+    dlg.out_dir.setFilePath("densify_results")
+    assert dlg.validate() == [f"Output folder densify_results: give a full path (a relative one would be taken "
+                              f"from QGIS's working folder, {os.getcwd()})."]
+
+
+def test_a_date_typed_compactly_and_a_layer_added_twice(loaded, bar, tmp_path, uds_subset):
+    """A date typed as YYYYMMDDHHMM is that time (not milliseconds since 1970); a layer added twice is said to
+    repeat a file, not to be band files."""
+    from qgis.core import QgsRasterLayer
+
+    s1 = uds_subset["s1"][0]
+    twice = uds_subset["s2"][1]
+    loaded.addMapLayer(QgsRasterLayer(str(twice), twice.stem, "gdal"))
+    dlg = _dialog(loaded, bar, tmp_path)
+    dlg.set_date(_row(dlg, s1.stem), "201802181030")
+    assert dlg.validate() == []
+    assert dlg.build_request().dates[str(s1)] == dt.datetime(2018, 2, 18, 10, 30, tzinfo=dt.UTC)
+    text = dlg.problems_label.text()
+    assert "1 S2 layers repeat another's file (read once)." in text and "band files" not in text
+
+
 def test_an_existing_file_as_output_folder_is_a_problem_before_running(loaded, bar, tmp_path):
     dlg = _dialog(loaded, bar, tmp_path)
     assert dlg.validate() == []

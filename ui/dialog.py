@@ -138,9 +138,30 @@ class DensifyDialog(QDialog):
         self.resize(900, 720)
         self._timer = QTimer(self, singleShot=True, interval=300)
         self._timer.timeout.connect(self.validate)
+        self._layers_timer = QTimer(self, singleShot=True, interval=200)  # the project's layers changed
+        self._layers_timer.timeout.connect(self._follow_project)
         self._build()
         self._restore_choices()
         self.refresh_layers()
+        self._watched = (self.project.layersAdded, self.project.layersRemoved, self.project.cleared)
+        for signal in self._watched:
+            signal.connect(self._project_changed)
+
+    def detach(self) -> None:
+        """Stop following the project (the plugin unloads)."""
+        for signal in self._watched:
+            signal.disconnect(self._project_changed)
+        self._watched = ()
+
+    def _project_changed(self, *_args) -> None:
+        """Layers added or removed, or the project cleared (another one opened): the open dialog lists the
+        project's layers again (a hidden one does when it is shown; selection() never uses a removed layer)."""
+        if self.isVisible():
+            self._layers_timer.start()
+
+    def _follow_project(self) -> None:
+        if self.isVisible():
+            self.refresh_layers()
 
     # building ---------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -289,8 +310,12 @@ class DensifyDialog(QDialog):
         settings.setValue(SETTINGS + "device", self.device_combo.currentData())
         settings.setValue(SETTINGS + "lai", self.lai_check.isChecked())
         settings.setValue(SETTINGS + "every_days", self.every_spin.value())
-        out_dir = self.out_dir.filePath().strip()
+        out_dir = self.output_folder()
         settings.setValue(SETTINGS + "out_dir", "" if out_dir == self._default_out else out_dir)
+
+    def output_folder(self) -> str:
+        """The output folder as typed, with ~ taken as the home folder."""
+        return os.path.expanduser(self.out_dir.filePath().strip())
 
     def _fill_models(self) -> None:
         model = default_model()
@@ -318,7 +343,7 @@ class DensifyDialog(QDialog):
         output folder unless the user chose one (the project may have been saved or switched)."""
         kept = self._row_choices()
         default = default_output_dir(self.project)
-        if self.out_dir.filePath().strip() in ("", self._default_out):
+        if self.output_folder() in ("", self._default_out):
             self.out_dir.setFilePath(default)
         self._default_out = default
         layers = [lyr for lyr in self.project.mapLayers().values() if isinstance(lyr, QgsRasterLayer)]
@@ -397,6 +422,8 @@ class DensifyDialog(QDialog):
         for r, row in enumerate(self.rows):
             if self.table.item(r, COL_USE).checkState() != Qt.Checked:
                 continue
+            if self.project.mapLayer(row.layer_id) is None:  # removed from the project since the table was filled
+                continue
             sensor = self.table.cellWidget(r, COL_SENSOR).currentData()
             text = self.table.item(r, COL_DATE).text().strip()
             parsed = dates.parse_datetime(text) if text else None
@@ -438,14 +465,14 @@ class DensifyDialog(QDialog):
 
     def method(self) -> str:
         value = self.model_combo.currentData()
-        return self.model_file.filePath().strip() if value == MODEL_FILE else value
+        return os.path.expanduser(self.model_file.filePath().strip()) if value == MODEL_FILE else value
 
     def build_request(self) -> DensifyRequest:
         groups, when, _ = self.selection()
         sensors = {p: s for s, paths in groups.items() for p in paths}
         extent, crs = self.extent()
         return DensifyRequest(s2=groups["S2"], s1=groups["S1"], masks=groups["MASK"],
-                              target_date=self.target_date(), out_dir=self.out_dir.filePath().strip(),
+                              target_date=self.target_date(), out_dir=self.output_folder(),
                               method=self.method(), device=self.device_combo.currentData(),
                               lai=self.lai_check.isChecked(), dates=when, sensors=sensors, extent=extent,
                               extent_crs=crs)
@@ -474,9 +501,12 @@ class DensifyDialog(QDialog):
             problems.append("The last date of the series is before the target date.")
         if self.extent_box.isChecked() and self.extent()[0] is None:
             problems.append("Choose the extent (or untick it to compute the whole S2 grid).")
-        folder = self.out_dir.filePath().strip()
+        folder = self.output_folder()
         if not folder:
             problems.append("Choose an output folder.")
+        elif not os.path.isabs(folder):
+            problems.append(f"Output folder {folder}: give a full path (a relative one would be taken from "
+                            f"QGIS's working folder, {os.getcwd()}).")
         elif why := self.build_request().output_folder_problem():
             problems.append(f"Output folder {folder}: {why}.")
         mode_text = ""
@@ -496,13 +526,16 @@ class DensifyDialog(QDialog):
         else:
             ready = (f"Ready: {len(groups['S2'])} S2, {len(groups['S1'])} S1, "
                      f"{len(groups['MASK'])} mask rasters.")
-            if self._s2_images != len(groups["S2"]):  # band files: several layers make one acquisition
-                ready += f" The S2 layers are {self._s2_images} acquisitions (band files read together)."
-            if self._s1_images != len(groups["S1"]):  # one file per polarization: two layers make one
-                ready += f" The S1 layers are {self._s1_images} acquisitions (VV and VH files read together)."
+            for sensor, images, together in (("S2", self._s2_images, "band files"),
+                                             ("S1", self._s1_images, "VV and VH files")):
+                files = len(set(groups[sensor]))
+                if files != len(groups[sensor]):  # a layer added twice: its file is read once
+                    ready += f" {len(groups[sensor]) - files} {sensor} layers repeat another's file (read once)."
+                if images != files:  # band files: several files make one acquisition
+                    ready += f" The {sensor} layers are {images} acquisitions ({together} read together)."
             if self._area:
                 ready += f" {self._area}."
-            if self.out_dir.filePath().strip() == temporary_output_dir():
+            if self.output_folder() == temporary_output_dir():
                 ready += (" The outputs go to a temporary folder (the project is not saved): choose an "
                           "output folder to keep them.")
             self.problems_label.setText(ready)
