@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .errors import DensifyError
 
+GEOTIFF_SUFFIXES = (".tif", ".tiff")  # the raster outputs' names (they are written as GeoTIFF)
+
 
 class OutputError(DensifyError, OSError):
     """An output cannot be (or was not) written; the message names it. Nothing partial is left."""
@@ -115,17 +117,17 @@ def output_dir_problem(folder: str | Path, names: Iterable[str] = ()) -> str | N
 
 
 def output_file_problem(path: str | Path, suffix: str | tuple[str, ...] | None = None) -> str | None:
-    """Why a file cannot be written at `path` (None when it can): not named `*<suffix>` (one of them)
-    when asked for (".png"), an existing folder, under a file, in a folder that is not writable."""
+    """Why a file cannot be written at `path` (None when it can): an existing folder, not named `*<suffix>` (one of
+    them) when asked for (".png"), under a file, in a folder that is not writable."""
     if not str(path).strip():
         return "empty path"
     path = Path(path).absolute()
     suffixes = (suffix,) if isinstance(suffix, str) else suffix or ()
-    if suffixes and path.suffix.lower() not in {s.lower() for s in suffixes}:
-        return f"must be a {' or '.join(suffixes)} file"
     try:
         if path.is_dir():
             return "is an existing folder, not a file"
+        if suffixes and path.suffix.lower() not in {s.lower() for s in suffixes}:
+            return f"must be a {' or '.join(suffixes)} file"
         base, _missing = _existing_ancestor(path.parent)
         path.exists()  # the name itself (too long?)
     except OSError as exc:

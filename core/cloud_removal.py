@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import check_output_file
+from .atomic import GEOTIFF_SUFFIXES, check_output_file
 from .errors import InputError, Problem
 from .methods import MODELS_DIR
 from .progress import Feedback
@@ -102,7 +102,7 @@ def remove_clouds(s1: str, s2: str, out: str | Path, model: str | Path | None = 
     from .writer import write_array
 
     feedback = feedback or Feedback()
-    check_output_file(out, {"S1": s1, "S2": s2, "cloud mask": mask}, suffix=(".tif", ".tiff"))
+    check_output_file(out, {"S1": s1, "S2": s2, "cloud mask": mask}, suffix=GEOTIFF_SUFFIXES)
     path = resolve_model(model)
     contract = read_contract(path)
     if contract.get("kind") != "pix2pix":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem
+from .atomic import OutputError, output_dir_problem
 from .curate import OUTPUTS, CurateConfig, curate
 
 
@@ -42,8 +42,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = CurateConfig(summer_threshold=args.summer_threshold, winter_threshold=args.winter_threshold,
                        sar_std_min=args.sar_std_min, sar_max_min=args.sar_max_min,
                        display_max=args.display_max, size=args.size)
-    with new_dirs_removed_on_error(args.out):  # an interrupted run leaves no empty folder it made
-        s = curate(args.data, args.out, cfg, workers=max(1, args.workers), link=args.link)
+    s = curate(args.data, args.out, cfg, workers=max(1, args.workers), link=args.link)
     rejected = ", ".join(f"{k} {v}" for k, v in s.rejected.items()) or "none"
     print(f"kept {s.kept} of {s.total} triplets (rejected: {rejected}); report in {s.out_dir}")
     return 0

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from .atomic import check_output_file, new_dirs_removed_on_error
+from .atomic import GEOTIFF_SUFFIXES, check_output_file
 from .cli import add_extent_arguments, extent_of
 from .progress import Feedback
 
@@ -30,7 +29,8 @@ def main(args: argparse.Namespace) -> int:
 
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
     extent, extent_crs = extent_of(args)
-    check_output_file(args.out, {"--s2": args.s2, **({"--std": args.std} if args.std else {})}, label="--out ")
+    check_output_file(args.out, {"--s2": args.s2, **({"--std": args.std} if args.std else {})}, label="--out ",
+                      suffix=GEOTIFF_SUFFIXES)
 
     shown = [False]
 
@@ -39,9 +39,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"\r{message} {percent:5.1f} %", end="", file=sys.stderr, flush=True)
 
     try:
-        with new_dirs_removed_on_error(Path(args.out).parent):
-            path = lai_file(args.s2, args.out, Feedback(progress), band_order=order, std_path=args.std,
-                            extent=extent, extent_crs=extent_crs)
+        path = lai_file(args.s2, args.out, Feedback(progress), band_order=order, std_path=args.std,
+                        extent=extent, extent_crs=extent_crs)  # a failure leaves no folder it made
     finally:
         if shown[0]:  # end the progress line
             print(file=sys.stderr)

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from .atomic import OutputError, new_dirs_removed_on_error, same_file
+from .atomic import OutputError, same_file
 from .cli import add_extent_arguments, extent_of
 from .dates import every as dates_every
 from .dates import parse_date
@@ -143,8 +143,7 @@ def main(args: argparse.Namespace) -> int:
         check_outputs(r)
     feedback, close = progress_bar()
     try:
-        with new_dirs_removed_on_error(Path(args.out)):
-            results = run_series(requests, feedback)
+        results = run_series(requests, feedback)  # a failure leaves no folder it made
     finally:
         close()
     for result in results:

@@ -44,7 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import OutputError, atomic_path, ensure_folder, first_line, output_dir_problem, write_text
+from .atomic import (
+    OutputError,
+    atomic_path,
+    ensure_folder,
+    first_line,
+    new_dirs_removed_on_error,
+    output_dir_problem,
+    write_text,
+)
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError
 from .progress import Feedback
@@ -398,6 +406,13 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
     if link and (held := _files_not_links(out)):
         raise OutputError(f"{out}: {held} holds files that are not links (another dataset?): the links to the "
                           "kept triplets would replace them; choose another output folder")
+    with new_dirs_removed_on_error(out):  # an interrupted run leaves no empty folder it made
+        return _curate(data, out, names, cfg, workers, link, feedback, threads)
+
+
+def _curate(data: Path, out: Path, names: list[str], cfg: CurateConfig, workers: int, link: bool,
+            feedback: Feedback | None, threads: bool) -> CurateSummary:
+    """curate's work once its inputs and output folder are checked."""
     ensure_folder(out, out / "report.csv")
     fields = list(Verdict.__dataclass_fields__)
     kept: list[str] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, dates, inventory, lai
-from .atomic import same_file
+from .atomic import GEOTIFF_SUFFIXES, new_dirs_removed_on_error, output_file_problem, same_file
 from .errors import InputError, Problem
 from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, auto_tile_size, tiles
 from .methods import create
@@ -20,7 +20,6 @@ from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .window_blend import WindowBlender
 from .writer import AtomicRaster, block_size_for
 
-OUTPUT_SUFFIXES = (".tif", ".tiff")
 DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
 
 
@@ -48,9 +47,11 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
     seen: dict[Path, str] = {}
     for kind in request.kinds():
         path = request.output_path(kind)
-        if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        if path.suffix.lower() not in GEOTIFF_SUFFIXES:
             problems.append(Problem(str(path), f"the {kind} output must be a GeoTIFF file (.tif or .tiff): "
                                                "outputs are written as GeoTIFF"))
+        elif why := output_file_problem(path):  # found before computing, not when the files are put in place
+            problems.append(Problem(str(path), f"the {kind} output {why}"))
         key = path.absolute()
         if key in seen:  # e.g. one file chosen for two Processing destinations
             problems.append(Problem(str(path), f"the {seen[key]} and {kind} outputs are the same file: "
@@ -306,7 +307,6 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
     if problems:  # e.g. a Processing destination chosen on an input raster: inputs are never modified
         raise InputError(problems)
 
-    grid = inv.grid
     # A model's neighbouring windows are blended across their common edges over its halo's width (window_blend),
     # each window read with that much more context: every blended pixel is predicted with the model's full halo.
     blend = method.halo
@@ -322,11 +322,28 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         "INPUTS_S1": ";".join(i.name for i in inv.s1),
         "INPUTS_MASKS": ";".join(m.name for m in inv.masks.values()),
     }
+    with contextlib.ExitStack() as made:  # a failure or cancel also leaves no empty folder the run made
+        for folder in sorted({d.out_paths[k].absolute().parent for d in per_date for k in d.out_paths}):
+            made.enter_context(new_dirs_removed_on_error(folder))
+        written = _compute(per_date, inv, method, tags, tile_size, blend, fb)
+    warnings += method.notes()
+    fb.report(100, "done")
+    seconds = time.perf_counter() - start
+    return [DensifyResult(
+        target_date=d.request.target_date, outputs=w, method=method.name, mode=d.mode, provider=method.provider,
+        inputs_used={"s2": len(inv.s2), "s1": len(inv.s1), "masks": len(inv.masks)},
+        warnings=warnings + d.warnings, seconds=seconds) for d, w in zip(per_date, written, strict=True)]
+
+
+def _compute(per_date: list[_DateOutputs], inv: inventory.Inventory, method, tags: dict[str, str], tile_size: int,
+             blend: int, fb: Feedback) -> list[dict[str, str]]:
+    """run_series' work: each window of the series read once, every date's outputs written, checked and put in
+    place together; their paths per date."""
+    grid = inv.grid
     with SeriesReader(inv, s1=method.uses_s1) as reader, contextlib.ExitStack() as outputs:
         if method.uses_sample:
             fb.report(2, f"calibrating {method.name}")
             method.prepare(sample_stack(inv, reader))
-        warnings += method.notes()
         tags.update({k.upper(): str(v) for k, v in method.describe().items()})
         fb.check()
         for d in per_date:
@@ -346,13 +363,7 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         finished = [out for d in per_date for out in d.rasters.values()]
         for out in finished:  # all checked before any is renamed: a failure replaces none
             out.finish()
-        written = [{kind: str(out.place()) for kind, out in d.rasters.items()} for d in per_date]
-    fb.report(100, "done")
-    seconds = time.perf_counter() - start
-    return [DensifyResult(
-        target_date=d.request.target_date, outputs=w, method=method.name, mode=d.mode, provider=method.provider,
-        inputs_used={"s2": len(inv.s2), "s1": len(inv.s1), "masks": len(inv.masks)},
-        warnings=warnings + d.warnings, seconds=seconds) for d, w in zip(per_date, written, strict=True)]
+        return [{kind: str(out.place()) for kind, out in d.rasters.items()} for d in per_date]
 
 
 def describe_outputs(result: DensifyResult, warnings: bool = True, seconds: bool = True) -> str:

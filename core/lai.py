@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import check_output_file, first_line
+from .atomic import GEOTIFF_SUFFIXES, check_output_file, first_line, new_dirs_removed_on_error
 from .errors import InputError, Problem
 from .progress import Feedback
 
@@ -317,7 +317,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
 
     feedback = feedback or Feedback()
     s2_path, out_path = str(s2_path), Path(out_path)  # str: a GDAL /vsizip/... path stays whole
-    check_output_file(out_path, {"S2 image": s2_path, "uncertainty": None if std_path is None else str(std_path)})
+    check_output_file(out_path, {"S2 image": s2_path, "uncertainty": None if std_path is None else str(std_path)},
+                      suffix=GEOTIFF_SUFFIXES)
     info = single_s2(s2_path, band_order)
     grid, col0, row0 = info.grid, 0, 0
     if extent is not None:
@@ -351,8 +352,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     for key in ("ACQUISITION_DATETIME",):
         if key in first.tags:
             tags[key] = first.tags[key]
-    with AtomicRaster(out_path, grid, 3, "float32", descriptions=["LAI", "LAI_std", "flags"],
-                      tags=tags) as out:
+    with new_dirs_removed_on_error(out_path.parent), AtomicRaster(  # a failure leaves no folder it made
+            out_path, grid, 3, "float32", descriptions=["LAI", "LAI_std", "flags"], tags=tags) as out:
         for row in range(0, height, rows):
             feedback.check()
             h = min(rows, height - row)

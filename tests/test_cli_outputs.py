@@ -193,14 +193,16 @@ def test_run_bad_out(case, s2_copy, tmp_path, capsys, no_computation):
     assert afile.read_text() == "x"
 
 
-@pytest.mark.parametrize("case", ["folder", "under-file", "empty"])
+@pytest.mark.parametrize("case", ["folder", "under-file", "empty", "png"])
 def test_lai_bad_out(case, s2_copy, tmp_path, capsys, no_computation):
+    """The LAI is a GeoTIFF: a .png name is refused like the other outputs' (it was written as GeoTIFF)."""
     afile = tmp_path / "afile"
     afile.write_text("x")
-    out = {"folder": str(tmp_path), "under-file": str(afile / "lai.tif"), "empty": ""}[case]
+    out = {"folder": str(tmp_path), "under-file": str(afile / "lai.tif"), "empty": "",
+           "png": str(tmp_path / "lai.png")}[case]
     assert cli.main(["lai", "--s2", str(s2_copy), "--out", out]) == 1
     _one_line_error(capsys, "lai", {"folder": "is an existing folder", "under-file": f"is under {afile}",
-                                    "empty": "empty path"}[case])
+                                    "empty": "empty path", "png": "must be a .tif or .tiff file"}[case])
 
 
 @pytest.mark.parametrize("case", ["file", "empty"])

@@ -438,8 +438,9 @@ def test_a_series_of_dates_equals_the_runs_of_each(small, first_last, tmp_path):
 
 
 def test_a_series_is_checked_whole_and_written_whole(small, first_last, tmp_path):
-    """A date out of range is named before anything is computed; a cancel leaves no output of any date;
-    output files named for one date cannot take several."""
+    """A date out of range is named before anything is computed; a cancel leaves no output of any date, nor the
+    folder the run made for them; an output that cannot be written is named before anything is computed (not
+    when the files are put in place, after some are); output files named for one date cannot take several."""
     first, last = first_last
     good, far = first + dt.timedelta(days=30), last + dt.timedelta(days=400)
     base = _req(small, tmp_path / "out", good, lai=False)
@@ -452,7 +453,15 @@ def test_a_series_is_checked_whole_and_written_whole(small, first_last, tmp_path
     with pytest.raises(Cancelled):
         engine.run_series(engine.series_requests(_req(small, tmp_path / "out", good, tile_size=16),
                                                  [good, good + dt.timedelta(days=10)]), fb)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
+
+    blocked = {k: str(tmp_path / "kept" / f"{k}.tif") for k in KINDS}
+    Path(blocked["uncertainty"]).mkdir(parents=True)  # an existing folder where an output should go
+    calls.clear()
+    fb = Feedback(lambda pct, msg: calls.append(pct))
+    with pytest.raises(InputError, match="uncertainty.tif: the uncertainty output is an existing folder"):
+        engine.run(_req(small, tmp_path / "kept", good, output_paths=blocked), fb)
+    assert max(calls) == 0 and sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["uncertainty.tif"]
 
     named = _req(small, tmp_path / "out", good, output_paths={k: str(tmp_path / f"{k}.tif") for k in KINDS})
     with pytest.raises(InputError, match="output files are named for one target date"):

@@ -172,9 +172,9 @@ def test_cancel_from_processing_feedback_writes_nothing(provider, inputs, tmp_pa
     with pytest.raises(QgsProcessingException, match="[Cc]ancel"):
         processing.run(ALG, {**inputs, "TARGET_DATE": "2018-03-01",
                              "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
-                             "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"),
-                             "OUTPUT_LAI": str(tmp_path / "l.tif")}, feedback=feedback)
-    assert list(tmp_path.iterdir()) == []
+                             "OUTPUT_UNCERTAINTY": str(tmp_path / "new" / "u.tif"),
+                             "OUTPUT_LAI": str(tmp_path / "new" / "deeper" / "l.tif")}, feedback=feedback)
+    assert list(tmp_path.iterdir()) == []  # nor the folders the run made for them
 
 
 def test_batch_runs_one_instance_per_row_without_leaking_state(provider, inputs, tmp_path):
@@ -519,3 +519,61 @@ def test_series_outputs_load_into_one_styled_dated_group_per_date(provider, inpu
     res = processing.runAndLoadResults(SERIES, {**inputs, "FIRST_DATE": "2018-02-20", "METHOD": 1,
                                                 "LOAD_OUTPUTS": False, "OUTPUT": str(tmp_path / "quiet")})
     assert res["DATES"] == "2018-02-20" and project.mapLayers() == {}
+
+
+def test_a_series_inside_a_model_loads_only_as_the_models_output(provider, inputs, tmp_path, qgis_app):
+    """A model: synthesize_series -> gdal:buildvirtualraster. Its files are loaded when the series' OUTPUT is one of
+    the model's outputs; not when the step is intermediate (QGIS gives it a temporary folder, and loads no
+    intermediate output of its own algorithms): only the model's output, the VRT, is loaded."""
+    import processing
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterMultipleLayers,
+        QgsProject,
+    )
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    def model(series_is_output: bool) -> QgsProcessingModelAlgorithm:
+        m = QgsProcessingModelAlgorithm("series_vrt", "test")
+        m.addModelParameter(QgsProcessingParameterMultipleLayers("s2", "S2", QgsProcessing.TypeRaster),
+                            QgsProcessingModelParameter("s2"))
+        series = QgsProcessingModelChildAlgorithm(SERIES)
+        series.setChildId("series")
+        for key, value in {"FIRST_DATE": "2018-02-20", "LAST_DATE": "2018-03-02", "EVERY_DAYS": 10, "METHOD": 1,
+                           "ESTIMATE_LAI": False, "LOAD_OUTPUTS": True}.items():
+            series.addParameterSources(key, [Source.fromStaticValue(value)])
+        series.addParameterSources("S2_LAYERS", [Source.fromModelParameter("s2")])
+        if series_is_output:
+            out = QgsProcessingModelOutput("folder")
+            out.setChildId("series")
+            out.setChildOutputName("OUTPUT")
+            series.setModelOutputs({"folder": out})
+        m.addChildAlgorithm(series)
+        vrt = QgsProcessingModelChildAlgorithm("gdal:buildvirtualraster")
+        vrt.setChildId("vrt")
+        vrt.addParameterSources("INPUT", [Source.fromChildOutput("series", "SYNTHESIZED")])
+        vrt.addParameterSources("SEPARATE", [Source.fromStaticValue(True)])
+        out = QgsProcessingModelOutput("vrt")
+        out.setChildId("vrt")
+        out.setChildOutputName("OUTPUT")
+        vrt.setModelOutputs({"vrt": out})
+        m.addChildAlgorithm(vrt)
+        m.updateDestinationParameters()
+        return m
+
+    project = QgsProject.instance()
+    project.clear()
+    processing.runAndLoadResults(model(False), {"s2": inputs["S2_LAYERS"], "vrt:vrt": str(tmp_path / "a.vrt")})
+    assert [lyr.source() for lyr in project.mapLayers().values()] == [str(tmp_path / "a.vrt")]
+    assert project.layerTreeRoot().findGroups() == []
+    project.clear()
+    processing.runAndLoadResults(model(True), {"s2": inputs["S2_LAYERS"], "vrt:vrt": str(tmp_path / "b.vrt"),
+                                               "series:folder": str(tmp_path / "kept")})
+    assert sorted(g.name() for g in project.layerTreeRoot().findGroups()) == ["Densify 2018-02-20",
+                                                                              "Densify 2018-03-02"]
+    assert len(project.mapLayers()) == 5  # a synthesized and an uncertainty layer per date, and the VRT
+    project.clear()
