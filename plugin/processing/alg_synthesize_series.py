@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
@@ -12,6 +14,7 @@ from qgis.core import (
     QgsProcessingParameterDateTime,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
+    QgsProcessingUtils,
 )
 
 from ...core.dates import every
@@ -29,9 +32,10 @@ inputs are checked and read once for all the dates, so a series runs faster than
 uncertainty_YYYYMMDD.tif and, with ESTIMATE_LAI, lai_YYYYMMDD.tif (files of those names are replaced). Every \
 date is checked before any is computed, and no file is written until all dates are complete: a \
 cancel leaves none. With LOAD_OUTPUTS, each date's layers are added to the project in a group \
-"Densify YYYY-MM-DD", styled and dated for the Temporal Controller. The outputs SYNTHESIZED, \
-UNCERTAINTY and LAI list the files (date order) for a model's next steps; DATES and MODES list each \
-date and its mode (gap-filling, forecasting or backcasting), comma-separated."""
+"Densify YYYY-MM-DD", styled and dated for the Temporal Controller; not in a model whose outputs do not \
+include OUTPUT (an intermediate step, like QGIS's own algorithms' outputs), and batch rows can untick it. The \
+outputs SYNTHESIZED, UNCERTAINTY and LAI list the files (date order) for a model's next steps; DATES and MODES \
+list each date and its mode (gap-filling, forecasting or backcasting), comma-separated."""
 
 
 class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
@@ -100,6 +104,7 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         for warning in dict.fromkeys(w for result in results for w in result.warnings):
             feedback.pushWarning(warning)
         load = self.parameterAsBoolean(parameters, self.LOAD, context)
+        load = load and not _intermediate(parameters.get(self.OUTPUT))  # a model's intermediate step: not loaded
         for result in results:
             feedback.pushInfo(f"{result.target_date}: {result.mode}")
             if load:
@@ -118,6 +123,13 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
             title, style = LAYERS[kind][0]  # one layer per output file, as in densify:synthesize
             load_on_completion(context, outputs[kind], title.format(date=f"{day:%Y-%m-%d}"), self.LISTS[kind][0],
                                style, day, group_name(day), order)
+
+
+def _intermediate(value) -> bool:
+    """Whether a destination's value is a temporary one QGIS made up for it: what a model gives a step whose output
+    is not one of the model's (a path in Processing's temporary folder; a temporary output the user chose is
+    TEMPORARY_OUTPUT until the algorithm resolves it)."""
+    return isinstance(value, str) and Path(QgsProcessingUtils.tempFolder()) in Path(value).parents
 
 
 ALGORITHMS = [SynthesizeSeriesAlgorithm]
