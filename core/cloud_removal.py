@@ -36,13 +36,18 @@ def resolve_model(model: str | Path | None) -> Path:
     if model:
         path = Path(model)
         if not path.is_file():
-            raise InputError(Problem(str(path), "model file does not exist"))
+            raise InputError(Problem(str(path), _not_a_file(path, "a model file (.onnx)", "model file does not exist")))
         return path
     if BUNDLED.is_file():
         return BUNDLED
     raise InputError("no trained Pix2Pix model is bundled with this build: give a model file (.onnx; "
                      "--model on the command line, MODEL in Processing); train one with `densify train "
                      "pix2pix` and export it with `densify export`")
+
+
+def _not_a_file(path: Path, what: str, missing: str = "does not exist") -> str:
+    """Why `path`, which is not a file, cannot be used as `what`."""
+    return f"is a folder, not {what}" if path.is_dir() else missing
 
 
 def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
@@ -53,11 +58,14 @@ def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
     problems: list[Problem] = []
     for path in filter(None, (s1, s2, mask)):
         if not is_virtual(path) and not Path(path).is_file():
-            problems.append(Problem(str(path), "does not exist"))
+            problems.append(Problem(str(path), _not_a_file(Path(path), "one image file")))
     if problems:
         raise InputError(problems)
     img = read_s2(s2, bands=bands)
     when = dt.datetime(1970, 1, 1)  # the date does not matter for a single-date model
+    if mask and (seen := describe(mask, when=when).sensor) in ("S1", "S2"):  # a float S1 would pass as probabilities
+        raise InputError(Problem(mask, f"looks like a Sentinel-{seen[1]} image, not a cloud mask (SCL, a binary "
+                                       "mask or cloud probabilities)"))
     s1_info = describe(s1, sensor="S1", when=when)
     mask_info = describe(mask, sensor="MASK", when=when) if mask else None
     for info in filter(None, (s1_info, mask_info)):
@@ -107,13 +115,21 @@ def remove_clouds(s1: str, s2: str, out: str | Path, model: str | Path | None = 
     contract = read_contract(path)
     if contract.get("kind") != "pix2pix":
         raise InputError(Problem(str(path), f"a '{contract.get('kind')}' model; remove-clouds needs pix2pix"))
-    bands = list(contract["bands"])
+    try:
+        bands = contract["bands"]
+        tile, div = int(contract["tile"]["size"]), int(contract["tile"].get("divisor", 1))
+        overlap = int(contract["tile"].get("overlap", tile // 4))
+        if not (isinstance(bands, list) and bands and all(isinstance(b, str) for b in bands) and tile > 0 and div > 0
+                and 0 <= overlap < tile):
+            raise ValueError("bands / tile")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise InputError(Problem(str(path), "its model contract's bands or tile are missing or malformed (export the "
+                                            "model again with densify export)")) from None
     img, sar, clear = read_inputs(s1, s2, bands, mask)
     feedback.report(5, "inputs read")
     sess = open_session(path, device)
     x = np.concatenate([scale_s1(sar), scale_s2(img.refl)])
     h, w = x.shape[-2:]
-    tile, div = int(contract["tile"]["size"]), int(contract["tile"].get("divisor", 1))
     H, W = max(tile, -(-h // div) * div), max(tile, -(-w // div) * div)  # the U-Net needs multiples of div
     xp = _pad_to(x, H, W)
     name = sess.get_inputs()[0].name
@@ -121,7 +137,7 @@ def remove_clouds(s1: str, s2: str, out: str | Path, model: str | Path | None = 
     def run(chunk: dict[str, np.ndarray]) -> np.ndarray:
         return sess.run(None, {name: chunk["x"].astype(np.float32)})[0]
 
-    pred = predict_tiled(run, {"x": xp}, tile=tile, overlap=int(contract["tile"].get("overlap", tile // 4)),
+    pred = predict_tiled(run, {"x": xp}, tile=tile, overlap=overlap,
                          batch=batch, feedback=feedback.sub(5, 90))[:, :h, :w]
     refl = unscale_s2(pred)
     nodata = ~np.isfinite(img.refl).any(axis=0)

@@ -93,6 +93,31 @@ def test_bad_input_names_the_file(model, sen12_dir, tmp_path, monkeypatch):
         cloud_removal.remove_clouds(s1, s2, tmp_path / "o.tif")
 
 
+def test_folders_a_radar_mask_and_a_broken_contract_are_named(model, sen12_dir, tmp_path):
+    """A folder given for an image or the model is said to be a folder (it exists); an S1 image given as the cloud
+    mask is refused (its negative dB would read as clear probabilities everywhere: the cloudy input unchanged); a
+    contract whose bands or tile are malformed is named, not a traceback."""
+    from sentinel_densify.core.model_contract import read_contract, write_contract
+
+    s1, s2 = _files(sen12_dir)
+    folder = str(sen12_dir / "s2_cloudy")
+    with pytest.raises(InputError, match="s2_cloudy: is a folder, not one image file"):
+        cloud_removal.remove_clouds(s1, folder, tmp_path / "o.tif", model=model)
+    with pytest.raises(InputError, match="p2p.*: is a folder, not a model file"):
+        cloud_removal.remove_clouds(s1, s2, tmp_path / "o.tif", model=model.parent)
+    with pytest.raises(InputError, match=f"{SAMPLE}: looks like a Sentinel-1 image, not a cloud mask"):
+        cloud_removal.remove_clouds(s1, s2, tmp_path / "o.tif", model=model, mask=s1)
+    contract = read_contract(model)
+    for key, value in (("bands", 7), ("tile", {"size": "x"})):
+        edited = tmp_path / f"{key}.onnx"
+        edited.write_bytes(model.read_bytes())
+        write_contract(edited, {**contract, key: value})
+        with pytest.raises(InputError, match=f"{key}.onnx: its model contract's bands or tile are missing or "
+                                             "malformed"):
+            cloud_removal.remove_clouds(s1, s2, tmp_path / "o.tif", model=edited)
+    assert not (tmp_path / "o.tif").exists()
+
+
 def test_outputs_never_replace_an_input_and_are_checked_first(model, sen12_dir, tmp_path, corrupt_copy):
     """Checked before the model runs: --out on an input (or a link to it), a non-GeoTIFF name;
     an S2 whose pixels do not read is named, not a traceback."""

@@ -114,6 +114,12 @@ def test_short_training_reduces_l1_and_exports_matching_onnx(kind, pairs, tmp_pa
     with torch.no_grad():
         ref = gen(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(sess.run(None, {"input": x})[0], ref, atol=1e-4)
+    # its config edited so that the weights no longer fit: named, not a traceback
+    ck["config"]["net"]["ngf"] *= 2
+    torch.save(ck, tmp_path / "edited.pt")
+    with pytest.raises(InputError, match="edited.pt: its weights do not fit the architecture its config names"):
+        export_onnx(tmp_path / "edited.pt", tmp_path / "edited.onnx")
+    assert not (tmp_path / "edited.onnx").exists()
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])

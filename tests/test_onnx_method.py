@@ -151,6 +151,9 @@ def test_contract_roundtrip(trained, tmp_path):
     (lambda c: c.update(overlap=c["tile"]), "tile / overlap / halo"),
     (lambda c: c["calibration"].update(std_scale=-1.0), "calibration"),
     (lambda c: c["calibration"].update(std_scale_by_days={"days": [3.0, 10.0], "scale": [1.0]}), "calibration"),
+    (lambda c: c.update(bands=7), "bands"),
+    (lambda c: c.update(bands="{not json"), "bands"),  # metadata that is not JSON is kept as a string
+    (lambda c: c.update(bands=["B02", "B99"]), "bands"),
 ])
 def test_a_malformed_contract_is_named_not_a_traceback(trained, tmp_path, change, field):
     """A hand-edited or foreign contract that keeps kind / inputs / outputs but breaks a field the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import ensure_folder
+from ..atomic import ensure_folder, first_line
 from ..errors import InputError
 from ..training import load_checkpoint
 
@@ -26,8 +26,12 @@ def build_from_checkpoint(checkpoint_path: str | Path):
     if ck["kind"] not in INPUT_NAMES or not net:
         raise InputError(f"{Path(checkpoint_path).name}: not a pix2pix/mtcgan/cnn checkpoint "
                          f"(kind {ck['kind']})")
-    gen = build_generator(net)
-    gen.load_state_dict(ck["model_state"])
+    try:
+        gen = build_generator(net)
+        gen.load_state_dict(ck["model_state"])
+    except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise InputError(f"{Path(checkpoint_path).name}: its weights do not fit the architecture its config names "
+                         f"({first_line(exc)})") from None
     return gen.eval(), ck
 
 

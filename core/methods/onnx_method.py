@@ -78,6 +78,10 @@ class OnnxTemporalMethod(Method):
                                                   int(c.get("halo", 8)))
             if not (self.tile > 0 and 0 <= self.overlap < self.tile and self.halo >= 0):
                 raise ValueError(field)
+            field = "bands"
+            bands = c.get("bands", list(S2_BANDS))
+            if not (isinstance(bands, list) and bands and all(b in S2_BANDS for b in bands)):
+                raise ValueError(field)
             field = "calibration"
             cal = c.get("calibration") or {}
             self.std_scale = float(cal.get("std_scale", 1.0))
