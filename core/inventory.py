@@ -407,7 +407,9 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
             continue
         path = Path(p)
         if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if not f.name.startswith(".") and f.is_file())
+            files, unreadable = _files_under(path)
+            problems += [Problem(d, f"folder cannot be read ({why}): its rasters would be left out") for d, why in
+                         unreadable]
             hits = [(str(f), True) for f in files if f.suffix.lower() in RASTER_SUFFIXES
                     and not _skipped_in_folder(str(f))]
             for z in (f for f in files if archives.is_zip(f)):
@@ -417,7 +419,7 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
                 unused: list[Problem] = []  # in a folder, like any other file that is not an input
                 hits += _archive_rasters(z, unused)
                 notes += [f"{q} (skipped)" for q in unused]
-            if not hits and not beside:
+            if not hits and not beside and not unreadable:
                 problems.append(Problem(str(path), "folder contains no raster files"))
             found.extend(hits)
         elif path.is_file() and archives.is_zip(path):
@@ -430,6 +432,19 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
         notes.append(f"{len(beside)} zip archive(s) skipped because their product lies unzipped beside them "
                      f"({short_list(beside)}): the folder is read")
     return found, problems, notes
+
+
+def _files_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The files in `folder` and its subfolders (not those named .*; links to folders not followed), sorted, and
+    the folders that could not be read with why (Path.rglob skips them silently)."""
+    files, unreadable = [], []
+
+    def failed(exc: OSError) -> None:
+        unreadable.append((exc.filename or str(folder), exc.strerror or str(exc)))
+
+    for root, _dirs, names in os.walk(folder, onerror=failed):
+        files += [Path(root) / n for n in names if not n.startswith(".") and (Path(root) / n).is_file()]
+    return sorted(files), unreadable
 
 
 def _skipped_in_folder(path: str) -> bool:

@@ -188,6 +188,34 @@ def test_missing_path_and_empty_folder_named(real, tmp_path):
     assert "missing_folder: does not exist" in msg and "empty: folder contains no raster files" in msg
 
 
+def test_a_folder_that_cannot_be_read_is_named(real, tmp_path, monkeypatch):
+    """A subfolder that cannot be read would leave its rasters out silently (Path.rglob skips it): it is named, and
+    so is an input folder that cannot be read at all (not "contains no raster files"). The permission error is
+    mocked: the tests run as root, whom a chmod 000 folder does not stop."""
+    import os
+
+    top, sub = tmp_path / "S2", tmp_path / "S2" / "july"
+    sub.mkdir(parents=True)
+    for path, folder in ((real["s2"][40], top), (real["s2"][41], top), (real["s2"][60], sub)):
+        shutil.copy(path, folder / path.name)
+    assert len(inventory.find_rasters(str(top))[0]) == 3
+    scandir, locked = os.scandir, {str(sub)}
+
+    def guarded(path="."):
+        if str(path) in locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", guarded)
+    found, problems = inventory.find_rasters(str(top))
+    assert len(found) == 2
+    assert [str(p) for p in problems] == ["july: folder cannot be read (Permission denied): its rasters would be "
+                                          "left out"]
+    locked.add(str(top))
+    assert [str(p) for p in inventory.find_rasters(str(top))[1]] == [
+        "S2: folder cannot be read (Permission denied): its rasters would be left out"]
+
+
 def test_s1_no_overlap_named(real, tmp_path):
     s1_far = craft(real["s1"][0], tmp_path / "S1_IW_GRDH_ASC_20180101T173236_VV_VH_dB.tif",
                    transform=Affine(20, 0, 1e5, 0, -20, 1e6))
