@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .atomic import GEOTIFF_SUFFIXES, check_output_file
-from .cli import add_extent_arguments, extent_of
+from .cli import add_extent_arguments, extent_of, print_warnings
 from .progress import Feedback
 
 
@@ -38,11 +38,13 @@ def main(args: argparse.Namespace) -> int:
         shown[0] = True
         print(f"\r{message} {percent:5.1f} %", end="", file=sys.stderr, flush=True)
 
+    warnings: list[str] = []
     try:
         path = lai_file(args.s2, args.out, Feedback(progress), band_order=order, std_path=args.std,
-                        extent=extent, extent_crs=extent_crs)  # a failure leaves no folder it made
+                        extent=extent, extent_crs=extent_crs, warnings=warnings)  # a failure leaves no folder it made
     finally:
         if shown[0]:  # end the progress line
             print(file=sys.stderr)
     print(path)
+    print_warnings("lai", warnings)
     return 0

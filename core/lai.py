@@ -298,7 +298,8 @@ def estimate(refl: np.ndarray, bands: list[str], angles: Angles, std: np.ndarray
 
 def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | None = None,
              band_order: list[str] | None = None, block_pixels: int = 1 << 18,
-             std_path: str | Path | None = None, extent=None, extent_crs: str | None = None) -> Path:
+             std_path: str | Path | None = None, extent=None, extent_crs: str | None = None,
+             warnings: list[str] | None = None) -> Path:
     """LAI, LAI_std and flags of an S2 image: a raster file, or the one acquisition of a .SAFE product,
     folder or zip archive (inventory.single_s2); with `extent` (xmin, ymin, xmax, ymax in `extent_crs`,
     default the image's CRS), only the image's whole pixels it touches (grid.within_extent).
@@ -306,7 +307,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     LAI_std is propagated from the per-band reflectance std of `std_path` (the uncertainty file
     written with a synthesized image: bands described B03_std, ...; on the same grid), else 0 (a
     single image carries no reflectance std). Reads the image in row blocks of about `block_pixels`
-    pixels and writes a 3-band float32 GeoTIFF on the input's grid, atomically. Returns the output path.
+    pixels and writes a 3-band float32 GeoTIFF on the input's grid, atomically. Returns the output path; the
+    run's warnings (angles missing from the metadata) go to the file's tags and to `warnings` when given.
     """
     from rasterio.windows import Window
 
@@ -339,14 +341,16 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
 
     std_of = _std_reader(str(std_path), info.grid) if std_path is not None else None
     first = read(0, rows)
-    angles, warnings = Angles.from_tags(first.tags)
+    angles, notes = Angles.from_tags(first.tags)
     tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(subdataset_product(s2_path) or s2_path).name,
             "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
                            f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),
             "LAI_std": (f"propagated from the reflectance std of {Path(str(std_path)).name}" if std_of else
                         "0: no reflectance std given (single image)")}
-    if warnings:
-        tags["warnings"] = " | ".join(warnings)
+    if notes:
+        tags["warnings"] = " | ".join(notes)
+        if warnings is not None:
+            warnings += notes
     if info.files:  # an acquisition given as band files (a .SAFE, or one of its band files)
         tags["band_files"] = ", ".join(info.files)
     for key in ("ACQUISITION_DATETIME",):

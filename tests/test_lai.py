@@ -162,7 +162,17 @@ def test_cli_lai(uds_dir, tmp_path, capsys):
 
     out = tmp_path / "cli_lai.tif"
     assert cli.main(["lai", "--s2", str(uds_dir / "S2" / CLEAR), "--out", str(out)]) == 0
-    assert str(out) in capsys.readouterr().out and out.exists()
+    printed = capsys.readouterr()
+    assert str(out) in printed.out and out.exists() and "warning" not in printed.err
+    # the same image without its angle tags: the defaults it falls back to are said on stderr, as `run` says them
+    with rasterio.open(uds_dir / "S2" / CLEAR) as ds:
+        profile, data, descriptions = ds.profile, ds.read(), ds.descriptions
+    bare = tmp_path / CLEAR
+    with rasterio.open(bare, "w", **profile) as ds:
+        ds.write(data)
+        ds.descriptions = descriptions
+    assert cli.main(["lai", "--s2", str(bare), "--out", str(tmp_path / "bare_lai.tif")]) == 0
+    assert "densify lai: warning: LAI: angles missing from the metadata, using defaults" in capsys.readouterr().err
     bad = tmp_path / "not_a_raster.tif"
     bad.write_text("nope")
     assert cli.main(["lai", "--s2", str(bad), "--out", str(tmp_path / "x.tif")]) == 1

@@ -246,6 +246,33 @@ def test_estimate_lai_on_a_real_image(provider, inputs, tmp_path):
     assert np.isfinite(lai).mean() > 0.9 and 0 <= np.nanmedian(lai) < 3  # early spring, low canopy
 
 
+def test_estimate_lai_says_when_it_falls_back_to_default_angles(provider, inputs, tmp_path):
+    """An image without its sun and view angle tags: the LAI is computed with default angles, and the run's log
+    says so as a warning (not only the output's tags)."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Warnings(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def pushWarning(self, warning):  # noqa: N802 (QGIS API name)
+            self.seen.append(warning)
+
+    src = next(p for p in inputs["S2_LAYERS"] if "20180320" in p)
+    with rasterio.open(src) as ds:
+        profile, data, descriptions = ds.profile, ds.read(), ds.descriptions
+    bare = tmp_path / Path(src).name
+    with rasterio.open(bare, "w", **profile) as ds:
+        ds.write(data)
+        ds.descriptions = descriptions
+    feedback = Warnings()
+    processing.run("densify:estimate_lai", {"INPUT": str(bare), "OUTPUT": str(tmp_path / "lai.tif")},
+                   feedback=feedback)
+    assert [w for w in feedback.seen if w.startswith("LAI: angles missing from the metadata")]
+
+
 def test_estimate_lai_over_an_extent(provider, inputs, tmp_path):
     """EXTENT as the toolbox writes it, in degrees: the input's whole pixels it touches, each the whole
     image's LAI."""

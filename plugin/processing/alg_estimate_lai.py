@@ -101,11 +101,14 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict:
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        warnings: list[str] = []
         with core_errors(feedback):
             from ...core.lai import lai_file
 
             path = lai_file(self._path, out, core_feedback(feedback), std_path=self._std_path,
-                            extent=self._extent[0], extent_crs=self._extent[1])
+                            extent=self._extent[0], extent_crs=self._extent[1], warnings=warnings)
+        for warning in warnings:
+            feedback.pushWarning(warning)
         style_on_load(context, str(path), style_lai, self._date)
         return {self.OUTPUT: str(path)}
 
