@@ -31,7 +31,7 @@ from .errors import InputError
 from .evaluate import GAP, SAME_DAY, finite_or_none, inputs_for, target_indices
 from .methods import Method, create
 from .progress import Feedback
-from .quicklook import RGB, stretch
+from .quicklook import RGB, nanmean0, stretch
 from .stack import Stack
 
 MAX_DEFAULT_DATES = 3
@@ -216,7 +216,7 @@ def _draw(rows: list[dict], series: dict, rgb: list[int], out_png: str | Path, n
         if not finite.size:
             finite = mean[np.isfinite(mean).all(axis=-1)]
         lo, hi = (np.percentile(finite, 2), np.percentile(finite, 98)) if finite.size else (0.0, 0.3)
-        unc = np.nanmean(r["std"], axis=0) if np.isfinite(r["std"]).any() else r["std"][0]
+        unc = nanmean0(r["std"])
         vmax = float(np.nanpercentile(unc, 98)) if np.isfinite(unc).any() else 1.0
         psnr = "–" if r["psnr"] is None else f"{r['psnr']:.2f} dB"
         panels = [(f"truth {r['date']} ({100 * r['clear']:.0f} % clear)", stretch(truth, lo, hi), {}),

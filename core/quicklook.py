@@ -46,6 +46,14 @@ def true_colour(path: str | Path) -> tuple[np.ndarray, dt.datetime | None]:
     return np.moveaxis(data * scale + offset, 0, -1), when
 
 
+def nanmean0(a: np.ndarray) -> np.ndarray:
+    """The mean over the first axis, ignoring NaN; NaN where all are, without numpy's "Mean of empty slice"."""
+    seen = ~np.isnan(a)
+    count, total = seen.sum(axis=0), np.where(seen, a, 0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan).astype(a.dtype, copy=False)
+
+
 def stretch(rgb: np.ndarray, lo: float, hi: float) -> np.ndarray:
     out = np.clip((rgb - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
     return np.where(np.isfinite(out), out, 1.0)  # nodata white
@@ -79,7 +87,7 @@ def quicklook(png_path: str | Path, synthesized: str | Path, uncertainty: str | 
     names = [d or "" for d in desc]
     if "mean_std" in names:  # the engine's own band-mean, when written
         std = std[[names.index("mean_std")]]
-    mean_std = np.nanmean(std, axis=0) * scale if np.isfinite(std).any() else std[0]
+    mean_std = nanmean0(std) * scale
     vmax = float(np.nanpercentile(mean_std, 98)) if np.isfinite(mean_std).any() else 1.0
     panels.append(("mean uncertainty (reflectance std)", mean_std,
                    dict(cmap="magma", vmin=0.0, vmax=max(vmax, 1e-4), colorbar=True)))

@@ -25,7 +25,7 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from .atomic import OutputError, atomic_path, ensure_folder, output_dir_problem, write_text
+from .atomic import OutputError, atomic_path, ensure_folder, new_dirs_removed_on_error, output_dir_problem, write_text
 from .errors import InputError
 from .inventory import RASTER_SUFFIXES
 from .progress import Feedback
@@ -516,9 +516,10 @@ def simulate_scene(out_dir: str | Path, size: int = 512, n_s2: int = 20, n_s1: i
     scl_paths = [out / "S2" / f"T{TILE}_{_stamp(d['when'])}_SCL_20m.tif" for d in plan["s2"]]
     s1_paths = [out / "S1" / f"S1_IW_GRDH_ASC_{_stamp(d['when'])}_VV_VH_dB.tif" for d in plan["s1"]]
     _refuse_other_rasters(out, {*s2_paths, *scl_paths, *s1_paths})
-    for sub in ("S2", "S1"):
-        ensure_folder(out / sub, out)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), contextlib.ExitStack() as files:
+        for sub in ("S2", "S1"):  # a failure or cancel leaves no folder made here (nor any file: _atomic)
+            files.enter_context(new_dirs_removed_on_error(out / sub))
+            ensure_folder(out / sub, out)
         s2_ds, scl_ds, s1_ds = [], [], []
         for d, p, q in zip(plan["s2"], s2_paths, scl_paths, strict=True):
             ds = files.enter_context(_atomic(p, **_profile(size, 10.0, 10, "uint16", 0)))

@@ -66,3 +66,19 @@ def test_choose_target_prefers_a_cloudy_summer_date_between_clear_ones():
 def test_demo_rejects_a_missing_data_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         run_demo(tmp_path / "out", data=tmp_path / "nowhere", method="linear")
+
+
+def test_the_mean_std_of_pixels_without_any_is_nan_and_silent():
+    """The quick-look's and the figure's mean std over bands: NaN where no band has one, without numpy's warning."""
+    import warnings
+
+    from sentinel_densify.core.quicklook import nanmean0
+
+    std = np.full((3, 2, 2), np.nan, np.float32)
+    std[:, 0, 0] = [1.0, 2.0, 6.0]
+    std[1, 0, 1] = 4.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean = nanmean0(std)
+    np.testing.assert_array_equal(mean, np.array([[3.0, 4.0], [np.nan, np.nan]], np.float32))
+    assert mean.dtype == np.float32

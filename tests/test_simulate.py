@@ -154,3 +154,17 @@ def test_output_folder_problems_are_refused_before_writing(tmp_path, capsys):
     with pytest.raises(OutputError, match="already holds other rasters .*choose an empty folder"):
         sim.simulate_scene(tmp_path / "scene", size=32, n_s2=4, n_s1=2, seed=2)  # other dates: a mixed series
     assert sorted(p.name for p in (tmp_path / "scene").rglob("*")) == before
+
+
+def test_a_cancelled_simulation_leaves_no_file_and_no_folder(tmp_path):
+    """Cancelled part-way (the CLI's Ctrl-C or SIGTERM end the same way): neither its files nor the folders it
+    made (S2/, S1/ and the output folder) are left."""
+    from sentinel_densify.core.errors import Cancelled
+    from sentinel_densify.core.progress import Feedback
+
+    calls: list[float] = []
+    feedback = Feedback(lambda pct, msg: calls.append(pct), is_cancelled=lambda: len(calls) >= 1)
+    with pytest.raises(Cancelled):
+        sim.simulate_scene(tmp_path / "new" / "scene", size=64, n_s2=3, n_s1=2, seed=1, feedback=feedback,
+                           block_rows=16)
+    assert calls and list(tmp_path.iterdir()) == []
