@@ -98,6 +98,41 @@ def test_class_factory_adds_action_menu_and_provider_and_unload_removes_them(ifa
     assert registry.providerById("densify") is None
 
 
+def test_the_methods_survive_a_plugin_reload_in_qgis(qgis_app, monkeypatch):
+    """QGIS reloads a plugin (an upgrade from a ZIP, or the plugin unticked and ticked) by deleting the modules its
+    import hook saw and importing the plugin again. The methods' modules must be among them: left loaded, a new
+    registry would find them already imported and stay empty (no linear, no bundled model)."""
+    import qgis.utils
+
+    assert builtins_import_is_qgis_hook()
+    mine = lambda name: name == "sentinel_densify" or name.startswith("sentinel_densify.")  # noqa: E731
+    saved = {k: v for k, v in sys.modules.items() if mine(k)}
+    monkeypatch.setattr(qgis.utils, "available_plugins", [*qgis.utils.available_plugins, "sentinel_densify"])
+    try:
+        for name in saved:  # the plugin loaded afresh, its imports watched by QGIS's hook (as in QGIS)
+            del sys.modules[name]
+        from sentinel_densify.core import methods
+
+        assert {"linear", "nearest", "persistence"} <= set(methods.available())
+        qgis.utils._unloadPluginModules("sentinel_densify")  # what qgis.utils.unloadPlugin does to them
+        from sentinel_densify.core import methods as reloaded
+
+        assert reloaded is not methods and {"linear", "nearest", "persistence"} <= set(reloaded.available())
+    finally:
+        qgis.utils._plugin_modules.pop("sentinel_densify", None)
+        for name in [k for k in sys.modules if mine(k)]:
+            del sys.modules[name]
+        sys.modules.update(saved)  # the other tests keep the classes they imported
+
+
+def builtins_import_is_qgis_hook() -> bool:
+    import builtins
+
+    import qgis.utils
+
+    return builtins.__import__ is qgis.utils._import
+
+
 def test_an_older_python_gets_a_message_not_a_broken_plugin(iface, monkeypatch):
     """QGIS 3.22 also ships with Python 3.9/3.10 (OSGeo4W, Ubuntu 22.04). The Python version is the
     one thing mocked here (this machine runs 3.11): the plugin must say what it needs, not fail."""
@@ -202,15 +237,17 @@ def test_one_version_number():
 
 
 def test_metadata_is_complete_for_the_plugin_repository():
-    meta = configparser.ConfigParser(interpolation=None)
+    """Read as QGIS (qgis.utils.pluginMetadata) and the plugin repository's validator read it: with configparser's
+    interpolation, where a lone % in the changelog is an error (QGIS then shows no changelog)."""
+    meta = configparser.ConfigParser()
     meta.read(ROOT / "metadata.txt", encoding="utf-8")
-    general = meta["general"]
+    general = dict(meta["general"])  # every value interpolated
     for key in ("name", "description", "about", "version", "author", "email", "tracker", "repository",
                 "homepage", "tags", "changelog"):
         assert general.get(key, "").strip(), key
-    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["qgisminimumversion"] == "3.22"
     assert general["category"] == "Raster"
-    assert general["hasProcessingProvider"] == "yes"
+    assert general["hasprocessingprovider"] == "yes"
     assert general["experimental"] in ("True", "False")
     assert general["version"] in general["changelog"]
     from PIL import Image

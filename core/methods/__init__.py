@@ -64,11 +64,15 @@ def register(name: str) -> Callable[[Factory], Factory]:
 
 
 def _load_providers() -> None:
+    """Import the provider modules: they register their methods. Through __import__, which QGIS's import hook
+    watches (importlib.import_module it does not): QGIS then unloads them with the plugin, and a reload (an
+    upgrade, or the plugin unticked and ticked) registers them again instead of finding them already imported."""
     for mod in _PROVIDERS:
+        name = f"{__name__}.{mod}"
         try:
-            importlib.import_module(f"{__name__}.{mod}")
+            __import__(name)
         except ModuleNotFoundError as exc:  # an optional provider not present in this build
-            if exc.name != f"{__name__}.{mod}":
+            if exc.name != name:
                 raise
 
 
