@@ -42,11 +42,14 @@ def plugin_files(root: Path = ROOT) -> list[Path]:
 
 def check_metadata(root: Path = ROOT) -> dict[str, str]:
     """The [general] section of metadata.txt; SystemExit when a required key is missing."""
-    parser = configparser.ConfigParser(interpolation=None)
+    parser = configparser.ConfigParser()  # with interpolation, as QGIS and the plugin repository read it
     parser.read(root / "metadata.txt", encoding="utf-8")
-    meta = dict(parser["general"]) if parser.has_section("general") else {}
+    try:
+        meta = dict(parser["general"]) if parser.has_section("general") else {}
+    except configparser.Error as exc:  # e.g. a lone % in the changelog: QGIS shows no changelog, the site refuses it
+        raise SystemExit(f"metadata.txt cannot be read as QGIS reads it: {exc}") from None
     required = ["name", "qgisminimumversion", "description", "about", "version", "author", "email",
-                "repository"]
+                "repository", "tracker"]
     missing = [k for k in required if not meta.get(k)]
     if missing:
         raise SystemExit(f"metadata.txt lacks {', '.join(missing)}")
