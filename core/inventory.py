@@ -824,7 +824,10 @@ def check_target(inv: Inventory | Stack, target: dt.date) -> tuple[str, list[str
     day = dates.to_days(target)
     s2_days = inv.s2_days
     first, last = s2_days.min(), s2_days.max()
-    if day < first - MAX_EXTRAPOLATION_DAYS or day > last + MAX_EXTRAPOLATION_DAYS:
+    calendar = target.date() if isinstance(target, dt.datetime) else target  # the limit counts calendar days,
+    before = (dates.from_days(first).date() - calendar).days  # the same at both ends whatever the images' hour
+    after = (calendar - dates.from_days(last).date()).days
+    if max(before, after) > MAX_EXTRAPOLATION_DAYS:
         raise InputError(Problem(None, f"target date {target:%Y-%m-%d} out of range: the S2 series runs "
                                  f"from {dates.from_days(first):%Y-%m-%d} to {dates.from_days(last):%Y-%m-%d} "
                                  f"and a target may be at most {MAX_EXTRAPOLATION_DAYS} days outside it"))

@@ -246,6 +246,13 @@ def test_target_modes_and_out_of_range(real):
         inventory.check_target(inv, last + dt.timedelta(days=400))
     with pytest.raises(InputError, match="out of range"):
         inventory.check_target(inv, dt.date(2010, 1, 1))
+    # at most 366 calendar days outside the series, the same at both ends (the images are taken before noon)
+    limit = dt.timedelta(days=inventory.MAX_EXTRAPOLATION_DAYS)
+    assert inventory.check_target(inv, first - limit)[0] == "backcasting"
+    assert inventory.check_target(inv, last + limit)[0] == "forecasting"
+    for outside in (first - limit - dt.timedelta(days=1), last + limit + dt.timedelta(days=1)):
+        with pytest.raises(InputError, match=f"target date {outside:%Y-%m-%d} out of range"):
+            inventory.check_target(inv, outside)
 
 
 def test_unnamed_13_band_l1c_gets_the_l1c_order(sen12_dir):
