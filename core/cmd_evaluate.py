@@ -124,7 +124,8 @@ def main(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if not report["targets"]:
-        raise InputError("no S2 acquisition is at least 99 % clear: nothing to evaluate")
+        where = " in the test months of the model(s)" if args.heldout else ""
+        raise InputError(f"no S2 acquisition is at least 99 % clear{where}: nothing to evaluate")
     table = format_table(report)
     print(table)
     out = Path(args.out)

@@ -36,10 +36,14 @@ FORECAST_ONLY = {"persistence"}
 EXTRA = ["gap_days", "gap_days_min", "filled", "seconds"]
 
 
-def target_indices(stack: Stack, min_clear: float = MIN_CLEAR, max_targets: int | None = None) -> np.ndarray:
-    """Indices of the S2 acquisitions at least `min_clear` clear; `max_targets` evenly spaced."""
+def target_indices(stack: Stack, min_clear: float = MIN_CLEAR, max_targets: int | None = None,
+                   dates: Collection[str] | None = None) -> np.ndarray:
+    """Indices of the S2 acquisitions at least `min_clear` clear (on `dates`, ISO, when given); `max_targets`
+    evenly spaced among them."""
     clear = stack.valid.reshape(len(stack.s2_days), -1).mean(axis=1)
     idx = np.flatnonzero(clear >= min_clear)
+    if dates is not None:
+        idx = np.array([t for t in idx if from_days(float(stack.s2_days[t])).date().isoformat() in dates], dtype=int)
     if max_targets is not None and 0 < max_targets < idx.size:
         idx = idx[np.unique(np.linspace(0, idx.size - 1, max_targets).round().astype(int))]
     return idx
@@ -106,10 +110,7 @@ def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 1
     check_settings(gaps, leads)
     feedback = feedback or Feedback()
     instances = {name: create(name, device) for name in methods}
-    targets = target_indices(stack, min_clear, max_targets)
-    if dates is not None:
-        targets = np.array([t for t in targets if from_days(float(stack.s2_days[t])).date().isoformat() in dates],
-                           dtype=int)
+    targets = target_indices(stack, min_clear, max_targets, dates)  # max_targets among the dates, not before
     settings = [(GAP, float(g)) for g in gaps] + [(FORECAST, float(lead)) for lead in leads]
     rows: list[dict] = []
     skipped: list[dict] = []

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sentinel_densify.core import cli, metrics
 from sentinel_densify.core import methods as registry
+from sentinel_densify.core.dates import from_days
 from sentinel_densify.core.evaluate import (
     FORECAST,
     GAP,
@@ -55,6 +56,11 @@ def test_targets_are_the_clear_acquisitions(stack):
     few = target_indices(stack, max_targets=3)
     assert few.size == 3 and set(few) <= set(idx)
     assert few[0] == idx[0] and few[-1] == idx[-1]  # evenly spaced over the whole list
+    # restricted to some dates (a model's test months, --heldout), max_targets picks among those dates
+    iso = [from_days(float(stack.s2_days[t])).date().isoformat() for t in idx]
+    chosen = set(iso[1:3])
+    assert list(target_indices(stack, max_targets=1, dates=chosen)) == [idx[1]]
+    assert list(target_indices(stack, dates=chosen)) == list(idx[1:3])
 
 
 def test_every_metric_present_and_finite(report):
