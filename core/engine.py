@@ -327,6 +327,11 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
             made.enter_context(new_dirs_removed_on_error(folder))
         written = _compute(per_date, inv, method, tags, tile_size, blend, fb)
     warnings += method.notes()
+    for d, w in zip(per_date, written, strict=True):
+        stale = d.out_paths["lai"]  # DIR/lai_YYYYMMDD.tif beside the outputs just replaced
+        if "lai" not in w and not d.request.output_paths.get("lai") and stale.exists():
+            d.warnings.append(f"{stale.name} in {stale.parent} is an earlier run's LAI, left as it was: this run "
+                              f"wrote no LAI, so it does not match {Path(w['synthesized']).name}")
     fb.report(100, "done")
     seconds = time.perf_counter() - start
     return [DensifyResult(

@@ -480,3 +480,16 @@ def test_the_outputs_blocks_are_filled_whole_by_the_tiles(tmp_path):
                                         out_dir=str(tmp_path / f"t{tile}"), method="linear", tile_size=tile))
         with rasterio.open(res.outputs["synthesized"]) as ds:
             assert ds.block_shapes[0] == (tile, tile) and ds.tags()["TILE_SIZE"] == str(tile)
+
+
+def test_an_earlier_runs_lai_left_beside_a_run_without_lai_is_pointed_out(small, first_last, tmp_path):
+    """A run without LAI replaces the synthesized and uncertainty files of its date in DIR and leaves an earlier
+    run's lai_YYYYMMDD.tif as it was (outputs never delete files): a warning says that it does not match."""
+    target = first_last[0] + dt.timedelta(days=20)
+    first = engine.run(_req(small, tmp_path, target))
+    assert "lai" in first.outputs and not [w for w in first.warnings if "earlier run's LAI" in w]
+    again = engine.run(_req(small, tmp_path, target, lai=False))
+    assert "lai" not in again.outputs and Path(first.outputs["lai"]).exists()
+    assert [w for w in again.warnings if "earlier run's LAI" in w] == [
+        f"lai_{target:%Y%m%d}.tif in {tmp_path} is an earlier run's LAI, left as it was: this run wrote no LAI, so "
+        f"it does not match synthesized_{target:%Y%m%d}.tif"]
