@@ -155,13 +155,16 @@ import json, os, sys
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
-class NoRasterio:  # this Python lacks rasterio, as a QGIS without it would
+MISSING = sys.argv[5]
+
+
+class Missing:  # this Python lacks the package, as a QGIS without it would
     def find_spec(self, name, path=None, target=None):
-        if name == "rasterio" or name.startswith("rasterio."):
+        if name == MISSING or name.startswith(MISSING + "."):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
-sys.meta_path.insert(0, NoRasterio())
+sys.meta_path.insert(0, Missing())
 from qgis.core import QgsApplication, QgsProcessingException
 app = QgsApplication([], False)
 app.initQgis()
@@ -206,21 +209,25 @@ print(json.dumps(out))
 """
 
 
-def test_a_missing_python_package_is_a_message_in_qgis_not_a_traceback(uds_subset, sen12_dir, tmp_path):
-    """A QGIS whose Python lacks rasterio: the toolbar button and every algorithm say what to install
-    instead of a ModuleNotFoundError traceback. rasterio is installed here, so its absence is made in
-    a separate Python (an import hook refusing it), which loads the real plugin in a real QGIS."""
+@pytest.mark.parametrize("package, failing", [("rasterio", ["synthesize", "estimate_lai", "remove_clouds", "curate"]),
+                                              ("scipy", ["synthesize"])])
+def test_a_missing_python_package_is_a_message_in_qgis_not_a_traceback(package, failing, uds_subset, sen12_dir,
+                                                                         tmp_path):
+    """A QGIS whose Python lacks rasterio (or scipy): the toolbar button (before the dialog opens: scipy is imported
+    lazily, but no method runs without it) and the algorithms that need it say what to install instead of a
+    ModuleNotFoundError traceback. Both are installed here, so their absence is made in a separate Python (an
+    import hook refusing it), which loads the real plugin in a real QGIS."""
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GDAL_PAM_ENABLED="NO")
     run = subprocess.run([sys.executable, str(runner), str(ROOT / "tests"), str(uds_subset["s2"][0]), str(tmp_path),
-                          str(sen12_dir)], capture_output=True, text=True, env=env, timeout=300)
+                          str(sen12_dir), package], capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    needs = "needs the Python package 'rasterio', which the Python running it cannot import"
+    needs = f"needs the Python package '{package}', which the Python running it cannot import"
     assert not out["dialog"] and len(out["bar"]) == 1 and needs in out["bar"][0] and "README" in out["bar"][0]
-    for alg, message in out["algs"].items():
-        assert needs in message, (alg, message)
+    for alg in failing:
+        assert needs in out["algs"][alg], (alg, out["algs"][alg])
     assert "Traceback" not in run.stderr
 
 

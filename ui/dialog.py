@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-# the core modules that need numpy, scipy and rasterio, imported with this module: a Python without
+# the core modules that need numpy and rasterio, imported with this module (scipy checked below): a Python without
 # one of them fails here, where the plugin reports it, not in a Qt slot later
 from ..core import archives, dates, inventory
 from ..core.engine import build_inventory, series_requests
@@ -49,6 +50,9 @@ from ..core.model_contract import gpu_present
 from ..core.reader import read_clear_fraction
 from ..core.request import DensifyRequest
 from ..plugin.layers import extent_values, source_path, temporal_date
+
+if importlib.util.find_spec("scipy") is None:  # imported lazily, but every method's run needs it (the baselines'
+    raise ModuleNotFoundError("No module named 'scipy'", name="scipy")  # calibration, the haze screen): say so now
 
 SENSORS = [("S2", "S2"), ("S1", "S1"), ("Mask", "MASK"), ("?", "")]
 COL_USE, COL_NAME, COL_SENSOR, COL_DATE, COL_SOURCE = range(5)
