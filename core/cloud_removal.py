@@ -63,11 +63,13 @@ def read_inputs(s1: str, s2: str, bands: list[str], mask: str | None = None):
         raise InputError(problems)
     img = read_s2(s2, bands=bands)
     when = dt.datetime(1970, 1, 1)  # the date does not matter for a single-date model
-    if mask and (seen := describe(mask, when=when).sensor) in ("S1", "S2"):  # a float S1 would pass as probabilities
-        raise InputError(Problem(mask, f"looks like a Sentinel-{seen[1]} image, not a cloud mask (SCL, a binary "
-                                       "mask or cloud probabilities)"))
     s1_info = describe(s1, sensor="S1", when=when)
-    mask_info = describe(mask, sensor="MASK", when=when) if mask else None
+    mask_info = describe(mask, when=when) if mask else None  # what it looks like: a float S1 would pass as
+    if mask_info is not None and mask_info.sensor in ("S1", "S2"):  # cloud probabilities, clear everywhere
+        raise InputError(Problem(mask, f"looks like a Sentinel-{mask_info.sensor[1]} image, not a cloud mask (SCL, "
+                                       "a binary mask or cloud probabilities)"))
+    if mask_info is not None and mask_info.sensor != "MASK":
+        mask_info = describe(mask, sensor="MASK", when=when)
     for info in filter(None, (s1_info, mask_info)):
         if info is s1_info and len(info.bands) > 3:
             info.problems.append(f"has {len(info.bands)} bands; Sentinel-1 needs VV and VH")
