@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from .atomic import new_dirs_removed_on_error
 from .errors import InputError
 
 GAN_KINDS = ("pix2pix", "mtcgan", "cnn")
@@ -44,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
     if args.kind == "temporal":
         from .temporal import train as temporal
 
-        temporal.train(args)
+        with new_dirs_removed_on_error(args.out):  # a run that fails before its first epoch leaves no folder
+            temporal.train(args)
         return 0
     gan = _gan_cli()
     if gan is None:

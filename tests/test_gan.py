@@ -190,6 +190,12 @@ def test_bad_dataset_or_patch_is_input_error(sen12_dir, pairs, tmp_path):
         train(TrainConfig(kind="mtcgan", data=[str(sen12_dir)], out=str(tmp_path), **TINY))
     with pytest.raises(InputError, match="PatchGAN"):
         train(TrainConfig(kind="pix2pix", data=[str(pairs)], out=str(tmp_path), **{**TINY, "patch": 16}))
+    for kind in ("pix2pix", "cnn"):  # too small for the generator's U-Net: said, not a ValueError's traceback
+        with pytest.raises(InputError, match="patch 3 is too small for a U-Net"):
+            train(TrainConfig(kind=kind, data=[str(pairs)], out=str(tmp_path), **{**TINY, "patch": 3}))
+    with pytest.raises(InputError, match="missing.txt: cannot be read as a list of triplet names"):
+        train(TrainConfig(kind="cnn", data=[str(pairs)], out=str(tmp_path), names_file=str(tmp_path / "missing.txt"),
+                          **TINY))
 
 
 def test_ddp_under_torchrun_on_cpu(pairs, tmp_path):

@@ -140,9 +140,18 @@ def test_a_resumed_points_mix_run_matches_an_uninterrupted_one(uds_dir, points_f
     first = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert first["epoch"] == 0
     assert len(first["rng_state"]) == 1 and len(first["rng_state"][0]["points"]["samplers"]) > 100
+    assert not (tmp_path / "cut" / "metrics.jsonl").exists()  # stopped before epoch 0's row was written
+    with pytest.raises(InputError, match=r"--resume: options differ .*no --points \(checkpoint: "):
+        TR.train(parser.parse_args([a for a in base if a != "--points" and a != str(points_file)]
+                                   + ["--epochs", "2", "--out", str(tmp_path / "cut"), "--resume"]))
     TR.train(parser.parse_args(base + ["--epochs", "2", "--out", str(tmp_path / "cut"), "--resume"]))
     whole, cut = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     assert cut["epoch"] == whole["epoch"] == 1
     for key in ("model_state", "train_state"):
         for name, value in whole[key].items():
             assert torch.equal(cut[key][name], value), (key, name)
+    # epoch 0's row, from its checkpoint, then epoch 1's: the same rows as the uninterrupted run's
+    rows = [[{k: v for k, v in r.items() if k != "time"} for r in training.MetricsLog(tmp_path / run /
+                                                                                        "metrics.jsonl").read()]
+            for run in ("whole", "cut")]
+    assert [r["epoch"] for r in rows[1]] == [0, 1] and rows[1] == rows[0]

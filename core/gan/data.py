@@ -62,7 +62,11 @@ def list_samples(data: list[str | Path], kind: str, names_file: str | Path | Non
     """Every triplet of the dataset folders that has all the files `kind` needs."""
     keep = None
     if names_file:
-        keep = {ln.strip() for ln in Path(names_file).read_text().splitlines() if ln.strip()}
+        try:
+            keep = {ln.strip() for ln in Path(names_file).read_text().splitlines() if ln.strip()}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{names_file}: cannot be read as a list of triplet names "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
     out: list[Sample] = []
     for root in map(Path, data):
         need = folders_for(kind)

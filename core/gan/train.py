@@ -205,7 +205,10 @@ def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
         raise InputError("no training triplet left after the validation split")
     x0, _ = load_sample(train_s[0], cfg.kind, bands)
     patch = cfg.patch or min(x0.shape[1:])
-    ncfg = net_config(cfg, patch)
+    try:
+        ncfg = net_config(cfg, patch)
+    except ValueError as exc:  # e.g. a patch too small for a U-Net
+        raise InputError(str(exc)) from None
     if cfg.kind != "cnn" and patch < 32:
         raise InputError(f"patch {patch} is too small for the 70x70 PatchGAN (at least 32 px)")
     if cfg.kind == "pix2pix" and patch % (2 ** ncfg["depth"]):

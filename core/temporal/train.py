@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import first_line
+from ..atomic import first_line, new_dirs_removed_on_error
 from ..cli import DefaultsHelpFormatter
-from ..errors import InputError
+from ..errors import DensifyError, InputError
 from ..evaluate import FORECAST, GAP, inputs_for
 from ..haze import from_threshold
 from ..metrics import psnr
@@ -226,6 +226,8 @@ def check_args(args: argparse.Namespace) -> dict | None:
     points = (cfg.get("points") or {}).get("file")
     if points and getattr(args, "points", None) and points != str(Path(args.points).resolve()):
         differ.append(f"--points {args.points} (checkpoint: {points})")
+    elif points and not getattr(args, "points", None):  # else the run would go on without them, its config not
+        differ.append(f"no --points (checkpoint: {points})")
     if differ:
         raise InputError(f"--resume: options differ from {last}'s run: {'; '.join(differ)}; give the run's "
                          "values or another --out")
@@ -543,10 +545,10 @@ def train(args: argparse.Namespace) -> dict:
     beta = config["beta_nll"]
     weights = loss_weights(model, config.get("band_weights", "equal"))
     mix = None
+    saved = (ckpt or {}).get("rng_state") or []  # per process: the points stream and torch's generator
     if points is not None and getattr(args, "points_mix", 0.0) > 0:
         mix = PointsSampler(points, scfg, args.seed * 31 + 77_777 + rank)
         config["points"] = {**config.get("points", {}), "mix": args.points_mix}
-        saved = (ckpt or {}).get("rng_state") or []
         if ckpt is not None:  # the points stream goes on where it stopped (the scene's is seeded per epoch)
             if len(saved) == world and isinstance(saved[rank], dict) and "points" in saved[rank]:
                 mix.set_state(saved[rank]["points"])
@@ -554,9 +556,14 @@ def train(args: argparse.Namespace) -> dict:
                 print(f"warning: {last} has no points sampler state for {world} process(es): the points "
                       "batches restart from the seed (the run will not match an uninterrupted one)",
                       file=sys.stderr, flush=True)
+    if len(saved) == world and isinstance(saved[rank], dict) and "torch" in saved[rank]:  # dropout's generator,
+        torch.set_rng_state(torch.tensor(saved[rank]["torch"], dtype=torch.uint8))  # seeded once per run
     net = DistributedDataParallel(model) if world > 1 else model
     scaler = T.grad_scaler(device)
     log = T.MetricsLog(out / "metrics.jsonl") if T.is_main_process() else None
+    if log is not None and ckpt is not None and ckpt["epoch"] not in {r.get("epoch") for r in log.read()}:
+        # stopped between its checkpoint and its row: the row from what the checkpoint recorded
+        log.log(**{k: v for k, v in ckpt.get("metrics", {}).items() if k != "val_dates"})
     seen, vt = validation_view(stack, test, val)  # validation inputs: everything but the test months
     scale = model.s2_std[:, 0]
     metrics: dict = {}
@@ -597,7 +604,9 @@ def train(args: argparse.Namespace) -> dict:
                 with torch.no_grad():
                     for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
                         pe.lerp_(pm, 1.0 - args.ema)
-        rng_state = T.gather({"points": mix.state()}) if mix is not None else None  # every process's
+        # every process's: the points stream and torch's generator (dropout), for an exact --resume
+        rng_state = T.gather({"torch": torch.get_rng_state().tolist(),  # plain values, as checkpoints keep them
+                              **({"points": mix.state()} if mix is not None else {})})
         if T.is_main_process():
             model.eval()
             evaluated = ema if ema is not None else model
@@ -626,7 +635,13 @@ def train(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="densify train temporal", description=__doc__.splitlines()[0])
     configure(parser)
-    train(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:  # as `densify train temporal` says them (python -m ..., torchrun): one line, not a traceback
+        with new_dirs_removed_on_error(args.out):
+            train(args)
+    except DensifyError as exc:
+        print(f"densify train temporal: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
