@@ -42,13 +42,13 @@ def interrupted_note(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.kind == "temporal":
-        from .temporal import train as temporal
-
-        with new_dirs_removed_on_error(args.out):  # a run that fails before its first epoch leaves no folder
-            temporal.train(args)
-        return 0
-    gan = _gan_cli()
-    if gan is None:
+    gan = None if args.kind == "temporal" else _gan_cli()
+    if args.kind != "temporal" and gan is None:
         raise InputError(f"training '{args.kind}' needs core/gan/cli.py, which this build lacks")
-    return int(gan.main(args, args.kind) or 0)
+    with new_dirs_removed_on_error(args.out):  # a run that fails before its first epoch leaves no folder
+        if gan is None:
+            from .temporal import train as temporal
+
+            temporal.train(args)
+            return 0
+        return int(gan.main(args, args.kind) or 0)

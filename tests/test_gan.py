@@ -198,6 +198,19 @@ def test_bad_dataset_or_patch_is_input_error(sen12_dir, pairs, tmp_path):
                           **TINY))
 
 
+def test_a_run_failing_before_its_first_epoch_leaves_no_folder(pairs, tmp_path, capsys):
+    """`densify train pix2pix` with patches larger than the dataset's: one line, exit 1, and the --out folder it
+    made is gone."""
+    from sentinel_densify.core.cli import main as cli_main
+
+    out = tmp_path / "new" / "run"
+    assert cli_main(["train", "pix2pix", "--data", str(pairs), "--out", str(out), "--patch", "128", "--epochs", "1",
+                     "--ngf", "8", "--ndf", "8", "--threads", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("densify train: ") and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ddp_under_torchrun_on_cpu(pairs, tmp_path):
     """Two gloo processes on the CPU (the GPU path is the same code with nccl)."""
     import shutil
