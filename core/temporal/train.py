@@ -546,18 +546,19 @@ def train(args: argparse.Namespace) -> dict:
     weights = loss_weights(model, config.get("band_weights", "equal"))
     mix = None
     saved = (ckpt or {}).get("rng_state") or []  # per process: the points stream and torch's generator
+    mine = saved[rank] if len(saved) == world and isinstance(saved[rank], dict) else {}  # this process's
     if points is not None and getattr(args, "points_mix", 0.0) > 0:
         mix = PointsSampler(points, scfg, args.seed * 31 + 77_777 + rank)
         config["points"] = {**config.get("points", {}), "mix": args.points_mix}
         if ckpt is not None:  # the points stream goes on where it stopped (the scene's is seeded per epoch)
-            if len(saved) == world and isinstance(saved[rank], dict) and "points" in saved[rank]:
-                mix.set_state(saved[rank]["points"])
+            if "points" in mine:
+                mix.set_state(mine["points"])
             elif T.is_main_process():
                 print(f"warning: {last} has no points sampler state for {world} process(es): the points "
                       "batches restart from the seed (the run will not match an uninterrupted one)",
                       file=sys.stderr, flush=True)
-    if len(saved) == world and isinstance(saved[rank], dict) and "torch" in saved[rank]:  # dropout's generator,
-        torch.set_rng_state(torch.tensor(saved[rank]["torch"], dtype=torch.uint8))  # seeded once per run
+    if "torch" in mine:  # dropout's generator, seeded once per run
+        torch.set_rng_state(torch.tensor(mine["torch"], dtype=torch.uint8))
     net = DistributedDataParallel(model) if world > 1 else model
     scaler = T.grad_scaler(device)
     log = T.MetricsLog(out / "metrics.jsonl") if T.is_main_process() else None
