@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from .atomic import new_dirs_removed_on_error
 from .errors import InputError
 
 GAN_KINDS = ("pix2pix", "mtcgan", "cnn")
@@ -42,13 +41,12 @@ def interrupted_note(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    gan = None if args.kind == "temporal" else _gan_cli()
-    if args.kind != "temporal" and gan is None:
-        raise InputError(f"training '{args.kind}' needs core/gan/cli.py, which this build lacks")
-    with new_dirs_removed_on_error(args.out):  # a run that fails before its first epoch leaves no folder
-        if gan is None:
-            from .temporal import train as temporal
+    if args.kind == "temporal":
+        from .temporal import train as temporal
 
-            temporal.train(args)
-            return 0
-        return int(gan.main(args, args.kind) or 0)
+        temporal.train(args)
+        return 0
+    gan = _gan_cli()
+    if gan is None:
+        raise InputError(f"training '{args.kind}' needs core/gan/cli.py, which this build lacks")
+    return int(gan.main(args, args.kind) or 0)

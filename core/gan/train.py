@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as M
-from ..atomic import OutputError, first_line
+from ..atomic import OutputError, first_line, new_dirs_removed_on_error
 from ..curate import RGB
 from ..errors import InputError
 from ..progress import Feedback
@@ -176,7 +176,13 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def train(cfg: TrainConfig, feedback: Feedback | None = None) -> dict:
-    """Train; returns the final validation metrics and checkpoint paths (rank 0)."""
+    """Train; returns the final validation metrics and checkpoint paths (rank 0). A run that fails before its first
+    epoch leaves no folder it made."""
+    with new_dirs_removed_on_error(cfg.out):
+        return _train(cfg, feedback)
+
+
+def _train(cfg: TrainConfig, feedback: Feedback | None) -> dict:
     import torch
     from torch import nn
     from torch.utils.data import DataLoader, DistributedSampler

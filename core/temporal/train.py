@@ -453,7 +453,13 @@ def pretrain_points(model, points: list[Stack], args: argparse.Namespace, scfg: 
 
 
 def train(args: argparse.Namespace) -> dict:
-    """The training loop; returns the last validation metrics (rank 0) or {}."""
+    """The training loop; returns the last validation metrics (rank 0) or {}. A run that fails before its first
+    epoch leaves no folder it made."""
+    with new_dirs_removed_on_error(args.out):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> dict:
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
@@ -638,8 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(parser)
     args = parser.parse_args(argv)
     try:  # as `densify train temporal` says them (python -m ..., torchrun): one line, not a traceback
-        with new_dirs_removed_on_error(args.out):
-            train(args)
+        train(args)
     except DensifyError as exc:
         print(f"densify train temporal: {exc}", file=sys.stderr)
         return 1
