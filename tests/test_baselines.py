@@ -101,6 +101,27 @@ def test_on_an_observed_date_linear_is_the_observation_with_its_noise_floor(summ
     assert np.nanmean(hidden[:, clear]) > np.nanmean(std[:, clear])
 
 
+@pytest.mark.parametrize("midnight", [False, True])
+def test_asked_for_the_calendar_date_of_an_acquisition_linear_returns_it(summer, midnight):
+    """A date counts as noon. An acquisition that day, at 10:5x (or at 00:00: a file dated by its date only), is
+    the estimate itself: linear used to interpolate the 0.05 (0.5) days towards the next acquisition, 6 (78) DN
+    off on average."""
+    from sentinel_densify.core.dates import from_days, to_days
+    from sentinel_densify.core.stack import Stack
+
+    t = int(target_indices(summer)[0])
+    days = summer.s2_days.copy()
+    if midnight:
+        days[t] = np.floor(days[t])
+    stack = Stack(summer.s2, days, summer.s1, summer.s1_days, summer.bands, summer.angles)
+    method = create("linear")
+    method.prepare(stack)
+    mean, std = method.predict(stack, to_days(from_days(days[t]).date()))
+    clear = summer.valid[t]
+    np.testing.assert_array_equal(mean[:, clear], summer.s2[t][:, clear])
+    np.testing.assert_allclose(std[:, clear], np.sqrt(method.coef_interp[:, :1]).repeat(clear.sum(), 1), rtol=1e-5)
+
+
 def test_calibration_uses_only_the_stack_given(summer):
     """Hiding a date (removing it, or masking it all-cloudy) gives the same calibration and prediction,
     and a previous `prepare` on the full series leaves no trace."""

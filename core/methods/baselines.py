@@ -45,11 +45,15 @@ def bracket(s2: np.ndarray, days: np.ndarray, target_day: float) -> dict[str, np
 
 
 def interpolate(b: dict[str, np.ndarray], target_day: float) -> np.ndarray:
-    """The `linear` baseline from a `bracket`: linear in time between both sides, else the one side."""
+    """The `linear` baseline from a `bracket`: linear in time between both sides, else the one side; an
+    observation on the target date (within SAME_DAY: dates count as noon) is the estimate itself."""
     span = b["after_day"] - b["before_day"]
     w = np.where(span > 0, (target_day - b["before_day"]) / np.where(span > 0, span, 1), 0.0)
     interp = b["before"] + w[None] * (b["after"] - b["before"])
     mean = np.where(np.isfinite(interp), interp, np.where(np.isfinite(b["before"]), b["before"], b["after"]))
+    db, da = target_day - b["before_day"], b["after_day"] - target_day
+    with np.errstate(invalid="ignore"):
+        mean = np.where((db <= SAME_DAY) & ~(da < db), b["before"], np.where(da <= SAME_DAY, b["after"], mean))
     return mean.astype("float32")
 
 
@@ -59,10 +63,11 @@ def _features(b: dict[str, np.ndarray], target_day: float) -> tuple[np.ndarray, 
     da = b["after_day"] - target_day
     dist = np.fmin(db, da)
     both = np.isfinite(db) & np.isfinite(da)
-    # on an observed date (dist < SAME_DAY) the observation is the estimate: the change to the next
-    # one plays no part in it, so its variance is the noise floor
-    change2 = np.where((both & (dist >= SAME_DAY))[None], (b["after"] - b["before"]) ** 2, 0.0)
-    return dist, both, change2
+    # on an observed date (dist <= SAME_DAY) the observation is the estimate: neither the hours to it nor the
+    # change to the next one play a part in it, so its variance is the noise floor
+    observed = dist <= SAME_DAY
+    change2 = np.where((both & ~observed)[None], (b["after"] - b["before"]) ** 2, 0.0)
+    return np.where(observed, 0.0, dist), both, change2
 
 
 class CalibratedBaseline(Method):
