@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model_contract import open_session, read_contract
+from ..same_day import anchored, observation, same_day
 from ..stack import S2_BANDS, Stack
 from ..tiling import predict_tiled
 from . import Method, register
@@ -126,7 +127,9 @@ class OnnxTemporalMethod(Method):
         seen = self._screen(stack)
         if self.haze:  # for days_to_clear() (the engine asks right after; evaluate does not)
             self._seen = (weakref.ref(stack), float(target_day), seen)
-        x = model_inputs(seen, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
+        same = same_day(seen, float(target_day))  # an acquisition on the date: not an input (see core/same_day.py)
+        x = model_inputs(seen.select_s2(~same) if same.any() else seen, float(target_day), self.k2, self.k1,
+                         change="s1_change" in self.input_names,
                          obs_change="obs_s1_change" in self.input_names, span=self.span, guided=self.guided)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
@@ -139,7 +142,8 @@ class OnnxTemporalMethod(Method):
             scale = scale_map(nearest_clear_days(x["base_info"]), self.scale_by_days)[None]
         else:
             scale = self.std_scale
-        return out[:nb].astype(np.float32), (out[nb:] * scale).astype(np.float32)
+        mean, std = out[:nb].astype(np.float32), (out[nb:] * scale).astype(np.float32)
+        return anchored(mean, std, *observation(seen, float(target_day), same)) if same.any() else (mean, std)
 
     def _screen(self, stack: Stack) -> Stack:
         """The stack as the model sees it: through its haze screen (core/haze.py), if it has one."""
