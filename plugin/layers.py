@@ -9,6 +9,8 @@ import datetime as dt
 from pathlib import Path
 
 from qgis.core import (
+    QgsBasicNumericFormat,
+    QgsColorRampLegendNodeSettings,
     QgsColorRampShader,
     QgsContrastEnhancement,
     QgsCoordinateReferenceSystem,
@@ -34,6 +36,7 @@ from ..core.request import OUTPUT_KINDS
 TRUE_COLOUR = ("B04", "B03", "B02")
 LAI_RANGE = (0.0, 8.0)
 STRETCH = (0.02, 0.98)
+LAI_UNIT = " m²/m²"
 
 
 def group_name(date: dt.date, label: str = "") -> str:
@@ -109,10 +112,23 @@ def _ramp(colours: list[str]) -> QgsGradientColorRamp:
     return QgsGradientColorRamp(QColor(colours[0]), QColor(colours[-1]), False, stops)
 
 
-def _pseudo_colour(layer: QgsRasterLayer, band: int, vmin: float, vmax: float, colours: list[str]) -> None:
+def _pseudo_colour(layer: QgsRasterLayer, band: int, vmin: float, vmax: float, colours: list[str],
+                   decimals: int = 0, unit: str = "") -> None:
+    """A yellow-red (or other) ramp over vmin-vmax; legend and class labels with `decimals` and `unit`."""
     ramp_shader = QgsColorRampShader(vmin, vmax, _ramp(colours), QgsColorRampShader.Interpolated,
                                      QgsColorRampShader.Continuous)
     ramp_shader.classifyColorRamp(5, band)
+    items = ramp_shader.colorRampItemList()
+    for item in items:  # classifyColorRamp labels with 6 decimals
+        item.label = f"{item.value:.{decimals}f}{unit}"
+    ramp_shader.setColorRampItemList(items)
+    number = QgsBasicNumericFormat()
+    number.setNumberDecimalPlaces(decimals)
+    number.setShowTrailingZeros(True)
+    legend = QgsColorRampLegendNodeSettings()
+    legend.setNumericFormat(number)
+    legend.setSuffix(unit)
+    ramp_shader.setLegendSettings(legend)
     shader = QgsRasterShader(vmin, vmax)
     shader.setRasterShaderFunction(ramp_shader)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), band, shader)
@@ -129,17 +145,24 @@ def stretch(layer: QgsRasterLayer, band: int, cut: tuple[float, float] = STRETCH
     return float(lo), float(hi)
 
 
-def style_true_colour(layer: QgsRasterLayer) -> None:
-    """B04/B03/B02 as red/green/blue with a 2-98 % stretch per band (bands 3/2/1 if undescribed)."""
+def true_colour_bands(layer: QgsRasterLayer) -> list[int]:
+    """Bands of B04/B03/B02 (3/2/1 if undescribed)."""
     bands = [find_band(layer, name) for name in TRUE_COLOUR]
     if None in bands:
         bands = [3, 2, 1] if layer.bandCount() >= 3 else [1, 1, 1]
+    return bands
+
+
+def style_true_colour(layer: QgsRasterLayer, limits: list[tuple[float, float]] | None = None) -> None:
+    """B04/B03/B02 as red/green/blue with a 2-98 % stretch per band, or the given (min, max) per band (a
+    stretch common to a series' dates)."""
+    bands = true_colour_bands(layer)
     renderer = QgsMultiBandColorRenderer(layer.dataProvider(), *bands)
     setters = (renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
                renderer.setBlueContrastEnhancement)
-    for band, setter in zip(bands, setters, strict=True):
+    for i, (band, setter) in enumerate(zip(bands, setters, strict=True)):
         ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-        lo, hi = stretch(layer, band)
+        lo, hi = limits[i] if limits else stretch(layer, band)
         ce.setMinimumValue(lo, False)
         ce.setMaximumValue(hi, False)
         ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
@@ -152,27 +175,31 @@ def mean_band(layer: QgsRasterLayer) -> int | None:
     return next((i for i, n in enumerate(band_names(layer), 1) if "mean" in n.lower()), None)
 
 
-def style_uncertainty(layer: QgsRasterLayer) -> None:
-    """Mean per-band std as a single-band pseudo-colour (yellow to red), 2-98 % stretch.
+def style_uncertainty(layer: QgsRasterLayer, limits: tuple[float, float] | None = None) -> None:
+    """Mean per-band std (DN) as a single-band pseudo-colour (yellow to red), 2-98 % stretch or the given
+    (min, max) (a range common to a series' dates).
 
     The engine writes the mean as the last band ("mean_std") after the per-band stds.
     """
     band = mean_band(layer) or 1
-    lo, hi = stretch(layer, band)
-    _pseudo_colour(layer, band, max(lo, 0.0), hi, ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"])
+    lo, hi = limits or stretch(layer, band)
+    _pseudo_colour(layer, band, max(lo, 0.0), hi, ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"],
+                   0, " DN")
 
 
 def style_lai(layer: QgsRasterLayer) -> None:
     """LAI band on a green ramp over 0-8 m2/m2."""
     band = find_band(layer, "LAI") or 1
-    _pseudo_colour(layer, band, *LAI_RANGE, ["#f7fcf5", "#c7e9c0", "#74c476", "#238b45", "#00441b"])
+    _pseudo_colour(layer, band, *LAI_RANGE, ["#f7fcf5", "#c7e9c0", "#74c476", "#238b45", "#00441b"],
+                   1, LAI_UNIT)
 
 
 def style_lai_std(layer: QgsRasterLayer) -> None:
     """LAI std band on a purple ramp, 2-98 % stretch."""
     band = find_band(layer, "LAI_std", "LAI_STD") or 2
     lo, hi = stretch(layer, band)
-    _pseudo_colour(layer, band, max(lo, 0.0), hi, ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"])
+    _pseudo_colour(layer, band, max(lo, 0.0), hi, ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"],
+                   2, LAI_UNIT)
 
 
 def set_temporal(layer: QgsRasterLayer, date: dt.date) -> None:

@@ -34,7 +34,8 @@ pixels it touches, on the input's pixel edges.
 <b>Output</b>: a 3-band GeoTIFF on the input grid (the extent's part of it when one is given): \
 LAI (m2/m2), LAI std (propagated from the uncertainty when given; 0 otherwise, since a single image \
 carries no reflectance std), and quality flags (1 input outside the definition domain, 2/4 output \
-below/above the valid range, 8 invalid input)."""
+below/above the valid range, 8 invalid input). Loaded, it is styled (0-8 green ramp, m²/m²) and dated \
+with the input's acquisition; written onto a file already loaded in the project, that layer shows the new file."""
 
 
 class EstimateLaiAlgorithm(QgsProcessingAlgorithm):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from qgis.core import (
@@ -19,7 +20,7 @@ from qgis.core import (
 
 from ...core.dates import every
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, group_name
+from ..layers import LAYERS, STRETCH, TRUE_COLOUR, group_name
 from .alg_synthesize import SynthesisAlgorithm
 from .feedback import core_errors, core_feedback
 from .styling import load_on_completion
@@ -32,7 +33,10 @@ inputs are checked and read once for all the dates, so a series runs faster than
 uncertainty_YYYYMMDD.tif and, with ESTIMATE_LAI, lai_YYYYMMDD.tif (files of those names are replaced). Every \
 date is checked before any is computed, and no file is written until all dates are complete: a \
 cancel leaves none. With LOAD_OUTPUTS, each date's layers are added to the project in a group \
-"Densify YYYY-MM-DD", styled and dated for the Temporal Controller; not in a model whose outputs do not \
+"Densify YYYY-MM-DD", styled and dated for the Temporal Controller: the true colour and the uncertainty \
+of all the dates share one stretch (2-98 % of all the dates' values), so that a colour means the same \
+value on every date. A re-run into the same folder reuses the groups and its layers show the new files. \
+Not in a model whose outputs do not \
 include OUTPUT (an intermediate step, like QGIS's own algorithms' outputs), and batch rows can untick it. The \
 outputs SYNTHESIZED, UNCERTAINTY and LAI list the files (date order) for a model's next steps; DATES and MODES \
 list each date and its mode (gap-filling, forecasting or backcasting), comma-separated."""
@@ -105,10 +109,11 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
             feedback.pushWarning(warning)
         load = self.parameterAsBoolean(parameters, self.LOAD, context)
         load = load and not _intermediate(parameters.get(self.OUTPUT))  # a model's intermediate step: not loaded
+        limits = common_limits([r.outputs for r in results]) if load else {}
         for result in results:
             feedback.pushInfo(f"{result.target_date}: {result.mode}")
             if load:
-                self.load(context, result.outputs, result.target_date)
+                self.load(context, result.outputs, result.target_date, limits)
         feedback.pushInfo(f"{len(results)} date(s) with {results[0].method} ({results[0].provider}), "
                           f"{results[0].seconds:.1f} s")  # never empty: the first date is always one
         out = {key: [r.outputs[kind] for r in results if kind in r.outputs] for kind, (key, _) in self.LISTS.items()}
@@ -117,12 +122,59 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         out["MODES"] = ",".join(r.mode for r in results)
         return out
 
-    def load(self, context: QgsProcessingContext, outputs: dict[str, str], day) -> None:
-        """Each output of a date loaded on completion into the date's group, in the dialog's order."""
+    def load(self, context: QgsProcessingContext, outputs: dict[str, str], day, limits: dict | None = None) -> None:
+        """Each output of a date loaded on completion into the date's group, in the dialog's order; the true
+        colour and uncertainty on the series' common `limits` (see common_limits)."""
         for order, kind in enumerate(k for k in LAYERS if k in outputs):
             title, style = LAYERS[kind][0]  # one layer per output file, as in densify:synthesize
+            if (limits or {}).get(kind):
+                style = partial(style, limits=limits[kind])
             load_on_completion(context, outputs[kind], title.format(date=f"{day:%Y-%m-%d}"), self.LISTS[kind][0],
                                style, day, group_name(day), order)
+
+
+SAMPLE = 512  # pixels a side read of each file for the common stretch (a decimated read)
+
+
+def common_limits(outputs: list[dict[str, str]]) -> dict[str, list[tuple[float, float]] | tuple[float, float]]:
+    """One 2-98 % stretch over all the dates' files, so that a colour means one value on every date (the Temporal
+    Controller compares them): per B04/B03/B02 band of the synthesized images ("synthesized": [(min, max)] * 3),
+    and of the uncertainty's mean std ("uncertainty": (min, max)). Reads each file decimated to at most SAMPLE
+    pixels a side; a kind whose bands are not found is left out (its layers keep their own stretch)."""
+    import numpy as np
+    import rasterio
+
+    def pooled(kind: str, wanted) -> list[np.ndarray] | None:
+        arrays = []
+        for out in outputs:
+            if kind not in out:
+                continue
+            with rasterio.open(out[kind]) as ds:
+                names = [(d or "").upper() for d in ds.descriptions]
+                bands = wanted(names)
+                if not bands:
+                    return None
+                shape = (len(bands), min(ds.height, SAMPLE), min(ds.width, SAMPLE))
+                arrays.append(ds.read(bands, out_shape=shape, masked=True).astype("float64").filled(np.nan))
+        return [np.concatenate([a[i].ravel() for a in arrays]) for i in range(len(arrays[0]))] if arrays else None
+
+    def cut(values: np.ndarray) -> tuple[float, float] | None:
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return None
+        lo, hi = (float(v) for v in np.percentile(values, [100 * STRETCH[0], 100 * STRETCH[1]]))
+        return lo, hi if hi > lo else lo + 1e-6
+
+    limits: dict = {}
+    rgb = pooled("synthesized", lambda names: [names.index(b) + 1 for b in TRUE_COLOUR]
+                 if all(b in names for b in TRUE_COLOUR) else None)
+    cuts = [cut(v) for v in rgb or []]
+    if cuts and all(cuts):
+        limits["synthesized"] = cuts
+    mean = pooled("uncertainty", lambda names: [i for i, n in enumerate(names, 1) if "MEAN" in n][:1])
+    if mean and cut(mean[0]):
+        limits["uncertainty"] = cut(mean[0])
+    return limits
 
 
 def _intermediate(value) -> bool:
