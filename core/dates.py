@@ -9,7 +9,7 @@ from pathlib import Path
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SAME_DAY = 0.5  # days: acquisitions (or a target and an acquisition) closer than this are the same date
 
-# metadata keys, most specific first (S2 L2A, S1 GRD, generic GDAL/TIFF)
+# metadata keys of the acquisition (sensing) time, most specific first (S2 L2A, S1 GRD, generic)
 DATE_KEYS = (
     "ACQUISITION_DATETIME",
     "DATATAKE_1_DATATAKE_SENSING_START",
@@ -21,8 +21,10 @@ DATE_KEYS = (
     "DATE_ACQUIRED",
     "ACQUISITION_DATE",
     "system:time_start",
-    "TIFFTAG_DATETIME",
 )
+# when the file was written (TIFF's DateTime: ArcGIS, ENVI, gdal_translate -mo ...), not when it was acquired:
+# used only when nothing else dates a file, with a warning (inventory.describe)
+WRITE_TIME_KEYS = ("TIFFTAG_DATETIME",)
 
 # S2 product (MSIL2A_20170804T105031), S2 granule/tile (T31UDS_20170804T105328),
 # S1 product (S1A_IW_GRDH_1SDV_20170801T173236_...), generic YYYYMMDD[THHMMSS]
@@ -60,16 +62,22 @@ def parse_datetime(text: str, epoch_ms: bool = False) -> dt.datetime | None:
     return None
 
 
-def date_from_metadata(tags: dict[str, str]) -> dt.datetime | None:
-    """The acquisition time from GDAL metadata tags, if any known key holds one."""
+def date_from_metadata(tags: dict[str, str], keys: tuple[str, ...] = DATE_KEYS) -> dt.datetime | None:
+    """The acquisition time from GDAL metadata tags, if any known key holds one (never the file's write
+    time, TIFFTAG_DATETIME: `date_written`)."""
     upper = {k.upper(): v for k, v in tags.items()}
-    for key in DATE_KEYS:
+    for key in keys:
         value = upper.get(key.upper())
         if value:
             when = parse_datetime(value, epoch_ms=True)
             if when is not None:
                 return when
     return None
+
+
+def date_written(tags: dict[str, str]) -> dt.datetime | None:
+    """When the file was written, from its TIFFTAG_DATETIME (not an acquisition time); None if untagged."""
+    return date_from_metadata(tags, WRITE_TIME_KEYS)
 
 
 def date_from_name(path: str | Path) -> dt.datetime | None:

@@ -45,9 +45,11 @@ class RasterInfo:
     dtype: str = ""
     nodata: float | None = None
     scale: float = 1e-4  # S2 DN -> reflectance
+    scale_from: str = ""  # S2: where `scale` came from: band scale, tags, values (a float file's, untagged)
     offset: float = 0.0  # S2 reflectance offset (BOA_ADD_OFFSET * scale)
     s1_db: bool = True
-    mask_kind: str = ""  # scl | binary | probability
+    mask_kind: str = ""  # scl | binary | probability (%) | probability_0_1 | fmask (MASK_KINDS)
+    mask_band: int = 0  # MASK: the band (1-based) that holds the mask (0: band 1). S2: a mask band in the stack
     tags: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     descriptions: list[str] = field(default_factory=list)  # as in the file
@@ -57,6 +59,9 @@ class RasterInfo:
     files: list[str] = field(default_factory=list)  # the band (S2) or polarization (S1) files of a combined image
     product: str = ""  # a GDAL SENTINEL2 subdataset's product folder: a run reads its band files
     polarization: str = ""  # VV or VH of a one-polarization S1 file (`build` combines each acquisition's)
+    date_source: str = ""  # where `when` came from: given, metadata, file name, product, TIFFTAG_DATETIME
+    notes: list[str] = field(default_factory=list)  # warnings about a guess made for this file (not naming it;
+    # `build` groups the files of one note into one warning)
 
     @property
     def name(self) -> str:
@@ -165,8 +170,7 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
         info.problems.append(f"unreadable ({first_line(exc)[:160]})")
         return info
 
-    info.when = (when or dates.date_from_metadata(info.tags) or dates.date_from_name(path)
-                 or s1_files.product_date(str(path)))
+    info.when, info.date_source = _acquisition_time(info, str(path), when)
     if product := band_files.subdataset_product(str(path)):  # one resolution of a product: `build` reads it all
         info.product, info.sensor = product, (sensor or "S2").upper()
         if info.sensor != "S2":
@@ -196,6 +200,28 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
     elif info.sensor == "MASK":
         _describe_mask(info)
     return info
+
+
+WRITE_TIME_NOTE = ("dated by its TIFFTAG_DATETIME, which is when the file was written, not when it was acquired "
+                   "(nothing else in its metadata or name dates it): name the file by its acquisition date "
+                   "(YYYYMMDD) or tag it (ACQUISITION_DATETIME) if that differs")
+
+
+def _acquisition_time(info: RasterInfo, path: str, when: dt.datetime | None) -> tuple[dt.datetime | None, str]:
+    """(acquisition time, where it came from): as given, else the metadata's sensing-time tags, else the file
+    name, else the product beside it (SNAP's .dim); last the file's write time (TIFFTAG_DATETIME), with a note."""
+    if when is not None:
+        return when, "given"
+    if (found := dates.date_from_metadata(info.tags)) is not None:
+        return found, "metadata"
+    if (found := dates.date_from_name(path)) is not None:
+        return found, "file name"
+    if (found := s1_files.product_date(path)) is not None:
+        return found, "product"
+    if (found := dates.date_written(info.tags)) is not None:
+        info.notes.append(WRITE_TIME_NOTE)
+        return found, "TIFFTAG_DATETIME"
+    return None, ""
 
 
 def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
@@ -263,17 +289,60 @@ def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,
             info.problems.append(f"has {count} unnamed bands: name them (band descriptions B02...) or "
                                  "give a band order")
             return
+    _other_bands(info)
     if info.nodata is None and not info.dtype.startswith("float"):
         info.nodata = 0.0  # DN 0 is Sentinel-2's no-data value (L1C and L2A)
     scales, offsets = band_scaling
     if len(set(scales)) == 1 and len(set(offsets)) == 1 and (scales[0] != 1.0 or offsets[0] != 0.0):
         info.scale, info.offset = float(scales[0]), float(offsets[0])  # GDAL's own (QGIS shows them applied)
+        info.scale_from = "band scale"
         return
     scale, offset = s2_scaling(info.tags)
-    if scale is None and info.dtype.startswith("float"):
-        scale = 1.0 if looks_like_reflectance(info.path) else 1e-4
+    info.scale_from = "tags" if scale is not None else ""
+    if info.dtype.startswith("float"):  # reflectance (0-1) or DN (0-10000): its values say, whatever its tags
+        reflectance = looks_like_reflectance(info.path)
+        if scale is None:
+            scale, info.scale_from = (1.0 if reflectance else 1e-4), "values"
+        elif reflectance and scale < 0.01:  # a DN scale copied along by a conversion to reflectance
+            upper = {k.upper(): v for k, v in info.tags.items()}
+            key = next(k for k in ("REFLECTANCE_SCALE", "QUANTIFICATION_VALUE") if upper.get(k))
+            shift = f", its offset ({offset:g} DN) applied as {offset * scale:g}" if offset else ""
+            info.notes.append(f"its {key}={upper[key]} tag is ignored: the values are already reflectance (0-1), "
+                              f"not DN{shift}")
+            info.scale, info.offset, info.scale_from = 1.0, offset * scale, "values"
+            return
     info.scale = scale or 1e-4
     info.offset = offset * info.scale
+
+
+def _other_bands(info: RasterInfo) -> None:
+    """Bands of an S2 stack that are not Sentinel-2 reflectance (an SCL, QA60 or cloud probability exported
+    along, an index): not read as bands, and said; the first SCL (else cloud-probability) band is kept as the
+    image's cloud mask (`mask_band`, with its `mask_kind`), used when no mask file is paired with it."""
+    others = [(k, d) for k, (b, d) in enumerate(zip(info.bands, info.descriptions, strict=False))
+              if b and b not in S2_L1C_BANDS]
+    if not others:
+        return
+    for k, d in others:
+        kind = "scl" if info.bands[k] == "SCL" else "probability" if re.search(r"PROB|CLD|CLP", d.upper()) else ""
+        if kind and (not info.mask_band or (kind == "scl" and info.mask_kind != "scl")):
+            info.mask_band, info.mask_kind = k + 1, kind
+        info.bands[k] = ""
+    if info.mask_kind == "probability" and info.dtype.startswith("float"):  # 0-1 or %: the band's values say
+        try:
+            with rasterio.open(info.path) as ds:
+                a = ds.read(info.mask_band, out_shape=(min(ds.height, 256), min(ds.width, 256)), masked=True)
+        except (RasterioError, OSError):  # pixels that cannot be read: the read names the file
+            a = np.ma.masked_array(np.zeros(0))
+        values = a.compressed()
+        values = values[np.isfinite(values)]
+        if values.size == 0 or values.max() <= 1.0:
+            info.mask_kind = "probability_0_1"
+    names = ", ".join(d for _k, d in others)
+    mask = info.descriptions[info.mask_band - 1] if info.mask_band else ""
+    kind = MASK_KINDS.get(info.mask_kind, "").split(" (")[0]
+    used = f": {mask} is used as its cloud mask ({kind}) unless a mask file is given for it" if mask else ""
+    info.notes.append(f"holds band(s) {names} besides its Sentinel-2 bands, not read as reflectance{used}")
 
 
 def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
@@ -293,15 +362,17 @@ def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
 
 
 def looks_like_reflectance(path: str) -> bool:
-    """Whether an untagged float raster holds reflectance rather than DN: its band 1, read at 64 px,
-    has no value above 2 (True when it has no value at all)."""
-    with rasterio.open(path) as ds:
-        a = ds.read(1, out_shape=(min(ds.height, 64), min(ds.width, 64)), masked=True)
-    if not a.count():
+    """Whether a float raster holds reflectance (0-1) rather than DN (0-10000): the median of its valid,
+    non-zero values over all bands, read at 64 px, is at most 2 (True when it has no such value). A median,
+    so that outliers (a saturated 65535 DN kept as 6.55, a bright cloud) never flip a whole image."""
+    try:
+        with rasterio.open(path) as ds:
+            a = ds.read(out_shape=(ds.count, min(ds.height, 64), min(ds.width, 64)), masked=True)
+    except (RasterioError, OSError):  # pixels that cannot be read: the read names the file
         return True
-    finite = a.astype(np.float64).filled(np.nan)
-    finite = finite[np.isfinite(finite)]
-    return bool(finite.size and finite.max() <= 2.0)
+    values = a.astype(np.float64).filled(np.nan)
+    values = values[np.isfinite(values) & (values != 0)]  # 0: the fill of a file without nodata
+    return bool(values.size == 0 or np.median(values) <= 2.0)
 
 
 def _describe_s1(info: RasterInfo, count: int) -> None:
@@ -322,10 +393,19 @@ def _describe_s1(info: RasterInfo, count: int) -> None:
     else:
         info.bands = list(S1_BANDS) + info.bands[2:]
     units = (info.tags.get("UNITS") or info.tags.get("units") or "").lower()
-    if units in ("db", "decibel"):
-        info.s1_db = True
-    elif units in ("linear", "power", "intensity", "sigma0"):
-        info.s1_db = False
+    if units in ("db", "decibel", "linear", "power", "intensity", "sigma0"):
+        info.s1_db = units in ("db", "decibel")
+        stats = _s1_values(info.path)  # a tag kept by a tool that converted the values is stale: plain
+        said = None  # linear power (none negative, median below 1.5) or plain dB (negative median) wins over it
+        if stats is not None and 0 < stats[0] < 1.5 and stats[1] >= 0:
+            said = False
+        elif stats is not None and stats[0] < 0:
+            said = True
+        if said is not None and said != info.s1_db:
+            raw = info.tags.get("UNITS") or info.tags.get("units")
+            info.notes.append(f"its UNITS={raw} tag is contradicted by its values, read as "
+                              f"{'dB (negative median)' if said else 'linear power (none negative, median below 1.5)'}")
+            info.s1_db = said
     elif (named := s1_files.units_from_name(info.path, info.descriptions)) is not None:
         if named == "amplitude":
             info.problems.append("holds amplitude (the 'a' scale of its ASF RTC name): Densify reads backscatter "
@@ -333,46 +413,133 @@ def _describe_s1(info: RasterInfo, count: int) -> None:
             return
         info.s1_db = named == "dB"
     else:  # detect: dB backscatter of land is negative (median about -7 to -20), linear power below 1
-        with rasterio.open(info.path) as ds:
-            a = ds.read(1, out_shape=(min(ds.height, 128), min(ds.width, 128)), masked=True)
-        vals = a.compressed()
-        vals = vals[np.isfinite(vals) & (vals != 0)]
-        info.s1_db = bool(vals.size == 0 or not 0 < np.median(vals) < 1.5)
+        stats = _s1_values(info.path)
+        info.s1_db = bool(stats is None or not 0 < stats[0] < 1.5)
     info.tags["DETECTED_UNITS"] = "dB" if info.s1_db else "linear"
-    if not info.s1_db and info.nodata is None:
-        info.nodata = 0.0  # no power is no data (SNAP and ASF write 0 outside the swath)
+    if info.nodata is None or (np.isnan(info.nodata) and info.s1_db):
+        # no power is no data (SNAP and ASF write 0 outside the swath), and so is exactly 0 dB when the file sets
+        # no other value (SNAP's dB GeoTIFF export keeps its 0 fill; a sigma0 of 1 is no land's). NaN stays NaN.
+        info.nodata = 0.0
     if pol:
         info.polarization = pol
         info.problems.append(f"holds one polarization ({pol}): give the {'VH' if pol == 'VV' else 'VV'} file of its "
                              "acquisition too; a run reads the two as one image")
 
 
+FMASK_CLASSES = {0: "clear land", 1: "clear water", 2: "cloud shadow", 3: "snow", 4: "cloud", 255: "fill"}
+FMASK_CLEAR = (0, 1)
+MASK_KINDS = {"scl": "Sen2Cor SCL (clear: 4 vegetation, 5 bare soil, 6 water)", "binary": "binary (0 = clear)",
+              "probability": "cloud probability in % (clear below 40)",
+              "probability_0_1": "cloud probability from 0 to 1 (clear below 0.4)",
+              "fmask": "Fmask (clear: 0 land, 1 water)"}
+GUESSED_PREFIX = "no name or band description says what kind of cloud mask it is"
+GUESSED_MASK = (GUESSED_PREFIX + " (SCL, CLDPRB or probability, "
+                "Fmask): read from its values as {kind}; name it so (e.g. ..._SCL.tif, ..._CLDPRB.tif) if it is not")
+
+
+def _named_mask_kind(info: RasterInfo) -> str:
+    """The kind of cloud mask a file's name or band description says ('' when neither does)."""
+    text = " ".join([info.name, *info.descriptions]).upper()
+    if "FMASK" in text:
+        return "fmask"
+    if "SCL" in text or info.bands[:1] == ["SCL"]:
+        return "scl"
+    if re.search(r"PROB|CLD|CLP", text):
+        return "probability"
+    return ""
+
+
+def _mask_values(path: str, max_size: int = 256) -> tuple[np.ndarray, str]:
+    """A mask's valid values (its nodata left out), read at `max_size` px at most, and its data type."""
+    dtype = ""
+    try:
+        with rasterio.open(path) as ds:
+            dtype = ds.dtypes[0]
+            a = ds.read(1, out_shape=(min(ds.height, max_size), min(ds.width, max_size)), masked=True)
+    except (RasterioError, OSError):  # pixels that cannot be read: the read names the file
+        return np.zeros(0), dtype
+    values = a.compressed()
+    return (values[np.isfinite(values)] if values.dtype.kind == "f" else values), dtype
+
+
+def _s1_values(path: str) -> tuple[float, float] | None:
+    """(median, minimum) of an S1 file's band 1, read at 128 px, without 0 and non-finite values; None if empty."""
+    try:
+        with rasterio.open(path) as ds:
+            a = ds.read(1, out_shape=(min(ds.height, 128), min(ds.width, 128)), masked=True)
+    except (RasterioError, OSError):  # pixels that cannot be read: the read names the file
+        return None
+    vals = a.compressed()
+    vals = vals[np.isfinite(vals) & (vals != 0)]
+    return (float(np.median(vals)), float(vals.min())) if vals.size else None
+
+
 def _describe_mask(info: RasterInfo) -> None:
-    name = info.name.upper()
-    if "SCL" in name or info.bands[:1] == ["SCL"]:
+    """The mask's kind: from its name or band description (SCL, Fmask, CLDPRB / probability), else a float
+    file is a probability, else its values say (0/1 binary, 0-11 SCL, else a probability in %), with a note.
+    A probability's scale (0-1 or 0-100 %) is decided once for the file: integers are %, floats are 0-1 when
+    no value exceeds 1."""
+    kind = _named_mask_kind(info)
+    if kind == "scl":
+        info.mask_kind = kind
+        return
+    values, dtype = _mask_values(info.path)
+    if kind == "fmask":
+        odd = sorted(set(np.unique(values).tolist()) - set(FMASK_CLASSES))
+        if odd:
+            info.problems.append(f"is named as an Fmask cloud mask but holds values Fmask does not write "
+                                 f"({', '.join(f'{v:g}' for v in odd[:5])}; Fmask: 0 clear land, 1 clear water, "
+                                 "2 cloud shadow, 3 snow, 4 cloud, 255 fill): give an SCL, a binary mask (0 = clear) "
+                                 "or cloud probabilities")
+        elif values.size and set(np.unique(values).tolist()) <= {0, 1}:
+            info.notes.append("is named as an Fmask cloud mask and holds only 0 and 1: read as Fmask (0 clear "
+                              "land, 1 clear water: all clear); if it is a binary mask (1 = cloudy), rename it")
+        info.mask_kind = "fmask"
+        return
+    if kind == "probability" or dtype.startswith("float"):
+        floats = dtype.startswith("float")
+        info.mask_kind = "probability_0_1" if floats and (values.size == 0 or values.max() <= 1.0) else "probability"
+        return
+    found = set(np.unique(values).tolist())
+    if found <= {0, 1, 255}:
+        info.mask_kind = "binary"
+    elif found <= set(range(12)):
         info.mask_kind = "scl"
-    elif re.search(r"PROB|CLD|CLP", name) or info.dtype.startswith("float"):
-        info.mask_kind = "probability"
     else:
-        with rasterio.open(info.path) as ds:
-            a = ds.read(1, out_shape=(min(ds.height, 256), min(ds.width, 256)))
-        values = set(np.unique(a).tolist())
-        if values <= {0, 1, 255}:
-            info.mask_kind = "binary"
-        elif values <= set(range(12)):
-            info.mask_kind = "scl"
-        else:
-            info.mask_kind = "probability"
+        info.mask_kind = "probability"
+    info.notes.append(GUESSED_MASK.format(kind=MASK_KINDS[info.mask_kind]))
+
+
+def _mask_kind_warnings(masks: list[RasterInfo]) -> list[str]:
+    """Float probabilities of one series on one scale: 0-100 % for all when any holds a value above 1 (a clear
+    date's 0-1 % is not a 0-1 probability), with a warning; a warning when the kinds guessed from values differ."""
+    out = []
+    floats = [m for m in masks if m.mask_kind.startswith("probability") and m.dtype.startswith("float")]
+    fractions = [m for m in floats if m.mask_kind == "probability_0_1"]
+    if fractions and len(fractions) < len(floats):
+        for m in fractions:
+            m.mask_kind = "probability"
+        out.append(f"{len(fractions)} of the {len(floats)} float cloud-probability masks hold no value above 1 "
+                   f"({short_list([m.name for m in fractions])}): read in % like the others (below 1 %: clear)")
+    guessed = Counter(m.mask_kind for m in masks if any(n.startswith(GUESSED_PREFIX) for n in m.notes))
+    if len(guessed) > 1:
+        out.append("the cloud masks read as different kinds from their values (" +
+                   ", ".join(f"{n} as {MASK_KINDS[k].split(' (')[0]}" for k, n in guessed.most_common()) +
+                   "): the masks of one series are usually of one kind; name them by kind if these are wrong")
+    return out
 
 
 def clear_from_mask(kind: str, data: np.ndarray, prob_threshold: float = 40.0) -> np.ndarray:
-    """True where a mask says the pixel is clear (SCL 4/5/6; binary 0; probability < threshold %)."""
+    """True where a mask says the pixel is clear (SCL 4/5/6; Fmask 0/1; binary 0; probability < threshold %,
+    `probability_0_1` < threshold / 100: the file's scale, decided by `describe`, never from the values here)."""
     if kind == "scl":
         return np.isin(data, SCL_CLEAR)
+    if kind == "fmask":
+        return np.isin(data, FMASK_CLEAR)
     if kind == "binary":
         return data == 0
     d = data.astype("float32")
-    if np.nanmax(d, initial=0) <= 1.0:
+    if kind == "probability_0_1":
         d = d * 100.0
     return np.isfinite(d) & (d < prob_threshold)
 
@@ -401,6 +568,9 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
             p = product
         if (parts := archives.split(str(p))) and Path(parts[1]).suffix.lower() not in RASTER_SUFFIXES:
             found.extend(_archive_rasters(Path(parts[0]), problems, under=parts[1]))  # a folder in an archive
+            continue
+        if _is_tar(str(p)):
+            problems.append(Problem(str(p), TAR_ARCHIVE))
             continue
         if is_virtual(p):  # as given, read by GDAL
             found.append((str(p), False))
@@ -432,6 +602,15 @@ def _search(paths: list[str] | str) -> tuple[list[tuple[str, bool]], list[Proble
         notes.append(f"{len(beside)} zip archive(s) skipped because their product lies unzipped beside them "
                      f"({short_list(beside)}): the folder is read")
     return found, problems, notes
+
+
+TAR_ARCHIVE = "is a tar archive, which is not read: extract it, or zip it (zip archives are read as they are)"
+
+
+def _is_tar(path: str) -> bool:
+    """A tar archive (.tar, .tar.gz, .tgz, ...) or a path into one (/vsitar/): not read."""
+    return path.startswith(("/vsitar/", "/vsitar{")) or \
+        re.search(r"\.(tar(\.\w+)?|tgz|tbz2?|txz)$", path.lower()) is not None
 
 
 def _files_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -605,11 +784,18 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
             problems.append(Problem(None, str(exc)))
 
     paired, mask_warnings = _pair_masks(s2_infos, mask_infos)
+    for s in s2_infos:  # a mask band in the S2 stack (an SCL exported along) when no mask file is paired
+        if s.mask_band and s.path not in paired:
+            paired[s.path] = RasterInfo(s.path, sensor="MASK", when=s.when, bands=["SCL"], grid=s.grid,
+                                        dtype=s.dtype, nodata=s.nodata, mask_kind=s.mask_kind, mask_band=s.mask_band,
+                                        tags=s.tags, descriptions=s.descriptions, date_source=s.date_source)
+    mask_warnings += _mask_kind_warnings(list(paired.values()))
     if problems:
         raise InputError(problems)
     warnings += _grid_warnings(s2_infos) + _assumed_order_warnings(s2_infos) + mask_warnings
+    warnings += note_warnings(s2_infos + s1_infos + list(paired.values())) + _scale_warnings(s2_infos)
     area = "the extent" if extent is not None else "the S2 grid"
-    partial = [f"{i.name} {share:.0%}" for i in s1_infos if (share := coverage(i.grid, grid)) < 0.99]
+    partial = [f"{i.name} {share:.0%}" for i in s1_infos if (share := s1_coverage(i, grid)) < 0.99]
     if partial:
         warnings.append(f"{len(partial)} S1 image(s) cover only part of {area} ({short_list(partial)}): "
                         "where they do not, the synthesis has less radar to go on")
@@ -693,6 +879,28 @@ def _common_bands(s2_infos: list[RasterInfo]) -> tuple[list[str], list[Problem],
     return bands, problems, warnings
 
 
+def _scale_warnings(s2_infos: list[RasterInfo]) -> list[str]:
+    """A warning when the float S2 files told apart by their values (reflectance or DN) are not all alike."""
+    guessed = [i for i in s2_infos if i.scale_from == "values"]
+    refl = [i.name for i in guessed if i.scale == 1.0]
+    dn = [i.name for i in guessed if i.scale != 1.0]
+    if not (refl and dn):
+        return []
+    few, many = sorted(((refl, "reflectance (0-1)"), (dn, "DN (0-10000)")), key=lambda x: len(x[0]))
+    return [f"{len(few[0])} of the {len(guessed)} float S2 images hold values read as {few[1]}, the others as "
+            f"{many[1]} ({short_list(few[0])}): check that these are what their values say"]
+
+
+def note_warnings(infos: list[RasterInfo]) -> list[str]:
+    """The files' notes (guesses made reading them) as warnings, each note once with the files it is about."""
+    by_note: dict[str, list[str]] = {}
+    for i in infos:
+        for note in dict.fromkeys(i.notes):
+            by_note.setdefault(note, []).append(i.name)
+    return [f"{names[0]}: {note}" if len(names) == 1 else f"{len(names)} files ({short_list(names)}): {note}"
+            for note, names in by_note.items()]
+
+
 def _same_grid(a: Grid, b: Grid) -> bool:
     return (a.crs_wkt == b.crs_wkt and (a.width, a.height) == (b.width, b.height)
             and a.transform.almost_equals(b.transform, precision=1e-6 * max(1.0, b.res)))
@@ -735,6 +943,63 @@ def _assumed_order_warnings(s2_infos: list[RasterInfo]) -> list[str]:
                        f"{len(order)}-band order {', '.join(order)} ({short_list(names)}): give a band order "
                        "if theirs differs")
     return out
+
+
+def s1_coverage(info: RasterInfo, grid: Grid) -> float:
+    """The fraction of `grid` an S1 image covers with valid backscatter (not nodata: a 0 or NaN fill outside the
+    swath), sampled at 32 x 32 points of the grid; its extent's share (`coverage`) when no point says (0 when its
+    extent misses the grid)."""
+    share = coverage(info.grid, grid)
+    if share <= 0:
+        return share
+    try:
+        st = os.stat(info.path) if not is_virtual(info.path) else None
+    except OSError:
+        st = None
+    key = (info.path, st and (st.st_mtime_ns, st.st_size), info.nodata, tuple(info.bands[:2]), grid.crs_wkt,
+           tuple(grid.transform)[:6], grid.width, grid.height)
+    if key not in _VALID_SHARES:
+        if len(_VALID_SHARES) > 4096:
+            _VALID_SHARES.clear()
+        _VALID_SHARES[key] = _valid_share(info, grid)
+    found = _VALID_SHARES[key]
+    return share if found is None else found
+
+
+_VALID_SHARES: dict[tuple, float | None] = {}  # the dialog builds the inventory on every edit: each file read once
+
+
+def _valid_share(info: RasterInfo, grid: Grid, n: int = 32) -> float | None:
+    """The share of n x n points spread over `grid` where the file holds valid values in its S1 bands."""
+    from rasterio.warp import transform
+
+    cols = (np.arange(min(n, grid.width)) + 0.5) * grid.width / min(n, grid.width)
+    rows = (np.arange(min(n, grid.height)) + 0.5) * grid.height / min(n, grid.height)
+    c, r = np.meshgrid(cols, rows)
+    xs, ys = grid.transform * (c.ravel(), r.ravel())
+    try:
+        if info.grid.crs_wkt != grid.crs_wkt:
+            xs, ys = transform(grid.crs_wkt, info.grid.crs_wkt, list(xs), list(ys))
+        with rasterio.open(info.path) as ds:
+            fc, fr = ~ds.transform * (np.asarray(xs), np.asarray(ys))
+            inside = (fc >= 0) & (fc < ds.width) & (fr >= 0) & (fr < ds.height)
+            if not inside.any():
+                return 0.0
+            idx = [info.bands.index(b) + 1 for b in S1_BANDS if b in info.bands] or [1]
+            fc, fr = fc[inside], fr[inside]
+            c0, r0 = int(fc.min()), int(fr.min())
+            w, h = int(fc.max()) + 1 - c0, int(fr.max()) + 1 - r0
+            shape = (min(h, 4 * n), min(w, 4 * n))  # one decimated read around the points, not one per point
+            a = ds.read(idx, window=Window(c0, r0, w, h), out_shape=(len(idx), *shape))
+            rows = np.minimum(((fr - r0) * shape[0] / h).astype(int), shape[0] - 1)
+            cols = np.minimum(((fc - c0) * shape[1] / w).astype(int), shape[1] - 1)
+            values = a[:, rows, cols].T.astype("float64")
+    except Exception:  # noqa: BLE001 - a share that cannot be read is not warned about; the read says why
+        return None
+    good = np.isfinite(values)
+    if info.nodata is not None and not np.isnan(info.nodata):
+        good &= values != info.nodata
+    return float(good.all(axis=1).sum() / inside.size)
 
 
 def overlaps(a: Grid | None, b: Grid) -> bool:
@@ -791,12 +1056,13 @@ def _pair_masks(s2_infos: list[RasterInfo], masks: list[RasterInfo]) -> tuple[di
             m = keep
         paired[s.path] = m
     if masks:
-        unmasked = [s.name for s in s2_infos if s.path not in paired]
+        unmasked = [s.name for s in s2_infos if s.path not in paired and not s.mask_band]
         if unmasked:
             warnings.append(f"no cloud mask for {len(unmasked)} S2 image(s) ({', '.join(unmasked[:5])}"
                             f"{'...' if len(unmasked) > 5 else ''}): all their valid pixels count as clear")
-    else:
-        warnings.append("no cloud masks given: every valid S2 pixel counts as clear")
+    elif unmasked := [s.name for s in s2_infos if not s.mask_band]:
+        some = "" if len(unmasked) == len(s2_infos) else f" ({len(unmasked)} S2 image(s) without a mask band)"
+        warnings.append(f"no cloud masks given{some}: every valid S2 pixel counts as clear")
     return paired, warnings
 
 
@@ -829,13 +1095,26 @@ def check_target(inv: Inventory | Stack, target: dt.date) -> tuple[str, list[str
     after = (calendar - dates.from_days(last).date()).days
     if max(before, after) > MAX_EXTRAPOLATION_DAYS:
         raise InputError(Problem(None, f"target date {target:%Y-%m-%d} out of range: the S2 series runs "
-                                 f"from {dates.from_days(first):%Y-%m-%d} to {dates.from_days(last):%Y-%m-%d} "
-                                 f"and a target may be at most {MAX_EXTRAPOLATION_DAYS} days outside it"))
+                                 f"from {dates.from_days(first):%Y-%m-%d} to {dates.from_days(last):%Y-%m-%d}"
+                                 f"{_date_sources(inv)} and a target may be at most {MAX_EXTRAPOLATION_DAYS} days "
+                                 "outside it"))
     if day < first:
         return "backcasting", [f"target is {first - day:.0f} days before the first S2 image: backcasting"]
     if day > last:
         return "forecasting", [f"target is {day - last:.0f} days after the last S2 image: forecasting"]
     return "gap-filling", []
+
+
+DATE_SOURCES = {"metadata": "metadata tags", "file name": "file names", "product": "product metadata",
+                "given": "dates given per file", "TIFFTAG_DATETIME": "TIFFTAG_DATETIME, the files' write time"}
+
+
+def _date_sources(inv: Inventory | Stack) -> str:
+    """' (dates from ...)': where an inventory's S2 dates came from; '' for a stack (it does not say)."""
+    if not isinstance(inv, Inventory):
+        return ""
+    found = [DATE_SOURCES.get(i.date_source, i.date_source) for i in inv.s2 if i.date_source]
+    return f" (dates from {', '.join(dict.fromkeys(found))})" if found else ""
 
 
 @dataclass
@@ -854,7 +1133,7 @@ def read_s2(path: str | Path, band_order: list[str] | None = None, window: Windo
     info = describe(path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
     if info.problems:
         raise InputError(Problem(str(path), "; ".join(info.problems)))
-    wanted = bands or info.bands
+    wanted = bands or [b for b in info.bands if b]  # not a band it holds besides the S2 ones (an SCL)
     missing = [b for b in wanted if b not in info.bands]
     if missing:
         raise InputError(Problem(str(path), f"missing band(s) {', '.join(missing)}"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -15,7 +16,7 @@ from contextlib import AbstractContextManager
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
@@ -61,6 +62,23 @@ def _bilinear_axis(start: int, n: int, k: int, size: int) -> tuple[np.ndarray, n
     left = np.floor(u).astype(np.int64)
     return np.clip(left, 0, size - 1), np.clip(left + 1, 0, size - 1), (u - left).astype("float32")
 
+
+def _quiet_in_memory_warning() -> None:
+    """Ignore rasterio's NotGeoreferencedWarning ("Dataset has no geotransform...") from `reproject`: it is about
+    the in-memory datasets it wraps around numpy arrays, never about a file, whose grid `_read_onto` passes. A
+    process-wide filter (the reads run in threads, where catch_warnings is not safe), added again when missing
+    (pytest and the QGIS console reset the filters)."""
+    for action, message, category, module, _line in warnings.filters:  # the filter that decides it, if any
+        if (issubclass(NotGeoreferencedWarning, category) and (module is None or module.match("rasterio.warp"))
+                and (message is None or message.match("Dataset has no geotransform"))):
+            if action == "ignore":
+                return
+            break
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=_WARP_MODULE)
+
+
+_WARP_MODULE = r"rasterio\.warp"
+_quiet_in_memory_warning()
 
 EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}  # file types float32 holds exactly
 # a window's files are read by this many threads (GDAL decodes and warps, and numpy rescales, without the GIL)
@@ -170,6 +188,7 @@ class SeriesReader(AbstractContextManager):
             return out
         read_win = Window(col0, row0, col1 - col0, row1 - row0)
         data = self._values(info, ds.read(indexes, window=read_win).astype("float32"), linear_from_db)
+        _quiet_in_memory_warning()
         reproject(data, out, src_transform=ds.window_transform(read_win), src_crs=info.grid.crs_wkt,
                   src_nodata=np.nan, dst_transform=dst.transform, dst_crs=dst.crs_wkt, dst_nodata=np.nan,
                   resampling=resampling, num_threads=2)
@@ -222,7 +241,7 @@ class SeriesReader(AbstractContextManager):
         bad = ~np.isfinite(refl).all(axis=0)
         mask = self.inv.masks.get(info.path)
         if mask is not None:
-            m = self.read_onto(mask, dst, [1], Resampling.nearest)[0]
+            m = self.read_onto(mask, dst, [mask.mask_band or 1], Resampling.nearest)[0]
             bad |= ~clear_from_mask(mask.mask_kind, m)
         np.copyto(refl, np.float32(np.nan), where=bad)
         return refl

@@ -116,14 +116,12 @@ def combine(pol_infos: list, describe) -> tuple[list, list[Problem], list[str]]:
         key = _key(info)
         groups.setdefault(key, _Acquisition(key)).files.setdefault(info.polarization, []).append(info)
     images, problems = [], []
+    lacking: dict[str, list[tuple[_Acquisition, str]]] = {}  # the polarization(s) missing -> the acquisitions
     for g in groups.values():
         names = short_list(sorted(i.name for files in g.files.values() for i in files))
         missing = [p for p in S1_POLARIZATIONS if p not in g.files]
         if missing:
-            given = [i for files in g.files.values() for i in files]
-            problems.append(Problem(given[0].path if len(given) == 1 else None,
-                                    f"the Sentinel-1 files of {g.label} ({names}) lack {' and '.join(missing)}: "
-                                    "a run needs both VV and VH; give the file of each polarization"))
+            lacking.setdefault(" and ".join(missing), []).append((g, names))
             continue
         twice = [p for p in S1_POLARIZATIONS if len(g.files[p]) > 1]
         if twice:
@@ -145,15 +143,39 @@ def combine(pol_infos: list, describe) -> tuple[list, list[Problem], list[str]]:
                 "POLARISATIONS": "VV VH"}
         path = band_files.write_vrt(f"S1_{g.label}_VV_VH.vrt", files, vv, tags, list(S1_POLARIZATIONS))
         image = describe(path, sensor="S1", when=g.key[0])
+        image.date_source = vv.date_source  # the files' (file name, metadata...), not "given"
+        image.notes += [n for n in dict.fromkeys(n for i in files for n in i.notes) if n not in image.notes]
         image.descriptions = [*vv.descriptions, *vh.descriptions]  # as in the files (Gamma0_VV, ...)
         image.files = [i.path for i in files]
         image.tags["POLARISATION_FILES"] = ", ".join(image.files)
         images.append(image)
+    problems = _lacking_problems(lacking) + problems
     warnings = []
     if images:
         warnings.append(f"{len(images)} S1 acquisition(s) given as one file per polarization are read as one "
                         f"VV, VH image each ({short_list([i.name for i in images])})")
     return images, problems, warnings
+
+
+WITHOUT_S1 = "or leave the Sentinel-1 images out (a run can go without them)"
+
+
+def _lacking_problems(lacking: dict[str, list]) -> list[Problem]:
+    """A problem per acquisition lacking a polarization; one for all those lacking the same one when several do
+    (a folder of VV-only files: one sentence, not one per date)."""
+    out = []
+    for missing, groups in lacking.items():
+        if len(groups) > 1:
+            out.append(Problem(None, f"{len(groups)} Sentinel-1 acquisitions given as one file per polarization lack "
+                                     f"{missing} ({short_list([g.label for g, _names in groups])}): a run needs both "
+                                     f"VV and VH; give the {missing} file of each, {WITHOUT_S1}"))
+            continue
+        g, names = groups[0]
+        given = [i for files in g.files.values() for i in files]
+        out.append(Problem(given[0].path if len(given) == 1 else None,
+                           f"the Sentinel-1 files of {g.label} ({names}) lack {missing}: a run needs both VV and VH; "
+                           f"give the file of each polarization, {WITHOUT_S1}"))
+    return out
 
 
 def _units(info) -> str:

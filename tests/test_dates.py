@@ -102,3 +102,34 @@ def test_undated_files_reported_together_by_name(uds_dir, tmp_path):
         "field_a.tif": dt.datetime(2018, 5, 1, tzinfo=UTC), "field_b.tif": dt.datetime(2018, 5, 2, tzinfo=UTC)},
         check_clear=False)
     assert len(inv.s2) == 3
+
+
+def _write_time_copy(src, dst, written: str) -> None:
+    """A copy of a real raster without its acquisition tag, with TIFFTAG_DATETIME (when a tool wrote it)."""
+    _strip_date_copy(src, dst)
+    with rasterio.open(dst, "r+") as ds:
+        ds.update_tags(TIFFTAG_DATETIME=written)
+
+
+def test_the_file_write_time_never_beats_the_sensing_time_in_the_name(uds_dir, tmp_path):
+    """TIFFTAG_DATETIME is when the file was written (ArcGIS, ENVI, gdal_translate -mo): it dated the whole
+    series 2024-03-05, one minute apart, and refused the real target as out of range. The name's sensing time
+    wins; the write time dates a file only when nothing else does, with a warning saying what it is."""
+    s2 = sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))[40:43]
+    for k, src in enumerate(s2):
+        _write_time_copy(src, tmp_path / src.name, f"2024:03:05 14:{k:02d}:00")
+    inv = inventory.build([str(tmp_path)], check_clear=False)
+    assert [i.when for i in inv.s2] == [dates.date_from_name(p) for p in s2]
+    assert not any("TIFFTAG_DATETIME" in w for w in inv.warnings), inv.warnings
+    with pytest.raises(InputError, match=r"out of range: the S2 series runs from 2018-\S+ to 2018-\S+ \(dates "
+                                         r"from file names\)"):
+        inventory.check_target(inv, dt.date(2024, 3, 5))
+    # nothing but the write time dates this one: used, and said to be the write time
+    _write_time_copy(s2[0], tmp_path / "scene.tif", "2018:03:20 09:00:00")
+    inv = inventory.build([str(tmp_path / "scene.tif")] + [str(tmp_path / p.name) for p in s2[1:]],
+                          check_clear=False)
+    assert inv.s2[0].when == dt.datetime(2018, 3, 20, 9, tzinfo=UTC) and inv.s2[0].name == "scene.tif"
+    assert any(w.startswith("scene.tif: dated by its TIFFTAG_DATETIME, which is when the file was written")
+               for w in inv.warnings), inv.warnings
+    assert dates.date_from_metadata({"TIFFTAG_DATETIME": "2024:03:05 14:00:00"}) is None
+    assert dates.date_written({"TIFFTAG_DATETIME": "2024:03:05 14:00:00"}) == dt.datetime(2024, 3, 5, 14, tzinfo=UTC)

@@ -424,3 +424,190 @@ def test_assumed_band_order_is_said_unless_given(real, tmp_path):
     assert not any("no band descriptions" in w for w in inv.warnings)
     # named files: nothing assumed
     assert not any("no band descriptions" in w for w in inventory.build([str(p) for p in real["s2"][40:43]]).warnings)
+
+
+# --- the input audit (runs/s29/audit_inputs/FINDINGS.md): float reflectance, masks, S1 fill ------------------
+
+
+def _as_float_reflectance(src: Path, dst: Path, tags: dict | None = None, edit=None) -> Path:
+    """A real L2A image as `gdal_translate -ot Float32 -scale 0 10000 0 1 -a_nodata nan` writes it: reflectance
+    0-1, NaN where DN 0, the DN tags (REFLECTANCE_SCALE=0.0001) copied along unless `tags` drops them."""
+    dn = read_array(src)
+    refl = np.where(dn > 0, dn / 10000.0, np.nan).astype("float32")
+    if edit is not None:
+        edit(refl)
+    drop = () if tags is None else ("REFLECTANCE_SCALE", "BOA_ADD_OFFSET")
+    return craft(src, dst, data=refl, tags=tags or {}, drop_tags=drop, nodata=float("nan"))
+
+
+def test_float_reflectance_keeping_the_dn_scale_tag_is_read_as_reflectance(real, tmp_path):
+    """Finding 1: the REFLECTANCE_SCALE=0.0001 tag that gdal_translate copies onto 0-1 floats was applied again
+    (outputs 10000 times too dark, no warning). The values win, and the ignored tag is said."""
+    files = [_as_float_reflectance(p, tmp_path / p.name) for p in real["s2"][40:43]]
+    assert inventory.describe(files[0]).tags["REFLECTANCE_SCALE"] == "0.0001"
+    for src, f in zip(real["s2"][40:43], files, strict=True):
+        np.testing.assert_allclose(_read(f), _read(src), rtol=1e-6, equal_nan=True)
+    inv = inventory.build([str(f) for f in files], check_clear=False)
+    assert [i.scale for i in inv.s2] == [1.0] * 3
+    assert any(w.startswith("3 files (") and "REFLECTANCE_SCALE=0.0001 tag is ignored: the values are already "
+               "reflectance" in w for w in inv.warnings), inv.warnings
+    # float DN keeps its tag: read as DN, no warning
+    dn = craft(real["s2"][40], tmp_path / "dn" / real["s2"][40].name, data=read_array(real["s2"][40]).astype("float32"))
+    np.testing.assert_allclose(_read(dn), _read(real["s2"][40]), rtol=1e-6, equal_nan=True)
+    assert not inventory.describe(dn).notes
+
+
+def test_one_outlier_never_flips_a_float_image_to_dn(real, tmp_path):
+    """Finding 4: untagged float reflectance was told from DN by band 1's maximum, so one saturated B02 pixel
+    (65535 DN kept as 6.5535) read that whole date as DN, 10000 times too dark."""
+    def saturate(refl):
+        refl[0, 10, 10] = 6.5535
+
+    src = real["s2"][41]
+    spiked = _as_float_reflectance(src, tmp_path / src.name, tags={}, edit=saturate)
+    info = inventory.describe(spiked)
+    assert info.scale == 1.0 and info.scale_from == "values"
+    got, ref = _read(spiked), _read(src)
+    ref[0, 10, 10] = 6.5535
+    np.testing.assert_allclose(got, ref, rtol=1e-6, equal_nan=True)
+    # files whose values disagree are said
+    clean = [_as_float_reflectance(p, tmp_path / p.name, tags={}) for p in real["s2"][42:44]]
+    dn = craft(real["s2"][44], tmp_path / real["s2"][44].name, data=read_array(real["s2"][44]).astype("float32"),
+               drop_tags=("REFLECTANCE_SCALE",))
+    inv = inventory.build([str(p) for p in [spiked, *clean, dn]], check_clear=False)
+    assert any(w.startswith(f"1 of the 4 float S2 images hold values read as DN (0-10000), the others as "
+                            f"reflectance (0-1) ({dn.name})") for w in inv.warnings), inv.warnings
+
+
+FMASK_OF_SCL = np.full(256, 255, "uint8")  # Fmask 4 / FORCE coding of the real SCL classes
+FMASK_OF_SCL[[4, 5]], FMASK_OF_SCL[6], FMASK_OF_SCL[[2, 3]], FMASK_OF_SCL[11] = 0, 1, 2, 3
+FMASK_OF_SCL[[1, 7, 8, 9, 10]] = 4
+
+
+def _clear_read(inv: inventory.Inventory, s2: inventory.RasterInfo, grid=None) -> np.ndarray:
+    from sentinel_densify.core.reader import SeriesReader
+
+    with SeriesReader(inv) as reader:
+        return np.isfinite(reader.read_s2(s2, grid or inv.grid)).all(axis=0)
+
+
+def test_masks_are_read_by_the_kind_their_name_says_and_a_guess_is_said(real, tmp_path):
+    """Finding 2: the kind was guessed from each file's values, so Fmask codes (4 = cloud) were read as SCL
+    (4 = vegetation, clear), inverting the mask, without a word. An Fmask name is read as Fmask (clear: 0 land,
+    1 water); an Fmask-named file holding other codes is refused; a kind guessed from values is said."""
+    s2, scl = real["s2"][40:44], real["scl"][40:44]
+    fmask = [craft(p, tmp_path / "F" / p.name.replace("_SCL_20m", "_Fmask"), data=FMASK_OF_SCL[read_array(p)],
+                   nodata=255, descriptions=[""]) for p in scl]
+    by_fmask = inventory.build([str(p) for p in s2], masks=[str(p) for p in fmask], check_clear=False)
+    by_scl = inventory.build([str(p) for p in s2], masks=[str(p) for p in scl], check_clear=False)
+    assert {m.mask_kind for m in by_fmask.masks.values()} == {"fmask"}
+    assert not any("kind of cloud mask" in w for w in by_fmask.warnings), by_fmask.warnings
+    for a, b in zip(by_fmask.s2, by_scl.s2, strict=True):
+        np.testing.assert_array_equal(_clear_read(by_fmask, a), _clear_read(by_scl, b))
+    odd = craft(scl[0], tmp_path / "odd" / fmask[0].name, data=read_array(scl[0]) + 5, nodata=None)
+    with pytest.raises(InputError, match=rf"{odd.name}: is named as an Fmask cloud mask but holds values Fmask "
+                                         r"does not write \(\d+, \d+"):
+        inventory.build([str(p) for p in s2], masks=[str(odd)], check_clear=False)
+    # no name says: guessed from the values, and said (once for the files of one guess)
+    binary = [craft(p, tmp_path / "B" / p.name.replace("_SCL_20m", "_cloudmask"), descriptions=[""], nodata=None,
+                    data=(~np.isin(read_array(p), inventory.SCL_CLEAR)).astype("uint8")) for p in scl]
+    inv = inventory.build([str(p) for p in s2], masks=[str(p) for p in binary], check_clear=False)
+    assert [w for w in inv.warnings if "kind of cloud mask" in w] == [
+        f"4 files ({binary[0].name}, {binary[1].name}, {binary[2].name} and 1 more): no name or band description "
+        "says what kind of cloud mask it is (SCL, CLDPRB or probability, Fmask): read from its values as binary "
+        "(0 = clear); name it so (e.g. ..._SCL.tif, ..._CLDPRB.tif) if it is not"]
+    few = craft(scl[1], binary[1], data=np.minimum(read_array(scl[1]), 8).astype("uint8"), nodata=None,
+                descriptions=[""])
+    inv = inventory.build([str(p) for p in s2], masks=[str(p) for p in binary], check_clear=False)
+    assert any(w.startswith("the cloud masks read as different kinds from their values (3 as binary, 1 as Sen2Cor "
+                            "SCL)") for w in inv.warnings), inv.warnings
+    assert any(w.startswith(f"{few.name}: no name or band description says") and "as Sen2Cor SCL" in w
+               for w in inv.warnings), inv.warnings
+
+
+def test_a_probability_scale_is_the_file_s_never_a_window_s(real, tmp_path):
+    """Finding 2: a window of a 0-100 % probability (ESA's MSK_CLDPRB, uint8) whose values were all 0 or 1 was
+    multiplied by 100, so a clear date's 1 % pixels became 100 % cloud, and the result hung on the tiling. Integer
+    probabilities are %, a float file is 0-1 when no value of it exceeds 1: decided once per file."""
+    s2, scl = real["s2"][40:42], real["scl"][40:42]
+    rng = np.random.default_rng(0)
+    prob = [craft(p, tmp_path / p.name.replace("_SCL", "_CLDPRB"), descriptions=[""], nodata=None,
+                  data=rng.integers(0, 2, read_array(p).shape).astype("uint8")) for p in scl]
+    inv = inventory.build([str(p) for p in s2], masks=[str(p) for p in prob], check_clear=False)
+    assert {m.mask_kind for m in inv.masks.values()} == {"probability"}
+    valid = np.isfinite(inventory.read_s2(s2[0]).refl).all(axis=0)
+    np.testing.assert_array_equal(_clear_read(inv, inv.s2[0]), valid)  # 0 and 1 %: all clear
+    # a float 0-1 probability whose only cloudy pixels lie in the left half: its right half is read alike
+    frac = np.where(np.arange(32) < 8, 0.9, 0.005)[None, None, :].repeat(32, axis=1).astype("float32")
+    frac_file = craft(scl[0], tmp_path / "F" / prob[0].name, data=frac, descriptions=[""], nodata=None)
+    inv = inventory.build([str(s2[0])], masks=[str(frac_file)], check_clear=False)
+    assert inv.masks[str(s2[0])].mask_kind == "probability_0_1"
+    whole = _clear_read(inv, inv.s2[0])
+    assert not whole[:, :16].any() and whole[:, 16:].all()
+    g = inv.grid
+    right = inventory.Grid(g.crs_wkt, g.window_transform(0, 32), 32, 64)
+    np.testing.assert_array_equal(_clear_read(inv, inv.s2[0], right), whole[:, 32:])
+    assert inventory.clear_from_mask("probability", np.array([1.0, 0.0])).tolist() == [True, True]  # 1 %: clear
+
+
+def test_s1_db_with_a_zero_fill_and_no_nodata_is_no_data_there(real, tmp_path):
+    """Finding 6: SNAP's dB GeoTIFF export keeps 0 outside the swath without declaring it nodata; 0 dB (a
+    sigma0 of 1, brighter than any field) was read as backscatter, silently. Exactly 0 dB is no data there, as
+    linear power 0 is, and the partial-coverage warning counts valid pixels, not the file's extent."""
+    from sentinel_densify.core.reader import SeriesReader
+
+    def west_filled(src: Path, fill: float, folder: str, **profile) -> Path:
+        db = read_array(src)
+        db[:, :, :16] = fill
+        return craft(src, tmp_path / folder / src.name, data=db, **profile)
+
+    s1 = real["s1"][:2]
+    zero = [west_filled(p, 0.0, "zero", nodata=None) for p in s1]
+    nan = [west_filled(p, np.nan, "nan") for p in s1]
+    inv = inventory.build([str(real["s2"][0])], [str(p) for p in zero], [str(real["scl"][0])], check_clear=False)
+    ref = inventory.build([str(real["s2"][0])], [str(p) for p in nan], [str(real["scl"][0])], check_clear=False)
+    assert inv.s1[0].s1_db and inv.s1[0].nodata == 0.0
+    with SeriesReader(inv) as a, SeriesReader(ref) as b:
+        for i, j in zip(inv.s1, ref.s1, strict=True):
+            got = a.read_s1(i, inv.grid)
+            assert np.isnan(got[:, :, :32]).all()
+            np.testing.assert_array_equal(got, b.read_s1(j, ref.grid))
+    for warnings in (inv.warnings, ref.warnings):
+        assert any(w.startswith("2 S1 image(s) cover only part of the S2 grid") and "50%" in w
+                   for w in warnings), warnings
+
+
+def test_a_stale_units_tag_loses_to_plainly_other_values(real, tmp_path):
+    """Finding 8: converted dB -> linear power by a tool that keeps the tags, the file still said UNITS=dB and was
+    converted again, silently. Plainly linear values (none negative, median below 1.5) win, with a warning; so do
+    plainly dB values (a negative median) over UNITS=linear."""
+    src = real["s1"][0]
+    db = read_array(src)
+    lin = craft(src, tmp_path / src.name.replace("_dB", "_lin"), data=np.power(10.0, db / 10.0).astype("float32"))
+    assert inventory.describe(lin).tags["UNITS"] == "dB"
+    inv = inventory.build([str(real["s2"][0])], [str(lin)], [str(real["scl"][0])], check_clear=False)
+    assert not inv.s1[0].s1_db and inv.s1[0].tags["DETECTED_UNITS"] == "linear"
+    assert f"{lin.name}: its UNITS=dB tag is contradicted by its values, read as linear power (none negative, " \
+           "median below 1.5)" in inv.warnings, inv.warnings
+    tagged_linear = craft(src, tmp_path / "dB" / src.name, tags={"UNITS": "linear"})
+    info = inventory.describe(tagged_linear)
+    assert info.s1_db and info.notes == ["its UNITS=linear tag is contradicted by its values, read as dB (negative "
+                                         "median)"]
+    assert inventory.describe(src).s1_db and not inventory.describe(src).notes  # the tag agrees: said nothing
+
+
+def test_a_tar_archive_is_named_as_not_read(real, tmp_path):
+    """Finding 12: a .tar.gz of the series, or a /vsitar/ path into it, was "unreadable ('...' not recognized as a
+    supported file format)": said to be a tar archive, with what to do."""
+    import tarfile
+
+    archive = tmp_path / "series.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for p in real["s2"][40:42]:
+            tar.add(p, arcname=p.name)
+    for given in (str(archive), f"/vsitar/{archive}/{real['s2'][40].name}"):
+        with pytest.raises(InputError) as err:
+            inventory.build([given, str(real["s2"][43])], check_clear=False)
+        problems = [str(p) for p in err.value.problems]
+        assert len(problems) == 1 and problems[0].endswith(": is a tar archive, which is not read: extract it, or zip "
+                                                           "it (zip archives are read as they are)"), problems

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from helpers import craft, read_array
-from sentinel_densify.core import engine
+from sentinel_densify.core import engine, inventory
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.request import DensifyRequest
 
@@ -136,3 +136,33 @@ def test_a_method_dipping_below_zero_writes_no_negative_reflectance(few, tmp_pat
     synth, unc = read_array(res.outputs["synthesized"]), read_array(res.outputs["uncertainty"])
     assert (synth[:, :10] == 0).all() and np.isnan(synth[:, -5:]).all() and np.allclose(synth[:, 10:-5], 500)
     assert np.allclose(unc[:, :10], 100)
+
+
+def test_an_scl_band_in_the_s2_stack_is_its_mask_not_a_band(few, tmp_path):
+    """Finding 7: GEE / openEO exports carry the SCL along as an 11th band. It was read as an 11th reflectance
+    band (interpolated classes in the output, its std in mean_std), and the run warned "no cloud masks given"
+    with the SCL in the file: clouds counted as clear. It is the image's mask (a mask file still wins), and said."""
+    stacked = []
+    for src, scl in zip(few["s2"], few["masks"], strict=True):
+        classes = read_array(scl)[0].repeat(2, 0).repeat(2, 1)  # 20 m SCL onto the 10 m grid
+        stacked.append(craft(src, tmp_path / "S2" / src.name, np.concatenate([read_array(src), classes[None]]),
+                             descriptions=[*inventory_bands(src), "SCL"]))
+    res = _run(tmp_path, stacked, name="stacked")
+    plain = _run(tmp_path, few["s2"], few["masks"], name="plain")
+    with rasterio.open(res.outputs["synthesized"]) as ds:
+        assert ds.count == 10 and "SCL" not in ds.descriptions
+    np.testing.assert_array_equal(read_array(res.outputs["synthesized"]), read_array(plain.outputs["synthesized"]))
+    np.testing.assert_array_equal(read_array(res.outputs["uncertainty"]), read_array(plain.outputs["uncertainty"]))
+    assert not any("no cloud masks given" in w for w in res.warnings), res.warnings
+    assert any(w.startswith(f"{len(stacked)} files (") and "holds band(s) SCL besides its Sentinel-2 bands, not read "
+               "as reflectance: SCL is used as its cloud mask (Sen2Cor SCL)" in w for w in res.warnings), res.warnings
+    # a mask file given for an image wins over its band
+    cloudy = _copy(few["masks"][2], tmp_path / "M" / few["masks"][2].name, lambda d: np.full_like(d, 9))
+    inv = inventory.build([str(p) for p in stacked], masks=[str(cloudy)], check_clear=False)
+    assert inv.masks[str(stacked[2])].path == str(cloudy) and inv.masks[str(stacked[0])].mask_band == 11
+    assert not any("no cloud mask" in w for w in inv.warnings), inv.warnings
+
+
+def inventory_bands(path: Path) -> list[str]:
+    with rasterio.open(path) as ds:
+        return list(ds.descriptions)

@@ -303,3 +303,25 @@ def test_a_read_ahead_error_is_raised_at_its_tile_and_a_cancel_stops_reading(fil
             assert r.started[1].wait(60)
             raise KeyboardInterrupt  # the loop is left, not closed: the reader's close waits for the read
     assert len(r.log) == 2 and not r._open
+
+
+def test_reprojecting_says_nothing_about_georeferencing(files, tmp_path, densify):
+    """Finding 10: rasterio's "NotGeoreferencedWarning: Dataset has no geotransform" came on stderr among densify's
+    own warnings when S1 files were reprojected by the reader threads at once (rasterio 1.3's in-memory datasets
+    that `reproject` wraps around numpy arrays; the files are georeferenced and the pixels the same as read one
+    at a time). Neither a run nor the reader says it."""
+    import warnings
+
+    s2, scl, s1 = files
+    warped = [warp_copy(p, tmp_path / "S1" / p.name, "EPSG:32632") for p in s1[56:66]]
+    inv = _inv(s2[40:42], warped, scl[40:42])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with SeriesReader(inv, threads=4) as r:
+            stacks = [r.read_window(inv.grid) for _ in range(5)]
+    assert not [w for w in caught if "geotransform" in str(w.message)], [str(w.message) for w in caught]
+    assert np.isfinite(stacks[0].s1).any() and all(np.array_equal(s.s1, stacks[0].s1, equal_nan=True) for s in stacks)
+    res = densify("run", "--s2", str(s2[40]), str(s2[41]), "--mask", str(scl[40]), str(scl[41]), "--s1",
+                  str(tmp_path / "S1"), "--date", "2018-03-05", "--no-lai", "--out", str(tmp_path / "out"))
+    assert res.returncode == 0, res.stderr
+    assert "NotGeoreferencedWarning" not in res.stderr and "geotransform" not in res.stderr, res.stderr

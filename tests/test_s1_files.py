@@ -130,7 +130,16 @@ def test_incomplete_or_mismatched_polarizations_are_named(series, asf, tmp_path)
     stamp = s1_stamp(series["s1"][0])
     assert [str(p) for p in err.value.problems] == \
         [f"{vv[0].name}: the Sentinel-1 files of {stamp} ({vv[0].name}) lack VH: a run needs both VV and VH; "
-         "give the file of each polarization"]
+         "give the file of each polarization, or leave the Sentinel-1 images out (a run can go without them)"]
+    # VV only for every date: said once, not once per date (finding 12)
+    with pytest.raises(InputError) as err:
+        inventory.build(s2, [str(p) for p in vv], check_clear=False)
+    assert len(vv) > 1 and [str(p) for p in err.value.problems] == [
+        f"{len(vv)} Sentinel-1 acquisitions given as one file per polarization lack VH ({stamp}, "
+        f"{s1_stamp(series['s1'][1])}, {s1_stamp(series['s1'][2])}"
+        + (f" and {len(vv) - 3} more" if len(vv) > 3 else "")
+        + "): a run needs both VV and VH; give the VH file of each, or leave the Sentinel-1 images out (a run can "
+        "go without them)"]
 
     shifted = make_asf(series["s1"][1], tmp_path, aux=False)
     vh = next(shifted.glob("*_VH.tif"))
