@@ -314,7 +314,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
 
     from .band_files import subdataset_product
     from .grid import within_extent
-    from .inventory import read_s2, single_s2
+    from .inventory import note_warnings, read_s2, single_s2
     from .writer import AtomicRaster
 
     feedback = feedback or Feedback()
@@ -342,6 +342,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     std_of = _std_reader(str(std_path), info.grid) if std_path is not None else None
     first = read(0, rows)
     angles, notes = Angles.from_tags(first.tags)
+    notes = note_warnings([info]) + notes  # guesses made reading it (e.g. a DN scale tag on reflectance ignored)
     tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(subdataset_product(s2_path) or s2_path).name,
             "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
                            f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),

@@ -180,6 +180,28 @@ def test_cli_lai(uds_dir, tmp_path, capsys):
     assert not (tmp_path / "x.tif").exists()
 
 
+def test_cli_lai_of_float_reflectance_that_kept_its_dn_scale_tag(uds_dir, tmp_path, capsys):
+    """`gdal_translate -ot Float32 -scale 0 10000 0 1` keeps the REFLECTANCE_SCALE tag: the values win (the LAI
+    of the DN file), and the ignored tag is said on stderr (before, the tag was applied again and the LAI was
+    about 0.95 everywhere, silently)."""
+    from sentinel_densify.core import cli
+
+    with rasterio.open(uds_dir / "S2" / CLEAR) as ds:
+        profile, data, descriptions, tags = ds.profile, ds.read(), ds.descriptions, ds.tags()
+    assert tags["REFLECTANCE_SCALE"] == "0.0001"
+    refl = tmp_path / CLEAR
+    with rasterio.open(refl, "w", **{**profile, "dtype": "float32", "nodata": None}) as ds:
+        ds.write(np.where(data == 0, np.nan, data / 10000.0).astype("float32"))
+        ds.descriptions = descriptions
+        ds.update_tags(**tags)
+    assert cli.main(["lai", "--s2", str(uds_dir / "S2" / CLEAR), "--out", str(tmp_path / "dn.tif")]) == 0
+    capsys.readouterr()
+    assert cli.main(["lai", "--s2", str(refl), "--out", str(tmp_path / "refl.tif")]) == 0
+    assert "REFLECTANCE_SCALE=0.0001 tag is ignored" in capsys.readouterr().err
+    with rasterio.open(tmp_path / "dn.tif") as a, rasterio.open(tmp_path / "refl.tif") as b:
+        np.testing.assert_allclose(b.read(1), a.read(1), atol=1e-4)
+
+
 def test_lai_over_an_extent_in_degrees(uds_dir, tmp_path, densify):
     """`densify lai --extent ... --extent-crs EPSG:4326`: the image's whole pixels the extent touches, each
     the whole image's LAI; an extent off the image and a CRS without an extent are refused, nothing written."""
