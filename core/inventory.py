@@ -329,13 +329,7 @@ def _other_bands(info: RasterInfo) -> None:
             info.mask_band, info.mask_kind = k + 1, kind
         info.bands[k] = ""
     if info.mask_kind == "probability" and info.dtype.startswith("float"):  # 0-1 or %: the band's values say
-        try:
-            with rasterio.open(info.path) as ds:
-                a = ds.read(info.mask_band, out_shape=(min(ds.height, 256), min(ds.width, 256)), masked=True)
-        except (RasterioError, OSError):  # pixels that cannot be read: the read names the file
-            a = np.ma.masked_array(np.zeros(0))
-        values = a.compressed()
-        values = values[np.isfinite(values)]
+        values = sampled_values(info.path, info.mask_band, 256)
         if values.size == 0 or values.max() <= 1.0:
             info.mask_kind = "probability_0_1"
     names = ", ".join(d for _k, d in others)
@@ -365,14 +359,22 @@ def looks_like_reflectance(path: str) -> bool:
     """Whether a float raster holds reflectance (0-1) rather than DN (0-10000): the median of its valid,
     non-zero values over all bands, read at 64 px, is at most 2 (True when it has no such value). A median,
     so that outliers (a saturated 65535 DN kept as 6.55, a bright cloud) never flip a whole image."""
+    values = sampled_values(path, None, 64)
+    values = values[values != 0]  # 0: the fill of a file without nodata
+    return bool(values.size == 0 or np.median(values) <= 2.0)
+
+
+def sampled_values(path: str, band: int | None = None, max_size: int = 64) -> np.ndarray:
+    """The valid (not nodata), finite values of a file's `band` (all bands: None), read decimated to at most
+    `max_size` px a side, as float64; empty when its pixels cannot be read (the run's read names the file)."""
     try:
         with rasterio.open(path) as ds:
-            a = ds.read(out_shape=(ds.count, min(ds.height, 64), min(ds.width, 64)), masked=True)
-    except (RasterioError, OSError):  # pixels that cannot be read: the read names the file
-        return True
-    values = a.astype(np.float64).filled(np.nan)
-    values = values[np.isfinite(values) & (values != 0)]  # 0: the fill of a file without nodata
-    return bool(values.size == 0 or np.median(values) <= 2.0)
+            shape = (min(ds.height, max_size), min(ds.width, max_size))
+            a = ds.read(band, out_shape=shape if band else (ds.count, *shape), masked=True)
+    except (RasterioError, OSError):
+        return np.zeros(0)
+    values = a.compressed().astype(np.float64)
+    return values[np.isfinite(values)]
 
 
 def _describe_s1(info: RasterInfo, count: int) -> None:
@@ -449,28 +451,10 @@ def _named_mask_kind(info: RasterInfo) -> str:
     return ""
 
 
-def _mask_values(path: str, max_size: int = 256) -> tuple[np.ndarray, str]:
-    """A mask's valid values (its nodata left out), read at `max_size` px at most, and its data type."""
-    dtype = ""
-    try:
-        with rasterio.open(path) as ds:
-            dtype = ds.dtypes[0]
-            a = ds.read(1, out_shape=(min(ds.height, max_size), min(ds.width, max_size)), masked=True)
-    except (RasterioError, OSError):  # pixels that cannot be read: the read names the file
-        return np.zeros(0), dtype
-    values = a.compressed()
-    return (values[np.isfinite(values)] if values.dtype.kind == "f" else values), dtype
-
-
 def _s1_values(path: str) -> tuple[float, float] | None:
     """(median, minimum) of an S1 file's band 1, read at 128 px, without 0 and non-finite values; None if empty."""
-    try:
-        with rasterio.open(path) as ds:
-            a = ds.read(1, out_shape=(min(ds.height, 128), min(ds.width, 128)), masked=True)
-    except (RasterioError, OSError):  # pixels that cannot be read: the read names the file
-        return None
-    vals = a.compressed()
-    vals = vals[np.isfinite(vals) & (vals != 0)]
+    vals = sampled_values(path, 1, 128)
+    vals = vals[vals != 0]
     return (float(np.median(vals)), float(vals.min())) if vals.size else None
 
 
@@ -483,7 +467,7 @@ def _describe_mask(info: RasterInfo) -> None:
     if kind == "scl":
         info.mask_kind = kind
         return
-    values, dtype = _mask_values(info.path)
+    values, dtype = sampled_values(info.path, 1, 256), info.dtype
     if kind == "fmask":
         odd = sorted(set(np.unique(values).tolist()) - set(FMASK_CLASSES))
         if odd:
