@@ -126,9 +126,7 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
             assumed.append(g.label)
         path = write_vrt(f"{g.label}_bands.vrt", files, ref, tags, S2_BANDS)
         image = describe(path, sensor="S2", when=g.key[1])
-        image.date_source = files[0].date_source  # the band files' (file name, metadata...), not "given"
-        image.notes += [n for n in dict.fromkeys(n for i in files for n in i.notes) if n not in image.notes]
-        image.files = [i.path for i in files]
+        image.made_of(files)
         image.tags["BAND_FILES"] = ", ".join(image.files)
         images.append(image)
     warnings = []

@@ -63,6 +63,13 @@ class RasterInfo:
     notes: list[str] = field(default_factory=list)  # warnings about a guess made for this file (not naming it;
     # `build` groups the files of one note into one warning)
 
+    def made_of(self, parts: list[RasterInfo]) -> None:
+        """An image read from several files (band or polarization files, as one VRT): their paths, the date's
+        source of the first (file name, metadata...: not "given") and their notes."""
+        self.files = [i.path for i in parts]
+        self.date_source = parts[0].date_source
+        self.notes += [n for n in dict.fromkeys(n for i in parts for n in i.notes) if n not in self.notes]
+
     @property
     def name(self) -> str:
         return Path(self.path).name

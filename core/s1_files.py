@@ -143,10 +143,8 @@ def combine(pol_infos: list, describe) -> tuple[list, list[Problem], list[str]]:
                 "POLARISATIONS": "VV VH"}
         path = band_files.write_vrt(f"S1_{g.label}_VV_VH.vrt", files, vv, tags, list(S1_POLARIZATIONS))
         image = describe(path, sensor="S1", when=g.key[0])
-        image.date_source = vv.date_source  # the files' (file name, metadata...), not "given"
-        image.notes += [n for n in dict.fromkeys(n for i in files for n in i.notes) if n not in image.notes]
+        image.made_of(files)
         image.descriptions = [*vv.descriptions, *vh.descriptions]  # as in the files (Gamma0_VV, ...)
-        image.files = [i.path for i in files]
         image.tags["POLARISATION_FILES"] = ", ".join(image.files)
         images.append(image)
     problems = _lacking_problems(lacking) + problems
