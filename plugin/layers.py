@@ -1,11 +1,13 @@
 """Result layers of a run: a "Densify YYYY-MM-DD" group of styled layers with temporal properties.
 
-Main thread only (touches the project and layers).
+Main thread only (touches the project and layers), but `common_limits`, which reads the output files only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from qgis.core import (
@@ -220,9 +222,61 @@ LAYERS = {
 }
 
 
-def add_result_layers(outputs: dict[str, str], date: dt.date,
-                      project: QgsProject | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
-    """Load the outputs of a run as styled layers into a new group at the top of the layer tree."""
+SAMPLE = 512  # pixels a side read of each file for the common stretch (a decimated read)
+
+
+def common_limits(outputs: list[dict[str, str]]) -> dict[str, list[tuple[float, float]] | tuple[float, float]]:
+    """One 2-98 % stretch over all the dates' files, so that a colour means one value on every date (the Temporal
+    Controller compares them): per B04/B03/B02 band of the synthesized images ("synthesized": [(min, max)] * 3),
+    and of the uncertainty's mean std ("uncertainty": (min, max)). Reads each file decimated to at most SAMPLE
+    pixels a side; a kind whose bands are not found is left out (its layers keep their own stretch)."""
+    import numpy as np
+    import rasterio
+
+    def pooled(kind: str, wanted) -> list[np.ndarray] | None:
+        arrays = []
+        for out in outputs:
+            if kind not in out:
+                continue
+            with rasterio.open(out[kind]) as ds:
+                names = [(d or "").upper() for d in ds.descriptions]
+                bands = wanted(names)
+                if not bands:
+                    return None
+                shape = (len(bands), min(ds.height, SAMPLE), min(ds.width, SAMPLE))
+                arrays.append(ds.read(bands, out_shape=shape, masked=True).astype("float64").filled(np.nan))
+        return [np.concatenate([a[i].ravel() for a in arrays]) for i in range(len(arrays[0]))] if arrays else None
+
+    def cut(values: np.ndarray) -> tuple[float, float] | None:
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return None
+        lo, hi = (float(v) for v in np.percentile(values, [100 * STRETCH[0], 100 * STRETCH[1]]))
+        return lo, hi if hi > lo else lo + 1e-6
+
+    limits: dict = {}
+    rgb = pooled("synthesized", lambda names: [names.index(b) + 1 for b in TRUE_COLOUR]
+                 if all(b in names for b in TRUE_COLOUR) else None)
+    cuts = [cut(v) for v in rgb or []]
+    if cuts and all(cuts):
+        limits["synthesized"] = cuts
+    mean = pooled("uncertainty", lambda names: [i for i, n in enumerate(names, 1) if "MEAN" in n][:1])
+    if mean and cut(mean[0]):
+        limits["uncertainty"] = cut(mean[0])
+    return limits
+
+
+def styles_of(kind: str, limits: dict | None = None) -> list[tuple[str, Callable[[QgsRasterLayer], None]]]:
+    """LAYERS[kind], its style given the series' common `limits` for that kind when there are some."""
+    if not (limits or {}).get(kind):
+        return LAYERS[kind]
+    return [(title, partial(style, limits=limits[kind])) for title, style in LAYERS[kind]]
+
+
+def add_result_layers(outputs: dict[str, str], date: dt.date, project: QgsProject | None = None,
+                      limits: dict | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
+    """Load the outputs of a run as styled layers into a new group at the top of the layer tree (`limits`: a
+    series' common stretch, see common_limits)."""
     project = project or QgsProject.instance()
     label = run_label(outputs, date)
     layers = []
@@ -230,7 +284,7 @@ def add_result_layers(outputs: dict[str, str], date: dt.date,
         path = outputs.get(kind)
         if not path:
             continue
-        for title, style in LAYERS[kind]:
+        for title, style in styles_of(kind, limits):
             layer = QgsRasterLayer(str(path), title.format(date=f"{date:%Y-%m-%d}") + label, "gdal")
             if not layer.isValid():
                 raise OSError(f"QGIS cannot open the output {path}")

@@ -15,7 +15,7 @@ from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsTask
 from ..core.errors import Cancelled, DensifyError, failure_message
 from ..core.progress import Feedback
 from ..core.request import OUTPUT_KINDS, DensifyRequest, DensifyResult
-from .layers import add_result_layers
+from .layers import add_result_layers, common_limits
 
 LOG_TAG = "Sentinel Densify"
 
@@ -43,6 +43,7 @@ class DensifyTask(QgsTask):
         self.request = self.requests[0]
         self.on_finished = on_finished
         self.results: list[DensifyResult] = []  # one per date
+        self.limits: dict = {}  # a series' common stretch of its layers (layers.common_limits)
         self.error: str | None = None  # message for the user (str(exc) of a core error)
         self.details: str | None = None  # traceback of an unexpected error, for the log only
         self.message = ""
@@ -69,6 +70,8 @@ class DensifyTask(QgsTask):
         feedback = Feedback(progress=self._progress, is_cancelled=self.isCanceled)
         try:
             self.results = self._run(self.requests, feedback)
+            if len(self.results) > 1:  # a series: one stretch for all its dates (read here, off the main thread)
+                self.limits = common_limits([r.outputs for r in self.results])
         except Cancelled:
             return False
         except DensifyError as exc:
@@ -139,7 +142,7 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
         else:
             try:
                 for res in task.results:  # one group per date
-                    layers += add_result_layers(res.outputs, res.target_date, project)[1]
+                    layers += add_result_layers(res.outputs, res.target_date, project, task.limits)[1]
             except Exception as exc:  # noqa: BLE001 (a message, never a traceback)
                 QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
                 push(f"The results were written but could not be added to the project: {exc}", Qgis.Critical)

@@ -605,7 +605,8 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
 
 def test_a_series_of_dates_in_one_run(loaded, bar, tmp_path):
     """"series to" a last date every N days: the mode line names the dates, one task runs them (inputs read
-    once) and each date gets its own dated, styled group; a last date before the first is said."""
+    once) and each date gets its own dated, styled group, all on one stretch (as densify:synthesize_series'
+    layers: a colour means one value on every date); a last date before the first is said."""
     from qgis.PyQt.QtCore import QDate
 
     dlg = _dialog(loaded, bar, tmp_path)
@@ -623,6 +624,7 @@ def test_a_series_of_dates_in_one_run(loaded, bar, tmp_path):
     assert task.description() == f"Densify {days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d} (3 dates)"
     _wait(task)
     assert task.error is None and [r.target_date for r in task.results] == days
+    stretches, ranges, own = set(), set(), set()
     for day in days:
         group = loaded.layerTreeRoot().findGroup(f"Densify {day:%Y-%m-%d}")
         assert group is not None, day
@@ -632,6 +634,12 @@ def test_a_series_of_dates_in_one_run(loaded, bar, tmp_path):
         for layer in layers:
             assert layer.temporalProperties().fixedTemporalRange().begin().date() == QDate(day.year, day.month,
                                                                                            day.day)
+        r = layers[0].renderer()
+        stretches.add(tuple((ce.minimumValue(), ce.maximumValue()) for ce in
+                            (r.redContrastEnhancement(), r.greenContrastEnhancement(), r.blueContrastEnhancement())))
+        ranges.add((layers[1].renderer().classificationMin(), layers[1].renderer().classificationMax()))
+        own.add(layers[1].dataProvider().cumulativeCut(11, 0.02, 0.98))
+    assert len(own) == 3 and len(stretches) == 1 and len(ranges) == 1  # the dates alone would differ
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
         sorted(f"{k}_{d:%Y%m%d}.tif" for d in days for k in ("synthesized", "uncertainty"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from qgis.core import (
@@ -20,7 +19,7 @@ from qgis.core import (
 
 from ...core.dates import every
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, STRETCH, TRUE_COLOUR, group_name
+from ..layers import LAYERS, common_limits, group_name, styles_of
 from .alg_synthesize import SynthesisAlgorithm
 from .feedback import core_errors, core_feedback
 from .styling import load_on_completion
@@ -126,55 +125,9 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         """Each output of a date loaded on completion into the date's group, in the dialog's order; the true
         colour and uncertainty on the series' common `limits` (see common_limits)."""
         for order, kind in enumerate(k for k in LAYERS if k in outputs):
-            title, style = LAYERS[kind][0]  # one layer per output file, as in densify:synthesize
-            if (limits or {}).get(kind):
-                style = partial(style, limits=limits[kind])
+            title, style = styles_of(kind, limits)[0]  # one layer per output file, as in densify:synthesize
             load_on_completion(context, outputs[kind], title.format(date=f"{day:%Y-%m-%d}"), self.LISTS[kind][0],
                                style, day, group_name(day), order)
-
-
-SAMPLE = 512  # pixels a side read of each file for the common stretch (a decimated read)
-
-
-def common_limits(outputs: list[dict[str, str]]) -> dict[str, list[tuple[float, float]] | tuple[float, float]]:
-    """One 2-98 % stretch over all the dates' files, so that a colour means one value on every date (the Temporal
-    Controller compares them): per B04/B03/B02 band of the synthesized images ("synthesized": [(min, max)] * 3),
-    and of the uncertainty's mean std ("uncertainty": (min, max)). Reads each file decimated to at most SAMPLE
-    pixels a side; a kind whose bands are not found is left out (its layers keep their own stretch)."""
-    import numpy as np
-    import rasterio
-
-    def pooled(kind: str, wanted) -> list[np.ndarray] | None:
-        arrays = []
-        for out in outputs:
-            if kind not in out:
-                continue
-            with rasterio.open(out[kind]) as ds:
-                names = [(d or "").upper() for d in ds.descriptions]
-                bands = wanted(names)
-                if not bands:
-                    return None
-                shape = (len(bands), min(ds.height, SAMPLE), min(ds.width, SAMPLE))
-                arrays.append(ds.read(bands, out_shape=shape, masked=True).astype("float64").filled(np.nan))
-        return [np.concatenate([a[i].ravel() for a in arrays]) for i in range(len(arrays[0]))] if arrays else None
-
-    def cut(values: np.ndarray) -> tuple[float, float] | None:
-        values = values[np.isfinite(values)]
-        if not values.size:
-            return None
-        lo, hi = (float(v) for v in np.percentile(values, [100 * STRETCH[0], 100 * STRETCH[1]]))
-        return lo, hi if hi > lo else lo + 1e-6
-
-    limits: dict = {}
-    rgb = pooled("synthesized", lambda names: [names.index(b) + 1 for b in TRUE_COLOUR]
-                 if all(b in names for b in TRUE_COLOUR) else None)
-    cuts = [cut(v) for v in rgb or []]
-    if cuts and all(cuts):
-        limits["synthesized"] = cuts
-    mean = pooled("uncertainty", lambda names: [i for i, n in enumerate(names, 1) if "MEAN" in n][:1])
-    if mean and cut(mean[0]):
-        limits["uncertainty"] = cut(mean[0])
-    return limits
 
 
 def _intermediate(value) -> bool:
