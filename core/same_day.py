@@ -33,7 +33,7 @@ def observation(stack: Stack, target_day: float, same: np.ndarray) -> tuple[np.n
     obs = np.full(stack.s2.shape[1:], np.nan, np.float32)
     order = sorted(np.flatnonzero(same), key=lambda t: -abs(float(stack.s2_days[t]) - target_day))
     for t in order:  # the nearest last, so it wins
-        clear = stack.valid[t]
+        clear = np.isfinite(stack.s2[t]).all(axis=0)  # this date's alone (Stack.valid computes every date's)
         obs[:, clear] = stack.s2[t][:, clear]
     return obs, np.isfinite(obs).all(axis=0)
 
