@@ -331,14 +331,12 @@ def _other_bands(info: RasterInfo) -> None:
     if not others:
         return
     for k, d in others:
-        kind = "scl" if info.bands[k] == "SCL" else "probability" if re.search(r"PROB|CLD|CLP", d.upper()) else ""
+        kind = "scl" if info.bands[k] == "SCL" else "probability" if PROBABILITY_NAME.search(d.upper()) else ""
         if kind and (not info.mask_band or (kind == "scl" and info.mask_kind != "scl")):
             info.mask_band, info.mask_kind = k + 1, kind
         info.bands[k] = ""
-    if info.mask_kind == "probability" and info.dtype.startswith("float"):  # 0-1 or %: the band's values say
-        values = sampled_values(info.path, info.mask_band, 256)
-        if values.size == 0 or values.max() <= 1.0:
-            info.mask_kind = "probability_0_1"
+    if info.mask_kind == "probability":
+        info.mask_kind = _probability_kind(info, info.mask_band)
     names = ", ".join(d for _k, d in others)
     mask = info.descriptions[info.mask_band - 1] if info.mask_band else ""
     kind = MASK_KINDS.get(info.mask_kind, "").split(" (")[0]
@@ -453,9 +451,21 @@ def _named_mask_kind(info: RasterInfo) -> str:
         return "fmask"
     if "SCL" in text or info.bands[:1] == ["SCL"]:
         return "scl"
-    if re.search(r"PROB|CLD|CLP", text):
+    if PROBABILITY_NAME.search(text):
         return "probability"
     return ""
+
+
+PROBABILITY_NAME = re.compile(r"PROB|CLD|CLP")  # in a cloud-probability file's or band's name
+
+
+def _probability_kind(info: RasterInfo, band: int, values: np.ndarray | None = None) -> str:
+    """A cloud probability's scale, decided once for the file: in % ('probability') for integers, from 0 to 1
+    ('probability_0_1') for floats none of whose values (`values` when read already) exceeds 1."""
+    if not info.dtype.startswith("float"):
+        return "probability"
+    values = sampled_values(info.path, band, 256) if values is None else values
+    return "probability_0_1" if values.size == 0 or values.max() <= 1.0 else "probability"
 
 
 def _s1_values(path: str) -> tuple[float, float] | None:
@@ -488,8 +498,7 @@ def _describe_mask(info: RasterInfo) -> None:
         info.mask_kind = "fmask"
         return
     if kind == "probability" or dtype.startswith("float"):
-        floats = dtype.startswith("float")
-        info.mask_kind = "probability_0_1" if floats and (values.size == 0 or values.max() <= 1.0) else "probability"
+        info.mask_kind = _probability_kind(info, 1, values)
         return
     found = set(np.unique(values).tolist())
     if found <= {0, 1, 255}:
