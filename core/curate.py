@@ -10,7 +10,8 @@ not all nodata):
    SEN12MS-CR stores dB (about -30..0), where a "max < 1e-3" test would reject every sample, so —
    as in the usual SEN12MS(-CR) loaders — the dB values are clipped to [-25, 0] and scaled to
    [0, 1] before the test. A patch whose max is below 1e-3 then has no backscatter above
-   -24.975 dB (dead), one with std below 1e-4 is flat.
+   -24.975 dB (dead), one with std below 1e-4 is flat. (On linear sigma0 the same thresholds would mean
+   darker than -30 dB throughout: the readings differ only on patches all below -25 dB, e.g. calm water.)
 2. Optical: rejected when the mean of the R, G, B standard deviations of the cloud-free target,
    in 8-bit display units, is below a season-aware threshold (10 summer, 3 winter). Display
    units: reflectance stretched linearly from [0, `display_max`=0.3] to [0, 255] and clipped
