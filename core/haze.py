@@ -30,14 +30,15 @@ def _smooth(ndimage, ok: np.ndarray, size: int, *values: np.ndarray) -> list[np.
 
 def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
               window_days: float = DEFAULTS["window_days"], size: int = DEFAULTS["size"],
-              bright: float = DEFAULTS["bright"], grow: int = DEFAULTS["grow"]) -> np.ndarray:
+              bright: float = DEFAULTS["bright"], grow: int = DEFAULTS["grow"], valid: np.ndarray | None = None
+              ) -> np.ndarray:
     """(T2, h, w) bool: True where a clear S2 pixel is screened out as hazy (then `grow` px around
     it, the rim of a hazy patch); pixels with no other clear observation within window_days are
-    never screened."""
+    never screened. `valid`: the stack's, when the caller has it."""
     bands = list(stack.bands)
     if "B02" not in bands or "B04" not in bands:
         return np.zeros((len(stack.s2_days), *stack.shape), bool)
-    valid = stack.valid
+    valid = stack.valid if valid is None else valid
     if not valid.size:
         return np.zeros(valid.shape, bool)
     from scipy import ndimage
@@ -47,13 +48,14 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
         return _haze_of_one_pixel(stack.s2_days, valid[:, 0, 0], blue[:, 0, 0], red[:, 0, 0], threshold,
                                   window_days, bright)[:, None, None]
     out = np.zeros(valid.shape, bool)
+    days = stack.s2_days
     for t in np.flatnonzero(valid.reshape(len(valid), -1).any(axis=1)):
-        near = np.abs(stack.s2_days - stack.s2_days[t]) <= window_days
-        near[t] = False
-        if not near.any():
+        near = np.flatnonzero(np.abs(days - days[t]) <= window_days)  # t and the dates within window_days:
+        lo, hi = near[0], near[-1] + 1  # lo..hi (days ascend)
+        if hi - lo < 2:
             continue
-        rise_b = blue[t] - np.fmin.reduce(blue[near], axis=0)  # NaN where t or every other date is not clear
-        rise_r = red[t] - np.fmin.reduce(red[near], axis=0)
+        rise_b = blue[t] - _lowest(blue, lo, t, hi)  # NaN where t or every other date is not clear
+        rise_r = red[t] - _lowest(red, lo, t, hi)
         ok = np.isfinite(rise_b) & np.isfinite(rise_r)
         if not ok.any():
             continue
@@ -62,6 +64,12 @@ def haze_mask(stack: Stack, threshold: float = DEFAULTS["threshold"],
         if grow > 0 and out[t].any():
             out[t] = ndimage.binary_dilation(out[t], iterations=grow) & valid[t]
     return out
+
+
+def _lowest(x: np.ndarray, lo: int, t: int, hi: int) -> np.ndarray:
+    """The lowest of x[lo:hi] but x[t], ignoring NaN (NaN where all are), read from slices without a copy."""
+    parts = [np.fmin.reduce(x[a:b], axis=0) for a, b in ((lo, t), (t + 1, hi)) if b > a]
+    return parts[0] if len(parts) == 1 else np.fmin(*parts)
 
 
 def _haze_of_one_pixel(days: np.ndarray, valid: np.ndarray, blue: np.ndarray, red: np.ndarray, threshold: float,
@@ -100,9 +108,10 @@ def parameters(params: dict | None) -> dict:
 def screen_haze(stack: Stack, params: dict | None = None) -> Stack:
     """A copy of `stack` with the hazy pixels (haze_mask with `params`, see parameters()) set to
     NaN like the other non-clear pixels; the stack itself when nothing is screened."""
-    mask = haze_mask(stack, **parameters(params))
+    valid = stack.valid
+    mask = haze_mask(stack, **parameters(params), valid=valid)
     if not mask.any():
         return stack
     s2 = stack.s2.copy()
     s2[np.broadcast_to(mask[:, None], s2.shape)] = np.nan
-    return Stack(s2, stack.s2_days, stack.s1, stack.s1_days, stack.bands, stack.angles)
+    return Stack(s2, stack.s2_days, stack.s1, stack.s1_days, stack.bands, stack.angles, clear=valid & ~mask)

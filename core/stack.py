@@ -12,6 +12,14 @@ S2_L1C_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "
 S1_BANDS = ["VV", "VH"]
 
 
+def all_finite(x: np.ndarray) -> np.ndarray:
+    """np.isfinite(x).all(axis=1), read from the sum over axis 1 (NaN or inf where any term is): about three
+    times faster on a window's series and without a bool array of x's size. Exact for values far below
+    float32's maximum (3e38), as reflectance, DN and dB are."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.isfinite(np.add.reduce(x, axis=1))
+
+
 @dataclass
 class Stack:
     """Co-registered S1/S2 series over one window of the output grid.
@@ -30,11 +38,14 @@ class Stack:
     bands: list[str] = field(default_factory=lambda: list(S2_BANDS))
     angles: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)  # what reading the inputs warned of (load_stack)
+    # `valid` when whoever made the stack already knows it (screen_haze); never computed and kept here, since
+    # s2 may be changed in place
+    clear: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def valid(self) -> np.ndarray:
         """(T2, h, w) True where the S2 pixel is clear (all bands finite)."""
-        return np.isfinite(self.s2).all(axis=1)
+        return self.clear if self.clear is not None else all_finite(self.s2)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -50,12 +61,14 @@ class Stack:
     def select_s2(self, keep: np.ndarray) -> Stack:
         """A stack with only the S2 acquisitions where `keep` (bool, T2) is True."""
         return Stack(self.s2[keep], self.s2_days[keep], self.s1, self.s1_days, self.bands,
-                     None if self.angles is None else self.angles[keep])
+                     None if self.angles is None else self.angles[keep],
+                     clear=None if self.clear is None else self.clear[keep])
 
     def select_s1(self, keep: np.ndarray) -> Stack:
         return Stack(self.s2, self.s2_days, self.s1[keep], self.s1_days[keep], self.bands,
-                     self.angles)
+                     self.angles, clear=self.clear)
 
     def crop(self, rows: slice, cols: slice) -> Stack:
         return Stack(self.s2[..., rows, cols], self.s2_days, self.s1[..., rows, cols],
-                     self.s1_days, self.bands, self.angles)
+                     self.s1_days, self.bands, self.angles,
+                     clear=None if self.clear is None else self.clear[..., rows, cols])

@@ -170,3 +170,18 @@ def test_persistence_uses_only_the_past(summer):
     np.testing.assert_array_equal(mean, last)
     assert np.isfinite(mean).all(0).mean() > 0.9
     np.testing.assert_array_equal(np.isfinite(std), np.isfinite(mean))  # a std wherever a mean
+
+
+def test_all_finite_is_isfinite_all():
+    """stack.all_finite (from a sum) marks exactly the pixels whose bands are all finite: NaN, +inf, -inf,
+    and +inf with -inf in one pixel (whose sum is NaN) included."""
+    from sentinel_densify.core.stack import all_finite
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 30, (5, 10, 16, 16)).astype(np.float32)
+    x[rng.random(x.shape) < 0.02] = np.nan
+    x[rng.random(x.shape) < 0.01] = np.inf
+    x[rng.random(x.shape) < 0.01] = -np.inf
+    x[0, 0, 0, 0], x[0, 1, 0, 0] = np.inf, -np.inf
+    np.testing.assert_array_equal(all_finite(x), np.isfinite(x).all(axis=1))
+    assert not all_finite(x)[0, 0, 0] and all_finite(x).any() and not all_finite(x).all()

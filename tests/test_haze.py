@@ -95,3 +95,50 @@ def test_model_inputs_and_training_targets_leave_hazy_pixels_out(series):
     assert both.target_valid[t, 10:30, 10:30].mean() < 0.05 < hazy.valid[t, 10:30, 10:30].mean()
     assert not (both.target_valid & ~hazy.valid).any()
     np.testing.assert_array_equal(both.target_valid[held], hazy.valid[held])  # never screened against test dates
+
+
+def _haze_mask_by_definition(stack: Stack, threshold: float, window_days: float, size: int, bright: float
+                             ) -> np.ndarray:
+    """haze_mask as its docstring defines it, date by date with a boolean mask of the other dates (the form
+    the screen had before it read the neighbours as slices), to check the faster form against."""
+    from scipy import ndimage
+
+    blue, red = stack.s2[:, B["B02"]], stack.s2[:, B["B04"]]
+    valid = np.isfinite(stack.s2).all(axis=1)
+    out = np.zeros(valid.shape, bool)
+    for t in range(len(stack.s2_days)):
+        near = np.abs(stack.s2_days - stack.s2_days[t]) <= window_days
+        near[t] = False
+        if not (near.any() and valid[t].any()):
+            continue
+        rise_b = blue[t] - np.fmin.reduce(blue[near], axis=0)
+        rise_r = red[t] - np.fmin.reduce(red[near], axis=0)
+        ok = np.isfinite(rise_b) & np.isfinite(rise_r)
+        den = ndimage.uniform_filter(ok.astype(np.float64), size, mode="nearest")
+        b, r = (np.where(den > 1e-9, ndimage.uniform_filter(np.where(ok, v, 0.0), size, mode="nearest")
+                         / np.maximum(den, 1e-9), np.nan) for v in (rise_b, rise_r))
+        out[t] = ok & (b > threshold) & ((b > r) | (b > bright))
+    return out
+
+
+@pytest.mark.parametrize("window_days", [DEFAULTS["window_days"], 7.0])
+def test_screen_is_its_definition_on_the_real_series(series, window_days):
+    """The screen reads each date's neighbours as slices of the series (no copy): the same mask, pixel for
+    pixel, as the definition, on all 118 dates of the real series (first and last dates included)."""
+    params = {**DEFAULTS, "window_days": window_days}
+    expected = _haze_mask_by_definition(series, params["threshold"], window_days, params["size"], params["bright"])
+    assert expected.sum() > 1000  # the real series has hazy pixels to find
+    np.testing.assert_array_equal(haze_mask(series, **params), expected)
+
+
+def test_screened_stack_knows_its_clear_pixels(series):
+    """screen_haze hands on the clear pixels it already knows (the input's, less the screened ones): they are
+    exactly the screened stack's finite pixels, also after selecting dates or cropping."""
+    from sentinel_densify.core.stack import all_finite
+
+    screened = screen_haze(series, DEFAULTS)
+    assert screened.clear is not None and screened.valid.sum() < series.valid.sum()
+    np.testing.assert_array_equal(screened.valid, all_finite(screened.s2))
+    keep = np.arange(len(series.s2_days)) % 3 == 0
+    part = screened.select_s2(keep).crop(slice(5, 40), slice(10, 30))
+    np.testing.assert_array_equal(part.valid, all_finite(part.s2))

@@ -12,17 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..dates import SAME_DAY
-from ..stack import Stack
+from ..stack import Stack, all_finite
 from . import Method, register
 
 
-def bracket(s2: np.ndarray, days: np.ndarray, target_day: float) -> dict[str, np.ndarray]:
+def bracket(s2: np.ndarray, days: np.ndarray, target_day: float, valid: np.ndarray | None = None
+            ) -> dict[str, np.ndarray]:
     """Per pixel: the last clear observation at or before the target and the first after it.
 
     s2 (T, B, h, w) with NaN where not clear, days (T,). Returns values (B, h, w) and days (h, w)
-    for each side ("before", "after"), NaN where none.
+    for each side ("before", "after"), NaN where none. `valid`: s2's clear pixels (T, h, w), when known.
     """
-    valid = np.isfinite(s2).all(axis=1)  # (T, h, w)
+    valid = all_finite(s2) if valid is None else valid
     T = len(days)
     out: dict[str, np.ndarray] = {}
     for side, sel in (("before", days <= target_day), ("after", days > target_day)):

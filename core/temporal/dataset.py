@@ -17,7 +17,7 @@ from ..dates import SAME_DAY, from_days
 from ..errors import InputError
 from ..haze import haze_mask, parameters, screen_haze
 from ..methods.baselines import bracket, interpolate
-from ..stack import S2_BANDS, Stack
+from ..stack import S2_BANDS, Stack, all_finite
 
 GAP_SCALE = 100.0  # days: scale of the distances fed in base_info
 MIN_USABLE = 0.02  # an S2 date joins the K nearest only if this fraction of the window is clear
@@ -60,11 +60,11 @@ def linear_baseline(s2: np.ndarray, days: np.ndarray, target: float
     return base, dprev, dnext
 
 
-def baselines(s2: np.ndarray, days: np.ndarray, target: float
+def baselines(s2: np.ndarray, days: np.ndarray, target: float, valid: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """As `linear_baseline`, plus `near` (2B, h, w): the previous and the next clear values
-    (NaN where none), returned as (base, near, dprev, dnext)."""
-    b = bracket(s2, days, target)
+    (NaN where none), returned as (base, near, dprev, dnext). `valid`: s2's clear pixels, when known."""
+    b = bracket(s2, days, target, valid)
     near = np.concatenate([b["before"], b["after"]]).astype(np.float32)
     dprev = np.where(np.isfinite(b["before_day"]), target - b["before_day"], np.inf).astype(np.float32)
     dnext = np.where(np.isfinite(b["after_day"]), b["after_day"] - target, np.inf).astype(np.float32)
@@ -80,7 +80,7 @@ def s1_at(stack: Stack, day: float, where: np.ndarray | None = None) -> np.ndarr
     if not near.size:
         return np.full((2, *shape), np.nan, np.float32)
     x = stack.s1[near] if where is None else stack.s1[near][:, :, where]
-    ok = np.isfinite(x).all(axis=1)
+    ok = all_finite(x)
     wt = np.exp(-0.5 * ((stack.s1_days[near] - day) / S1_SIGMA) ** 2).reshape(-1, *([1] * len(shape))) * ok
     tot = wt.sum(axis=0)
     mean = (np.where(ok[:, None], x, 0.0) * wt[:, None]).sum(axis=0) / np.where(tot > 0, tot, 1.0)
@@ -225,7 +225,7 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
     valid2 = stack.valid
     usable = valid2.reshape(len(stack.s2_days), -1).mean(axis=1) >= MIN_USABLE if len(stack.s2_days) else None
     i2 = nearest_dates(stack.s2_days, target_day, k2, usable)
-    v1 = np.isfinite(stack.s1).all(axis=1)
+    v1 = all_finite(stack.s1)
     i1 = nearest_dates(stack.s1_days, target_day, k1,
                        v1.reshape(len(stack.s1_days), -1).any(axis=1) if len(stack.s1_days) else None)
     n2, n1 = (k2, k1) if pad else (max(1, i2.size), max(1, i1.size))
@@ -241,7 +241,7 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
     s1[:i1.size] = np.nan_to_num(stack.s1[i1], nan=0.0)
     s1v[:i1.size] = v1[i1]
     s1dt[:i1.size] = stack.s1_days[i1] - target_day
-    base, near, dprev, dnext = baselines(stack.s2, stack.s2_days, target_day)
+    base, near, dprev, dnext = baselines(stack.s2, stack.s2_days, target_day, valid2)
     bvalid = np.isfinite(base).all(axis=0)
     info = np.stack([bvalid.astype(np.float32),
                      np.minimum(dprev, 3 * GAP_SCALE) / GAP_SCALE,
