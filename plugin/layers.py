@@ -1,4 +1,4 @@
-"""Result layers of a run: a "Densify YYYY-MM-DD" group of styled layers with temporal properties.
+"""Result layers of a run: a "Densify YYYY-MM-DD method" group of styled, described layers with temporal properties.
 
 Main thread only (touches the project and layers), but `common_limits`, which reads the output files only.
 """
@@ -6,6 +6,7 @@ Main thread only (touches the project and layers), but `common_limits`, which re
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -24,6 +25,7 @@ from qgis.core import (
     QgsMultiBandColorRenderer,
     QgsProject,
     QgsProviderRegistry,
+    QgsRasterBandStats,
     QgsRasterLayer,
     QgsRasterLayerTemporalProperties,
     QgsRasterShader,
@@ -42,16 +44,27 @@ LAI_UNIT = " m²/m²"
 
 
 def group_name(date: dt.date, label: str = "") -> str:
+    """"Densify YYYY-MM-DD" and a run's `label` (see run_label): "Densify 2018-03-01 linear (2)"."""
     return f"Densify {date:%Y-%m-%d}{label}"
 
 
-def run_label(outputs: dict[str, str], date: dt.date) -> str:
-    """' (2)' for a run whose outputs were numbered (synthesized_YYYYMMDD_2.tif: an earlier result
-    was there), so two runs for one date get distinct groups and layer names; '' otherwise."""
+def method_label(method: str) -> str:
+    """A method's short name in group and layer names: a baseline's name ("linear"), "model" for the bundled model
+    ("onnx:default"), a model file's stem ("onnx:crops_v2": "crops_v2"); "" for none."""
+    if method == "onnx:default":
+        return "model"
+    return method.removeprefix("onnx:")
+
+
+def run_label(outputs: dict[str, str], date: dt.date, method: str = "") -> str:
+    """What tells a run's group and layers from another run's for the same date: the method that made them (see
+    method_label: " linear") and, when its outputs were numbered (synthesized_YYYYMMDD_2.tif: an earlier result was
+    there), that number (" linear (2)"); "" for neither."""
     stem = Path(outputs.get("synthesized", "")).stem
     base = f"synthesized_{date:%Y%m%d}_"
     number = stem[len(base):] if stem.startswith(base) else ""
-    return f" ({number})" if number.isdigit() else ""
+    short = method_label(method)
+    return (f" {short}" if short else "") + (f" ({number})" if number.isdigit() else "")
 
 
 def extent_values(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem
@@ -140,8 +153,15 @@ def _pseudo_colour(layer: QgsRasterLayer, band: int, vmin: float, vmax: float, c
 
 
 def stretch(layer: QgsRasterLayer, band: int, cut: tuple[float, float] = STRETCH) -> tuple[float, float]:
-    """Cumulative-count cut (2-98 % by default) of a band, computed from the data."""
-    lo, hi = layer.dataProvider().cumulativeCut(band, cut[0], cut[1])
+    """Cumulative-count cut (2-98 % by default) of a band, computed from the data. A constant band (e.g. an LAI std
+    of 0) gets (value, value + 1e-6) from its statistics: its histogram would make GDAL log "ERROR 5: dfMax should be
+    strictly greater than dfMin" (the statistics are those the cut would compute first: no extra read)."""
+    provider = layer.dataProvider()
+    stats = provider.bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
+    if not stats.maximumValue > stats.minimumValue:
+        lo = float(stats.minimumValue) if math.isfinite(stats.minimumValue) else 0.0
+        return lo, lo + 1e-6
+    lo, hi = provider.cumulativeCut(band, cut[0], cut[1])
     if not hi > lo:
         hi = lo + 1e-6
     return float(lo), float(hi)
@@ -213,13 +233,99 @@ def set_temporal(layer: QgsRasterLayer, date: dt.date) -> None:
     props.setIsActive(True)
 
 
-# kind -> [(layer title, style function)], in the order they appear in the group (top first, kinds in
-# OUTPUT_KINDS order)
+# kind -> [(layer title, style function, role for layer_metadata)], in the order they appear in the group (top first,
+# kinds in OUTPUT_KINDS order)
 LAYERS = {
-    "synthesized": [("Synthesized S2 {date}", style_true_colour)],
-    "uncertainty": [("Uncertainty (mean std) {date}", style_uncertainty)],
-    "lai": [("LAI {date}", style_lai), ("LAI std {date}", style_lai_std)],
+    "synthesized": [("Synthesized S2 {date}", style_true_colour, "synthesized")],
+    "uncertainty": [("Uncertainty (mean std) {date}", style_uncertainty, "uncertainty")],
+    "lai": [("LAI {date}", style_lai, "lai"), ("LAI std {date}", style_lai_std, "lai_std")],
 }
+
+
+def output_tags(path: str) -> dict[str, str]:
+    """The tags (GDAL metadata, default domain) of an output file: what made it (core/engine.py, core/lai.py); {} when
+    it cannot be read. A header read, with the GDAL that QGIS's layers use."""
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        ds = gdal.OpenEx(str(path), gdal.OF_RASTER)
+        return dict(ds.GetMetadata() or {}) if ds is not None else {}
+    finally:
+        gdal.PopErrorHandler()
+
+
+def _method_text(method: str, tags: dict[str, str]) -> str:
+    """How a synthesis was made: "the linear baseline", "the model default.onnx (version 6)"; "" for none."""
+    if not method.startswith("onnx:"):
+        return f"the {method} baseline" if method else ""
+    version = tags.get("MODEL_VERSION")
+    return f"the model {tags.get('MODEL') or method[5:] + '.onnx'}" + (f" (version {version})" if version else "")
+
+
+def _count(tags: dict[str, str], key: str) -> int:
+    return len([name for name in tags.get(key, "").split(";") if name])
+
+
+def about(role: str, date: dt.date | None, tags: dict[str, str], method: str = "") -> tuple[str, str, list[str]]:
+    """Title, abstract and keywords of a result layer: `role` synthesized | uncertainty | lai | lai_std (LAYERS),
+    from its file's `tags` (output_tags); `method`: the synthesis method when the tags do not say it (the LAI of a
+    synthesized image, estimated later by densify:estimate_lai)."""
+    method = tags.get("METHOD") or method
+    short, how = method_label(method), _method_text(method, tags)
+    by = f" by {how}" if how else ""
+    day = f"{date:%Y-%m-%d}" if date else tags.get("TARGET_DATE") or tags.get("ACQUISITION_DATETIME", "")[:10]
+    head = ", ".join(x for x in (day, short) if x)
+    mode = tags.get("MODE", "")
+    scale = tags.get("REFLECTANCE_SCALE")
+    dn = f"DN (reflectance = DN × {scale})" if scale else "DN"
+    software = f" {tags['SOFTWARE']}." if tags.get("SOFTWARE") else ""
+    lai_method = tags.get("LAI_METHOD") or tags.get("method") or "ESA SNAP LAI"
+    if role == "synthesized":
+        s2, s1, masks = (_count(tags, key) for key in ("INPUTS_S2", "INPUTS_S1", "INPUTS_MASKS"))
+        inputs = (f" from {s2} Sentinel-2 acquisitions" + (f" ({masks} cloud masks)" if masks else "")
+                  + (f" and {s1} Sentinel-1 acquisitions" if s1 else "")) if s2 else ""
+        return (f"Synthesized Sentinel-2 L2A ({head})",
+                f"Sentinel-2 L2A surface reflectance synthesized for {day}" + (f" ({mode})" if mode else "")
+                + f"{by}{inputs}; in {dn}.{software}",
+                ["Sentinel-2", "surface reflectance", "synthesized", mode, short])
+    if role == "uncertainty":
+        return (f"Uncertainty of synthesized Sentinel-2 ({head})",
+                f"1-sigma standard deviation of the Sentinel-2 reflectance synthesized for {day}{by}, per band "
+                f"(B02_std, ...) and their mean (mean_std, the band shown); in {dn}.{software}",
+                ["Sentinel-2", "uncertainty", "standard deviation", mode, short])
+    if role == "lai_std":
+        return (f"LAI std ({head})",
+                f"1-sigma standard deviation (m²/m²) of the leaf area index for {day} (band LAI_std), propagated "
+                f"through the {lai_method} network from the uncertainty of the "
+                + (f"reflectance synthesized{by}" if by else "synthesized reflectance") + f".{software}",
+                ["LAI", "leaf area index", "uncertainty", short])
+    source = tags.get("source")  # an LAI of one image (densify:estimate_lai, densify lai): the image's file name
+    if source:
+        image = source + (f" ({day})" if day else "") + (f", synthesized{by}" if by else "")
+    elif day or by:
+        image = "the Sentinel-2 image synthesized" + (f" for {day}" if day else "") + by
+    else:
+        image = "a Sentinel-2 image"
+    std = tags.get("LAI_std") or "propagated from the reflectance uncertainty"
+    flags = tags.get("FLAGS") or tags.get("flags")
+    return (f"LAI ({head})" if head else "LAI",
+            f"Leaf area index (m²/m²) of {image}, estimated with the {lai_method} network. Bands: LAI, LAI_std "
+            f"(1-sigma, m²/m²; {std})" + (f", flags ({flags})" if flags else "") + f".{software}",
+            ["LAI", "leaf area index", "SNAP", short])
+
+
+def set_metadata(layer: QgsRasterLayer, role: str, date: dt.date | None = None, method: str = "") -> None:
+    """Title, abstract and keywords of a result layer (see `about`) in its metadata (Layer Properties > Metadata) and
+    its abstract (the layer's tooltip in the Layers panel), from its file's tags."""
+    title, abstract, keywords = about(role, date, output_tags(source_path(layer)), method)
+    metadata = layer.metadata()
+    metadata.setTitle(title)
+    metadata.setAbstract(abstract)
+    metadata.setType("dataset")
+    metadata.addKeywords("Sentinel Densify", [k for k in dict.fromkeys(keywords) if k])
+    layer.setMetadata(metadata)
+    layer.setAbstract(abstract)
 
 
 SAMPLE = 512  # pixels a side read of each file for the common stretch (a decimated read)
@@ -266,30 +372,33 @@ def common_limits(outputs: list[dict[str, str]]) -> dict[str, list[tuple[float, 
     return limits
 
 
-def styles_of(kind: str, limits: dict | None = None) -> list[tuple[str, Callable[[QgsRasterLayer], None]]]:
+def styles_of(kind: str, limits: dict | None = None) -> list[tuple[str, Callable[[QgsRasterLayer], None], str]]:
     """LAYERS[kind], its style given the series' common `limits` for that kind when there are some."""
     if not (limits or {}).get(kind):
         return LAYERS[kind]
-    return [(title, partial(style, limits=limits[kind])) for title, style in LAYERS[kind]]
+    return [(title, partial(style, limits=limits[kind]), role) for title, style, role in LAYERS[kind]]
 
 
 def add_result_layers(outputs: dict[str, str], date: dt.date, project: QgsProject | None = None,
                       limits: dict | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
-    """Load the outputs of a run as styled layers into a new group at the top of the layer tree (`limits`: a
-    series' common stretch, see common_limits)."""
+    """Load the outputs of a run as styled layers, described (set_metadata), into a new group at the top of the layer
+    tree, named with the date and run_label (the method, from the files' tags); `limits`: a series' common stretch,
+    see common_limits."""
     project = project or QgsProject.instance()
-    label = run_label(outputs, date)
+    method = output_tags(outputs["synthesized"]).get("METHOD", "") if outputs.get("synthesized") else ""
+    label = run_label(outputs, date, method)
     layers = []
     for kind in OUTPUT_KINDS:  # every layer opened and styled before the project is touched
         path = outputs.get(kind)
         if not path:
             continue
-        for title, style in styles_of(kind, limits):
+        for title, style, role in styles_of(kind, limits):
             layer = QgsRasterLayer(str(path), title.format(date=f"{date:%Y-%m-%d}") + label, "gdal")
             if not layer.isValid():
                 raise OSError(f"QGIS cannot open the output {path}")
             style(layer)
             set_temporal(layer, date)
+            set_metadata(layer, role, date)
             layers.append(layer)
     group = project.layerTreeRoot().insertGroup(0, group_name(date, label))
     for layer in layers:

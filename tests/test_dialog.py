@@ -554,13 +554,27 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
     assert sorted(Path(p).name for p in task.result.outputs.values()) == \
         ["lai_20180301_2.tif", "synthesized_20180301_2.tif", "uncertainty_20180301_2.tif"]
 
-    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is None  # named for the numbered run
-    group = loaded.layerTreeRoot().findGroup("Densify 2018-03-01 (2)")
-    assert group is not None
+    # named for the method (the bundled model) and the numbered run
+    assert [g.name() for g in loaded.layerTreeRoot().findGroups()] == ["Densify 2018-03-01 model (2)"]
+    group = loaded.layerTreeRoot().findGroup("Densify 2018-03-01 model (2)")
     layers = [node.layer() for node in group.findLayers()]
-    assert [lyr.name() for lyr in layers] == ["Synthesized S2 2018-03-01 (2)", "Uncertainty (mean std) 2018-03-01 (2)",
-                                              "LAI 2018-03-01 (2)", "LAI std 2018-03-01 (2)"]
+    assert [lyr.name() for lyr in layers] == ["Synthesized S2 2018-03-01 model (2)",
+                                              "Uncertainty (mean std) 2018-03-01 model (2)",
+                                              "LAI 2018-03-01 model (2)", "LAI std 2018-03-01 model (2)"]
     synth, unc, lai, lai_std = layers
+    # Layer Properties > Metadata and the Layers panel's tooltip (the layer's abstract): what it is, how made, units
+    assert [lyr.metadata().title() for lyr in layers] == [
+        "Synthesized Sentinel-2 L2A (2018-03-01, model)", "Uncertainty of synthesized Sentinel-2 (2018-03-01, model)",
+        "LAI (2018-03-01, model)", "LAI std (2018-03-01, model)"]
+    assert synth.metadata().abstract().startswith("Sentinel-2 L2A surface reflectance synthesized for 2018-03-01 "
+                                                  "(gap-filling) by the model default.onnx (version ")
+    for layer in (synth, unc):
+        assert "in DN (reflectance = DN × 0.0001)" in layer.metadata().abstract()
+    assert lai.metadata().abstract().startswith("Leaf area index (m²/m²) of the Sentinel-2 image synthesized for "
+                                                "2018-03-01 by the model default.onnx")
+    assert lai_std.metadata().abstract().startswith("1-sigma standard deviation (m²/m²) of the leaf area index")
+    assert all(lyr.abstract() == lyr.metadata().abstract() for lyr in layers)
+    assert all("model" in lyr.metadata().keywords()["Sentinel Densify"] for lyr in layers)
     r = synth.renderer()
     assert r.type() == "multibandcolor"
     assert [synth.bandName(b).split(": ")[1] for b in (r.redBand(), r.greenBand(), r.blueBand())] == \
@@ -626,11 +640,11 @@ def test_a_series_of_dates_in_one_run(loaded, bar, tmp_path):
     assert task.error is None and [r.target_date for r in task.results] == days
     stretches, ranges, own = set(), set(), set()
     for day in days:
-        group = loaded.layerTreeRoot().findGroup(f"Densify {day:%Y-%m-%d}")
+        group = loaded.layerTreeRoot().findGroup(f"Densify {day:%Y-%m-%d} model")
         assert group is not None, day
         layers = [node.layer() for node in group.findLayers()]
-        assert [lyr.name() for lyr in layers] == [f"Synthesized S2 {day:%Y-%m-%d}",
-                                                  f"Uncertainty (mean std) {day:%Y-%m-%d}"]
+        assert [lyr.name() for lyr in layers] == [f"Synthesized S2 {day:%Y-%m-%d} model",
+                                                  f"Uncertainty (mean std) {day:%Y-%m-%d} model"]
         for layer in layers:
             assert layer.temporalProperties().fixedTemporalRange().begin().date() == QDate(day.year, day.month,
                                                                                            day.day)
@@ -715,7 +729,7 @@ def test_cancel_leaves_no_layer_and_no_file(loaded, bar, tmp_path):
     _wait(task)
     assert task.cancelled and task.result is None
     assert set(loaded.mapLayers()) == layers_before
-    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is None
+    assert loaded.layerTreeRoot().findGroups() == []
     out = tmp_path / "out"
     assert not out.exists() or [p for p in out.rglob("*")] == []
     assert any("Cancelled" in text for _title, text, _level in _messages(bar))
@@ -733,7 +747,7 @@ def test_a_bad_input_at_run_time_shows_the_message_not_a_traceback(loaded, bar, 
     critical = [text for _title, text, level in _messages(bar) if level == Qgis.Critical]
     assert len(critical) == 1
     assert "T31UDS_20180301T105000_L2A_10m.tif" in critical[0] and "Traceback" not in critical[0]
-    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is None
+    assert loaded.layerTreeRoot().findGroups() == []
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").rglob("*")) == []
 
 
@@ -776,7 +790,7 @@ def test_an_error_while_reporting_is_logged_not_raised_into_qgis(loaded, bar, tm
         log.messageReceived[str, str, Qgis.MessageLevel].disconnect(collect)
     assert task.done and task.error is None
     assert any("reporting the outcome failed" in m and "ZeroDivisionError" in m for m in logged), logged
-    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01") is not None  # reported before on_done
+    assert loaded.layerTreeRoot().findGroup("Densify 2018-03-01 model") is not None  # reported before on_done
 
 
 def _render(layers, size=256):
@@ -785,7 +799,7 @@ def _render(layers, size=256):
     from qgis.PyQt.QtCore import QRectF, QSize, Qt
     from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter
 
-    label_h = 28
+    label_h = 36
     sheet = QImage(size * len(layers), size + label_h, QImage.Format_ARGB32)
     sheet.fill(QColor("white"))
     painter = QPainter(sheet)
@@ -801,7 +815,7 @@ def _render(layers, size=256):
         job.start()
         job.waitForFinished()
         painter.drawImage(i * size, label_h, job.renderedImage())
-        painter.drawText(QRectF(i * size, 0, size, label_h), Qt.AlignCenter, layer.name())
+        painter.drawText(QRectF(i * size + 2, 0, size - 4, label_h), Qt.AlignCenter | Qt.TextWordWrap, layer.name())
     painter.end()
     return sheet
 

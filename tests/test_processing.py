@@ -529,11 +529,14 @@ def test_series_outputs_load_into_one_styled_dated_group_per_date(provider, inpu
     assert res["DATES"] == "2018-02-20,2018-03-02"
     assert len(project.mapLayers()) == 6  # moved into their groups, still in the project
     root = project.layerTreeRoot()
-    assert sorted(g.name() for g in root.findGroups()) == ["Densify 2018-02-20", "Densify 2018-03-02"]
+    assert sorted(g.name() for g in root.findGroups()) == ["Densify 2018-02-20 linear", "Densify 2018-03-02 linear"]
     for day in (dt.date(2018, 2, 20), dt.date(2018, 3, 2)):
-        nodes = root.findGroup(f"Densify {day}").findLayers()
-        assert [n.layer().name() for n in nodes] == [f"Synthesized S2 {day}", f"Uncertainty (mean std) {day}",
-                                                     f"LAI {day}"]
+        nodes = root.findGroup(f"Densify {day} linear").findLayers()
+        assert [n.layer().name() for n in nodes] == [f"Synthesized S2 {day} linear",
+                                                     f"Uncertainty (mean std) {day} linear", f"LAI {day} linear"]
+        assert [n.layer().metadata().title() for n in nodes] == [  # described as densify:synthesize's outputs
+            f"Synthesized Sentinel-2 L2A ({day}, linear)", f"Uncertainty of synthesized Sentinel-2 ({day}, linear)",
+            f"LAI ({day}, linear)"]
         assert [n.layer().source() for n in nodes] == [str(tmp_path / f"{k}_{day:%Y%m%d}.tif")
                                                        for k in ("synthesized", "uncertainty", "lai")]
         assert [n.isVisible() for n in nodes] == [True, False, False]
@@ -600,7 +603,7 @@ def test_a_series_inside_a_model_loads_only_as_the_models_output(provider, input
     project.clear()
     processing.runAndLoadResults(model(True), {"s2": inputs["S2_LAYERS"], "vrt:vrt": str(tmp_path / "b.vrt"),
                                                "series:folder": str(tmp_path / "kept")})
-    assert sorted(g.name() for g in project.layerTreeRoot().findGroups()) == ["Densify 2018-02-20",
-                                                                              "Densify 2018-03-02"]
+    assert sorted(g.name() for g in project.layerTreeRoot().findGroups()) == ["Densify 2018-02-20 linear",
+                                                                              "Densify 2018-03-02 linear"]
     assert len(project.mapLayers()) == 5  # a synthesized and an uncertainty layer per date, and the VRT
     project.clear()

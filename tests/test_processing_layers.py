@@ -1,9 +1,11 @@
 """Processing outputs as layers in a project (real QGIS 3.22 headless, the real 31UDS series): re-runs onto loaded
-layers, the group per date, names, visibility and order, the series' common stretch, legend labels."""
+layers, the group per date and method (never the dialog's), names, visibility and order, the series' common stretch,
+legend labels, metadata, estimate_lai's group, the styling of a constant band."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,20 +77,22 @@ def test_a_rerun_onto_loaded_outputs_shows_the_new_files(inputs, project, tmp_pa
         new = on_disk(path)
         assert not np.allclose(new, first[path], equal_nan=True), path  # the run did replace the file
         np.testing.assert_array_equal(shown(layer), new)
-        assert day_of(layer) == dt.date(2018, 3, 22) and layer.name().endswith(" 2018-03-22")
+        assert day_of(layer) == dt.date(2018, 3, 22) and layer.name().endswith(" 2018-03-22 linear")
     synth = layers[out["OUTPUT_SYNTHESIZED"]]
     fresh = QgsRasterLayer(out["OUTPUT_SYNTHESIZED"], "fresh", "gdal")
     red = synth.renderer().redContrastEnhancement()
     lo, hi = fresh.dataProvider().cumulativeCut(synth.renderer().redBand(), 0.02, 0.98)
     assert (red.minimumValue(), red.maximumValue()) == pytest.approx((lo, hi))  # stretched on the new data
     assert tree(project.layerTreeRoot()) == [  # the first run's group went: its layers now hold 2018-03-22
-        ("Densify 2018-03-22", ["Synthesized S2 2018-03-22", "Uncertainty (mean std) 2018-03-22", "LAI 2018-03-22"])]
+        ("Densify 2018-03-22 linear", ["Synthesized S2 2018-03-22 linear", "Uncertainty (mean std) 2018-03-22 linear",
+                                       "LAI 2018-03-22 linear"])]
     assert [n.itemVisibilityChecked() for n in project.layerTreeRoot().findLayers()] == [True, False, False]
 
 
 def test_a_series_rerun_into_the_same_folder_reuses_its_groups_and_shows_the_new_files(inputs, project, tmp_path):
     """densify:synthesize_series twice into one folder (another METHOD): one group per date, not nested, holding
-    the same layers in the same order and visibility, each giving the new file's pixels."""
+    the same layers in the same order and visibility, each giving the new file's pixels, group and layers named for
+    the method that made the new files."""
     import processing
 
     params = {**inputs, "FIRST_DATE": "2018-02-20", "LAST_DATE": "2018-03-02", "ESTIMATE_LAI": False,
@@ -98,9 +102,13 @@ def test_a_series_rerun_into_the_same_folder_reuses_its_groups_and_shows_the_new
     before = {path: on_disk(path) for path in by_source(project)}
     processing.runAndLoadResults(SERIES, {**params, "METHOD": 2})
     root = project.layerTreeRoot()
-    assert tree(root) == first == [
-        ("Densify 2018-03-02", ["Synthesized S2 2018-03-02", "Uncertainty (mean std) 2018-03-02"]),
-        ("Densify 2018-02-20", ["Synthesized S2 2018-02-20", "Uncertainty (mean std) 2018-02-20"])]
+    expected = [(f"Densify {day} {{m}}", [f"Synthesized S2 {day} {{m}}", f"Uncertainty (mean std) {day} {{m}}"])
+                for day in ("2018-03-02", "2018-02-20")]
+
+    def named(method: str) -> list:
+        return [(g.format(m=method), [n.format(m=method) for n in names]) for g, names in expected]
+
+    assert first == named("linear") and tree(root) == named("nearest")
     for group in root.children():
         assert [n.isVisible() for n in group.findLayers()] == [True, False]
     layers = by_source(project)
@@ -125,21 +133,22 @@ def test_synthesize_outputs_load_as_the_dialogs_in_a_group_named_and_dated(input
     processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-02-10", "METHOD": 1,
                                        **{k: "TEMPORARY_OUTPUT" for k in out}})
     root = project.layerTreeRoot()
-    assert [c.name() for c in root.children()] == ["Densify 2018-02-10", "Densify 2018-03-01"]
+    assert [c.name() for c in root.children()] == ["Densify 2018-02-10 linear", "Densify 2018-03-01 linear"]
     for day in ("2018-02-10", "2018-03-01"):
-        nodes = root.findGroup(f"Densify {day}").findLayers()
-        assert [n.layer().name() for n in nodes] == [f"Synthesized S2 {day}", f"Uncertainty (mean std) {day}",
-                                                     f"LAI {day}"]
+        nodes = root.findGroup(f"Densify {day} linear").findLayers()
+        assert [n.layer().name() for n in nodes] == [f"Synthesized S2 {day} linear",
+                                                     f"Uncertainty (mean std) {day} linear", f"LAI {day} linear"]
         assert [n.itemVisibilityChecked() for n in nodes] == [True, False, False]
         assert [n.layer().renderer().type() for n in nodes] == ["multibandcolor", "singlebandpseudocolor",
                                                                 "singlebandpseudocolor"]
-    nodes = root.findGroup("Densify 2018-03-01").findLayers()
+    nodes = root.findGroup("Densify 2018-03-01 linear").findLayers()
     assert [n.layer().source() for n in nodes] == [out[k] for k in out]
 
 
 def test_the_shipped_model_keeps_its_output_names_and_shows_the_image_on_top(inputs, project, tmp_path):
     """The example model (synthesize -> estimate_lai): its outputs keep the names the model gives them; the
-    synthesized image is the shown layer of its date's group, the uncertainty below it hidden."""
+    synthesized image is the shown layer of its date's group, the uncertainty and the LAI (estimated from that image:
+    its date and method) below it hidden, in that group, not at the root of the layer tree."""
     import processing
     from qgis.core import QgsProcessingModelAlgorithm
     from sentinel_densify.plugin.processing.example_model import MODEL_FILE
@@ -152,9 +161,9 @@ def test_the_shipped_model_keeps_its_output_names_and_shows_the_image_on_top(inp
                                          "synthesize:Uncertainty": str(tmp_path / "u.tif"),
                                          "estimate_lai:LAI": str(tmp_path / "lai.tif")})
     assert sorted(lyr.name() for lyr in project.mapLayers().values()) == ["LAI", "Synthesized S2", "Uncertainty"]
-    nodes = project.layerTreeRoot().findGroup("Densify 2018-03-01").findLayers()
-    assert [(n.name(), n.itemVisibilityChecked()) for n in nodes] == [("Synthesized S2", True), ("Uncertainty", False)]
-    assert [c.name() for c in project.layerTreeRoot().children()] == ["Densify 2018-03-01", "LAI"]  # image on top
+    assert tree(project.layerTreeRoot()) == [("Densify 2018-03-01 model", ["Synthesized S2", "Uncertainty", "LAI"])]
+    nodes = project.layerTreeRoot().findGroup("Densify 2018-03-01 model").findLayers()
+    assert [n.itemVisibilityChecked() for n in nodes] == [True, False, False]  # the image on top, shown
 
 
 def test_a_series_shares_one_stretch_over_its_dates(inputs, project, tmp_path):
@@ -212,10 +221,194 @@ def test_legend_labels_are_rounded_with_units(inputs, project, tmp_path):
         legend = [settings.prefix() + settings.numericFormat().formatDouble(v, QgsNumericFormatContext()) +
                   settings.suffix() for v in ends]  # what the node draws (no minimum/maximum label set)
         items = [i.label for i in shader.shader().rasterShaderFunction().colorRampItemList()]
-        labels[node.name().rsplit(" ", 1)[0]] = legend, items
+        labels[node.name().rsplit(" ", 2)[0]] = legend, items  # without " 2018-03-01 linear"
     legend, items = labels["Uncertainty (mean std)"]
     for label in legend + items:
         number, unit = label.split(" ", 1)
         assert unit == "DN" and number.isdigit(), label
     legend, items = labels["LAI"]
     assert legend == ["0.0 m²/m²", "8.0 m²/m²"] and items[-1] == "8.0 m²/m²"
+
+
+def test_runs_that_differ_only_by_method_are_named_for_it(inputs, project, tmp_path):
+    """The same date with linear, then with nearest (other files, as two toolbox runs): two groups and two sets of
+    layers an analyst tells apart by the method in their names ("model" for the bundled model, a model file's stem)."""
+    import processing
+    from sentinel_densify.plugin.layers import method_label, run_label
+
+    for method, index in (("linear", 1), ("nearest", 2)):
+        processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": index, "OUTPUT_LAI": None,
+                                           "OUTPUT_SYNTHESIZED": str(tmp_path / f"s_{method}.tif"),
+                                           "OUTPUT_UNCERTAINTY": str(tmp_path / f"u_{method}.tif")})
+    assert tree(project.layerTreeRoot()) == [
+        (f"Densify 2018-03-01 {m}", [f"Synthesized S2 2018-03-01 {m}", f"Uncertainty (mean std) 2018-03-01 {m}"])
+        for m in ("nearest", "linear")]
+    assert [method_label(m) for m in ("linear", "onnx:default", "onnx:crops_v2", "")] == ["linear", "model",
+                                                                                          "crops_v2", ""]
+    day = dt.date(2018, 3, 1)
+    assert run_label({"synthesized": "out/synthesized_20180301_2.tif"}, day, "onnx:default") == " model (2)"
+    assert run_label({"synthesized": "out/synthesized_20180301.tif"}, day) == ""
+
+
+def test_loaded_layers_say_what_they_are_in_their_metadata_and_tooltip(inputs, project, tmp_path):
+    """Layer Properties > Metadata and the Layers panel's tooltip say what each loaded layer is (date, method), how it
+    was made and its units: densify:synthesize's outputs, and densify:estimate_lai's LAI of an observed image."""
+    import processing
+    from qgis.core import QgsLayerTreeModel
+    from qgis.PyQt.QtCore import Qt
+
+    out = {"OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"), "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"),
+           "OUTPUT_LAI": str(tmp_path / "lai.tif")}
+    processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1, **out})
+    src = next(p for p in inputs["S2_LAYERS"] if "20180320" in p)
+    observed = str(tmp_path / "lai_20180320.tif")
+    processing.runAndLoadResults("densify:estimate_lai", {"INPUT": src, "OUTPUT": observed})
+    metadata = {path: layer.metadata() for path, layer in by_source(project).items()}
+    synth, unc, lai = (metadata[out[k]] for k in ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"))
+    assert synth.title() == "Synthesized Sentinel-2 L2A (2018-03-01, linear)"
+    assert synth.abstract().startswith("Sentinel-2 L2A surface reflectance synthesized for 2018-03-01 (gap-filling) "
+                                       "by the linear baseline from 20 Sentinel-2 acquisitions (20 cloud masks) and ")
+    assert unc.title() == "Uncertainty of synthesized Sentinel-2 (2018-03-01, linear)"
+    assert unc.abstract().startswith("1-sigma standard deviation of the Sentinel-2 reflectance synthesized for "
+                                     "2018-03-01 by the linear baseline")
+    for md in (synth, unc):
+        assert "in DN (reflectance = DN × 0.0001)" in md.abstract()
+        assert {"Sentinel-2", "gap-filling", "linear"} <= set(md.keywords()["Sentinel Densify"])
+    assert lai.title() == "LAI (2018-03-01, linear)"
+    assert lai.abstract().startswith("Leaf area index (m²/m²) of the Sentinel-2 image synthesized for 2018-03-01 by "
+                                     "the linear baseline, estimated with the ESA SNAP LAI v3 network")
+    assert metadata[observed].title() == "LAI (2018-03-20)"
+    assert metadata[observed].abstract().startswith(
+        f"Leaf area index (m²/m²) of {Path(src).name} (2018-03-20), estimated with the ESA SNAP LAI v3 network. "
+        "Bands: LAI, LAI_std (1-sigma, m²/m²; 0: no reflectance std given (single image))")
+    model = QgsLayerTreeModel(project.layerTreeRoot())
+    for node in project.layerTreeRoot().findLayers():  # the tooltip shows the layer's abstract
+        layer = node.layer()
+        assert layer.abstract() == layer.metadata().abstract()
+        assert layer.abstract() in model.data(model.node2index(node), Qt.ToolTipRole)
+
+
+def test_processing_never_puts_its_layers_into_the_dialogs_group(inputs, project, tmp_path):
+    """A dialog's group "Densify 2018-03-01 linear" (add_result_layers) and a toolbox run for that date and method:
+    the run's layers go into a group of their own (of the same name) and the dialog's group keeps its layers; a
+    re-run of the algorithm onto its files reuses its own group."""
+    import processing
+    from sentinel_densify.plugin.layers import add_result_layers
+
+    params = {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1}
+    files = {k: str(tmp_path / "dialog" / f"{k}_20180301.tif") for k in ("synthesized", "uncertainty", "lai")}
+    processing.run(ALG, {**params, **{f"OUTPUT_{k.upper()}": path for k, path in files.items()}})
+    dialog_group, dialog_layers = add_result_layers(files, dt.date(2018, 3, 1), project)
+    out = {"OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"), "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif"),
+           "OUTPUT_LAI": str(tmp_path / "lai.tif")}
+    for _ in range(2):
+        processing.runAndLoadResults(ALG, {**params, **out})
+    root = project.layerTreeRoot()
+    names = ["Synthesized S2 2018-03-01 linear", "Uncertainty (mean std) 2018-03-01 linear", "LAI 2018-03-01 linear"]
+    assert tree(root) == [("Densify 2018-03-01 linear", names),
+                          ("Densify 2018-03-01 linear", names + ["LAI std 2018-03-01 linear"])]
+    assert root.children()[1] is dialog_group
+    assert [n.layer() for n in dialog_group.findLayers()] == dialog_layers
+    assert [n.layer().source() for n in root.children()[0].findLayers()] == list(out.values())
+
+
+def test_estimate_lai_loads_into_the_group_of_its_images_date(inputs, project, tmp_path):
+    """densify:estimate_lai with a temporary output (as in a model, or the toolbox's default), loaded: into the group of
+    its image's date, named as densify:synthesize's LAI ("LAI YYYY-MM-DD"), with the method of a synthesized image (the
+    group of that image); an image without a date into "Densify LAI"; never at the root of the layer tree."""
+    import processing
+    from helpers import craft
+
+    src = next(p for p in inputs["S2_LAYERS"] if "20180320" in p)
+    processing.runAndLoadResults("densify:estimate_lai", {"INPUT": src, "OUTPUT": "TEMPORARY_OUTPUT"})
+    undated = craft(Path(src), tmp_path / "image.tif", drop_tags=("ACQUISITION_DATETIME",))
+    processing.runAndLoadResults("densify:estimate_lai", {"INPUT": str(undated), "OUTPUT": "TEMPORARY_OUTPUT"})
+    synth = processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 2, "OUTPUT_LAI": None,
+                                               "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                                               "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
+    processing.runAndLoadResults("densify:estimate_lai", {"INPUT": synth["OUTPUT_SYNTHESIZED"],
+                                                          "UNCERTAINTY": synth["OUTPUT_UNCERTAINTY"],
+                                                          "OUTPUT": "TEMPORARY_OUTPUT"})
+    root = project.layerTreeRoot()
+    assert tree(root) == [
+        ("Densify 2018-03-01 nearest", ["Synthesized S2 2018-03-01 nearest",
+                                        "Uncertainty (mean std) 2018-03-01 nearest", "LAI 2018-03-01 nearest"]),
+        ("Densify LAI", ["LAI (LAI, std, flags)"]), ("Densify 2018-03-20", ["LAI 2018-03-20"])]
+    assert [n.itemVisibilityChecked() for n in root.children()[0].findLayers()] == [True, False, False]
+    assert {n.layer().renderer().type() for n in root.findLayers()[2:]} == {"singlebandpseudocolor"}
+    assert day_of(root.findGroup("Densify 2018-03-20").findLayers()[0].layer()) == dt.date(2018, 3, 20)
+
+
+def test_an_intermediate_estimate_lai_in_a_model_loads_nothing(inputs, project, tmp_path):
+    """A model: synthesize -> estimate_lai -> gdal:buildvirtualraster, whose outputs are the synthesized image and the
+    VRT: the LAI, an intermediate step's output, is not loaded (QGIS gives it a temporary file it does not load), nor
+    any group for it; the synthesized image loads into its dated group."""
+    import processing
+    from qgis.core import (
+        QgsProcessing,
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterMultipleLayers,
+    )
+    from qgis.core import QgsProcessingModelChildParameterSource as Source
+
+    def output(child: QgsProcessingModelChildAlgorithm, name: str, of: str) -> None:
+        out = QgsProcessingModelOutput(name)
+        out.setChildId(child.childId())
+        out.setChildOutputName(of)
+        child.setModelOutputs({name: out})
+
+    model = QgsProcessingModelAlgorithm("lai_vrt", "test")
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("s2", "S2", QgsProcessing.TypeRaster),
+                            QgsProcessingModelParameter("s2"))
+    synth = QgsProcessingModelChildAlgorithm(ALG)
+    synth.setChildId("synthesize")
+    synth.addParameterSources("S2_LAYERS", [Source.fromModelParameter("s2")])
+    for key, value in {"TARGET_DATE": "2018-03-01", "METHOD": 1, "OUTPUT_LAI": None}.items():
+        synth.addParameterSources(key, [Source.fromStaticValue(value)])
+    output(synth, "synthesized", "OUTPUT_SYNTHESIZED")
+    lai = QgsProcessingModelChildAlgorithm("densify:estimate_lai")
+    lai.setChildId("lai")
+    lai.addParameterSources("INPUT", [Source.fromChildOutput("synthesize", "OUTPUT_SYNTHESIZED")])
+    lai.addParameterSources("UNCERTAINTY", [Source.fromChildOutput("synthesize", "OUTPUT_UNCERTAINTY")])
+    vrt = QgsProcessingModelChildAlgorithm("gdal:buildvirtualraster")
+    vrt.setChildId("vrt")
+    vrt.addParameterSources("INPUT", [Source.fromChildOutput("lai", "OUTPUT")])
+    output(vrt, "vrt", "OUTPUT")
+    for child in (synth, lai, vrt):
+        model.addChildAlgorithm(child)
+    model.updateDestinationParameters()
+    res = processing.runAndLoadResults(model, {"s2": inputs["S2_LAYERS"], "vrt:vrt": str(tmp_path / "lai.vrt"),
+                                               "synthesize:synthesized": str(tmp_path / "s.tif")})
+    assert res["vrt:vrt"] == str(tmp_path / "lai.vrt")
+    assert sorted(lyr.source() for lyr in project.mapLayers().values()) == [str(tmp_path / "lai.vrt"),
+                                                                           str(tmp_path / "s.tif")]
+    assert [g.name() for g in project.layerTreeRoot().findGroups()] == ["Densify 2018-03-01 linear"]
+
+
+def test_a_constant_lai_std_is_styled_without_a_gdal_error(inputs, qgis_app, tmp_path):
+    """An LAI without uncertainty (densify:estimate_lai with no UNCERTAINTY) has an LAI_std of 0 everywhere: its ramp
+    (style_lai_std) comes from the band's statistics, not from a histogram, on which GDAL logs "ERROR 5: ... dfMax
+    should be strictly greater than dfMin"."""
+    import processing
+    from osgeo import gdal
+    from qgis.core import QgsRasterLayer
+    from sentinel_densify.plugin.layers import style_lai_std
+
+    src = next(p for p in inputs["S2_LAYERS"] if "20180320" in p)
+    path = processing.run("densify:estimate_lai", {"INPUT": src, "OUTPUT": str(tmp_path / "lai.tif")})["OUTPUT"]
+    std = on_disk(path, 2)
+    assert np.nanmax(std) == np.nanmin(std) == 0
+    layer = QgsRasterLayer(path, "LAI std", "gdal")  # opening it, QGIS's own default stretch: not the plugin's
+    errors = []
+    gdal.PushErrorHandler(lambda _level, number, message: errors.append((number, message)))
+    try:
+        style_lai_std(layer)
+    finally:
+        gdal.PopErrorHandler()
+    assert errors == []
+    renderer = layer.renderer()
+    assert renderer.type() == "singlebandpseudocolor" and renderer.classificationMin() == 0
+    assert renderer.classificationMax() == pytest.approx(0, abs=1e-5)

@@ -14,9 +14,12 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..layers import source_path, style_lai, temporal_date
+from ...core.request import OUTPUT_KINDS
+from ..layers import LAYERS, group_name, run_label, source_path, temporal_date
 from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
 from .styling import style_on_load
+
+GROUP = "Densify LAI"  # where a loaded LAI of an image without a date goes
 
 HELP = """Leaf area index from a Sentinel-2 L2A image with ESA SNAP's LAI network (v3, as in SNAP's \
 Biophysical Processor): 8 bands (B03 B04 B05 B06 B07 B8A B11 B12, found by band description) and \
@@ -34,8 +37,11 @@ pixels it touches, on the input's pixel edges.
 <b>Output</b>: a 3-band GeoTIFF on the input grid (the extent's part of it when one is given): \
 LAI (m2/m2), LAI std (propagated from the uncertainty when given; 0 otherwise, since a single image \
 carries no reflectance std), and quality flags (1 input outside the definition domain, 2/4 output \
-below/above the valid range, 8 invalid input). Loaded, it is styled (0-8 green ramp, m²/m²) and dated \
-with the input's acquisition; written onto a file already loaded in the project, that layer shows the new file."""
+below/above the valid range, 8 invalid input). Loaded, it is styled (0-8 green ramp, m²/m²), described \
+(Layer Properties > Metadata) and dated with the input's acquisition, into that date's group as \
+densify:synthesize's outputs ("Densify YYYY-MM-DD", with the method of a synthesized image: the group of the \
+image it was estimated from), else into a group "Densify LAI"; written onto a file already loaded in the project, \
+that layer shows the new file. A model's intermediate LAI (not one of the model's outputs) is not loaded."""
 
 
 class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
@@ -49,6 +55,7 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         self._path = ""
         self._std_path: str | None = None
         self._date: dt.date | None = None
+        self._method = ""  # the method that synthesized the input (a Densify output's METHOD tag), else ""
         self._extent: tuple[tuple[float, float, float, float] | None, str | None] = (None, None)
 
     def name(self) -> str:
@@ -95,8 +102,10 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         with core_errors(feedback):
             from ...core.inventory import describe
 
-            when = temporal_date(layer) or describe(self._path).when  # the LAI layer gets the image's date
+            info = describe(self._path)
+        when = temporal_date(layer) or info.when  # the LAI layer gets the image's date
         self._date = when.date() if when is not None else None
+        self._method = info.tags.get("METHOD", "") if info.output_kind == "synthesized" else ""
         return True
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
@@ -110,7 +119,13 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
                             extent=self._extent[0], extent_crs=self._extent[1], warnings=warnings)
         for warning in warnings:
             feedback.pushWarning(warning)
-        style_on_load(context, str(path), style_lai, self._date)
+        day = self._date
+        title, style, role = LAYERS["lai"][0]
+        label = run_label({}, day, self._method) if day else ""
+        name = title.format(date=f"{day:%Y-%m-%d}") + label if day else ""
+        style_on_load(context, str(path), style, day, group_name(day, label) if day else GROUP,
+                      OUTPUT_KINDS.index("lai"), (self.parameterDefinition(self.OUTPUT).description(), name), role,
+                      self._method)
         return {self.OUTPUT: str(path)}
 
 

@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, group_name, source_path, temporal_date
+from ..layers import LAYERS, group_name, run_label, source_path, temporal_date
 from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
 from .styling import drop_from_load, style_on_load
 
@@ -45,11 +45,12 @@ a CUDA GPU when ONNX Runtime offers one.
 <b>Outputs</b>: the synthesized reflectance (one band per S2 band), the uncertainty (per-band \
 standard deviation) and the LAI (LAI, LAI std and quality flags, ESA SNAP network); leave the \
 LAI output unset to skip it. MODE tells gap-filling, forecasting or backcasting. Loaded outputs \
-go into a group "Densify YYYY-MM-DD" as the dialog's: the synthesized image shown on top, the \
+go into a group "Densify YYYY-MM-DD method" as the dialog's: the synthesized image shown on top, the \
 uncertainty and LAI below it, hidden, one click away; styled (true colour, uncertainty and LAI \
-ramps), dated (their temporal range is the target date) and named with the date (e.g. "Synthesized \
-S2 YYYY-MM-DD"; a name given to an output, as a model's, is kept). Outputs written onto files \
-already loaded in the project replace them: those layers show the new files."""
+ramps), dated (their temporal range is the target date), described (Layer Properties > Metadata: what the layer \
+is, how it was made, its units) and named with the date and method (e.g. "Synthesized S2 YYYY-MM-DD linear"; \
+"model" for the bundled model, a model file's name otherwise; a name given to an output, as a model's, is kept). \
+Outputs written onto files already loaded in the project replace them: those layers show the new files."""
 
 
 class SynthesisAlgorithm(QgsProcessingAlgorithm):
@@ -183,12 +184,14 @@ class SynthesizeAlgorithm(SynthesisAlgorithm):
         for warning in result.warnings:
             feedback.pushWarning(warning)
         day = request.target_date
+        label = run_label(result.outputs, day, result.method)  # the method, as the dialog's names
         for order, (kind, key) in enumerate(self.OUT.items()):  # LAYERS' order: the image on top
             path = str(request.output_path(kind))
             if kind in result.outputs:
-                title, style = LAYERS[kind][0]  # one layer per output file
-                style_on_load(context, result.outputs[kind], style, day, group_name(day), order,
-                              (self.parameterDefinition(key).description(), title.format(date=f"{day:%Y-%m-%d}")))
+                title, style, role = LAYERS[kind][0]  # one layer per output file
+                style_on_load(context, result.outputs[kind], style, day, group_name(day, label), order,
+                              (self.parameterDefinition(key).description(),
+                               title.format(date=f"{day:%Y-%m-%d}") + label), role)
             elif key in parameters and parameters[key]:  # asked for, not produced (e.g. LAI without its bands)
                 drop_from_load(context, path)
         feedback.pushInfo(f"{result.mode}: {result.method} ({result.provider}), {result.seconds:.1f} s")

@@ -19,7 +19,7 @@ from qgis.core import (
 
 from ...core.dates import every
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, common_limits, group_name, styles_of
+from ..layers import LAYERS, common_limits, group_name, run_label, styles_of
 from .alg_synthesize import SynthesisAlgorithm
 from .feedback import core_errors, core_feedback
 from .styling import load_on_completion
@@ -32,8 +32,8 @@ inputs are checked and read once for all the dates, so a series runs faster than
 uncertainty_YYYYMMDD.tif and, with ESTIMATE_LAI, lai_YYYYMMDD.tif (files of those names are replaced). Every \
 date is checked before any is computed, and no file is written until all dates are complete: a \
 cancel leaves none. With LOAD_OUTPUTS, each date's layers are added to the project in a group \
-"Densify YYYY-MM-DD", styled and dated for the Temporal Controller: the true colour and the uncertainty \
-of all the dates share one stretch (2-98 % of all the dates' values), so that a colour means the same \
+"Densify YYYY-MM-DD method", styled, described and dated for the Temporal Controller: the true colour and the \
+uncertainty of all the dates share one stretch (2-98 % of all the dates' values), so that a colour means the same \
 value on every date. A re-run into the same folder reuses the groups and its layers show the new files. \
 Not in a model whose outputs do not \
 include OUTPUT (an intermediate step, like QGIS's own algorithms' outputs), and batch rows can untick it. The \
@@ -112,7 +112,7 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         for result in results:
             feedback.pushInfo(f"{result.target_date}: {result.mode}")
             if load:
-                self.load(context, result.outputs, result.target_date, limits)
+                self.load(context, result.outputs, result.target_date, limits, result.method)
         feedback.pushInfo(f"{len(results)} date(s) with {results[0].method} ({results[0].provider}), "
                           f"{results[0].seconds:.1f} s")  # never empty: the first date is always one
         out = {key: [r.outputs[kind] for r in results if kind in r.outputs] for kind, (key, _) in self.LISTS.items()}
@@ -121,13 +121,16 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         out["MODES"] = ",".join(r.mode for r in results)
         return out
 
-    def load(self, context: QgsProcessingContext, outputs: dict[str, str], day, limits: dict | None = None) -> None:
-        """Each output of a date loaded on completion into the date's group, in the dialog's order; the true
-        colour and uncertainty on the series' common `limits` (see common_limits)."""
+    def load(self, context: QgsProcessingContext, outputs: dict[str, str], day, limits: dict | None = None,
+             method: str = "") -> None:
+        """Each output of a date loaded on completion into the date's group, in the dialog's order, named with the date
+        and `method` (see run_label); the true colour and uncertainty on the series' common `limits` (see
+        common_limits)."""
+        label = run_label(outputs, day, method)
         for order, kind in enumerate(k for k in LAYERS if k in outputs):
-            title, style = styles_of(kind, limits)[0]  # one layer per output file, as in densify:synthesize
-            load_on_completion(context, outputs[kind], title.format(date=f"{day:%Y-%m-%d}"), self.LISTS[kind][0],
-                               style, day, group_name(day), order)
+            title, style, role = styles_of(kind, limits)[0]  # one layer per output file, as in densify:synthesize
+            load_on_completion(context, outputs[kind], title.format(date=f"{day:%Y-%m-%d}") + label,
+                               self.LISTS[kind][0], style, day, group_name(day, label), order, role)
 
 
 def _intermediate(value) -> bool:

@@ -22,7 +22,7 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
-from ..layers import set_temporal
+from ..layers import set_metadata, set_temporal
 
 # post-processors alive until QGIS has used them: QGIS does not own the Python objects
 _KEEP: dict[str, StyleOnLoad] = {}
@@ -30,13 +30,15 @@ _KEEP: dict[str, StyleOnLoad] = {}
 
 class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     """Opens the layer's file anew (see `reopen`), applies a style function (plugin/layers.py) and, with a
-    date, the layer's temporal range; with a group, moves the layer into that group (see `into_group`) at
-    position `order` among the group's layers."""
+    date, the layer's temporal range; with a role (see layers.about), its metadata from its file's tags (`method`:
+    the synthesis method when they do not say it); with a group, moves the layer into that group (see `into_group`)
+    at position `order` among the group's layers."""
 
     def __init__(self, style: Callable[[QgsRasterLayer], None], date: dt.date | None = None,
-                 group: str = "", order: int = 0):
+                 group: str = "", order: int = 0, role: str = "", method: str = ""):
         super().__init__()
         self.style, self.date, self.group, self.order = style, date, group, order
+        self.role, self.method = role, method
 
     def postProcessLayer(self, layer: QgsMapLayer, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> None:
@@ -48,6 +50,8 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
         self.style(layer)
         if self.date is not None:
             set_temporal(layer, self.date)
+        if self.role:
+            set_metadata(layer, self.role, self.date, self.method)
         if self.group and context.project() is not None:
             into_group(context.project(), layer, self.group, self.order)
         layer.triggerRepaint()
@@ -63,7 +67,7 @@ def reopen(layer: QgsRasterLayer, context: QgsProcessingContext) -> None:
 
 
 ORDER = "densify/order"
-GROUP = "densify/group"  # a group made by into_group
+GROUP = "densify/group"  # a group made by into_group: the only groups it puts layers into (never the dialog's)
 
 
 def _order(node: QgsLayerTreeNode) -> int:
@@ -72,9 +76,10 @@ def _order(node: QgsLayerTreeNode) -> int:
 
 def into_group(project: QgsProject, layer: QgsMapLayer, name: str, order: int) -> None:
     """Move the layer's node into group `name`: the group it is in already (a re-run onto the same files), else
-    the group of that name beside it, or beside the group made here that it is in (a re-run for another date),
-    made at the top when missing; placed before the group's layers of a higher order, and shown only when it
-    is the group's top layer (the layers below it then hidden). A group made here that this leaves empty goes."""
+    the group of that name made here (marked GROUP: a dialog's group of that name is left alone) beside it, or beside
+    the group made here that it is in (a re-run for another date or method), made at the top when missing; placed
+    before the group's layers of a higher order, and shown only when it is the group's top layer (the layers below it
+    then hidden). A group made here that this leaves empty goes."""
     node = project.layerTreeRoot().findLayer(layer.id())
     parent = node.parent() if node is not None else None
     if parent is None:
@@ -83,7 +88,8 @@ def into_group(project: QgsProject, layer: QgsMapLayer, name: str, order: int) -
         group = parent
     else:
         home = parent.parent() if parent.customProperty(GROUP, False) and parent.parent() is not None else parent
-        group = next((g for g in home.children() if QgsLayerTree.isGroup(g) and g.name() == name), None)
+        group = next((g for g in home.children() if QgsLayerTree.isGroup(g) and g.name() == name
+                      and g.customProperty(GROUP, False)), None)
         if group is None:
             group = home.insertGroup(0, name)
             group.setCustomProperty(GROUP, True)
@@ -105,13 +111,14 @@ def into_group(project: QgsProject, layer: QgsMapLayer, name: str, order: int) -
 
 def style_on_load(context: QgsProcessingContext, path: str, style: Callable[[QgsRasterLayer], None],
                   date: dt.date | None = None, group: str = "", order: int = 0,
-                  names: tuple[str, str] = ("", "")) -> None:
+                  names: tuple[str, str] = ("", ""), role: str = "", method: str = "") -> None:
     """Style output `path` when QGIS loads it on completion (nothing when it will not be loaded); with a
-    group, into that group at `order` (see StyleOnLoad). `names`: (QGIS's default name for the output, i.e.
-    its parameter's description; the name to give instead); a name a model or the user chose stays."""
+    group, into that group at `order`; with a role, its metadata (see StyleOnLoad). `names`: (QGIS's default name for
+    the output, i.e. its parameter's description; the name to give instead); a name a model or the user chose
+    stays."""
     if not path or not context.willLoadLayerOnCompletion(path):
         return
-    processor = StyleOnLoad(style, date, group, order)
+    processor = StyleOnLoad(style, date, group, order, role, method)
     _KEEP[path] = processor
     details = context.layerToLoadOnCompletionDetails(path)
     default, name = names
@@ -122,12 +129,13 @@ def style_on_load(context: QgsProcessingContext, path: str, style: Callable[[Qgs
 
 
 def load_on_completion(context: QgsProcessingContext, path: str, name: str, output: str,
-                       style: Callable[[QgsRasterLayer], None], date: dt.date, group: str, order: int) -> None:
-    """Load a file the algorithm wrote (not a destination parameter's) on completion, styled, dated and
-    put into `group` at `order` (see StyleOnLoad)."""
+                       style: Callable[[QgsRasterLayer], None], date: dt.date, group: str, order: int,
+                       role: str = "") -> None:
+    """Load a file the algorithm wrote (not a destination parameter's) on completion, styled, dated, described
+    (`role`) and put into `group` at `order` (see StyleOnLoad)."""
     if context.project() is None:
         return
-    processor = StyleOnLoad(style, date, group, order)
+    processor = StyleOnLoad(style, date, group, order, role)
     _KEEP[path] = processor
     details = QgsProcessingContext.LayerDetails(name, context.project(), output)
     details.forceName = True
