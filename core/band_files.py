@@ -5,6 +5,9 @@ R20m/..._B05_20m.jp2, ...). `combine` groups the band files of one tile and acqu
 virtual raster (a GDAL VRT kept in memory, /vsimem/sentinel_densify/...): each band from its finest
 file, the 20 m and 60 m ones brought to the finest grid by nearest neighbour (as ESA's own 10 m
 products do), with the product's reflectance offset from its MTD_MSIL2A.xml / MTD_MSIL1C.xml.
+An acquisition exported as several multi-band files with named bands (a 10 m file of B02, B03, B04, B08 and a
+20 m one of B05 ... B12, as SNAP or Earth Engine write them) is combined the same way (`split_images`), read as
+its files are (their own tags and scaling).
 """
 
 from __future__ import annotations
@@ -74,6 +77,30 @@ def band_of(path: str, bands: list[str]) -> str:
     return f"B{m.group(1).upper()}" if m else ""
 
 
+def held_bands(info) -> dict[str, int]:
+    """The Sentinel-2 bands (S2_BANDS) a part of an acquisition holds, each with its band number in the file: a
+    band file's one band, a multi-band image's bands named by their descriptions (or the band order)."""
+    if info.band_file:
+        return {info.band_file: 1} if info.band_file in S2_BANDS else {}
+    held: dict[str, int] = {}
+    for k, band in enumerate(info.bands, start=1):
+        if band in S2_BANDS:
+            held.setdefault(band, k)
+    return held
+
+
+def split_images(infos: list) -> list:
+    """The multi-band S2 images that hold only some of the bands (a 10 m file of B02, B03, B04, B08 and a 20 m
+    one of the others, as SNAP or Earth Engine export them) when another file of their acquisition (same tile
+    and time, `_key`) holds bands they lack: `combine` reads them together, as it does band files."""
+    partial = [i for i in infos if i.sensor == "S2" and not i.problems and not i.product and i.grid is not None
+               and i.when is not None and 0 < len(held_bands(i)) < len(S2_BANDS)]
+    by_key: dict[tuple, list] = {}
+    for i in partial + [i for i in infos if i.band_file and i.grid is not None and i.when is not None]:
+        by_key.setdefault(_key(i), []).append(i)
+    return [i for i in partial if any(set(held_bands(o)) - set(held_bands(i)) for o in by_key[_key(i)] if o is not i)]
+
+
 @dataclass
 class _Group:
     key: tuple[str, dt.datetime]
@@ -90,57 +117,165 @@ def _key(info) -> tuple[str, dt.datetime]:
     return (m.group(1) if m else "", info.when.replace(microsecond=0))
 
 
+def same_acquisition(a, b) -> bool:
+    """Whether two dated files are of one acquisition as `combine` groups them (tile in the name, time)."""
+    return _key(a) == _key(b)
+
+
+STACK_THEM = ("stack the bands into one file yourself (gdalbuildvrt -separate, after gdalwarp onto one grid if "
+              "need be) or export all bands as one file")
+
+
 def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]:
-    """The S2 images (RasterInfo of in-memory VRTs) the band files make, one per tile and time; a
-    problem for each acquisition that lacks bands or whose files disagree on the grid; warnings."""
+    """The S2 images (RasterInfo of in-memory VRTs) that band files and split multi-band images (`split_images`)
+    make, one per tile and time; a problem for each acquisition that lacks bands, holds one in two multi-band
+    files, or whose files disagree on the grid (or, multi-band, on the scaling); warnings."""
     groups: dict[tuple, _Group] = {}
     for info in band_infos:
         key = _key(info)
         groups.setdefault(key, _Group(key)).files.append(info)
-    images, problems, assumed = [], [], []
+    images, problems, assumed, whole, split = [], [], [], [], []
     for g in groups.values():
-        chosen: dict[str, object] = {}
-        for info in g.files:
-            band = band_of(info.path, info.bands)
-            if band in S2_BANDS and (band not in chosen or info.grid.res < chosen[band].grid.res):
-                chosen[band] = info
-        names = short_list(sorted(i.name for i in g.files))
-        missing = [b for b in S2_BANDS if b not in chosen]
-        if missing:
-            problems.append(Problem(g.files[0].path if len(g.files) == 1 else None,
-                                    f"the band files of {g.label} ({names}) lack band(s) {', '.join(missing)}: "
-                                    "give every band of the acquisition (e.g. the R10m and R20m folders, or "
-                                    "the whole .SAFE product)"))
+        chosen, problem = _group_bands(g)
+        if problem is not None:
+            problems.append(problem)
             continue
-        files = [chosen[b] for b in S2_BANDS]
-        ref = min(files, key=lambda i: i.grid.res)
-        off = [i.name for i in files if i.grid.crs_wkt != ref.grid.crs_wkt
-               or max(abs(a - b) for a, b in zip(i.grid.bounds, ref.grid.bounds, strict=True)) > ref.grid.res / 2]
-        if off:
-            problems.append(Problem(None, f"the band files of {g.label} do not cover the same area "
-                                    f"({', '.join(off)} differ from {ref.name})"))
-            continue
-        tags, how = product_tags(files[0].path, g.key[1])
-        tags.update(granule_angles(files[0].path), ACQUISITION_DATETIME=f"{g.key[1]:%Y-%m-%dT%H:%M:%SZ}")
-        if how == "assumed":
-            assumed.append(g.label)
-        path = write_vrt(f"{g.label}_bands.vrt", files, ref, tags, S2_BANDS)
+        multi = [i for i in g.files if not i.band_file]  # multi-band images among the parts
+        sources = [chosen[b] for b in S2_BANDS]
+        bands, scaling = list(S2_BANDS), None
+        if multi:
+            tags, scaling = _split_tags(multi, g.key[1]), _band_scaling(multi[0])
+            mask = min((i for i in multi if i.mask_band), key=lambda i: i.grid.res, default=None)
+            if mask is not None:  # an SCL (or cloud probability) exported along: the image's mask band, as it was
+                sources.append((mask, mask.mask_band))
+                bands.append(mask.descriptions[mask.mask_band - 1] or "SCL")
+        else:
+            tags, how = product_tags(sources[0][0].path, g.key[1])
+            tags.update(granule_angles(sources[0][0].path), ACQUISITION_DATETIME=f"{g.key[1]:%Y-%m-%dT%H:%M:%SZ}")
+            if how == "assumed":
+                assumed.append(g.label)
+        parts = list({id(i): i for i, _ in sources[:len(S2_BANDS)]}.values())  # each file once, in band order
+        ref = min(parts, key=lambda i: i.grid.res)
+        path = write_vrt(f"{g.label}_bands.vrt", [i for i, _ in sources], ref, tags, bands,
+                         source_bands=[k for _, k in sources], scaling=scaling)
         image = describe(path, sensor="S2", when=g.key[1])
-        image.made_of(files)
+        image.made_of(parts)
         image.tags["BAND_FILES"] = ", ".join(image.files)
         images.append(image)
+        if multi:
+            split.append(" + ".join(i.name for i in parts))
+        else:
+            whole.append(image.name)
+    return images, problems, _combine_warnings(whole, split, assumed)
+
+
+def _group_bands(g: _Group) -> tuple[dict[str, tuple], Problem | None]:
+    """The S2 bands of an acquisition's files (`_choose`), or the problem that keeps them from making one image:
+    a band in two multi-band files, bands missing, files in other CRSs or on other areas, multi-band files
+    scaled differently."""
+    chosen, twice = _choose(g.files)
+    names = short_list(sorted(i.name for i in g.files))
+    multi = [i for i in g.files if not i.band_file]
+    what, stack = ("S2 files", f": {STACK_THEM}") if multi else ("band files", "")
+    if twice:
+        held = "; ".join(f"{', '.join(bands)} {'is' if len(bands) == 1 else 'are'} in {' and '.join(holders)}"
+                         for holders, bands in twice.items())
+        return chosen, Problem(None, f"the {what} of {g.label} ({names}) are parts of one acquisition, but {held}: "
+                               f"give each band once, or {STACK_THEM}")
+    if missing := [b for b in S2_BANDS if b not in chosen]:
+        how = "e.g. the 10 m and 20 m files" if multi else "e.g. the R10m and R20m folders, or the whole .SAFE product"
+        return chosen, Problem(g.files[0].path if len(g.files) == 1 else None,
+                               f"the {what} of {g.label} ({names}) lack band(s) {', '.join(missing)}: give every "
+                               f"band of the acquisition ({how})")
+    parts = list({id(chosen[b][0]): chosen[b][0] for b in S2_BANDS}.values())
+    ref = min(parts, key=lambda i: i.grid.res)
+    other_crs, off = _misfits(parts, ref)
+    if other_crs:
+        return chosen, Problem(None, f"the {what} of {g.label} are in different coordinate systems "
+                               f"({', '.join(other_crs)} differ from {ref.name}){stack}")
+    if off:
+        return chosen, Problem(None, f"the {what} of {g.label} do not cover the same area "
+                               f"({', '.join(off)} differ from {ref.name}){stack}")
+    if multi and (unlike := _read_unlike(multi)):
+        return chosen, Problem(None, f"the {what} of {g.label} are not read alike ({unlike}): export them with one "
+                               f"data type and scaling, or {STACK_THEM}")
+    return chosen, None
+
+
+def _combine_warnings(whole: list[str], split: list[str], assumed: list[str]) -> list[str]:
+    """What `combine` did: acquisitions read from band files or from several multi-band files, offsets assumed."""
     warnings = []
-    if images:
-        warnings.append(f"{len(images)} S2 acquisition(s) given as band files are read as one image each "
-                        f"({short_list([i.name for i in images])}): the 20 m and 60 m bands at the finest "
-                        "band's resolution, by nearest neighbour")
+    if whole:
+        warnings.append(f"{len(whole)} S2 acquisition(s) given as band files are read as one image each "
+                        f"({short_list(whole)}): the 20 m and 60 m bands at the finest band's resolution, by "
+                        "nearest neighbour")
+    if split:
+        warnings.append(f"{len(split)} S2 acquisition(s) given as several multi-band files are read as one image "
+                        f"each ({short_list(split)}): the bands of the coarser files at the finest file's "
+                        "resolution, by nearest neighbour")
     if assumed:
         warnings.append(f"no product metadata (MTD_MSIL2A.xml / MTD_MSIL1C.xml or a .SAFE name) above the band "
                         f"files of {len(assumed)} acquisition(s) ({short_list(assumed)}): their reflectance "
                         f"offset is assumed from the date (-1000 DN from {OFFSET_SINCE:%Y-%m-%d}, processing "
                         "baseline 04.00, else 0); "
                         "keep the files in their .SAFE folder to read it")
-    return images, problems, warnings
+    return warnings
+
+
+def _choose(files: list) -> tuple[dict[str, tuple], dict[tuple[str, ...], list[str]]]:
+    """Each S2 band of an acquisition's files as (file, band number), from its finest file (ESA ships the 10 m
+    bands at 20 and 60 m too); and the bands that two multi-band files both hold, by the files holding them."""
+    chosen: dict[str, tuple] = {}
+    holders: dict[str, list[str]] = {}
+    for info in files:
+        for band, k in held_bands(info).items():
+            if not info.band_file:
+                holders.setdefault(band, []).append(info.name)
+            if band not in chosen or info.grid.res < chosen[band][0].grid.res:
+                chosen[band] = (info, k)
+    twice: dict[tuple[str, ...], list[str]] = {}
+    for band, names in holders.items():
+        if len(names) > 1:
+            twice.setdefault(tuple(names), []).append(band)
+    return chosen, twice
+
+
+def _misfits(files: list, ref) -> tuple[list[str], list[str]]:
+    """The names of the files in another CRS than `ref` (the finest), and of those that do not cover its extent
+    to within half a pixel of the coarser of the two (a larger one is read on `ref`'s grid, the rest left out)."""
+    crs = [i.name for i in files if i.grid.crs_wkt != ref.grid.crs_wkt]
+    off = []
+    for i in files:
+        tol = max(i.grid.res, ref.grid.res) / 2
+        (left, bottom, right, top), (r_left, r_bottom, r_right, r_top) = i.grid.bounds, ref.grid.bounds
+        if i.name not in crs and (left > r_left + tol or bottom > r_bottom + tol or right < r_right - tol
+                                  or top < r_top - tol):
+            off.append(i.name)
+    return crs, off
+
+
+def _read_unlike(files: list) -> str:
+    """'' when multi-band files are read alike (data type, nodata, reflectance scale and offset), else how each
+    is read."""
+    if len({(i.dtype, repr(i.nodata), i.scale, i.offset) for i in files}) == 1:
+        return ""
+    return "; ".join(f"{i.name}: {i.dtype}, nodata {i.nodata}, reflectance = value x {i.scale:g} + {i.offset:g}"
+                     for i in files)
+
+
+def _split_tags(files: list, when: dt.datetime) -> dict[str, str]:
+    """The tags of an acquisition made of multi-band files: theirs, the finest file's first where they differ."""
+    tags: dict[str, str] = {}
+    for info in sorted(files, key=lambda i: i.grid.res):
+        for key, value in info.tags.items():
+            tags.setdefault(key, value)
+    tags.setdefault("ACQUISITION_DATETIME", f"{when:%Y-%m-%dT%H:%M:%SZ}")
+    return tags
+
+
+def _band_scaling(info) -> tuple[float, float] | None:
+    """(scale, offset) of a file scaled by its bands' GDAL scale and offset (carried into the VRT), else None."""
+    return (info.scale, info.offset) if info.scale_from == "band scale" else None
 
 
 def product_tags(band_path: str, when: dt.datetime) -> tuple[dict[str, str], str]:
@@ -230,26 +365,31 @@ def _mtd_tags(mtd: bytes, level: str) -> dict[str, str] | None:
     return _tags(level, offsets.pop() if offsets else 0.0, quant or 10000.0)
 
 
-def write_vrt(name: str, files: list, ref, tags: dict[str, str], bands: list[str]) -> str:
-    """An in-memory VRT stacking one-band files (RasterInfo) on `ref`'s grid, band n named bands[n]; its
-    /vsimem path."""
+def write_vrt(name: str, files: list, ref, tags: dict[str, str], bands: list[str],
+              source_bands: list[int] | None = None, scaling: tuple[float, float] | None = None) -> str:
+    """An in-memory VRT stacking bands of files (RasterInfo; band source_bands[n] of files[n], default 1) on
+    `ref`'s grid, band n named bands[n], with the GDAL band scale and offset `scaling` when given; its /vsimem
+    path."""
     from rasterio.dtypes import dtype_rev, typename_fwd
     from rasterio.io import MemoryFile
 
     g = ref.grid
     t = g.transform
     meta = "".join(f'<MDI key="{escape(k)}">{escape(v)}</MDI>' for k, v in tags.items())
+    scale = f"<Offset>{scaling[1]!r}</Offset><Scale>{scaling[0]!r}</Scale>" if scaling else ""
     vrt_bands = []
-    for n, (band, info) in enumerate(zip(bands, files, strict=True), start=1):
+    for n, (band, info, source) in enumerate(zip(bands, files, source_bands or [1] * len(files), strict=True),
+                                             start=1):
         s = info.grid
         x_off, y_off = (s.transform.c - t.c) / t.a, (s.transform.f - t.f) / t.e
         x_size, y_size = s.width * s.transform.a / t.a, s.height * s.transform.e / t.e
         nodata = f"<NoDataValue>{info.nodata:g}</NoDataValue>" if info.nodata is not None else ""
         gdal_type = typename_fwd[dtype_rev[info.dtype]]
         vrt_bands.append(
-            f'<VRTRasterBand dataType="{gdal_type}" band="{n}"><Description>{band}</Description>{nodata}'
-            f'<SimpleSource resampling="nearest"><SourceFilename relativeToVRT="0">{escape(info.path)}</SourceFilename>'
-            f'<SourceBand>1</SourceBand><SrcRect xOff="0" yOff="0" xSize="{s.width}" ySize="{s.height}"/>'
+            f'<VRTRasterBand dataType="{gdal_type}" band="{n}"><Description>{escape(band)}</Description>{nodata}'
+            f'{scale}<SimpleSource resampling="nearest"><SourceFilename relativeToVRT="0">{escape(info.path)}'
+            f'</SourceFilename><SourceBand>{source}</SourceBand>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{s.width}" ySize="{s.height}"/>'
             f'<DstRect xOff="{x_off:.6f}" yOff="{y_off:.6f}" xSize="{x_size:.6f}" ySize="{y_size:.6f}"/>'
             "</SimpleSource></VRTRasterBand>")
     xml = (f'<VRTDataset rasterXSize="{g.width}" rasterYSize="{g.height}"><SRS>{escape(g.crs_wkt)}</SRS>'

@@ -13,7 +13,8 @@ from .progress import Feedback
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s2", required=True, metavar="PATH",
                         help="Sentinel-2 L2A image: a raster file, or one acquisition's .SAFE product (folder "
-                             "or .zip) or one of its band files: the acquisition's band files are read as one image")
+                             "or .zip) or one of its band files: the acquisition's band files are read as one image; "
+                             "so are the files of a date exported as a 10 m and a 20 m file, given one of them")
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="output GeoTIFF (bands LAI, LAI_std, flags)")
     parser.add_argument("--std", metavar="FILE", default=None,

@@ -60,6 +60,8 @@ class RasterInfo:
     product: str = ""  # a GDAL SENTINEL2 subdataset's product folder: a run reads its band files
     polarization: str = ""  # VV or VH of a one-polarization S1 file (`build` combines each acquisition's)
     date_source: str = ""  # where `when` came from: given, metadata, file name, product, TIFFTAG_DATETIME
+    offset_untold: bool = False  # S2 integer DN dated from 2022-01-25 that no tag or GDAL band offset offsets
+    # (processing baseline 04.00 adds 1000 DN): `offset_warnings` reads whether it looks offset
     notes: list[str] = field(default_factory=list)  # warnings about a guess made for this file (not naming it;
     # `build` groups the files of one note into one warning)
 
@@ -202,6 +204,7 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
 
     if info.sensor == "S2":
         _describe_s2(info, count, band_order, band_scaling)
+        info.offset_untold = _offset_untold(info, band_scaling[1])
     elif info.sensor == "S1":
         _describe_s1(info, count)
     elif info.sensor == "MASK":
@@ -243,12 +246,31 @@ def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
             raise InputError(Problem(path, f"holds {len(inv.s2)} Sentinel-2 acquisitions "
                                            f"({short_list([i.name for i in inv.s2])}): give one"))
         return inv.s2[0]
-    info = describe(path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
+    info = describe(path, sensor="S2", band_order=band_order)  # dated if it can be (the offset check), or not
+    info.problems = [p for p in info.problems if not p.startswith("no acquisition date")]
+    info.notes = [n for n in info.notes if n != WRITE_TIME_NOTE]
     if info.band_file and not band_order:  # one band file: its acquisition's band files, read as one image
         return _band_file_acquisition(path)
     if info.problems or info.grid is None:
         raise InputError(Problem(path, "; ".join(info.problems) or "not a georeferenced raster"))
+    if not band_order and len(band_files.held_bands(info)) < len(S2_BANDS) and not is_virtual(path):
+        return _split_acquisition(path, info)
     return info
+
+
+def _split_acquisition(path: str, info: RasterInfo) -> RasterInfo:
+    """The S2 image of the acquisition whose bands a multi-band file holds only some of, read with the other
+    files of that acquisition in its folder (band_files.split_images: a 10 m and a 20 m export); the file as it is
+    when there are none."""
+    others = [describe(f) for f in sorted(Path(path).parent.iterdir())
+              if f.suffix.lower() in RASTER_SUFFIXES and f.is_file() and not same_file(f, path)]
+    parts = [i for i in band_files.split_images([info, *others]) if band_files.same_acquisition(i, info)]
+    if not any(i is info for i in parts):
+        return info
+    images, problems, _warnings = band_files.combine(parts, describe)
+    if problems:
+        raise InputError(problems)
+    return images[0]
 
 
 def _band_file_acquisition(path: str) -> RasterInfo:
@@ -360,6 +382,74 @@ def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
     return scale, float(offset) if offset not in (None, "") else 0.0
 
 
+# processing baseline 04.00 (from 2022-01-25) adds 1000 DN (BOA_ADD_OFFSET -1000): its darkest pixels sit near or
+# above 1000 DN (just under where Sen2Cor's reflectance is negative, in shadows). Without the offset, every 31UDS
+# image with clear land has a 1st percentile of B02-B04 of 563 DN at most (water, shadow, dense vegetation)
+OFFSET_LIKE_DN = 900.0
+VISIBLE = ("B02", "B03", "B04")  # where dark targets are darkest
+
+
+def _offset_untold(info: RasterInfo, gdal_offsets: tuple) -> bool:
+    """Whether an S2 image is integer DN with visible bands, dated from 2022-01-25 (processing baseline 04.00
+    adds 1000 DN), that neither an offset tag nor a GDAL band offset offsets (read as DN x scale)."""
+    tagged = {k.upper() for k, v in info.tags.items() if str(v).strip()} & {"BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"}
+    return not (info.problems or tagged or any(gdal_offsets) or info.dtype.startswith("float")
+                or not set(VISIBLE) & set(info.bands) or info.when is None
+                or info.when.date() < band_files.OFFSET_SINCE)
+
+
+def offset_warnings(s2_infos: list[RasterInfo]) -> list[str]:
+    """A warning naming the S2 images read as DN without an offset though dated from 2022-01-25 (`offset_untold`),
+    when not even the darkest of them has visible pixels under OFFSET_LIKE_DN (`_dark_dn`): processing baseline
+    04.00's offset is then likely there, uncorrected (reflectance 0.1 too bright). The first image with darker
+    pixels shows the series has no offset (its bright images are cloud): the rest are not read."""
+    found = []
+    for info in (i for i in s2_infos if i.offset_untold):
+        dark = _dark_dn(info)
+        if dark is not None and dark < OFFSET_LIKE_DN:
+            return []
+        if dark is not None:
+            found.append((info.name, dark))
+    if not found:
+        return []
+    names = [name for name, _ in found]
+    which = names[0] if len(names) == 1 else f"{len(names)} S2 images ({short_list(names)})"
+    return [f"{which}: integer DN dated from {band_files.OFFSET_SINCE:%Y-%m-%d} and read without a reflectance "
+            "offset (no BOA_ADD_OFFSET tag, no GDAL band offset), yet not even the darkest visible pixels are under "
+            f"{OFFSET_LIKE_DN:.0f} DN (1st percentile of {', '.join(VISIBLE)}: {min(d for _, d in found):.0f} DN at "
+            "the lowest), as with processing baseline 04.00's offset (DN = 10000 x reflectance + 1000): if the files "
+            "hold it, their reflectance is read 0.1 too bright. Tag them BOA_ADD_OFFSET=-1000 (RADIO_ADD_OFFSET for "
+            "Level-1C; e.g. gdal_edit.py -mo BOA_ADD_OFFSET=-1000 FILE), or give the band files or the .SAFE "
+            "product, which are read with their offset; if the scenes are all cloud, snow or bright desert, ignore "
+            "this"]
+
+
+def _dark_dn(info: RasterInfo) -> float | None:
+    """The 1st percentile of an S2 image's valid, non-zero DN in its visible bands, read once at 64 px (cached per
+    file version: the dialog builds the inventory on every edit); None when it has none."""
+    key = (info.path, _file_version(info.path))
+    if key not in _DARK_DN:
+        if len(_DARK_DN) > 4096:
+            _DARK_DN.clear()
+        values = sampled_values(info.path, [info.bands.index(b) + 1 for b in VISIBLE if b in info.bands], 64)
+        values = values[values != 0]  # 0: Sentinel-2's no data
+        _DARK_DN[key] = float(np.percentile(values, 1)) if values.size else None
+    return _DARK_DN[key]
+
+
+_DARK_DN: dict[tuple, float | None] = {}
+
+
+def _file_version(path: str) -> tuple[int, int] | None:
+    """(modification time, size) of a file on disk, to key what is cached about it; None for a GDAL virtual path or
+    a file that cannot be stat'ed."""
+    try:
+        st = os.stat(path) if not is_virtual(path) else None
+    except OSError:
+        st = None
+    return st and (st.st_mtime_ns, st.st_size)
+
+
 def looks_like_reflectance(path: str) -> bool:
     """Whether a float raster holds reflectance (0-1) rather than DN (0-10000): the median of its valid,
     non-zero values over all bands, read at 64 px, is at most 2 (True when it has no such value). A median,
@@ -369,13 +459,14 @@ def looks_like_reflectance(path: str) -> bool:
     return bool(values.size == 0 or np.median(values) <= 2.0)
 
 
-def sampled_values(path: str, band: int | None = None, max_size: int = 64) -> np.ndarray:
-    """The valid (not nodata), finite values of a file's `band` (all bands: None), read decimated to at most
-    `max_size` px a side, as float64; empty when its pixels cannot be read (the run's read names the file)."""
+def sampled_values(path: str, band: int | list[int] | None = None, max_size: int = 64) -> np.ndarray:
+    """The valid (not nodata), finite values of a file's `band` (or bands; all bands: None), read decimated to at
+    most `max_size` px a side, as float64; empty when its pixels cannot be read (the run's read names the file)."""
     try:
         with rasterio.open(path) as ds:
             shape = (min(ds.height, max_size), min(ds.width, max_size))
-            a = ds.read(band, out_shape=shape if band else (ds.count, *shape), masked=True)
+            count = ds.count if band is None else len(band) if isinstance(band, list) else 0
+            a = ds.read(band, out_shape=(count, *shape) if count else shape, masked=True)
     except (RasterioError, OSError):
         return np.zeros(0)
     values = a.compressed().astype(np.float64)
@@ -743,8 +834,8 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     problems += list(refused.values())
     warnings = _input_warnings(twice, mismatched, [n for k, n in skipped.items() if k not in refused])
     warnings += search_notes
-    infos, more_problems, more_warnings = _combine_band_files(infos)
-    problems += more_problems
+    infos, s2_parts_problems, more_warnings = _combine_band_files(infos)
+    problems += s2_parts_problems
     warnings += more_warnings
     infos, more_problems, more_warnings = _combine_polarizations(infos)
     problems += more_problems
@@ -761,7 +852,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     s2_infos = sorted([i for i in infos if i.sensor == "S2" and not i.problems], key=lambda i: i.when)
     s1_infos = sorted([i for i in infos if i.sensor == "S1" and not i.problems], key=lambda i: i.when)
     mask_infos = [i for i in infos if i.sensor == "MASK" and not i.problems]
-    if not s2_infos and not any(i.sensor == "S2" for i in infos):
+    if not s2_infos and not any(i.sensor == "S2" for i in infos) and not s2_parts_problems:  # those named them
         problems.append(Problem(None, "no Sentinel-2 image among the inputs"))
     if not s2_infos:  # nothing to check the rest against
         raise InputError(problems)
@@ -794,6 +885,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
         raise InputError(problems)
     warnings += _grid_warnings(s2_infos) + _assumed_order_warnings(s2_infos) + mask_warnings
     warnings += note_warnings(s2_infos + s1_infos + list(paired.values())) + _scale_warnings(s2_infos)
+    warnings += offset_warnings(s2_infos)
     area = "the extent" if extent is not None else "the S2 grid"
     partial = [f"{i.name} {share:.0%}" for i in s1_infos if (share := s1_coverage(i, grid)) < 0.99]
     if partial:
@@ -811,9 +903,11 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
 
 
 def _combine_band_files(infos: list[RasterInfo]) -> tuple[list[RasterInfo], list[Problem], list[str]]:
-    """The inputs with each acquisition's dated band files replaced by one S2 image (band_files.combine),
-    and each acquisition's finest ESA SCL kept (a .SAFE holds it at 20 and 60 m)."""
+    """The inputs with each acquisition's dated band files, and multi-band files holding part of its bands
+    (band_files.split_images: a 10 m and a 20 m export), replaced by one S2 image (band_files.combine), and each
+    acquisition's finest ESA SCL kept (a .SAFE holds it at 20 and 60 m)."""
     parts = [i for i in infos if i.band_file and i.grid is not None and i.when is not None]
+    parts += band_files.split_images(infos)
     if not parts:
         return infos, [], []
     images, problems, warnings = band_files.combine(parts, describe)
@@ -952,11 +1046,7 @@ def s1_coverage(info: RasterInfo, grid: Grid) -> float:
     share = coverage(info.grid, grid)
     if share <= 0:
         return share
-    try:
-        st = os.stat(info.path) if not is_virtual(info.path) else None
-    except OSError:
-        st = None
-    key = (info.path, st and (st.st_mtime_ns, st.st_size), info.nodata, tuple(info.bands[:2]), grid.crs_wkt,
+    key = (info.path, _file_version(info.path), info.nodata, tuple(info.bands[:2]), grid.crs_wkt,
            tuple(grid.transform)[:6], grid.width, grid.height)
     if key not in _VALID_SHARES:
         if len(_VALID_SHARES) > 4096:

@@ -296,6 +296,34 @@ def estimate(refl: np.ndarray, bands: list[str], angles: Angles, std: np.ndarray
                      flags.reshape(h, w))
 
 
+# the median surface reflectance over LAI_BANDS of an image's valid pixels is at least 0.024 in the 118 31UDS
+# images (the darkest pixel's median over the bands 0.012) and at most 1.29 (thick cloud); SNAP's test cases
+# 0.026 to 0.33. Below or above these bounds it is not reflectance: scaled twice (~1e-5), or DN (~1000).
+PLAUSIBLE_MEDIAN = (0.001, 2.0)
+
+
+def reflectance_warnings(refl: np.ndarray, source: str) -> list[str] | None:
+    """A warning (in a list; [] when none) when the median of `refl` (B, h, w) over its valid pixels (all bands
+    finite) is outside PLAUSIBLE_MEDIAN: the image's scaling is wrong and its LAI meaningless; None when no pixel
+    is valid (nothing to judge). `source` names the image."""
+    valid = np.isfinite(refl).all(axis=0)
+    if not valid.any():
+        return None
+    median = float(np.median(refl[:, valid]))
+    low, high = PLAUSIBLE_MEDIAN
+    what = f"LAI: the reflectance of {source} is implausibly"
+    found = f"(median {median:.3g} over its valid pixels' bands {' '.join(LAI_BANDS)}"
+    if median < low:
+        return [f"{what} low {found}, where land and water are about 0.01 to 0.5): probably scaled twice, e.g. a DN "
+                "scale (a GDAL band scale or a REFLECTANCE_SCALE tag of 0.0001) on values already in reflectance; its "
+                "LAI is meaningless (near 0): fix the file's scale, or give the image as DN"]
+    if median > high:
+        return [f"{what} high {found}, where it is at most about 1): probably DN (0-10000) read as reflectance, e.g. "
+                "a REFLECTANCE_SCALE tag or GDAL band scale of 1; its LAI is meaningless: tag it "
+                "REFLECTANCE_SCALE=0.0001, or remove the scale of 1"]
+    return []
+
+
 def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | None = None,
              band_order: list[str] | None = None, block_pixels: int = 1 << 18,
              std_path: str | Path | None = None, extent=None, extent_crs: str | None = None,
@@ -314,7 +342,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
 
     from .band_files import subdataset_product
     from .grid import within_extent
-    from .inventory import note_warnings, read_s2, single_s2
+    from .inventory import note_warnings, offset_warnings, read_s2, single_s2
     from .writer import AtomicRaster
 
     feedback = feedback or Feedback()
@@ -342,7 +370,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     std_of = _std_reader(str(std_path), info.grid) if std_path is not None else None
     first = read(0, rows)
     angles, notes = Angles.from_tags(first.tags)
-    notes = note_warnings([info]) + notes  # guesses made reading it (e.g. a DN scale tag on reflectance ignored)
+    # guesses made reading it (e.g. a DN scale tag on reflectance ignored), an offset it seems to lack
+    notes = note_warnings([info]) + offset_warnings([info]) + notes
     tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(subdataset_product(s2_path) or s2_path).name,
             "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
                            f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),
@@ -359,10 +388,18 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             tags[key] = first.tags[key]
     with new_dirs_removed_on_error(out_path.parent), AtomicRaster(  # a failure leaves no folder it made
             out_path, grid, 3, "float32", descriptions=["LAI", "LAI_std", "flags"], tags=tags) as out:
+        unchecked = True  # the reflectance's plausibility, judged on the first block with valid pixels
         for row in range(0, height, rows):
             feedback.check()
             h = min(rows, height - row)
             img = first if row == 0 else read(row, h)
+            if unchecked and (found := reflectance_warnings(img.refl, tags["source"])) is not None:
+                unchecked = False
+                if found:
+                    notes += found
+                    out.update_tags(warnings=" | ".join(notes))
+                    if warnings is not None:
+                        warnings += found
             std = std_of(img.bands, window(row, h)) if std_of else None
             res = estimate(img.refl, img.bands, angles, std=std, source=str(s2_path))
             out.write(np.stack([res.lai, res.lai_std, res.flags.astype(np.float32)]), row=row)

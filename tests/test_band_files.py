@@ -298,3 +298,98 @@ def test_a_product_given_as_gdal_subdatasets_reads_as_one_image(series, tmp_path
 
     as_s1 = inventory.describe(on_disk[0], sensor="S1")
     assert as_s1.problems == ["is a Sentinel-2 product (GDAL SENTINEL2 subdataset), given as S1"]
+
+
+TEN_M, TWENTY_M = ["B02", "B03", "B04", "B08"], ["B05", "B06", "B07", "B8A", "B11", "B12"]
+
+
+def _split_export(src: Path, folder: Path, scl: Path | None = None, twenty: list[str] = TWENTY_M, edit20=None,
+                  drop_tags=(), **profile20) -> tuple[Path, Path]:
+    """A real acquisition as SNAP or Earth Engine export it, in two multi-band files named by its date (band
+    descriptions set): S2_<date>_10m.tif, B02 B03 B04 B08 as in the stack, and S2_<date>_20m.tif, `twenty` at 20 m
+    (every other pixel: the stack's 20 m bands are 20 m pixels repeated), with the SCL band of `scl` when given,
+    its pixels changed by `edit20` and its profile by `profile20`."""
+    stamp = src.name.split("_")[1][:8]
+    data, t = read_array(src), inventory.describe(src).grid.transform
+    coarse = data[[inventory.S2_BANDS.index(b) for b in twenty], ::2, ::2]
+    names = list(twenty)
+    if scl is not None:
+        coarse, names = np.concatenate([coarse, read_array(scl).astype(coarse.dtype)]), [*names, "SCL"]
+    fine = craft(src, folder / f"S2_{stamp}_10m.tif", data[[inventory.S2_BANDS.index(b) for b in TEN_M]],
+                 descriptions=TEN_M, drop_tags=drop_tags)
+    profile = {"width": coarse.shape[2], "height": coarse.shape[1],
+               "transform": rasterio.Affine(2 * t.a, 0, t.c, 0, 2 * t.e, t.f), **profile20}
+    return fine, craft(src, folder / f"S2_{stamp}_20m.tif", coarse if edit20 is None else edit20(coarse),
+                       descriptions=names, drop_tags=drop_tags, **profile)
+
+
+def test_an_acquisition_exported_as_a_10m_and_a_20m_file_reads_as_one_image(series, tmp_path):
+    """Finding 11: a date exported as a 10 m file (B02 B03 B04 B08) and a 20 m one (B05 ... B12 and its SCL), among
+    stacked dates, is read as one 10-band image: the 10 m bands as they are, the 20 m ones at 10 m by nearest
+    neighbour, the SCL band its mask; the run is the run of the stacked files. Dated by name alone, too."""
+    k = 3
+    src, scl = series["s2"][k], series["masks"][k]
+    fine, coarse = _split_export(src, tmp_path / "S2", scl=scl)
+    others, masks = [p for p in series["s2"] if p != src], [m for m in series["masks"] if m != scl]
+    inv = inventory.build([str(p) for p in [*others, fine, coarse]], masks=[str(m) for m in masks],
+                          check_clear=False)
+    assert len(inv.s2) == len(series["s2"]) and inv.bands == list(inventory.S2_BANDS)
+    image = next(i for i in inv.s2 if i.files)
+    assert image.files == [str(fine), str(coarse)] and image.when == inventory.describe(src).when
+    refl, stacked = inventory.read_s2(image.path).refl, inventory.read_s2(src).refl
+    ten = [inventory.S2_BANDS.index(b) for b in TEN_M]
+    np.testing.assert_array_equal(refl[ten], stacked[ten])
+    dn = read_array(coarse)[:len(TWENTY_M)]
+    nearest = np.where(dn > 0, dn.astype("float32") * np.float32(1e-4), np.nan).repeat(2, axis=1).repeat(2, axis=2)
+    np.testing.assert_array_equal(refl[[inventory.S2_BANDS.index(b) for b in TWENTY_M]], nearest)
+    np.testing.assert_array_equal(refl, stacked)  # the stack's 20 m bands are 20 m pixels repeated
+    mask = inv.masks[image.path]
+    assert (mask.path, mask.mask_band, mask.mask_kind) == (image.path, 11, "scl")
+    assert any(f"given as several multi-band files are read as one image each ({fine.name} + {coarse.name})" in w
+               for w in inv.warnings), inv.warnings
+
+    split = _run(tmp_path, [*others, fine, coarse], masks, name="split")
+    whole = _run(tmp_path, series["s2"], series["masks"], name="whole")
+    for kind in ("synthesized", "uncertainty"):
+        np.testing.assert_array_equal(read_array(split.outputs[kind]), read_array(whole.outputs[kind]))
+
+    named = _split_export(src, tmp_path / "named", drop_tags=("ACQUISITION_DATETIME",))  # dated by their name
+    inv = inventory.build([str(p) for p in named], check_clear=False)
+    midnight = dt.datetime.combine(inventory.describe(src).when.date(), dt.time(), tzinfo=dt.UTC)
+    assert len(inv.s2) == 1 and inv.s2[0].when == midnight
+    np.testing.assert_array_equal(inventory.read_s2(inv.s2[0].path).refl, stacked)
+
+
+def test_split_exports_that_cannot_be_read_together_are_named(series, tmp_path):
+    """Two files of one date that cannot make one image (a band in both, another CRS, another area, another
+    scaling) are named in one problem, with what to do; not as two images each missing bands."""
+    src = series["s2"][2]
+    east = inventory.describe(src).grid.transform * rasterio.Affine.translation(640, 0)  # 6.4 km east
+    cases = {"B04 is in": {"twenty": ["B04", *TWENTY_M]},
+             "are in different coordinate systems": {"crs": "EPSG:32632"},
+             "do not cover the same area": {"transform": rasterio.Affine(20, 0, east.c, 0, -20, east.f)},
+             "are not read alike": {"edit20": lambda a: (a * 1e-4).astype("float32")}}
+    for k, (expected, how) in enumerate(cases.items()):
+        fine, coarse = _split_export(src, tmp_path / str(k), **how)
+        with pytest.raises(InputError) as err:
+            inventory.build([str(fine), str(coarse)], check_clear=False)
+        assert len(err.value.problems) == 1, err.value.problems
+        text = str(err.value.problems[0])
+        assert expected in text and fine.name in text and coarse.name in text, text
+        assert "gdalbuildvrt -separate" in text and "export all bands as one file" in text, text
+
+
+def test_lai_of_one_file_of_a_split_export_is_the_lai_of_its_acquisition(series, tmp_path, capsys):
+    """`densify lai --s2` given the 10 m file of a date exported as a 10 m and a 20 m file reads both (the other
+    files in its folder), as it reads a band file's acquisition: the LAI of the stacked image."""
+    from sentinel_densify.core import cli
+
+    src = series["s2"][5]
+    fine, _coarse = _split_export(src, tmp_path / "S2")
+    for other in series["s2"][6:]:  # other dates' stacked files beside it
+        (tmp_path / "S2" / other.name).symlink_to(other)
+    for given, out in ((fine, tmp_path / "split.tif"), (src, tmp_path / "stacked.tif")):
+        assert cli.main(["lai", "--s2", str(given), "--out", str(out)]) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(read_array(tmp_path / "split.tif"), read_array(tmp_path / "stacked.tif"))
+    with rasterio.open(tmp_path / "split.tif") as ds:
+        assert ds.tags()["band_files"] == f"{fine}, {_coarse}"

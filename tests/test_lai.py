@@ -324,3 +324,30 @@ def test_lai_of_a_synthesized_image_with_its_uncertainty_is_the_runs_lai(uds_sub
         L.lai_file(synth, unc, std_path=unc)
     with rasterio.open(unc) as ds:
         assert ds.count == 11 and ds.descriptions[0] == "B02_std"  # untouched
+
+
+def test_lai_warns_of_implausible_reflectance(uds_dir, tmp_path):
+    """An image whose reflectance is not plausibly reflectance gives a meaningless LAI: warned, naming the file
+    and the median found. Too low: 0-1 reflectance given a DN scale as its GDAL band scale (values ~1e-5); too high:
+    DN tagged REFLECTANCE_SCALE=1. None of the 118 real 31UDS images (clear, cloudy) is either."""
+    from helpers import craft, read_array
+    from sentinel_densify.core.inventory import read_s2
+
+    src = uds_dir / "S2" / CLEAR
+    low = craft(src, tmp_path / "scaled_twice.tif", (read_array(src) * 1e-4).astype("float32"))
+    with rasterio.open(low, "r+") as ds:
+        ds.scales = [1e-4] * ds.count
+    high = craft(src, tmp_path / "dn_as_reflectance.tif", tags={"REFLECTANCE_SCALE": "1"})
+    median = float(np.median(read_s2(src, bands=L.LAI_BANDS).refl))  # about 0.2
+    for path, said in ((low, f"low (median {median * 1e-4:.3g} "), (high, f"high (median {median * 1e4:.3g} ")):
+        warnings: list[str] = []
+        out = L.lai_file(path, tmp_path / f"lai_{path.name}", warnings=warnings)
+        found = [w for w in warnings if w.startswith(f"LAI: the reflectance of {path.name} is implausibly {said}")]
+        assert len(found) == 1, warnings
+        with rasterio.open(out) as ds:
+            assert found[0] in ds.tags()["warnings"]
+    for path in sorted((uds_dir / "S2").glob("*_L2A_10m.tif")):
+        assert L.reflectance_warnings(read_s2(path, bands=L.LAI_BANDS).refl, path.name) == [], path.name
+    warnings = []
+    L.lai_file(src, tmp_path / "lai.tif", warnings=warnings)
+    assert warnings == []

@@ -166,3 +166,44 @@ def test_an_scl_band_in_the_s2_stack_is_its_mask_not_a_band(few, tmp_path):
 def inventory_bands(path: Path) -> list[str]:
     with rasterio.open(path) as ds:
         return list(ds.descriptions)
+
+
+def _five_years_on(src: Path, folder: Path, dn_offset: int = 0, tags: dict | None = None) -> Path:
+    """A real 31UDS image as if acquired five years later (2022-2023: processing baseline 04.00), `dn_offset` added
+    to its valid DN and its offset tag dropped (a stack made with gdal_merge / gdalbuildvrt carries none) unless
+    `tags` set one."""
+    when = inventory.describe(src).when
+    when = when.replace(year=when.year + 5)
+    dn = read_array(src)
+    return craft(src, folder / f"T31UDS_{when:%Y%m%dT%H%M%S}_L2A_10m.tif",
+                 np.where(dn > 0, dn + dn_offset, 0).astype("uint16"), drop_tags=("BOA_ADD_OFFSET",),
+                 tags={"ACQUISITION_DATETIME": f"{when:%Y-%m-%dT%H:%M:%SZ}", **(tags or {})})
+
+
+def test_an_untagged_offset_after_2022_is_warned_not_applied(uds_dir, few, tmp_path):
+    """DN of processing baseline 04.00 (from 2022-01-25: 10000 x reflectance + 1000) stacked without their offset tag:
+    even the darkest visible pixels of the series at or above 1000 DN say the offset is there; a warning names the
+    files and what to do, and the values are read as they are. Not for the whole real series moved to 2022-2023
+    without the offset (45 of its 118 images are cloud, brighter than 1000 DN throughout), nor with the offset
+    tagged, nor for the same DN dated before 2022-01-25."""
+    offset = [_five_years_on(p, tmp_path / "offset", 1000) for p in few["s2"]]
+    inv = inventory.build([str(p) for p in offset], check_clear=False)
+    said = [w for w in inv.warnings if "BOA_ADD_OFFSET=-1000" in w]
+    assert len(said) == 1 and said[0].startswith(f"8 S2 images ({offset[0].name}, ") and "0.1 too bright" in said[0]
+    assert inv.s2[0].offset == 0.0
+    np.testing.assert_allclose(inventory.read_s2(offset[0]).refl, inventory.read_s2(few["s2"][0]).refl + 0.1,
+                               atol=1e-6)
+    w: list[str] = []  # one image, in `densify lai`
+    from sentinel_densify.core import lai
+
+    lai.lai_file(offset[0], tmp_path / "lai.tif", warnings=w)
+    assert any(f"{offset[0].name}: integer DN dated from 2022-01-25" in x for x in w), w
+
+    plain = [_five_years_on(p, tmp_path / "plain") for p in sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))]
+    tagged = [_five_years_on(p, tmp_path / "tagged", 1000, {"BOA_ADD_OFFSET": "-1000"}) for p in few["s2"]]
+    before = [craft(p, tmp_path / "before" / p.name, np.where(read_array(p) > 0, read_array(p) + 1000, 0)
+                    .astype("uint16"), drop_tags=("BOA_ADD_OFFSET",)) for p in few["s2"]]
+    for files in (plain, tagged, before):
+        inv = inventory.build([str(p) for p in files], check_clear=False)
+        assert not any("BOA_ADD_OFFSET=-1000" in w for w in inv.warnings), inv.warnings
+    np.testing.assert_allclose(inventory.read_s2(tagged[0]).refl, inventory.read_s2(few["s2"][0]).refl, atol=1e-6)
