@@ -50,3 +50,25 @@ def test_without_a_clear_observed_pixel_nothing_changes():
     obs = np.full((2, 8, 8), np.nan, np.float32)
     out, out_std = anchored(mean, std, obs, np.zeros((8, 8), bool))
     assert out is mean and out_std is std
+
+
+def test_model_inputs_without_the_target_dates_acquisition_are_those_of_the_stack_without_it(uds_dir):
+    """model_inputs(..., exclude=same) (what the ONNX method runs, no copy of the series) gives every input exactly
+    as model_inputs on the stack without those dates, on the real series at its first acquisition more
+    than half clear, with the bundled model's field-scale S1 change."""
+    from sentinel_densify.core.stack import zero_invalid
+    from sentinel_densify.core.temporal import dataset as D
+
+    series = D.load_series(uds_dir)
+    t = int(np.argmax(series.valid.reshape(len(series.s2_days), -1).mean(axis=1) > 0.5))
+    day = float(series.s2_days[t])
+    same = same_day(series, day)
+    assert same.sum() == 1
+    guided = {"radius": 5, "sigma": 0.04, "guide_bands": ["B04", "B08", "B11"]}
+    x = D.model_inputs(series, day, 6, 6, guided=guided, exclude=same)
+    y = D.model_inputs(series.select_s2(~same), day, 6, 6, guided=guided)
+    assert x.keys() == y.keys()
+    for key in x:
+        np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+    z = np.array([[np.nan, np.inf, -np.inf, 1.5]], np.float32)
+    assert zero_invalid(z).tolist() == [[0, 0, 0, 1.5]] and np.isnan(z[0, 0])  # a copy; in place with copy=False

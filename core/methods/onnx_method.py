@@ -128,9 +128,9 @@ class OnnxTemporalMethod(Method):
         if self.haze:  # for days_to_clear() (the engine asks right after; evaluate does not)
             self._seen = (weakref.ref(stack), float(target_day), seen)
         same = same_day(seen, float(target_day))  # an acquisition on the date: not an input (see core/same_day.py)
-        x = model_inputs(seen.select_s2(~same) if same.any() else seen, float(target_day), self.k2, self.k1,
-                         change="s1_change" in self.input_names,
-                         obs_change="obs_s1_change" in self.input_names, span=self.span, guided=self.guided)
+        x = model_inputs(seen, float(target_day), self.k2, self.k1, change="s1_change" in self.input_names,
+                         obs_change="obs_s1_change" in self.input_names, span=self.span, guided=self.guided,
+                         exclude=same)
         common = {k: x[k] for k in PER_SAMPLE} | {"target_doy": np.float32(x["target_doy"])}
         out = predict_tiled(lambda t: self._run(t, common), {k: x[k] for k in SPATIAL if k in self.input_names},
                             self.tile, self.overlap, self.batch, fit=self.fit,

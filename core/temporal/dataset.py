@@ -17,7 +17,7 @@ from ..dates import SAME_DAY, from_days
 from ..errors import InputError
 from ..haze import haze_mask, parameters, screen_haze
 from ..methods.baselines import bracket, interpolate
-from ..stack import S2_BANDS, Stack, all_finite
+from ..stack import S2_BANDS, Stack, all_finite, zero_invalid
 
 GAP_SCALE = 100.0  # days: scale of the distances fed in base_info
 MIN_USABLE = 0.02  # an S2 date joins the K nearest only if this fraction of the window is clear
@@ -123,7 +123,7 @@ def guide_of(near: np.ndarray, bands: tuple[str, ...] | list[str] = GUIDE_BANDS)
     """The guide of the field-scale averages: the previous and next clear values of `bands` (`near`,
     (20, h, w), NaN where none -> 0)."""
     idx = [S2_BANDS.index(b) for b in bands]
-    return np.nan_to_num(near[idx + [len(S2_BANDS) + i for i in idx]], nan=0.0).astype(np.float32)
+    return zero_invalid(near[idx + [len(S2_BANDS) + i for i in idx]].astype(np.float32), copy=False)
 
 
 def guided_mean(values: np.ndarray, known: np.ndarray, guide: np.ndarray, radius: int,
@@ -204,8 +204,8 @@ def nearest_dates(days: np.ndarray, target: float, k: int, usable: np.ndarray | 
 
 def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
                  pad: bool = True, change: bool = True, haze: dict | None = None,
-                 obs_change: bool = False, span: bool = False, guided: dict | None = None
-                 ) -> dict[str, np.ndarray]:
+                 obs_change: bool = False, span: bool = False, guided: dict | None = None,
+                 exclude: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Unbatched model inputs (see model.INPUTS) for one target date over the whole stack window.
 
     S2 missing pixels get validity 0 (and value 0); with pad, the K axes are padded to k2/k1
@@ -215,7 +215,8 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
     records it), s1_change through guided_change(), and with "obs": true the S1 observations too
     (guided_s1()). `haze`: the
     parameters of the multi-temporal haze screen (core/haze.py) applied to the S2 observations
-    first, for models trained or calibrated with it.
+    first, for models trained or calibrated with it. `exclude` (bool, T2): S2 dates not to use at all, as if
+    they were not in the stack (an acquisition on the target date, core/same_day.py), without a copy of it.
     """
     if list(stack.bands) != S2_BANDS:
         raise InputError(f"the temporal model needs the S2 bands {S2_BANDS}, got {list(stack.bands)}")
@@ -223,6 +224,8 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
         stack = screen_haze(stack, haze)
     h, w = stack.shape
     valid2 = stack.valid
+    if exclude is not None and exclude.any():  # every use of the S2 dates below goes through valid2
+        valid2 = valid2 & ~exclude[:, None, None]
     usable = valid2.reshape(len(stack.s2_days), -1).mean(axis=1) >= MIN_USABLE if len(stack.s2_days) else None
     i2 = nearest_dates(stack.s2_days, target_day, k2, usable)
     v1 = all_finite(stack.s1)
@@ -232,13 +235,15 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
     s2 = np.zeros((n2, len(S2_BANDS), h, w), np.float32)
     s2v = np.zeros((n2, h, w), np.float32)
     s2dt = np.zeros(n2, np.float32)
-    s2[:i2.size] = np.nan_to_num(stack.s2[i2], nan=0.0)
+    s2[:i2.size] = stack.s2[i2]
+    zero_invalid(s2[:i2.size], copy=False)
     s2v[:i2.size] = valid2[i2]
     s2dt[:i2.size] = stack.s2_days[i2] - target_day
     s1 = np.zeros((n1, 2, h, w), np.float32)
     s1v = np.zeros((n1, h, w), np.float32)
     s1dt = np.zeros(n1, np.float32)
-    s1[:i1.size] = np.nan_to_num(stack.s1[i1], nan=0.0)
+    s1[:i1.size] = stack.s1[i1]
+    zero_invalid(s1[:i1.size], copy=False)
     s1v[:i1.size] = v1[i1]
     s1dt[:i1.size] = stack.s1_days[i1] - target_day
     base, near, dprev, dnext = baselines(stack.s2, stack.s2_days, target_day, valid2)
@@ -249,7 +254,7 @@ def model_inputs(stack: Stack, target_day: float, k2: int, k1: int,
                      np.isfinite(dprev).astype(np.float32),
                      np.isfinite(dnext).astype(np.float32)]).astype(np.float32)
     x = {"s2": s2, "s2_valid": s2v, "s2_dt": s2dt, "s1": s1, "s1_valid": s1v, "s1_dt": s1dt,
-         "base": np.nan_to_num(base, nan=0.0), "near": np.nan_to_num(near, nan=0.0), "base_info": info,
+         "base": zero_invalid(base), "near": zero_invalid(near), "base_info": info,
          "target_doy": np.float32(doy(target_day))}
     if change:
         x["s1_change"] = s1_change(stack, target_day, dprev, dnext, span=span)
