@@ -92,7 +92,7 @@ def load_series(s2: list[str], s1: list[str], masks: list[str] | None = None) ->
             raw = np.stack([r.read_s2(i, inv.grid) for i in inv.s2])
         finally:
             inv.masks = masks_kept
-    clear = np.isfinite(stack.s2).all(axis=1)
+    clear = stack.valid
     return Series(raw, clear, stack.s1, stack.s2_days, stack.s1_days, list(inv.bands), inv.grid,
                   [i.tags for i in inv.s2], list(inv.warnings))
 
