@@ -48,6 +48,11 @@ def group_name(date: dt.date, label: str = "") -> str:
     return f"Densify {date:%Y-%m-%d}{label}"
 
 
+def layer_name(title: str, date: dt.date, label: str = "") -> str:
+    """A result layer's name: its LAYERS title for the date, and the run's label (run_label)."""
+    return title.format(date=f"{date:%Y-%m-%d}") + label
+
+
 def method_label(method: str) -> str:
     """A method's short name in group and layer names: a baseline's name ("linear"), "model" for the bundled model
     ("onnx:default"), a model file's stem ("onnx:crops_v2": "crops_v2"); "" for none."""
@@ -393,7 +398,7 @@ def add_result_layers(outputs: dict[str, str], date: dt.date, project: QgsProjec
         if not path:
             continue
         for title, style, role in styles_of(kind, limits):
-            layer = QgsRasterLayer(str(path), title.format(date=f"{date:%Y-%m-%d}") + label, "gdal")
+            layer = QgsRasterLayer(str(path), layer_name(title, date, label), "gdal")
             if not layer.isValid():
                 raise OSError(f"QGIS cannot open the output {path}")
             style(layer)

@@ -15,7 +15,7 @@ from qgis.core import (
 )
 
 from ...core.request import OUTPUT_KINDS
-from ..layers import LAYERS, group_name, run_label, source_path, temporal_date
+from ..layers import LAYERS, group_name, layer_name, run_label, source_path, temporal_date
 from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
 from .styling import style_on_load
 
@@ -122,7 +122,7 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         day = self._date
         title, style, role = LAYERS["lai"][0]
         label = run_label({}, day, self._method) if day else ""
-        name = title.format(date=f"{day:%Y-%m-%d}") + label if day else ""
+        name = layer_name(title, day, label) if day else ""
         style_on_load(context, str(path), style, day, group_name(day, label) if day else GROUP,
                       OUTPUT_KINDS.index("lai"), (self.parameterDefinition(self.OUTPUT).description(), name), role,
                       self._method)

@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, group_name, run_label, source_path, temporal_date
+from ..layers import LAYERS, group_name, layer_name, run_label, source_path, temporal_date
 from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
 from .styling import drop_from_load, style_on_load
 
@@ -191,7 +191,7 @@ class SynthesizeAlgorithm(SynthesisAlgorithm):
                 title, style, role = LAYERS[kind][0]  # one layer per output file
                 style_on_load(context, result.outputs[kind], style, day, group_name(day, label), order,
                               (self.parameterDefinition(key).description(),
-                               title.format(date=f"{day:%Y-%m-%d}") + label), role)
+                               layer_name(title, day, label)), role)
             elif key in parameters and parameters[key]:  # asked for, not produced (e.g. LAI without its bands)
                 drop_from_load(context, path)
         feedback.pushInfo(f"{result.mode}: {result.method} ({result.provider}), {result.seconds:.1f} s")

@@ -19,7 +19,7 @@ from qgis.core import (
 
 from ...core.dates import every
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, common_limits, group_name, run_label, styles_of
+from ..layers import LAYERS, common_limits, group_name, layer_name, run_label, styles_of
 from .alg_synthesize import SynthesisAlgorithm
 from .feedback import core_errors, core_feedback
 from .styling import load_on_completion
@@ -129,7 +129,7 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         label = run_label(outputs, day, method)
         for order, kind in enumerate(k for k in LAYERS if k in outputs):
             title, style, role = styles_of(kind, limits)[0]  # one layer per output file, as in densify:synthesize
-            load_on_completion(context, outputs[kind], title.format(date=f"{day:%Y-%m-%d}") + label,
+            load_on_completion(context, outputs[kind], layer_name(title, day, label),
                                self.LISTS[kind][0], style, day, group_name(day, label), order, role)
 
 
