@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from . import archives
+from . import archives, dates
 from .errors import Problem, short_list
 from .stack import S2_BANDS
 
@@ -91,14 +91,22 @@ def held_bands(info) -> dict[str, int]:
 
 def split_images(infos: list) -> list:
     """The multi-band S2 images that hold only some of the bands (a 10 m file of B02, B03, B04, B08 and a 20 m
-    one of the others, as SNAP or Earth Engine export them) when another file of their acquisition (same tile
-    and time, `_key`) holds bands they lack: `combine` reads them together, as it does band files."""
+    one of the others, as SNAP or Earth Engine export them) when another file of their acquisition (`_groups`)
+    holds bands they lack: `combine` reads them together, as it does band files."""
     partial = [i for i in infos if i.sensor == "S2" and not i.problems and not i.product and i.grid is not None
                and i.when is not None and 0 < len(held_bands(i)) < len(S2_BANDS)]
-    by_key: dict[tuple, list] = {}
-    for i in partial + [i for i in infos if i.band_file and i.grid is not None and i.when is not None]:
-        by_key.setdefault(_key(i), []).append(i)
-    return [i for i in partial if any(set(held_bands(o)) - set(held_bands(i)) for o in by_key[_key(i)] if o is not i)]
+    band = [i for i in infos if i.band_file and i.grid is not None and i.when is not None]
+    taken = {id(i) for g in _groups(partial + band) for i in g.files
+             if any(set(held_bands(o)) - set(held_bands(i)) for o in g.files if o is not i)}
+    return [i for i in partial if id(i) in taken]
+
+
+def parts_of(info, infos: list) -> list:
+    """The files of `info`'s acquisition among `infos` when it is a part of one (`split_images`), else []."""
+    return next((g.files for g in _groups(split_images(infos)) if any(i is info for i in g.files)), [])
+
+
+SPLIT_MINUTES = 10.0  # parts of one acquisition whose times differ by up to this much (tags rounded, re-saved)
 
 
 @dataclass
@@ -111,31 +119,56 @@ class _Group:
         tile, when = self.key
         return (f"T{tile}_" if tile else "") + f"{when:%Y%m%dT%H%M%S}"
 
+    @property
+    def bands(self) -> set[str]:
+        return {b for i in self.files for b in held_bands(i)}
+
 
 def _key(info) -> tuple[str, dt.datetime]:
     m = TILE.search(Path(info.path).name)
     return (m.group(1) if m else "", info.when.replace(microsecond=0))
 
 
-def same_acquisition(a, b) -> bool:
-    """Whether two dated files are of one acquisition as `combine` groups them (tile in the name, time)."""
-    return _key(a) == _key(b)
+def _day_only(info) -> bool:
+    """Whether a file is dated by its day alone (a date in its name without a time: midnight)."""
+    return info.date_source == "file name" and info.when.time() == dt.time()
 
 
-STACK_THEM = ("stack the bands into one file yourself (gdalbuildvrt -separate, after gdalwarp onto one grid if "
-              "need be) or export all bands as one file")
+def _groups(infos: list) -> list[_Group]:
+    """The files of each acquisition: those of one tile and time (`_key`), and the parts of one tile and calendar
+    day holding complementary bands whose times differ by up to SPLIT_MINUTES, or one of which is dated by its day
+    alone; such parts take the time of the finest part timed to the second."""
+    exact: dict[tuple, _Group] = {}
+    for info in infos:
+        exact.setdefault(_key(info), _Group(_key(info))).files.append(info)
+    groups: list[_Group] = []
+    for g in exact.values():
+        other = next((o for o in groups if _one_acquisition(o, g)), None)
+        if other is None:
+            groups.append(g)
+            continue
+        other.files += g.files
+        timed = [i for i in other.files if not _day_only(i)] or other.files
+        other.key = (other.key[0], min(timed, key=lambda i: i.grid.res).when.replace(microsecond=0))
+    return groups
+
+
+def _one_acquisition(a: _Group, b: _Group) -> bool:
+    """Whether two groups of files are parts of one acquisition (`_groups`)."""
+    (tile_a, when_a), (tile_b, when_b) = a.key, b.key
+    if tile_a != tile_b or when_a.date() != when_b.date() or not a.bands or not b.bands or a.bands & b.bands:
+        return False
+    minutes = abs(dates.to_days(when_a) - dates.to_days(when_b)) * 1440.0
+    return minutes <= SPLIT_MINUTES or all(map(_day_only, a.files)) or all(map(_day_only, b.files))
 
 
 def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]:
-    """The S2 images (RasterInfo of in-memory VRTs) that band files and split multi-band images (`split_images`)
-    make, one per tile and time; a problem for each acquisition that lacks bands, holds one in two multi-band
-    files, or whose files disagree on the grid (or, multi-band, on the scaling); warnings."""
-    groups: dict[tuple, _Group] = {}
-    for info in band_infos:
-        key = _key(info)
-        groups.setdefault(key, _Group(key)).files.append(info)
+    """The S2 images (RasterInfo of in-memory VRTs, named by their files) that band files and split multi-band
+    images (`split_images`) make, one per acquisition (`_groups`); a problem for each acquisition that lacks bands,
+    holds one in two multi-band files, or whose files disagree on the grid (or, multi-band, on the scaling);
+    warnings."""
     images, problems, assumed, whole, split = [], [], [], [], []
-    for g in groups.values():
+    for g in _groups(band_infos):
         chosen, problem = _group_bands(g)
         if problem is not None:
             problems.append(problem)
@@ -144,7 +177,7 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
         sources = [chosen[b] for b in S2_BANDS]
         bands, scaling = list(S2_BANDS), None
         if multi:
-            tags, scaling = _split_tags(multi, g.key[1]), _band_scaling(multi[0])
+            tags, scaling = _split_tags(multi, g.key[1]), _band_scaling(multi[0])  # as read alike (_read_unlike)
             mask = min((i for i in multi if i.mask_band), key=lambda i: i.grid.res, default=None)
             if mask is not None:  # an SCL (or cloud probability) exported along: the image's mask band, as it was
                 sources.append((mask, mask.mask_band))
@@ -160,13 +193,42 @@ def combine(band_infos: list, describe) -> tuple[list, list[Problem], list[str]]
                          source_bands=[k for _, k in sources], scaling=scaling)
         image = describe(path, sensor="S2", when=g.key[1])
         image.made_of(parts)
+        image.label = " + ".join(i.name for i in parts) if multi else \
+            f"{parts[0].name} + {len(parts) - 1} other band files"  # its name in messages and the outputs' tags
         image.tags["BAND_FILES"] = ", ".join(image.files)
         images.append(image)
-        if multi:
-            split.append(" + ".join(i.name for i in parts))
-        else:
-            whole.append(image.name)
+        (split if multi else whole).append(image.name)
     return images, problems, _combine_warnings(whole, split, assumed)
+
+
+def stack_them(files: list) -> str:
+    """What to do with multi-band parts of one acquisition (RasterInfo) that cannot be read together: export all bands
+    as one file, or stack them with GDAL 3.6 (no band taken only from a file's first band; the band order known),
+    as commands on these files: each coarser one onto the finest one's grid, merged, its bands named."""
+    from rasterio.crs import CRS
+
+    fine = min(files, key=lambda i: i.grid.res)
+    same_folder = len({str(Path(i.path).parent) for i in files}) == 1
+    shown = {id(i): Path(i.path).name if same_folder else i.path for i in files}
+    stem = os.path.commonprefix([Path(i.path).stem for i in files]).rstrip("_-. ")
+    out = f"{stem if re.search(r'[0-9]', stem) else Path(fine.path).stem}_stacked.tif"
+    t, (left, bottom, right, top) = fine.grid.transform, fine.grid.bounds
+    epsg = CRS.from_wkt(fine.grid.crs_wkt).to_epsg()
+    crs = f"-t_srs EPSG:{epsg} " if epsg and any(i.grid.crs_wkt != fine.grid.crs_wkt for i in files) else ""
+    coarse = sorted((i for i in files if i is not fine), key=lambda i: i.grid.res)
+    merged, warps = [shown[id(fine)]], []
+    for i in coarse:
+        warped = f"{Path(shown[id(i)]).with_suffix('')}_warped.tif"
+        warps.append(f"gdalwarp -r near {crs}-tr {t.a:.12g} {-t.e:.12g} -te {left:.12g} {bottom:.12g} {right:.12g} "
+                     f"{top:.12g} {shown[id(i)]} {warped}")
+        merged.append(warped)
+    order = [d or i.band_file or "?" for i in [fine, *coarse] for d in i.descriptions or [""]]
+    python = ("python3 -c \"from osgeo import gdal; ds = gdal.Open('" + out + "', 1); [ds.GetRasterBand(k + 1)"
+              ".SetDescription(d) for k, d in enumerate('" + " ".join(order) + "'.split())]\"")
+    return (f"export all bands as one file, with band descriptions (B02, B03, ...); or stack these files yourself"
+            f"{' (in their folder)' if same_folder else ''}: {'; '.join(warps)}; then gdal_merge.py -separate -o {out} "
+            f"{' '.join(merged)}; then name its bands, {', '.join(order)} in this order: {python}; and give {out} "
+            "instead of these files")
 
 
 def _group_bands(g: _Group) -> tuple[dict[str, tuple], Problem | None]:
@@ -176,12 +238,12 @@ def _group_bands(g: _Group) -> tuple[dict[str, tuple], Problem | None]:
     chosen, twice = _choose(g.files)
     names = short_list(sorted(i.name for i in g.files))
     multi = [i for i in g.files if not i.band_file]
-    what, stack = ("S2 files", f": {STACK_THEM}") if multi else ("band files", "")
+    what = "S2 files" if multi else "band files"
     if twice:
         held = "; ".join(f"{', '.join(bands)} {'is' if len(bands) == 1 else 'are'} in {' and '.join(holders)}"
                          for holders, bands in twice.items())
         return chosen, Problem(None, f"the {what} of {g.label} ({names}) are parts of one acquisition, but {held}: "
-                               f"give each band once, or {STACK_THEM}")
+                               f"give each band once, or {stack_them(g.files)}")
     if missing := [b for b in S2_BANDS if b not in chosen]:
         how = "e.g. the 10 m and 20 m files" if multi else "e.g. the R10m and R20m folders, or the whole .SAFE product"
         return chosen, Problem(g.files[0].path if len(g.files) == 1 else None,
@@ -190,6 +252,7 @@ def _group_bands(g: _Group) -> tuple[dict[str, tuple], Problem | None]:
     parts = list({id(chosen[b][0]): chosen[b][0] for b in S2_BANDS}.values())
     ref = min(parts, key=lambda i: i.grid.res)
     other_crs, off = _misfits(parts, ref)
+    stack = f": {stack_them(g.files)}" if multi and (other_crs or off) else ""
     if other_crs:
         return chosen, Problem(None, f"the {what} of {g.label} are in different coordinate systems "
                                f"({', '.join(other_crs)} differ from {ref.name}){stack}")
@@ -198,7 +261,9 @@ def _group_bands(g: _Group) -> tuple[dict[str, tuple], Problem | None]:
                                f"({', '.join(off)} differ from {ref.name}){stack}")
     if multi and (unlike := _read_unlike(multi)):
         return chosen, Problem(None, f"the {what} of {g.label} are not read alike ({unlike}): export them with one "
-                               f"data type and scaling, or {STACK_THEM}")
+                               "data type, nodata value and scaling (gdalwarp -dstnodata VALUE IN OUT gives a file "
+                               "another nodata value, its no-data pixels too; give OUT instead of IN), or export all "
+                               "bands as one file, with band descriptions")
     return chosen, None
 
 
@@ -259,14 +324,15 @@ def _read_unlike(files: list) -> str:
     is read."""
     if len({(i.dtype, repr(i.nodata), i.scale, i.offset) for i in files}) == 1:
         return ""
-    return "; ".join(f"{i.name}: {i.dtype}, nodata {i.nodata}, reflectance = value x {i.scale:g} + {i.offset:g}"
-                     for i in files)
+    return "; ".join(f"{i.name}: {i.dtype}, nodata {i.nodata}, reflectance = value x {i.scale:g}"
+                     + (f" {'-' if i.offset < 0 else '+'} {abs(i.offset):g}" if i.offset else "") for i in files)
 
 
 def _split_tags(files: list, when: dt.datetime) -> dict[str, str]:
-    """The tags of an acquisition made of multi-band files: theirs, the finest file's first where they differ."""
+    """The tags of an acquisition made of multi-band files: theirs, the finest file's first where they differ (of
+    those timed to the second)."""
     tags: dict[str, str] = {}
-    for info in sorted(files, key=lambda i: i.grid.res):
+    for info in sorted(files, key=lambda i: (_day_only(i), i.grid.res)):  # a part timed to the second first
         for key, value in info.tags.items():
             tags.setdefault(key, value)
     tags.setdefault("ACQUISITION_DATETIME", f"{when:%Y-%m-%dT%H:%M:%SZ}")

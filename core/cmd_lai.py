@@ -21,7 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the uncertainty file written with a synthesized image (bands B03_std, ...): "
                              "its reflectance std is propagated into LAI_std (without it LAI_std is 0)")
     parser.add_argument("--band-order", metavar="B02,B03,...", default=None,
-                        help="band names of the input when its bands have no descriptions")
+                        help="band names of the input when its bands have no descriptions; given, the file is "
+                             "read alone, as it is (not with the other files of its date, e.g. the 20 m file of a "
+                             "10 m and 20 m export)")
     add_extent_arguments(parser, "the whole image")
 
 

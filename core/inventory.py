@@ -60,6 +60,9 @@ class RasterInfo:
     product: str = ""  # a GDAL SENTINEL2 subdataset's product folder: a run reads its band files
     polarization: str = ""  # VV or VH of a one-polarization S1 file (`build` combines each acquisition's)
     date_source: str = ""  # where `when` came from: given, metadata, file name, product, TIFFTAG_DATETIME
+    unused: str = ""  # S2: the bands of a file that holds only bands a run does not use (B01, B09: the 60 m file of
+    # an export by resolution): `build` leaves it out, with a warning
+    label: str = ""  # an image read from several files (`files`): its name in messages, naming them
     offset_untold: bool = False  # S2 integer DN dated from 2022-01-25 that no tag or GDAL band offset offsets
     # (processing baseline 04.00 adds 1000 DN): `offset_warnings` reads whether it looks offset
     notes: list[str] = field(default_factory=list)  # warnings about a guess made for this file (not naming it;
@@ -74,7 +77,13 @@ class RasterInfo:
 
     @property
     def name(self) -> str:
-        return Path(self.path).name
+        """The file's name; for an image read from several files (an in-memory VRT), its `label`."""
+        return self.label or Path(self.path).name
+
+
+def _problem(info: RasterInfo, message: str) -> Problem:
+    """A problem with an input, named as the analyst knows it (an image read from several files: by its parts)."""
+    return Problem(None, f"{info.name}: {message}") if info.label else Problem(info.path, message)
 
 
 def _norm_band(name: str) -> str:
@@ -107,8 +116,8 @@ def _guess_sensor(path: str, bands: list[str], count: int, dtype: str, tags: dic
     if count == 1 and (bands[0] in S2_L1C_BANDS or re.search(r"(^|_)B(0[1-9]|1[0-2]|8A)(_|\.)", name)):
         return S2_BAND_FILE
     s2_name = re.search(r"L2A|MSIL|(^|_)S2[AB]?_|T\d{2}[A-Z]{3}_", name)
-    if sum(b in S2_BANDS for b in bands) >= 3 or (count >= 4 and s2_name):
-        return "S2"
+    if sum(b in S2_BANDS for b in bands) >= 3 or (count >= 4 and s2_name) or set(bands) <= set(S2_L1C_BANDS):
+        return "S2"  # (every band named as a Sentinel-2 one: a part of an export by resolution)
     if count == 1 and dtype in ("uint8", "int8", "uint16", "int16"):
         return "MASK"
     if count == 2 and dtype.startswith("float"):
@@ -251,6 +260,9 @@ def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
     info.notes = [n for n in info.notes if n != WRITE_TIME_NOTE]
     if info.band_file and not band_order:  # one band file: its acquisition's band files, read as one image
         return _band_file_acquisition(path)
+    if info.unused:
+        info.problems.append(f"holds only {info.unused}, which are not used: give a file of its acquisition's "
+                             "other bands (e.g. its 10 m or 20 m file)")
     if info.problems or info.grid is None:
         raise InputError(Problem(path, "; ".join(info.problems) or "not a georeferenced raster"))
     if not band_order and len(band_files.held_bands(info)) < len(S2_BANDS) and not is_virtual(path):
@@ -262,15 +274,29 @@ def _split_acquisition(path: str, info: RasterInfo) -> RasterInfo:
     """The S2 image of the acquisition whose bands a multi-band file holds only some of, read with the other
     files of that acquisition in its folder (band_files.split_images: a 10 m and a 20 m export); the file as it is
     when there are none."""
-    others = [describe(f) for f in sorted(Path(path).parent.iterdir())
-              if f.suffix.lower() in RASTER_SUFFIXES and f.is_file() and not same_file(f, path)]
-    parts = [i for i in band_files.split_images([info, *others]) if band_files.same_acquisition(i, info)]
-    if not any(i is info for i in parts):
+    if info.when is None:
+        return info
+    others = [describe(f) for f in sorted(Path(path).parent.iterdir())  # read only those dated that day
+              if f.suffix.lower() in RASTER_SUFFIXES and f.is_file() and not same_file(f, path)
+              and _day_of(f) == info.when.date()]
+    parts = band_files.parts_of(info, [info, *others])
+    if not parts:
         return info
     images, problems, _warnings = band_files.combine(parts, describe)
     if problems:
         raise InputError(problems)
     return images[0]
+
+
+def _day_of(path: Path) -> dt.date | None:
+    """The day a raster is dated by its header's tags or its name (as `describe` dates it, without reading pixels);
+    None when neither says or it cannot be opened."""
+    try:
+        with rasterio.open(path) as ds:
+            when = dates.date_from_metadata(ds.tags()) or dates.date_from_name(path)
+    except (RasterioError, OSError):
+        return None
+    return when.date() if when is not None else None
 
 
 def _band_file_acquisition(path: str) -> RasterInfo:
@@ -303,6 +329,7 @@ def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,
         info.bands = [_norm_band(b) for b in band_order][:count]
     elif sum(b in S2_BANDS for b in info.bands) < 3:
         foreign = [d for d, b in zip(info.descriptions, info.bands, strict=False) if b and b not in S2_L1C_BANDS]
+        named = [d for d, b in zip(info.descriptions, info.bands, strict=False) if b]
         if count in (len(S2_BANDS), len(S2_L1C_BANDS)) and not foreign:
             info.bands = list(S2_BANDS if count == len(S2_BANDS) else S2_L1C_BANDS)
             info.band_order_assumed = True
@@ -310,20 +337,27 @@ def _describe_s2(info: RasterInfo, count: int, band_order: list[str] | None,
             info.problems.append(f"has {count} band(s) named {', '.join(foreign)}: a Sentinel-1 raster where a "
                                  "Sentinel-2 one (bands B02, B03, ...) is needed")
             return
+        elif len(named) == count and not set(info.bands) & set(S2_BANDS) and set(info.bands) & set(S2_L1C_BANDS):
+            info.unused = ", ".join(named)  # e.g. the 60 m file (B01, B09) of an export by resolution
+            return
         elif foreign:
             info.problems.append(f"has {count} band(s) named {', '.join(foreign)}: not Sentinel-2 bands "
                                  "(B02, B03, ...); rename them or give a band order")
             return
-        else:
-            info.problems.append(f"has {count} unnamed bands: name them (band descriptions B02...) or "
-                                 "give a band order")
+        elif len(named) < count:
+            which = f"{count - len(named)} of its {count} bands unnamed (the others: {', '.join(named)})" if named \
+                else f"{count} unnamed bands"
+            info.problems.append(f"has {which}: name them (band descriptions B02...) or give a band order")
             return
+        # else: a few named Sentinel-2 bands, a part of an acquisition (band_files.split_images)
     _other_bands(info)
     if info.nodata is None and not info.dtype.startswith("float"):
         info.nodata = 0.0  # DN 0 is Sentinel-2's no-data value (L1C and L2A)
     scales, offsets = band_scaling
     if len(set(scales)) == 1 and len(set(offsets)) == 1 and (scales[0] != 1.0 or offsets[0] != 0.0):
         info.scale, info.offset = float(scales[0]), float(offsets[0])  # GDAL's own (QGIS shows them applied)
+        if not info.offset:  # no GDAL offset: a BOA_ADD_OFFSET tag's, in DN (refl = (DN + offset) x scale)
+            info.offset = (dn_offset(info.tags) or 0.0) * info.scale
         info.scale_from = "band scale"
         return
     scale, offset = s2_scaling(info.tags)
@@ -360,10 +394,15 @@ def _other_bands(info: RasterInfo) -> None:
     if info.mask_kind == "probability":
         info.mask_kind = _probability_kind(info, info.mask_band)
     names = ", ".join(d for _k, d in others)
+    info.notes.append(f"holds band(s) {names} besides its Sentinel-2 bands, not read as reflectance"
+                      f"{_mask_band_use(info)}")
+
+
+def _mask_band_use(info: RasterInfo) -> str:
+    """What `_other_bands`' note says of an S2 image's mask band: used as its cloud mask by a run ('' when none)."""
     mask = info.descriptions[info.mask_band - 1] if info.mask_band else ""
     kind = MASK_KINDS.get(info.mask_kind, "").split(" (")[0]
-    used = f": {mask} is used as its cloud mask ({kind}) unless a mask file is given for it" if mask else ""
-    info.notes.append(f"holds band(s) {names} besides its Sentinel-2 bands, not read as reflectance{used}")
+    return f": {mask} is used as its cloud mask ({kind}) unless a mask file is given for it" if mask else ""
 
 
 def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
@@ -378,22 +417,31 @@ def s2_scaling(tags: dict[str, str]) -> tuple[float | None, float]:
     if raw:
         value = float(raw)
         scale = value if value < 1 else 1.0 / value
+    return scale, dn_offset(tags) or 0.0
+
+
+def dn_offset(tags: dict[str, str]) -> float | None:
+    """The DN offset a BOA_ADD_OFFSET (L2A) or RADIO_ADD_OFFSET (L1C) tag says (-1000 from processing baseline 04.00);
+    None when untagged."""
+    upper = {k.upper(): str(v).strip() for k, v in tags.items()}
     offset = upper.get("BOA_ADD_OFFSET") or upper.get("RADIO_ADD_OFFSET")
-    return scale, float(offset) if offset not in (None, "") else 0.0
+    return float(offset) if offset else None
 
 
 # processing baseline 04.00 (from 2022-01-25) adds 1000 DN (BOA_ADD_OFFSET -1000): its darkest pixels sit near or
 # above 1000 DN (just under where Sen2Cor's reflectance is negative, in shadows). Without the offset, every 31UDS
-# image with clear land has a 1st percentile of B02-B04 of 563 DN at most (water, shadow, dense vegetation)
+# image with clear land has a 1st percentile of B02-B04 of 563 DN at most (water, shadow, dense vegetation), every one
+# at least 10 % clear 897 DN at most (2018-06-13, 38 % clear); 47 of the 118, all under 10 % clear, reach 900 DN (43
+# by the 0.1st percentile, 41 by the minimum, which one shadow pixel kept negative would decide: runs/s30/fix_inputs2)
 OFFSET_LIKE_DN = 900.0
 VISIBLE = ("B02", "B03", "B04")  # where dark targets are darkest
 
 
 def _offset_untold(info: RasterInfo, gdal_offsets: tuple) -> bool:
     """Whether an S2 image is integer DN with visible bands, dated from 2022-01-25 (processing baseline 04.00
-    adds 1000 DN), that neither an offset tag nor a GDAL band offset offsets (read as DN x scale)."""
-    tagged = {k.upper() for k, v in info.tags.items() if str(v).strip()} & {"BOA_ADD_OFFSET", "RADIO_ADD_OFFSET"}
-    return not (info.problems or tagged or any(gdal_offsets) or info.dtype.startswith("float")
+    adds 1000 DN), that neither a GDAL band offset nor an offset tag (BOA_ADD_OFFSET, also 0) read with it offsets."""
+    told = any(gdal_offsets) or (dn_offset(info.tags) is not None and info.scale_from != "values")  # the tag used
+    return not (info.problems or told or info.dtype.startswith("float")
                 or not set(VISIBLE) & set(info.bands) or info.when is None
                 or info.when.date() < band_files.OFFSET_SINCE)
 
@@ -409,19 +457,21 @@ def offset_warnings(s2_infos: list[RasterInfo]) -> list[str]:
         if dark is not None and dark < OFFSET_LIKE_DN:
             return []
         if dark is not None:
-            found.append((info.name, dark))
+            found.append((info, dark))
     if not found:
         return []
-    names = [name for name, _ in found]
+    names = [i.name for i, _ in found]
     which = names[0] if len(names) == 1 else f"{len(names)} S2 images ({short_list(names)})"
+    files = [Path(f).name for i, _ in found for f in (i.files or [i.path])]  # to tag: an image's parts, each
+    tag = f"each of their {len(files)} files ({short_list(files)})" if any(i.files for i, _ in found) else "them"
     return [f"{which}: integer DN dated from {band_files.OFFSET_SINCE:%Y-%m-%d} and read without a reflectance "
             "offset (no BOA_ADD_OFFSET tag, no GDAL band offset), yet not even the darkest visible pixels are under "
             f"{OFFSET_LIKE_DN:.0f} DN (1st percentile of {', '.join(VISIBLE)}: {min(d for _, d in found):.0f} DN at "
             "the lowest), as with processing baseline 04.00's offset (DN = 10000 x reflectance + 1000): if the files "
-            "hold it, their reflectance is read 0.1 too bright. Tag them BOA_ADD_OFFSET=-1000 (RADIO_ADD_OFFSET for "
+            f"hold it, their reflectance is read 0.1 too bright. Tag {tag} BOA_ADD_OFFSET=-1000 (RADIO_ADD_OFFSET for "
             "Level-1C; e.g. gdal_edit.py -mo BOA_ADD_OFFSET=-1000 FILE), or give the band files or the .SAFE "
-            "product, which are read with their offset; if the scenes are all cloud, snow or bright desert, ignore "
-            "this"]
+            "product, which are read with their offset; if the scenes are all or partly cloudy (no water or shadow "
+            "left clear), snow or bright desert, ignore this"]
 
 
 def _dark_dn(info: RasterInfo) -> float | None:
@@ -459,13 +509,27 @@ def looks_like_reflectance(path: str) -> bool:
     return bool(values.size == 0 or np.median(values) <= 2.0)
 
 
+SAMPLED_WINDOWS = (4, 32)  # a large file without overviews: a 4 x 4 grid of 32 x 32 px windows, at full resolution
+LARGE_PX = 1024  # wider or higher than this
+
+
 def sampled_values(path: str, band: int | list[int] | None = None, max_size: int = 64) -> np.ndarray:
     """The valid (not nodata), finite values of a file's `band` (or bands; all bands: None), read decimated to at
-    most `max_size` px a side, as float64; empty when its pixels cannot be read (the run's read names the file)."""
+    most `max_size` px a side (from its overviews when it has some), or, for a large file without overviews (which
+    that read would decode whole: a full tile takes seconds), from SAMPLED_WINDOWS spread over it; as float64; empty
+    when its pixels cannot be read (the run's read names the file)."""
     try:
         with rasterio.open(path) as ds:
-            shape = (min(ds.height, max_size), min(ds.width, max_size))
             count = ds.count if band is None else len(band) if isinstance(band, list) else 0
+            if max(ds.width, ds.height) > LARGE_PX and not ds.overviews(1):
+                n, size = SAMPLED_WINDOWS
+                w, h = min(size, ds.width), min(size, ds.height)
+                cols = [min(max(0, int((k + 0.5) * ds.width / n) - w // 2), ds.width - w) for k in range(n)]
+                rows = [min(max(0, int((k + 0.5) * ds.height / n) - h // 2), ds.height - h) for k in range(n)]
+                values = np.concatenate([ds.read(band, window=Window(c, r, w, h), masked=True).compressed()
+                                         for r in rows for c in cols]).astype(np.float64)
+                return values[np.isfinite(values)]
+            shape = (min(ds.height, max_size), min(ds.width, max_size))
             a = ds.read(band, out_shape=(count, *shape) if count else shape, masked=True)
     except (RasterioError, OSError):
         return np.zeros(0)
@@ -803,6 +867,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     skipped: dict[tuple, str] = {}  # Densify outputs found in folders
     refused: dict[tuple, Problem] = {}  # Densify outputs given as files
     search_notes: list[str] = []  # zip archives skipped in folders
+    unused: dict[str, list[str]] = {}  # S2 files holding only bands not used (RasterInfo.unused) -> names
     for group, given in ((s2, "S2"), (s1 or [], "S1"), (masks or [], "MASK")):
         found, missing, notes = _search(group)
         problems += missing
@@ -820,7 +885,9 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
                     # a file given as S2/S1/mask is taken as that sensor when nothing says otherwise
                     info = describe_(f, sensor=given, when=when, band_order=band_order)
                 seen[key] = (info, given)
-                if not info.output_kind:
+                if info.unused and info.sensor == "S2" and not info.problems:
+                    unused.setdefault(info.unused, []).append(info.name)
+                elif not info.output_kind:
                     infos.append(info)
             if info.output_kind:
                 if in_folder and not sensor:
@@ -834,6 +901,9 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     problems += list(refused.values())
     warnings = _input_warnings(twice, mismatched, [n for k, n in skipped.items() if k not in refused])
     warnings += search_notes
+    warnings += [f"{names[0]}: holds only {bands}, not used: left out" if len(names) == 1 else
+                 f"{len(names)} files ({short_list(names)}) hold only {bands}, not used: left out"
+                 for bands, names in unused.items()]
     infos, s2_parts_problems, more_warnings = _combine_band_files(infos)
     problems += s2_parts_problems
     warnings += more_warnings
@@ -844,7 +914,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     for i in infos:
         rest = [p for p in i.problems if not p.startswith("no acquisition date")]
         if rest:
-            problems.append(Problem(i.path, "; ".join(rest)))
+            problems.append(_problem(i, "; ".join(rest)))
     if undated:
         names = [i.name for i in undated]
         shown = [i.path if names.count(i.name) > 1 else i.name for i in undated]  # same names: whole paths
@@ -865,7 +935,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
     warnings += band_warnings
     for info in s2_infos + s1_infos + mask_infos:
         if not overlaps(info.grid, grid):
-            problems.append(Problem(info.path, f"does not overlap the S2 grid of {s2_infos[0].name}"))
+            problems.append(_problem(info, f"does not overlap the S2 grid of {s2_infos[0].name}"))
     problems += _duplicates(s2_infos) + _duplicates(s1_infos)
 
     if extent is not None:
@@ -879,7 +949,8 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
         if s.mask_band and s.path not in paired:
             paired[s.path] = RasterInfo(s.path, sensor="MASK", when=s.when, bands=["SCL"], grid=s.grid,
                                         dtype=s.dtype, nodata=s.nodata, mask_kind=s.mask_kind, mask_band=s.mask_band,
-                                        tags=s.tags, descriptions=s.descriptions, date_source=s.date_source)
+                                        tags=s.tags, descriptions=s.descriptions, date_source=s.date_source,
+                                        label=s.label)
     mask_warnings += _mask_kind_warnings(list(paired.values()))
     if problems:
         raise InputError(problems)
@@ -953,20 +1024,30 @@ def _input_warnings(twice: dict[tuple[str, str], list[str]], mismatched: dict[tu
 
 
 def _common_bands(s2_infos: list[RasterInfo]) -> tuple[list[str], list[Problem], list[str]]:
-    """The S2 bands of the series: those most images have (in the order of the earliest image that
-    has them all); a problem naming each image that lacks some, a warning for bands few images have."""
+    """The S2 bands of the series: those at least half the images have (in the order of the earliest image that
+    has them all, else as they come); a problem naming each image that lacks some, a warning for bands few images
+    have."""
     n = len(s2_infos)
     counts = Counter(b for i in s2_infos for b in dict.fromkeys(i.bands) if b)
     common = {b for b, c in counts.items() if 2 * c >= n}
-    ref = next((i for i in s2_infos if common <= set(i.bands)), s2_infos[0])
-    bands = [b for b in dict.fromkeys(ref.bands) if b in common]
+    ref = next((i.bands for i in s2_infos if common <= set(i.bands)), [b for i in s2_infos for b in i.bands])
+    bands = [b for b in dict.fromkeys(ref) if b in common]
     problems = []
     for info in s2_infos:
         lacking = [b for b in bands if b not in info.bands]
-        if lacking:
-            others = "the other S2 images" if all(counts[b] == n - 1 for b in lacking) else "most S2 images"
-            problems.append(Problem(info.path, f"missing band(s) {', '.join(lacking)} "
-                                    f"({others} have {', '.join(bands)})"))
+        if not lacking:
+            continue
+        if all(counts[b] == n - 1 for b in lacking):
+            others = f"the other S2 images have {', '.join(bands)}"
+        elif all(2 * counts[b] > n for b in lacking):
+            others = f"most S2 images have {', '.join(bands)}"
+        else:  # e.g. the parts of split acquisitions that were not read together: the nearest holders named
+            having = sorted((i for i in s2_infos if set(lacking) <= set(i.bands)),
+                            key=lambda i: abs(dates.to_days(i.when) - dates.to_days(info.when)))
+            half = "half" if all(2 * counts[b] == n for b in lacking) else "at least half"
+            others = f"{half} the S2 images have {'them' if len(lacking) > 1 else 'it'}" + \
+                (f", e.g. {short_list([i.name for i in having], 2)}" if having else "")
+        problems.append(_problem(info, f"missing band(s) {', '.join(lacking)} ({others})"))
     rare = [b for b in counts if b not in common]
     warnings = [f"band(s) {', '.join(rare)} only in {min(counts[b] for b in rare)} of the {n} S2 images: "
                 "not used"] if rare else []
@@ -985,11 +1066,14 @@ def _scale_warnings(s2_infos: list[RasterInfo]) -> list[str]:
             f"{many[1]} ({short_list(few[0])}): check that these are what their values say"]
 
 
-def note_warnings(infos: list[RasterInfo]) -> list[str]:
-    """The files' notes (guesses made reading them) as warnings, each note once with the files it is about."""
+def note_warnings(infos: list[RasterInfo], masks_used: bool = True) -> list[str]:
+    """The files' notes (guesses made reading them) as warnings, each note once with the files it is about;
+    `masks_used` False (LAI, which reads no cloud mask): without saying that a mask band is used as one."""
     by_note: dict[str, list[str]] = {}
     for i in infos:
         for note in dict.fromkeys(i.notes):
+            if not masks_used and (use := _mask_band_use(i)):
+                note = note.replace(use, "")
             by_note.setdefault(note, []).append(i.name)
     return [f"{names[0]}: {note}" if len(names) == 1 else f"{len(names)} files ({short_list(names)}): {note}"
             for note, names in by_note.items()]
@@ -1021,12 +1105,17 @@ def _grid_warnings(s2_infos: list[RasterInfo]) -> list[str]:
             f"({short_list([i.name for i in other])})"]
 
 
+def is_level_1c(info: RasterInfo) -> bool:
+    """Whether an S2 image is Level-1C (top-of-atmosphere): tagged so, or 13 undescribed bands."""
+    return ("1C" in info.tags.get("PROCESSING_LEVEL", "").upper()
+            or (info.band_order_assumed and info.bands == list(S2_L1C_BANDS)))
+
+
 def _assumed_order_warnings(s2_infos: list[RasterInfo]) -> list[str]:
     """A warning naming the S2 files without band descriptions read in the standard order, and one
     naming Level-1C images (top-of-atmosphere, read as if they were surface reflectance)."""
     out = []
-    l1c = [i.name for i in s2_infos if "1C" in i.tags.get("PROCESSING_LEVEL", "").upper()
-           or (i.band_order_assumed and i.bands == list(S2_L1C_BANDS))]
+    l1c = [i.name for i in s2_infos if is_level_1c(i)]
     if l1c:
         out.append(f"{len(l1c)} S2 image(s) are Level-1C, top-of-atmosphere reflectance ({short_list(l1c)}): "
                    "the outputs and LAI assume Level-2A surface reflectance")
@@ -1121,8 +1210,7 @@ def _duplicates(infos: list[RasterInfo]) -> list[Problem]:
     for i in infos:
         key = i.when.replace(microsecond=0)
         if key in seen:
-            problems.append(Problem(i.path, f"duplicated date {key:%Y-%m-%d %H:%M:%S} "
-                                    f"(same as {seen[key].name})"))
+            problems.append(_problem(i, f"duplicated date {key:%Y-%m-%d %H:%M:%S} (same as {seen[key].name})"))
         else:
             seen[key] = i
     return problems

@@ -298,23 +298,27 @@ def estimate(refl: np.ndarray, bands: list[str], angles: Angles, std: np.ndarray
 
 # the median surface reflectance over LAI_BANDS of an image's valid pixels is at least 0.024 in the 118 31UDS
 # images (the darkest pixel's median over the bands 0.012) and at most 1.29 (thick cloud); SNAP's test cases
-# 0.026 to 0.33. Below or above these bounds it is not reflectance: scaled twice (~1e-5), or DN (~1000).
-PLAUSIBLE_MEDIAN = (0.001, 2.0)
+# 0.026 to 0.33; clear deep water down to about 0.0006 (Sen2Cor's NIR and SWIR near 0). Below or above these bounds
+# it is not reflectance: scaled twice (~2e-5), or DN (~1000).
+PLAUSIBLE_MEDIAN = (2e-4, 2.0)
+SAMPLE_PIXELS = 100_000  # about this many pixels of an image, spread over it, judge its reflectance
 
 
 def reflectance_warnings(refl: np.ndarray, source: str) -> list[str] | None:
-    """A warning (in a list; [] when none) when the median of `refl` (B, h, w) over its valid pixels (all bands
-    finite) is outside PLAUSIBLE_MEDIAN: the image's scaling is wrong and its LAI meaningless; None when no pixel
-    is valid (nothing to judge). `source` names the image."""
-    valid = np.isfinite(refl).all(axis=0)
-    if not valid.any():
+    """A warning (in a list; [] when none) when the median of `refl` (B, ...: an image, or a sample of its pixels)
+    over its valid pixels (all bands finite, not all exactly 0: a fill) is outside PLAUSIBLE_MEDIAN: the image's
+    scaling is wrong and its LAI meaningless; None when no pixel is valid (nothing to judge). `source` names the
+    image."""
+    values = np.asarray(refl).reshape(len(refl), -1)
+    values = values[:, np.isfinite(values).all(axis=0) & (values != 0).any(axis=0)]
+    if not values.size:
         return None
-    median = float(np.median(refl[:, valid]))
+    median = float(np.median(values))
     low, high = PLAUSIBLE_MEDIAN
     what = f"LAI: the reflectance of {source} is implausibly"
     found = f"(median {median:.3g} over its valid pixels' bands {' '.join(LAI_BANDS)}"
     if median < low:
-        return [f"{what} low {found}, where land and water are about 0.01 to 0.5): probably scaled twice, e.g. a DN "
+        return [f"{what} low {found}, where land and water are about 0.001 to 0.5): probably scaled twice, e.g. a DN "
                 "scale (a GDAL band scale or a REFLECTANCE_SCALE tag of 0.0001) on values already in reflectance; its "
                 "LAI is meaningless (near 0): fix the file's scale, or give the image as DN"]
     if median > high:
@@ -367,11 +371,11 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     def read(row: int, h: int):
         return read_s2(info.path, band_order=order, window=window(row, h), bands=LAI_BANDS)
 
-    std_of = _std_reader(str(std_path), info.grid) if std_path is not None else None
+    std_of = _std_reader(str(std_path), info.grid, info.tags) if std_path is not None else None
     first = read(0, rows)
     angles, notes = Angles.from_tags(first.tags)
     # guesses made reading it (e.g. a DN scale tag on reflectance ignored), an offset it seems to lack
-    notes = note_warnings([info]) + offset_warnings([info]) + notes
+    notes = note_warnings([info], masks_used=False) + offset_warnings([info]) + notes
     tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(subdataset_product(s2_path) or s2_path).name,
             "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
                            f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),
@@ -388,30 +392,34 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             tags[key] = first.tags[key]
     with new_dirs_removed_on_error(out_path.parent), AtomicRaster(  # a failure leaves no folder it made
             out_path, grid, 3, "float32", descriptions=["LAI", "LAI_std", "flags"], tags=tags) as out:
-        unchecked = True  # the reflectance's plausibility, judged on the first block with valid pixels
+        step = max(1, width * height // SAMPLE_PIXELS)  # the reflectance's plausibility: judged on every step-th
+        sample = []  # pixel of the image (a first block of sea or cloud is not the image)
         for row in range(0, height, rows):
             feedback.check()
             h = min(rows, height - row)
             img = first if row == 0 else read(row, h)
-            if unchecked and (found := reflectance_warnings(img.refl, tags["source"])) is not None:
-                unchecked = False
-                if found:
-                    notes += found
-                    out.update_tags(warnings=" | ".join(notes))
-                    if warnings is not None:
-                        warnings += found
+            sample.append(img.refl.reshape(len(img.bands), -1)[:, (-row * width) % step::step].copy())
             std = std_of(img.bands, window(row, h)) if std_of else None
             res = estimate(img.refl, img.bands, angles, std=std, source=str(s2_path))
             out.write(np.stack([res.lai, res.lai_std, res.flags.astype(np.float32)]), row=row)
             feedback.report(100.0 * (row + h) / height, "LAI")
+        if found := reflectance_warnings(np.concatenate(sample, axis=1), tags["source"]):
+            notes += found
+            out.update_tags(warnings=" | ".join(notes))
+            if warnings is not None:
+                warnings += found
         feedback.check()
         return out.commit()
 
 
-def _std_reader(path: str, grid):
+RUN_TAGS = ("TARGET_DATE", "METHOD", "MODEL")  # what tells one Densify run's outputs from another's
+
+
+def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None):
     """A reader of the per-band reflectance std of `path` (bands described <band>_std, DN scaled by
     its REFLECTANCE_SCALE; untagged: DN unless its values are below 2, i.e. already reflectance; its
-    nodata as NaN) on `grid`; InputError naming the file when it does not fit."""
+    nodata as NaN) on `grid`; InputError naming the file when it does not fit, or when it is the uncertainty of
+    another run than the image (their RUN_TAGS differ, e.g. another date or method picked from the layer list)."""
     import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import RasterioIOError
@@ -423,13 +431,20 @@ def _std_reader(path: str, grid):
             names = [d or "" for d in ds.descriptions]
             same = (ds.width, ds.height) == (grid.width, grid.height) and ds.transform.almost_equals(grid.transform)
             crs_ok = ds.crs is not None and ds.crs == CRS.from_wkt(grid.crs_wkt)
-            scale = s2_scaling(ds.tags())[0]
+            tags = ds.tags()
+            scale = s2_scaling(tags)[0]
         if scale is None:  # untagged: reflectance or DN, told as the inventory tells an S2 image's
             scale = 1.0 if looks_like_reflectance(path) else 1e-4
     except RasterioIOError as exc:
         raise InputError(Problem(path, f"cannot be read ({first_line(exc)})")) from None
     except ValueError as exc:  # a REFLECTANCE_SCALE tag that is not a number
         raise InputError(Problem(path, f"its reflectance scale is not a number ({exc})")) from None
+    theirs = image_tags or {}
+    differ = [f"{key} {tags[key]}, the image's {theirs[key]}" for key in RUN_TAGS
+              if tags.get(key) and theirs.get(key) and tags[key] != theirs[key]]
+    if differ:
+        raise InputError(Problem(path, f"is the uncertainty of another run ({'; '.join(differ)}): give the one "
+                                       "written with that image"))
     if not (same and crs_ok):
         raise InputError(Problem(path, "the uncertainty file is not on the S2 image's grid (another size, "
                                        "position or CRS): give the one written with that image"))

@@ -5,6 +5,8 @@ exactly) and read back as one image per acquisition."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+import shlex
 import shutil
 import zipfile
 from pathlib import Path
@@ -376,7 +378,13 @@ def test_split_exports_that_cannot_be_read_together_are_named(series, tmp_path):
         assert len(err.value.problems) == 1, err.value.problems
         text = str(err.value.problems[0])
         assert expected in text and fine.name in text and coarse.name in text, text
-        assert "gdalbuildvrt -separate" in text and "export all bands as one file" in text, text
+        assert "export all bands as one file, with band descriptions" in text, text
+        if expected == "are not read alike":  # no stacking recipe: it would read both files alike
+            assert "one data type, nodata value and scaling" in text and "gdal_merge" not in text, text
+        else:
+            crs = "-t_srs EPSG:32631 " if "coordinate systems" in expected else ""
+            assert f"gdalwarp -r near {crs}-tr 10 10 -te 501360 5629040 502000 5629680 {coarse.name}" in text and \
+                "gdal_merge.py -separate" in text, text
 
 
 def test_lai_of_one_file_of_a_split_export_is_the_lai_of_its_acquisition(series, tmp_path, capsys):
@@ -393,3 +401,201 @@ def test_lai_of_one_file_of_a_split_export_is_the_lai_of_its_acquisition(series,
     np.testing.assert_array_equal(read_array(tmp_path / "split.tif"), read_array(tmp_path / "stacked.tif"))
     with rasterio.open(tmp_path / "split.tif") as ds:
         assert ds.tags()["band_files"] == f"{fine}, {_coarse}"
+
+
+def _follow(text: str, folder: Path, monkeypatch) -> Path:
+    """Run the commands a problem gives to stack split files (gdalwarp, gdal_merge.py -separate, the bands named by
+    GDAL's Python) in `folder`, through GDAL 3.6's Python API as the command-line tools run them; the stacked file."""
+    from osgeo import gdal
+    from osgeo_utils import gdal_merge
+
+    monkeypatch.chdir(folder)
+    for command in re.findall(r"gdalwarp ([^;]+)", text):
+        *options, src, dst = shlex.split(command)
+        ds = gdal.Warp(dst, src, options=options)
+        del ds  # written
+    merge = shlex.split(re.search(r"gdal_merge\.py ([^;]+)", text).group(1))
+    gdal_merge.main(["gdal_merge.py", "-q", *merge])
+    namespace: dict = {}
+    exec(re.search(r'python3 -c "([^"]+)"', text).group(1), namespace)  # noqa: S102 - the message's own command
+    namespace.clear()  # closes the dataset: its band descriptions written
+    return folder / merge[merge.index("-o") + 1]
+
+
+def test_the_way_to_stack_split_files_gives_the_stacked_image(series, tmp_path, monkeypatch):
+    """Audit 2, finding 5: the commands a "cannot be read together" problem gives (GDAL 3.6: gdalbuildvrt -separate
+    took only each file's first band, at an averaged resolution) make the stacked image: the coarse file on the fine
+    one's grid (-tr, -te), merged, its bands named in that order (the SCL band read as the mask)."""
+    src, scl = series["s2"][2], series["masks"][2]
+    fine, coarse = _split_export(src, tmp_path / "S2", scl=scl, twenty=["B04", *TWENTY_M])  # B04 in both
+    with pytest.raises(InputError) as err:
+        inventory.build([str(fine), str(coarse)], check_clear=False)
+    stacked = _follow(str(err.value.problems[0]), tmp_path / "S2", monkeypatch)
+    info = inventory.describe(stacked)
+    assert info.bands[:4] == TEN_M and (info.mask_band, info.mask_kind) == (12, "scl"), info.bands
+    np.testing.assert_array_equal(inventory.read_s2(stacked, bands=inventory.S2_BANDS).refl,
+                                  inventory.read_s2(src).refl)
+
+
+SIXTY_M = ["B1", "B9"]  # as Earth Engine names them
+
+
+def _sixty(src: Path, folder: Path, dtype: str = "uint16") -> Path:
+    """The 60 m file of an export by resolution (B1, B9; the stack has neither: every 6th pixel of B02 and B8A stands
+    in), named like `_split_export`'s."""
+    data = read_array(src)[[inventory.S2_BANDS.index("B02"), inventory.S2_BANDS.index("B8A")], ::6, ::6]
+    t = inventory.describe(src).grid.transform
+    values = data if dtype == "uint16" else np.where(data > 0, data * 1e-4, np.nan)
+    return craft(src, folder / f"S2_{src.name.split('_')[1][:8]}_60m.tif", values.astype(dtype),
+                 descriptions=SIXTY_M, width=data.shape[2], height=data.shape[1],
+                 transform=rasterio.Affine(6 * t.a, 0, t.c, 0, 6 * t.e, t.f),
+                 **({"nodata": float("nan")} if dtype != "uint16" else {}))
+
+
+def test_the_60m_file_of_an_export_by_resolution_is_left_out(series, tmp_path, capsys):
+    """Audit 2, finding 3: a date exported by resolution as a 10 m, a 20 m and a 60 m file (B1, B9, which the project
+    does not use; also as float reflectance, once taken for Sentinel-1): the 60 m file is left out with one warning
+    naming it, never called "unnamed"; the 10 m and 20 m files make the image. `densify lai` given the 10 m file reads
+    it the same way; given the 60 m file, it says why not."""
+    from sentinel_densify.core import cli
+
+    folder = tmp_path / "S2"
+    parts = [p for k in (1, 2) for p in _split_export(series["s2"][k], folder)]
+    sixty = [_sixty(series["s2"][1], folder), _sixty(series["s2"][2], folder, "float32")]
+    inv = inventory.build([str(folder)], check_clear=False)
+    assert [i.files for i in inv.s2] == [[str(p) for p in parts[:2]], [str(p) for p in parts[2:]]]
+    said = [w for w in inv.warnings if "60m" in w]
+    assert said == [f"2 files ({sixty[0].name}, {sixty[1].name}) hold only B1, B9, not used: left out"], inv.warnings
+    assert inventory.describe(sixty[1]).sensor == "S2"
+
+    out = tmp_path / "lai.tif"
+    assert cli.main(["lai", "--s2", str(parts[0]), "--out", str(out)]) == 0, capsys.readouterr().err
+    with rasterio.open(out) as ds:
+        assert ds.tags()["band_files"] == f"{parts[0]}, {parts[1]}"
+    assert cli.main(["lai", "--s2", str(sixty[0]), "--out", str(tmp_path / "no.tif")]) == 1
+    err = capsys.readouterr().err
+    assert f"{sixty[0].name}: holds only B1, B9, which are not used" in err and "unnamed" not in err, err
+
+
+def test_parts_of_one_acquisition_timed_apart_are_read_together(series, tmp_path):
+    """Audit 2, finding 4: the parts of one date (one tile, one calendar day, complementary bands) whose times differ
+    by seconds, or one of which is dated by its day alone (its time tag lost: midnight from its name), are one
+    acquisition, timed by the finest part timed to the second. Eleven minutes apart they are not: each part is named
+    as lacking bands with the nearest files that have them, never with "most" when exactly half have them."""
+    src, later = series["s2"][4], series["s2"][5]
+    when = inventory.describe(src).when
+    stacked = inventory.read_s2(src).refl
+    for case, edit in (("seconds", {"ACQUISITION_DATETIME": f"{when + dt.timedelta(seconds=3):%Y-%m-%dT%H:%M:%SZ}"}),
+                       ("day only", None)):
+        fine, coarse = _split_export(src, tmp_path / case.replace(" ", "_"))
+        if edit is None:
+            craft(coarse, coarse, drop_tags=("ACQUISITION_DATETIME",))
+            assert inventory.describe(coarse).date_source == "file name"
+        else:
+            with rasterio.open(coarse, "r+") as ds:
+                ds.update_tags(**edit)
+        inv = inventory.build([str(coarse), str(fine)], check_clear=False)
+        assert len(inv.s2) == 1 and inv.s2[0].when == when and inv.s2[0].files == [str(fine), str(coarse)], case
+        np.testing.assert_array_equal(inventory.read_s2(inv.s2[0].path).refl, stacked)
+
+    apart = []
+    for image in (src, later):
+        fine, coarse = _split_export(image, tmp_path / "apart")
+        with rasterio.open(coarse, "r+") as ds:
+            moved = inventory.describe(image).when + dt.timedelta(minutes=11)
+            ds.update_tags(ACQUISITION_DATETIME=f"{moved:%Y-%m-%dT%H:%M:%SZ}")
+        apart += [fine, coarse]
+    with pytest.raises(InputError) as err:
+        inventory.build([str(tmp_path / "apart")], check_clear=False)
+    text = [str(p) for p in err.value.problems]
+    assert len(text) == 4 and not any("most S2 images" in t for t in text), text
+    assert f"{apart[0].name}: missing band(s) {', '.join(TWENTY_M)} (half the S2 images have them, e.g. " \
+           f"{apart[1].name}, {apart[3].name})" in text, text
+
+
+def test_an_image_read_from_several_files_is_named_by_them(series, safes, tmp_path, capsys):
+    """Audit 2, finding 6: an image made of split files is named by them (never by its in-memory VRT) in the outputs'
+    tags (INPUTS_S2, INPUTS_MASKS, ANGLES_FROM), the warnings and the problems; the offset warning lists the files to
+    tag; `densify lai` does not say that an SCL band is used as its cloud mask (LAI reads none). An image made of ESA
+    band files is named by its first band file."""
+    from sentinel_densify.core import cli
+
+    k = 3
+    src, scl = series["s2"][k], series["masks"][k]
+    fine, coarse = _split_export(src, tmp_path / "S2", scl=scl)
+    name = f"{fine.name} + {coarse.name}"
+    others = [p for p in series["s2"] if p != src]
+    when = inventory.describe(src).when
+    request = DensifyRequest(s2=[str(p) for p in [*others, fine, coarse]], target_date=when.date(),
+                             out_dir=str(tmp_path / "out"), method="linear", lai=False)
+    res = engine.run(request)
+    with rasterio.open(res.outputs["synthesized"]) as ds:
+        tags = ds.tags()
+    assert name in tags["INPUTS_S2"].split(";") and tags["INPUTS_MASKS"] == name and tags["ANGLES_FROM"] == name
+    assert not any("_bands.vrt" in text for text in [*tags.values(), *res.warnings]), (tags, res.warnings)
+    assert any(w.startswith(f"{name}: holds band(s) SCL") for w in res.warnings), res.warnings
+    with pytest.raises(InputError) as err:
+        inventory.build([str(src), str(fine), str(coarse)], check_clear=False)
+    assert [str(p) for p in err.value.problems] == \
+        [f"{name}: duplicated date {when:%Y-%m-%d %H:%M:%S} (same as {src.name})"]
+
+    out = tmp_path / "lai.tif"
+    assert cli.main(["lai", "--s2", str(fine), "--out", str(out)]) == 0, capsys.readouterr().err
+    with rasterio.open(out) as ds:
+        said = ds.tags()["warnings"]
+    assert "holds band(s) SCL besides its Sentinel-2 bands" in said and "cloud mask" not in said, said
+
+    later = when.replace(year=when.year + 5)  # baseline 04.00's + 1000 DN, untagged: the two files to tag are named
+    moved = craft(src, tmp_path / "2023" / f"T31UDS_{later:%Y%m%dT%H%M%S}_L2A_10m.tif",
+                  np.where(read_array(src) > 0, read_array(src) + 1000, 0).astype("uint16"),
+                  drop_tags=("BOA_ADD_OFFSET",), tags={"ACQUISITION_DATETIME": f"{later:%Y-%m-%dT%H:%M:%SZ}"})
+    parts = _split_export(moved, tmp_path / "2023" / "split", drop_tags=("BOA_ADD_OFFSET",))
+    inv = inventory.build([str(p) for p in parts], check_clear=False)
+    said = [w for w in inv.warnings if "BOA_ADD_OFFSET=-1000" in w]
+    assert len(said) == 1 and said[0].startswith(f"{parts[0].name} + {parts[1].name}: integer DN") and \
+        f"Tag each of their 2 files ({parts[0].name}, {parts[1].name}) BOA_ADD_OFFSET=-1000" in said[0], said
+
+    safe = sorted(safes.iterdir())[0]
+    stamp = safe.name.split("_")[2]
+    assert inventory.build([str(safe)], check_clear=False).s2[0].name == \
+        f"T31UDS_{stamp}_B02_10m.jp2 + 9 other band files"
+
+
+def test_lai_of_a_split_file_describes_only_the_files_of_its_day(series, tmp_path, monkeypatch):
+    """Audit 2, finding 7: `densify lai` given one file of a split export looks for its other files among the rasters
+    dated that day (by their header or name): the others in the folder (other dates, which may be large) are not
+    described, as describing reads pixels (a float file's values)."""
+    src = series["s2"][5]
+    fine, coarse = _split_export(src, tmp_path / "S2")
+    for other in series["s2"][6:]:
+        (tmp_path / "S2" / other.name).symlink_to(other)
+    described = []
+    describe = inventory.describe
+
+    def counting(path, *args, **kwargs):
+        described.append(Path(path).name)
+        return describe(path, *args, **kwargs)
+
+    monkeypatch.setattr(inventory, "describe", counting)
+    image = inventory.single_s2(str(fine))
+    assert image.files == [str(fine), str(coarse)]
+    assert not set(described) & {p.name for p in series["s2"][6:]}, described
+
+
+def test_split_files_read_unlike_say_how_each_is_read(series, tmp_path):
+    """Audit 2, N1: parts that are not read alike are named with how each is read, their nodata value too (the only
+    difference here), and what to do about it; a negative offset is written as one ("- 0.1", not "+ -0.1")."""
+    src = series["s2"][2]
+    fine, coarse = _split_export(src, tmp_path / "nodata", nodata=65535)
+    with pytest.raises(InputError) as err:
+        inventory.build([str(fine), str(coarse)], check_clear=False)
+    text = str(err.value.problems[0])
+    assert f"{coarse.name}: uint16, nodata 65535.0, reflectance = value x 0.0001)" in text, text
+    assert "one data type, nodata value and scaling (gdalwarp -dstnodata VALUE IN OUT" in text, text
+    fine, coarse = _split_export(src, tmp_path / "offset", edit20=lambda a: np.where(a > 0, a + 1000, 0))
+    with rasterio.open(coarse, "r+") as ds:
+        ds.scales, ds.offsets = [1e-4] * ds.count, [-0.1] * ds.count
+    with pytest.raises(InputError) as err:
+        inventory.build([str(fine), str(coarse)], check_clear=False)
+    text = str(err.value.problems[0])
+    assert f"{coarse.name}: uint16, nodata 0.0, reflectance = value x 0.0001 - 0.1)" in text and "+ -" not in text, text

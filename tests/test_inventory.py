@@ -611,3 +611,44 @@ def test_a_tar_archive_is_named_as_not_read(real, tmp_path):
         problems = [str(p) for p in err.value.problems]
         assert len(problems) == 1 and problems[0].endswith(": is a tar archive, which is not read: extract it, or zip "
                                                            "it (zip archives are read as they are)"), problems
+
+
+def test_a_large_file_without_overviews_is_sampled_in_windows(real, tmp_path):
+    """Audit 2, finding 7: a large tiled GeoTIFF without overviews (a full tile from Earth Engine) is sampled in a few
+    full-resolution windows spread over it, not decoded whole by a decimated read; the checks that sample it decide as
+    on the small image: the post-2022 offset (untagged DN + 1000 warned, plain DN not) and float reflectance."""
+    src = real["s2"][40]
+    dn = read_array(src)[:3]  # B02, B03, B04
+    when = "2023-03-20T11:04:36Z"
+    big: dict[str, Path] = {}
+    for kind, add in (("plain", 0), ("offset", 1000)):
+        big[kind] = craft(src, tmp_path / f"T31UDS_20230320T110436_{kind}.tif",
+                          np.tile(np.where(dn > 0, dn + add, 0), (1, 32, 32)).astype("uint16"), width=2048, height=2048,
+                          tiled=True, blockxsize=256, blockysize=256, drop_tags=("BOA_ADD_OFFSET",),
+                          tags={"ACQUISITION_DATETIME": when}, descriptions=S2_BANDS[:3])
+    n, size = inventory.SAMPLED_WINDOWS
+    assert inventory.sampled_values(str(big["plain"]), [1, 2, 3], 64).size == 3 * n * n * size * size
+    for kind, warned in (("plain", False), ("offset", True)):
+        info = inventory.describe(big[kind])
+        assert info.offset_untold and bool(inventory.offset_warnings([info])) == warned, kind
+    refl = craft(src, tmp_path / "refl.tif", np.tile(dn[:1] * np.float32(1e-4), (1, 32, 32)), width=2048,
+                 height=2048, tiled=True, blockxsize=256, blockysize=256)
+    assert inventory.looks_like_reflectance(str(refl))
+    assert inventory.sampled_values(str(refl), None, 64).size == n * n * size * size
+
+
+def test_named_bands_are_never_called_unnamed(real, tmp_path):
+    """Audit 2, finding 3: a file with some bands named says how many are not; one whose few bands are all named
+    Sentinel-2 bands is a part of an acquisition (e.g. a SWIR file of B11, B12), not a problem; one holding only bands
+    the project does not use (B01, B09) is marked to be left out."""
+    src = real["s2"][40]
+    dn = read_array(src)
+    some = craft(src, tmp_path / "T31UDS_20180301T105000_L2A.tif", data=dn[:3], descriptions=["B02", "", ""])
+    assert inventory.describe(some, sensor="S2").problems == [
+        "has 2 of its 3 bands unnamed (the others: B02): name them (band descriptions B02...) or give a band order"]
+    swir = craft(src, tmp_path / "T31UDS_20180302T105000_swir.tif", data=dn[8:], descriptions=["B11", "B12"])
+    info = inventory.describe(swir)
+    assert (info.sensor, info.problems, info.bands) == ("S2", [], ["B11", "B12"])
+    sixty = craft(src, tmp_path / "T31UDS_20180303T105000_60m.tif", data=dn[:2], descriptions=["B01", "B09"])
+    info = inventory.describe(sixty)
+    assert (info.sensor, info.problems, info.unused) == ("S2", [], "B01, B09")

@@ -296,7 +296,17 @@ def test_lai_of_a_synthesized_image_with_its_uncertainty_is_the_runs_lai(uds_sub
         ds.descriptions = descriptions
     with pytest.raises(InputError, match=r"other_grid.tif: the uncertainty file is not on the S2 image's grid"):
         L.lai_file(synth, tmp_path / "y.tif", std_path=other)
-    assert not (tmp_path / "x.tif").exists() and not (tmp_path / "y.tif").exists()
+    # the uncertainty of another run (another date and method, as picked from a list of layers): refused
+    elsewhere = tmp_path / "another_run.tif"
+    with rasterio.open(elsewhere, "w", **prof) as ds:
+        ds.write(data)
+        ds.descriptions = descriptions
+        ds.update_tags(TARGET_DATE="2018-04-10", METHOD="onnx:default")
+    with pytest.raises(InputError, match=r"another_run.tif: is the uncertainty of another run \(TARGET_DATE "
+                                         r"2018-04-10, the image's 2018-03-01; METHOD onnx:default, the image's "
+                                         r"linear\)"):
+        L.lai_file(synth, tmp_path / "z.tif", std_path=elsewhere)
+    assert not any((tmp_path / n).exists() for n in ("x.tif", "y.tif", "z.tif"))
     # the same std as int16 DN with a nodata corner, then as untagged float reflectance: nodata is no
     # value (NaN), and reflectance is told from DN by its size
     with rasterio.open(unc) as ds:
@@ -351,3 +361,48 @@ def test_lai_warns_of_implausible_reflectance(uds_dir, tmp_path):
     warnings = []
     L.lai_file(src, tmp_path / "lai.tif", warnings=warnings)
     assert warnings == []
+
+
+def test_the_reflectance_warning_judges_the_whole_image_not_its_fill_or_first_rows(uds_dir, tmp_path):
+    """Audit 2, finding 2: correctly scaled images are not called "scaled twice". (a) Float reflectance with a 0 fill
+    outside a round AOI and no nodata (an Earth Engine .divide(10000) export clipped to a polygon): the pixels whose
+    bands are all 0 are not judged. (b) Baseline 04.00 DN (tagged) whose first row block is clear deep water (median
+    0.00065 over the LAI bands: Sen2Cor's NIR and SWIR near 0) above land: a sample of the whole image is judged, and
+    clear water alone is not implausible either (a double scale gives about 2e-5)."""
+    from helpers import craft, read_array
+
+    src = uds_dir / "S2" / CLEAR
+    dn = read_array(src)
+    refl = np.where(dn > 0, dn * 1e-4, 0).astype("float32")
+    yy, xx = np.mgrid[:64, :64]
+    refl[:, (yy - 32) ** 2 + (xx - 32) ** 2 > 20 ** 2] = 0  # 61 % of the pixels
+    aoi = craft(src, tmp_path / "S2_2018-07-05_aoi_float.tif", refl, nodata=None,
+                drop_tags=("REFLECTANCE_SCALE", "BOA_ADD_OFFSET"))
+    water = {"B02": 350, "B03": 250, "B04": 70, "B05": 40, "B06": 8, "B07": 5, "B08": 4, "B8A": 3, "B11": -5,
+             "B12": -10}
+    coast = np.where(dn > 0, dn + 1000, 0)
+    for k, band in enumerate(S2_ORDER):
+        coast[k, :8] = water[band] + 1000
+    coast = craft(src, tmp_path / "S2_2023-07-05_coast.tif", coast.astype("uint16"),
+                  tags={"ACQUISITION_DATETIME": "2023-07-05T10:54:27Z", "BOA_ADD_OFFSET": "-1000"})
+    for path in (aoi, coast):
+        warnings: list[str] = []
+        out = L.lai_file(path, tmp_path / f"lai_{path.name}", block_pixels=64 * 8, warnings=warnings)
+        assert warnings == [], warnings
+        with rasterio.open(out) as ds:
+            assert "warnings" not in ds.tags()
+    sea = np.array([[water[b] * 1e-4] for b in L.LAI_BANDS], dtype="float32")[:, :, None]  # (8, 1, 1)
+    assert L.reflectance_warnings(sea, "sea") == []
+    assert "implausibly low" in L.reflectance_warnings(sea * 0.03, "scaled twice")[0]  # about 2e-5
+
+
+def test_the_band_order_help_says_the_file_is_then_read_alone():
+    """Audit 2, N3: `densify lai --band-order` reads the file alone (no other file of its date looked for)."""
+    import argparse
+
+    from sentinel_densify.core import cmd_lai
+
+    parser = argparse.ArgumentParser()
+    cmd_lai.configure(parser)
+    said = next(a.help for a in parser._actions if "--band-order" in a.option_strings)
+    assert "the file is read alone" in said and "20 m file" in said, said

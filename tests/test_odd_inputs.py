@@ -207,3 +207,27 @@ def test_an_untagged_offset_after_2022_is_warned_not_applied(uds_dir, few, tmp_p
         inv = inventory.build([str(p) for p in files], check_clear=False)
         assert not any("BOA_ADD_OFFSET=-1000" in w for w in inv.warnings), inv.warnings
     np.testing.assert_allclose(inventory.read_s2(tagged[0]).refl, inventory.read_s2(few["s2"][0]).refl, atol=1e-6)
+
+
+def test_an_offset_tag_beside_a_gdal_band_scale_is_applied(few, tmp_path):
+    """Audit 2, finding 1: DN + 1000 with a GDAL band scale of 1e-4 and no band offset, tagged BOA_ADD_OFFSET=-1000
+    as the offset warning says to: the tag's offset is applied (refl = (DN - 1000) x 1e-4), the original reflectance;
+    untagged, the warning names the files (whatever their clouds, partly cloudy ones too)."""
+    scaled = []
+    for src in few["s2"]:
+        dst = _five_years_on(src, tmp_path, 1000)
+        with rasterio.open(dst, "r+") as ds:
+            ds.scales = [1e-4] * ds.count
+            ds.update_tags(REFLECTANCE_SCALE="")
+        scaled.append(dst)
+    inv = inventory.build([str(p) for p in scaled], check_clear=False)
+    said = [w for w in inv.warnings if "BOA_ADD_OFFSET=-1000" in w]
+    assert len(said) == 1 and said[0].startswith("8 S2 images (") and "all or partly cloudy" in said[0], said
+    for dst in scaled:
+        with rasterio.open(dst, "r+") as ds:
+            ds.update_tags(BOA_ADD_OFFSET="-1000")  # gdal_edit.py -mo BOA_ADD_OFFSET=-1000 FILE
+    inv = inventory.build([str(p) for p in scaled], check_clear=False)
+    assert not any("BOA_ADD_OFFSET" in w for w in inv.warnings), inv.warnings
+    info = inventory.describe(scaled[0])
+    assert (info.scale, info.offset, info.scale_from) == (1e-4, pytest.approx(-0.1), "band scale")
+    np.testing.assert_allclose(inventory.read_s2(scaled[0]).refl, inventory.read_s2(few["s2"][0]).refl, atol=1e-6)
