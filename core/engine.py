@@ -13,7 +13,7 @@ from . import __version__, dates, inventory, lai
 from .atomic import GEOTIFF_SUFFIXES, new_dirs_removed_on_error, output_file_problem, same_file
 from .errors import InputError, Problem
 from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, auto_tile_size, tiles
-from .methods import create
+from .methods import bundled_model, create
 from .progress import Feedback
 from .reader import SeriesReader, sample_stack
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
@@ -166,6 +166,22 @@ def _angle_tags(nearest: inventory.RasterInfo) -> dict[str, str]:
     return {**found, "ANGLES_FROM": nearest.name} if found else {}
 
 
+LEVEL_1C = "Level-1C"
+
+
+def _method_tags(method, inv: inventory.Inventory) -> dict[str, str]:
+    """Tags on what the run read and ran: INPUTS_S1 only for a method that reads S1 (the baselines do not);
+    MODEL_BUNDLED (1 for the bundled models/default.onnx, 0 for another model file); PROCESSING_LEVEL=Level-1C when
+    an S2 input is Level-1C (the outputs are then top-of-atmosphere reflectance)."""
+    tags = {"INPUTS_S1": ";".join(i.name for i in inv.s1)} if method.uses_s1 else {}
+    path, bundled = getattr(method, "path", None), bundled_model()
+    if path is not None:
+        tags["MODEL_BUNDLED"] = "1" if bundled is not None and same_file(path, bundled) else "0"
+    if any(inventory.is_level_1c(i) for i in inv.s2):
+        tags["PROCESSING_LEVEL"] = LEVEL_1C
+    return tags
+
+
 def run(request: DensifyRequest, feedback: Feedback | None = None) -> DensifyResult:
     """Synthesize S2, its uncertainty and LAI at request.target_date; write them atomically."""
     return run_series([request], feedback)[0]
@@ -227,11 +243,12 @@ class _DateOutputs:
         self.blender = WindowBlender(grid.height, grid.width, blend)
         block = block_size_for(tile_size)
         tags = {"TARGET_DATE": f"{date:%Y-%m-%d}", "MODE": self.mode, **tags}
+        level = "top-of-atmosphere" if tags.get("PROCESSING_LEVEL") == LEVEL_1C else "surface"
         self.rasters["synthesized"] = outputs.enter_context(AtomicRaster(
             self.out_paths["synthesized"], grid, len(bands), descriptions=bands,
             tags={**tags, "REFLECTANCE_SCALE": DN_SCALE, "BOA_ADD_OFFSET": 0,
                   "ACQUISITION_DATETIME": f"{date:%Y-%m-%d}T12:00:00Z",
-                  "CONTENT": "synthesized Sentinel-2 surface reflectance (DN)",
+                  "CONTENT": f"synthesized Sentinel-2 {level} reflectance (DN)",
                   **_angle_tags(self.nearest)}, blocksize=block))
         self.rasters["uncertainty"] = outputs.enter_context(AtomicRaster(
             self.out_paths["uncertainty"], grid, len(bands) + 1,
@@ -319,8 +336,8 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         "WINDOW_BLEND": str(blend),  # px either side of the windows' common edges
         "SOFTWARE": f"Sentinel Densify {__version__}",
         "INPUTS_S2": ";".join(i.name for i in inv.s2),
-        "INPUTS_S1": ";".join(i.name for i in inv.s1),
         "INPUTS_MASKS": ";".join(m.name for m in inv.masks.values()),
+        **_method_tags(method, inv),
     }
     with contextlib.ExitStack() as made:  # a failure or cancel also leaves no empty folder the run made
         for folder in sorted({d.out_paths[k].absolute().parent for d in per_date for k in d.out_paths}):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,9 @@ from qgis.core import (
     QgsDateTimeRange,
     QgsGradientColorRamp,
     QgsGradientStop,
+    QgsLayerTree,
     QgsLayerTreeGroup,
+    QgsLayerTreeNode,
     QgsMapLayer,
     QgsMultiBandColorRenderer,
     QgsProject,
@@ -41,6 +44,16 @@ TRUE_COLOUR = ("B04", "B03", "B02")
 LAI_RANGE = (0.0, 8.0)
 STRETCH = (0.02, 0.98)
 LAI_UNIT = " m²/m²"
+METHOD_KEYS = ("METHOD", "MODEL", "MODEL_VERSION", "MODEL_BUNDLED")  # the tags that say how an image was synthesized
+
+# custom properties of the layer tree's result groups and layers (saved with the project)
+GROUP = "densify/group"  # "dialog" (add_result_layers) or "processing" (styling.into_group; True in older projects)
+RUN = "densify/run"  # a Processing group: the run (one id per algorithm run) that made or last reused it
+IMAGE = "densify/image"  # a Processing group: the synthesized file (image_key) whose run's layers it holds
+SERIES = "densify/series"  # the groups of one series' dates (one id per dialog task or synthesize_series run)
+DATE = "densify/date"  # a series group's date, YYYY-MM-DD
+ORDER = "densify/order"  # a result layer's place in its group: its kind's index in OUTPUT_KINDS
+ROLE = "densify/role"  # a result layer's role (LAYERS), to restyle it when another run replaces its file
 
 
 def group_name(date: dt.date, label: str = "") -> str:
@@ -53,23 +66,33 @@ def layer_name(title: str, date: dt.date, label: str = "") -> str:
     return title.format(date=f"{date:%Y-%m-%d}") + label
 
 
-def method_label(method: str) -> str:
-    """A method's short name in group and layer names: a baseline's name ("linear"), "model" for the bundled model
-    ("onnx:default"), a model file's stem ("onnx:crops_v2": "crops_v2"); "" for none."""
-    if method == "onnx:default":
+def method_label(tags: dict[str, str]) -> str:
+    """A method's short name in group and layer names, from a Densify output's tags (METHOD_KEYS): a baseline's name
+    ("linear"), "model" for the bundled model (MODEL_BUNDLED=1), any other model by its file name ("crops_v2.onnx",
+    "model.onnx": never a baseline's name or "model"); "" for none."""
+    method = tags.get("METHOD", "")
+    if not method.startswith("onnx:"):
+        return method
+    if tags.get("MODEL_BUNDLED") == "1":
         return "model"
-    return method.removeprefix("onnx:")
+    return tags.get("MODEL") or f"{method[5:]}.onnx"
 
 
-def run_label(outputs: dict[str, str], date: dt.date, method: str = "") -> str:
+def run_label(outputs: dict[str, str], date: dt.date, tags: dict[str, str] | None = None) -> str:
     """What tells a run's group and layers from another run's for the same date: the method that made them (see
-    method_label: " linear") and, when its outputs were numbered (synthesized_YYYYMMDD_2.tif: an earlier result was
-    there), that number (" linear (2)"); "" for neither."""
+    method_label, from the synthesized file's `tags`: " linear") and, when its outputs were numbered
+    (synthesized_YYYYMMDD_2.tif: an earlier result was there), that number (" linear (2)"); "" for neither."""
     stem = Path(outputs.get("synthesized", "")).stem
     base = f"synthesized_{date:%Y%m%d}_"
     number = stem[len(base):] if stem.startswith(base) else ""
-    short = method_label(method)
+    short = method_label(tags or {})
     return (f" {short}" if short else "") + (f" ({number})" if number.isdigit() else "")
+
+
+def image_key(path: str) -> str:
+    """What a Processing group is found by (IMAGE): its run's synthesized file, as an absolute path (also the input of
+    densify:estimate_lai, whose LAI goes into that image's group)."""
+    return path if path.startswith("/vsi") else str(Path(path).absolute())
 
 
 def extent_values(rect: QgsRectangle, crs: QgsCoordinateReferenceSystem
@@ -256,6 +279,8 @@ def output_tags(path: str) -> dict[str, str]:
     try:
         ds = gdal.OpenEx(str(path), gdal.OF_RASTER)
         return dict(ds.GetMetadata() or {}) if ds is not None else {}
+    except RuntimeError:  # gdal.UseExceptions() called anywhere in QGIS's Python
+        return {}
     finally:
         gdal.PopErrorHandler()
 
@@ -272,15 +297,23 @@ def _count(tags: dict[str, str], key: str) -> int:
     return len([name for name in tags.get(key, "").split(";") if name])
 
 
-def about(role: str, date: dt.date | None, tags: dict[str, str], method: str = "") -> tuple[str, str, list[str]]:
+def about(role: str, date: dt.date | None, tags: dict[str, str], synthesis: dict[str, str] | None = None,
+          label: str = "") -> tuple[str, str, list[str]]:
     """Title, abstract and keywords of a result layer: `role` synthesized | uncertainty | lai | lai_std (LAYERS),
-    from its file's `tags` (output_tags); `method`: the synthesis method when the tags do not say it (the LAI of a
-    synthesized image, estimated later by densify:estimate_lai)."""
-    method = tags.get("METHOD") or method
-    short, how = method_label(method), _method_text(method, tags)
+    from its file's `tags` (output_tags); `synthesis`: the tags of the synthesized image (METHOD_KEYS) when the file's
+    do not say how it was made (the LAI of a synthesized image, estimated later by densify:estimate_lai); `label`: the
+    run's label in the layer's name (run_label: " linear (2)"), for the title."""
+    if not tags.get("METHOD") and synthesis:
+        tags = {**tags, **{k: v for k, v in synthesis.items() if k in METHOD_KEYS}}
+    method = tags.get("METHOD", "")
+    short, how = method_label(tags), _method_text(method, tags)
     by = f" by {how}" if how else ""
     day = f"{date:%Y-%m-%d}" if date else tags.get("TARGET_DATE") or tags.get("ACQUISITION_DATETIME", "")[:10]
-    head = ", ".join(x for x in (day, short) if x)
+    number = re.search(r" \(\d+\)$", label)  # the run's number in its names: " linear (2)"
+    head = ", ".join(x for x in (day, short) if x) + (number[0] if number else "")
+    l1c = "1C" in tags.get("PROCESSING_LEVEL", "").upper()
+    toa = " Its inputs are Level-1C (top-of-atmosphere) reflectance; the LAI network expects surface reflectance." \
+        if l1c else ""
     mode = tags.get("MODE", "")
     scale = tags.get("REFLECTANCE_SCALE")
     dn = f"DN (reflectance = DN × {scale})" if scale else "DN"
@@ -288,12 +321,14 @@ def about(role: str, date: dt.date | None, tags: dict[str, str], method: str = "
     lai_method = tags.get("LAI_METHOD") or tags.get("method") or "ESA SNAP LAI"
     if role == "synthesized":
         s2, s1, masks = (_count(tags, key) for key in ("INPUTS_S2", "INPUTS_S1", "INPUTS_MASKS"))
+        s1 = s1 if method.startswith("onnx:") else 0  # a baseline reads no S1 (files of 0.3.0 listed them)
         inputs = (f" from {s2} Sentinel-2 acquisitions" + (f" ({masks} cloud masks)" if masks else "")
                   + (f" and {s1} Sentinel-1 acquisitions" if s1 else "")) if s2 else ""
-        return (f"Synthesized Sentinel-2 L2A ({head})",
-                f"Sentinel-2 L2A surface reflectance synthesized for {day}" + (f" ({mode})" if mode else "")
-                + f"{by}{inputs}; in {dn}.{software}",
-                ["Sentinel-2", "surface reflectance", "synthesized", mode, short])
+        level, kind = ("Level-1C", "top-of-atmosphere") if l1c else ("L2A", "surface")
+        return (f"Synthesized Sentinel-2 {level} ({head})",
+                f"Sentinel-2 {level} " + ("(top-of-atmosphere) reflectance" if l1c else "surface reflectance")
+                + f" synthesized for {day}" + (f" ({mode})" if mode else "") + f"{by}{inputs}; in {dn}.{software}",
+                ["Sentinel-2", f"{kind} reflectance", "Level-1C" if l1c else "", "synthesized", mode, short])
     if role == "uncertainty":
         return (f"Uncertainty of synthesized Sentinel-2 ({head})",
                 f"1-sigma standard deviation of the Sentinel-2 reflectance synthesized for {day}{by}, per band "
@@ -303,7 +338,7 @@ def about(role: str, date: dt.date | None, tags: dict[str, str], method: str = "
         return (f"LAI std ({head})",
                 f"1-sigma standard deviation (m²/m²) of the leaf area index for {day} (band LAI_std), propagated "
                 f"through the {lai_method} network from the uncertainty of the "
-                + (f"reflectance synthesized{by}" if by else "synthesized reflectance") + f".{software}",
+                + (f"reflectance synthesized{by}" if by else "synthesized reflectance") + f".{toa}{software}",
                 ["LAI", "leaf area index", "uncertainty", short])
     source = tags.get("source")  # an LAI of one image (densify:estimate_lai, densify lai): the image's file name
     if source:
@@ -316,14 +351,16 @@ def about(role: str, date: dt.date | None, tags: dict[str, str], method: str = "
     flags = tags.get("FLAGS") or tags.get("flags")
     return (f"LAI ({head})" if head else "LAI",
             f"Leaf area index (m²/m²) of {image}, estimated with the {lai_method} network. Bands: LAI, LAI_std "
-            f"(1-sigma, m²/m²; {std})" + (f", flags ({flags})" if flags else "") + f".{software}",
+            f"(1-sigma, m²/m²; {std})" + (f", flags ({flags})" if flags else "") + f".{toa}{software}",
             ["LAI", "leaf area index", "SNAP", short])
 
 
-def set_metadata(layer: QgsRasterLayer, role: str, date: dt.date | None = None, method: str = "") -> None:
+def set_metadata(layer: QgsRasterLayer, role: str, date: dt.date | None = None,
+                 synthesis: dict[str, str] | None = None, label: str = "") -> None:
     """Title, abstract and keywords of a result layer (see `about`) in its metadata (Layer Properties > Metadata) and
-    its abstract (the layer's tooltip in the Layers panel), from its file's tags."""
-    title, abstract, keywords = about(role, date, output_tags(source_path(layer)), method)
+    its abstract (the layer's tooltip in the Layers panel), from its file's tags; its role kept (ROLE)."""
+    title, abstract, keywords = about(role, date, output_tags(source_path(layer)), synthesis, label)
+    layer.setCustomProperty(ROLE, role)
     metadata = layer.metadata()
     metadata.setTitle(title)
     metadata.setAbstract(abstract)
@@ -384,16 +421,87 @@ def styles_of(kind: str, limits: dict | None = None) -> list[tuple[str, Callable
     return [(title, partial(style, limits=limits[kind]), role) for title, style, role in LAYERS[kind]]
 
 
+def is_result_group(node: QgsLayerTreeNode | None) -> bool:
+    """Whether a layer tree node is a group of Densify results: marked (GROUP), or named so ("Densify YYYY-MM-DD ...",
+    "Densify LAI": a dialog's group in a project saved before the mark)."""
+    return (node is not None and QgsLayerTree.isGroup(node)
+            and (bool(node.customProperty(GROUP, "")) or re.match(r"Densify (\d{4}-\d\d-\d\d|LAI)( |$)", node.name())
+                 is not None))
+
+
+def is_processing_group(node: QgsLayerTreeNode | None) -> bool:
+    """Whether a node is a group that Processing's loads made (styling.into_group): the only groups they reuse."""
+    value = node.customProperty(GROUP, "") if node is not None and QgsLayerTree.isGroup(node) else ""
+    return value is True or str(value).lower() in ("true", "processing")
+
+
+def free_name(home: QgsLayerTreeGroup, name: str, ignore: QgsLayerTreeNode | None = None) -> str:
+    """`name`, numbered when `home` has a group of that name already (other than `ignore`): "Densify 2018-03-01
+    linear (2)", then (3), ...; a name numbered already goes on from its number."""
+    taken = {c.name() for c in home.children() if QgsLayerTree.isGroup(c) and c is not ignore}
+    if name not in taken:
+        return name
+    numbered = re.fullmatch(r"(.*) \((\d+)\)", name)
+    base, number = (numbered[1], int(numbered[2]) + 1) if numbered else (name, 2)
+    while f"{base} ({number})" in taken:
+        number += 1
+    return f"{base} ({number})"
+
+
+def new_group(home: QgsLayerTreeGroup, name: str, series: str = "", date: dt.date | None = None,
+              index: int = 0) -> QgsLayerTreeGroup:
+    """A new group `name` in `home`, at `index` (0: the top, where a new run goes), except for a date of a `series`
+    whose other dates' groups are in `home`: among them in date order, the earliest on top. In QGIS < 3.42 a frame of
+    the Temporal Controller shows a layer of the next date too (QgsRange::overlaps ignores the frame's excluded end:
+    qgis/QGIS#53079), so each date's group must lie above the next date's for a frame to show its own date."""
+    day = f"{date:%Y-%m-%d}" if date else ""
+    if series and day:
+        kin = [(c.customProperty(DATE, ""), i) for i, c in enumerate(home.children())
+               if QgsLayerTree.isGroup(c) and c.customProperty(SERIES, "") == series]
+        later = [i for d, i in kin if d > day]
+        earlier = [i for d, i in kin if d <= day]
+        index = min(later) if later else max(earlier) + 1 if earlier else index
+    group = home.insertGroup(index, name)
+    if series:
+        group.setCustomProperty(SERIES, series)
+        group.setCustomProperty(DATE, day)
+    return group
+
+
+def drop_if_empty(group: QgsLayerTreeNode | None) -> None:
+    """Remove a result group (is_result_group) that has no layer left."""
+    if is_result_group(group) and not group.children() and group.parent() is not None:
+        group.parent().removeChildNode(group)
+
+
+ROLES = {role: (title, style) for kind in LAYERS for title, style, role in LAYERS[kind]}
+
+
+def restyle(layer: QgsRasterLayer, date: dt.date | None, label: str, synthesis: dict[str, str] | None = None) -> bool:
+    """A result layer whose file another run replaced (its provider reopened), for that run: styled for its role (ROLE),
+    dated, described and named with `label` (run_label); False for a layer without a role (not a result layer)."""
+    role = layer.customProperty(ROLE, "")
+    if role not in ROLES:
+        return False
+    title, style = ROLES[role]
+    style(layer)
+    if date is not None:
+        set_temporal(layer, date)
+        layer.setName(layer_name(title, date, label))
+    set_metadata(layer, role, date, synthesis, label)
+    return True
+
+
 def add_result_layers(outputs: dict[str, str], date: dt.date, project: QgsProject | None = None,
-                      limits: dict | None = None) -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
-    """Load the outputs of a run as styled layers, described (set_metadata), into a new group at the top of the layer
-    tree, named with the date and run_label (the method, from the files' tags); `limits`: a series' common stretch,
-    see common_limits."""
+                      limits: dict | None = None, series: str = "") -> tuple[QgsLayerTreeGroup, list[QgsRasterLayer]]:
+    """Load the outputs of a run as styled layers, described (set_metadata), into a new group (marked GROUP "dialog")
+    at the top of the layer tree or, for a date of a `series` (an id shared by its dates), among that series' groups,
+    earliest on top (see new_group); named with the date and run_label (the method, from the files' tags); `limits`:
+    a series' common stretch, see common_limits."""
     project = project or QgsProject.instance()
-    method = output_tags(outputs["synthesized"]).get("METHOD", "") if outputs.get("synthesized") else ""
-    label = run_label(outputs, date, method)
+    label = run_label(outputs, date, output_tags(outputs["synthesized"]) if outputs.get("synthesized") else {})
     layers = []
-    for kind in OUTPUT_KINDS:  # every layer opened and styled before the project is touched
+    for order, kind in enumerate(OUTPUT_KINDS):  # every layer opened and styled before the project is touched
         path = outputs.get(kind)
         if not path:
             continue
@@ -403,12 +511,13 @@ def add_result_layers(outputs: dict[str, str], date: dt.date, project: QgsProjec
                 raise OSError(f"QGIS cannot open the output {path}")
             style(layer)
             set_temporal(layer, date)
-            set_metadata(layer, role, date)
-            layers.append(layer)
-    group = project.layerTreeRoot().insertGroup(0, group_name(date, label))
-    for layer in layers:
+            set_metadata(layer, role, date, label=label)
+            layers.append((layer, order))
+    group = new_group(project.layerTreeRoot(), group_name(date, label), series, date)
+    group.setCustomProperty(GROUP, "dialog")
+    for layer, order in layers:
         project.addMapLayer(layer, False)
-        group.addLayer(layer)
+        group.addLayer(layer).setCustomProperty(ORDER, order)
     for node in group.findLayers()[1:]:
         node.setItemVisibilityChecked(False)  # show the top layer only; the others one click away
-    return group, layers
+    return group, [layer for layer, _ in layers]

@@ -7,6 +7,7 @@ layers, the project and the message bar are touched in `finished`, which QGIS ca
 from __future__ import annotations
 
 import traceback
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsTask
 from ..core.errors import Cancelled, DensifyError, failure_message
 from ..core.progress import Feedback
 from ..core.request import OUTPUT_KINDS, DensifyRequest, DensifyResult
-from .layers import add_result_layers, common_limits
+from .layers import add_result_layers, common_limits, method_label, output_tags
 
 LOG_TAG = "Sentinel Densify"
 
@@ -140,16 +141,17 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
             push(f"The project was closed or replaced while Densify ran: the results were written to {folder} "
                  "and not added to the project now open.", Qgis.Warning)
         else:
+            series = uuid.uuid4().hex  # its dates' groups in date order, the earliest on top (layers.new_group)
             try:
                 for res in task.results:  # one group per date
-                    layers += add_result_layers(res.outputs, res.target_date, project, task.limits)[1]
+                    layers += add_result_layers(res.outputs, res.target_date, project, task.limits, series)[1]
             except Exception as exc:  # noqa: BLE001 (a message, never a traceback)
                 QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
                 push(f"The results were written but could not be added to the project: {exc}", Qgis.Critical)
                 return layers
             modes = ", ".join(dict.fromkeys(res.mode for res in task.results))
-            push(f"{modes}, {result.method} ({result.provider}), {result.seconds:.1f} s; "
-                 f"written to {folder}", Qgis.Success)
+            method = method_label(output_tags(result.outputs["synthesized"])) or result.method  # as the layers say
+            push(f"{modes}, {method} ({result.provider}), {result.seconds:.1f} s; written to {folder}", Qgis.Success)
         for warning in dict.fromkeys(w for res in task.results for w in res.warnings):
             push(warning, Qgis.Warning)
         return layers

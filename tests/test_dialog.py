@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from test_processing_layers import frames
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = dt.date(2018, 3, 1)
@@ -562,12 +563,15 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
                                               "Uncertainty (mean std) 2018-03-01 model (2)",
                                               "LAI 2018-03-01 model (2)", "LAI std 2018-03-01 model (2)"]
     synth, unc, lai, lai_std = layers
-    # Layer Properties > Metadata and the Layers panel's tooltip (the layer's abstract): what it is, how made, units
+    # Layer Properties > Metadata and the Layers panel's tooltip (the layer's abstract): what it is, how made, units;
+    # the titles with the run's number, as the names
     assert [lyr.metadata().title() for lyr in layers] == [
-        "Synthesized Sentinel-2 L2A (2018-03-01, model)", "Uncertainty of synthesized Sentinel-2 (2018-03-01, model)",
-        "LAI (2018-03-01, model)", "LAI std (2018-03-01, model)"]
+        "Synthesized Sentinel-2 L2A (2018-03-01, model (2))",
+        "Uncertainty of synthesized Sentinel-2 (2018-03-01, model (2))", "LAI (2018-03-01, model (2))",
+        "LAI std (2018-03-01, model (2))"]
     assert synth.metadata().abstract().startswith("Sentinel-2 L2A surface reflectance synthesized for 2018-03-01 "
                                                   "(gap-filling) by the model default.onnx (version ")
+    assert f"and {len(task.request.s1)} Sentinel-1 acquisitions;" in synth.abstract()  # the model reads S1
     for layer in (synth, unc):
         assert "in DN (reflectance = DN × 0.0001)" in layer.metadata().abstract()
     assert lai.metadata().abstract().startswith("Leaf area index (m²/m²) of the Sentinel-2 image synthesized for "
@@ -600,6 +604,8 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
         assert props.isVisibleInTemporalRange(props.fixedTemporalRange())
     levels = [level for _title, _text, level in _messages(bar)]
     assert Qgis.Success in levels and Qgis.Critical not in levels
+    success = next(text for _title, text, level in _messages(bar) if level == Qgis.Success)
+    assert success.startswith("gap-filling, model (")  # the method as the layers name it, not "onnx:default"
 
     # opened again, the dialog lists the results among the project's rasters, but never ticks them
     from sentinel_densify.ui.dialog import DensifyDialog
@@ -654,6 +660,10 @@ def test_a_series_of_dates_in_one_run(loaded, bar, tmp_path):
         ranges.add((layers[1].renderer().classificationMin(), layers[1].renderer().classificationMax()))
         own.add(layers[1].dataProvider().cumulativeCut(11, 0.02, 0.98))
     assert len(own) == 3 and len(stretches) == 1 and len(ranges) == 1  # the dates alone would differ
+    # the dates' groups earliest on top: each Temporal Controller frame of the series' step shows its own date
+    # (QGIS < 3.42 counts the next date's layer in a frame too)
+    assert [g.name() for g in loaded.layerTreeRoot().findGroups()] == [f"Densify {d:%Y-%m-%d} model" for d in days]
+    assert frames(loaded, 12) == [(day, day, True) for day in days]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
         sorted(f"{k}_{d:%Y%m%d}.tif" for d in days for k in ("synthesized", "uncertainty"))
 

@@ -493,3 +493,34 @@ def test_an_earlier_runs_lai_left_beside_a_run_without_lai_is_pointed_out(small,
     assert [w for w in again.warnings if "earlier run's LAI" in w] == [
         f"lai_{target:%Y%m%d}.tif in {tmp_path} is an earlier run's LAI, left as it was: this run wrote no LAI, so "
         f"it does not match synthesized_{target:%Y%m%d}.tif"]
+
+
+def test_the_tags_say_which_inputs_and_model_a_run_used(small, first_last, tmp_path):
+    """INPUTS_S1 only for a method that reads S1 (the bundled model; never a baseline); MODEL_BUNDLED tells the bundled
+    models/default.onnx (1) from another model file (0), even a byte copy of it; PROCESSING_LEVEL=Level-1C, with a
+    CONTENT of top-of-atmosphere reflectance, when an S2 input is Level-1C."""
+    import shutil
+
+    from helpers import craft
+    from sentinel_densify.core.methods import default_model
+
+    target = first_last[0] + dt.timedelta(days=20)
+    assert default_model() is not None  # bundled in models/
+    copy = tmp_path / "m" / "model.onnx"
+    copy.parent.mkdir()
+    shutil.copy(default_model(), copy)
+    l1c = [craft(p, tmp_path / "l1c" / p.name, tags={"PROCESSING_LEVEL": "Level-1C"}) for p in small["s2"]]
+    tags = {}
+    for name, method, sub in (("linear", "linear", small), ("bundled", "default", small),
+                              ("copy", str(copy), small), ("l1c", "linear", {**small, "s2": l1c})):
+        res = engine.run(_req(sub, tmp_path / name, target, lai=False, method=method))
+        with rasterio.open(res.outputs["synthesized"]) as ds:
+            tags[name] = ds.tags()
+    assert "INPUTS_S1" not in tags["linear"] and "MODEL_BUNDLED" not in tags["linear"]
+    assert tags["bundled"]["INPUTS_S1"].split(";") == [p.name for p in small["s1"]]
+    assert (tags["bundled"]["METHOD"], tags["bundled"]["MODEL_BUNDLED"]) == ("onnx:default", "1")
+    assert (tags["copy"]["METHOD"], tags["copy"]["MODEL"], tags["copy"]["MODEL_BUNDLED"]) == ("onnx:model",
+                                                                                              "model.onnx", "0")
+    assert "PROCESSING_LEVEL" not in tags["linear"] and "surface reflectance" in tags["linear"]["CONTENT"]
+    assert tags["l1c"]["PROCESSING_LEVEL"] == "Level-1C"
+    assert tags["l1c"]["CONTENT"] == "synthesized Sentinel-2 top-of-atmosphere reflectance (DN)"

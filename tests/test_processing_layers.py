@@ -58,6 +58,49 @@ def tree(node) -> list:
     return [(c.name(), tree(c)) if QgsLayerTree.isGroup(c) else c.name() for c in node.children()]
 
 
+def render(layers: list, frame=None) -> bytes:
+    """The map QGIS draws of `layers` (top first), 64 x 64 px, in a Temporal Controller `frame` when given."""
+    from qgis.core import QgsMapRendererSequentialJob, QgsMapSettings
+    from qgis.PyQt.QtCore import QSize
+
+    settings = QgsMapSettings()
+    settings.setLayers(layers)
+    settings.setExtent(layers[0].extent())
+    settings.setOutputSize(QSize(64, 64))
+    settings.setDestinationCrs(layers[0].crs())
+    if frame is not None:
+        settings.setIsTemporal(True)
+        settings.setTemporalRange(frame)
+    job = QgsMapRendererSequentialJob(settings)
+    job.start()
+    job.waitForFinished()
+    image = job.renderedImage()
+    return bytes(image.constBits().asarray(image.sizeInBytes()))
+
+
+def frames(project, days: int) -> list[tuple[dt.date, dt.date | None, bool]]:
+    """The Temporal Controller's frames of `days` days over the project's full range ("set to full range"), as QGIS
+    3.22 makes them (QgsTemporalNavigationObject): per frame, its first day, the date of the top dated layer it shows
+    (the first in the layer tree that is checked and in the frame's range: the one drawn on top), and whether the map
+    drawn for the frame equals the map of the frame's own day's top layer alone."""
+    from qgis.core import QgsInterval, QgsTemporalNavigationObject, QgsTemporalUtils, QgsUnitTypes
+
+    shown = [n.layer() for n in project.layerTreeRoot().findLayers()
+             if n.isVisible() and n.layer().temporalProperties().isActive()]
+    nav = QgsTemporalNavigationObject()
+    nav.setTemporalExtents(QgsTemporalUtils.calculateTemporalRangeForProject(project))
+    nav.setFrameDuration(QgsInterval(days, QgsUnitTypes.TemporalDays))
+    out = []
+    for number in range(nav.totalFrameCount()):
+        frame = nav.dateTimeRangeForFrameNumber(number)
+        first = frame.begin().toUTC().date().toPyDate()
+        inside = [lyr for lyr in shown if lyr.temporalProperties().isVisibleInTemporalRange(frame)]
+        own = [lyr for lyr in shown if day_of(lyr) == first]
+        out.append((first, day_of(inside[0]) if inside else None,
+                    bool(own) and render(shown, frame) == render(own[:1])))
+    return out
+
+
 def test_a_rerun_onto_loaded_outputs_shows_the_new_files(inputs, project, tmp_path):
     """densify:synthesize run again with the same destination files (the toolbox remembers them) while the first
     run's layers are in the project: QGIS reuses those layers; they must give the new files' pixels, date, name
@@ -103,7 +146,7 @@ def test_a_series_rerun_into_the_same_folder_reuses_its_groups_and_shows_the_new
     processing.runAndLoadResults(SERIES, {**params, "METHOD": 2})
     root = project.layerTreeRoot()
     expected = [(f"Densify {day} {{m}}", [f"Synthesized S2 {day} {{m}}", f"Uncertainty (mean std) {day} {{m}}"])
-                for day in ("2018-03-02", "2018-02-20")]
+                for day in ("2018-02-20", "2018-03-02")]  # a series' dates: the earliest on top
 
     def named(method: str) -> list:
         return [(g.format(m=method), [n.format(m=method) for n in names]) for g, names in expected]
@@ -231,23 +274,59 @@ def test_legend_labels_are_rounded_with_units(inputs, project, tmp_path):
 
 
 def test_runs_that_differ_only_by_method_are_named_for_it(inputs, project, tmp_path):
-    """The same date with linear, then with nearest (other files, as two toolbox runs): two groups and two sets of
-    layers an analyst tells apart by the method in their names ("model" for the bundled model, a model file's stem)."""
+    """The same date with linear, nearest, the bundled model and a copy of it named model.onnx (other files, as
+    toolbox runs): groups and layers an analyst tells apart by the method in their names: "model" for the bundled
+    model only, any other model file by its file name (never "model" nor a baseline's name)."""
+    import shutil
+
     import processing
+    from sentinel_densify.core.methods import default_model
     from sentinel_densify.plugin.layers import method_label, run_label
 
-    for method, index in (("linear", 1), ("nearest", 2)):
-        processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": index, "OUTPUT_LAI": None,
-                                           "OUTPUT_SYNTHESIZED": str(tmp_path / f"s_{method}.tif"),
-                                           "OUTPUT_UNCERTAINTY": str(tmp_path / f"u_{method}.tif")})
+    copy = tmp_path / "mine" / "model.onnx"
+    copy.parent.mkdir()
+    shutil.copy(default_model(), copy)
+    for name, method in (("linear", {"METHOD": 1}), ("nearest", {"METHOD": 2}), ("bundled", {"METHOD": 0}),
+                         ("copy", {"MODEL": str(copy)})):
+        processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-03-01", **method, "OUTPUT_LAI": None,
+                                           "OUTPUT_SYNTHESIZED": str(tmp_path / f"s_{name}.tif"),
+                                           "OUTPUT_UNCERTAINTY": str(tmp_path / f"u_{name}.tif")})
     assert tree(project.layerTreeRoot()) == [
         (f"Densify 2018-03-01 {m}", [f"Synthesized S2 2018-03-01 {m}", f"Uncertainty (mean std) 2018-03-01 {m}"])
-        for m in ("nearest", "linear")]
-    assert [method_label(m) for m in ("linear", "onnx:default", "onnx:crops_v2", "")] == ["linear", "model",
-                                                                                          "crops_v2", ""]
+        for m in ("model.onnx", "model", "nearest", "linear")]
+    tagged = [{"METHOD": "linear"}, {"METHOD": "onnx:default", "MODEL": "default.onnx", "MODEL_BUNDLED": "1"},
+              {"METHOD": "onnx:default", "MODEL": "default.onnx", "MODEL_BUNDLED": "0"},
+              {"METHOD": "onnx:linear", "MODEL": "linear.onnx", "MODEL_BUNDLED": "0"}, {"METHOD": "onnx:crops_v2"}, {}]
+    assert [method_label(t) for t in tagged] == ["linear", "model", "default.onnx", "linear.onnx", "crops_v2.onnx", ""]
     day = dt.date(2018, 3, 1)
-    assert run_label({"synthesized": "out/synthesized_20180301_2.tif"}, day, "onnx:default") == " model (2)"
+    assert run_label({"synthesized": "out/synthesized_20180301_2.tif"}, day, tagged[1]) == " model (2)"
     assert run_label({"synthesized": "out/synthesized_20180301.tif"}, day) == ""
+
+
+def test_runs_of_one_date_and_method_into_other_files_get_groups_of_their_own(inputs, project, tmp_path):
+    """Two runs for one date and method into other files (batch rows over two extents, or toolbox runs): two groups,
+    the second numbered as the dialog's ("Densify 2018-03-01 linear (2)", its layers' names and titles too), each
+    image shown in its group; a re-run onto the first run's files reuses that run's group, as it is."""
+    import processing
+
+    params = {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1, "OUTPUT_LAI": None}
+    with rasterio.open(inputs["S2_LAYERS"][0]) as ds:  # the grid's west and east halves
+        (west, south, east, north), middle, crs = ds.bounds, (ds.bounds.left + ds.bounds.right) / 2, ds.crs
+    extents = [f"{a},{b},{south},{north} [{crs}]" for a, b in ((west, middle), (middle, east))]
+    for run in (0, 1, 0):
+        processing.runAndLoadResults(ALG, {**params, "EXTENT": extents[run],
+                                           "OUTPUT_SYNTHESIZED": str(tmp_path / f"s_field{run}.tif"),
+                                           "OUTPUT_UNCERTAINTY": str(tmp_path / f"u_field{run}.tif")})
+    root = project.layerTreeRoot()
+    names = ["Synthesized S2 2018-03-01 linear{}", "Uncertainty (mean std) 2018-03-01 linear{}"]
+    assert tree(root) == [("Densify 2018-03-01 linear (2)", [n.format(" (2)") for n in names]),
+                          ("Densify 2018-03-01 linear", [n.format("") for n in names])]
+    for group, field in zip(root.children(), (1, 0), strict=True):
+        nodes = group.findLayers()
+        assert [n.layer().source() for n in nodes] == [str(tmp_path / f"{k}_field{field}.tif") for k in "su"]
+        assert [n.itemVisibilityChecked() for n in nodes] == [True, False]
+    assert root.children()[0].findLayers()[0].layer().metadata().title() == \
+        "Synthesized Sentinel-2 L2A (2018-03-01, linear (2))"
 
 
 def test_loaded_layers_say_what_they_are_in_their_metadata_and_tooltip(inputs, project, tmp_path):
@@ -267,7 +346,7 @@ def test_loaded_layers_say_what_they_are_in_their_metadata_and_tooltip(inputs, p
     synth, unc, lai = (metadata[out[k]] for k in ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"))
     assert synth.title() == "Synthesized Sentinel-2 L2A (2018-03-01, linear)"
     assert synth.abstract().startswith("Sentinel-2 L2A surface reflectance synthesized for 2018-03-01 (gap-filling) "
-                                       "by the linear baseline from 20 Sentinel-2 acquisitions (20 cloud masks) and ")
+                                       "by the linear baseline from 20 Sentinel-2 acquisitions (20 cloud masks); in DN")
     assert unc.title() == "Uncertainty of synthesized Sentinel-2 (2018-03-01, linear)"
     assert unc.abstract().startswith("1-sigma standard deviation of the Sentinel-2 reflectance synthesized for "
                                      "2018-03-01 by the linear baseline")
@@ -290,7 +369,7 @@ def test_loaded_layers_say_what_they_are_in_their_metadata_and_tooltip(inputs, p
 
 def test_processing_never_puts_its_layers_into_the_dialogs_group(inputs, project, tmp_path):
     """A dialog's group "Densify 2018-03-01 linear" (add_result_layers) and a toolbox run for that date and method:
-    the run's layers go into a group of their own (of the same name) and the dialog's group keeps its layers; a
+    the run's layers go into a group of their own, numbered beside it, and the dialog's group keeps its layers; a
     re-run of the algorithm onto its files reuses its own group."""
     import processing
     from sentinel_densify.plugin.layers import add_result_layers
@@ -305,11 +384,70 @@ def test_processing_never_puts_its_layers_into_the_dialogs_group(inputs, project
         processing.runAndLoadResults(ALG, {**params, **out})
     root = project.layerTreeRoot()
     names = ["Synthesized S2 2018-03-01 linear", "Uncertainty (mean std) 2018-03-01 linear", "LAI 2018-03-01 linear"]
-    assert tree(root) == [("Densify 2018-03-01 linear", names),
+    assert tree(root) == [("Densify 2018-03-01 linear (2)", [f"{n} (2)" for n in names]),
                           ("Densify 2018-03-01 linear", names + ["LAI std 2018-03-01 linear"])]
     assert root.children()[1] is dialog_group
     assert [n.layer() for n in dialog_group.findLayers()] == dialog_layers
     assert [n.layer().source() for n in root.children()[0].findLayers()] == list(out.values())
+
+
+def test_a_rerun_onto_a_dialogs_files_takes_its_layers_beside_not_inside_its_group(inputs, project, tmp_path):
+    """densify:synthesize with nearest onto the three files of a dialog's linear result: no group inside the
+    dialog's group; every layer on those files, the dialog's "LAI std" too (QGIS reuses one layer per file), shows
+    the new file, restyled, named and described for nearest, in one group where the dialog's was, which goes."""
+    import processing
+    from qgis.core import QgsRasterLayer
+    from sentinel_densify.plugin.layers import add_result_layers
+
+    day = dt.date(2018, 3, 1)
+    files = {k: str(tmp_path / f"{k}_20180301.tif") for k in ("synthesized", "uncertainty", "lai")}
+    outputs = {f"OUTPUT_{k.upper()}": path for k, path in files.items()}
+    processing.run(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1, **outputs})
+    add_result_layers(files, day, project)
+    lai_std = project.mapLayersByName("LAI std 2018-03-01 linear")[0]
+    processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 2, **outputs})
+    names = ["Synthesized S2", "Uncertainty (mean std)", "LAI", "LAI std"]
+    assert tree(project.layerTreeRoot()) == [("Densify 2018-03-01 nearest", [f"{n} 2018-03-01 nearest"
+                                                                             for n in names])]
+    assert len(project.mapLayers()) == 4 and project.mapLayer(lai_std.id()) is lai_std
+    np.testing.assert_array_equal(shown(lai_std, 2), on_disk(files["lai"], 2))  # the new file's LAI std
+    assert lai_std.metadata().title() == "LAI std (2018-03-01, nearest)"
+    assert "by the nearest baseline" in lai_std.abstract()
+    fresh = QgsRasterLayer(files["lai"], "fresh", "gdal")
+    lo, hi = fresh.dataProvider().cumulativeCut(2, 0.02, 0.98)
+    assert (lai_std.renderer().classificationMin(), lai_std.renderer().classificationMax()) == \
+        pytest.approx((max(lo, 0), hi))
+    nodes = project.layerTreeRoot().findLayers()
+    assert [n.itemVisibilityChecked() for n in nodes] == [True, False, False, False]
+
+
+def test_estimate_lai_on_a_dialogs_image_goes_into_that_images_group(inputs, project, tmp_path):
+    """Two dialog results for one date and method ("... nearest" and "... nearest (2)"); densify:estimate_lai on the
+    "(2)" image and its uncertainty: its LAI goes into that image's group (not a new one of the same name, not the
+    other run's), named and titled with the run's number, and is the group's layer shown (the analyst asked for it)."""
+    import shutil
+
+    import processing
+    from sentinel_densify.plugin.layers import add_result_layers
+
+    day = dt.date(2018, 3, 10)
+    first = {k: str(tmp_path / f"{k}_20180310.tif") for k in ("synthesized", "uncertainty")}
+    processing.run(ALG, {**inputs, "TARGET_DATE": "2018-03-10", "METHOD": 2, "OUTPUT_LAI": None,
+                         **{f"OUTPUT_{k.upper()}": path for k, path in first.items()}})
+    second = {k: shutil.copy(path, tmp_path / f"{k}_20180310_2.tif") for k, path in first.items()}
+    add_result_layers(first, day, project)
+    group, (synth, unc) = add_result_layers(second, day, project)
+    processing.runAndLoadResults("densify:estimate_lai", {"INPUT": synth.id(), "UNCERTAINTY": unc.id(),
+                                                          "OUTPUT": str(tmp_path / "lai.tif")})
+    root = project.layerTreeRoot()
+    assert [g.name() for g in root.findGroups()] == ["Densify 2018-03-10 nearest (2)", "Densify 2018-03-10 nearest"]
+    assert [n.name() for n in group.findLayers()] == ["Synthesized S2 2018-03-10 nearest (2)",
+                                                      "Uncertainty (mean std) 2018-03-10 nearest (2)",
+                                                      "LAI 2018-03-10 nearest (2)"]
+    assert [n.itemVisibilityChecked() for n in group.findLayers()] == [False, False, True]
+    lai = group.findLayers()[2].layer()
+    assert lai.metadata().title() == "LAI (2018-03-10, nearest (2))"
+    assert "synthesized by the nearest baseline" in lai.abstract()
 
 
 def test_estimate_lai_loads_into_the_group_of_its_images_date(inputs, project, tmp_path):
@@ -334,7 +472,8 @@ def test_estimate_lai_loads_into_the_group_of_its_images_date(inputs, project, t
         ("Densify 2018-03-01 nearest", ["Synthesized S2 2018-03-01 nearest",
                                         "Uncertainty (mean std) 2018-03-01 nearest", "LAI 2018-03-01 nearest"]),
         ("Densify LAI", ["LAI (LAI, std, flags)"]), ("Densify 2018-03-20", ["LAI 2018-03-20"])]
-    assert [n.itemVisibilityChecked() for n in root.children()[0].findLayers()] == [True, False, False]
+    # the LAI of a loaded image: shown (the analyst asked for it), the group's other layers hidden
+    assert [n.itemVisibilityChecked() for n in root.children()[0].findLayers()] == [False, False, True]
     assert {n.layer().renderer().type() for n in root.findLayers()[2:]} == {"singlebandpseudocolor"}
     assert day_of(root.findGroup("Densify 2018-03-20").findLayers()[0].layer()) == dt.date(2018, 3, 20)
 
@@ -412,3 +551,64 @@ def test_a_constant_lai_std_is_styled_without_a_gdal_error(inputs, qgis_app, tmp
     renderer = layer.renderer()
     assert renderer.type() == "singlebandpseudocolor" and renderer.classificationMin() == 0
     assert renderer.classificationMax() == pytest.approx(0, abs=1e-5)
+
+
+def test_a_series_lies_earliest_on_top_so_each_frame_shows_its_own_date(inputs, project, tmp_path):
+    """densify:synthesize_series every 10 days, played in the Temporal Controller with frames of 10 days over its
+    full range: each frame shows its own date (QGIS < 3.42 also counts the next date's layer in a frame, so the
+    series' groups lie earliest on top); a single run made after it still goes on top."""
+    import processing
+
+    days = [dt.date(2018, 2, 1) + dt.timedelta(days=10 * k) for k in range(4)]
+    processing.runAndLoadResults(SERIES, {**inputs, "FIRST_DATE": "2018-02-01", "LAST_DATE": "2018-03-03",
+                                          "EVERY_DAYS": 10, "METHOD": 1, "ESTIMATE_LAI": False,
+                                          "OUTPUT": str(tmp_path / "series")})
+    groups = [f"Densify {day} linear" for day in days]
+    assert [g.name() for g in project.layerTreeRoot().children()] == groups
+    assert frames(project, 10) == [(day, day, True) for day in days]
+    processing.runAndLoadResults(ALG, {**inputs, "TARGET_DATE": "2018-02-15", "METHOD": 1, "OUTPUT_LAI": None,
+                                       "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+                                       "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")})
+    assert [g.name() for g in project.layerTreeRoot().children()] == ["Densify 2018-02-15 linear", *groups]
+
+
+def test_level_1c_inputs_and_baselines_are_described_as_they_are(inputs, project, tmp_path):
+    """A run on Level-1C images is described as Level-1C (top-of-atmosphere) reflectance, not L2A surface reflectance,
+    its LAI as estimated from it; a baseline's image claims no Sentinel-1 input, even from a file that lists them
+    (INPUTS_S1, as 0.3.0 wrote for every method); the bundled model's does."""
+    import processing
+    from helpers import craft
+    from sentinel_densify.plugin.layers import about, add_result_layers
+
+    l1c = [str(craft(Path(p), tmp_path / "l1c" / Path(p).name, tags={"PROCESSING_LEVEL": "Level-1C"}))
+           for p in inputs["S2_LAYERS"]]
+    files = {k: str(tmp_path / f"{k}_20180301.tif") for k in ("synthesized", "uncertainty", "lai")}
+    processing.run(ALG, {**inputs, "S2_LAYERS": l1c, "TARGET_DATE": "2018-03-01", "METHOD": 1,
+                         **{f"OUTPUT_{k.upper()}": path for k, path in files.items()}})
+    _, (synth, _, lai, lai_std) = add_result_layers(files, dt.date(2018, 3, 1), project)
+    assert synth.metadata().title() == "Synthesized Sentinel-2 Level-1C (2018-03-01, linear)"
+    assert synth.abstract().startswith("Sentinel-2 Level-1C (top-of-atmosphere) reflectance synthesized for ")
+    keywords = synth.metadata().keywords()["Sentinel Densify"]
+    assert "top-of-atmosphere reflectance" in keywords and "surface reflectance" not in keywords
+    for layer in (lai, lai_std):
+        assert "Level-1C (top-of-atmosphere) reflectance" in layer.abstract()
+    day, listed = dt.date(2018, 3, 1), {"INPUTS_S2": "a;b", "INPUTS_S1": "c;d;e"}
+    assert "Sentinel-1" not in about("synthesized", day, {"METHOD": "linear", **listed})[1]
+    model = {"METHOD": "onnx:default", "MODEL": "default.onnx", "MODEL_BUNDLED": "1", **listed}
+    assert "from 2 Sentinel-2 acquisitions and 3 Sentinel-1 acquisitions" in about("synthesized", day, model)[1]
+
+
+def test_output_tags_of_an_unreadable_file_with_gdal_exceptions_on(qgis_app, tmp_path):
+    """layers.output_tags gives {} for a file GDAL cannot open, also once gdal.UseExceptions() was called (by any
+    Python code in QGIS): not a RuntimeError."""
+    from osgeo import gdal
+    from sentinel_densify.plugin.layers import output_tags
+
+    (tmp_path / "broken.tif").write_bytes(b"not a raster")
+    was = gdal.GetUseExceptions()
+    gdal.UseExceptions()
+    try:
+        assert output_tags(str(tmp_path / "broken.tif")) == {} and output_tags(str(tmp_path / "none.tif")) == {}
+    finally:
+        if not was:
+            gdal.DontUseExceptions()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -13,11 +14,22 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
+from qgis.PyQt.QtCore import QCoreApplication, QThread
 
 from ...core.request import OUTPUT_KINDS
-from ..layers import LAYERS, group_name, layer_name, run_label, source_path, temporal_date
+from ..layers import (
+    LAYERS,
+    METHOD_KEYS,
+    group_name,
+    image_key,
+    is_result_group,
+    layer_name,
+    run_label,
+    source_path,
+    temporal_date,
+)
 from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
-from .styling import style_on_load
+from .styling import StyleOnLoad, style_on_load
 
 GROUP = "Densify LAI"  # where a loaded LAI of an image without a date goes
 
@@ -38,10 +50,11 @@ pixels it touches, on the input's pixel edges.
 LAI (m2/m2), LAI std (propagated from the uncertainty when given; 0 otherwise, since a single image \
 carries no reflectance std), and quality flags (1 input outside the definition domain, 2/4 output \
 below/above the valid range, 8 invalid input). Loaded, it is styled (0-8 green ramp, m²/m²), described \
-(Layer Properties > Metadata) and dated with the input's acquisition, into that date's group as \
-densify:synthesize's outputs ("Densify YYYY-MM-DD", with the method of a synthesized image: the group of the \
-image it was estimated from), else into a group "Densify LAI"; written onto a file already loaded in the project, \
-that layer shows the new file. A model's intermediate LAI (not one of the model's outputs) is not loaded."""
+(Layer Properties > Metadata) and dated with the input's acquisition: a synthesized image's LAI into that image's \
+group (the dialog's or Processing's, its run number carried: "LAI YYYY-MM-DD linear (2)"), any other image's into \
+a group of its own for its date ("Densify YYYY-MM-DD"), else "Densify LAI"; the LAI of an image loaded in the \
+project is the layer its group shows. Written onto a file already loaded in the project, that layer shows the new \
+file. A model's intermediate LAI (not one of the model's outputs) is not loaded."""
 
 
 class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
@@ -55,7 +68,10 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         self._path = ""
         self._std_path: str | None = None
         self._date: dt.date | None = None
-        self._method = ""  # the method that synthesized the input (a Densify output's METHOD tag), else ""
+        self._synthesis: dict[str, str] = {}  # how the input was synthesized (a Densify output's METHOD_KEYS tags)
+        self._label = ""  # the LAI's label (run_label): its image's group's, or the image file's
+        self._beside = ""  # the input layer's id when it is in a result group (the LAI goes into that group)
+        self._show = False  # the input is a project layer: the analyst asked for its LAI, which is shown
         self._extent: tuple[tuple[float, float, float, float] | None, str | None] = (None, None)
 
     def name(self) -> str:
@@ -104,8 +120,20 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
 
             info = describe(self._path)
         when = temporal_date(layer) or info.when  # the LAI layer gets the image's date
-        self._date = when.date() if when is not None else None
-        self._method = info.tags.get("METHOD", "") if info.output_kind == "synthesized" else ""
+        self._date = day = when.date() if when is not None else None
+        self._synthesis = {k: v for k, v in info.tags.items() if k in METHOD_KEYS} \
+            if info.output_kind == "synthesized" else {}
+        project = context.project()
+        main = QThread.currentThread() == QCoreApplication.instance().thread()  # a model's step runs in its thread
+        node = project.layerTreeRoot().findLayer(layer.id()) if project is not None and main else None
+        parent = node.parent() if node is not None else None
+        self._show = node is not None
+        self._beside = layer.id() if is_result_group(parent) else ""
+        prefix = group_name(day) if day else None
+        if self._beside and prefix and parent.name().startswith(prefix):
+            self._label = parent.name()[len(prefix):]  # its group's: " nearest (2)"
+        else:
+            self._label = run_label({"synthesized": self._path}, day, self._synthesis) if day else ""
         return True
 
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
@@ -119,13 +147,13 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
                             extent=self._extent[0], extent_crs=self._extent[1], warnings=warnings)
         for warning in warnings:
             feedback.pushWarning(warning)
-        day = self._date
+        day, label = self._date, self._label
         title, style, role = LAYERS["lai"][0]
-        label = run_label({}, day, self._method) if day else ""
-        name = layer_name(title, day, label) if day else ""
-        style_on_load(context, str(path), style, day, group_name(day, label) if day else GROUP,
-                      OUTPUT_KINDS.index("lai"), (self.parameterDefinition(self.OUTPUT).description(), name), role,
-                      self._method)
+        image = image_key(self._path) if self._synthesis else ""  # a synthesized image's group (a model's too)
+        style_on_load(context, str(path), StyleOnLoad(
+            style, day, group_name(day, label) if day else GROUP, OUTPUT_KINDS.index("lai"), role, self._synthesis,
+            name=layer_name(title, day, label) if day else "", label=label, run=uuid.uuid4().hex, image=image,
+            join=True, beside=self._beside, show=self._show), self.parameterDefinition(self.OUTPUT).description())
         return {self.OUTPUT: str(path)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 from qgis.core import (
@@ -21,9 +22,9 @@ from qgis.core import (
 )
 
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, group_name, layer_name, run_label, source_path, temporal_date
+from ..layers import LAYERS, group_name, image_key, layer_name, output_tags, run_label, source_path, temporal_date
 from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
-from .styling import drop_from_load, style_on_load
+from .styling import StyleOnLoad, drop_from_load, style_on_load
 
 DEVICES = ["auto", "cpu", "cuda"]
 METHODS = [("default", "Bundled default model"), ("linear", "linear (baseline)"),
@@ -45,12 +46,14 @@ a CUDA GPU when ONNX Runtime offers one.
 <b>Outputs</b>: the synthesized reflectance (one band per S2 band), the uncertainty (per-band \
 standard deviation) and the LAI (LAI, LAI std and quality flags, ESA SNAP network); leave the \
 LAI output unset to skip it. MODE tells gap-filling, forecasting or backcasting. Loaded outputs \
-go into a group "Densify YYYY-MM-DD method" as the dialog's: the synthesized image shown on top, the \
+go into a group "Densify YYYY-MM-DD method" of their own as the dialog's (numbered when the name is taken: \
+"... linear (2)"; a re-run onto the same files reuses it): the synthesized image shown on top, the \
 uncertainty and LAI below it, hidden, one click away; styled (true colour, uncertainty and LAI \
 ramps), dated (their temporal range is the target date), described (Layer Properties > Metadata: what the layer \
 is, how it was made, its units) and named with the date and method (e.g. "Synthesized S2 YYYY-MM-DD linear"; \
-"model" for the bundled model, a model file's name otherwise; a name given to an output, as a model's, is kept). \
-Outputs written onto files already loaded in the project replace them: those layers show the new files."""
+"model" for the bundled model, a model file's name otherwise, e.g. "crops_v2.onnx"; a name given to an output, as a \
+model's, is kept). Outputs written onto files already loaded in the project replace them: every layer on those \
+files shows the new files."""
 
 
 class SynthesisAlgorithm(QgsProcessingAlgorithm):
@@ -184,14 +187,16 @@ class SynthesizeAlgorithm(SynthesisAlgorithm):
         for warning in result.warnings:
             feedback.pushWarning(warning)
         day = request.target_date
-        label = run_label(result.outputs, day, result.method)  # the method, as the dialog's names
+        synthesized = result.outputs["synthesized"]
+        label = run_label(result.outputs, day, output_tags(synthesized))  # the method, as the dialog's names
+        run = uuid.uuid4().hex  # tells this run's group from an earlier run's on the same files (styling.into_group)
         for order, (kind, key) in enumerate(self.OUT.items()):  # LAYERS' order: the image on top
             path = str(request.output_path(kind))
             if kind in result.outputs:
                 title, style, role = LAYERS[kind][0]  # one layer per output file
-                style_on_load(context, result.outputs[kind], style, day, group_name(day, label), order,
-                              (self.parameterDefinition(key).description(),
-                               layer_name(title, day, label)), role)
+                style_on_load(context, result.outputs[kind], StyleOnLoad(
+                    style, day, group_name(day, label), order, role, name=layer_name(title, day, label), label=label,
+                    run=run, image=image_key(synthesized)), self.parameterDefinition(key).description())
             elif key in parameters and parameters[key]:  # asked for, not produced (e.g. LAI without its bands)
                 drop_from_load(context, path)
         feedback.pushInfo(f"{result.mode}: {result.method} ({result.provider}), {result.seconds:.1f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from qgis.core import (
@@ -19,10 +20,10 @@ from qgis.core import (
 
 from ...core.dates import every
 from ...core.request import DensifyRequest
-from ..layers import LAYERS, common_limits, group_name, layer_name, run_label, styles_of
+from ..layers import LAYERS, common_limits, group_name, image_key, layer_name, output_tags, run_label, styles_of
 from .alg_synthesize import SynthesisAlgorithm
 from .feedback import core_errors, core_feedback
-from .styling import load_on_completion
+from .styling import StyleOnLoad, load_on_completion
 
 HELP = """Synthesizes Sentinel-2 L2A images every EVERY_DAYS days from FIRST_DATE to LAST_DATE (only \
 FIRST_DATE when LAST_DATE is unset), from the same inputs and EXTENT as "Synthesize Sentinel-2 at a date": the \
@@ -32,7 +33,8 @@ inputs are checked and read once for all the dates, so a series runs faster than
 uncertainty_YYYYMMDD.tif and, with ESTIMATE_LAI, lai_YYYYMMDD.tif (files of those names are replaced). Every \
 date is checked before any is computed, and no file is written until all dates are complete: a \
 cancel leaves none. With LOAD_OUTPUTS, each date's layers are added to the project in a group \
-"Densify YYYY-MM-DD method", styled, described and dated for the Temporal Controller: the true colour and the \
+"Densify YYYY-MM-DD method" (the earliest date on top), styled, described and dated for the Temporal Controller: \
+the true colour and the \
 uncertainty of all the dates share one stretch (2-98 % of all the dates' values), so that a colour means the same \
 value on every date. A re-run into the same folder reuses the groups and its layers show the new files. \
 Not in a model whose outputs do not \
@@ -109,10 +111,11 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         load = self.parameterAsBoolean(parameters, self.LOAD, context)
         load = load and not _intermediate(parameters.get(self.OUTPUT))  # a model's intermediate step: not loaded
         limits = common_limits([r.outputs for r in results]) if load else {}
+        series = uuid.uuid4().hex  # this run's id: its dates' groups are kept in date order (layers.new_group)
         for result in results:
             feedback.pushInfo(f"{result.target_date}: {result.mode}")
             if load:
-                self.load(context, result.outputs, result.target_date, limits, result.method)
+                self.load(context, result.outputs, result.target_date, limits, series)
         feedback.pushInfo(f"{len(results)} date(s) with {results[0].method} ({results[0].provider}), "
                           f"{results[0].seconds:.1f} s")  # never empty: the first date is always one
         out = {key: [r.outputs[kind] for r in results if kind in r.outputs] for kind, (key, _) in self.LISTS.items()}
@@ -122,15 +125,16 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         return out
 
     def load(self, context: QgsProcessingContext, outputs: dict[str, str], day, limits: dict | None = None,
-             method: str = "") -> None:
+             series: str = "") -> None:
         """Each output of a date loaded on completion into the date's group, in the dialog's order, named with the date
-        and `method` (see run_label); the true colour and uncertainty on the series' common `limits` (see
-        common_limits)."""
-        label = run_label(outputs, day, method)
+        and method (see run_label); the true colour and uncertainty on the series' common `limits` (see
+        common_limits); the group among the other groups of the `series` in date order (see layers.new_group)."""
+        label = run_label(outputs, day, output_tags(outputs["synthesized"]))
         for order, kind in enumerate(k for k in LAYERS if k in outputs):
             title, style, role = styles_of(kind, limits)[0]  # one layer per output file, as in densify:synthesize
-            load_on_completion(context, outputs[kind], layer_name(title, day, label),
-                               self.LISTS[kind][0], style, day, group_name(day, label), order, role)
+            load_on_completion(context, outputs[kind], self.LISTS[kind][0], StyleOnLoad(
+                style, day, group_name(day, label), order, role, name=layer_name(title, day, label), label=label,
+                run=series, image=image_key(outputs["synthesized"]), series=series))
 
 
 def _intermediate(value) -> bool:
