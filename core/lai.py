@@ -301,6 +301,8 @@ def estimate(refl: np.ndarray, bands: list[str], angles: Angles, std: np.ndarray
 # 0.026 to 0.33; clear deep water down to about 0.0006 (Sen2Cor's NIR and SWIR near 0). Below or above these bounds
 # it is not reflectance: scaled twice (~2e-5), or DN (~1000).
 PLAUSIBLE_MEDIAN = (2e-4, 2.0)
+RUN_TAGS = ("TARGET_DATE", "METHOD", "MODEL")  # what tells one Densify run's outputs from another's
+SYNTHESIS_TAGS = (*RUN_TAGS, "MODE", "MODEL_VERSION", "MODEL_BUNDLED", "PROCESSING_LEVEL")  # copied to its LAI
 SAMPLE_PIXELS = 100_000  # about this many pixels of an image, spread over it, judge its reflectance
 
 
@@ -387,7 +389,7 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             warnings += notes
     if info.files:  # an acquisition given as band files (a .SAFE, or one of its band files)
         tags["band_files"] = ", ".join(info.files)
-    for key in ("ACQUISITION_DATETIME",):
+    for key in ("ACQUISITION_DATETIME", *SYNTHESIS_TAGS):  # how a synthesized input was made, kept with its LAI
         if key in first.tags:
             tags[key] = first.tags[key]
     with new_dirs_removed_on_error(out_path.parent), AtomicRaster(  # a failure leaves no folder it made
@@ -410,9 +412,6 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
                 warnings += found
         feedback.check()
         return out.commit()
-
-
-RUN_TAGS = ("TARGET_DATE", "METHOD", "MODEL")  # what tells one Densify run's outputs from another's
 
 
 def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None):

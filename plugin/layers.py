@@ -342,7 +342,9 @@ def about(role: str, date: dt.date | None, tags: dict[str, str], synthesis: dict
                 ["LAI", "leaf area index", "uncertainty", short])
     source = tags.get("source")  # an LAI of one image (densify:estimate_lai, densify lai): the image's file name
     if source:
-        image = source + (f" ({day})" if day else "") + (f", synthesized{by}" if by else "")
+        parts = len([f for f in tags.get("band_files", "").split(", ") if f])  # a .SAFE's, or one of its band files
+        image = ((f"the acquisition of {source}, its {parts} band files read as one image" if parts else source)
+                 + (f" ({day})" if day else "") + (f", synthesized{by}" if by else ""))
     elif day or by:
         image = "the Sentinel-2 image synthesized" + (f" for {day}" if day else "") + by
     else:

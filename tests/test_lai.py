@@ -264,6 +264,8 @@ def test_lai_of_a_synthesized_image_with_its_uncertainty_is_the_runs_lai(uds_sub
     with rasterio.open(run_lai) as a, rasterio.open(out) as b:
         ref, got = a.read(), b.read()
         assert "propagated from the reflectance std" in b.tags()["LAI_std"]
+        made = {k: b.tags().get(k) for k in ("TARGET_DATE", "METHOD", "MODE")}  # how its image was made, kept
+        assert made == {"TARGET_DATE": "2018-03-01", "METHOD": "linear", "MODE": tags["MODE"]}
     ok = np.isfinite(ref[0])
     assert ok.mean() > 0.9 and (ref[1][ok] > 0).mean() > 0.9
     np.testing.assert_allclose(got[0][ok], ref[0][ok], atol=1e-4)

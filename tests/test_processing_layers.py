@@ -596,6 +596,10 @@ def test_level_1c_inputs_and_baselines_are_described_as_they_are(inputs, project
     assert "Sentinel-1" not in about("synthesized", day, {"METHOD": "linear", **listed})[1]
     model = {"METHOD": "onnx:default", "MODEL": "default.onnx", "MODEL_BUNDLED": "1", **listed}
     assert "from 2 Sentinel-2 acquisitions and 3 Sentinel-1 acquisitions" in about("synthesized", day, model)[1]
+    # the LAI of an acquisition given as one of its band files (a .SAFE's B04 layer) is that acquisition's, not B04's
+    safe = {"source": "T31UDS_20180401T105529_B04_10m.jp2", "band_files": ", ".join(f"b{i}.jp2" for i in range(10))}
+    assert ("Leaf area index (m²/m²) of the acquisition of T31UDS_20180401T105529_B04_10m.jp2, its 10 band files "
+            "read as one image (2018-04-01)") in about("lai", dt.date(2018, 4, 1), safe)[1]
 
 
 def test_output_tags_of_an_unreadable_file_with_gdal_exceptions_on(qgis_app, tmp_path):
