@@ -297,14 +297,10 @@ def _count(tags: dict[str, str], key: str) -> int:
     return len([name for name in tags.get(key, "").split(";") if name])
 
 
-def about(role: str, date: dt.date | None, tags: dict[str, str], synthesis: dict[str, str] | None = None,
-          label: str = "") -> tuple[str, str, list[str]]:
+def about(role: str, date: dt.date | None, tags: dict[str, str], label: str = "") -> tuple[str, str, list[str]]:
     """Title, abstract and keywords of a result layer: `role` synthesized | uncertainty | lai | lai_std (LAYERS),
-    from its file's `tags` (output_tags); `synthesis`: the tags of the synthesized image (METHOD_KEYS) when the file's
-    do not say how it was made (the LAI of a synthesized image, estimated later by densify:estimate_lai); `label`: the
-    run's label in the layer's name (run_label: " linear (2)"), for the title."""
-    if not tags.get("METHOD") and synthesis:
-        tags = {**tags, **{k: v for k, v in synthesis.items() if k in METHOD_KEYS}}
+    from its file's `tags` (output_tags; an LAI file keeps its synthesized image's METHOD_KEYS, core/lai.py); `label`:
+    the run's label in the layer's name (run_label: " linear (2)"), for the title."""
     method = tags.get("METHOD", "")
     short, how = method_label(tags), _method_text(method, tags)
     by = f" by {how}" if how else ""
@@ -357,11 +353,10 @@ def about(role: str, date: dt.date | None, tags: dict[str, str], synthesis: dict
             ["LAI", "leaf area index", "SNAP", short])
 
 
-def set_metadata(layer: QgsRasterLayer, role: str, date: dt.date | None = None,
-                 synthesis: dict[str, str] | None = None, label: str = "") -> None:
+def set_metadata(layer: QgsRasterLayer, role: str, date: dt.date | None = None, label: str = "") -> None:
     """Title, abstract and keywords of a result layer (see `about`) in its metadata (Layer Properties > Metadata) and
     its abstract (the layer's tooltip in the Layers panel), from its file's tags; its role kept (ROLE)."""
-    title, abstract, keywords = about(role, date, output_tags(source_path(layer)), synthesis, label)
+    title, abstract, keywords = about(role, date, output_tags(source_path(layer)), label)
     layer.setCustomProperty(ROLE, role)
     metadata = layer.metadata()
     metadata.setTitle(title)
@@ -479,7 +474,7 @@ def drop_if_empty(group: QgsLayerTreeNode | None) -> None:
 ROLES = {role: (title, style) for kind in LAYERS for title, style, role in LAYERS[kind]}
 
 
-def restyle(layer: QgsRasterLayer, date: dt.date | None, label: str, synthesis: dict[str, str] | None = None) -> bool:
+def restyle(layer: QgsRasterLayer, date: dt.date | None, label: str) -> bool:
     """A result layer whose file another run replaced (its provider reopened), for that run: styled for its role (ROLE),
     dated, described and named with `label` (run_label); False for a layer without a role (not a result layer)."""
     role = layer.customProperty(ROLE, "")
@@ -490,7 +485,7 @@ def restyle(layer: QgsRasterLayer, date: dt.date | None, label: str, synthesis: 
     if date is not None:
         set_temporal(layer, date)
         layer.setName(layer_name(title, date, label))
-    set_metadata(layer, role, date, synthesis, label)
+    set_metadata(layer, role, date, label)
     return True
 
 

@@ -151,7 +151,7 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         title, style, role = LAYERS["lai"][0]
         image = image_key(self._path) if self._synthesis else ""  # a synthesized image's group (a model's too)
         style_on_load(context, str(path), StyleOnLoad(
-            style, day, group_name(day, label) if day else GROUP, OUTPUT_KINDS.index("lai"), role, self._synthesis,
+            style, day, group_name(day, label) if day else GROUP, OUTPUT_KINDS.index("lai"), role,
             name=layer_name(title, day, label) if day else "", label=label, run=uuid.uuid4().hex, image=image,
             join=True, beside=self._beside, show=self._show), self.parameterDefinition(self.OUTPUT).description())
         return {self.OUTPUT: str(path)}

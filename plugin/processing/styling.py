@@ -51,17 +51,17 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
     layer's temporal range; with a group, moves the layer into a group (see `into_group`: `run`, `image`, `series`,
     `join`, `show`; `beside`: the id of a project layer whose result group it joins) at position `order`, and gives
     its `name` the group's label (numbered, or the joined group's); with a role (see layers.about), its metadata from
-    its file's tags (`synthesis`: the synthesized image's tags when they do not say how it was made). The project's
+    its file's tags. The project's
     other layers on the file are reopened too, a result layer among them restyled for this run (layers.restyle) and
     moved along when it shared the layer's group."""
 
     def __init__(self, style: Callable[[QgsRasterLayer], None], date: dt.date | None = None, group: str = "",
-                 order: int = 0, role: str = "", synthesis: dict[str, str] | None = None, *, name: str = "",
+                 order: int = 0, role: str = "", *, name: str = "",
                  label: str = "", run: str = "", image: str = "", series: str = "", join: bool = False,
                  beside: str = "", show: bool = False):
         super().__init__()
         self.style, self.date, self.group, self.order = style, date, group, order
-        self.role, self.synthesis, self.name, self.label = role, synthesis, name, label
+        self.role, self.name, self.label = role, name, label
         self.run, self.image, self.series, self.join = run, image, series, join
         self.beside, self.show = beside, show
 
@@ -86,11 +86,11 @@ class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
             if self.name and layer.name() == self.name and self.name.endswith(self.label):
                 layer.setName(self.name[:len(self.name) - len(self.label)] + label)
         if self.role:
-            set_metadata(layer, self.role, self.date, self.synthesis, label)
+            set_metadata(layer, self.role, self.date, label)
         layer.triggerRepaint()
         for other, along in others:
             reopen(other, context)
-            restyle(other, self.date, label, self.synthesis)
+            restyle(other, self.date, label)
             node = project.layerTreeRoot().findLayer(other.id())
             if along and group is not None and node is not None:
                 into_group(project, other, group.name(), _order(node), target=group)
