@@ -522,12 +522,9 @@ def sampled_values(path: str, band: int | list[int] | None = None, max_size: int
         with rasterio.open(path) as ds:
             count = ds.count if band is None else len(band) if isinstance(band, list) else 0
             if max(ds.width, ds.height) > LARGE_PX and not ds.overviews(1):
-                n, size = SAMPLED_WINDOWS
-                w, h = min(size, ds.width), min(size, ds.height)
-                cols = [min(max(0, int((k + 0.5) * ds.width / n) - w // 2), ds.width - w) for k in range(n)]
-                rows = [min(max(0, int((k + 0.5) * ds.height / n) - h // 2), ds.height - h) for k in range(n)]
-                values = np.concatenate([ds.read(band, window=Window(c, r, w, h), masked=True).compressed()
-                                         for r in rows for c in cols]).astype(np.float64)
+                values = np.concatenate([ds.read(band, window=w, masked=True).compressed()
+                                         for w in spread_windows(ds.width, ds.height, ds.block_shapes[0])]
+                                        ).astype(np.float64)
                 return values[np.isfinite(values)]
             shape = (min(ds.height, max_size), min(ds.width, max_size))
             a = ds.read(band, out_shape=(count, *shape) if count else shape, masked=True)
@@ -535,6 +532,26 @@ def sampled_values(path: str, band: int | list[int] | None = None, max_size: int
         return np.zeros(0)
     values = a.compressed().astype(np.float64)
     return values[np.isfinite(values)]
+
+
+def spread_windows(width: int, height: int, block: tuple[int, int] = (256, 256)) -> list[Window]:
+    """SAMPLED_WINDOWS spread evenly over a width x height raster, each within one of its `block`s (rows,
+    columns) when they are as large: a window across a block corner decodes four."""
+    n, size = SAMPLED_WINDOWS
+    w, h = min(size, width), min(size, height)
+    spread = np.arange(n) + 0.5
+    cols = [_in_one_block(int(k * width / n), w, block[1], width) for k in spread]
+    rows = [_in_one_block(int(k * height / n), h, block[0], height) for k in spread]
+    return [Window(c, r, w, h) for r in rows for c in cols]
+
+
+def _in_one_block(centre: int, size: int, block: int, extent: int) -> int:
+    """The start of a window of `size` px near `centre`, within the block holding it when one can be."""
+    start = centre - size // 2
+    if block >= size:
+        first = centre // block * block
+        start = min(max(start, first), first + block - size)
+    return min(max(0, start), extent - size)
 
 
 def _describe_s1(info: RasterInfo, count: int) -> None:
@@ -1130,8 +1147,8 @@ def _assumed_order_warnings(s2_infos: list[RasterInfo]) -> list[str]:
 
 def s1_coverage(info: RasterInfo, grid: Grid) -> float:
     """The fraction of `grid` an S1 image covers with valid backscatter (not nodata: a 0 or NaN fill outside the
-    swath), sampled at 32 x 32 points of the grid; its extent's share (`coverage`) when no point says (0 when its
-    extent misses the grid)."""
+    swath), sampled at points of the grid (`_valid_share`); its extent's share (`coverage`) when no point says (0
+    when its extent misses the grid)."""
     share = coverage(info.grid, grid)
     if share <= 0:
         return share
@@ -1146,10 +1163,14 @@ def s1_coverage(info: RasterInfo, grid: Grid) -> float:
 
 
 _VALID_SHARES: dict[tuple, float | None] = {}  # the dialog builds the inventory on every edit: each file read once
+SHARE_BLOCKS = 16  # the valid share is read from at most this many of a file's blocks (tiles or strips)
 
 
-def _valid_share(info: RasterInfo, grid: Grid, n: int = 32) -> float | None:
-    """The share of n x n points spread over `grid` where the file holds valid values in its S1 bands."""
+def _valid_share(info: RasterInfo, grid: Grid, n: int = 128) -> float | None:
+    """The share of n x n points spread over `grid` where the file holds valid values in its S1 bands: the share
+    of points inside the file, times the valid share of those that lie in at most SHARE_BLOCKS of its blocks,
+    spread over it. A tiled file without overviews is decoded block by block, so reading every block a point
+    falls in would decode a full-tile file whole (over a second each, minutes for a year of files)."""
     from rasterio.warp import transform
 
     cols = (np.arange(min(n, grid.width)) + 0.5) * grid.width / min(n, grid.width)
@@ -1165,20 +1186,41 @@ def _valid_share(info: RasterInfo, grid: Grid, n: int = 32) -> float | None:
             if not inside.any():
                 return 0.0
             idx = [info.bands.index(b) + 1 for b in S1_BANDS if b in info.bands] or [1]
-            fc, fr = fc[inside], fr[inside]
-            c0, r0 = int(fc.min()), int(fr.min())
-            w, h = int(fc.max()) + 1 - c0, int(fr.max()) + 1 - r0
-            shape = (min(h, 4 * n), min(w, 4 * n))  # one decimated read around the points, not one per point
-            a = ds.read(idx, window=Window(c0, r0, w, h), out_shape=(len(idx), *shape))
-            rows = np.minimum(((fr - r0) * shape[0] / h).astype(int), shape[0] - 1)
-            cols = np.minimum(((fc - c0) * shape[1] / w).astype(int), shape[1] - 1)
-            values = a[:, rows, cols].T.astype("float64")
+            fc, fr = fc[inside].astype(int), fr[inside].astype(int)
+            bh, bw = ds.block_shapes[0]
+            keep = _in_some_blocks(fr // bh, fc // bw, SHARE_BLOCKS)
+            if not keep.any():
+                return None
+            fc, fr = fc[keep], fr[keep]
+            block = (fr // bh) * (ds.width // bw + 1) + fc // bw
+            values = np.empty((fc.size, len(idx)))
+            for b in np.unique(block):  # one read per block, of the points' bounding box in it
+                at = block == b
+                c0, r0 = fc[at].min(), fr[at].min()
+                a = ds.read(idx, window=Window(c0, r0, fc[at].max() + 1 - c0, fr[at].max() + 1 - r0))
+                values[at] = a[:, fr[at] - r0, fc[at] - c0].T
     except Exception:  # noqa: BLE001 - a share that cannot be read is not warned about; the read says why
         return None
     good = np.isfinite(values)
     if info.nodata is not None and not np.isnan(info.nodata):
         good &= values != info.nodata
-    return float(good.all(axis=1).sum() / inside.size)
+    return float(inside.mean() * good.all(axis=1).mean())
+
+
+def _in_some_blocks(block_rows: np.ndarray, block_cols: np.ndarray, most: int) -> np.ndarray:
+    """Which points lie in a choice of at most `most` of their blocks, spread as a lattice over the rows and
+    columns of blocks that hold points, so that each lies in its own stretch of rows and of columns."""
+    rows, cols = np.unique(block_rows), np.unique(block_cols)
+    if rows.size * cols.size <= most:
+        return np.ones(block_rows.shape, bool)
+    j = np.arange(most)
+    pick_rows = rows[((j + 0.5) * rows.size / most).astype(int)]
+    pick_cols = cols[(((j * LATTICE_STEP) % most + 0.5) * cols.size / most).astype(int)]
+    width = int(block_cols.max()) + 1
+    return np.isin(block_rows * width + block_cols, pick_rows * width + pick_cols)
+
+
+LATTICE_STEP = 5  # the 16 blocks (j, 5 j mod 16): one in each 16th of the rows and of the columns, spread in 2-D
 
 
 def overlaps(a: Grid | None, b: Grid) -> bool:
@@ -1244,18 +1286,19 @@ def _pair_masks(s2_infos: list[RasterInfo], masks: list[RasterInfo]) -> tuple[di
     return paired, warnings
 
 
-def check_some_clear(inv: Inventory, clear_fraction: Callable[[Inventory, RasterInfo, int], float] | None = None
-                     ) -> None:
-    """Raise when no S2 acquisition has a single clear pixel (sampled at 128 px at most).
+def check_some_clear(inv: Inventory, clear_fraction: Callable[..., float] | None = None) -> None:
+    """Raise when no S2 acquisition has a single clear pixel (sampled at 128 px at most; on a large grid, in
+    windows first, and over the whole grid only when the windows show none).
 
-    `clear_fraction(inv, info, max_size)` reads it (default `reader.read_clear_fraction`); the dialog,
-    which checks on every edit, passes a cached one."""
+    `clear_fraction(inv, info, max_size, sampled=True)` reads it (default `reader.read_clear_fraction`); the
+    dialog, which checks on every edit, passes a cached one."""
     if clear_fraction is None:
         from .reader import read_clear_fraction as clear_fraction
 
-    for s in inv.s2:
-        if clear_fraction(inv, s, 128) > 0:
-            return
+    for sampled in (True, False) if max(inv.grid.width, inv.grid.height) > LARGE_PX else (True,):
+        for s in inv.s2:
+            if clear_fraction(inv, s, 128, sampled=sampled) > 0:
+                return
     where = " in the extent" if inv.s2_grid else " at all"
     raise InputError(Problem(None, f"no clear Sentinel-2 observation{where}: every S2 pixel is cloudy, "
                              "shadowed or nodata according to the masks (" +

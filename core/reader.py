@@ -22,7 +22,7 @@ from rasterio.windows import Window, from_bounds
 
 from .errors import InputError, Problem
 from .grid import Grid, Tile
-from .inventory import Inventory, RasterInfo, build, clear_from_mask
+from .inventory import LARGE_PX, Inventory, RasterInfo, build, clear_from_mask, spread_windows
 from .stack import Stack
 
 
@@ -329,14 +329,31 @@ def s2_angles(inv: Inventory) -> np.ndarray:
     return out
 
 
-def read_clear_fraction(inv: Inventory, info: RasterInfo, max_size: int = 128) -> float:
-    """Fraction of clear pixels of one S2 acquisition, read at reduced resolution."""
+def read_clear_fraction(inv: Inventory, info: RasterInfo, max_size: int = 128, sampled: bool = True) -> float:
+    """Fraction of clear pixels of one S2 acquisition, read at reduced resolution (at most `max_size` px a side).
+
+    On a grid wider or higher than LARGE_PX, from `spread_windows` at full resolution (`sampled`), or else
+    by strips: read at reduced resolution, the grid of a full tile without overviews is decoded whole, and
+    in one piece it would take seconds and gigabytes per image."""
     g = inv.grid
-    f = max(1, int(np.ceil(max(g.width, g.height) / max_size)))
-    coarse = Grid(g.crs_wkt, g.transform * g.transform.scale(f, f), max(1, g.width // f), max(1, g.height // f))
-    with SeriesReader(inv) as r:
-        refl = r.read_s2(info, coarse)
-    return float(np.isfinite(refl).all(axis=0).mean())
+    large = max(g.width, g.height) > LARGE_PX
+    if large and sampled:
+        parts = [Grid(g.crs_wkt, g.window_transform(int(w.row_off), int(w.col_off)), int(w.width), int(w.height))
+                 for w in spread_windows(g.width, g.height)]
+    else:
+        f = max(1, int(np.ceil(max(g.width, g.height) / max_size)))
+        coarse = Grid(g.crs_wkt, g.transform * g.transform.scale(f, f), max(1, g.width // f), max(1, g.height // f))
+        step = max(1, STRIP_PX // f) if large else coarse.height
+        parts = [Grid(coarse.crs_wkt, coarse.window_transform(r, 0), coarse.width, min(step, coarse.height - r))
+                 for r in range(0, coarse.height, step)]
+    clear = 0
+    with SeriesReader(inv, s1=False) as r:
+        for part in parts:
+            clear += int(np.isfinite(r.read_s2(info, part)).all(axis=0).sum())
+    return clear / sum(p.width * p.height for p in parts)
+
+
+STRIP_PX = 256  # read_clear_fraction's strips of a large grid: 256 rows of the file at a time
 
 
 def sample_stack(inv: Inventory, reader: SeriesReader, n_windows: int = 6, size: int = 64,

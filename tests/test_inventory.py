@@ -652,3 +652,37 @@ def test_named_bands_are_never_called_unnamed(real, tmp_path):
     sixty = craft(src, tmp_path / "T31UDS_20180303T105000_60m.tif", data=dn[:2], descriptions=["B01", "B09"])
     info = inventory.describe(sixty)
     assert (info.sensor, info.problems, info.unused) == ("S2", [], "B01, B09")
+
+
+def test_s1_coverage_of_a_large_tiled_file_reads_few_of_its_blocks(real, tmp_path, monkeypatch):
+    """A full-tile S1 file, tiled and without overviews, was decoded whole by the partial-coverage check (every
+    block held a sample point): over a second a file, minutes for a year of files in the dialog. The share now
+    comes from at most SHARE_BLOCKS blocks spread over the file, and stays within 3 points of the truth. The
+    sampled windows that describe reads each lie in one block (they lay on block corners: four each)."""
+    n, tile = 4096, 256
+    yy, xx = np.mgrid[0:n, 0:n]
+    db = np.broadcast_to(np.where(yy % 7 < 3, -12.0, -17.0).astype("float32"), (2, n, n)).copy()
+    db[:, xx > 0.55 * n + 0.35 * yy] = np.nan  # a swath edge across the file
+    truth = float(np.isfinite(db[0]).mean())
+    src = real["s1"][0]
+    big = craft(src, tmp_path / src.name, data=db, width=n, height=n, nodata=np.nan, tiled=True,
+                blockxsize=tile, blockysize=tile, compress="deflate")
+    read = []
+    plain = rasterio.io.DatasetReader.read
+
+    def spy(ds, *args, window=None, **kwargs):  # the real read, recorded
+        if ds.name == str(big):
+            w = window or rasterio.windows.Window(0, 0, ds.width, ds.height)
+            read.extend((r, c) for r in range(int(w.row_off) // tile, (int(w.row_off + w.height) - 1) // tile + 1)
+                        for c in range(int(w.col_off) // tile, (int(w.col_off + w.width) - 1) // tile + 1))
+        return plain(ds, *args, window=window, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    info = inventory.describe(big, "S1")  # its sampled values: one block per window, not four
+    assert 0 < len(set(read)) <= inventory.SAMPLED_WINDOWS[0] ** 2
+    read.clear()
+    share = inventory.s1_coverage(info, info.grid)
+    assert 0 < len(set(read)) <= inventory.SHARE_BLOCKS
+    assert abs(share - truth) < 0.03, (share, truth)
+    half = inventory.Grid(info.grid.crs_wkt, info.grid.window_transform(0, 0), n // 2, n)  # the west half: all valid
+    assert inventory.s1_coverage(info, half) == 1.0

@@ -325,3 +325,64 @@ def test_reprojecting_says_nothing_about_georeferencing(files, tmp_path, densify
                   str(tmp_path / "S1"), "--date", "2018-03-05", "--no-lai", "--out", str(tmp_path / "out"))
     assert res.returncode == 0, res.stderr
     assert "NotGeoreferencedWarning" not in res.stderr and "geotransform" not in res.stderr, res.stderr
+
+
+def test_the_clear_fraction_of_a_large_grid_is_read_in_windows(files, tmp_path, monkeypatch):
+    """Read at reduced resolution, a full tile without overviews was decoded whole, in one piece: seconds and
+    gigabytes per image, for each image the dialog looks at. A grid over LARGE_PX is now sampled in windows
+    (a few of the file's blocks, the fraction near the truth); the whole-grid read (for an image the windows
+    see no clear pixel of) goes by strips and gives what the one-piece read gave; and an image clear only away
+    from the windows still counts as clear."""
+    from sentinel_densify.core.grid import Grid
+    from sentinel_densify.core.reader import read_clear_fraction
+
+    s2 = files[0]
+    n, tile, k = 2048, 256, 2048 // 64
+    src = next(p for p in s2 if (rasterio.open(p).read() > 0).all())
+    yy, xx = np.mgrid[0:n, 0:n]
+    big = craft(src, tmp_path / "S2" / src.name, data=np.tile(rasterio.open(src).read(), (1, k, k)), width=n,
+                height=n, tiled=True, blockxsize=tile, blockysize=tile)
+
+    def mask(name: str, clear: np.ndarray) -> Path:
+        with rasterio.open(big) as ds:
+            profile = dict(ds.profile, count=1, dtype="uint8", nodata=None)
+        path = tmp_path / name / src.name.replace("L2A_10m", "SCL_20m")
+        path.parent.mkdir()
+        with rasterio.open(path, "w", **profile) as out:
+            out.write(np.where(clear, 4, 9).astype("uint8")[None])
+            out.set_band_description(1, "SCL")
+        return path
+
+    clouds = mask("clouds", np.hypot(yy - 700, xx - 900) > 600)  # a round cloud
+    inv = inventory.build([str(big)], [], [str(clouds)], check_clear=False)
+    assert max(inv.grid.width, inv.grid.height) > inventory.LARGE_PX and inv.masks
+    read = []
+    plain = rasterio.io.DatasetReader.read
+
+    def spy(ds, *args, window=None, **kwargs):  # the real read, recorded
+        if ds.name == str(big):
+            w = window or rasterio.windows.Window(0, 0, ds.width, ds.height)
+            read.extend((r, c) for r in range(int(w.row_off) // tile, (int(w.row_off + w.height) - 1) // tile + 1)
+                        for c in range(int(w.col_off) // tile, (int(w.col_off + w.width) - 1) // tile + 1))
+        return plain(ds, *args, window=window, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    truth = float((np.hypot(yy - 700, xx - 900) > 600).mean())
+    assert abs(read_clear_fraction(inv, inv.s2[0]) - truth) < 0.05
+    assert 0 < len(set(read)) <= inventory.SAMPLED_WINDOWS[0] ** 2
+    monkeypatch.undo()
+
+    g, f = inv.grid, n // 128
+    coarse = Grid(g.crs_wkt, g.transform * g.transform.scale(f, f), 128, 128)
+    with SeriesReader(inv, s1=False) as r:  # the read in one piece
+        whole = float(np.isfinite(r.read_s2(inv.s2[0], coarse)).all(axis=0).mean())
+    assert read_clear_fraction(inv, inv.s2[0], 128, sampled=False) == whole
+    assert abs(whole - truth) < 0.01
+
+    spot = mask("spot", (abs(yy - 115) < 16) & (abs(xx - 115) < 16))  # clear between the windows only
+    inv = inventory.build([str(big)], [], [str(spot)], check_clear=False)
+    assert read_clear_fraction(inv, inv.s2[0]) == 0 < read_clear_fraction(inv, inv.s2[0], sampled=False)
+    inventory.check_some_clear(inv)  # no error
+    overcast = mask("overcast", np.zeros((n, n), bool))
+    with pytest.raises(InputError, match="no clear Sentinel-2 observation"):
+        inventory.build([str(big)], [], [str(overcast)])

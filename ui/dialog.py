@@ -596,14 +596,14 @@ class DensifyDialog(QDialog):
             self._described[key] = describe(path, sensor=sensor, when=when, band_order=band_order)
         return copy.deepcopy(self._described[key])
 
-    def _clear_fraction(self, inv, s, max_size: int) -> float:
-        """`reader.read_clear_fraction`, read once per file, mask, grid and size: validation runs on
+    def _clear_fraction(self, inv, s, max_size: int, sampled: bool = True) -> float:
+        """`reader.read_clear_fraction`, read once per file, mask, grid, size and way: validation runs on
         every edit."""
         mask = inv.masks.get(s.path)
         key = (s.path, mask.path if mask else None, _file_version(mask.path) if mask else None, inv.grid,
-               _file_version(s.path), max_size)
+               _file_version(s.path), max_size, sampled)
         if key not in self._clear:
-            self._clear[key] = read_clear_fraction(inv, s, max_size=max_size)
+            self._clear[key] = read_clear_fraction(inv, s, max_size=max_size, sampled=sampled)
         return self._clear[key]
 
     # running ----------------------------------------------------------------------------------
