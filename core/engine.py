@@ -172,8 +172,11 @@ LEVEL_1C = "Level-1C"
 def _method_tags(method, inv: inventory.Inventory) -> dict[str, str]:
     """Tags on what the run read and ran: INPUTS_S1 only for a method that reads S1 (the baselines do not);
     MODEL_BUNDLED (1 for the bundled models/default.onnx, 0 for another model file); PROCESSING_LEVEL=Level-1C when
-    an S2 input is Level-1C (the outputs are then top-of-atmosphere reflectance)."""
+    an S2 input is Level-1C (the outputs are then top-of-atmosphere reflectance); FALLBACK, why this method ran
+    instead of the one asked for."""
     tags = {"INPUTS_S1": ";".join(i.name for i in inv.s1)} if method.uses_s1 else {}
+    if method.fallback_note:
+        tags["FALLBACK"] = method.fallback_note
     path, bundled = getattr(method, "path", None), bundled_model()
     if path is not None:
         tags["MODEL_BUNDLED"] = "1" if bundled is not None and same_file(path, bundled) else "0"
@@ -243,6 +246,9 @@ class _DateOutputs:
         self.blender = WindowBlender(grid.height, grid.width, blend)
         block = block_size_for(tile_size)
         tags = {"TARGET_DATE": f"{date:%Y-%m-%d}", "MODE": self.mode, **tags}
+        observed = [i.name for i in inv.s2 if abs(dates.to_days(i.when) - self.day) <= dates.SAME_DAY]
+        if observed:  # an acquisition on the date: its clear pixels are its own values (core/same_day.py)
+            tags["OBSERVED"] = ";".join(observed)
         level = "top-of-atmosphere" if tags.get("PROCESSING_LEVEL") == LEVEL_1C else "surface"
         self.rasters["synthesized"] = outputs.enter_context(AtomicRaster(
             self.out_paths["synthesized"], grid, len(bands), descriptions=bands,

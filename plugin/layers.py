@@ -321,9 +321,14 @@ def about(role: str, date: dt.date | None, tags: dict[str, str], label: str = ""
         inputs = (f" from {s2} Sentinel-2 acquisitions" + (f" ({masks} cloud masks)" if masks else "")
                   + (f" and {s1} Sentinel-1 acquisitions" if s1 else "")) if s2 else ""
         level, kind = ("Level-1C", "top-of-atmosphere") if l1c else ("L2A", "surface")
+        observed = [n for n in tags.get("OBSERVED", "").split(";") if n]  # acquired on the date (core/same_day.py)
+        what = (f" for {day}: where {' or '.join(observed)}, acquired that day, "
+                f"{'is' if len(observed) == 1 else 'are'} clear, its own values; elsewhere synthesized"
+                if observed else f" synthesized for {day}")
+        fallback = f" {tags['FALLBACK'][:1].upper()}{tags['FALLBACK'][1:]}." if tags.get("FALLBACK") else ""
         return (f"Synthesized Sentinel-2 {level} ({head})",
                 f"Sentinel-2 {level} " + ("(top-of-atmosphere) reflectance" if l1c else "surface reflectance")
-                + f" synthesized for {day}" + (f" ({mode})" if mode else "") + f"{by}{inputs}; in {dn}.{software}",
+                + what + (f" ({mode})" if mode else "") + f"{by}{inputs}; in {dn}.{fallback}{software}",
                 ["Sentinel-2", f"{kind} reflectance", "Level-1C" if l1c else "", "synthesized", mode, short])
     if role == "uncertainty":
         return (f"Uncertainty of synthesized Sentinel-2 ({head})",

@@ -115,9 +115,13 @@ def test_without_onnxruntime_a_default_run_warns_that_linear_ran(monkeypatch, ud
     assert result.method == "linear"
     assert any(w.startswith("the bundled model needs onnxruntime, which is not installed: the linear "
                             "baseline ran instead") for w in result.warnings), result.warnings
+    with rasterio.open(result.outputs["synthesized"]) as ds:  # the files say so too
+        assert ds.tags()["METHOD"] == "linear" and "linear baseline ran instead" in ds.tags()["FALLBACK"]
     monkeypatch.undo()  # onnxruntime back as it was
     result = engine.run(DensifyRequest(**{**request.__dict__, "out_dir": str(tmp_path / "b")}))
     assert result.method == "onnx:default" and not any("onnxruntime" in w for w in result.warnings)
+    with rasterio.open(result.outputs["synthesized"]) as ds:
+        assert "FALLBACK" not in ds.tags()
 
 
 def test_without_onnx_nor_onnxruntime_the_contract_read_says_why(monkeypatch):

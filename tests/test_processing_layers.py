@@ -596,10 +596,34 @@ def test_level_1c_inputs_and_baselines_are_described_as_they_are(inputs, project
     assert "Sentinel-1" not in about("synthesized", day, {"METHOD": "linear", **listed})[1]
     model = {"METHOD": "onnx:default", "MODEL": "default.onnx", "MODEL_BUNDLED": "1", **listed}
     assert "from 2 Sentinel-2 acquisitions and 3 Sentinel-1 acquisitions" in about("synthesized", day, model)[1]
+    fell = {"METHOD": "linear", "FALLBACK": "the bundled model needs onnxruntime, which is not installed: the linear "
+            "baseline ran instead"}  # a fallback (tested in test_default_model) is said in the abstract
+    assert " The bundled model needs onnxruntime, which is not installed: the" in about("synthesized", day, fell)[1]
     # the LAI of an acquisition given as one of its band files (a .SAFE's B04 layer) is that acquisition's, not B04's
     safe = {"source": "T31UDS_20180401T105529_B04_10m.jp2", "band_files": ", ".join(f"b{i}.jp2" for i in range(10))}
     assert ("Leaf area index (m²/m²) of the acquisition of T31UDS_20180401T105529_B04_10m.jp2, its 10 band files "
             "read as one image (2018-04-01)") in about("lai", dt.date(2018, 4, 1), safe)[1]
+
+
+def test_an_acquisition_date_s_image_is_described_as_that_acquisition_where_clear(inputs, project, tmp_path):
+    """A target date with an acquisition: its clear pixels are that acquisition's own values (core/same_day.py), so
+    the file names it (OBSERVED) and the layer's abstract says so; another date's image is synthesized throughout."""
+    import processing
+    from sentinel_densify.core import inventory
+    from sentinel_densify.plugin.layers import add_result_layers, output_tags
+
+    acquired = inventory.describe(inputs["S2_LAYERS"][2])
+    day = acquired.when.date()
+    for target, observed in ((day, acquired.name), (day + dt.timedelta(days=1), None)):
+        files = {k: str(tmp_path / f"{k}_{target:%Y%m%d}.tif") for k in ("synthesized", "uncertainty")}
+        processing.run(ALG, {**inputs, "TARGET_DATE": f"{target}", "METHOD": 1, "OUTPUT_LAI": None,
+                             **{f"OUTPUT_{k.upper()}": path for k, path in files.items()}})
+        assert output_tags(files["synthesized"]).get("OBSERVED") == observed
+        _, (synth, _) = add_result_layers(files, target, project)
+        expected = (f"surface reflectance for {target}: where {observed}, acquired that day, is clear, its own values;"
+                    " elsewhere synthesized (gap-filling) by " if observed else
+                    f"surface reflectance synthesized for {target} (gap-filling) by ")
+        assert expected in synth.abstract(), synth.abstract()
 
 
 def test_output_tags_of_an_unreadable_file_with_gdal_exceptions_on(qgis_app, tmp_path):
