@@ -86,6 +86,16 @@ def _problem(info: RasterInfo, message: str) -> Problem:
     return Problem(None, f"{info.name}: {message}") if info.label else Problem(info.path, message)
 
 
+def bands_in_name(path: str | Path, count: int) -> list[str]:
+    """The Sentinel-2 bands a file's name lists, one per band ("20180603_B2_B3_B4_B8.tif"), in order; [] unless
+    it lists exactly `count` distinct bands."""
+    found = [_norm_band(t) for t in _BAND_TOKEN.findall(Path(path).stem)]
+    return found if len(found) == count == len(set(found)) and set(found) <= set(S2_L1C_BANDS) else []
+
+
+_BAND_TOKEN = re.compile(r"(?<![A-Za-z0-9])(B(?:8A|\d{1,2}))(?![A-Za-z0-9])", re.IGNORECASE)
+
+
 def _norm_band(name: str) -> str:
     name = re.sub(r"[_ ][1-6]0M$", "", name.strip().upper())  # B02_10m, B8A_20m: resolution suffix
     name = name.replace("BAND", "B").replace("_", "")
@@ -175,6 +185,10 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
             info.descriptions = descs = [d or "" for d in ds.descriptions]
             info.output_kind = densify_output_kind(info.tags, descs)
             info.bands = [_norm_band(d) if d and not _GENERIC_BAND.match(d.strip()) else "" for d in descs]
+            if ds.count > 1 and not any(info.bands) and (listed := bands_in_name(path, ds.count)):
+                info.bands = listed
+                info.notes.append(f"has no band descriptions: its bands are read as its name lists them "
+                                  f"({', '.join(listed)})")
             if ds.crs is None and ds.gcps[0]:
                 info.problems.append(RADAR_GEOMETRY)
             elif ds.crs is None:

@@ -599,3 +599,24 @@ def test_split_files_read_unlike_say_how_each_is_read(series, tmp_path):
         inventory.build([str(fine), str(coarse)], check_clear=False)
     text = str(err.value.problems[0])
     assert f"{coarse.name}: uint16, nodata 0.0, reflectance = value x 0.0001 - 0.1)" in text and "+ -" not in text, text
+
+
+def test_split_files_without_descriptions_are_read_by_the_bands_their_names_list(series, tmp_path):
+    """Audit 2, N2: an export by resolution without band descriptions, named by its bands (S2_<date>_B2_B3_B4_B8.tif
+    and S2_<date>_B5_B6_B7_B8A_B11_B12.tif), failed as "4 unnamed bands", and one --band-order cannot name both files.
+    The bands are now read as the names list them (with a note), and the pair is the stacked image; a name that lists
+    another number of bands than the file holds names none."""
+    src = series["s2"][1]
+    fine, coarse = _split_export(src, tmp_path / "described")
+    stamp = src.name.split("_")[1][:8]
+    named = []
+    for part, bands in ((fine, TEN_M), (coarse, TWENTY_M)):
+        name = f"S2_{stamp}_{'_'.join(b.replace('B0', 'B') for b in bands)}.tif"
+        named.append(craft(part, tmp_path / "named" / name, descriptions=[""] * len(bands)))
+    assert inventory.describe(named[0]).bands == TEN_M and "B2_B3_B4_B8" in named[0].name
+    inv = inventory.build([str(p) for p in named], check_clear=False)
+    assert len(inv.s2) == 1 and inv.s2[0].files == [str(p) for p in named]
+    np.testing.assert_array_equal(inventory.read_s2(inv.s2[0].path).refl, inventory.read_s2(src).refl)
+    assert any("its bands are read as its name lists them (B05, B06, B07, B8A, B11, B12)" in w for w in inv.warnings)
+    short = craft(fine, tmp_path / "short" / f"S2_{stamp}_B2_B3_B4.tif", descriptions=[""] * 4)
+    assert "4 unnamed bands" in " ".join(inventory.describe(short).problems)
