@@ -491,7 +491,7 @@ def offset_warnings(s2_infos: list[RasterInfo]) -> list[str]:
 def _dark_dn(info: RasterInfo) -> float | None:
     """The 1st percentile of an S2 image's valid, non-zero DN in its visible bands, read once at 64 px (cached per
     file version: the dialog builds the inventory on every edit); None when it has none."""
-    key = (info.path, _file_version(info.path))
+    key = (info.path, file_version(info.path))
     if key not in _DARK_DN:
         if len(_DARK_DN) > 4096:
             _DARK_DN.clear()
@@ -504,14 +504,29 @@ def _dark_dn(info: RasterInfo) -> float | None:
 _DARK_DN: dict[tuple, float | None] = {}
 
 
-def _file_version(path: str) -> tuple[int, int] | None:
-    """(modification time, size) of a file on disk, to key what is cached about it; None for a GDAL virtual path or
-    a file that cannot be stat'ed."""
+def file_version(path: str | Path) -> tuple:
+    """What changes when a file is rewritten, to key what is cached about it: its (modification time, size, inode);
+    a /vsizip/ path's archive's; a VRT's followed by its sources' (its pixels are theirs, also for the in-memory
+    VRT of an image read from several files); () when it cannot be stat'ed (another GDAL virtual path)."""
+    path = str(path)
+    outer = archives.split(path)
     try:
-        st = os.stat(path) if not is_virtual(path) else None
+        st = os.stat(outer[0]) if outer is not None else None if is_virtual(path) else os.stat(path)
     except OSError:
         st = None
-    return st and (st.st_mtime_ns, st.st_size)
+    version = (st.st_mtime_ns, st.st_size, st.st_ino) if st else ()
+    if path.lower().endswith(".vrt"):
+        version += tuple(file_version(f) for f in _vrt_sources(path))
+    return version
+
+
+def _vrt_sources(path: str) -> list[str]:
+    """The files a VRT reads (GDAL's file list, without the VRT); [] when it cannot be opened."""
+    try:
+        with rasterio.open(path) as ds:
+            return [f for f in ds.files if f != path]
+    except (RasterioError, OSError):
+        return []
 
 
 def looks_like_reflectance(path: str) -> bool:
@@ -1166,7 +1181,7 @@ def s1_coverage(info: RasterInfo, grid: Grid) -> float:
     share = coverage(info.grid, grid)
     if share <= 0:
         return share
-    key = (info.path, _file_version(info.path), info.nodata, tuple(info.bands[:2]), grid.crs_wkt,
+    key = (info.path, file_version(info.path), info.nodata, tuple(info.bands[:2]), grid.crs_wkt,
            tuple(grid.transform)[:6], grid.width, grid.height)
     if key not in _VALID_SHARES:
         if len(_VALID_SHARES) > 4096:

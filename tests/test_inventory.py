@@ -686,3 +686,21 @@ def test_s1_coverage_of_a_large_tiled_file_reads_few_of_its_blocks(real, tmp_pat
     assert abs(share - truth) < 0.03, (share, truth)
     half = inventory.Grid(info.grid.crs_wkt, info.grid.window_transform(0, 0), n // 2, n)  # the west half: all valid
     assert inventory.s1_coverage(info, half) == 1.0
+
+
+def test_a_vrt_s_cached_checks_follow_its_sources(real, tmp_path):
+    """Audit 2, N4: what is cached about a file (the offset check's dark DN, the S1 coverage, the dialog's
+    descriptions) was keyed by the file's own modification time, so a user's VRT kept the result of sources since
+    rewritten. A VRT's version now includes its sources'; a zip member's is its archive's."""
+    from osgeo import gdal
+
+    src = craft(real["s2"][40], tmp_path / "T31UDS_20180611T105031_L2A.tif", drop_tags=("BOA_ADD_OFFSET",))
+    vrt = tmp_path / "stack.vrt"
+    gdal.BuildVRT(str(vrt), [str(src)]).FlushCache()
+    before, own = inventory.file_version(vrt), inventory.file_version(src)
+    assert before[3:] == (own,) and len(before) == 4  # its own, then its source's
+    dark = inventory._dark_dn(inventory.describe(vrt))
+    dn = read_array(src)
+    craft(src, src, data=np.where(dn > 0, dn + 1000, 0).astype(dn.dtype))  # rewritten in place, the VRT untouched
+    assert inventory.file_version(vrt) != before
+    assert inventory._dark_dn(inventory.describe(vrt)) == pytest.approx(dark + 1000, abs=1)

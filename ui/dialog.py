@@ -41,10 +41,10 @@ from qgis.PyQt.QtWidgets import (
 
 # the core modules that need numpy and rasterio, imported with this module (scipy checked below): a Python without
 # one of them fails here, where the plugin reports it, not in a Qt slot later
-from ..core import archives, dates, inventory
+from ..core import dates, inventory
 from ..core.engine import build_inventory, series_requests
 from ..core.errors import InputError
-from ..core.inventory import describe
+from ..core.inventory import describe, file_version
 from ..core.methods import available, bundled_model, default_model
 from ..core.model_contract import gpu_present
 from ..core.reader import read_clear_fraction
@@ -591,7 +591,7 @@ class DensifyDialog(QDialog):
     def _describe(self, path, sensor=None, when=None, band_order=None):
         """inventory.describe, opened once per file and modification time: validation runs on every
         edit (a copy each time, since the inventory amends what it gets)."""
-        key = (str(path), _file_version(str(path)), sensor, when, tuple(band_order or ()))
+        key = (str(path), file_version(str(path)), sensor, when, tuple(band_order or ()))
         if key not in self._described:
             self._described[key] = describe(path, sensor=sensor, when=when, band_order=band_order)
         return copy.deepcopy(self._described[key])
@@ -600,8 +600,8 @@ class DensifyDialog(QDialog):
         """`reader.read_clear_fraction`, read once per file, mask, grid, size and way: validation runs on
         every edit."""
         mask = inv.masks.get(s.path)
-        key = (s.path, mask.path if mask else None, _file_version(mask.path) if mask else None, inv.grid,
-               _file_version(s.path), max_size, sampled)
+        key = (s.path, mask.path if mask else None, file_version(mask.path) if mask else None, inv.grid,
+               file_version(s.path), max_size, sampled)
         if key not in self._clear:
             self._clear[key] = read_clear_fraction(inv, s, max_size=max_size, sampled=sampled)
         return self._clear[key]
@@ -625,19 +625,6 @@ class DensifyDialog(QDialog):
             self.message_bar.pushInfo("Densify", f"Running for {when} (progress and cancel in the task bar)")
         self.accept()
         return self.task
-
-
-def _file_version(path: str) -> tuple:
-    """What changes when a file is rewritten (modification time, size, inode); for a GDAL
-    /vsizip/ path, its archive's."""
-    path = str(path)
-    if (parts := archives.split(path)) is not None:
-        path = parts[0]
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (-1.0,)
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _html(text: str) -> str:
