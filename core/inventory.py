@@ -10,6 +10,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1377,27 +1378,54 @@ class S2Image:
     tags: dict[str, str]
 
 
+class S2Reader(AbstractContextManager):
+    """An S2 image described and opened once, read by windows as surface reflectance: the file stays open between
+    reads, so GDAL decodes each of its blocks once however many windows cross it."""
+
+    def __init__(self, path: str | Path, band_order: list[str] | None = None):
+        self.path = str(path)
+        self.info = describe(path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
+        if self.info.problems:
+            raise InputError(Problem(self.path, "; ".join(self.info.problems)))
+        try:
+            self._ds = rasterio.open(path)
+        except (RasterioError, OSError) as exc:
+            raise InputError(Problem(self.path, f"cannot read its pixels ({first_line(exc)})")) from exc
+
+    @property
+    def block_height(self) -> int:
+        """The rows of one block (tile or strip) of the file."""
+        return int(self._ds.block_shapes[0][0])
+
+    def read(self, window: Window | None = None, bands: list[str] | None = None) -> S2Image:
+        """A window (default the whole image) of some bands (default its S2 bands) as reflectance."""
+        info = self.info
+        wanted = bands or [b for b in info.bands if b]  # not a band it holds besides the S2 ones (an SCL)
+        missing = [b for b in wanted if b not in info.bands]
+        if missing:
+            raise InputError(Problem(self.path, f"missing band(s) {', '.join(missing)}"))
+        idx = [info.bands.index(b) + 1 for b in wanted]
+        try:
+            raw = self._ds.read(idx, window=window).astype("float32")
+        except (RasterioError, OSError) as exc:  # the header read, the pixels do not (truncated, corrupt)
+            raise InputError(Problem(self.path, f"cannot read its pixels ({first_line(exc)})")) from exc
+        transform = self._ds.window_transform(window) if window is not None else self._ds.transform
+        refl = raw * info.scale + info.offset
+        if info.nodata is not None and not np.isnan(info.nodata):
+            refl[raw == info.nodata] = np.nan
+        assert info.grid is not None
+        grid = Grid(info.grid.crs_wkt, transform, raw.shape[-1], raw.shape[-2])
+        return S2Image(refl, list(wanted), grid, info.tags)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def read_s2(path: str | Path, band_order: list[str] | None = None, window: Window | None = None,
             bands: list[str] | None = None) -> S2Image:
     """Read an S2 image (optionally a window, optionally only some bands) as surface reflectance."""
-    info = describe(path, sensor="S2", band_order=band_order, when=dt.datetime(1970, 1, 1))
-    if info.problems:
-        raise InputError(Problem(str(path), "; ".join(info.problems)))
-    wanted = bands or [b for b in info.bands if b]  # not a band it holds besides the S2 ones (an SCL)
-    missing = [b for b in wanted if b not in info.bands]
-    if missing:
-        raise InputError(Problem(str(path), f"missing band(s) {', '.join(missing)}"))
-    idx = [info.bands.index(b) + 1 for b in wanted]
-    try:
-        with rasterio.open(path) as ds:
-            raw = ds.read(idx, window=window).astype("float32")
-            nodata = info.nodata
-            transform = ds.window_transform(window) if window is not None else ds.transform
-    except (RasterioError, OSError) as exc:  # the header read, the pixels do not (truncated, corrupt)
-        raise InputError(Problem(str(path), f"cannot read its pixels ({first_line(exc)})")) from exc
-    refl = raw * info.scale + info.offset
-    if nodata is not None and not np.isnan(nodata):
-        refl[raw == nodata] = np.nan
-    assert info.grid is not None
-    grid = Grid(info.grid.crs_wkt, transform, raw.shape[-1], raw.shape[-2])
-    return S2Image(refl, list(wanted), grid, info.tags)
+    with S2Reader(path, band_order) as image:
+        return image.read(window, bands)

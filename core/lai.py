@@ -12,6 +12,7 @@ The LAI std is propagated by linearisation: the analytical Jacobian of the netwo
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -344,12 +345,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     pixels and writes a 3-band float32 GeoTIFF on the input's grid, atomically. Returns the output path; the
     run's warnings (angles missing from the metadata) go to the file's tags and to `warnings` when given.
     """
-    from rasterio.windows import Window
-
-    from .band_files import subdataset_product
     from .grid import within_extent
-    from .inventory import note_warnings, offset_warnings, read_s2, single_s2
-    from .writer import AtomicRaster
+    from .inventory import S2Reader, single_s2
 
     feedback = feedback or Feedback()
     s2_path, out_path = str(s2_path), Path(out_path)  # str: a GDAL /vsizip/... path stays whole
@@ -364,16 +361,39 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             raise InputError(Problem(s2_path, str(exc))) from None
         row0, col0 = grid.offset_in(info.grid)
     width, height = grid.width, grid.height
-    rows = max(1, min(height, block_pixels // max(1, width)))
     order = None if info.path != s2_path else band_order  # an image made of band files names its bands
+    with contextlib.ExitStack() as opened:  # the image (and uncertainty) open throughout: each block decoded once
+        image = opened.enter_context(S2Reader(info.path, band_order=order))
+        rows, tile = block_pixels // max(1, width), image.block_height
+        if tile <= MAX_BLOCK_ROWS:  # whole rows of the file's tiles (or strips): none read twice
+            rows = max(tile, rows // tile * tile)
+        rows = max(1, min(height, rows))
+        std_of = _std_reader(str(std_path), info.grid, info.tags, opened) if std_path is not None else None
+        return _write_lai(info, image, grid, (row0, col0, rows), s2_path, out_path, std_path, std_of, feedback,
+                          warnings)
+
+
+MAX_BLOCK_ROWS = 1024  # lai_file reads whole rows of a file's blocks up to this height (a one-strip file: by rows)
+
+
+def _write_lai(info, image, grid, at: tuple[int, int, int], s2_path: str, out_path: Path, std_path, std_of,
+               feedback: Feedback, warnings: list[str] | None) -> Path:
+    """lai_file's reading, estimating and writing of `info` (read through `image`, an inventory.S2Reader), by
+    blocks of `rows` rows of `grid`, which lies at (row0, col0) of the image (`at`: row0, col0, rows)."""
+    from rasterio.windows import Window
+
+    from .band_files import subdataset_product
+    from .inventory import note_warnings, offset_warnings
+    from .writer import AtomicRaster
+
+    (row0, col0, rows), width, height = at, grid.width, grid.height
 
     def window(row: int, h: int) -> Window:  # rows of the output, in the image
         return Window(col0, row0 + row, width, h)
 
     def read(row: int, h: int):
-        return read_s2(info.path, band_order=order, window=window(row, h), bands=LAI_BANDS)
+        return image.read(window(row, h), LAI_BANDS)
 
-    std_of = _std_reader(str(std_path), info.grid, info.tags) if std_path is not None else None
     first = read(0, rows)
     angles, notes = Angles.from_tags(first.tags)
     # guesses made reading it (e.g. a DN scale tag on reflectance ignored), an offset it seems to lack
@@ -414,11 +434,13 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
         return out.commit()
 
 
-def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None):
-    """A reader of the per-band reflectance std of `path` (bands described <band>_std, DN scaled by
-    its REFLECTANCE_SCALE; untagged: DN unless its values are below 2, i.e. already reflectance; its
-    nodata as NaN) on `grid`; InputError naming the file when it does not fit, or when it is the uncertainty of
-    another run than the image (their RUN_TAGS differ, e.g. another date or method picked from the layer list)."""
+def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None,
+                opened: contextlib.ExitStack | None = None):
+    """A reader (kept open in `opened` when given) of the per-band reflectance std of `path` (bands described
+    <band>_std, DN scaled by its REFLECTANCE_SCALE; untagged: DN unless its values are below 2, i.e. already
+    reflectance; its nodata as NaN) on `grid`; InputError naming the file when it does not fit, or when it is
+    the uncertainty of another run than the image (their RUN_TAGS differ, e.g. another date or method picked
+    from the layer list)."""
     import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import RasterioIOError
@@ -454,11 +476,16 @@ def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None):
 
     def read(bands: list[str], window) -> np.ndarray:
         try:
-            with rasterio.open(path) as ds:
+            with contextlib.nullcontext(kept) if kept is not None else rasterio.open(path) as ds:
                 idx = [names.index(f"{b}_std") + 1 for b in bands]
                 std = ds.read(idx, window=window, masked=True).astype(np.float32).filled(np.nan)
                 return std * np.float32(scale)
         except RasterioIOError as exc:
             raise InputError(Problem(path, f"its pixels cannot be read ({first_line(exc)})")) from None
+
+    try:
+        kept = opened.enter_context(rasterio.open(path)) if opened is not None else None
+    except RasterioIOError as exc:
+        raise InputError(Problem(path, f"cannot be read ({first_line(exc)})")) from None
 
     return read

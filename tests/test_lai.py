@@ -408,3 +408,37 @@ def test_the_band_order_help_says_the_file_is_then_read_alone():
     cmd_lai.configure(parser)
     said = next(a.help for a in parser._actions if "--band-order" in a.option_strings)
     assert "the file is read alone" in said and "20 m file" in said, said
+
+
+def test_lai_of_a_large_tiled_image_decodes_each_block_once(uds_dir, tmp_path, monkeypatch):
+    """Scale audit, finding 1: lai_file opened and described the image again for every block of rows (23 rows of a
+    full tile), so each row of 256 px tiles was decoded about 11 times (21 GB read from a 1.8 GB file). The image is
+    now opened once, read by whole rows of its tiles (each tile read once), and the LAI is the same whatever the
+    block size."""
+    from helpers import craft
+
+    src, n, tile = uds_dir / "S2" / CLEAR, 2048, 256
+    big = craft(src, tmp_path / "T31UDS_20180705T105031_L2A_big.tif", np.tile(rasterio.open(src).read(), (1, 32, 32)),
+                width=n, height=n, tiled=True, blockxsize=tile, blockysize=tile)
+    opened, read = [], []
+    plain_open, plain_read = rasterio.open, rasterio.io.DatasetReader.read
+
+    def spy_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return plain_open(path, *args, **kwargs)
+
+    def spy_read(ds, *args, window=None, **kwargs):  # the real read, recorded
+        if ds.name == str(big) and window is not None:
+            read.extend((r, c) for r in range(int(window.row_off) // tile, (int(window.row_off + window.height) - 1)
+                                                // tile + 1) for c in range(n // tile))
+        return plain_read(ds, *args, window=window, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", spy_open)
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy_read)
+    out = L.lai_file(big, tmp_path / "lai.tif")
+    monkeypatch.undo()
+    assert opened.count(str(big)) <= 4  # described (twice) and opened once, not once per block
+    assert sorted(read) == sorted({(r, c) for r in range(n // tile) for c in range(n // tile)})  # each tile once
+    whole = L.lai_file(big, tmp_path / "lai_whole.tif", block_pixels=n * n)
+    with rasterio.open(out) as a, rasterio.open(whole) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
