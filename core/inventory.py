@@ -1316,19 +1316,21 @@ def _pair_masks(s2_infos: list[RasterInfo], masks: list[RasterInfo]) -> tuple[di
     return paired, warnings
 
 
-def check_some_clear(inv: Inventory, clear_fraction: Callable[..., float] | None = None) -> None:
-    """Raise when no S2 acquisition has a single clear pixel (sampled at 128 px at most; on a large grid, in
-    windows first, and over the whole grid only when the windows show none).
+def check_some_clear(inv: Inventory, clear_fraction: Callable[[Inventory, RasterInfo, int], float] | None = None,
+                     any_clear: Callable[[Inventory, RasterInfo], bool] | None = None) -> None:
+    """Raise when no S2 acquisition has a single clear pixel: sampled at 128 px at most (on a grid over LARGE_PX,
+    in windows), and on a large grid where the sample shows none, searched at full resolution.
 
-    `clear_fraction(inv, info, max_size, sampled=True)` reads it (default `reader.read_clear_fraction`); the
-    dialog, which checks on every edit, passes a cached one."""
-    if clear_fraction is None:
-        from .reader import read_clear_fraction as clear_fraction
+    `clear_fraction(inv, info, max_size)` and `any_clear(inv, info)` read them (default `reader.read_clear_fraction`
+    and `reader.any_clear`); the dialog, which checks on every edit, passes cached ones."""
+    from . import reader
 
-    for sampled in (True, False) if max(inv.grid.width, inv.grid.height) > LARGE_PX else (True,):
-        for s in inv.s2:
-            if clear_fraction(inv, s, 128, sampled=sampled) > 0:
-                return
+    clear_fraction = clear_fraction or reader.read_clear_fraction
+    if any(clear_fraction(inv, s, 128) > 0 for s in inv.s2):
+        return
+    if max(inv.grid.width, inv.grid.height) > LARGE_PX and any((any_clear or reader.any_clear)(inv, s)
+                                                                for s in inv.s2):
+        return
     where = " in the extent" if inv.s2_grid else " at all"
     raise InputError(Problem(None, f"no clear Sentinel-2 observation{where}: every S2 pixel is cloudy, "
                              "shadowed or nodata according to the masks (" +

@@ -329,23 +329,17 @@ def s2_angles(inv: Inventory) -> np.ndarray:
     return out
 
 
-def read_clear_fraction(inv: Inventory, info: RasterInfo, max_size: int = 128, sampled: bool = True) -> float:
-    """Fraction of clear pixels of one S2 acquisition, read at reduced resolution (at most `max_size` px a side).
-
-    On a grid wider or higher than LARGE_PX, from `spread_windows` at full resolution (`sampled`), or else
-    by strips: read at reduced resolution, the grid of a full tile without overviews is decoded whole, and
-    in one piece it would take seconds and gigabytes per image."""
+def read_clear_fraction(inv: Inventory, info: RasterInfo, max_size: int = 128) -> float:
+    """Fraction of clear pixels of one S2 acquisition, read at reduced resolution (at most `max_size` px a side);
+    on a grid wider or higher than LARGE_PX, from `spread_windows` at full resolution instead: read at reduced
+    resolution, the grid of a full tile without overviews is decoded whole (seconds and gigabytes per image)."""
     g = inv.grid
-    large = max(g.width, g.height) > LARGE_PX
-    if large and sampled:
+    if max(g.width, g.height) > LARGE_PX:
         parts = [Grid(g.crs_wkt, g.window_transform(int(w.row_off), int(w.col_off)), int(w.width), int(w.height))
                  for w in spread_windows(g.width, g.height)]
     else:
         f = max(1, int(np.ceil(max(g.width, g.height) / max_size)))
-        coarse = Grid(g.crs_wkt, g.transform * g.transform.scale(f, f), max(1, g.width // f), max(1, g.height // f))
-        step = max(1, STRIP_PX // f) if large else coarse.height
-        parts = [Grid(coarse.crs_wkt, coarse.window_transform(r, 0), coarse.width, min(step, coarse.height - r))
-                 for r in range(0, coarse.height, step)]
+        parts = [Grid(g.crs_wkt, g.transform * g.transform.scale(f, f), max(1, g.width // f), max(1, g.height // f))]
     clear = 0
     with SeriesReader(inv, s1=False) as r:
         for part in parts:
@@ -353,7 +347,25 @@ def read_clear_fraction(inv: Inventory, info: RasterInfo, max_size: int = 128, s
     return clear / sum(p.width * p.height for p in parts)
 
 
-STRIP_PX = 256  # read_clear_fraction's strips of a large grid: 256 rows of the file at a time
+def any_clear(inv: Inventory, info: RasterInfo) -> bool:
+    """Whether one S2 acquisition has a clear pixel on the grid, at full resolution, by strips of STRIP_PX rows:
+    its mask first (a full tile's SCL reads in a fraction of a second), the image only in strips where the mask
+    shows clear pixels, up to the first clear pixel found."""
+    g = inv.grid
+    mask = inv.masks.get(info.path)
+    with SeriesReader(inv, s1=False) as r:
+        for row in range(0, g.height, STRIP_PX):
+            strip = Grid(g.crs_wkt, g.window_transform(row, 0), g.width, min(STRIP_PX, g.height - row))
+            if mask is not None:
+                m = r.read_onto(mask, strip, [mask.mask_band or 1], Resampling.nearest)[0]
+                if not clear_from_mask(mask.mask_kind, m).any():
+                    continue
+            if np.isfinite(r.read_s2(info, strip)).all(axis=0).any():
+                return True
+    return False
+
+
+STRIP_PX = 256  # any_clear reads the grid by strips of this many rows
 
 
 def sample_stack(inv: Inventory, reader: SeriesReader, n_windows: int = 6, size: int = 64,

@@ -283,9 +283,9 @@ def test_validation_reads_each_file_once(loaded, bar, tmp_path, monkeypatch):
     real, reads = dialog.read_clear_fraction, []
     real_describe, opened = dialog.describe, []
 
-    def counting(inv, info, max_size=128, sampled=True):
-        reads.append((info.path, max_size, sampled))
-        return real(inv, info, max_size=max_size, sampled=sampled)
+    def counting(inv, info, max_size=128):
+        reads.append((info.path, max_size))
+        return real(inv, info, max_size=max_size)
 
     def counting_describe(path, **kw):
         opened.append(str(path))

@@ -47,7 +47,7 @@ from ..core.errors import InputError
 from ..core.inventory import describe, file_version
 from ..core.methods import available, bundled_model, default_model
 from ..core.model_contract import gpu_present
-from ..core.reader import read_clear_fraction
+from ..core.reader import any_clear, read_clear_fraction
 from ..core.request import DensifyRequest
 from ..plugin.layers import extent_values, source_path, temporal_date
 
@@ -557,7 +557,7 @@ class DensifyDialog(QDialog):
             self._area = (f"The extent is {inv.grid.width} x {inv.grid.height} px of the {inv.s2_grid.width} x "
                           f"{inv.s2_grid.height} px S2 grid")
         self._s2_extent(inv.s2_grid or inv.grid)
-        inventory.check_some_clear(inv, self._clear_fraction)  # the core's check, from the cache
+        inventory.check_some_clear(inv, self._clear_fraction, self._any_clear)  # the core's check, from the cache
         series = self.target_dates()  # the first is request.target_date
         each = [inventory.check_target(inv, d)[0] for d in series]  # each date in range
         self.mode, modes = each[0], list(dict.fromkeys(each))
@@ -596,14 +596,20 @@ class DensifyDialog(QDialog):
             self._described[key] = describe(path, sensor=sensor, when=when, band_order=band_order)
         return copy.deepcopy(self._described[key])
 
-    def _clear_fraction(self, inv, s, max_size: int, sampled: bool = True) -> float:
-        """`reader.read_clear_fraction`, read once per file, mask, grid, size and way: validation runs on
-        every edit."""
+    def _clear_fraction(self, inv, s, max_size: int) -> float:
+        """`reader.read_clear_fraction`, read once per file, mask, grid and size: validation runs on every edit."""
+        return self._cached(inv, s, max_size, lambda: read_clear_fraction(inv, s, max_size=max_size))
+
+    def _any_clear(self, inv, s) -> bool:
+        """`reader.any_clear`, searched once per file, mask and grid."""
+        return self._cached(inv, s, "any", lambda: any_clear(inv, s))
+
+    def _cached(self, inv, s, what, read):
         mask = inv.masks.get(s.path)
         key = (s.path, mask.path if mask else None, file_version(mask.path) if mask else None, inv.grid,
-               file_version(s.path), max_size, sampled)
+               file_version(s.path), what)
         if key not in self._clear:
-            self._clear[key] = read_clear_fraction(inv, s, max_size=max_size, sampled=sampled)
+            self._clear[key] = read()
         return self._clear[key]
 
     # running ----------------------------------------------------------------------------------
