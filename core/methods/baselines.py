@@ -229,3 +229,35 @@ class PersistenceMethod(CalibratedBaseline):
         nan = np.full_like(b["after"], np.nan)
         only_before = dict(b, after=nan, after_day=np.full_like(b["after_day"], np.nan))
         return b["before"].astype("float32"), only_before
+
+
+@register("linear-haze")
+class LinearHazeMethod(LinearMethod):
+    """`linear` on the series through the bundled model's haze screen (core/haze.py, its DEFAULTS): hazy pixels that
+    the masks call clear are left out, as the model's inputs are. Beside the model in an evaluation it shows what
+    the screen alone adds (models/README.md)."""
+
+    name = "linear-haze"
+
+    def __init__(self, device: str = "auto"):
+        super().__init__(device)
+        self._screened: tuple[Stack, Stack] | None = None
+
+    def _screen(self, stack: Stack) -> Stack:
+        """The stack through the haze screen, computed once for the stack at hand (predict, then days_to_clear)."""
+        from ..haze import screen_haze
+
+        if self._screened is None or self._screened[0] is not stack:
+            self._screened = (stack, screen_haze(stack))
+        return self._screened[1]
+
+    def prepare(self, sample: Stack) -> None:
+        super().prepare(self._screen(sample))
+
+    def predict(self, stack: Stack, target_day: float) -> tuple[np.ndarray, np.ndarray]:
+        if self.coef_interp is None:
+            self.prepare(stack)
+        return super().predict(self._screen(stack), target_day)
+
+    def days_to_clear(self, stack: Stack, target_day: float) -> np.ndarray:
+        return super().days_to_clear(self._screen(stack), target_day)
