@@ -15,7 +15,7 @@ from .errors import InputError, Problem
 from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, auto_tile_size, tiles
 from .methods import bundled_model, create
 from .progress import Feedback
-from .reader import SeriesReader, sample_stack
+from .reader import SeriesReader, sample_stack, strip_cache_mb
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .window_blend import WindowBlender
 from .writer import AtomicRaster, block_size_for
@@ -348,7 +348,13 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
     with contextlib.ExitStack() as made:  # a failure or cancel also leaves no empty folder the run made
         for folder in sorted({d.out_paths[k].absolute().parent for d in per_date for k in d.out_paths}):
             made.enter_context(new_dirs_removed_on_error(folder))
-        written = _compute(per_date, inv, method, tags, tile_size, blend, fb)
+        cache_mb, wanted = strip_cache_mb(inv, tile_size + 2 * (method.halo + blend), s1=method.uses_s1)
+        if wanted > cache_mb:
+            warnings.append(f"inputs stored in strips, not tiles, need {wanted} MB of GDAL's block cache for a row of "
+                            f"windows, more than the {cache_mb} MB allowed (a quarter of the memory): their strips are "
+                            "decoded again for every window, which is much slower; tile them (gdal_translate -co "
+                            "TILED=YES IN OUT) or give an extent")
+        written = _compute(per_date, inv, method, tags, tile_size, blend, fb, cache_mb)
     warnings += method.notes()
     for d, w in zip(per_date, written, strict=True):
         stale = d.out_paths["lai"]  # DIR/lai_YYYYMMDD.tif beside the outputs just replaced
@@ -364,11 +370,11 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
 
 
 def _compute(per_date: list[_DateOutputs], inv: inventory.Inventory, method, tags: dict[str, str], tile_size: int,
-             blend: int, fb: Feedback) -> list[dict[str, str]]:
-    """run_series' work: each window of the series read once, every date's outputs written, checked and put in
-    place together; their paths per date."""
+             blend: int, fb: Feedback, cache_mb: int) -> list[dict[str, str]]:
+    """run_series' work: each window of the series read once (a GDAL block cache of `cache_mb`), every date's outputs
+    written, checked and put in place together; their paths per date."""
     grid = inv.grid
-    with SeriesReader(inv, s1=method.uses_s1) as reader, contextlib.ExitStack() as outputs:
+    with SeriesReader(inv, cache_mb=cache_mb, s1=method.uses_s1) as reader, contextlib.ExitStack() as outputs:
         if method.uses_sample:
             fb.report(2, f"calibrating {method.name}")
             method.prepare(sample_stack(inv, reader))

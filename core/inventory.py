@@ -68,6 +68,7 @@ class RasterInfo:
     # (processing baseline 04.00 adds 1000 DN): `offset_warnings` reads whether it looks offset
     notes: list[str] = field(default_factory=list)  # warnings about a guess made for this file (not naming it;
     # `build` groups the files of one note into one warning)
+    block: tuple[int, int] = (0, 0)  # rows and columns of one block (tile or strip) of the file (0: unknown)
 
     def made_of(self, parts: list[RasterInfo]) -> None:
         """An image read from several files (band or polarization files, as one VRT): their paths, the date's
@@ -199,6 +200,7 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
                 if ds.transform.b != 0 or ds.transform.d != 0 or ds.transform.e > 0:
                     info.problems.append("is rotated or not north-up; warp it to a north-up grid first")
             count = ds.count
+            info.block = tuple(ds.block_shapes[0]) if count else (0, 0)
     except (RasterioIOError, OSError) as exc:
         info.problems.append(f"unreadable ({first_line(exc)[:160]})")
         return info

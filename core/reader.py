@@ -85,11 +85,45 @@ EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "float32"}  # file types
 READ_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
+CACHE_MB = 256  # a SeriesReader's GDAL block cache: enough for tiled inputs, whatever their size
+CACHE_SHARE = 0.25  # striped inputs may raise it to this share of the machine's memory (strip_cache_mb)
+
+
+def strip_cache_mb(inv: Inventory, rows: int, s1: bool = True) -> tuple[int, int]:
+    """(the GDAL block cache in MB for reading windows of `rows` rows of the grid in row-major order, the MB it
+    would take). CACHE_MB, plus, for each file whose blocks are shorter than a window (strips, as SNAP and many
+    GDAL exports write them), the decoded blocks across its width that one row of windows covers: every window of
+    that row reads them again, and decodes them again once they left the cache. At most CACHE_SHARE of the
+    memory."""
+    g = inv.grid
+    need, seen = 0, set()
+    for info in [*inv.s2, *inv.masks.values(), *(inv.s1 if s1 else [])]:
+        block_rows = info.block[0]
+        if info.path in seen or info.files or info.grid is None or not block_rows:
+            continue
+        seen.add(info.path)
+        same_crs = info.grid.crs_wkt == g.crs_wkt
+        file_rows = int(np.ceil(rows * (g.res / info.grid.res if same_crs else 1.0)))
+        if info.block[1] >= info.grid.width and block_rows < file_rows:  # strips (tiles are read window by window)
+            itemsize = np.dtype(info.dtype or "float32").itemsize
+            need += (file_rows + block_rows) * info.grid.width * max(1, len(info.bands)) * itemsize
+    wanted = CACHE_MB + int(np.ceil(need / 2**20))
+    return min(wanted, max(CACHE_MB, int(_memory_mb() * CACHE_SHARE))), wanted
+
+
+def _memory_mb() -> int:
+    """The machine's physical memory in MB (8 GB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (AttributeError, ValueError, OSError):  # not a POSIX system (Windows)
+        return 8192
+
+
 class SeriesReader(AbstractContextManager):
     """Keeps the series' files open while windows are read (`s1` False: the S1 files are not read, for a
     method that does not use them; its stacks then hold no S1 acquisition)."""
 
-    def __init__(self, inv: Inventory, cache_mb: int = 256, s1: bool = True, threads: int | None = None):
+    def __init__(self, inv: Inventory, cache_mb: int = CACHE_MB, s1: bool = True, threads: int | None = None):
         self.inv = inv
         self.s1 = s1
         # (thread, path) -> the file open in that thread: a dataset is never used by two threads

@@ -386,3 +386,40 @@ def test_the_clear_fraction_of_a_large_grid_is_read_in_windows(files, tmp_path, 
     monkeypatch.undo()
     with pytest.raises(InputError, match="no clear Sentinel-2 observation"):
         inventory.build([str(big)], [], [str(overcast)])
+
+
+def test_striped_inputs_get_a_block_cache_for_a_row_of_windows(files, tmp_path, monkeypatch):
+    """Scale audit, finding 2: the reader's GDAL block cache was 256 MB whatever the inputs, so a few striped
+    full-tile S2 images (SNAP's and many GDAL exports: strips across the width, 116 MB per date for one row of
+    512 px windows) no longer fit, and every window of a row decoded the same strips again (6x the reading after 6
+    windows). The engine now sizes the cache to hold a row of windows' strips of every striped file (tiled files
+    add nothing), at most a quarter of the memory, and warns when that is not enough."""
+    from sentinel_densify.core import engine, reader
+    from sentinel_densify.core.request import DensifyRequest
+
+    s2, scl, _ = files
+    striped = inventory.build([str(p) for p in s2[:6]], masks=[str(p) for p in scl[:6]], check_clear=False)
+    assert all(i.block[1] == i.grid.width and i.block[0] < 64 for i in striped.s2)  # the real files: strips
+    cache, wanted = reader.strip_cache_mb(striped, 64)
+    per_file = [(int(np.ceil(64 * striped.grid.res / i.grid.res)) + i.block[0]) * i.grid.width * len(i.bands)
+                * np.dtype(i.dtype).itemsize for i in striped.s2]  # the SCL: a block holds a window
+    assert cache == wanted == reader.CACHE_MB + int(np.ceil(sum(per_file) / 2**20)) > reader.CACHE_MB
+    tiled = [craft(p, tmp_path / "tiled" / p.name, tiled=True, blockxsize=16, blockysize=16) for p in s2[:6]]
+    assert reader.strip_cache_mb(inventory.build([str(p) for p in tiled], check_clear=False), 64) == (256, 256)
+
+    used = []
+
+    class Recording(reader.SeriesReader):
+        def __init__(self, inv, cache_mb=reader.CACHE_MB, **kwargs):
+            used.append(cache_mb)
+            super().__init__(inv, cache_mb=cache_mb, **kwargs)
+
+    monkeypatch.setattr(engine, "SeriesReader", Recording)
+    request = DensifyRequest(s2=[str(p) for p in s2[:6]], masks=[str(p) for p in scl[:6]], method="linear",
+                             target_date=striped.s2[2].when.date(), out_dir=str(tmp_path / "a"), lai=False)
+    result = engine.run(request)
+    assert used[-1] > reader.CACHE_MB and not any("strips, not tiles" in w for w in result.warnings)
+    monkeypatch.setattr(reader, "CACHE_SHARE", 0.0)  # a machine too small for them
+    result = engine.run(DensifyRequest(**{**request.__dict__, "out_dir": str(tmp_path / "b")}))
+    assert used[-1] == reader.CACHE_MB
+    assert any(w.startswith("inputs stored in strips, not tiles, need ") for w in result.warnings), result.warnings
