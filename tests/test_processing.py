@@ -52,6 +52,11 @@ def test_provider_lists_algorithms_with_the_documented_parameters(provider, inpu
                                             "OUTPUT_SYNTHESIZED": "s.tif", "OUTPUT_UNCERTAINTY": "u.tif"},
                                            QgsProcessingContext())
         assert ok, (method, why)
+    from sentinel_densify.core.methods import available  # each registered baseline is offered, as in the dialog
+    from sentinel_densify.plugin.processing.alg_synthesize import METHODS
+
+    assert {name for name, _ in METHODS} == {"default", *available()} - {"onnx"}
+    assert params["METHOD"].options() == [label for _, label in METHODS]
     assert params["S2_LAYERS"].type() == "multilayer" and params["TARGET_DATE"].type() == "datetime"
     assert all(params[k].isDestination() for k in ("OUTPUT_SYNTHESIZED", "OUTPUT_UNCERTAINTY", "OUTPUT_LAI"))
     assert "TARGET_DATE" in alg.shortHelpString() and alg.shortHelpString() != ""

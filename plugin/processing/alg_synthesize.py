@@ -28,7 +28,8 @@ from .styling import StyleOnLoad, drop_from_load, style_on_load
 
 DEVICES = ["auto", "cpu", "cuda"]
 METHODS = [("default", "Bundled default model"), ("linear", "linear (baseline)"),
-           ("nearest", "nearest (baseline)"), ("persistence", "persistence (baseline)")]
+           ("nearest", "nearest (baseline)"), ("persistence", "persistence (baseline)"),
+           ("linear-haze", "linear on the haze-screened series (baseline)")]  # appended: saved models keep their index
 
 HELP = """Synthesizes a Sentinel-2 L2A image at TARGET_DATE from a series of Sentinel-2 rasters \
 (with optional SCL cloud masks) and, optionally, Sentinel-1 rasters: gap-filling between clear \
