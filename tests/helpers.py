@@ -29,6 +29,23 @@ def craft(src: Path, dst: Path, data=None, tags: dict | None = None, drop_tags=(
     return dst
 
 
+def blocks_read(monkeypatch, path: Path, tile: int) -> list[tuple[int, int]]:
+    """A list that fills with the (row, column) of the tile x tile blocks of `path` each read of it covers, as
+    rasterio reads it (the real read, recorded); `monkeypatch.undo()` stops recording."""
+    read: list[tuple[int, int]] = []
+    plain = rasterio.io.DatasetReader.read
+
+    def spy(ds, *args, window=None, **kwargs):
+        if ds.name == str(path):
+            w = window or rasterio.windows.Window(0, 0, ds.width, ds.height)
+            read.extend((r, c) for r in range(int(w.row_off) // tile, (int(w.row_off + w.height) - 1) // tile + 1)
+                        for c in range(int(w.col_off) // tile, (int(w.col_off + w.width) - 1) // tile + 1))
+        return plain(ds, *args, window=window, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    return read
+
+
 def read_array(path) -> np.ndarray:
     """All bands of a raster."""
     with rasterio.open(path) as ds:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from helpers import craft, read_array
+from helpers import blocks_read, craft, read_array
 from sentinel_densify.core import inventory
 from sentinel_densify.core.errors import InputError
 from sentinel_densify.core.stack import S2_BANDS
@@ -667,17 +667,7 @@ def test_s1_coverage_of_a_large_tiled_file_reads_few_of_its_blocks(real, tmp_pat
     src = real["s1"][0]
     big = craft(src, tmp_path / src.name, data=db, width=n, height=n, nodata=np.nan, tiled=True,
                 blockxsize=tile, blockysize=tile, compress="deflate")
-    read = []
-    plain = rasterio.io.DatasetReader.read
-
-    def spy(ds, *args, window=None, **kwargs):  # the real read, recorded
-        if ds.name == str(big):
-            w = window or rasterio.windows.Window(0, 0, ds.width, ds.height)
-            read.extend((r, c) for r in range(int(w.row_off) // tile, (int(w.row_off + w.height) - 1) // tile + 1)
-                        for c in range(int(w.col_off) // tile, (int(w.col_off + w.width) - 1) // tile + 1))
-        return plain(ds, *args, window=window, **kwargs)
-
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    read = blocks_read(monkeypatch, big, tile)
     info = inventory.describe(big, "S1")  # its sampled values: one block per window, not four
     assert 0 < len(set(read)) <= inventory.SAMPLED_WINDOWS[0] ** 2
     read.clear()

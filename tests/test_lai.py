@@ -415,26 +415,19 @@ def test_lai_of_a_large_tiled_image_decodes_each_block_once(uds_dir, tmp_path, m
     full tile), so each row of 256 px tiles was decoded about 11 times (21 GB read from a 1.8 GB file). The image is
     now opened once, read by whole rows of its tiles (each tile read once), and the LAI is the same whatever the
     block size."""
-    from helpers import craft
+    from helpers import blocks_read, craft
 
     src, n, tile = uds_dir / "S2" / CLEAR, 2048, 256
     big = craft(src, tmp_path / "T31UDS_20180705T105031_L2A_big.tif", np.tile(rasterio.open(src).read(), (1, 32, 32)),
                 width=n, height=n, tiled=True, blockxsize=tile, blockysize=tile)
-    opened, read = [], []
-    plain_open, plain_read = rasterio.open, rasterio.io.DatasetReader.read
+    opened, plain_open = [], rasterio.open
 
     def spy_open(path, *args, **kwargs):
         opened.append(str(path))
         return plain_open(path, *args, **kwargs)
 
-    def spy_read(ds, *args, window=None, **kwargs):  # the real read, recorded
-        if ds.name == str(big) and window is not None:
-            read.extend((r, c) for r in range(int(window.row_off) // tile, (int(window.row_off + window.height) - 1)
-                                                // tile + 1) for c in range(n // tile))
-        return plain_read(ds, *args, window=window, **kwargs)
-
     monkeypatch.setattr(rasterio, "open", spy_open)
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy_read)
+    read = blocks_read(monkeypatch, big, tile)
     out = L.lai_file(big, tmp_path / "lai.tif")
     monkeypatch.undo()
     assert opened.count(str(big)) <= 4  # described (twice) and opened once, not once per block

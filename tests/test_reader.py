@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from helpers import craft
+from helpers import blocks_read, craft
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from sentinel_densify.core import inventory
 from sentinel_densify.core.errors import InputError
@@ -355,17 +355,7 @@ def test_the_clear_fraction_of_a_large_grid_is_read_in_windows(files, tmp_path, 
     clouds = mask("clouds", np.hypot(yy - 700, xx - 900) > 600)  # a round cloud
     inv = inventory.build([str(big)], [], [str(clouds)], check_clear=False)
     assert max(inv.grid.width, inv.grid.height) > inventory.LARGE_PX and inv.masks
-    read = []
-    plain = rasterio.io.DatasetReader.read
-
-    def spy(ds, *args, window=None, **kwargs):  # the real read, recorded
-        if ds.name == str(big):
-            w = window or rasterio.windows.Window(0, 0, ds.width, ds.height)
-            read.extend((r, c) for r in range(int(w.row_off) // tile, (int(w.row_off + w.height) - 1) // tile + 1)
-                        for c in range(int(w.col_off) // tile, (int(w.col_off + w.width) - 1) // tile + 1))
-        return plain(ds, *args, window=window, **kwargs)
-
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    read = blocks_read(monkeypatch, big, tile)
     truth = float((np.hypot(yy - 700, xx - 900) > 600).mean())
     assert abs(read_clear_fraction(inv, inv.s2[0]) - truth) < 0.05
     assert 0 < len(set(read)) <= inventory.SAMPLED_WINDOWS[0] ** 2
@@ -374,8 +364,7 @@ def test_the_clear_fraction_of_a_large_grid_is_read_in_windows(files, tmp_path, 
     spot = mask("spot", (abs(yy - 115) < 16) & (abs(xx - 115) < 16))  # clear between the windows only
     inv = inventory.build([str(big)], [], [str(spot)], check_clear=False)
     assert read_clear_fraction(inv, inv.s2[0]) == 0
-    read.clear()
-    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    read = blocks_read(monkeypatch, big, tile)
     assert any_clear(inv, inv.s2[0])
     assert {r for r, _ in read} == {0}  # the image read only in the strip where its mask shows the clear spot
     inventory.check_some_clear(inv)  # no error
