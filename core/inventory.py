@@ -572,12 +572,12 @@ def spread_windows(width: int, height: int, block: tuple[int, int] = (256, 256))
     n, size = SAMPLED_WINDOWS
     w, h = min(size, width), min(size, height)
     spread = np.arange(n) + 0.5
-    cols = [_in_one_block(int(k * width / n), w, block[1], width) for k in spread]
-    rows = [_in_one_block(int(k * height / n), h, block[0], height) for k in spread]
+    cols = [in_one_block(int(k * width / n), w, block[1], width) for k in spread]
+    rows = [in_one_block(int(k * height / n), h, block[0], height) for k in spread]
     return [Window(c, r, w, h) for r in rows for c in cols]
 
 
-def _in_one_block(centre: int, size: int, block: int, extent: int) -> int:
+def in_one_block(centre: int, size: int, block: int, extent: int) -> int:
     """The start of a window of `size` px near `centre`, within the block holding it when one can be."""
     start = centre - size // 2
     if block >= size:

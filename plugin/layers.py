@@ -1,6 +1,7 @@
 """Result layers of a run: a "Densify YYYY-MM-DD method" group of styled, described layers with temporal properties.
 
-Main thread only (touches the project and layers), but `common_limits`, which reads the output files only.
+Main thread only (touches the project and layers), but `common_limits` and the stretch helpers it shares with
+`stretch` (spread_windows, band_sample, cut_limits, band_limits), which read the output files only (rasterio).
 """
 
 from __future__ import annotations
@@ -180,10 +181,128 @@ def _pseudo_colour(layer: QgsRasterLayer, band: int, vmin: float, vmax: float, c
     layer.setRenderer(renderer)
 
 
+EXACT_PX = 4 * 2**20  # a band of at most this many pixels (2048 x 2048) is read whole: its stretch is QGIS's exact one
+SPREAD = (16, 128)  # a larger band: up to 16 x 16 windows of up to 128 px at full resolution, each inside one block
+POOL_PX = 4 * EXACT_PX  # pixels read per band over all of a series' dates (common_limits): 4 dates as many as alone
+INTEGER_TYPES = ("uint8", "int16", "uint16", "int32", "uint32")  # QGIS rounds their cut out to whole values
+
+
+def spread_windows(width: int, height: int, block: tuple[int, int], n: int = SPREAD[0],
+                   size: int = SPREAD[1]) -> list:
+    """Up to n x n windows of up to `size` px spread evenly over a width x height band, each within one of its
+    `block`s (rows, columns; a file's blocks of under 16 px, a striped file's rows, are not kept to) and in a block of
+    its own, so no two overlap: fewer along a side shorter than n blocks. As core/inventory.py:spread_windows, which
+    has its count and size fixed (SAMPLED_WINDOWS)."""
+    from rasterio.windows import Window
+
+    from ..core.inventory import in_one_block
+
+    def starts(extent: int, blk: int) -> tuple[int, list[int]]:
+        blk = blk if blk >= 16 else 0
+        w = min(size, extent, blk or size)
+        k = max(1, min(n, extent // max(w, blk)))
+        return w, [in_one_block(int((i + 0.5) * extent / k), w, blk or w, extent) for i in range(k)]
+
+    w, cols = starts(width, block[1])
+    h, rows = starts(height, block[0])
+    return [Window(c, r, w, h) for r in rows for c in cols]
+
+
+def band_sample(path: str, band: int, max_px: int = EXACT_PX):
+    """What a band's stretch is computed from, read with rasterio from the file at `path` (layers.source_path; never
+    through a QGIS layer, so that common_limits can run in a task's worker thread): (its valid values, float64: not
+    nodata, finite; the number of pixels read, valid or not, as many as QGIS's histogram has bins; its data type).
+    A band of at most `max_px` pixels is read whole (exact); a larger one from spread_windows at full resolution: as
+    many n x n windows of SPREAD[1] px as `max_px` holds (at most SPREAD[0] a side, at least 4), each decoding one
+    block of the file (a quarter tile: 256 windows for 3 % of its blocks). Never from the overviews (as a decimated read
+    or a QGIS sampleSize would): their averages narrow the tails. Raises RasterioError / OSError when unreadable."""
+    import math
+
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        dtype, nodata = ds.dtypes[band - 1], ds.nodatavals[band - 1]
+        scale, offset = ds.scales[band - 1], ds.offsets[band - 1]
+        if ds.width * ds.height <= max_px:
+            windows = [None]
+        else:
+            n = max(4, min(SPREAD[0], math.isqrt(max_px // SPREAD[1] ** 2)))
+            windows = spread_windows(ds.width, ds.height, ds.block_shapes[band - 1], n)
+        parts, pixels = [], 0
+        for window in windows:
+            a = ds.read(band, window=window).ravel()
+            pixels += a.size
+            parts.append(a if nodata is None or math.isnan(nodata) else a[a != nodata])
+    values = np.concatenate(parts).astype(np.float64)
+    if scale != 1 or offset != 0:  # QGIS shows (and stretches) the scaled values, as floats
+        values, dtype = values * scale + offset, "float64"
+    return values[np.isfinite(values)], pixels, dtype
+
+
+def cut_limits(values, pixels: int, dtype: str, cut: tuple[float, float] = STRETCH) -> tuple[float, float] | None:
+    """The cumulative-count cut (2-98 % by default) of a band's `values` (band_sample: read from `pixels` pixels of
+    type `dtype`), as QGIS 3.22 computes it (QgsRasterInterface::cumulativeCut over the GDAL provider's histogram, so
+    that a band read whole gets the very limits QGIS gives): a histogram of the values between their minimum and
+    maximum (widened by half a bin) with one bin per pixel read (for integers, at most one per whole value), the
+    limits at the start of the bin where the count passes round(2 %) and of the one where it reaches round(98 %) of the
+    valid values, rounded out to whole values for integers. None without a valid value. A constant band gets (value,
+    value + 1e-6), and so does a cut that would be empty (hi <= lo): a renderer needs max > min (a histogram of a
+    constant band is where GDAL logs "ERROR 5: dfMax should be strictly greater than dfMin": none is computed here)."""
+    import math
+
+    import numpy as np
+
+    if not values.size:
+        return None
+    vmin, vmax = float(values.min()), float(values.max())
+    if not vmax > vmin:
+        return vmin, vmin + 1e-6
+    whole = math.ceil(vmax - vmin + 1)
+    bins = whole if dtype == "uint8" else min(pixels, whole) if dtype in INTEGER_TYPES else pixels
+    half = (vmax - vmin) / (2 * bins)
+    first = vmin - half
+    index = np.floor((values - first) * (bins / (vmax + half - first)))  # GDALGetRasterHistogramEx's buckets
+    index = index[(index >= 0) & (index < bins)]
+    if not index.size:
+        return None
+    total = index.size
+    low, high = math.floor(cut[0] * total + 0.5), math.floor(cut[1] * total + 0.5)  # qRound
+    at = sorted({min(low, total - 1), max(high - 1, 0)})
+    ranked = np.partition(index, at)  # the bin where the count first exceeds `low` holds the (low+1)-th value
+    step = (vmax - vmin) / bins
+    lo = vmin + float(ranked[min(low, total - 1)]) * step
+    hi = vmin + float(ranked[max(high - 1, 0)]) * step
+    if dtype in INTEGER_TYPES:
+        lo, hi = math.floor(lo), math.ceil(hi)
+    return float(lo), (float(hi) if hi > lo else float(lo) + 1e-6)
+
+
+def band_limits(path: str, band: int, cut: tuple[float, float] = STRETCH,
+                max_px: int = EXACT_PX) -> tuple[float, float] | None:
+    """The stretch of one band of a file (cut_limits of band_sample); None when it has no valid value."""
+    return cut_limits(*band_sample(path, band, max_px), cut)
+
+
 def stretch(layer: QgsRasterLayer, band: int, cut: tuple[float, float] = STRETCH) -> tuple[float, float]:
-    """Cumulative-count cut (2-98 % by default) of a band, computed from the data. A constant band (e.g. an LAI std
-    of 0) gets (value, value + 1e-6) from its statistics: its histogram would make GDAL log "ERROR 5: dfMax should be
-    strictly greater than dfMin" (the statistics are those the cut would compute first: no extra read)."""
+    """Cumulative-count cut (2-98 % by default) of a band (band_limits of its file, source_path): exact, as QGIS's own,
+    for a band of at most EXACT_PX pixels; from windows spread over a larger band at full resolution, a fraction of a
+    second on the main thread where QGIS's exact statistics of a full tile took seconds per band. A constant band gets
+    (value, value + 1e-6), a band without a valid value (0, 1e-6). A layer whose file rasterio cannot read gets QGIS's
+    exact statistics (_provider_stretch)."""
+    from rasterio.errors import RasterioError
+
+    if layer.providerType() == "gdal":
+        try:
+            return band_limits(source_path(layer), band, cut) or (0.0, 1e-6)
+        except (RasterioError, OSError):
+            pass
+    return _provider_stretch(layer, band, cut)
+
+
+def _provider_stretch(layer: QgsRasterLayer, band: int, cut: tuple[float, float] = STRETCH) -> tuple[float, float]:
+    """The cut from the layer's provider: QGIS's exact statistics over every pixel (slow on large bands). A constant
+    band gets (value, value + 1e-6) from its statistics, without the histogram on which GDAL would log "ERROR 5"."""
     provider = layer.dataProvider()
     stats = provider.bandStatistics(band, QgsRasterBandStats.Min | QgsRasterBandStats.Max)
     if not stats.maximumValue > stats.minimumValue:
@@ -372,47 +491,45 @@ def set_metadata(layer: QgsRasterLayer, role: str, date: dt.date | None = None, 
     layer.setAbstract(abstract)
 
 
-SAMPLE = 512  # pixels a side read of each file for the common stretch (a decimated read)
-
-
 def common_limits(outputs: list[dict[str, str]]) -> dict[str, list[tuple[float, float]] | tuple[float, float]]:
     """One 2-98 % stretch over all the dates' files, so that a colour means one value on every date (the Temporal
     Controller compares them): per B04/B03/B02 band of the synthesized images ("synthesized": [(min, max)] * 3),
-    and of the uncertainty's mean std ("uncertainty": (min, max)). Reads each file decimated to at most SAMPLE
-    pixels a side; a kind whose bands are not found is left out (its layers keep their own stretch)."""
+    and of the uncertainty's mean std ("uncertainty": (min, max)). The stretch of a single date (band_limits: the
+    same full-resolution reads and cut) over the values of every date pooled, each date read within POOL_PX / dates
+    pixels (so up to 4 dates as a date alone; a one-date series gets that date's own stretch). Reads the files only
+    (rasterio): safe in a task's worker thread. A kind whose bands are not found, or that has no valid value, is left
+    out (its layers keep their own stretch)."""
     import numpy as np
     import rasterio
 
-    def pooled(kind: str, wanted) -> list[np.ndarray] | None:
-        arrays = []
-        for out in outputs:
-            if kind not in out:
-                continue
-            with rasterio.open(out[kind]) as ds:
-                names = [(d or "").upper() for d in ds.descriptions]
-                bands = wanted(names)
-                if not bands:
-                    return None
-                shape = (len(bands), min(ds.height, SAMPLE), min(ds.width, SAMPLE))
-                arrays.append(ds.read(bands, out_shape=shape, masked=True).astype("float64").filled(np.nan))
-        return [np.concatenate([a[i].ravel() for a in arrays]) for i in range(len(arrays[0]))] if arrays else None
-
-    def cut(values: np.ndarray) -> tuple[float, float] | None:
-        values = values[np.isfinite(values)]
-        if not values.size:
+    def pooled(kind: str, wanted) -> list[tuple[float, float] | None] | None:
+        paths = [out[kind] for out in outputs if kind in out]
+        bands = []
+        for path in paths:
+            with rasterio.open(path) as ds:
+                found = wanted([(d or "").upper() for d in ds.descriptions])
+            if not found:
+                return None
+            bands.append(found)
+        if not paths:
             return None
-        lo, hi = (float(v) for v in np.percentile(values, [100 * STRETCH[0], 100 * STRETCH[1]]))
-        return lo, hi if hi > lo else lo + 1e-6
+        budget = min(EXACT_PX, POOL_PX // len(paths))
+        cuts = []
+        for i in range(len(bands[0])):  # one band of every date at a time: its samples only in memory
+            samples = [band_sample(path, b[i], budget) for path, b in zip(paths, bands, strict=True)]
+            types = {dtype for _, _, dtype in samples}
+            cuts.append(cut_limits(np.concatenate([v for v, _, _ in samples]), sum(n for _, n, _ in samples),
+                                   types.pop() if len(types) == 1 else "float64"))
+        return cuts
 
     limits: dict = {}
     rgb = pooled("synthesized", lambda names: [names.index(b) + 1 for b in TRUE_COLOUR]
                  if all(b in names for b in TRUE_COLOUR) else None)
-    cuts = [cut(v) for v in rgb or []]
-    if cuts and all(cuts):
-        limits["synthesized"] = cuts
+    if rgb and all(rgb):
+        limits["synthesized"] = rgb
     mean = pooled("uncertainty", lambda names: [i for i, n in enumerate(names, 1) if "MEAN" in n][:1])
-    if mean and cut(mean[0]):
-        limits["uncertainty"] = cut(mean[0])
+    if mean and mean[0]:
+        limits["uncertainty"] = mean[0]
     return limits
 
 
