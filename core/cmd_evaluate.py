@@ -13,6 +13,7 @@ from .errors import InputError
 from .progress import Feedback
 
 REPORTS = ("report.json", "report.md")
+PROTOCOL_BASELINES = ("linear", "nearest", "persistence")  # EVALUATION.md: shown beside every model
 
 
 def _floats(text: str, minimum: float = -math.inf, what: str = "") -> list[float]:
@@ -49,7 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cloud masks (SCL, s2cloudless probability, binary) if not beside the S2")
     parser.add_argument("--methods", default="linear,nearest,persistence",
                         help="comma-separated method names or .onnx model paths (default: %(default)s; "
-                             "persistence is scored for forecasting only)")
+                             "persistence is scored for forecasting only); a learned model (default, an .onnx "
+                             "file) is always scored beside the protocol's baselines linear, nearest and "
+                             "persistence, which are added when missing")
     parser.add_argument("--gaps", type=gap_days, default=[0.0, 10.0, 30.0], metavar="G,...",
                         help="gap-filling half-widths in days, each >= 0 (default: 0,10,30)")
     parser.add_argument("--leads", type=lead_days, default=[5.0, 15.0, 30.0, 60.0], metavar="L,...",
@@ -90,6 +93,21 @@ def _feedback() -> tuple[Feedback, object | None]:
     return Feedback(plain), None
 
 
+def resolve_models(methods: list[str], heldout: bool) -> tuple[list[str], list[str]]:
+    """(methods, the learned models among them): with `heldout`, `default` (and `onnx`) as the bundled
+    model's path; the protocol baselines added after the methods when a learned model is there."""
+    from .methods import default_model
+
+    bundled = default_model()  # None: `default` runs the linear baseline (no model file or no onnxruntime)
+    if heldout and bundled is not None:
+        methods = [str(bundled) if m in ("default", "onnx") else m for m in methods]
+    models = [m for m in methods if m.lower().endswith(".onnx")]
+    learned = models or [m for m in methods if m in ("default", "onnx") and bundled is not None]
+    if learned:
+        methods = methods + [b for b in PROTOCOL_BASELINES if b not in methods]
+    return list(dict.fromkeys(methods)), models
+
+
 def main(args: argparse.Namespace) -> int:
     from .cli import print_warnings
     from .evaluate import check_disjoint_folds, evaluate, evaluate_heldout, format_table
@@ -102,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("--gaps and --leads are both empty: nothing to evaluate")
     if problem := output_dir_problem(args.out, REPORTS):
         raise OutputError(f"--out {args.out}: {problem}")
-    models = [m for m in methods if m.lower().endswith(".onnx")]
+    methods, models = resolve_models(methods, args.heldout)
     months = None
     if args.heldout:
         if not models:
@@ -126,6 +144,8 @@ def main(args: argparse.Namespace) -> int:
     if not report["targets"]:
         where = " in the test months of the model(s)" if args.heldout else ""
         raise InputError(f"no S2 acquisition is at least 99 % clear{where}: nothing to evaluate")
+    for entry in (report["notes"].get("leakage") or {}).values():
+        print(f"densify evaluate: warning: {entry['note']}", file=sys.stderr)
     table = format_table(report)
     print(table)
     out = Path(args.out)

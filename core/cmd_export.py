@@ -16,7 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from .cli import nonnegative_float
 
     parser.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
-                        help="checkpoint (.pt) from densify train; several: export the best validation score")
+                        help="checkpoint (.pt) from densify train; several (runs of one recipe that differ only by "
+                             "--seed): export the best validation score")
     parser.add_argument("--out", required=True, metavar="FILE.onnx", help="ONNX file to write")
     parser.add_argument("--recalibrate", action="store_true",
                         help="temporal: measure the checkpoint's validation again (its data and months) and "
@@ -29,17 +30,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 SCORES = {"temporal": "val_score"}  # the validation score a kind's checkpoints compare by; others: val_psnr
+# config entries runs of one recipe may differ by: the seed, where and how a run ran, resume bookkeeping
+NOT_RECIPE = {"seed", "resumed", "resume", "out", "device", "workers", "threads", "max_minutes", "world_size",
+              "no_progress"}
+
+
+def first_difference(a, b, where: str = "") -> str | None:
+    """The first option (dotted path) whose value differs between two checkpoint configs, outside NOT_RECIPE
+    at the top level; None when they are one recipe."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if not where and key in NOT_RECIPE:
+                continue
+            path = f"{where}.{key}" if where else str(key)
+            if key not in a or key not in b:
+                return path
+            if found := first_difference(a[key], b[key], path):
+                return found
+        return None
+    return None if a == b else (where or "config")
 
 
 def best_checkpoint(paths: list[str]) -> tuple[str, float]:
     """The checkpoint with the highest validation score (one kind only: val_score for temporal
-    models, val_psnr for pix2pix / mtcgan / cnn), and that score."""
+    models, val_psnr for pix2pix / mtcgan / cnn), and that score; InputError unless every config is the
+    first's but for the seed and how the runs ran (first_difference)."""
     from .training import load_checkpoint
 
     seen = {}  # path -> (kind, metrics): one checkpoint in memory at a time
+    first: tuple[str, dict] | None = None  # the first checkpoint's path and config, the others compared to it
     for path in paths:
         ckpt = load_checkpoint(path)
         seen[str(path)] = (ckpt["kind"], ckpt.get("metrics", {}))
+        config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        if first is None:
+            first = (str(path), config)
+        elif len({kind for kind, _ in seen.values()}) == 1 and (option := first_difference(first[1], config)):
+            raise InputError(f"{path}: not a run of {first[0]}'s recipe (its option '{option}' differs): "
+                             "only runs that differ by their seed can be compared")
         del ckpt
     kinds = {kind for kind, _ in seen.values()}
     if len(kinds) > 1:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
-from .errors import InputError
+from .errors import DensifyError, InputError
 
 GAN_KINDS = ("pix2pix", "mtcgan", "cnn")
 
@@ -33,9 +34,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
             gan.configure(p, kind)
 
 
+def last_epoch(out: str | Path, kind: str) -> int | None:
+    """The epochs OUT/last.pt has finished (1 = the first), None when there is none to read."""
+    from .training import load_checkpoint
+
+    last = Path(out) / "last.pt"
+    if not last.is_file():
+        return None
+    try:
+        epoch = load_checkpoint(last).get("epoch")
+    except DensifyError:
+        return None
+    if not isinstance(epoch, int):
+        return None
+    return epoch + 1 if kind == "temporal" else epoch  # temporal checkpoints count epochs from 0
+
+
 def interrupted_note(args: argparse.Namespace) -> str:
-    """What an interrupted `densify train` leaves: the checkpoints of the epochs it finished."""
+    """What an interrupted `densify train` leaves: the checkpoints of the epochs it finished (the last one
+    saved named when OUT/last.pt is there)."""
     how = "--resume" if args.kind == "temporal" else f"--resume {args.out}/last.pt"
+    done = last_epoch(args.out, args.kind)
+    if done is not None:
+        return (f"{args.out}/last.pt holds epoch {done} of {args.epochs} (the last one saved; metrics.jsonl and "
+                f"best.pt are beside it): continue with {how}")
     return (f"the checkpoints and metrics of the finished epochs (if any) are in {args.out}: "
             f"continue with {how}")
 

@@ -189,6 +189,10 @@ def display8(refl: np.ndarray, display_max: float = 0.3) -> np.ndarray:
 def triplet_names(data: str | Path) -> list[str]:
     """Sorted union of raster file names over the three folders (checks the layout)."""
     data = Path(data)
+    if not data.exists():
+        raise InputError(f"{data}: does not exist (the dataset folder with {', '.join(FOLDERS)})")
+    if not data.is_dir():
+        raise InputError(f"{data}: not a folder (the dataset folder with {', '.join(FOLDERS)})")
     missing = [f for f in FOLDERS if not (data / f).is_dir()]
     if missing:
         raise InputError(f"{data}: not a SEN12MS-CR dataset (missing folder(s) {', '.join(missing)}; "

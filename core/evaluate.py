@@ -87,6 +87,34 @@ def _summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+def training_targets(contract: dict, targets: Sequence[str]) -> list[str] | None:
+    """The `targets` (ISO dates) in a learned model's training months: neither in its contract's test
+    months (training.holdout.months) nor in its validation months; None when the contract records
+    no test months (nothing to tell)."""
+    hold = (contract.get("training") or {}).get("holdout") or {}
+    months = set(hold.get("months") or [])
+    if not months:
+        return None
+    held = months | set(hold.get("validation_months") or [])
+    return [d for d in targets if d[:7] not in held]
+
+
+def leakage(instances: dict, targets: Sequence[str]) -> dict[str, list[str]]:
+    """{method name: its targets in its training months} for the learned methods that have any."""
+    out = {}
+    for name, method in instances.items():
+        contract = getattr(method, "contract", None)
+        if isinstance(contract, dict) and (seen := training_targets(contract, targets)):
+            out[name] = seen
+    return out
+
+
+def leakage_note(name: str, dates: Sequence[str]) -> str:
+    """One line: a model scored on target dates of its training months."""
+    return (f"{name} trained on the months of target(s) {', '.join(dates)}: its scores there are not held out "
+            "(use --heldout to score it on its test months only)")
+
+
 def check_settings(gaps: Sequence[float], leads: Sequence[float]) -> None:
     """Raise InputError for a gap < 0 days or a lead < MIN_LEAD days (either would leak the target)."""
     bad = [f"gap {g:g} d (must be >= 0)" for g in gaps if not (np.isfinite(g) and g >= 0)]
@@ -146,6 +174,8 @@ def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 1
                 row.update(scores)
                 rows.append({k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()})
     feedback.report(100.0, "evaluation done")
+    iso = [from_days(float(stack.s2_days[t])).date().isoformat() for t in targets]
+    leaked = leakage(instances, iso)
     return {
         "protocol": "EVALUATION.md",
         "area": {"height": int(stack.shape[0]), "width": int(stack.shape[1]),
@@ -158,12 +188,14 @@ def evaluate(stack: Stack, methods: Sequence[str], gaps: Sequence[float] = (0, 1
         "methods": {name: m.describe() for name, m in instances.items()},
         "gaps": [float(g) for g in gaps], "leads": [float(lead) for lead in leads],
         "min_clear": min_clear,
-        "targets": [from_days(float(stack.s2_days[t])).date().isoformat() for t in targets],
+        "targets": iso,
         "notes": {"gap_days": "mean over evaluated pixels of days to the pixel's nearest clear S2 input",
                   "gap_days_min": "scene-level minimum of the same per-pixel distance",
                   "filled": "fraction of truth-clear pixels the method predicted (finite)",
                   "coverage": "percent of |error| <= 1 or 2 predicted std",
-                  "ssim": "masked Gaussian SSIM, see core/metrics.py"},
+                  "ssim": "masked Gaussian SSIM, see core/metrics.py",
+                  **({"leakage": {name: {"targets": dates, "note": leakage_note(name, dates)}
+                                  for name, dates in leaked.items()}} if leaked else {})},
         "rows": rows,
         "skipped": skipped,
         "summary": _summary(rows),

@@ -58,7 +58,8 @@ def _decode(props: dict[str, str]) -> dict:
 
 
 def read_contract(onnx_path: str | Path) -> dict:
-    """The contract stored in an ONNX model file; InputError if the file has none."""
+    """The contract stored in an ONNX model file; InputError if the file has none, or one of a format newer
+    than CONTRACT_VERSION (made by a newer Sentinel Densify)."""
     path = Path(onnx_path)
     if not path.exists():
         raise InputError(f"model file {path} does not exist")
@@ -76,6 +77,10 @@ def read_contract(onnx_path: str | Path) -> dict:
     if missing:
         raise InputError(f"{path.name}: no Sentinel Densify model contract in its metadata "
                          f"(missing {', '.join(missing)})")
+    version = contract.get("contract_version", CONTRACT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version > CONTRACT_VERSION:
+        raise InputError(f"{path.name}: its contract format {version!r} was made by a newer Sentinel Densify "
+                         f"(this one reads format {CONTRACT_VERSION} and older): update the plugin to run it")
     return contract
 
 

@@ -12,6 +12,7 @@ clipped to [0, 1] -> [-1, 1]; NaN (nodata) -> 0 after scaling.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def list_samples(data: list[str | Path], kind: str, names_file: str | Path | Non
         absent = [f for f in need if not (root / f).is_dir()]
         if absent:
             raise InputError(f"{root}: lacks {', '.join(absent)} (a {kind} dataset needs {', '.join(need)}; "
-                             "make it with `densify make-pairs`)")
+                             f"{_make_hint(root)})")
         index = {r["name"]: r for r in read_index(root)}
         for name in triplet_names(root):
             if keep is not None and name not in keep:
@@ -86,6 +87,20 @@ def list_samples(data: list[str | Path], kind: str, names_file: str | Path | Non
     if not out:
         raise InputError(f"no usable triplet in {', '.join(map(str, data))}")
     return out
+
+
+def _make_hint(root: Path) -> str:
+    """How to get a dataset `root` is not: from make-pairs, or for a `curate --link` folder (kept.txt beside
+    links to s1, s2_cloudy, s2_cloudfree only) the make-pairs folder it links to with its kept.txt."""
+    kept = root / "kept.txt"
+    if not kept.is_file():
+        return "make it with `densify make-pairs`"
+    try:
+        source = json.loads((root / "summary.json").read_text(encoding="utf-8"))["config"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        source = "<make-pairs folder>"
+    return (f"a `densify curate --link` folder links {', '.join(FOLDERS)} only: train on the make-pairs folder "
+            f"with `--data {source} --names {kept}`")
 
 
 def _target_date(path: Path) -> str | None:

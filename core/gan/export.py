@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from ..atomic import ensure_folder, first_line
+from ..atomic import ensure_folder
 from ..errors import InputError
 from ..training import load_checkpoint
 
@@ -23,15 +24,19 @@ def build_from_checkpoint(checkpoint_path: str | Path):
 
     ck = load_checkpoint(checkpoint_path)
     net = (ck.get("config") or {}).get("net")
-    if ck["kind"] not in INPUT_NAMES or not net:
-        raise InputError(f"{Path(checkpoint_path).name}: not a pix2pix/mtcgan/cnn checkpoint "
-                         f"(kind {ck['kind']})")
+    if ck["kind"] not in INPUT_NAMES:
+        raise InputError(f"{Path(checkpoint_path).name}: a '{ck['kind']}' checkpoint, not pix2pix/mtcgan/cnn")
+    if not isinstance(net, dict):
+        raise InputError(f"{Path(checkpoint_path).name}: its config lacks the network ('net'): not a checkpoint "
+                         f"written by densify train {ck['kind']}")
     try:
         gen = build_generator(net)
         gen.load_state_dict(ck["model_state"])
     except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        from ..temporal.train import state_dict_error
+
         raise InputError(f"{Path(checkpoint_path).name}: its weights do not fit the architecture its config names "
-                         f"({first_line(exc)})") from None
+                         f"({state_dict_error(exc)})") from None
     return gen.eval(), ck
 
 
@@ -52,7 +57,9 @@ def contract_for(ck: dict) -> dict:
         "tile": {"size": int(net["patch"]), "overlap": int(net["patch"]) // 4, "divisor": divisor},
         "network": {k: net[k] for k in ("ngf", "depth", "n_blocks", "dropout") if k in net},
         "training": {"data": cfg.get("data"), "epochs": ck["epoch"], "n_train": cfg.get("n_train"),
-                     "n_val": cfg.get("n_val"), "lambda_l1": cfg.get("lambda_l1"), "seed": cfg.get("seed")},
+                     "n_val": cfg.get("n_val"), "lambda_l1": cfg.get("lambda_l1"), "seed": cfg.get("seed"),
+                     # the held-out triplets (scripts/eval_cloud_removal.py scores the model on these)
+                     **({"val_names": list(cfg["val_names"])} if cfg.get("val_names") is not None else {})},
         "metrics": ck.get("metrics", {}),
     }
 
@@ -75,9 +82,11 @@ def export_onnx(checkpoint_path: str | Path, out_path: str | Path) -> Path:
     tmp = out_path.with_name(f".{out_path.name}.partial")
     x = torch.zeros(1, net["in_ch"], net["patch"], net["patch"])
     try:
-        torch.onnx.export(gen, (x,), str(tmp), input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}},
-                          opset_version=17, dynamo=False)
+        with warnings.catch_warnings():  # torch's notes on constant folding (MTcGAN's ResNet): not the user's concern
+            warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
+            torch.onnx.export(gen, (x,), str(tmp), input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}},
+                              opset_version=17, dynamo=False)
         write_contract(tmp, contract_for(ck))
         tmp.replace(out_path)
     finally:

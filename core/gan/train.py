@@ -10,6 +10,7 @@ under torchrun. The CNN variant drops the discriminator (L1 only).
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as M
-from ..atomic import OutputError, first_line, new_dirs_removed_on_error
+from ..atomic import OutputError, atomic_path, first_line, new_dirs_removed_on_error, write_text
 from ..curate import RGB
 from ..errors import InputError
 from ..progress import Feedback
@@ -164,6 +165,11 @@ def check_run(cfg: TrainConfig) -> dict | None:
     if not isinstance(ck.get("optim_state"), dict) or "G" not in ck["optim_state"]:
         raise InputError(f"{cfg.resume}: has no optimiser state (best.pt keeps the weights only): "
                          "resume needs the run's last.pt")
+    done = ck.get("epoch")  # 1-based
+    if isinstance(done, int) and done >= cfg.epochs:
+        raise InputError(f"--resume {cfg.resume}: the run already finished epoch {done} of "
+                         f"{(ck.get('config') or {}).get('epochs', done)}: give a larger --epochs (more than {done}) "
+                         "to train it further")
     return ck
 
 
@@ -253,6 +259,10 @@ def _train(cfg: TrainConfig, feedback: Feedback | None) -> dict:
     bce, l1 = nn.BCEWithLogitsLoss(), nn.L1Loss()
     scaler_G, scaler_D = grad_scaler(device), grad_scaler(device)
     log = MetricsLog(out / "metrics.jsonl") if is_main_process() else None
+    if log is not None and resumed is not None:
+        drop_rows_after(log, start)
+        if start not in {r.get("epoch") for r in log.read()}:  # stopped between its checkpoint and its row
+            log.log(epoch=start, **{k: v for k, v in (resumed.get("metrics") or {}).items() if k != "best_psnr"})
     t0 = time.time()
     config = {**asdict(cfg), "net": ncfg, "n_train": len(train_s), "n_val": len(val_s),
               "val_names": [s.name for s in val_s]}
@@ -311,7 +321,6 @@ def _train(cfg: TrainConfig, feedback: Feedback | None) -> dict:
                 g.eval()
                 last_val = evaluate(torch_predictor(g, device), val_s, cfg.kind, bands, baselines=False)["model"]
                 row.update({f"val_{k}": v for k, v in last_val.items() if k != "n"})
-            log.log(epoch=epoch, **row)
             state = {"G": opt_G.state_dict()}
             if D is not None:
                 state.update(D=opt_D.state_dict(), D_net=unwrap(D).state_dict())
@@ -323,6 +332,7 @@ def _train(cfg: TrainConfig, feedback: Feedback | None) -> dict:
             if is_best or not val_s:
                 save_checkpoint(out / "best.pt", kind=cfg.kind, model_state=unwrap(G).state_dict(),
                                 optim_state=None, epoch=epoch, config=config, metrics=ck_metrics)
+            log.log(epoch=epoch, **row)  # after its checkpoint: a stop in between leaves no row to repeat
         feedback.report(100.0 * (epoch - start) / max(1, cfg.epochs - start), f"epoch {epoch}/{cfg.epochs}")
         if timed_out:
             break
@@ -336,6 +346,15 @@ def _train(cfg: TrainConfig, feedback: Feedback | None) -> dict:
         plot_curves(out / "metrics.jsonl", out / "loss_curves.png")
     ddp_cleanup()
     return result
+
+
+def drop_rows_after(log: MetricsLog, epoch: int) -> None:
+    """Rewrite the log (atomically) without its rows of epochs after `epoch`: a run stopped after logging
+    an epoch but before its checkpoint (older runs logged first) resumes from `epoch` and logs them again."""
+    rows = log.read()
+    keep = [r for r in rows if not (isinstance(r.get("epoch"), int | float) and r["epoch"] > epoch)]
+    if len(keep) < len(rows):
+        write_text(log.path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def plot_curves(log_path: str | Path, png: str | Path) -> Path | None:
@@ -367,6 +386,7 @@ def plot_curves(log_path: str | Path, png: str | Path) -> Path | None:
     ax[0].legend()
     fig.tight_layout()
     png = Path(png)
-    fig.savefig(png, dpi=90)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return png

@@ -115,5 +115,9 @@ def create(name: str, device: str = "auto") -> Method:
         if "onnx" not in _REGISTRY:
             raise InputError(f"{path.name}: ONNX models need onnxruntime, which is not installed")
         return _REGISTRY["onnx"](path=path, device=device)
-    raise InputError(f"unknown method or model '{name}' (known: {', '.join(available())}, "
+    if path.suffix.lower() in (".pt", ".pth", ".ckpt"):
+        raise InputError(f"{path.name}: a PyTorch checkpoint, not a model to run: export it first with "
+                         f"`densify export --checkpoint {path} --out model.onnx` and give the .onnx file")
+    known = ["default", *(m for m in available() if m != "onnx")]  # `onnx` (= default) is not documented
+    raise InputError(f"unknown method or model '{name}' (known: {', '.join(known)}, "
                      "or a path to an .onnx file)")

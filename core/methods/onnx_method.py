@@ -54,10 +54,15 @@ class OnnxTemporalMethod(Method):
 
     def _span(self) -> bool:
         """Whether the model takes s1_change in its 6-channel form (model version 5), as its ONNX input
-        says; InputError naming the file when the contract says otherwise."""
+        says; InputError naming the file when the contract says otherwise (of s1_change or s1_span)."""
         shape = next((i.shape for i in self.session.get_inputs() if i.name == "s1_change"), None)
         span = shape is not None and len(shape) == 4 and shape[1] == 6
         arch = self.contract.get("architecture")
+        change = bool(arch.get("s1_change")) if isinstance(arch, dict) else False
+        if isinstance(arch, dict) and "s1_change" in arch and change != (shape is not None):
+            raise InputError(f"{self.path.name}: its graph {'takes' if shape is not None else 'has no'} an s1_change "
+                             f"input but its model contract {'says' if change else 'does not say'} s1_change "
+                             "(export the model again with densify export)")
         said = bool(arch.get("s1_span")) if isinstance(arch, dict) else False
         if span != said:
             raise InputError(f"{self.path.name}: its s1_change input has {shape[1] if shape else 'no'} channels but "
@@ -83,6 +88,10 @@ class OnnxTemporalMethod(Method):
             bands = c.get("bands", list(S2_BANDS))
             if not (isinstance(bands, list) and bands and all(b in S2_BANDS for b in bands)):
                 raise ValueError(field)
+            if bands != list(S2_BANDS):
+                raise InputError(f"{self.path.name}: its model contract's bands {', '.join(map(str, bands))} differ "
+                                 f"from the temporal model's {', '.join(S2_BANDS)} (export the model again with "
+                                 "densify export)")
             field = "calibration"
             cal = c.get("calibration") or {}
             self.std_scale = float(cal.get("std_scale", 1.0))

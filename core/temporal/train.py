@@ -231,6 +231,11 @@ def check_args(args: argparse.Namespace) -> dict | None:
     if differ:
         raise InputError(f"--resume: options differ from {last}'s run: {'; '.join(differ)}; give the run's "
                          "values or another --out")
+    done = ckpt.get("epoch")  # 0-based
+    if isinstance(done, int) and done + 1 >= args.epochs:
+        raise InputError(f"--resume: the run in {out} already finished epoch {done + 1} of "
+                         f"{cfg.get('epochs', done + 1)}: give a larger --epochs (more than {done + 1}) to train "
+                         "it further")
     return ckpt
 
 
@@ -265,6 +270,16 @@ def build_model(config: dict):
     return model
 
 
+def state_dict_error(exc: BaseException, limit: int = 240) -> str:
+    """The informative line of torch's load_state_dict error (its first "size mismatch" / "Missing key(s)" /
+    "Unexpected key(s)" line, shortened), else its first line."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line.startswith(("size mismatch", "Missing key(s)", "Unexpected key(s)")):
+            return line if len(line) <= limit else line[:limit - 1] + "…"
+    return first_line(exc)
+
+
 def model_from_checkpoint(ckpt: dict, name: str = "checkpoint"):
     """The evaluation-mode TemporalGenerator of a loaded checkpoint (`name` for the error when the
     checkpoint holds another kind of model)."""
@@ -280,7 +295,7 @@ def model_from_checkpoint(ckpt: dict, name: str = "checkpoint"):
         model.load_state_dict(ckpt["model_state"])
     except (RuntimeError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise InputError(f"{name}: its weights do not fit the architecture its config names "
-                         f"({first_line(exc)})") from None
+                         f"({state_dict_error(exc)})") from None
     return model.eval()
 
 
@@ -473,6 +488,11 @@ def _train(args: argparse.Namespace) -> dict:
     T.seed_everything(args.seed)
     out = Path(args.out)
     stack = load_series(args.data)
+    if args.crop > min(stack.shape):  # the sampler crops at most the series' window
+        if T.is_main_process():
+            print(f"warning: --crop {args.crop} is larger than the series ({stack.shape[1]} x {stack.shape[0]} px): "
+                  f"it trains on {min(stack.shape)} px crops, and its config records that", file=sys.stderr, flush=True)
+        args.crop = int(min(stack.shape))
     t_off = holdout_offset(args)
     test = split_dates(stack, args.holdout_every, t_off)
     val = validation_dates(stack, test, args.val_every, args.val_offset)
