@@ -345,8 +345,12 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
     pixels and writes a 3-band float32 GeoTIFF on the input's grid, atomically. Returns the output path; the
     run's warnings (angles missing from the metadata) go to the file's tags and to `warnings` when given.
     """
+    from rasterio.windows import Window
+
+    from .band_files import subdataset_product
     from .grid import within_extent
-    from .inventory import S2Reader, single_s2
+    from .inventory import S2Reader, note_warnings, offset_warnings, single_s2
+    from .writer import AtomicRaster
 
     feedback = feedback or Feedback()
     s2_path, out_path = str(s2_path), Path(out_path)  # str: a GDAL /vsizip/... path stays whole
@@ -362,6 +366,10 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
         row0, col0 = grid.offset_in(info.grid)
     width, height = grid.width, grid.height
     order = None if info.path != s2_path else band_order  # an image made of band files names its bands
+
+    def window(row: int, h: int) -> Window:  # rows of the output, in the image
+        return Window(col0, row0 + row, width, h)
+
     with contextlib.ExitStack() as opened:  # the image (and uncertainty) open throughout: each block decoded once
         image = opened.enter_context(S2Reader(info.path, band_order=order))
         rows, tile = block_pixels // max(1, width), image.block_height
@@ -369,69 +377,47 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             rows = max(tile, rows // tile * tile)
         rows = max(1, min(height, rows))
         std_of = _std_reader(str(std_path), info.grid, info.tags, opened) if std_path is not None else None
-        return _write_lai(info, image, grid, (row0, col0, rows), s2_path, out_path, std_path, std_of, feedback,
-                          warnings)
+        first = image.read(window(0, rows), LAI_BANDS)
+        angles, notes = Angles.from_tags(first.tags)
+        # guesses made reading it (e.g. a DN scale tag on reflectance ignored), an offset it seems to lack
+        notes = note_warnings([info], masks_used=False) + offset_warnings([info]) + notes
+        tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(subdataset_product(s2_path) or s2_path).name,
+                "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
+                               f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),
+                "LAI_std": (f"propagated from the reflectance std of {Path(str(std_path)).name}" if std_of else
+                            "0: no reflectance std given (single image)")}
+        if notes:
+            tags["warnings"] = " | ".join(notes)
+            if warnings is not None:
+                warnings += notes
+        if info.files:  # an acquisition given as band files (a .SAFE, or one of its band files)
+            tags["band_files"] = ", ".join(info.files)
+        for key in ("ACQUISITION_DATETIME", *SYNTHESIS_TAGS):  # how a synthesized input was made, kept with its LAI
+            if key in first.tags:
+                tags[key] = first.tags[key]
+        with new_dirs_removed_on_error(out_path.parent), AtomicRaster(  # a failure leaves no folder it made
+                out_path, grid, 3, "float32", descriptions=["LAI", "LAI_std", "flags"], tags=tags) as out:
+            step = max(1, width * height // SAMPLE_PIXELS)  # the reflectance's plausibility: judged on every step-th
+            sample = []  # pixel of the image (a first block of sea or cloud is not the image)
+            for row in range(0, height, rows):
+                feedback.check()
+                h = min(rows, height - row)
+                img = first if row == 0 else image.read(window(row, h), LAI_BANDS)
+                sample.append(img.refl.reshape(len(img.bands), -1)[:, (-row * width) % step::step].copy())
+                std = std_of(img.bands, window(row, h)) if std_of else None
+                res = estimate(img.refl, img.bands, angles, std=std, source=str(s2_path))
+                out.write(np.stack([res.lai, res.lai_std, res.flags.astype(np.float32)]), row=row)
+                feedback.report(100.0 * (row + h) / height, "LAI")
+            if found := reflectance_warnings(np.concatenate(sample, axis=1), tags["source"]):
+                notes += found
+                out.update_tags(warnings=" | ".join(notes))
+                if warnings is not None:
+                    warnings += found
+            feedback.check()
+            return out.commit()
 
 
 MAX_BLOCK_ROWS = 1024  # lai_file reads whole rows of a file's blocks up to this height (a one-strip file: by rows)
-
-
-def _write_lai(info, image, grid, at: tuple[int, int, int], s2_path: str, out_path: Path, std_path, std_of,
-               feedback: Feedback, warnings: list[str] | None) -> Path:
-    """lai_file's reading, estimating and writing of `info` (read through `image`, an inventory.S2Reader), by
-    blocks of `rows` rows of `grid`, which lies at (row0, col0) of the image (`at`: row0, col0, rows)."""
-    from rasterio.windows import Window
-
-    from .band_files import subdataset_product
-    from .inventory import note_warnings, offset_warnings
-    from .writer import AtomicRaster
-
-    (row0, col0, rows), width, height = at, grid.width, grid.height
-
-    def window(row: int, h: int) -> Window:  # rows of the output, in the image
-        return Window(col0, row0 + row, width, h)
-
-    def read(row: int, h: int):
-        return image.read(window(row, h), LAI_BANDS)
-
-    first = read(0, rows)
-    angles, notes = Angles.from_tags(first.tags)
-    # guesses made reading it (e.g. a DN scale tag on reflectance ignored), an offset it seems to lack
-    notes = note_warnings([info], masks_used=False) + offset_warnings([info]) + notes
-    tags = {"method": METHOD, "flags": FLAGS_DOC, "source": Path(subdataset_product(s2_path) or s2_path).name,
-            "angles_deg": (f"sun zenith {angles.sun_zenith:g}, sun azimuth {angles.sun_azimuth:g}, "
-                           f"view zenith {angles.view_zenith:g}, view azimuth {angles.view_azimuth:g}"),
-            "LAI_std": (f"propagated from the reflectance std of {Path(str(std_path)).name}" if std_of else
-                        "0: no reflectance std given (single image)")}
-    if notes:
-        tags["warnings"] = " | ".join(notes)
-        if warnings is not None:
-            warnings += notes
-    if info.files:  # an acquisition given as band files (a .SAFE, or one of its band files)
-        tags["band_files"] = ", ".join(info.files)
-    for key in ("ACQUISITION_DATETIME", *SYNTHESIS_TAGS):  # how a synthesized input was made, kept with its LAI
-        if key in first.tags:
-            tags[key] = first.tags[key]
-    with new_dirs_removed_on_error(out_path.parent), AtomicRaster(  # a failure leaves no folder it made
-            out_path, grid, 3, "float32", descriptions=["LAI", "LAI_std", "flags"], tags=tags) as out:
-        step = max(1, width * height // SAMPLE_PIXELS)  # the reflectance's plausibility: judged on every step-th
-        sample = []  # pixel of the image (a first block of sea or cloud is not the image)
-        for row in range(0, height, rows):
-            feedback.check()
-            h = min(rows, height - row)
-            img = first if row == 0 else read(row, h)
-            sample.append(img.refl.reshape(len(img.bands), -1)[:, (-row * width) % step::step].copy())
-            std = std_of(img.bands, window(row, h)) if std_of else None
-            res = estimate(img.refl, img.bands, angles, std=std, source=str(s2_path))
-            out.write(np.stack([res.lai, res.lai_std, res.flags.astype(np.float32)]), row=row)
-            feedback.report(100.0 * (row + h) / height, "LAI")
-        if found := reflectance_warnings(np.concatenate(sample, axis=1), tags["source"]):
-            notes += found
-            out.update_tags(warnings=" | ".join(notes))
-            if warnings is not None:
-                warnings += found
-        feedback.check()
-        return out.commit()
 
 
 def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None,
