@@ -124,7 +124,9 @@ def main(args: argparse.Namespace) -> int:
     months = None
     if args.heldout:
         if not models:
-            raise InputError("--heldout: --methods names no .onnx model")
+            cannot = (" (`default` is the linear baseline here: the bundled model needs models/default.onnx and "
+                      "onnxruntime)" if any(m in ("default", "onnx") for m in methods) else "")
+            raise InputError(f"--heldout: --methods names no .onnx model{cannot}")
         months = check_disjoint_folds(models)  # before the series is read
     order = [b.strip() for b in args.band_order.split(",") if b.strip()] if args.band_order else None
     stack = load_stack(s2=args.s2, s1=args.s1, masks=args.mask, band_order=order)

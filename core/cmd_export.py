@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 from .atomic import OutputError, output_file_problem
@@ -35,9 +36,19 @@ NOT_RECIPE = {"seed", "resumed", "resume", "out", "device", "workers", "threads"
               "no_progress"}
 
 
+PATH_OPTIONS = {"data", "points", "names"}  # files and folders: one recipe however they were typed (relative, links)
+
+
+def _resolved(value):
+    """A path option's value (a path, or a list of them) as absolute, resolved paths."""
+    if isinstance(value, list | tuple):
+        return [_resolved(v) for v in value]
+    return os.path.realpath(value) if isinstance(value, str) and value else value
+
+
 def first_difference(a, b, where: str = "") -> str | None:
     """The first option (dotted path) whose value differs between two checkpoint configs, outside NOT_RECIPE
-    at the top level; None when they are one recipe."""
+    at the top level (PATH_OPTIONS compared as resolved paths); None when they are one recipe."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b), key=str):
             if not where and key in NOT_RECIPE:
@@ -45,7 +56,8 @@ def first_difference(a, b, where: str = "") -> str | None:
             path = f"{where}.{key}" if where else str(key)
             if key not in a or key not in b:
                 return path
-            if found := first_difference(a[key], b[key], path):
+            x, y = (a[key], b[key]) if where or key not in PATH_OPTIONS else (_resolved(a[key]), _resolved(b[key]))
+            if found := first_difference(x, y, path):
                 return found
         return None
     return None if a == b else (where or "config")

@@ -45,7 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "2018-04-01 2018-09-30 --every 5)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--model", default="default",
-                   help="method name (default, linear, nearest, persistence) or a model file (.onnx)")
+                   help="method name (default, linear, nearest, persistence, linear-haze) or a model file (.onnx)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--band-order", help="comma-separated band names of the S2 files when not described")
     p.add_argument("--no-lai", action="store_true", help="do not compute LAI")

@@ -187,7 +187,7 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
             info.descriptions = descs = [d or "" for d in ds.descriptions]
             info.output_kind = densify_output_kind(info.tags, descs)
             info.bands = [_norm_band(d) if d and not _GENERIC_BAND.match(d.strip()) else "" for d in descs]
-            if ds.count > 1 and not any(info.bands) and (listed := bands_in_name(path, ds.count)):
+            if not band_order and ds.count > 1 and not any(info.bands) and (listed := bands_in_name(path, ds.count)):
                 info.bands = listed
                 info.notes.append(f"has no band descriptions: its bands are read as its name lists them "
                                   f"({', '.join(listed)})")

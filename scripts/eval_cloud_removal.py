@@ -61,6 +61,9 @@ def _main(args: argparse.Namespace) -> int:
     val_names = (contract.get("training") or {}).get("val_names")
     if val_names is not None:  # the training run's own held-out triplets
         val = [s for s in samples if s.name in set(val_names)]
+        if not val_names:
+            raise InputError(f"{model.name}: its training run held no triplet out (its contract's val_names is "
+                             "empty): there is nothing it was not trained on to score it on")
         if not val:
             raise InputError(f"{data}: holds none of the {len(val_names)} triplets {model.name} was validated on "
                              "(its contract's val_names): not the dataset it was trained on")

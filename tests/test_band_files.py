@@ -620,3 +620,6 @@ def test_split_files_without_descriptions_are_read_by_the_bands_their_names_list
     assert any("its bands are read as its name lists them (B05, B06, B07, B8A, B11, B12)" in w for w in inv.warnings)
     short = craft(fine, tmp_path / "short" / f"S2_{stamp}_B2_B3_B4.tif", descriptions=[""] * 4)
     assert "4 unnamed bands" in " ".join(inventory.describe(short).problems)
+    order = ["B08", "B04", "B03", "B02"]  # second audit: a band order given wins, and no note claims the name's
+    given = inventory.describe(named[0], band_order=order)
+    assert given.bands == order and not any("name lists" in n for n in given.notes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import rasterio
 from sentinel_densify.core import metrics
 from sentinel_densify.core.evaluate import GAP, evaluate, inputs_for, target_indices
 from sentinel_densify.core.methods import create
@@ -216,3 +217,47 @@ def test_linear_haze_is_linear_on_the_haze_screened_series(stack, summer):
         scores = [metrics.psnr(m, stack.s2[t], ok) for m in means]
         gains.append(scores[1] - scores[0])
     assert np.mean(gains) > 0, gains
+
+
+def test_linear_haze_does_not_depend_on_the_tiling(uds_dir, tmp_path):
+    """Second audit: the haze screen smooths over 5 x 5 px, so with no halo a window's two edge pixels were screened
+    from copied edge values and `linear-haze` differed by up to 732 DN between --tile-size 16 and 64. Its halo is
+    the screen's reach: the outputs are the same for any tiling, as `linear`'s are."""
+    import datetime as dt
+
+    from sentinel_densify.core import engine
+    from sentinel_densify.core.request import DensifyRequest
+
+    s2 = sorted(str(p) for p in (uds_dir / "S2").glob("*_L2A_10m.tif"))
+    scl = sorted(str(p) for p in (uds_dir / "S2").glob("*_SCL_20m.tif"))
+    out = {}
+    for size in (16, 64):
+        res = engine.run(DensifyRequest(s2=s2, masks=scl, target_date=dt.date(2018, 6, 20), method="linear-haze",
+                                        tile_size=size, out_dir=str(tmp_path / str(size)), lai=False))
+        with rasterio.open(res.outputs["synthesized"]) as ds:
+            out[size] = ds.read()
+    assert np.isfinite(out[16]).mean() > 0.9
+    np.testing.assert_allclose(out[16], out[64], atol=0.01)
+
+
+def test_linear_haze_keeps_no_earlier_window_while_it_screens_the_next(summer, monkeypatch):
+    """Second audit: its screen cache held the previous window and its screened copy until the next window's screen
+    was made (about four windows at the peak, the model two). The cache is dropped before each screen."""
+    import weakref
+
+    from sentinel_densify.core.methods import baselines
+
+    haze = create("linear-haze")
+    day = float(summer.s2_days[len(summer.s2_days) // 2]) + 3.0
+    haze.predict(summer, day)
+    earlier = weakref.ref(haze._seen[1])
+    assert earlier() is not summer  # a screened copy (the series has hazy pixels)
+    alive, screen = [], baselines.screen_haze
+
+    def spy(stack):
+        alive.append(earlier() is not None)
+        return screen(stack)
+
+    monkeypatch.setattr(baselines, "screen_haze", spy)
+    haze.predict(summer.select_s2(np.arange(len(summer.s2_days)) != 0), day)  # the next window
+    assert alive == [False]

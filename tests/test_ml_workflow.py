@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def test_plain_evaluate_warns_about_training_dates_and_adds_the_baselines(uds_di
     assert "added when missing" in " ".join(capsys.readouterr().out.split())
 
 
-def test_heldout_default_is_the_bundled_model_beside_the_baselines(uds_dir, tmp_path, capsys):
+def test_heldout_default_is_the_bundled_model_beside_the_baselines(uds_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "eval"
     argv = ["evaluate", "--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"), "--methods", "default", "--heldout",
             "--gaps", "0", "--leads", "5", "--max-targets", "1", "--device", "cpu", "--out", str(out)]
@@ -161,6 +162,11 @@ def test_heldout_default_is_the_bundled_model_beside_the_baselines(uds_dir, tmp_
     assert {s["method"] for s in rep["summary"]} == {str(_bundled()), "linear", "nearest", "persistence"}
     assert "heldout" in rep["notes"] and "leakage" not in rep["notes"] and "warning: default" not in err
     CARD.write_card(_bundled(), tmp_path / "card.md", out / "report.json")  # a held-out report: accepted
+    from sentinel_densify.core import methods
+
+    monkeypatch.setattr(methods, "default_model", lambda: None)  # no onnxruntime (mocked): `default` is linear
+    assert cli.main([*argv[:-1], str(tmp_path / "none")]) == 1
+    assert "`default` is the linear baseline here" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- 5. GAN logs and curves
@@ -228,6 +234,20 @@ def test_export_refuses_checkpoints_of_other_recipes(gan_runs, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "other.pt" in err and "'net.dropout' differs" in err
     assert not (tmp_path / "b.onnx").exists()
+    # second audit: the same data folder typed another way (relative, through a link) is one recipe; another is not
+    data = ck["config"]["data"]
+    folder = Path(data[0] if isinstance(data, list) else data).resolve()
+    (tmp_path / "link").symlink_to(folder)
+    typed = tmp_path / "typed.pt"
+    relative = os.path.relpath(tmp_path / "link", Path.cwd())
+    torch.save({**ck, "config": {**ck["config"], "seed": 8, "data": [relative] if isinstance(data, list) else
+                                 relative}}, typed)
+    assert cli.main(["export", "--checkpoint", str(best), str(typed), "--out", str(tmp_path / "c.onnx")]) == 0
+    capsys.readouterr()
+    moved = tmp_path / "moved.pt"
+    torch.save({**ck, "config": {**ck["config"], "seed": 9, "data": str(tmp_path)}}, moved)
+    assert cli.main(["export", "--checkpoint", str(best), str(moved), "--out", str(tmp_path / "d.onnx")]) == 1
+    assert "'data' differs" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- 7. scripts/eval_cloud_removal.py
@@ -255,6 +275,12 @@ def test_eval_cloud_removal_reads_the_contract(gan_runs, pairs, tmp_path, capsys
     assert script.main([str(onnx_path), str(pairs), "pix2pix", str(tmp_path / "e2")]) == 0
     res = json.loads((tmp_path / "e2" / "p2p_eval.json").read_text())
     assert res["held_out"] == "the training run's val_names" and res["all"]["model"]["n"] == len(val_names)
+    none = tmp_path / "none.onnx"  # second audit: a run that held nothing out says so
+    shutil.copy(onnx_path, none)
+    write_contract(none, {**contract, "training": {**contract["training"], "val_names": []}})
+    capsys.readouterr()
+    assert script.main([str(none), str(pairs), "pix2pix", str(tmp_path / "e3")]) == 1
+    assert "its training run held no triplet out" in capsys.readouterr().err
 
 
 def test_mtcgan_export_is_quiet_about_constant_folding(gan_runs, tmp_path, recwarn):

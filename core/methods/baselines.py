@@ -9,9 +9,12 @@ uncertainty grows with the gap and is calibrated on the data at hand.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..dates import SAME_DAY
+from ..haze import DEFAULTS, screen_haze
 from ..stack import Stack, all_finite
 from . import Method, register
 
@@ -238,26 +241,25 @@ class LinearHazeMethod(LinearMethod):
     the screen alone adds (models/README.md)."""
 
     name = "linear-haze"
+    halo = DEFAULTS["size"] // 2 + DEFAULTS["grow"]  # the screen smooths over size x size px: a window's edge needs it
 
     def __init__(self, device: str = "auto"):
         super().__init__(device)
-        self._screened: tuple[Stack, Stack] | None = None
-
-    def _screen(self, stack: Stack) -> Stack:
-        """The stack through the haze screen, computed once for the stack at hand (predict, then days_to_clear)."""
-        from ..haze import screen_haze
-
-        if self._screened is None or self._screened[0] is not stack:
-            self._screened = (stack, screen_haze(stack))
-        return self._screened[1]
+        self._seen: tuple | None = None  # (weakref to the stack predict() screened, its screen) until days_to_clear
 
     def prepare(self, sample: Stack) -> None:
-        super().prepare(self._screen(sample))
+        super().prepare(screen_haze(sample))
 
     def predict(self, stack: Stack, target_day: float) -> tuple[np.ndarray, np.ndarray]:
         if self.coef_interp is None:
             self.prepare(stack)
-        return super().predict(self._screen(stack), target_day)
+        self._seen = None  # the previous window's screen is not kept while this one's is made
+        screened = screen_haze(stack)
+        self._seen = (weakref.ref(stack), screened)
+        return super().predict(screened, target_day)
 
     def days_to_clear(self, stack: Stack, target_day: float) -> np.ndarray:
-        return super().days_to_clear(self._screen(stack), target_day)
+        """As `linear`'s, on the screened stack (predict()'s, when it has just run on this one)."""
+        last, self._seen = self._seen, None
+        return super().days_to_clear(last[1] if last is not None and last[0]() is stack else screen_haze(stack),
+                                     target_day)
