@@ -441,9 +441,10 @@ def about(role: str, date: dt.date | None, tags: dict[str, str], label: str = ""
                   + (f" and {s1} Sentinel-1 acquisitions" if s1 else "")) if s2 else ""
         level, kind = ("Level-1C", "top-of-atmosphere") if l1c else ("L2A", "surface")
         observed = [n for n in tags.get("OBSERVED", "").split(";") if n]  # acquired on the date (core/same_day.py)
+        screened = method.startswith("onnx:") or method == "linear-haze"  # their haze screen drops hazy "clear" pixels
         what = (f" for {day}: where {' or '.join(observed)}, acquired that day, "
-                f"{'is' if len(observed) == 1 else 'are'} clear, its own values; elsewhere synthesized"
-                if observed else f" synthesized for {day}")
+                f"{'is' if len(observed) == 1 else 'are'} clear{' and not hazy' if screened else ''}, its own values; "
+                "elsewhere synthesized" if observed else f" synthesized for {day}")
         fallback = f" {tags['FALLBACK'][:1].upper()}{tags['FALLBACK'][1:]}." if tags.get("FALLBACK") else ""
         return (f"Synthesized Sentinel-2 {level} ({head})",
                 f"Sentinel-2 {level} " + ("(top-of-atmosphere) reflectance" if l1c else "surface reflectance")

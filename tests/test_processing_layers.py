@@ -610,10 +610,10 @@ def test_an_acquisition_date_s_image_is_described_as_that_acquisition_where_clea
     the file names it (OBSERVED) and the layer's abstract says so; another date's image is synthesized throughout."""
     import processing
     from sentinel_densify.core import inventory
-    from sentinel_densify.plugin.layers import add_result_layers, output_tags
+    from sentinel_densify.plugin.layers import about, add_result_layers, output_tags
 
     acquired = inventory.describe(inputs["S2_LAYERS"][2])
-    day = acquired.when.date()
+    day, observed_name = acquired.when.date(), acquired.name
     for target, observed in ((day, acquired.name), (day + dt.timedelta(days=1), None)):
         files = {k: str(tmp_path / f"{k}_{target:%Y%m%d}.tif") for k in ("synthesized", "uncertainty")}
         processing.run(ALG, {**inputs, "TARGET_DATE": f"{target}", "METHOD": 1, "OUTPUT_LAI": None,
@@ -624,6 +624,8 @@ def test_an_acquisition_date_s_image_is_described_as_that_acquisition_where_clea
                     " elsewhere synthesized (gap-filling) by " if observed else
                     f"surface reflectance synthesized for {target} (gap-filling) by ")
         assert expected in synth.abstract(), synth.abstract()
+    hazy = about("synthesized", day, {"METHOD": "linear-haze", "OBSERVED": observed_name})[1]
+    assert f"where {observed_name}, acquired that day, is clear and not hazy, its own values" in hazy
 
 
 def test_output_tags_of_an_unreadable_file_with_gdal_exceptions_on(qgis_app, tmp_path):
