@@ -348,12 +348,13 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
     with contextlib.ExitStack() as made:  # a failure or cancel also leaves no empty folder the run made
         for folder in sorted({d.out_paths[k].absolute().parent for d in per_date for k in d.out_paths}):
             made.enter_context(new_dirs_removed_on_error(folder))
-        cache_mb, wanted = strip_cache_mb(inv, tile_size + 2 * (method.halo + blend), s1=method.uses_s1)
+        window = tile_size + 2 * (method.halo + blend)
+        cache_mb, wanted = strip_cache_mb(inv, window, across=-(-inv.grid.width // tile_size), s1=method.uses_s1)
         if wanted > cache_mb:
             warnings.append(f"inputs stored in strips, not tiles, need {wanted} MB of GDAL's block cache for a row of "
                             f"windows, more than the {cache_mb} MB allowed (a quarter of the memory): their strips are "
                             "decoded again for every window, which is much slower; tile them (gdal_translate -co "
-                            "TILED=YES IN OUT) or give an extent")
+                            "TILED=YES -co COMPRESS=DEFLATE IN OUT)" + ("" if inv.s2_grid else " or give an extent"))
         written = _compute(per_date, inv, method, tags, tile_size, blend, fb, cache_mb)
     warnings += method.notes()
     for d, w in zip(per_date, written, strict=True):

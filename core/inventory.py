@@ -68,7 +68,6 @@ class RasterInfo:
     # (processing baseline 04.00 adds 1000 DN): `offset_warnings` reads whether it looks offset
     notes: list[str] = field(default_factory=list)  # warnings about a guess made for this file (not naming it;
     # `build` groups the files of one note into one warning)
-    block: tuple[int, int] = (0, 0)  # rows and columns of one block (tile or strip) of the file (0: unknown)
 
     def made_of(self, parts: list[RasterInfo]) -> None:
         """An image read from several files (band or polarization files, as one VRT): their paths, the date's
@@ -200,7 +199,6 @@ def describe(path: str | Path, sensor: str | None = None, when: dt.datetime | No
                 if ds.transform.b != 0 or ds.transform.d != 0 or ds.transform.e > 0:
                     info.problems.append("is rotated or not north-up; warp it to a north-up grid first")
             count = ds.count
-            info.block = tuple(ds.block_shapes[0]) if count else (0, 0)
     except (RasterioIOError, OSError) as exc:
         info.problems.append(f"unreadable ({first_line(exc)[:160]})")
         return info
@@ -519,11 +517,11 @@ def file_version(path: str | Path) -> tuple:
         st = None
     version = (st.st_mtime_ns, st.st_size, st.st_ino) if st else ()
     if path.lower().endswith(".vrt"):
-        version += tuple(file_version(f) for f in _vrt_sources(path))
+        version += tuple(file_version(f) for f in vrt_sources(path))
     return version
 
 
-def _vrt_sources(path: str) -> list[str]:
+def vrt_sources(path: str) -> list[str]:
     """The files a VRT reads (GDAL's file list, without the VRT); [] when it cannot be opened."""
     try:
         with rasterio.open(path) as ds:
@@ -1321,7 +1319,8 @@ def _pair_masks(s2_infos: list[RasterInfo], masks: list[RasterInfo]) -> tuple[di
 def check_some_clear(inv: Inventory, clear_fraction: Callable[[Inventory, RasterInfo, int], float] | None = None,
                      any_clear: Callable[[Inventory, RasterInfo], bool] | None = None) -> None:
     """Raise when no S2 acquisition has a single clear pixel: sampled at 128 px at most (on a grid over LARGE_PX,
-    in windows), and on a large grid where the sample shows none, searched at full resolution.
+    in windows), and where the sample shows none, searched at full resolution (a clear patch smaller than the
+    sample's pixels is not missed).
 
     `clear_fraction(inv, info, max_size)` and `any_clear(inv, info)` read them (default `reader.read_clear_fraction`
     and `reader.any_clear`); the dialog, which checks on every edit, passes cached ones."""
@@ -1330,8 +1329,7 @@ def check_some_clear(inv: Inventory, clear_fraction: Callable[[Inventory, Raster
     clear_fraction = clear_fraction or reader.read_clear_fraction
     if any(clear_fraction(inv, s, 128) > 0 for s in inv.s2):
         return
-    if max(inv.grid.width, inv.grid.height) > LARGE_PX and any((any_clear or reader.any_clear)(inv, s)
-                                                                for s in inv.s2):
+    if any((any_clear or reader.any_clear)(inv, s) for s in inv.s2):
         return
     where = " in the extent" if inv.s2_grid else " at all"
     raise InputError(Problem(None, f"no clear Sentinel-2 observation{where}: every S2 pixel is cloudy, "
@@ -1395,11 +1393,6 @@ class S2Reader(AbstractContextManager):
             self._ds = rasterio.open(path)
         except (RasterioError, OSError) as exc:
             raise InputError(Problem(self.path, f"cannot read its pixels ({first_line(exc)})")) from exc
-
-    @property
-    def block_height(self) -> int:
-        """The rows of one block (tile or strip) of the file."""
-        return int(self._ds.block_shapes[0][0])
 
     def read(self, window: Window | None = None, bands: list[str] | None = None) -> S2Image:
         """A window (default the whole image) of some bands (default its S2 bands) as reflectance."""

@@ -372,10 +372,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
 
     with contextlib.ExitStack() as opened:  # the image (and uncertainty) open throughout: each block decoded once
         image = opened.enter_context(S2Reader(info.path, band_order=order))
-        rows, tile = block_pixels // max(1, width), image.block_height
-        if tile <= MAX_BLOCK_ROWS:  # whole rows of the file's tiles (or strips): none read twice
-            rows = max(tile, rows // tile * tile)
-        rows = max(1, min(height, rows))
+        rows = max(1, min(height, block_pixels // max(1, width)))  # a few rows at a time: GDAL's cache keeps the
+        # row of tiles they cross decoded for the next ones (rows as high as the tiles took GBs for 1024 px tiles)
         std_of = _std_reader(str(std_path), info.grid, info.tags, opened) if std_path is not None else None
         first = image.read(window(0, rows), LAI_BANDS)
         angles, notes = Angles.from_tags(first.tags)
@@ -415,9 +413,6 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
                     warnings += found
             feedback.check()
             return out.commit()
-
-
-MAX_BLOCK_ROWS = 1024  # lai_file reads whole rows of a file's blocks up to this height (a one-strip file: by rows)
 
 
 def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None,

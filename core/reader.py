@@ -21,8 +21,8 @@ from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from .errors import InputError, Problem
-from .grid import Grid, Tile
-from .inventory import LARGE_PX, Inventory, RasterInfo, build, clear_from_mask, spread_windows
+from .grid import Grid, Tile, canonical_wkt
+from .inventory import LARGE_PX, Inventory, RasterInfo, build, clear_from_mask, spread_windows, vrt_sources
 from .stack import Stack
 
 
@@ -89,26 +89,40 @@ CACHE_MB = 256  # a SeriesReader's GDAL block cache: enough for tiled inputs, wh
 CACHE_SHARE = 0.25  # striped inputs may raise it to this share of the machine's memory (strip_cache_mb)
 
 
-def strip_cache_mb(inv: Inventory, rows: int, s1: bool = True) -> tuple[int, int]:
-    """(the GDAL block cache in MB for reading windows of `rows` rows of the grid in row-major order, the MB it
-    would take). CACHE_MB, plus, for each file whose blocks are shorter than a window (strips, as SNAP and many
-    GDAL exports write them), the decoded blocks across its width that one row of windows covers: every window of
-    that row reads them again, and decodes them again once they left the cache. At most CACHE_SHARE of the
-    memory."""
-    g = inv.grid
-    need, seen = 0, set()
-    for info in [*inv.s2, *inv.masks.values(), *(inv.s1 if s1 else [])]:
-        block_rows = info.block[0]
-        if info.path in seen or info.files or info.grid is None or not block_rows:
-            continue
-        seen.add(info.path)
-        same_crs = info.grid.crs_wkt == g.crs_wkt
-        file_rows = int(np.ceil(rows * (g.res / info.grid.res if same_crs else 1.0)))
-        if info.block[1] >= info.grid.width and block_rows < file_rows:  # strips (tiles are read window by window)
-            itemsize = np.dtype(info.dtype or "float32").itemsize
-            need += (file_rows + block_rows) * info.grid.width * max(1, len(info.bands)) * itemsize
+def strip_cache_mb(inv: Inventory, rows: int, across: int, s1: bool = True) -> tuple[int, int]:
+    """(the GDAL block cache in MB for reading windows of `rows` rows of the grid in row-major order, `across` windows
+    to a row; the MB it would take). CACHE_MB, plus, when a row holds several windows, for each file stored in strips
+    shorter than a window (as SNAP and many GDAL exports write them; the files behind a VRT or an image read from
+    several files count as themselves), the decoded strips one row of windows covers: every window of that row reads
+    them again, and decodes them again once they left the cache. At most CACHE_SHARE of the memory."""
+    need = 0
+    if across > 1:
+        infos = [*inv.s2, *inv.masks.values(), *(inv.s1 if s1 else [])]
+        files = dict.fromkeys(f for info in infos for f in (info.files or _sources(info.path)))
+        need = sum(_strip_bytes(f, inv.grid, rows) for f in files)
     wanted = CACHE_MB + int(np.ceil(need / 2**20))
     return min(wanted, max(CACHE_MB, int(_memory_mb() * CACHE_SHARE))), wanted
+
+
+def _sources(path: str) -> list[str]:
+    """The files whose blocks a read of `path` decodes: a VRT's sources, else the file itself."""
+    return (vrt_sources(path) or [path]) if path.lower().endswith(".vrt") else [path]
+
+
+def _strip_bytes(path: str, grid: Grid, rows: int) -> int:
+    """The decoded bytes of the strips a window of `rows` rows of `grid` covers in a file stored in strips (blocks as
+    wide as the file, fewer rows than the window); 0 for a tiled file, or one that cannot be read."""
+    try:
+        with rasterio.open(path) as ds:
+            (block_rows, block_cols), width, count, dtype = ds.block_shapes[0], ds.width, ds.count, ds.dtypes[0]
+            same_crs = ds.crs is not None and canonical_wkt(ds.crs.to_wkt()) == grid.crs_wkt
+            res = abs(ds.transform.e)
+    except (RasterioError, OSError):
+        return 0
+    file_rows = int(np.ceil(rows * (grid.res / res if same_crs and res else 1.0)))
+    if block_cols < width or block_rows >= file_rows:
+        return 0
+    return (file_rows + block_rows) * width * count * np.dtype(dtype).itemsize
 
 
 def _memory_mb() -> int:
@@ -117,6 +131,44 @@ def _memory_mb() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     except (AttributeError, ValueError, OSError):  # not a POSIX system (Windows)
         return 8192
+
+
+class _GdalCache:
+    """GDAL's block cache size, which is the process's (QGIS renders with it too): while readers are open, the largest
+    size one of them asked for (a bounded cache keeps a run's memory flat however large the rasters are); the size
+    from before the first again once the last has closed. Readers that overlap (a run, and the dialog's checks) never
+    undo one another's size."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._asked: dict[int, int] = {}  # ticket -> bytes
+        self._tickets = 0
+        self._before = 0
+
+    def ask(self, nbytes: int) -> int:
+        """Raise the cache to at least `nbytes` until `release` of the ticket returned."""
+        from rasterio.env import get_gdal_config
+
+        with self._lock:
+            if not self._asked:
+                self._before = int(get_gdal_config("GDAL_CACHEMAX") or 0)
+            self._tickets += 1
+            self._asked[self._tickets] = int(nbytes)
+            self._apply()
+            return self._tickets
+
+    def release(self, ticket: int) -> None:
+        with self._lock:
+            if self._asked.pop(ticket, None) is not None:
+                self._apply()
+
+    def _apply(self) -> None:
+        from rasterio.env import set_gdal_config
+
+        set_gdal_config("GDAL_CACHEMAX", max(self._asked.values()) if self._asked else self._before)
+
+
+_CACHE = _GdalCache()
 
 
 class SeriesReader(AbstractContextManager):
@@ -133,11 +185,9 @@ class SeriesReader(AbstractContextManager):
         # once, whichever thread asks for the window
         self._readers = [ThreadPoolExecutor(1, thread_name_prefix=f"densify-read-{k}")
                          for k in range(max(1, threads or READ_THREADS))]
-        # a bounded GDAL block cache keeps memory flat however large the rasters are. (Not GDAL_NUM_THREADS:
-        # GDAL 3.6's multi-threaded GeoTIFF decoding returns a corrupt block's bytes without an error.)
-        self._options = dict(GDAL_CACHEMAX=cache_mb * 1024 * 1024)
-        self._env = rasterio.Env(**self._options)
-        self._env.__enter__()
+        # GDAL's block cache: `cache_mb`, or more while a reader that asked for more is open (_GdalCache). Not
+        # GDAL_NUM_THREADS: GDAL 3.6's multi-threaded GeoTIFF decoding returns a corrupt block's bytes without an error.
+        self._cache = _CACHE.ask(cache_mb * 2**20)
 
     def _ds(self, path: str):
         key = (threading.get_ident(), path)
@@ -153,9 +203,9 @@ class SeriesReader(AbstractContextManager):
         for ds in self._open.values():
             ds.close()
         self._open.clear()
-        if self._env is not None:
-            self._env.__exit__(None, None, None)
-            self._env = None
+        if self._cache is not None:
+            _CACHE.release(self._cache)
+            self._cache = None
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -315,9 +365,9 @@ class SeriesReader(AbstractContextManager):
         return Stack(s2, inv.s2_days, s1, inv.s1_days[:len(s1_files)], list(inv.bands), s2_angles(inv))
 
     def _in_env(self, order: list[int], jobs: list[Callable[[], object]]) -> tuple[int, BaseException] | None:
-        """Run jobs[k] for k in `order`, in this thread with the reader's GDAL options (rasterio's hold per
+        """Run jobs[k] for k in `order`, in this thread, in a rasterio environment of its own (rasterio's hold per
         thread); the first failing job's number and error, after which this thread reads no more."""
-        with rasterio.Env(**self._options):
+        with rasterio.Env():
             for k in order:
                 try:
                     jobs[k]()

@@ -214,8 +214,8 @@ def band_sample(path: str, band: int, max_px: int = EXACT_PX):
     nodata, finite; the number of pixels read, valid or not, as many as QGIS's histogram has bins; its data type).
     A band of at most `max_px` pixels is read whole (exact); a larger one from spread_windows at full resolution: as
     many n x n windows of SPREAD[1] px as `max_px` holds (at most SPREAD[0] a side, at least 4), each decoding one
-    block of the file (a quarter tile: 256 windows for 3 % of its blocks). Never from the overviews (as a decimated read
-    or a QGIS sampleSize would): their averages narrow the tails. Raises RasterioError / OSError when unreadable."""
+    block of the file (an output's blocks are at most 256 px). Never from the overviews (as a decimated read or a
+    QGIS sampleSize would): their averages narrow the tails. Raises RasterioError / OSError when unreadable."""
     import math
 
     import numpy as np

@@ -694,3 +694,21 @@ def test_a_vrt_s_cached_checks_follow_its_sources(real, tmp_path):
     craft(src, src, data=np.where(dn > 0, dn + 1000, 0).astype(dn.dtype))  # rewritten in place, the VRT untouched
     assert inventory.file_version(vrt) != before
     assert inventory._dark_dn(inventory.describe(vrt)) == pytest.approx(dark + 1000, abs=1)
+
+
+def test_a_clear_patch_smaller_than_the_sample_s_pixels_is_not_refused(real, tmp_path):
+    """Second audit: on a grid of at most 1024 px, "no clear observation" was decided from a 128 px read alone, so a
+    1000 px grid whose one clear patch is 6 x 6 px was refused (at 1100 px the full-resolution search found it). That
+    search now runs whenever the sample finds nothing, at any size."""
+    from sentinel_densify.core.reader import read_clear_fraction
+
+    src, n = real["s2"][40], 1000
+    data = np.tile(read_array(src), (1, 16, 16))[:, :n, :n]
+    big = craft(src, tmp_path / "S2" / src.name, data=data, width=n, height=n)
+    clear = np.zeros((n, n), bool)
+    clear[501:507, 301:307] = True  # between the coarse read's pixel centres
+    scl = craft(real["scl"][40], tmp_path / "S2" / Path(real["scl"][40]).name, width=n, height=n,
+                transform=inventory.describe(big).grid.transform, data=np.where(clear, 4, 9).astype("uint8")[None])
+    inv = inventory.build([str(big)], masks=[str(scl)], check_clear=False)
+    assert read_clear_fraction(inv, inv.s2[0]) == 0
+    inventory.check_some_clear(inv)  # no error

@@ -382,19 +382,30 @@ def test_striped_inputs_get_a_block_cache_for_a_row_of_windows(files, tmp_path, 
     full-tile S2 images (SNAP's and many GDAL exports: strips across the width, 116 MB per date for one row of
     512 px windows) no longer fit, and every window of a row decoded the same strips again (6x the reading after 6
     windows). The engine now sizes the cache to hold a row of windows' strips of every striped file (tiled files
-    add nothing), at most a quarter of the memory, and warns when that is not enough."""
+    add nothing; nor does a grid one window wide, e.g. an extent; the files behind a VRT count), at most a quarter of
+    the memory, and warns when that is not enough."""
+    from osgeo import gdal
     from sentinel_densify.core import engine, reader
     from sentinel_densify.core.request import DensifyRequest
 
     s2, scl, _ = files
     striped = inventory.build([str(p) for p in s2[:6]], masks=[str(p) for p in scl[:6]], check_clear=False)
-    assert all(i.block[1] == i.grid.width and i.block[0] < 64 for i in striped.s2)  # the real files: strips
-    cache, wanted = reader.strip_cache_mb(striped, 64)
-    per_file = [(int(np.ceil(64 * striped.grid.res / i.grid.res)) + i.block[0]) * i.grid.width * len(i.bands)
-                * np.dtype(i.dtype).itemsize for i in striped.s2]  # the SCL: a block holds a window
-    assert cache == wanted == reader.CACHE_MB + int(np.ceil(sum(per_file) / 2**20)) > reader.CACHE_MB
+    per_file = []
+    for i in striped.s2:  # the real S2 files are stored in strips; the SCL's blocks hold a window's 32 rows
+        with rasterio.open(i.path) as ds:
+            (rows, cols), width = ds.block_shapes[0], ds.width
+            assert cols == width and rows < 64
+            per_file.append((64 + rows) * width * ds.count * np.dtype(ds.dtypes[0]).itemsize)
+    expected = reader.CACHE_MB + int(np.ceil(sum(per_file) / 2**20))
+    assert reader.strip_cache_mb(striped, 64, across=2) == (expected, expected) and expected > reader.CACHE_MB
+    assert reader.strip_cache_mb(striped, 64, across=1) == (256, 256)  # one window a row: nothing read twice
     tiled = [craft(p, tmp_path / "tiled" / p.name, tiled=True, blockxsize=16, blockysize=16) for p in s2[:6]]
-    assert reader.strip_cache_mb(inventory.build([str(p) for p in tiled], check_clear=False), 64) == (256, 256)
+    assert reader.strip_cache_mb(inventory.build([str(p) for p in tiled], check_clear=False), 64, 2) == (256, 256)
+    stacked = tmp_path / "vrt" / s2[0].name.replace(".tif", ".vrt")  # strips behind a VRT (its own blocks: 128 px)
+    stacked.parent.mkdir()
+    gdal.BuildVRT(str(stacked), [str(s2[0])]).FlushCache()
+    behind = inventory.build([str(stacked)], check_clear=False)
+    assert reader.strip_cache_mb(behind, 64, 2)[1] == reader.CACHE_MB + int(np.ceil(per_file[0] / 2**20))
 
     used = []
 
@@ -405,10 +416,41 @@ def test_striped_inputs_get_a_block_cache_for_a_row_of_windows(files, tmp_path, 
 
     monkeypatch.setattr(engine, "SeriesReader", Recording)
     request = DensifyRequest(s2=[str(p) for p in s2[:6]], masks=[str(p) for p in scl[:6]], method="linear",
-                             target_date=striped.s2[2].when.date(), out_dir=str(tmp_path / "a"), lai=False)
+                             target_date=striped.s2[2].when.date(), out_dir=str(tmp_path / "a"), lai=False,
+                             tile_size=32)
     result = engine.run(request)
     assert used[-1] > reader.CACHE_MB and not any("strips, not tiles" in w for w in result.warnings)
     monkeypatch.setattr(reader, "CACHE_SHARE", 0.0)  # a machine too small for them
     result = engine.run(DensifyRequest(**{**request.__dict__, "out_dir": str(tmp_path / "b")}))
     assert used[-1] == reader.CACHE_MB
-    assert any(w.startswith("inputs stored in strips, not tiles, need ") for w in result.warnings), result.warnings
+    warning = next(w for w in result.warnings if w.startswith("inputs stored in strips, not tiles, need "))
+    assert warning.endswith(" or give an extent")
+    g = striped.grid
+    part = DensifyRequest(**{**request.__dict__, "out_dir": str(tmp_path / "c"), "extent": (
+        g.transform.c, g.transform.f - 64 * g.res, g.transform.c + 48 * g.res, g.transform.f), "tile_size": 32})
+    warning = next(w for w in engine.run(part).warnings if w.startswith("inputs stored in strips"))
+    assert not warning.endswith(" or give an extent")  # an extent was given
+
+
+def test_overlapping_readers_leave_gdal_s_cache_as_they_found_it(files):
+    """Second audit: GDAL's block cache is the process's, and each reader restored the size it saw when it opened, so
+    readers that overlapped (a run, and the dialog's checks) and closed out of order left the process with another's
+    size (3000 MB after both had closed), or cut a run's cache back to 256 MB while it ran. While readers are open the
+    size is the largest one asked for; after the last, the size from before the first."""
+    from rasterio.env import get_gdal_config
+    from sentinel_densify.core.reader import CACHE_MB
+
+    s2, scl, _ = files
+    inv = inventory.build([str(s2[0])], masks=[str(scl[0])], check_clear=False)
+    before = int(get_gdal_config("GDAL_CACHEMAX"))
+
+    def size() -> int:
+        return int(get_gdal_config("GDAL_CACHEMAX")) // 2**20
+
+    run = SeriesReader(inv, cache_mb=3000)
+    checks = SeriesReader(inv)  # the default, opened during the run
+    assert size() == 3000
+    run.close()
+    assert size() == CACHE_MB
+    checks.close()
+    assert int(get_gdal_config("GDAL_CACHEMAX")) == before
