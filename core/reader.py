@@ -188,6 +188,8 @@ class SeriesReader(AbstractContextManager):
         # GDAL's block cache: `cache_mb`, or more while a reader that asked for more is open (_GdalCache). Not
         # GDAL_NUM_THREADS: GDAL 3.6's multi-threaded GeoTIFF decoding returns a corrupt block's bytes without an error.
         self._cache = _CACHE.ask(cache_mb * 2**20)
+        self._env = rasterio.Env()  # rasterio's environment while open: GDAL's messages go to Python's logging
+        self._env.__enter__()
 
     def _ds(self, path: str):
         key = (threading.get_ident(), path)
@@ -203,6 +205,9 @@ class SeriesReader(AbstractContextManager):
         for ds in self._open.values():
             ds.close()
         self._open.clear()
+        if self._env is not None:
+            self._env.__exit__(None, None, None)
+            self._env = None
         if self._cache is not None:
             _CACHE.release(self._cache)
             self._cache = None

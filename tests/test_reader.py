@@ -447,10 +447,20 @@ def test_overlapping_readers_leave_gdal_s_cache_as_they_found_it(files):
     def size() -> int:
         return int(get_gdal_config("GDAL_CACHEMAX")) // 2**20
 
-    run = SeriesReader(inv, cache_mb=3000)
-    checks = SeriesReader(inv)  # the default, opened during the run
+    opened, close = threading.Event(), threading.Event()
+
+    def run() -> None:  # a run's reader, in a worker thread (as the dialog's task's)
+        with SeriesReader(inv, cache_mb=3000):
+            opened.set()
+            close.wait(60)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    opened.wait(60)
+    checks = SeriesReader(inv)  # the dialog's checks, during the run, on the main thread
     assert size() == 3000
-    run.close()
-    assert size() == CACHE_MB
+    close.set()
+    worker.join(60)
+    assert size() == CACHE_MB  # the run closed first
     checks.close()
     assert int(get_gdal_config("GDAL_CACHEMAX")) == before
