@@ -11,7 +11,7 @@ import numpy as np
 
 from . import __version__, dates, inventory, lai
 from .atomic import GEOTIFF_SUFFIXES, new_dirs_removed_on_error, output_file_problem, same_file
-from .errors import InputError, Problem
+from .errors import InputError, Problem, short_list
 from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, auto_tile_size, tiles
 from .methods import bundled_model, create
 from .progress import Feedback
@@ -349,12 +349,14 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         for folder in sorted({d.out_paths[k].absolute().parent for d in per_date for k in d.out_paths}):
             made.enter_context(new_dirs_removed_on_error(folder))
         window = tile_size + 2 * (method.halo + blend)
-        cache_mb, wanted = strip_cache_mb(inv, window, across=-(-inv.grid.width // tile_size), s1=method.uses_s1)
+        cache_mb, wanted, striped = strip_cache_mb(inv, window, across=-(-inv.grid.width // tile_size),
+                                                   s1=method.uses_s1)
         if wanted > cache_mb:
-            warnings.append(f"inputs stored in strips, not tiles, need {wanted} MB of GDAL's block cache for a row of "
-                            f"windows, more than the {cache_mb} MB allowed (a quarter of the memory): their strips are "
-                            "decoded again for every window, which is much slower; tile them (gdal_translate -co "
-                            "TILED=YES -co COMPRESS=DEFLATE IN OUT)" + ("" if inv.s2_grid else " or give an extent"))
+            warnings.append(f"{len(striped)} inputs stored in strips, not tiles ({short_list(striped)}), need {wanted} "
+                            f"MB of GDAL's block cache for a row of windows, more than the {cache_mb} MB allowed (a "
+                            "quarter of the memory): their strips are decoded again for every window, which is much "
+                            "slower; tile them (gdal_translate -co TILED=YES -co COMPRESS=DEFLATE IN OUT)"
+                            + ("" if inv.s2_grid else " or give an extent"))
         written = _compute(per_date, inv, method, tags, tile_size, blend, fb, cache_mb)
     warnings += method.notes()
     for d, w in zip(per_date, written, strict=True):

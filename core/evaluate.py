@@ -88,15 +88,14 @@ def _summary(rows: list[dict]) -> list[dict]:
 
 
 def training_targets(contract: dict, targets: Sequence[str]) -> list[str] | None:
-    """The `targets` (ISO dates) in a learned model's training months: neither in its contract's test
-    months (training.holdout.months) nor in its validation months; None when the contract records
-    no test months (nothing to tell)."""
+    """The `targets` (ISO dates) outside a learned model's test months (training.holdout.months): in the
+    months it was trained on, or in its validation months, on which its checkpoint was chosen and its std
+    calibrated; None when the contract records no test months (nothing to tell)."""
     hold = (contract.get("training") or {}).get("holdout") or {}
     months = set(hold.get("months") or [])
     if not months:
         return None
-    held = months | set(hold.get("validation_months") or [])
-    return [d for d in targets if d[:7] not in held]
+    return [d for d in targets if d[:7] not in months]
 
 
 def leakage(instances: dict, targets: Sequence[str]) -> dict[str, list[str]]:
@@ -111,8 +110,8 @@ def leakage(instances: dict, targets: Sequence[str]) -> dict[str, list[str]]:
 
 def leakage_note(name: str, dates: Sequence[str]) -> str:
     """One line: a model scored on target dates of its training months."""
-    return (f"{name} trained on the months of target(s) {', '.join(dates)}: its scores there are not held out "
-            "(use --heldout to score it on its test months only)")
+    return (f"{name} was trained, or chosen and calibrated, on the months of target(s) {', '.join(dates)}: its "
+            "scores there are not held out (use --heldout to score it on its test months only)")
 
 
 def check_settings(gaps: Sequence[float], leads: Sequence[float]) -> None:

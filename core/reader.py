@@ -89,19 +89,21 @@ CACHE_MB = 256  # a SeriesReader's GDAL block cache: enough for tiled inputs, wh
 CACHE_SHARE = 0.25  # striped inputs may raise it to this share of the machine's memory (strip_cache_mb)
 
 
-def strip_cache_mb(inv: Inventory, rows: int, across: int, s1: bool = True) -> tuple[int, int]:
+def strip_cache_mb(inv: Inventory, rows: int, across: int, s1: bool = True) -> tuple[int, int, list[str]]:
     """(the GDAL block cache in MB for reading windows of `rows` rows of the grid in row-major order, `across` windows
-    to a row; the MB it would take). CACHE_MB, plus, when a row holds several windows, for each file stored in strips
-    shorter than a window (as SNAP and many GDAL exports write them; the files behind a VRT or an image read from
-    several files count as themselves), the decoded strips one row of windows covers: every window of that row reads
-    them again, and decodes them again once they left the cache. At most CACHE_SHARE of the memory."""
-    need = 0
+    to a row; the MB it would take; the striped files' names). CACHE_MB, plus, when a row holds several windows, for
+    each file stored in strips shorter than a window (as SNAP and many GDAL exports write them; the files behind a VRT
+    or an image read from several files count as themselves), the decoded strips one row of windows covers: every
+    window of that row reads them again, and decodes them again once they left the cache. At most CACHE_SHARE of the
+    memory."""
+    strips: dict[str, int] = {}
     if across > 1:
         infos = [*inv.s2, *inv.masks.values(), *(inv.s1 if s1 else [])]
         files = dict.fromkeys(f for info in infos for f in (info.files or _sources(info.path)))
-        need = sum(_strip_bytes(f, inv.grid, rows) for f in files)
-    wanted = CACHE_MB + int(np.ceil(need / 2**20))
-    return min(wanted, max(CACHE_MB, int(_memory_mb() * CACHE_SHARE))), wanted
+        strips = {f: n for f in files if (n := _strip_bytes(f, inv.grid, rows))}
+    wanted = CACHE_MB + int(np.ceil(sum(strips.values()) / 2**20))
+    names = [os.path.basename(f) for f in strips]
+    return min(wanted, max(CACHE_MB, int(_memory_mb() * CACHE_SHARE))), wanted, names
 
 
 def _sources(path: str) -> list[str]:

@@ -145,7 +145,12 @@ def test_plain_evaluate_warns_about_training_dates_and_adds_the_baselines(uds_di
     leaked = rep["notes"]["leakage"]["default"]
     assert leaked["targets"] == rep["targets"] and rep["targets"][0][:7] not in read_contract(_bundled())[
         "training"]["holdout"]["months"]
-    assert f"densify evaluate: warning: default trained on the months of target(s) {rep['targets'][0]}" in err
+    assert (f"densify evaluate: warning: default was trained, or chosen and calibrated, on the months of target(s) "
+            f"{rep['targets'][0]}") in err
+    from sentinel_densify.core.evaluate import training_targets  # validation months chose and calibrated it: named
+
+    contract = {"training": {"holdout": {"months": ["2018-07"], "validation_months": ["2018-05"]}}}
+    assert training_targets(contract, ["2018-05-20", "2018-06-28", "2018-07-23"]) == ["2018-05-20", "2018-06-28"]
     assert "--heldout" in leaked["note"]
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--help"])

@@ -397,10 +397,11 @@ def test_striped_inputs_get_a_block_cache_for_a_row_of_windows(files, tmp_path, 
             assert cols == width and rows < 64
             per_file.append((64 + rows) * width * ds.count * np.dtype(ds.dtypes[0]).itemsize)
     expected = reader.CACHE_MB + int(np.ceil(sum(per_file) / 2**20))
-    assert reader.strip_cache_mb(striped, 64, across=2) == (expected, expected) and expected > reader.CACHE_MB
-    assert reader.strip_cache_mb(striped, 64, across=1) == (256, 256)  # one window a row: nothing read twice
+    names = [i.name for i in striped.s2]
+    assert reader.strip_cache_mb(striped, 64, across=2) == (expected, expected, names) and expected > reader.CACHE_MB
+    assert reader.strip_cache_mb(striped, 64, across=1) == (256, 256, [])  # one window a row: nothing read twice
     tiled = [craft(p, tmp_path / "tiled" / p.name, tiled=True, blockxsize=16, blockysize=16) for p in s2[:6]]
-    assert reader.strip_cache_mb(inventory.build([str(p) for p in tiled], check_clear=False), 64, 2) == (256, 256)
+    assert reader.strip_cache_mb(inventory.build([str(p) for p in tiled], check_clear=False), 64, 2) == (256, 256, [])
     stacked = tmp_path / "vrt" / s2[0].name.replace(".tif", ".vrt")  # strips behind a VRT (its own blocks: 128 px)
     stacked.parent.mkdir()
     gdal.BuildVRT(str(stacked), [str(s2[0])]).FlushCache()
@@ -423,12 +424,12 @@ def test_striped_inputs_get_a_block_cache_for_a_row_of_windows(files, tmp_path, 
     monkeypatch.setattr(reader, "CACHE_SHARE", 0.0)  # a machine too small for them
     result = engine.run(DensifyRequest(**{**request.__dict__, "out_dir": str(tmp_path / "b")}))
     assert used[-1] == reader.CACHE_MB
-    warning = next(w for w in result.warnings if w.startswith("inputs stored in strips, not tiles, need "))
-    assert warning.endswith(" or give an extent")
+    warning = next(w for w in result.warnings if w.startswith("6 inputs stored in strips, not tiles ("))
+    assert names[0] in warning and warning.endswith(" or give an extent")
     g = striped.grid
     part = DensifyRequest(**{**request.__dict__, "out_dir": str(tmp_path / "c"), "extent": (
         g.transform.c, g.transform.f - 64 * g.res, g.transform.c + 48 * g.res, g.transform.f), "tile_size": 32})
-    warning = next(w for w in engine.run(part).warnings if w.startswith("inputs stored in strips"))
+    warning = next(w for w in engine.run(part).warnings if w.startswith("6 inputs stored in strips"))
     assert not warning.endswith(" or give an extent")  # an extent was given
 
 
