@@ -415,9 +415,8 @@ def lai_file(s2_path: str | Path, out_path: str | Path, feedback: Feedback | Non
             return out.commit()
 
 
-def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None,
-                opened: contextlib.ExitStack | None = None):
-    """A reader (kept open in `opened` when given) of the per-band reflectance std of `path` (bands described
+def _std_reader(path: str, grid, image_tags: dict[str, str] | None, opened: contextlib.ExitStack):
+    """A reader (the file kept open in `opened`) of the per-band reflectance std of `path` (bands described
     <band>_std, DN scaled by its REFLECTANCE_SCALE; untagged: DN unless its values are below 2, i.e. already
     reflectance; its nodata as NaN) on `grid`; InputError naming the file when it does not fit, or when it is
     the uncertainty of another run than the image (their RUN_TAGS differ, e.g. another date or method picked
@@ -429,12 +428,12 @@ def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None,
     from .inventory import looks_like_reflectance, s2_scaling
 
     try:
-        with rasterio.open(path) as ds:
-            names = [d or "" for d in ds.descriptions]
-            same = (ds.width, ds.height) == (grid.width, grid.height) and ds.transform.almost_equals(grid.transform)
-            crs_ok = ds.crs is not None and ds.crs == CRS.from_wkt(grid.crs_wkt)
-            tags = ds.tags()
-            scale = s2_scaling(tags)[0]
+        ds = opened.enter_context(rasterio.open(path))
+        names = [d or "" for d in ds.descriptions]
+        same = (ds.width, ds.height) == (grid.width, grid.height) and ds.transform.almost_equals(grid.transform)
+        crs_ok = ds.crs is not None and ds.crs == CRS.from_wkt(grid.crs_wkt)
+        tags = ds.tags()
+        scale = s2_scaling(tags)[0]
         if scale is None:  # untagged: reflectance or DN, told as the inventory tells an S2 image's
             scale = 1.0 if looks_like_reflectance(path) else 1e-4
     except RasterioIOError as exc:
@@ -457,16 +456,10 @@ def _std_reader(path: str, grid, image_tags: dict[str, str] | None = None,
 
     def read(bands: list[str], window) -> np.ndarray:
         try:
-            with contextlib.nullcontext(kept) if kept is not None else rasterio.open(path) as ds:
-                idx = [names.index(f"{b}_std") + 1 for b in bands]
-                std = ds.read(idx, window=window, masked=True).astype(np.float32).filled(np.nan)
-                return std * np.float32(scale)
+            idx = [names.index(f"{b}_std") + 1 for b in bands]
+            std = ds.read(idx, window=window, masked=True).astype(np.float32).filled(np.nan)
+            return std * np.float32(scale)
         except RasterioIOError as exc:
             raise InputError(Problem(path, f"its pixels cannot be read ({first_line(exc)})")) from None
-
-    try:
-        kept = opened.enter_context(rasterio.open(path)) if opened is not None else None
-    except RasterioIOError as exc:
-        raise InputError(Problem(path, f"cannot be read ({first_line(exc)})")) from None
 
     return read
