@@ -55,6 +55,10 @@ class Grid:
     def window_transform(self, row: int, col: int) -> Affine:
         return self.transform * Affine.translation(col, row)
 
+    def sub(self, row: int, col: int, width: int, height: int) -> Grid:
+        """The `width` x `height` px of this grid from pixel (row, col), on its pixel edges."""
+        return Grid(self.crs_wkt, self.window_transform(row, col), width, height)
+
     def offset_in(self, outer: Grid) -> tuple[int, int]:
         """(row, col) of this grid's first pixel in `outer`, a grid on the same pixel edges (e.g. the one it
         was cropped from)."""
@@ -72,7 +76,7 @@ class Grid:
         row0, row1 = max(0, math.floor(min(rows) + eps)), min(self.height, math.ceil(max(rows) - eps))
         if col1 <= col0 or row1 <= row0:
             return None
-        return Grid(self.crs_wkt, self.window_transform(row0, col0), col1 - col0, row1 - row0)
+        return self.sub(row0, col0, col1 - col0, row1 - row0)
 
 
 def crs_name(wkt: str) -> str:

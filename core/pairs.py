@@ -221,7 +221,7 @@ def _make_pairs(series: Series, out: Path, patch: int, max_days: float, syntheti
             stamp = f"{dates.from_days(day):%Y%m%d}"
             name = (f"{kind[:4]}_{stamp}_c{dates.from_days(series.s2_days[c]):%Y%m%d}"
                     f"_s{dates.from_days(series.s2_days[t]):%Y%m%d}_r{r0}c{c0}.tif")
-            grid = Grid(series.grid.crs_wkt, series.grid.window_transform(r0, c0), patch, patch)
+            grid = series.grid.sub(r0, c0, patch, patch)
             when = {"ACQUISITION_DATETIME": f"{dates.from_days(day):%Y-%m-%dT%H:%M:%SZ}"}
             common = dict(nodata=0, descriptions=series.bands)
 

@@ -384,8 +384,7 @@ class SeriesReader(AbstractContextManager):
 
     def read_tile(self, tile: Tile) -> Stack:
         g = self.inv.grid
-        return self.read_window(Grid(g.crs_wkt, g.window_transform(tile.row0, tile.col0), tile.width0,
-                                     tile.height0))
+        return self.read_window(g.sub(tile.row0, tile.col0, tile.width0, tile.height0))
 
     def read_tiles(self, tiles: Sequence[Tile]) -> Iterator[tuple[Tile, Stack]]:
         """Each tile with its stack, in order. The next tile is read in a background thread while the
@@ -426,7 +425,7 @@ def read_clear_fraction(inv: Inventory, info: RasterInfo, max_size: int = 128) -
     resolution, the grid of a full tile without overviews is decoded whole (seconds and gigabytes per image)."""
     g = inv.grid
     if max(g.width, g.height) > LARGE_PX:
-        parts = [Grid(g.crs_wkt, g.window_transform(int(w.row_off), int(w.col_off)), int(w.width), int(w.height))
+        parts = [g.sub(int(w.row_off), int(w.col_off), int(w.width), int(w.height))
                  for w in spread_windows(g.width, g.height)]
     else:
         f = max(1, int(np.ceil(max(g.width, g.height) / max_size)))
@@ -446,7 +445,7 @@ def any_clear(inv: Inventory, info: RasterInfo) -> bool:
     mask = inv.masks.get(info.path)
     with SeriesReader(inv, s1=False) as r:
         for row in range(0, g.height, STRIP_PX):
-            strip = Grid(g.crs_wkt, g.window_transform(row, 0), g.width, min(STRIP_PX, g.height - row))
+            strip = g.sub(row, 0, g.width, min(STRIP_PX, g.height - row))
             if mask is not None:
                 m = r.read_onto(mask, strip, [mask.mask_band or 1], Resampling.nearest)[0]
                 if not clear_from_mask(mask.mask_kind, m).any():
@@ -471,7 +470,7 @@ def sample_stack(inv: Inventory, reader: SeriesReader, n_windows: int = 6, size:
     for _ in range(n_windows):
         r = int(rng.integers(0, g.height - size + 1))
         c = int(rng.integers(0, g.width - size + 1))
-        parts.append(reader.read_window(Grid(g.crs_wkt, g.window_transform(r, c), size, size)))
+        parts.append(reader.read_window(g.sub(r, c, size, size)))
     first = parts[0]
     return Stack(np.concatenate([p.s2 for p in parts], axis=-1), first.s2_days,
                  np.concatenate([p.s1 for p in parts], axis=-1), first.s1_days, first.bands, first.angles)
