@@ -125,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
         target = parse_date(args.date) if args.date else None
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    feedback, close = progress_bar()
+    feedback, close = progress_bar("demo")
     try:
         demo = run_demo(args.out, args.data, target, args.model, feedback)
     finally:
@@ -133,5 +133,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"data: {demo['data']}")
     print(describe_outputs(demo["result"], warnings=False))
     print(f"  quick-look: {demo['quicklook']}")
-    print_warnings("demo", demo["result"].warnings)  # as `densify run`: results on stdout, warnings on stderr
+    print_warnings("demo", feedback.unshown(demo["result"].warnings))  # as `densify run`: warnings on stderr
     return 0

@@ -80,12 +80,15 @@ def target_dates(texts: list[str], every: int | None) -> list[dt.date]:
     return dates_every(*given, every)
 
 
-def progress_bar(enabled: bool | None = None) -> tuple[Feedback, callable]:
-    """A Feedback drawing a tqdm bar on a terminal (silent otherwise) and its closer."""
+def progress_bar(command: str, enabled: bool | None = None) -> tuple[Feedback, callable]:
+    """A Feedback drawing a tqdm bar on a terminal (silent otherwise), which prints the warnings it is given at once
+    on stderr ("densify COMMAND: warning: ...", above the bar), and its closer."""
+    from .cli import print_warnings
+
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
-        return Feedback(), lambda: None
+        return Feedback(warn=lambda w: print_warnings(command, [w])), lambda: None
     from tqdm import tqdm
 
     bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}")
@@ -95,7 +98,11 @@ def progress_bar(enabled: bool | None = None) -> tuple[Feedback, callable]:
         bar.set_postfix_str(msg, refresh=False)
         bar.refresh()
 
-    return Feedback(progress), bar.close
+    def warn(warning: str) -> None:
+        with bar.external_write_mode(file=sys.stderr):
+            print_warnings(command, [warning])
+
+    return Feedback(progress, warn=warn), bar.close
 
 
 def replaced_input(request: DensifyRequest, path: Path) -> str | None:
@@ -141,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
     requests = series_requests(request, when)
     for r in requests:
         check_outputs(r)
-    feedback, close = progress_bar()
+    feedback, close = progress_bar("run")
     try:
         results = run_series(requests, feedback)  # a failure leaves no folder it made
     finally:
@@ -150,5 +157,5 @@ def main(args: argparse.Namespace) -> int:
         print(describe_outputs(result, warnings=False, seconds=len(results) == 1))  # warnings: on stderr
     if len(results) > 1:
         print(f"{len(results)} dates in {results[0].seconds:.1f} s")
-    print_warnings("run", list(dict.fromkeys(w for result in results for w in result.warnings)))
+    print_warnings("run", feedback.unshown(w for result in results for w in result.warnings))
     return 0

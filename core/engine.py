@@ -357,6 +357,8 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
                             "quarter of the memory): their strips are decoded again for every window, which is much "
                             "slower; tile them (gdal_translate -co TILED=YES -co COMPRESS=DEFLATE IN OUT)"
                             + ("" if inv.s2_grid else " or give an extent"))
+        for warning in warnings + [w for d in per_date for w in d.warnings]:  # before the work: a user may stop a
+            fb.warn(warning)  # long run and mend the inputs
         written = _compute(per_date, inv, method, tags, tile_size, blend, fb, cache_mb)
     warnings += method.notes()
     for d, w in zip(per_date, written, strict=True):

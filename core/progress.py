@@ -8,14 +8,19 @@ from .errors import Cancelled
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
+WarnFn = Callable[[str], None]
 
 
 class Feedback:
-    """Reports progress (0-100) and checks for cancellation; shells pass their own callables."""
+    """Reports progress (0-100), checks for cancellation and shows warnings as soon as they are known (a long run's
+    warnings about its inputs come before its work, not after); shells pass their own callables."""
 
-    def __init__(self, progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None):
+    def __init__(self, progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None,
+                 warn: WarnFn | None = None):
         self._progress = progress
         self._is_cancelled = is_cancelled
+        self._warn = warn
+        self.shown: list[str] = []  # the warnings `warn` has shown (a result lists them again: see `unshown`)
 
     def report(self, percent: float, message: str = "") -> None:
         if self._progress is not None:
@@ -23,6 +28,16 @@ class Feedback:
 
     def cancelled(self) -> bool:
         return bool(self._is_cancelled and self._is_cancelled())
+
+    def warn(self, message: str) -> None:
+        """Show a warning now, once, where the shell has a place for it (else it waits for the result's warnings)."""
+        if self._warn is not None and message not in self.shown:
+            self.shown.append(message)
+            self._warn(message)
+
+    def unshown(self, warnings) -> list[str]:
+        """`warnings` without repeats and without those `warn` has shown already."""
+        return [w for w in dict.fromkeys(warnings) if w not in self.shown]
 
     def check(self) -> None:
         """Raise Cancelled when the user asked to stop."""
@@ -36,4 +51,6 @@ class Feedback:
         def progress(p: float, m: str) -> None:
             parent.report(start + (end - start) * p / 100.0, m)
 
-        return Feedback(progress, self._is_cancelled)
+        child = Feedback(progress, self._is_cancelled, self._warn)
+        child.shown = self.shown  # one record: either one's `unshown` knows what both showed
+        return child

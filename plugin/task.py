@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsTask
+from qgis.PyQt.QtCore import Qt, pyqtSignal
 
 from ..core.errors import Cancelled, DensifyError, failure_message
 from ..core.progress import Feedback
@@ -32,7 +33,10 @@ def title(requests: list[DensifyRequest]) -> str:
 
 class DensifyTask(QgsTask):
     """Runs a DensifyRequest, or the requests of a series of dates (engine.series_requests), in a worker
-    thread with progress and cancel; no output on cancel."""
+    thread with progress and cancel; no output on cancel. `warned` carries each warning about the inputs (striped
+    files, partial S1 coverage...) to the main thread as soon as the core has it, before the run's work."""
+
+    warned = pyqtSignal(str)
 
     def __init__(self, request: DensifyRequest | list[DensifyRequest],
                  on_finished: Callable[[DensifyTask], None] | None = None):
@@ -48,6 +52,7 @@ class DensifyTask(QgsTask):
         self.error: str | None = None  # message for the user (str(exc) of a core error)
         self.details: str | None = None  # traceback of an unexpected error, for the log only
         self.message = ""
+        self.feedback = Feedback(progress=self._progress, is_cancelled=self.isCanceled, warn=self.warned.emit)
         self.done = False  # set once finished() has run (outcome reported)
         self.cancelled = False
         self._out_dir_existed = Path(self.request.out_dir).exists()
@@ -68,9 +73,8 @@ class DensifyTask(QgsTask):
         self.setProgress(percent)
 
     def run(self) -> bool:
-        feedback = Feedback(progress=self._progress, is_cancelled=self.isCanceled)
         try:
-            self.results = self._run(self.requests, feedback)
+            self.results = self._run(self.requests, self.feedback)
             if len(self.results) > 1:  # a series: one stretch for all its dates (read here, off the main thread)
                 self.limits = common_limits([r.outputs for r in self.results])
         except Cancelled:
@@ -129,9 +133,7 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
     heading = title(task.requests)
 
     def push(text: str, level: Qgis.MessageLevel) -> None:
-        QgsMessageLog.logMessage(text, LOG_TAG, level)
-        if message_bar is not None:
-            message_bar.pushMessage(heading, text, level, 0 if level == Qgis.Critical else 8)
+        _push(heading, message_bar, text, level)
 
     if task.results and not task.cancelled:
         result = task.result
@@ -152,7 +154,7 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
             modes = ", ".join(dict.fromkeys(res.mode for res in task.results))
             method = method_label(output_tags(result.outputs["synthesized"])) or result.method  # as the layers say
             push(f"{modes}, {method} ({result.provider}), {result.seconds:.1f} s; written to {folder}", Qgis.Success)
-        for warning in dict.fromkeys(w for res in task.results for w in res.warnings):
+        for warning in task.feedback.unshown(w for res in task.results for w in res.warnings):  # the others: `warned`
             push(warning, Qgis.Warning)
         return layers
     if task.error is not None:
@@ -162,6 +164,13 @@ def report(task: DensifyTask, project: QgsProject | None = None, message_bar=Non
     else:
         push("Cancelled: no output was written.", Qgis.Info)
     return []
+
+
+def _push(heading: str, message_bar, text: str, level: Qgis.MessageLevel) -> None:
+    """A message in the log and, where there is one, the message bar (an error stays until closed)."""
+    QgsMessageLog.logMessage(text, LOG_TAG, level)
+    if message_bar is not None:
+        message_bar.pushMessage(heading, text, level, 0 if level == Qgis.Critical else 8)
 
 
 def create(request: DensifyRequest | list[DensifyRequest], project: QgsProject | None = None, message_bar=None,
@@ -184,6 +193,9 @@ def create(request: DensifyRequest | list[DensifyRequest], project: QgsProject |
             on_done(task, layers)
 
     task = DensifyTask(request, finished)
+    heading = task.description()
+    # queued: emitted in the worker thread, shown on the main thread (the message bar is a widget)
+    task.warned.connect(lambda text: _push(heading, message_bar, text, Qgis.Warning), Qt.QueuedConnection)
     target.cleared.connect(on_cleared)  # once the task exists: its finished() disconnects it
     return task
 

@@ -48,6 +48,27 @@ def test_bad_input_is_one_paragraph_naming_the_file(densify, uds_dir, tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_a_warning_is_printed_before_the_work_and_once(densify, uds_dir, tmp_path):
+    """A warning about the run's inputs or method is printed when it is known (before the work), and not again
+    with the results at the end (stdout and stderr as one unbuffered stream, as a terminal shows them)."""
+    import os
+    import subprocess
+
+    s2 = [str(p) for p in sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))[40:46]]
+    args = ["run", "--s2", *s2, "--date", "2018-03-01", "--out", str(tmp_path / "out"), "--model", "linear",
+            "--device", "cuda", "--no-lai"]
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GDAL_PAM_ENABLED="NO", PYTHONUNBUFFERED="1")
+    proc = subprocess.run(densify.command + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    said = "densify run: warning: CUDA was asked for but linear ran on numpy (linear is a CPU method)"
+    backcasting = "densify run: warning: target is 19 days before the first S2 image: backcasting"  # the date's
+    summary = next(i for i, line in enumerate(lines) if " at 2018-03-01 with " in line)
+    for warning in (said, backcasting):
+        assert lines.count(warning) == 1 and lines.index(warning) < summary, lines
+
+
 def test_bad_date_and_out_of_range(densify, uds_dir, tmp_path):
     s2 = str(sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))[40])
     proc = densify("run", "--s2", s2, "--date", "someday", "--out", str(tmp_path))

@@ -761,6 +761,31 @@ def test_a_bad_input_at_run_time_shows_the_message_not_a_traceback(loaded, bar, 
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").rglob("*")) == []
 
 
+def test_a_warning_reaches_the_message_bar_during_the_run_once(loaded, bar, tmp_path, monkeypatch):
+    """A warning about the inputs or the method is shown while the task still runs (sent from the worker thread,
+    shown on the main thread: the message bar is a widget), and not again with the outcome."""
+    from qgis.core import Qgis
+    from qgis.PyQt.QtCore import QCoreApplication, QThread
+    from sentinel_densify.plugin import task as task_module
+
+    shown = []
+    push = task_module._push
+
+    def spy(heading, message_bar, text, level):
+        shown.append((text, QThread.currentThread() is QCoreApplication.instance().thread(), started.done))
+        push(heading, message_bar, text, level)
+
+    monkeypatch.setattr(task_module, "_push", spy)
+    dlg = _dialog(loaded, bar, tmp_path)
+    request = dlg.build_request()
+    request.method, request.device = "linear", "cuda"
+    started = task_module.start(request, loaded, bar)
+    _wait(started)
+    said = "CUDA was asked for but linear ran on numpy (linear is a CPU method)"
+    assert [s for s in shown if s[0] == said] == [(said, True, False)]  # once, on the main thread, before the end
+    assert [text for _title, text, level in _messages(bar) if level == Qgis.Warning].count(said) == 1
+
+
 def test_a_project_closed_during_the_run_gets_no_layers_and_the_folder_is_named(loaded, bar, tmp_path):
     """The results belong to the project they were asked for: clearing it (closing it, opening another)
     while the task runs leaves the new project untouched, and the message names the folder."""

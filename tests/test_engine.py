@@ -232,6 +232,24 @@ def test_cuda_asked_for_without_a_gpu_is_said(small, first_last, tmp_path):
         assert not any("CUDA" in w for w in res.warnings)
 
 
+def test_warnings_about_the_inputs_are_shown_before_the_work_once(small, first_last, tmp_path):
+    """A shell's warn callback gets the warnings about the inputs and the method before the first tile (a user may
+    stop a long run), each once; the result still lists them (the API's), and `unshown` leaves them out."""
+    from sentinel_densify.core.progress import Feedback
+
+    events = []
+    fb = Feedback(progress=lambda pct, msg: events.append(("progress", msg)),
+                  warn=lambda w: events.append(("warn", w)))
+    target = first_last[0] + dt.timedelta(days=20)
+    res = engine.run(_req(small, tmp_path / "a", target, device="cuda", lai=False), fb)
+    said = "CUDA was asked for but linear ran on numpy (linear is a CPU method)"
+    assert said in res.warnings
+    assert [e for e in events if e[0] == "warn"] == [("warn", said)]
+    first_tile = next(i for i, e in enumerate(events) if e[0] == "progress" and e[1].startswith("tile"))
+    assert events.index(("warn", said)) < first_tile
+    assert fb.unshown(res.warnings) == [w for w in res.warnings if w != said]  # e.g. the pixels without a value
+
+
 def test_baselines_do_not_read_s1(small, first_last, tmp_path, corrupt_copy):
     """linear uses no S1, so the run reads none: an S1 file whose pixels cannot be read changes nothing in its
     outputs, while a method that reads S1 (the bundled model) names that file."""

@@ -278,6 +278,35 @@ def test_estimate_lai_says_when_it_falls_back_to_default_angles(provider, inputs
     assert [w for w in feedback.seen if w.startswith("LAI: angles missing from the metadata")]
 
 
+def test_a_warning_is_in_the_log_before_the_work_once(provider, inputs, tmp_path):
+    """The run's warnings about its inputs and method reach Processing's log as soon as the core has them (before
+    the tiles), and are not pushed again at the end."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def pushWarning(self, warning):  # noqa: N802 (QGIS API name)
+            self.seen.append(("warning", warning))
+
+        def setProgressText(self, text):  # noqa: N802 (QGIS API name)
+            self.seen.append(("progress", text))
+
+    feedback = Log()
+    processing.run("densify:synthesize", {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1, "DEVICE": 2,
+                                          "OUTPUT_SYNTHESIZED": str(tmp_path / "s2.tif"),
+                                          "OUTPUT_UNCERTAINTY": str(tmp_path / "std.tif"),
+                                          "OUTPUT_LAI": "TEMPORARY_OUTPUT"}, feedback=feedback)
+    said = ("warning", "CUDA was asked for but linear ran on numpy (linear is a CPU method)")
+    assert feedback.seen.count(said) == 1, feedback.seen
+    first_tile = next(i for i, (kind, text) in enumerate(feedback.seen)
+                      if kind == "progress" and text.startswith("tile"))
+    assert feedback.seen.index(said) < first_tile
+
+
 def test_estimate_lai_over_an_extent(provider, inputs, tmp_path):
     """EXTENT as the toolbox writes it, in degrees: the input's whole pixels it touches, each the whole
     image's LAI."""

@@ -184,8 +184,8 @@ class SynthesizeAlgorithm(SynthesisAlgorithm):
         with core_errors(feedback):
             from ...core.engine import run
 
-            result = run(request, core_feedback(feedback))
-        for warning in result.warnings:
+            result = run(request, shown := core_feedback(feedback))
+        for warning in shown.unshown(result.warnings):
             feedback.pushWarning(warning)
         day = request.target_date
         synthesized = result.outputs["synthesized"]

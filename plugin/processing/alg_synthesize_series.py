@@ -105,8 +105,8 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         with core_errors(feedback):
             from ...core.engine import run_series
 
-            results = run_series(requests, core_feedback(feedback))
-        for warning in dict.fromkeys(w for result in results for w in result.warnings):
+            results = run_series(requests, shown := core_feedback(feedback))
+        for warning in shown.unshown(w for result in results for w in result.warnings):
             feedback.pushWarning(warning)
         load = self.parameterAsBoolean(parameters, self.LOAD, context)
         load = load and not _intermediate(parameters.get(self.OUTPUT))  # a model's intermediate step: not loaded

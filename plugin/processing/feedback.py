@@ -22,7 +22,8 @@ from ..layers import extent_values
 
 
 def core_feedback(feedback: QgsProcessingFeedback | None) -> Feedback:
-    """A core Feedback reporting into Processing's progress bar and log, cancelled by its button."""
+    """A core Feedback reporting into Processing's progress bar and log (warnings as soon as the core has them),
+    cancelled by its button."""
     if feedback is None:
         return Feedback()
     last = [""]
@@ -33,7 +34,7 @@ def core_feedback(feedback: QgsProcessingFeedback | None) -> Feedback:
             last[0] = message
             feedback.setProgressText(message)
 
-    return Feedback(progress=progress, is_cancelled=feedback.isCanceled)
+    return Feedback(progress=progress, is_cancelled=feedback.isCanceled, warn=feedback.pushWarning)
 
 
 def checked_layers(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProcessingContext
