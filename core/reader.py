@@ -128,11 +128,27 @@ def _strip_bytes(path: str, grid: Grid, rows: int) -> int:
 
 
 def _memory_mb() -> int:
-    """The machine's physical memory in MB (8 GB where the system does not say)."""
+    """The machine's physical memory in MB: POSIX's sysconf, Windows' GlobalMemoryStatusEx (8 GB where neither
+    answers)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (AttributeError, ValueError, OSError):  # not a POSIX system (Windows)
-        return 8192
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        pass
+    try:
+        import ctypes
+
+        class MemoryStatusEx(ctypes.Structure):  # MEMORYSTATUSEX, winbase.h
+            _fields_ = [("dwLength", ctypes.c_uint32), ("dwMemoryLoad", ctypes.c_uint32),
+                        *((name, ctypes.c_uint64) for name in ("ullTotalPhys", "ullAvailPhys", "ullTotalPageFile",
+                                                               "ullAvailPageFile", "ullTotalVirtual",
+                                                               "ullAvailVirtual", "ullAvailExtendedVirtual"))]
+
+        status = MemoryStatusEx(dwLength=ctypes.sizeof(MemoryStatusEx))
+        if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)) and status.ullTotalPhys:
+            return status.ullTotalPhys // 2**20
+    except (AttributeError, OSError):  # no windll: neither POSIX nor Windows
+        pass
+    return 8192
 
 
 class _GdalCache:

@@ -433,6 +433,34 @@ def test_striped_inputs_get_a_block_cache_for_a_row_of_windows(files, tmp_path, 
     assert not warning.endswith(" or give an extent")  # an extent was given
 
 
+def test_the_memory_is_read_on_windows_too(monkeypatch):
+    """Where POSIX's sysconf is missing (Windows), the memory comes from GlobalMemoryStatusEx, not an assumed 8 GB.
+    Windows cannot run here: its kernel32 is a stand-in that fills the structure as Windows does (it checks the
+    structure's declared size, 64 bytes in winbase.h)."""
+    import ctypes
+    import os
+
+    from sentinel_densify.core import reader
+
+    posix = reader._memory_mb()
+    assert posix == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    monkeypatch.delattr(os, "sysconf")
+
+    class Kernel32:
+        @staticmethod
+        def GlobalMemoryStatusEx(ref):  # noqa: N802 (Windows API name)
+            status = ref._obj
+            if status.dwLength != 64 or ctypes.sizeof(status) != 64:
+                return 0
+            status.ullTotalPhys = 31 * 2**30 + 5 * 2**20
+            return 1
+
+    monkeypatch.setattr(ctypes, "windll", type("WinDLL", (), {"kernel32": Kernel32()})(), raising=False)
+    assert reader._memory_mb() == 31 * 1024 + 5
+    monkeypatch.delattr(ctypes, "windll")
+    assert reader._memory_mb() == 8192  # neither answers
+
+
 def test_overlapping_readers_leave_gdal_s_cache_as_they_found_it(files):
     """Second audit: GDAL's block cache is the process's, and each reader restored the size it saw when it opened, so
     readers that overlapped (a run, and the dialog's checks) and closed out of order left the process with another's
