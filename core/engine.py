@@ -12,7 +12,7 @@ import numpy as np
 from . import __version__, dates, inventory, lai
 from .atomic import GEOTIFF_SUFFIXES, new_dirs_removed_on_error, output_file_problem, same_file
 from .errors import InputError, Problem, short_list
-from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, auto_tile_size, tiles
+from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, Grid, auto_tile_size, covering_grid, tiles
 from .methods import bundled_model, create
 from .progress import Feedback
 from .reader import SeriesReader, sample_stack, strip_cache_mb
@@ -239,11 +239,14 @@ class _DateOutputs:
         self.empty = 0  # output pixels without a value (no clear observation there, or outside the S2 images)
 
     def open(self, outputs: contextlib.ExitStack, inv: inventory.Inventory, tags: dict[str, str], tile_size: int,
-             blend: int) -> None:
+             blend: int, computed: Grid) -> None:
         """Start the output rasters (temporary files until `place`; blocks that the tiles of `tile_size` px fill
-        whole), and the blending of the windows' predictions over `blend` px either side of their common edges."""
+        whole), and the blending of the windows' predictions over `blend` px either side of their common edges, on
+        the `computed` grid (the outputs' own, or with an extent the whole tiles around it: grid.covering_grid)."""
         grid, bands, date = inv.grid, inv.bands, self.request.target_date
-        self.blender = WindowBlender(grid.height, grid.width, blend)
+        self.blender = WindowBlender(computed.height, computed.width, blend)
+        self.at = grid.offset_in(computed)  # the outputs' first pixel in the computed grid
+        self.shape = grid.height, grid.width
         block = block_size_for(tile_size)
         tags = {"TARGET_DATE": f"{date:%Y-%m-%d}", "MODE": self.mode, **tags}
         observed = [i.name for i in inv.s2 if abs(dates.to_days(i.when) - self.day) <= dates.SAME_DAY]
@@ -272,8 +275,16 @@ class _DateOutputs:
         """Predict this date on one window of the series and write the pixels it completes (blended with the
         windows before it) to every output."""
         mean, std = method.predict(stack, self.day)
-        self.beyond.add_tile(stack, self.day, *tile.inner)
+        if inner := self._output_part(tile.row, tile.col, tile.height, tile.width):  # the tile's output pixels
+            (r0, r1), (c0, c1) = inner
+            self.beyond.add_tile(stack, self.day, slice(r0 - tile.row0, r1 - tile.row0),
+                                 slice(c0 - tile.col0, c1 - tile.col0))
         row, col, done = self.blender.add(tile, np.concatenate([mean, std]))
+        if not (part := self._output_part(row, col, *done.shape[1:])):
+            return
+        (r0, r1), (c0, c1) = part
+        done = done[:, r0 - row:r1 - row, c0 - col:c1 - col]
+        row, col = r0 - self.at[0], c0 - self.at[1]  # in the outputs' grid
         nb = len(bands)
         mean, std = np.maximum(done[:nb], 0), done[nb:]  # no negative reflectance (NaN stays NaN)
         self.empty += int(np.isnan(mean).all(axis=0).sum())
@@ -282,6 +293,13 @@ class _DateOutputs:
         if "lai" in self.rasters:
             res = lai.estimate(mean, bands, self.angles, std=std)
             self.rasters["lai"].write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]), row, col)
+
+    def _output_part(self, row: int, col: int, height: int, width: int) -> tuple[tuple[int, int], ...] | None:
+        """((row0, row1), (col0, col1)) of the computed grid's box at (row, col) that lies in the outputs' grid;
+        None where none does."""
+        (r, c), (h, w) = self.at, self.shape
+        rows, cols = (max(row, r), min(row + height, r + h)), (max(col, c), min(col + width, c + w))
+        return (rows, cols) if rows[0] < rows[1] and cols[0] < cols[1] else None
 
     def finish_warnings(self, size: int) -> None:
         if self.empty > 0.01 * size:
@@ -336,6 +354,8 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
     tile_size = request.tile_size or auto_tile_size(
         len(inv.s2) * len(inv.bands) + (2 * len(inv.s1) if method.uses_s1 else 0), method.halo + blend)
     blend = min(blend, tile_size // 2)
+    # an extent is computed on the whole run's windows around it, so its pixels are the whole run's
+    computed = covering_grid(inv.grid, inv.s2_grid, tile_size, blend) if inv.s2_grid else inv.grid
     tags = {
         "METHOD": method.name,
         "TILE_SIZE": str(tile_size),  # a model's pixels depend a little on it (each window's choice of dates)
@@ -349,7 +369,7 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
         for folder in sorted({d.out_paths[k].absolute().parent for d in per_date for k in d.out_paths}):
             made.enter_context(new_dirs_removed_on_error(folder))
         window = tile_size + 2 * (method.halo + blend)
-        cache_mb, wanted, striped = strip_cache_mb(inv, window, across=-(-inv.grid.width // tile_size),
+        cache_mb, wanted, striped = strip_cache_mb(inv, window, across=-(-computed.width // tile_size),
                                                    s1=method.uses_s1)
         if wanted > cache_mb:
             warnings.append(f"{len(striped)} inputs stored in strips, not tiles ({short_list(striped)}), need {wanted} "
@@ -359,7 +379,7 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
                             + ("" if inv.s2_grid else " or give an extent"))
         for warning in warnings + [w for d in per_date for w in d.warnings]:  # before the work: a user may stop a
             fb.warn(warning)  # long run and mend the inputs
-        written = _compute(per_date, inv, method, tags, tile_size, blend, fb, cache_mb)
+        written = _compute(per_date, inv, method, tags, tile_size, blend, fb, cache_mb, computed)
     warnings += method.notes()
     for d, w in zip(per_date, written, strict=True):
         stale = d.out_paths["lai"]  # DIR/lai_YYYYMMDD.tif beside the outputs just replaced
@@ -375,21 +395,19 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
 
 
 def _compute(per_date: list[_DateOutputs], inv: inventory.Inventory, method, tags: dict[str, str], tile_size: int,
-             blend: int, fb: Feedback, cache_mb: int) -> list[dict[str, str]]:
-    """run_series' work: each window of the series read once (a GDAL block cache of `cache_mb`), every date's outputs
-    written, checked and put in place together; their paths per date."""
-    grid = inv.grid
+             blend: int, fb: Feedback, cache_mb: int, computed: Grid) -> list[dict[str, str]]:
+    """run_series' work: each window of the `computed` grid read once (a GDAL block cache of `cache_mb`), every
+    date's outputs written, checked and put in place together; their paths per date."""
     with SeriesReader(inv, cache_mb=cache_mb, s1=method.uses_s1) as reader, contextlib.ExitStack() as outputs:
         if method.uses_sample:
             fb.report(2, f"calibrating {method.name}")
-            method.prepare(sample_stack(inv, reader))
+            method.prepare(sample_stack(inv, reader, inv.s2_grid or inv.grid))  # an extent's: the whole run's
         tags.update({k.upper(): str(v) for k, v in method.describe().items()})
         fb.check()
         for d in per_date:
-            d.open(outputs, inv, tags, tile_size, blend)
-        all_tiles = list(tiles(grid, tile_size, halo=method.halo + blend, within=inv.s2_grid,
-                               shift=blend))
-        for n, (tile, stack) in enumerate(reader.read_tiles(all_tiles)):
+            d.open(outputs, inv, tags, tile_size, blend, computed)
+        all_tiles = list(tiles(computed, tile_size, halo=method.halo + blend, within=inv.s2_grid, shift=blend))
+        for n, (tile, stack) in enumerate(reader.read_tiles(all_tiles, computed)):
             fb.check()
             for d in per_date:
                 fb.check()
@@ -398,7 +416,7 @@ def _compute(per_date: list[_DateOutputs], inv: inventory.Inventory, method, tag
         fb.check()
         fb.report(96, "writing overviews")
         for d in per_date:
-            d.finish_warnings(grid.width * grid.height)
+            d.finish_warnings(inv.grid.width * inv.grid.height)
         finished = [out for d in per_date for out in d.rasters.values()]
         for out in finished:  # all checked before any is renamed: a failure replaces none
             out.finish()

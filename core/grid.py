@@ -152,16 +152,37 @@ def auto_tile_size(values_per_pixel: int, halo: int = 0) -> int:
     return max(MIN_AUTO_TILE_SIZE, min(DEFAULT_TILE_SIZE, side // AUTO_TILE_STEP * AUTO_TILE_STEP))
 
 
-def _starts(n: int, size: int, shift: int) -> list[int]:
+def _starts(n: int, size: int, shift: int, offset: int = 0) -> list[int]:
     """Where the tiles of `size` along an axis of n px start, the edges between them `shift` px past multiples of
-    `size` (the first tile that much larger)."""
-    return [0, *range(size + shift, n, size)]
+    `size` (the first tile that much larger), counted from `offset` px before this axis' first pixel (the axis is
+    part of a larger one whose tiles it keeps)."""
+    first = size + shift + max(0, -(-(offset + 1 - size - shift) // size)) * size  # the first edge past `offset`
+    return [0, *(edge - offset for edge in range(first, offset + n, size))]
+
+
+def covering_grid(part: Grid, outer: Grid, size: int, shift: int = 0) -> Grid:
+    """The part of `outer` made of its whole tiles (`tiles(outer, size, shift=shift)`) that hold `part` and `shift` px
+    around it. Computed on it (`tiles(..., within=outer)`), `part`'s pixels come from the windows the whole grid's run
+    reads, blended with the same neighbours: an extent gets the whole run's pixels (a learned model chooses its
+    dates per window)."""
+    size = max(MIN_TILE_SIZE, int(size))
+
+    def span(lo: int, hi: int, n: int) -> tuple[int, int]:
+        starts = [*_starts(n, size, shift), n]
+        lo, hi = max(0, lo - shift), min(n, hi + shift)
+        return max(s for s in starts if s <= lo), min(s for s in starts if s >= hi)
+
+    row, col = part.offset_in(outer)
+    r0, r1 = span(row, row + part.height, outer.height)
+    c0, c1 = span(col, col + part.width, outer.width)
+    return outer.sub(r0, c0, c1 - c0, r1 - r0)
 
 
 def tiles(grid: Grid, size: int, halo: int = 0, within: Grid | None = None, shift: int = 0) -> Iterator[Tile]:
     """Non-overlapping tiles of `size` covering the grid, each with up to `halo` px of context, taken
     within `within` (a grid on the same pixels that holds this one, e.g. the S2 grid around an extent;
-    default: this grid), so tiles at the grid's edges see the pixels beyond them. shift: the edges between
+    default: this grid), so tiles at the grid's edges see the pixels beyond them; the edges between tiles are
+    `within`'s own (a grid from `covering_grid` is cut into `within`'s tiles). shift: the edges between
     tiles lie that many px past multiples of `size` (the first row and column of tiles that much larger), so
     that windows blended over `shift` px either side of their edges (window_blend) complete the pixels of
     [k * size, (k + 1) * size): whole blocks of the outputs when `size` is a multiple of their block size."""
@@ -170,7 +191,7 @@ def tiles(grid: Grid, size: int, halo: int = 0, within: Grid | None = None, shif
     row_off, col_off = grid.offset_in(outer)
     top, left = -row_off, -col_off  # the outer grid's edges in this grid's pixels
     bottom, right = outer.height - row_off, outer.width - col_off
-    rows, cols = _starts(grid.height, size, shift), _starts(grid.width, size, shift)
+    rows, cols = _starts(grid.height, size, shift, row_off), _starts(grid.width, size, shift, col_off)
     for row, next_row in zip(rows, [*rows[1:], grid.height], strict=True):
         for col, next_col in zip(cols, [*cols[1:], grid.width], strict=True):
             h, w = next_row - row, next_col - col

@@ -398,23 +398,23 @@ class SeriesReader(AbstractContextManager):
                     return k, exc
         return None
 
-    def read_tile(self, tile: Tile) -> Stack:
-        g = self.inv.grid
-        return self.read_window(g.sub(tile.row0, tile.col0, tile.width0, tile.height0))
+    def read_tile(self, tile: Tile, grid: Grid | None = None) -> Stack:
+        """The extended window of a tile of `grid` (default: the inventory's)."""
+        return self.read_window((grid or self.inv.grid).sub(tile.row0, tile.col0, tile.width0, tile.height0))
 
-    def read_tiles(self, tiles: Sequence[Tile]) -> Iterator[tuple[Tile, Stack]]:
-        """Each tile with its stack, in order. The next tile is read in a background thread while the
-        caller works on this one (GDAL and numpy release the GIL): reading overlaps computing, with at
-        most two stacks in memory. One tile is read at a time (by read_window's reader threads, each file
-        always by the same one, so no open file is shared); a read's error is raised here, and closing the
+    def read_tiles(self, tiles: Sequence[Tile], grid: Grid | None = None) -> Iterator[tuple[Tile, Stack]]:
+        """Each tile (of `grid`, default: the inventory's) with its stack, in order. The next tile is read in a
+        background thread while the caller works on this one (GDAL and numpy release the GIL): reading overlaps
+        computing, with at most two stacks in memory. One tile is read at a time (by read_window's reader threads,
+        each file always by the same one, so no open file is shared); a read's error is raised here, and closing the
         generator (a cancel) waits for the read under way."""
         with ThreadPoolExecutor(1, thread_name_prefix="densify-read") as pool:  # it waits for the readers
             self._pools.append(pool)
             try:
-                ahead = pool.submit(self.read_tile, tiles[0]) if tiles else None
+                ahead = pool.submit(self.read_tile, tiles[0], grid) if tiles else None
                 for n, tile in enumerate(tiles):
                     stack = ahead.result()
-                    ahead = pool.submit(self.read_tile, tiles[n + 1]) if n + 1 < len(tiles) else None
+                    ahead = pool.submit(self.read_tile, tiles[n + 1], grid) if n + 1 < len(tiles) else None
                     yield tile, stack
             finally:
                 pool.shutdown(cancel_futures=True)  # waits for a read under way
@@ -474,10 +474,11 @@ def any_clear(inv: Inventory, info: RasterInfo) -> bool:
 STRIP_PX = 256  # any_clear reads the grid by strips of this many rows
 
 
-def sample_stack(inv: Inventory, reader: SeriesReader, n_windows: int = 6, size: int = 64,
+def sample_stack(inv: Inventory, reader: SeriesReader, grid: Grid | None = None, n_windows: int = 6, size: int = 64,
                  seed: int = 0) -> Stack:
-    """A pixel sample of the whole series (random windows side by side) for calibration."""
-    g = inv.grid
+    """A pixel sample of the whole series on `grid` (default: the inventory's; random windows side by side) for
+    calibration."""
+    g = grid or inv.grid
     if g.width * g.height <= n_windows * size * size:
         return reader.read_window(g)
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ from helpers import read_array
 from rasterio.warp import transform_bounds
 from sentinel_densify.core import engine
 from sentinel_densify.core.errors import InputError
-from sentinel_densify.core.grid import Grid, canonical_wkt, tiles, within_extent
+from sentinel_densify.core.grid import Grid, canonical_wkt, covering_grid, tiles, within_extent
 from sentinel_densify.core.request import DensifyRequest
 
 KINDS = ("synthesized", "uncertainty", "lai")
@@ -69,8 +69,8 @@ def test_bad_extents_are_said(s2_grid, extent, crs, said):
 
 def test_tiles_take_their_context_beyond_the_extent(s2_grid):
     area = s2_grid.crop(*_box(s2_grid, 10, 14, 30, 30))
-    got = list(tiles(area, 16, halo=5, within=s2_grid))
-    assert [(t.row, t.col) for t in got] == [(0, 0), (0, 16), (16, 0), (16, 16)]
+    got = list(tiles(area, 16, halo=5, within=s2_grid))  # cut where the S2 grid's tiles are (rows, columns 16, 32)
+    assert [(t.row, t.col) for t in got] == [(r, c) for r in (0, 6, 22) for c in (0, 2, 18)]
     first, last = got[0], got[-1]
     assert (first.row0, first.col0) == (-5, -5)  # context above and left of the extent, inside the S2 grid
     assert (last.row0 + last.height0, last.col0 + last.width0) == (30 + 5, 30 + 5)
@@ -96,9 +96,28 @@ def whole(uds_subset, tmp_path_factory):
     return engine.run(_req(uds_subset, tmp_path_factory.mktemp("whole"), dt.date(2018, 3, 1), tile_size=32))
 
 
+def test_an_extent_is_computed_on_the_whole_run_s_windows(s2_grid):
+    """An extent is computed on the whole tiles of the S2 grid around it (and `shift` px beyond it, where the
+    windows are blended), cut where the whole grid's run cuts them: the same windows, read with the same context."""
+    part = s2_grid.crop(*_box(s2_grid, 18, 14, 30, 26))
+    cover = covering_grid(part, s2_grid, 16, 4)  # the grid's tile edges: rows and columns 20, 36, 52
+    assert cover.offset_in(s2_grid) == (0, 0) and (cover.height, cover.width) == (52, 52)
+    whole = {(t.row, t.col): t for t in tiles(s2_grid, 16, halo=12, shift=4)}
+    r, c = cover.offset_in(s2_grid)
+    for t in tiles(cover, 16, halo=12, within=s2_grid, shift=4):
+        w = whole[(t.row + r, t.col + c)]
+        assert (t.height, t.width, t.row0 + r, t.col0 + c, t.height0, t.width0) == (
+            w.height, w.width, w.row0, w.col0, w.height0, w.width0)
+    inner = s2_grid.crop(*_box(s2_grid, 40, 40, 4, 4))  # clear of the blending: one tile
+    assert covering_grid(inner, s2_grid, 16, 4).offset_in(s2_grid) == (36, 36)
+    assert covering_grid(inner, s2_grid, 16, 4).height == 16
+    assert covering_grid(s2_grid, s2_grid, 16, 4) == s2_grid
+
+
 def test_an_extent_gives_the_whole_run_s_pixels_there(whole, uds_subset, s2_grid, tmp_path):
-    """The bundled model (3x3 convolutions, a field-scale S1 filter) over an extent: the outputs are the
-    whole run's pixels within it, at its edges too (the tiles there read their context beyond them)."""
+    """The bundled model (3x3 convolutions, a field-scale S1 filter, its own tiles in each window) over an
+    extent: the outputs are the whole run's pixels within it, at its edges too (computed on the whole run's
+    windows around it)."""
     box = _box(s2_grid, 18, 14, 30, 26)
     part = engine.run(_req(uds_subset, tmp_path, dt.date(2018, 3, 1), tile_size=32, extent=box))
     for kind in KINDS:
@@ -107,10 +126,32 @@ def test_an_extent_gives_the_whole_run_s_pixels_there(whole, uds_subset, s2_grid
             assert ds.transform == ref.transform * ref.transform.translation(14, 18)
         got, ref = read_array(part.outputs[kind]), read_array(whole.outputs[kind])[:, 18:48, 14:40]
         assert np.isfinite(got).all()
-        # tiles cut elsewhere: the model's own tiles blend a little differently (up to 0.6 DN of 4700);
-        # without the context beyond the extent, its edges were up to 900 DN off
-        np.testing.assert_allclose(got, ref, rtol=0, atol=5e-4 * np.abs(ref).max(), err_msg=kind)
+        # before: windows of the extent's own, up to 0.6 DN of 4700 off (the model's tiles); without the context
+        # beyond the extent, its edges were up to 900 DN off
+        np.testing.assert_array_equal(got, ref, err_msg=kind)
     assert part.mode == whole.mode
+
+
+@pytest.mark.parametrize("method", ["default", "linear"])
+def test_an_extent_chooses_the_whole_run_s_dates_and_calibration(uds_dir, method, tmp_path):
+    """Docs audit: on the whole real series on 2018-08-29 an extent's own, smaller window left out 2018-09-11 (2.9 %
+    clear over the grid, 1.0 % there, under the 2 % a date needs to join the model's nearest dates) and moved
+    every pixel (median 50 DN, up to 220). The baselines' std, calibrated on a sample of the extent, differed too.
+    Both now come from the whole run's windows and sample."""
+    series = {"s2": sorted((uds_dir / "S2").glob("*_L2A_10m.tif")), "s1": sorted((uds_dir / "S1").glob("*.tif")),
+              "masks": sorted((uds_dir / "S2").glob("*_SCL_20m.tif"))}
+    day = dt.date(2018, 8, 29)
+    ref = engine.run(_req(series, tmp_path / "whole", day, method=method, lai=False))
+    with rasterio.open(ref.outputs["synthesized"]) as ds:
+        t = ds.transform
+    box = (501500, 5629200, 501800, 5629500)  # rows 18-48, columns 14-44 of the 64 px grid
+    part = engine.run(_req(series, tmp_path / "part", day, method=method, lai=False, extent=box))
+    for kind in ("synthesized", "uncertainty"):
+        with rasterio.open(part.outputs[kind]) as ds:
+            col, row = (round(v) for v in ~t * (ds.transform.c, ds.transform.f))
+            assert (row, col, ds.height, ds.width) == (18, 14, 30, 30)
+        np.testing.assert_array_equal(read_array(part.outputs[kind]),
+                                      read_array(ref.outputs[kind])[:, 18:48, 14:44], err_msg=kind)
 
 
 def test_an_extent_outside_the_grid_or_without_clear_pixels_is_refused(uds_subset, s2_grid, tmp_path):

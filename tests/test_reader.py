@@ -240,14 +240,14 @@ class _Logged(SeriesReader):
         self.fail_at, self.log = fail_at, []
         self.started = [threading.Event() for _ in range(16)]
 
-    def read_tile(self, tile):
+    def read_tile(self, tile, grid=None):
         import threading
 
         self.log.append((tile.row0, tile.col0, threading.current_thread().name))
         self.started[len(self.log) - 1].set()
         if len(self.log) - 1 == self.fail_at:
             raise InputError([])
-        return super().read_tile(tile)
+        return super().read_tile(tile, grid)
 
 
 def test_tiles_are_read_ahead_in_a_background_thread_with_the_same_pixels(files):
