@@ -18,7 +18,7 @@ from .progress import Feedback
 from .reader import SeriesReader, sample_stack, strip_cache_mb
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .window_blend import WindowBlender
-from .writer import AtomicRaster, block_size_for
+from .writer import AtomicRaster, block_size_for, place_together
 
 DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
 
@@ -420,7 +420,8 @@ def _compute(per_date: list[_DateOutputs], inv: inventory.Inventory, method, tag
         finished = [out for d in per_date for out in d.rasters.values()]
         for out in finished:  # all checked before any is renamed: a failure replaces none
             out.finish()
-        return [{kind: str(out.place()) for kind, out in d.rasters.items()} for d in per_date]
+        place_together(finished)  # all or none: a failure or Ctrl-C while placing puts every earlier output back
+        return [{kind: str(out.path) for kind, out in d.rasters.items()} for d in per_date]
 
 
 def describe_outputs(result: DensifyResult, warnings: bool = True, seconds: bool = True) -> str:

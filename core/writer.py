@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -128,18 +130,24 @@ class AtomicRaster:
                        interleave="band")
         if tiled:
             profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+        self._ds = None
+        self._done = False
+        # until this returns, the caller (its ExitStack) has nothing to discard: any failure here, Ctrl-C included,
+        # removes the temporary file itself
         try:
             self._ds = rasterio.open(self.tmp, "w", **profile)
+            for i, desc in enumerate(descriptions or [], start=1):
+                self._ds.set_band_description(i, desc)
+            if tags:
+                self._ds.update_tags(**{k: str(v) for k, v in tags.items()})
+            for i, bt in enumerate(band_tags or [], start=1):
+                self._ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
         except WRITE_ERRORS as exc:
-            self.tmp.unlink(missing_ok=True)
+            self.discard()
             raise OutputError(f"cannot write {self.path}: {first_line(exc)}") from exc
-        for i, desc in enumerate(descriptions or [], start=1):
-            self._ds.set_band_description(i, desc)
-        if tags:
-            self._ds.update_tags(**{k: str(v) for k, v in tags.items()})
-        for i, bt in enumerate(band_tags or [], start=1):
-            self._ds.update_tags(i, **{k: str(v) for k, v in bt.items()})
-        self._done = False
+        except BaseException:
+            self.discard()
+            raise
 
     def write(self, data: np.ndarray, row: int = 0, col: int = 0) -> None:
         """Write (count, h, w) data at (row, col)."""
@@ -195,7 +203,7 @@ class AtomicRaster:
     def discard(self) -> None:
         """Close and remove the temporary file and its side files."""
         try:
-            if not self._ds.closed:
+            if self._ds is not None and not self._ds.closed:
                 self._ds.close()
         except WRITE_ERRORS:
             pass  # a write that fails on close (disk full): the file is removed anyway
@@ -209,6 +217,56 @@ class AtomicRaster:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or not self._done:
             self.discard()
+
+
+def place_together(rasters: Sequence[AtomicRaster]) -> list[Path]:
+    """Put finished rasters (`AtomicRaster.finish`) in place as one transaction; their paths.
+
+    The files already at the paths are first renamed aside (hidden `.NAME.ID.old` in the same folder), then each
+    new file is renamed into place; the set-aside files are deleted only when all are placed. On any failure (an
+    OSError, raised as OutputError naming the file, or Ctrl-C) the new files, placed or not, are removed and the
+    set-aside ones renamed back: every path is left as it was. Side files at the paths (`.aux.xml`) are left as
+    they are, as `AtomicRaster.place` does.
+    """
+    rasters = list(rasters)
+    aside: list[tuple[Path, Path]] = []  # (path, hidden name of its earlier file): listed before the rename
+    tried: list[AtomicRaster] = []  # listed before `place`
+    try:
+        for out in rasters:
+            if out.path.is_symlink() or out.path.is_file():  # a folder is left for `place` to refuse
+                old = out.path.with_name(f".{out.path.name}.{uuid.uuid4().hex[:8]}.old")
+                aside.append((out.path, old))
+                try:
+                    os.replace(out.path, old)
+                except OSError as exc:
+                    raise OutputError(f"could not write {out.path}: {exc.strerror or exc}") from exc
+        for out in rasters:
+            tried.append(out)
+            out.place()
+    except BaseException:
+        _each([out.discard for out in rasters] + [partial(out.path.unlink, missing_ok=True) for out in tried]
+              + [partial(_put_back, old, path) for path, old in reversed(aside)])
+        raise
+    stopped = _each(partial(old.unlink, missing_ok=True) for _path, old in aside)
+    if stopped is not None and not isinstance(stopped, OSError):
+        raise stopped  # Ctrl-C while deleting the earlier files: every new one is in place
+    return [out.path for out in rasters]
+
+
+def _put_back(old: Path, path: Path) -> None:
+    if os.path.lexists(old):
+        os.replace(old, path)
+
+
+def _each(steps: Iterable[Callable[[], object]]) -> BaseException | None:
+    """Run every step, even after one raised (an OSError, a second Ctrl-C); the first exception raised."""
+    first = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:
+            first = first or exc
+    return first
 
 
 def write_array(path: str | Path, grid: Grid, data: np.ndarray, **kwargs) -> Path:

@@ -250,6 +250,33 @@ def test_warnings_about_the_inputs_are_shown_before_the_work_once(small, first_l
     assert fb.unshown(res.warnings) == [w for w in res.warnings if w != said]  # e.g. the pixels without a value
 
 
+def test_a_rename_failing_while_placing_leaves_every_earlier_output(small, first_last, tmp_path, monkeypatch):
+    """Error audit: the outputs were renamed into place one by one, so a rename failing part-way (a file another
+    user owns in a shared folder; on Windows one open in QGIS) left a new synthesized image beside the earlier run's
+    uncertainty. They are placed as one transaction (writer.place_together): all, or none."""
+    import os
+
+    from sentinel_densify.core import writer
+    from sentinel_densify.core.atomic import OutputError
+
+    target = first_last[0] + dt.timedelta(days=20)
+    first = engine.run(_req(small, tmp_path / "out", target, method="linear"))
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "out").iterdir()}
+    unc = Path(first.outputs["uncertainty"])
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst) == unc and Path(src).name.endswith(".partial.tif"):  # the new uncertainty into place
+            raise PermissionError(13, "Operation not permitted", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(writer.os, "replace", replace)
+    with pytest.raises(OutputError, match="uncertainty"):
+        engine.run(_req(small, tmp_path / "out", target, method="nearest"))
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "out").iterdir()}
+    assert after == before  # the linear run's three files, untouched; nothing else (no temporary, nothing aside)
+
+
 def test_baselines_do_not_read_s1(small, first_last, tmp_path, corrupt_copy):
     """linear uses no S1, so the run reads none: an S1 file whose pixels cannot be read changes nothing in its
     outputs, while a method that reads S1 (the bundled model) names that file."""

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+from sentinel_densify.core.atomic import OutputError
 from sentinel_densify.core.grid import Grid
-from sentinel_densify.core.writer import AtomicRaster, write_array
+from sentinel_densify.core.writer import AtomicRaster, place_together, write_array
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +221,106 @@ def test_blocks_that_the_tiles_fill_whole_are_written_once(real_grid, tmp_path):
 
     assert size(256, 384) > 1.1 * size(256, 768)
     assert size(block_size_for(384), 384) == size(block_size_for(384), 768)
+
+
+_SMALL = Grid(CRS.from_epsg(32631).to_wkt(), Affine(10, 0, 500000, 0, -10, 5600000), 64, 64)
+
+
+@pytest.mark.parametrize("error, raised", [(KeyboardInterrupt(), KeyboardInterrupt),
+                                           (RasterioError("no space left"), OutputError)])
+def test_a_failure_while_opening_leaves_no_partial_file(tmp_path, monkeypatch, error, raised):
+    """A Ctrl-C (or a write error) while __init__ sets the tags, after the temporary file exists but before the
+    caller's ExitStack has the object, removes that file."""
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "update_tags", fail)
+    with pytest.raises(raised):
+        AtomicRaster(tmp_path / "out.tif", _SMALL, 2, descriptions=["a", "b"], tags={"TARGET_DATE": "2018-03-15"})
+    assert list(tmp_path.iterdir()) == []  # no hidden .out.ID.partial.tif
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+_NAMES = ("a.tif", "b.tif", "c.tif")  # a, b exist (b with an .aux.xml beside it), c does not
+
+
+def _earlier_outputs(folder: Path) -> dict[str, bytes]:
+    write_array(folder / "a.tif", _SMALL, np.zeros((64, 64), "float32"))
+    write_array(folder / "b.tif", _SMALL, np.full((64, 64), 2, "float32"))
+    (folder / "b.tif.aux.xml").write_text("<PAMDataset/>")  # stale statistics: left as `place` leaves it
+    return _files(folder)
+
+
+def _place_failing(folder: Path, monkeypatch, k: int, phase: str, error: BaseException,
+                   after: bool) -> tuple[BaseException | None, dict[str, bytes]]:
+    """place_together of new a, b, c where the rename of target k raises `error` (phase "aside": the rename of
+    its earlier file aside; "place": of the new file onto it), before the rename or `after` it; what it raised
+    and the folder's files just after (the new rasters not yet discarded by the ExitStack)."""
+    target, real = folder / _NAMES[k], os.replace
+
+    def replace(src, dst):
+        src, dst = Path(src), Path(dst)
+        hit = src == target if phase == "aside" else dst == target and src.name.endswith(".partial.tif")
+        if hit and after:
+            real(src, dst)
+        if hit:
+            raise error
+        real(src, dst)
+
+    raised = None
+    with contextlib.ExitStack() as outputs:
+        outs = [outputs.enter_context(AtomicRaster(folder / name, _SMALL, 1)) for name in _NAMES]
+        for out in outs:
+            out.write(np.ones((64, 64), "float32"))
+            out.finish()
+        monkeypatch.setattr(os, "replace", replace)
+        try:
+            place_together(outs)
+        except BaseException as exc:  # KeyboardInterrupt too
+            raised = exc
+        finally:
+            monkeypatch.undo()
+        left = _files(folder)
+    return raised, left
+
+
+@pytest.mark.parametrize("phase, k", [("place", 0), ("place", 1), ("place", 2), ("aside", 0), ("aside", 1)])
+def test_place_together_a_failed_rename_leaves_every_target_as_it_was(tmp_path, monkeypatch, phase, k):
+    """A rename that fails part-way (an earlier output open on Windows, a sticky folder) replaces none of the
+    outputs: the earlier files are byte-identical, the absent one still absent, and no temporary or set-aside
+    file is left; OutputError names the file."""
+    before = _earlier_outputs(tmp_path)
+    raised, left = _place_failing(tmp_path, monkeypatch, k, phase, PermissionError(errno.EACCES, "Permission denied"),
+                                  after=False)
+    assert isinstance(raised, OutputError), raised
+    assert str(raised) == f"could not write {tmp_path / _NAMES[k]}: Permission denied"
+    assert left == before and _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("phase, k, after", [("place", 0, False), ("place", 1, True), ("place", 2, False),
+                                             ("place", 2, True), ("aside", 0, True), ("aside", 1, False)])
+def test_place_together_interrupted_leaves_every_target_as_it_was(tmp_path, monkeypatch, phase, k, after):
+    """Ctrl-C during the renames (before or just after one) puts every earlier file back as it was."""
+    before = _earlier_outputs(tmp_path)
+    raised, left = _place_failing(tmp_path, monkeypatch, k, phase, KeyboardInterrupt(), after)
+    assert isinstance(raised, KeyboardInterrupt), raised
+    assert left == before and _files(tmp_path) == before
+
+
+def test_place_together_places_all_and_leaves_no_temporary(tmp_path):
+    """Every new file in place, the earlier ones (set aside) deleted, the rasters done (their ExitStack keeps them)."""
+    _earlier_outputs(tmp_path)
+    with contextlib.ExitStack() as outputs:
+        outs = [outputs.enter_context(AtomicRaster(tmp_path / name, _SMALL, 1)) for name in _NAMES]
+        for value, out in enumerate(outs, start=5):
+            out.write(np.full((64, 64), value, "float32"))
+            out.finish()
+        assert place_together(outs) == [tmp_path / name for name in _NAMES]
+        assert sorted(_files(tmp_path)) == ["a.tif", "b.tif", "b.tif.aux.xml", "c.tif"]  # the stale one stays
+    assert sorted(_files(tmp_path)) == ["a.tif", "b.tif", "b.tif.aux.xml", "c.tif"]
+    for value, name in enumerate(_NAMES, start=5):
+        with rasterio.open(tmp_path / name) as ds:
+            assert (ds.read(1) == value).all()
