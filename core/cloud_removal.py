@@ -16,7 +16,7 @@ import numpy as np
 
 from .atomic import GEOTIFF_SUFFIXES, check_output_file
 from .errors import InputError, Problem
-from .methods import MODELS_DIR
+from .methods import MODELS_DIR, model_file_problem
 from .progress import Feedback
 
 BUNDLED = MODELS_DIR / "pix2pix.onnx"
@@ -34,10 +34,9 @@ class CloudRemovalResult:
 def resolve_model(model: str | Path | None) -> Path:
     """The model file to use: the one given, else the bundled models/pix2pix.onnx."""
     if model:
-        path = Path(model)
-        if not path.is_file():
-            raise InputError(Problem(str(path), _not_a_file(path, "a model file (.onnx)", "model file does not exist")))
-        return path
+        if problem := model_file_problem(model):
+            raise InputError(problem)
+        return Path(model)
     if BUNDLED.is_file():
         return BUNDLED
     raise InputError("no trained Pix2Pix model is bundled with this build: give a model file (.onnx; "

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem, write_text
-from .errors import InputError
+from .errors import InputError, short_list
 from .progress import Feedback
 
 REPORTS = ("report.json", "report.md")
@@ -108,6 +108,17 @@ def resolve_models(methods: list[str], heldout: bool) -> tuple[list[str], list[s
     return list(dict.fromkeys(methods)), models
 
 
+def nothing_scored(report: dict, s2: list[str]) -> str:
+    """Why a report holds no score, naming the S2 inputs: the reasons its tasks were skipped."""
+    reasons = sorted({s["reason"] for s in report.get("skipped", [])})
+    why = ("every task was skipped: " + "; ".join(reasons) if reasons else
+           f"{', '.join(report['methods'])} {'is' if len(report['methods']) == 1 else 'are'} scored for forecasting "
+           "only, and --leads is empty")
+    n = report["area"]["n_s2"]
+    names = short_list([Path(p).name for p in s2])
+    return f"nothing to evaluate in {names} ({n} S2 acquisition{'s' * (n != 1)}): {why}"
+
+
 def main(args: argparse.Namespace) -> int:
     from .cli import print_warnings
     from .evaluate import check_disjoint_folds, evaluate, evaluate_heldout, format_table
@@ -143,9 +154,11 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    if not report["targets"]:
+    if not report["targets"] and not report.get("skipped"):
         where = " in the test months of the model(s)" if args.heldout else ""
         raise InputError(f"no S2 acquisition is at least 99 % clear{where}: nothing to evaluate")
+    if not report["rows"]:
+        raise InputError(nothing_scored(report, args.s2))
     for entry in (report["notes"].get("leakage") or {}).values():
         print(f"densify evaluate: warning: {entry['note']}", file=sys.stderr)
     table = format_table(report)

@@ -549,7 +549,7 @@ def sampled_values(path: str, band: int | list[int] | None = None, max_size: int
     that read would decode whole: a full tile takes seconds), from SAMPLED_WINDOWS spread over it; as float64; empty
     when its pixels cannot be read (the run's read names the file)."""
     try:
-        with rasterio.open(path) as ds:
+        with rasterio.Env(), rasterio.open(path) as ds:  # Env: GDAL's messages go to logging, not stderr
             count = ds.count if band is None else len(band) if isinstance(band, list) else 0
             if max(ds.width, ds.height) > LARGE_PX and not ds.overviews(1):
                 values = np.concatenate([ds.read(band, window=w, masked=True).compressed()
@@ -1210,7 +1210,7 @@ def _valid_share(info: RasterInfo, grid: Grid, n: int = 128) -> float | None:
     try:
         if info.grid.crs_wkt != grid.crs_wkt:
             xs, ys = transform(grid.crs_wkt, info.grid.crs_wkt, list(xs), list(ys))
-        with rasterio.open(info.path) as ds:
+        with rasterio.Env(), rasterio.open(info.path) as ds:  # Env: GDAL's messages go to logging, not stderr
             fc, fr = ~ds.transform * (np.asarray(xs), np.asarray(ys))
             inside = (fc >= 0) & (fc < ds.width) & (fr >= 0) & (fr < ds.height)
             if not inside.any():

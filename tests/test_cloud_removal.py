@@ -93,6 +93,22 @@ def test_bad_input_names_the_file(model, sen12_dir, tmp_path, monkeypatch):
         cloud_removal.remove_clouds(s1, s2, tmp_path / "o.tif")
 
 
+def test_a_checkpoint_as_model_says_export_it_first_as_run_does(sen12_dir, tmp_path, capsys):
+    """A .pt given as the model gets the words `run` and `evaluate` give it, not ONNX's "Wire format was corrupt"."""
+    from sentinel_densify.core.methods import create
+
+    s1, s2 = _files(sen12_dir)
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"PK\x03\x04 not an ONNX model")
+    with pytest.raises(InputError) as run_says:
+        create(str(checkpoint))
+    assert "export it first with `densify export --checkpoint" in str(run_says.value)
+    assert cli_main(["remove-clouds", "--s1", s1, "--s2", s2, "--out", str(tmp_path / "o.tif"),
+                     "--model", str(checkpoint)]) == 1
+    assert capsys.readouterr().err == f"densify remove-clouds: {run_says.value}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+
+
 def test_folders_a_radar_mask_and_a_broken_contract_are_named(model, sen12_dir, tmp_path):
     """A folder given for an image or the model is said to be a folder (it exists); an S1 image given as the cloud
     mask is refused (its negative dB would read as clear probabilities everywhere: the cloudy input unchanged); a

@@ -193,6 +193,18 @@ def test_cli_unknown_method_is_a_message(uds_dir, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_cli_nothing_scored_is_a_message_not_an_empty_report(uds_subset, tmp_path, capsys):
+    """One S2 image: every task hides it and is skipped; evaluate says why instead of writing an empty report."""
+    s2 = uds_subset["s2"][10]
+    out = tmp_path / "eval"
+    rc = cli.main(["evaluate", "--s2", str(s2), "--s1", *map(str, uds_subset["s1"]), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and not out.exists()
+    assert (f"densify evaluate: Bad input: nothing to evaluate in {s2.name} (1 S2 acquisition): every task was "
+            "skipped: no S2 acquisition left in the inputs") in err
+    assert "Traceback" not in err
+
+
 def test_cli_heldout_without_a_model_is_refused_before_reading(tmp_path, capsys):
     out = tmp_path / "eval"
     assert cli.main(["evaluate", "--s2", str(tmp_path / "none"), "--s1", str(tmp_path / "none"), "--heldout",

@@ -231,3 +231,17 @@ def test_an_offset_tag_beside_a_gdal_band_scale_is_applied(few, tmp_path):
     info = inventory.describe(scaled[0])
     assert (info.scale, info.offset, info.scale_from) == (1e-4, pytest.approx(-0.1), "band scale")
     np.testing.assert_allclose(inventory.read_s2(scaled[0]).refl, inventory.read_s2(few["s2"][0]).refl, atol=1e-6)
+
+
+def test_an_s1_whose_pixels_do_not_read_gets_one_clear_message_no_gdal_lines(few, tmp_path, corrupt_copy, densify):
+    """The S1 units check and valid-share probes swallow the read error on purpose (the run's read names the file):
+    GDAL's own "ERROR 1: TIFFReadEncodedTile..." lines must not reach stderr before that message."""
+    pytest.importorskip("onnxruntime")
+    bad = corrupt_copy(few["s1"][3], tmp_path / few["s1"][3].name)
+    s1 = [str(bad if p == few["s1"][3] else p) for p in few["s1"]]
+    res = densify("run", "--s2", *map(str, few["s2"]), "--mask", *map(str, few["masks"]), "--s1", *s1,
+                  "--date", "2018-02-12", "--out", str(tmp_path / "out"), "--no-lai")
+    assert res.returncode == 1
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("ERROR ")] == [], res.stderr
+    assert f"densify run: Bad input: {bad.name}: cannot read its pixels" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()

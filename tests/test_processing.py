@@ -493,6 +493,40 @@ def test_a_file_qgis_cannot_open_is_named(provider, inputs, tmp_path):
 
 
 
+def test_a_checkpoint_or_a_folder_as_model_gets_the_clis_explanation(provider, inputs, tmp_path):
+    """QGIS's own check says only "Incorrect parameter value for MODEL" (its .onnx file filter): a .pt gets the
+    CLI's "export it first", a folder is said to be one; in synthesize, its series and remove_clouds."""
+    import re
+
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException
+    from sentinel_densify.core.errors import InputError
+    from sentinel_densify.core.methods import create
+
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"PK\x03\x04 a torch checkpoint")
+    with pytest.raises(InputError) as cli_says:
+        create(str(checkpoint))
+    assert "export it first with `densify export" in str(cli_says.value)
+    out = {"OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"), "OUTPUT_UNCERTAINTY": str(tmp_path / "u.tif")}
+    s2, s1 = inputs["S2_LAYERS"], inputs["S1_LAYERS"]
+    for alg, params in ((ALG, {**inputs, "TARGET_DATE": "2018-03-01", **out}),
+                        (SERIES, {**inputs, "FIRST_DATE": "2018-03-01", "LAST_DATE": "2018-03-02", "EVERY_DAYS": 1,
+                                  "OUTPUT": str(tmp_path / "series")}),
+                        ("densify:remove_clouds", {"S1": s1[0], "S2": s2[0], "OUTPUT": str(tmp_path / "c.tif")})):
+        ok, why = QgsApplication.processingRegistry().algorithmById(alg).checkParameterValues(
+            params, QgsProcessingContext())
+        assert ok, (alg, why)  # only MODEL is wrong
+        with pytest.raises(QgsProcessingException) as says:
+            processing.run(alg, {**params, "MODEL": str(checkpoint)})
+        assert f"MODEL: {cli_says.value.problems[0]}" in str(says.value), alg
+        assert "Incorrect parameter value" not in str(says.value)
+        with pytest.raises(QgsProcessingException, match=re.escape(f"MODEL: {tmp_path.name}: is a folder, not a "
+                                                                   "model file (.onnx)")):
+            processing.run(alg, {**params, "MODEL": str(tmp_path)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+
+
 def test_series_writes_each_date_as_a_run_for_that_date_alone(provider, inputs, tmp_path):
     """densify:synthesize_series: every EVERY_DAYS days from FIRST_DATE to LAST_DATE, one set of files per
     date in OUTPUT, each equal to densify:synthesize for that date."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, Problem
 from ..stack import Stack
 
 
@@ -93,6 +93,30 @@ def default_model() -> Path | None:
     return path if path is not None and importlib.util.find_spec("onnxruntime") is not None else None
 
 
+CHECKPOINTS = (".pt", ".pth", ".ckpt")  # PyTorch checkpoints: exported to ONNX before they run
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """What to do with a PyTorch checkpoint given as a model to run; None for any other file."""
+    path = Path(path)
+    if path.suffix.lower() not in CHECKPOINTS:
+        return None
+    return (f"{path.name}: a PyTorch checkpoint, not a model to run: export it first with "
+            f"`densify export --checkpoint {path} --out model.onnx` and give the .onnx file")
+
+
+def model_file_problem(model: str | Path) -> Problem | None:
+    """Why a model file cannot be run (a PyTorch checkpoint, a folder, a missing file), or None; whether it reads as
+    ONNX is found on loading. Shared by the CLI and Processing."""
+    path = Path(model)
+    if checkpoint := checkpoint_problem(path):
+        return Problem(str(path), checkpoint.removeprefix(f"{path.name}: "))
+    if not path.is_file():
+        return Problem(str(path), "is a folder, not a model file (.onnx)" if path.is_dir() else
+                       "model file does not exist")
+    return None
+
+
 def create(name: str, device: str = "auto") -> Method:
     """A method by registered name, 'default', or path to a model file (.onnx)."""
     _load_providers()
@@ -115,9 +139,8 @@ def create(name: str, device: str = "auto") -> Method:
         if "onnx" not in _REGISTRY:
             raise InputError(f"{path.name}: ONNX models need onnxruntime, which is not installed")
         return _REGISTRY["onnx"](path=path, device=device)
-    if path.suffix.lower() in (".pt", ".pth", ".ckpt"):
-        raise InputError(f"{path.name}: a PyTorch checkpoint, not a model to run: export it first with "
-                         f"`densify export --checkpoint {path} --out model.onnx` and give the .onnx file")
+    if checkpoint := checkpoint_problem(path):
+        raise InputError(checkpoint)
     known = ["default", *(m for m in available() if m != "onnx")]  # `onnx` (= default) is not documented
     raise InputError(f"unknown method or model '{name}' (known: {', '.join(known)}, "
                      "or a path to an .onnx file)")

@@ -71,7 +71,7 @@ class RemoveCloudsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloud-free Sentinel-2"))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
-        return checked_layers(self, parameters, context)
+        return checked_layers(self, parameters, context, models=[self.MODEL])
 
     def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> bool:

@@ -104,7 +104,7 @@ class SynthesisAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
-        return checked_layers(self, parameters, context)
+        return checked_layers(self, parameters, context, models=[self.MODEL])
 
     def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -37,22 +38,30 @@ def core_feedback(feedback: QgsProcessingFeedback | None) -> Feedback:
     return Feedback(progress=progress, is_cancelled=feedback.isCanceled, warn=feedback.pushWarning)
 
 
-def checked_layers(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProcessingContext
-                   ) -> tuple[bool, str]:
+def checked_layers(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProcessingContext,
+                   models: Sequence[str] = ()) -> tuple[bool, str]:
     """QGIS's own parameter check, its message ("Incorrect parameter value for S2_LAYERS") replaced
-    by one naming each layer input QGIS cannot open."""
+    by one naming each layer input QGIS cannot open, and each model file (the parameters `models`) the
+    core would refuse, in the core's words (a PyTorch checkpoint: export it first; a folder; a missing file)."""
+    from ...core.methods import model_file_problem
+
     ok, message = QgsProcessingAlgorithm.checkParameterValues(alg, parameters, context)
-    if ok:
-        return ok, message
     bad = []
-    for param in alg.parameterDefinitions():
+    for param in [] if ok else alg.parameterDefinitions():  # QGIS refused something: a layer it cannot open?
         if not isinstance(param, QgsProcessingParameterMultipleLayers | QgsProcessingParameterRasterLayer):
             continue
         values = parameters.get(param.name()) or []
         for value in values if isinstance(values, list | tuple) else [values]:
             if isinstance(value, str) and QgsProcessingUtils.mapLayerFromString(value, context) is None:
                 bad.append(f"{param.name()}: {value} is not a raster layer or a raster file QGIS can open")
-    return ok, "; ".join(bad) or message
+    for name in models:
+        model = (alg.parameterAsFile(parameters, name, context) or "").strip()
+        problem = model_file_problem(model) if model else None
+        if problem is None and model and Path(model).suffix.lower() != ".onnx":  # QGIS's file filter refused it
+            problem = f"{Path(model).name}: not an ONNX model file (.onnx)"
+        if problem:
+            bad.append(f"{name}: {problem}")
+    return ok and not bad, "; ".join(bad) or message
 
 
 def extent_parameter(alg: QgsProcessingAlgorithm, parameters: dict, name: str, context: QgsProcessingContext
