@@ -133,7 +133,7 @@ def read_s1_db(path: str | Path) -> tuple[np.ndarray, dict]:
     """(2, h, w) float32 backscatter in dB, NaN nodata; and file info (tags, size, crs, bounds)."""
     import rasterio
 
-    with rasterio.open(path) as ds:
+    with rasterio.Env(), rasterio.open(path) as ds:  # Env: GDAL's messages to logging (the report says why)
         data = ds.read().astype(np.float32)
         if ds.nodata is not None and np.isfinite(ds.nodata):
             data[data == ds.nodata] = np.nan
@@ -150,7 +150,7 @@ def read_s2_refl(path: str | Path, bands: Iterable[str] | None = None) -> tuple[
     """
     import rasterio
 
-    with rasterio.open(path) as ds:
+    with rasterio.Env(), rasterio.open(path) as ds:  # Env: GDAL's messages to logging (the report says why)
         names = s2_band_names(ds.count, ds.descriptions)
         want = list(bands) if bands is not None else names
         missing = [b for b in want if b not in names]

@@ -91,6 +91,7 @@ def within_extent(grid: Grid, extent, crs: str | None = None, of: str = "the S2 
     """The part of `grid` inside `extent` (xmin, ymin, xmax, ymax in `crs`; None or "": the grid's CRS), as
     whole pixels of the grid; ValueError saying what is wrong with the extent or that it misses the grid
     (named `of`)."""
+    import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
     from rasterio.warp import transform_bounds
@@ -104,7 +105,8 @@ def within_extent(grid: Grid, extent, crs: str | None = None, of: str = "the S2 
                          "xmin < xmax and ymin < ymax")
     if crs:
         try:
-            src = CRS.from_user_input(crs)
+            with rasterio.Env():  # PROJ's "crs not found" to logging, not stderr: the message below says it
+                src = CRS.from_user_input(crs)
         except CRSError:
             shown = crs if len(crs) <= 60 else crs[:57] + "..."
             raise ValueError(f"the extent's CRS '{shown}' is not a coordinate system GDAL knows") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +229,22 @@ def test_links_never_replace_the_files_of_another_dataset(crafted, tmp_path):
     curate(crafted, other)  # a report alone is fine there: nothing is replaced
     after = _digest(other)
     assert {k: v for k, v in after.items() if k in before} == before and (other / "report.csv").is_file()
+
+
+def test_an_unreadable_image_is_a_report_row_without_gdal_lines(densify, sen12_dir, corrupt_copy, tmp_path):
+    """Error audit: a damaged s2_cloudy file printed GDAL's "ERROR 1: ..." lines on stderr; the triplet's row in
+    report.csv says why it was left out, and stderr has no raw GDAL line."""
+    name = "ROIs2017_winter_112_p797.tif"
+    data = tmp_path / "data"
+    for folder in FOLDERS:
+        (data / folder).mkdir(parents=True)
+        if folder == "s2_cloudy":
+            corrupt_copy(sen12_dir / folder / name, data / folder / name)
+        else:
+            shutil.copy(sen12_dir / folder / name, data / folder / name)
+    proc = densify("curate", "--data", str(data), "--out", str(tmp_path / "out"))
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("ERROR ")], proc.stderr
+    assert "Traceback" not in proc.stderr
+    with (tmp_path / "out" / "report.csv").open() as f:
+        rows = {r["name"]: r for r in csv.DictReader(f)}
+    assert (rows[name]["kept"], rows[name]["reason"]) == ("False", "unreadable"), rows

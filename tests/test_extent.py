@@ -200,3 +200,14 @@ def test_densify_run_with_an_extent_in_degrees(densify, uds_dir, s2_grid, tmp_pa
                    "--extent-crs", "EPSG:4326")
     assert proc.returncode != 0 and "--extent XMIN YMIN XMAX YMAX" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "b").exists()
+
+
+def test_an_unknown_extent_crs_is_one_message_without_proj_s_line(densify, uds_dir, tmp_path):
+    """Error audit: PROJ printed "ERROR 1: PROJ: proj_create_from_database: crs not found" before the message that
+    says the same; the message alone is shown now."""
+    s2 = str(sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))[40])
+    proc = densify("run", "--s2", s2, "--date", "2018-03-01", "--out", str(tmp_path / "out"), "--model", "linear",
+                   "--extent", "0", "0", "1", "1", "--extent-crs", "EPSG:999999")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("densify run: Bad input: the extent's CRS 'EPSG:999999' is not a coordinate system "
+                                   "GDAL knows"), proc.stderr
