@@ -109,14 +109,22 @@ def resolve_models(methods: list[str], heldout: bool) -> tuple[list[str], list[s
 
 
 def nothing_scored(report: dict, s2: list[str]) -> str:
-    """Why a report holds no score, naming the S2 inputs: the reasons its tasks were skipped."""
-    reasons = sorted({s["reason"] for s in report.get("skipped", [])})
-    why = ("every task was skipped: " + "; ".join(reasons) if reasons else
-           f"{', '.join(report['methods'])} {'is' if len(report['methods']) == 1 else 'are'} scored for forecasting "
-           "only, and --leads is empty")
+    """Why a report holds no score, naming the S2 inputs: the reasons its tasks were skipped, and the methods that
+    score forecasts only where only gaps were asked or ran."""
+    from .evaluate import FORECAST_ONLY
+
+    why = []
+    if reasons := sorted({s["reason"] for s in report.get("skipped", [])}):
+        tasks = len(report["targets"] or {s["target_date"] for s in report["skipped"]}) * (
+            len(report["gaps"]) + len(report["leads"]))
+        n = len(report["skipped"])
+        why.append(f"{'every task was' if n >= tasks else f'{n} of {tasks} tasks were'} skipped: {'; '.join(reasons)}")
+    if forecasts := [m for m in report["methods"] if m in FORECAST_ONLY]:
+        why.append(f"{', '.join(forecasts)} {'is' if len(forecasts) == 1 else 'are'} scored for forecasting only"
+                   + (", and --leads is empty" if not report["leads"] else ""))
     n = report["area"]["n_s2"]
     names = short_list([Path(p).name for p in s2])
-    return f"nothing to evaluate in {names} ({n} S2 acquisition{'s' * (n != 1)}): {why}"
+    return f"nothing to evaluate in {names} ({n} S2 acquisition{'s' * (n != 1)}): {'; '.join(why)}"
 
 
 def main(args: argparse.Namespace) -> int:

@@ -261,16 +261,19 @@ def evaluate_heldout(stack: Stack, models: Sequence[str], baselines: Sequence[st
     rows: dict[tuple, dict] = {}
     report: dict = {}
     methods: dict = {}
+    skipped: list[dict] = []  # every fold's
     for model in models:
         report = evaluate(stack, [*baselines, str(model)], dates=heldout_dates(model, stack, months[str(model)]),
                           **kwargs)
         methods[str(model)] = {**report["methods"].pop(str(model)), "sha256": file_sha256(model),
                                "holdout_months": sorted(months[str(model)])}
+        skipped += [{**s, "model": str(model)} for s in report["skipped"]]
         for r in report["rows"]:
             r = {**r, "method": label, "model": str(model)} if r["method"] == str(model) else r
             rows[(r["task"], r["days"], r["method"], r["target_date"])] = r
     out = dict(report)
     out["rows"] = list(rows.values())
+    out["skipped"] = skipped
     out["summary"] = _summary(out["rows"])
     out["targets"] = sorted({r["target_date"] for r in out["rows"]})
     out["methods"] = {**report["methods"], label: {"folds": methods}}

@@ -205,6 +205,50 @@ def test_cli_nothing_scored_is_a_message_not_an_empty_report(uds_subset, tmp_pat
     assert "Traceback" not in err
 
 
+def test_cli_nothing_scored_says_which_tasks_were_skipped_and_why_the_rest_scored_nothing(uds_subset, tmp_path,
+                                                                                           capsys):
+    """Second audit: persistence (forecasts only) with gaps alone, one of them too long for the series: the message
+    said "every task was skipped" though the short gaps ran; it says how many were skipped and that persistence scores
+    forecasts only."""
+    s2 = [str(p) for p in uds_subset["s2"][:6]]
+    s1 = [str(p) for p in uds_subset["s1"][:3]]
+    rc = cli.main(["evaluate", "--s2", *s2, "--s1", *s1, "--methods", "persistence", "--gaps", "0,400", "--leads=",
+                   "--max-targets", "1", "--out", str(tmp_path / "eval")])
+    err = capsys.readouterr().err
+    assert rc == 1 and not (tmp_path / "eval").exists()
+    assert ("1 of 2 tasks were skipped: no S2 acquisition left in the inputs; persistence is scored for forecasting "
+            "only, and --leads is empty") in err, err
+
+
+def test_cli_heldout_folds_nothing_scored_whatever_their_order(uds_dir, tmp_path, capsys):
+    """Second audit: with several folds only the last fold's skipped tasks were kept, so one order of the folds
+    said "no S2 acquisition is at least 99 % clear in the test months" (false: one was, its tasks had no inputs)."""
+    import shutil
+
+    from sentinel_densify.core.model_contract import read_contract, write_contract
+
+    model = registry.default_model()
+    if model is None:
+        pytest.skip("no bundled model")
+    contract = read_contract(model)
+    training = contract["training"]
+    months = set(training["holdout"]["months"])
+    s2 = sorted((uds_dir / "S2").glob("*_L2A_10m.tif"))
+    stack = load_stack([str(p) for p in s2])
+    clear = [from_days(float(stack.s2_days[i])).date().isoformat() for i in target_indices(stack)]
+    day = next(d for d in clear if d[:7] in months)  # a protocol target in the model's test months
+    one = [str(p) for p in s2 if day.replace("-", "") in p.name]
+    s1 = [str(p) for p in sorted((uds_dir / "S1").glob("*.tif"))[:3]]
+    a, b = shutil.copy(model, tmp_path / "a.onnx"), shutil.copy(model, tmp_path / "b.onnx")
+    write_contract(b, {**contract, "training": {**training, "holdout": {**training["holdout"], "months": ["2030-01"]}}})
+    for order in ((a, b), (b, a)):
+        rc = cli.main(["evaluate", "--s2", *one, "--s1", *s1, "--heldout", "--methods", ",".join(map(str, order)),
+                       "--gaps", "0",
+                       "--leads", "15", "--out", str(tmp_path / "eval")])
+        err = capsys.readouterr().err
+        assert rc == 1 and "every task was skipped: no S2 acquisition left in the inputs" in err, (order, err)
+
+
 def test_cli_heldout_without_a_model_is_refused_before_reading(tmp_path, capsys):
     out = tmp_path / "eval"
     assert cli.main(["evaluate", "--s2", str(tmp_path / "none"), "--s1", str(tmp_path / "none"), "--heldout",
