@@ -109,6 +109,26 @@ def test_a_checkpoint_as_model_says_export_it_first_as_run_does(sen12_dir, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
 
 
+@pytest.mark.parametrize("kind", ["folder", "folder.onnx", "missing.onnx"])
+def test_a_model_that_is_no_file_is_said_alike_by_run_and_remove_clouds(sen12_dir, kind, tmp_path, capsys):
+    """Second audit: `densify run` called a folder an "unknown method or model", a folder named x.onnx an
+    "[Errno 21] Is a directory", and a missing file in words of its own; run (methods.create) and remove-clouds now
+    say the same (methods.model_file_problem)."""
+    from sentinel_densify.core.methods import create
+
+    path = tmp_path / kind
+    if "folder" in kind:
+        path.mkdir()
+    with pytest.raises(InputError) as run_says:
+        create(str(path))
+    said = "is a folder, not a model file (.onnx)" if "folder" in kind else "model file does not exist"
+    assert str(run_says.value).endswith(f"{kind}: {said}"), str(run_says.value)
+    s1, s2 = _files(sen12_dir)
+    assert cli_main(["remove-clouds", "--s1", s1, "--s2", s2, "--out", str(tmp_path / "o.tif"),
+                     "--model", str(path)]) == 1
+    assert capsys.readouterr().err == f"densify remove-clouds: {run_says.value}\n"
+
+
 def test_folders_a_radar_mask_and_a_broken_contract_are_named(model, sen12_dir, tmp_path):
     """A folder given for an image or the model is said to be a folder (it exists); an S1 image given as the cloud
     mask is refused (its negative dB would read as clear probabilities everywhere: the cloudy input unchanged); a

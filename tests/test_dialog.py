@@ -503,6 +503,24 @@ def test_the_output_folder_is_a_full_path(loaded, bar, tmp_path, monkeypatch):
                               f"from QGIS's working folder, {os.getcwd()})."]
 
 
+def test_a_model_file_that_cannot_run_is_said_in_the_core_s_words(loaded, bar, tmp_path):
+    """Second audit: the dialog called a folder a missing file; it says what the command line and Processing say
+    (methods.model_file_problem): a folder, a missing file, a checkpoint to export first."""
+    from sentinel_densify.ui.dialog import MODEL_FILE
+
+    dlg = _dialog(loaded, bar, tmp_path)
+    dlg.model_combo.setCurrentIndex(dlg.model_combo.findData(MODEL_FILE))
+    folder = tmp_path / "models.onnx"
+    folder.mkdir()
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"not a model")
+    for path, said in ((folder, "models.onnx: is a folder, not a model file (.onnx)."),
+                       (tmp_path / "gone.onnx", "gone.onnx: model file does not exist."),
+                       (checkpoint, "best.pt: a PyTorch checkpoint, not a model to run: export it first")):
+        dlg.model_file.setFilePath(str(path))
+        assert any(p.startswith(f"Model file {said}") for p in dlg.validate()), (path, dlg.problems)
+
+
 def test_a_date_typed_compactly_and_a_layer_added_twice(loaded, bar, tmp_path, uds_subset):
     """A date typed as YYYYMMDDHHMM is that time (not milliseconds since 1970); a layer added twice is said to
     repeat a file, not to be band files."""

@@ -45,7 +45,7 @@ from ..core import dates, inventory
 from ..core.engine import build_inventory, series_requests
 from ..core.errors import InputError
 from ..core.inventory import describe, file_version
-from ..core.methods import available, bundled_model, default_model
+from ..core.methods import available, bundled_model, default_model, model_file_problem
 from ..core.model_contract import gpu_present
 from ..core.reader import any_clear, read_clear_fraction
 from ..core.request import DensifyRequest
@@ -499,8 +499,8 @@ class DensifyDialog(QDialog):
         if self.model_combo.currentData() == MODEL_FILE:
             if not method:
                 problems.append("Choose a model file (.onnx).")
-            elif not Path(method).is_file():
-                problems.append(f"Model file {method} does not exist.")
+            elif problem := model_file_problem(method):  # the core's words (a folder, a checkpoint, no file)
+                problems.append(f"Model file {problem}.")
         if not self.target_dates():
             problems.append("The last date of the series is before the target date.")
         if self.extent_box.isChecked() and self.extent()[0] is None:

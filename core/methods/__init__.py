@@ -96,21 +96,13 @@ def default_model() -> Path | None:
 CHECKPOINTS = (".pt", ".pth", ".ckpt")  # PyTorch checkpoints: exported to ONNX before they run
 
 
-def checkpoint_problem(path: str | Path) -> str | None:
-    """What to do with a PyTorch checkpoint given as a model to run; None for any other file."""
-    path = Path(path)
-    if path.suffix.lower() not in CHECKPOINTS:
-        return None
-    return (f"{path.name}: a PyTorch checkpoint, not a model to run: export it first with "
-            f"`densify export --checkpoint {path} --out model.onnx` and give the .onnx file")
-
-
 def model_file_problem(model: str | Path) -> Problem | None:
-    """Why a model file cannot be run (a PyTorch checkpoint, a folder, a missing file), or None; whether it reads as
-    ONNX is found on loading. Shared by the CLI and Processing."""
+    """Why a model file cannot be run (a PyTorch checkpoint: export it first; a folder; a missing file), or None;
+    whether it reads as ONNX is found on loading. One wording for the CLI, the API, Processing and the dialog."""
     path = Path(model)
-    if checkpoint := checkpoint_problem(path):
-        return Problem(str(path), checkpoint.removeprefix(f"{path.name}: "))
+    if path.suffix.lower() in CHECKPOINTS:
+        return Problem(str(path), "a PyTorch checkpoint, not a model to run: export it first with `densify export "
+                                  f"--checkpoint {path} --out model.onnx` and give the .onnx file")
     if not path.is_file():
         return Problem(str(path), "is a folder, not a model file (.onnx)" if path.is_dir() else
                        "model file does not exist")
@@ -133,14 +125,12 @@ def create(name: str, device: str = "auto") -> Method:
     if name in _REGISTRY:
         return _REGISTRY[name](device=device)
     path = Path(name)
-    if path.suffix.lower() == ".onnx":
-        if not path.exists():
-            raise InputError(f"model file {path} does not exist")
+    if path.suffix.lower() == ".onnx" or path.suffix.lower() in CHECKPOINTS or path.is_dir():
+        if problem := model_file_problem(path):
+            raise InputError(problem)
         if "onnx" not in _REGISTRY:
             raise InputError(f"{path.name}: ONNX models need onnxruntime, which is not installed")
         return _REGISTRY["onnx"](path=path, device=device)
-    if checkpoint := checkpoint_problem(path):
-        raise InputError(checkpoint)
     known = ["default", *(m for m in available() if m != "onnx")]  # `onnx` (= default) is not documented
     raise InputError(f"unknown method or model '{name}' (known: {', '.join(known)}, "
                      "or a path to an .onnx file)")
