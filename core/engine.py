@@ -289,7 +289,8 @@ class _DateOutputs:
         mean, std = np.maximum(done[:nb], 0), done[nb:]  # no negative reflectance (NaN stays NaN)
         self.empty += int(np.isnan(mean).all(axis=0).sum())
         self.rasters["synthesized"].write(mean / DN_SCALE, row, col)
-        self.rasters["uncertainty"].write(np.concatenate([std, std.mean(axis=0, keepdims=True)]) / DN_SCALE, row, col)
+        mean_std = sum(std) / np.float32(len(std))  # band by band, as in any block (numpy's mean of a 1 x 1 block
+        self.rasters["uncertainty"].write(np.concatenate([std, mean_std[None]]) / DN_SCALE, row, col)  # adds pairwise)
         if "lai" in self.rasters:
             res = lai.estimate(mean, bands, self.angles, std=std)
             self.rasters["lai"].write(np.stack([res.lai, res.lai_std, res.flags.astype("float32")]), row, col)
@@ -354,8 +355,9 @@ def run_series(requests: list[DensifyRequest], feedback: Feedback | None = None)
     tile_size = request.tile_size or auto_tile_size(
         len(inv.s2) * len(inv.bands) + (2 * len(inv.s1) if method.uses_s1 else 0), method.halo + blend)
     blend = min(blend, tile_size // 2)
-    # an extent is computed on the whole run's windows around it, so its pixels are the whole run's
-    computed = covering_grid(inv.grid, inv.s2_grid, tile_size, blend) if inv.s2_grid else inv.grid
+    # blended windows (a learned model's: it chooses its dates per window) depend on where the windows lie, so an
+    # extent is computed on the whole run's windows around it; a method without a halo is per pixel
+    computed = covering_grid(inv.grid, inv.s2_grid, tile_size, blend) if inv.s2_grid and blend else inv.grid
     tags = {
         "METHOD": method.name,
         "TILE_SIZE": str(tile_size),  # a model's pixels depend a little on it (each window's choice of dates)

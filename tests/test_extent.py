@@ -211,3 +211,38 @@ def test_an_unknown_extent_crs_is_one_message_without_proj_s_line(densify, uds_d
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("densify run: Bad input: the extent's CRS 'EPSG:999999' is not a coordinate system "
                                    "GDAL knows"), proc.stderr
+
+
+@pytest.mark.parametrize("method", ["linear", "nearest", "linear-haze", "default"])
+def test_tiny_extents_at_the_windows_edges_are_the_whole_run_s_pixels(uds_subset, s2_grid, method, tmp_path):
+    """Second audit: a one-pixel extent's mean std (the uncertainty's last band) was 1 ulp off the whole run's:
+    numpy's mean of a 1 x 1 block adds the bands in another order. Pixels at a corner of the 32 px windows and a
+    2 x 2 block across their edge, for a per-pixel baseline, a blended baseline (its halo) and the model."""
+    day = dt.date(2018, 3, 1)
+    whole = engine.run(_req(uds_subset, tmp_path / "whole", day, method=method, tile_size=32))
+    for n, (row, col, size) in enumerate(((0, 0, 1), (31, 32, 1), (63, 63, 1), (31, 31, 2))):
+        part = engine.run(_req(uds_subset, tmp_path / f"p{n}", day, method=method, tile_size=32,
+                               extent=_box(s2_grid, row, col, size, size)))
+        for kind in KINDS:
+            np.testing.assert_array_equal(read_array(part.outputs[kind]),
+                                          read_array(whole.outputs[kind])[:, row:row + size, col:col + size],
+                                          err_msg=f"{kind} at {row}, {col}")
+
+
+@pytest.mark.parametrize("method, computed", [("linear", (2, 2)), ("linear-haze", (64, 64)), ("default", (64, 64))])
+def test_only_blended_methods_compute_the_whole_run_s_windows(uds_subset, s2_grid, method, computed, tmp_path,
+                                                              monkeypatch):
+    """Second audit: a method without a halo is per pixel, so its extent needs no more than its own pixels; the
+    blended ones (the model, linear-haze) compute the whole run's windows around it: here the four 32 px windows
+    that meet at the 2 x 2 px extent, i.e. the whole 64 px grid."""
+    grids = []
+    real = engine.tiles
+
+    def spy(grid, *args, **kwargs):
+        grids.append((grid.height, grid.width))
+        return real(grid, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "tiles", spy)
+    engine.run(_req(uds_subset, tmp_path, dt.date(2018, 3, 1), method=method, tile_size=32, lai=False,
+                    extent=_box(s2_grid, 31, 31, 2, 2)))
+    assert grids == [computed]
