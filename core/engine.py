@@ -422,7 +422,11 @@ def _compute(per_date: list[_DateOutputs], inv: inventory.Inventory, method, tag
         finished = [out for d in per_date for out in d.rasters.values()]
         for out in finished:  # all checked before any is renamed: a failure replaces none
             out.finish()
-        place_together(finished)  # all or none: a failure or Ctrl-C while placing puts every earlier output back
+        left: list[Path] = []
+        place_together(finished, left)  # all or none: a failure or Ctrl-C while placing puts every earlier output back
+        if left:
+            per_date[0].warnings.append(f"the earlier outputs' copies {short_list([p.name for p in left])} in "
+                                        f"{left[0].parent} could not be deleted: delete them")
         return [{kind: str(out.path) for kind, out in d.rasters.items()} for d in per_date]
 
 

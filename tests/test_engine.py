@@ -275,6 +275,20 @@ def test_a_rename_failing_while_placing_leaves_every_earlier_output(small, first
         engine.run(_req(small, tmp_path / "out", target, method="nearest"))
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "out").iterdir()}
     assert after == before  # the linear run's three files, untouched; nothing else (no temporary, nothing aside)
+    monkeypatch.undo()
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):  # the earlier files' copies cannot be deleted: the run says so
+        if self.name.endswith(".old"):
+            raise PermissionError(13, "Operation not permitted", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    res = engine.run(_req(small, tmp_path / "out", target, method="nearest"))
+    monkeypatch.undo()
+    left = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.endswith(".old"))
+    assert len(left) == 3 and any(w.startswith("the earlier outputs' copies ") and left[0] in w
+                                  for w in res.warnings), res.warnings
 
 
 def test_baselines_do_not_read_s1(small, first_last, tmp_path, corrupt_copy):

@@ -256,10 +256,11 @@ def _earlier_outputs(folder: Path) -> dict[str, bytes]:
 
 def _place_failing(folder: Path, monkeypatch, k: int, phase: str, error: BaseException,
                    after: bool) -> tuple[BaseException | None, dict[str, bytes]]:
-    """place_together of new a, b, c where the rename of target k raises `error` (phase "aside": the rename of
-    its earlier file aside; "place": of the new file onto it), before the rename or `after` it; what it raised
-    and the folder's files just after (the new rasters not yet discarded by the ExitStack)."""
-    target, real = folder / _NAMES[k], os.replace
+    """place_together of new a, b, c where keeping target k's earlier file (phase "aside": its hard link, and the
+    rename aside tried after a failed link) or placing the new file onto it ("place") raises `error`, before the
+    link or rename or `after` it; what it raised and the folder's files just after (the new rasters not yet
+    discarded by the ExitStack)."""
+    target, real, real_link = folder / _NAMES[k], os.replace, os.link
 
     def replace(src, dst):
         src, dst = Path(src), Path(dst)
@@ -270,6 +271,13 @@ def _place_failing(folder: Path, monkeypatch, k: int, phase: str, error: BaseExc
             raise error
         real(src, dst)
 
+    def link(src, dst):
+        if phase == "aside" and Path(src) == target:
+            if after:
+                real_link(src, dst)
+            raise error
+        real_link(src, dst)
+
     raised = None
     with contextlib.ExitStack() as outputs:
         outs = [outputs.enter_context(AtomicRaster(folder / name, _SMALL, 1)) for name in _NAMES]
@@ -277,6 +285,7 @@ def _place_failing(folder: Path, monkeypatch, k: int, phase: str, error: BaseExc
             out.write(np.ones((64, 64), "float32"))
             out.finish()
         monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "link", link)
         try:
             place_together(outs)
         except BaseException as exc:  # KeyboardInterrupt too
@@ -324,3 +333,80 @@ def test_place_together_places_all_and_leaves_no_temporary(tmp_path):
     for value, name in enumerate(_NAMES, start=5):
         with rasterio.open(tmp_path / name) as ds:
             assert (ds.read(1) == value).all()
+
+
+def _new_outputs(outputs: contextlib.ExitStack, folder: Path) -> list[AtomicRaster]:
+    outs = [outputs.enter_context(AtomicRaster(folder / name, _SMALL, 1)) for name in _NAMES]
+    for value, out in enumerate(outs, start=5):
+        out.write(np.full((64, 64), value, "float32"))
+        out.finish()
+    return outs
+
+
+def test_place_together_keeps_a_whole_file_at_every_path_at_every_moment(tmp_path, monkeypatch):
+    """Second audit: the earlier files were renamed aside before the new ones came, so a crash (kill -9, power) in
+    between left paths with no file. They are kept as hard links now: each path holds its earlier file until the
+    new one replaces it in one rename. Where there are no hard links, they are renamed aside (and still all put
+    in place)."""
+    _earlier_outputs(tmp_path)
+    real, seen = os.replace, []
+
+    def replace(src, dst):
+        if Path(src).name.endswith(".partial.tif"):  # a new file onto its path: the earlier ones all still there
+            seen.append(all((tmp_path / name).is_file() for name in ("a.tif", "b.tif")))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with contextlib.ExitStack() as outputs:
+        place_together(_new_outputs(outputs, tmp_path))
+    assert seen == [True, True, True]
+    assert sorted(_files(tmp_path)) == ["a.tif", "b.tif", "b.tif.aux.xml", "c.tif"]
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with contextlib.ExitStack() as outputs:
+        place_together(_new_outputs(outputs, tmp_path / ".." / tmp_path.name))
+    assert sorted(_files(tmp_path)) == ["a.tif", "b.tif", "b.tif.aux.xml", "c.tif"]
+
+
+def test_place_together_names_an_earlier_file_it_cannot_put_back_and_one_it_cannot_delete(tmp_path, monkeypatch):
+    """Second audit: a failure while putting an earlier file back, or deleting it after success, was silent (a path
+    left empty with its file under a hidden name; hidden files left over)."""
+    before = _earlier_outputs(tmp_path)
+    real = os.replace
+
+    def replace(src, dst):
+        src, dst = Path(src), Path(dst)
+        if src.name.endswith(".partial.tif") and dst.name == "c.tif":
+            raise PermissionError(errno.EACCES, "Permission denied")  # c cannot be placed: a and b are put back
+        if src.name.startswith(".a.tif.") and dst.name == "a.tif":
+            raise PermissionError(errno.EACCES, "Permission denied")  # ... and a's earlier file stays hidden
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputError) as err, contextlib.ExitStack() as outputs:
+        place_together(_new_outputs(outputs, tmp_path))
+    monkeypatch.undo()
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".a.tif.")]
+    assert len(kept) == 1 and kept[0].read_bytes() == before["a.tif"]
+    assert str(err.value) == (f"could not write {tmp_path / 'c.tif'}: Permission denied; the earlier "
+                              f"{tmp_path / 'a.tif'} is kept as {kept[0].name}: rename it back")
+    assert _files(tmp_path)["b.tif"] == before["b.tif"] and not (tmp_path / "c.tif").exists()  # a.tif: the new one
+
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name.endswith(".old"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    left: list[Path] = []
+    with contextlib.ExitStack() as outputs:
+        placed = place_together(_new_outputs(outputs, tmp_path), left)
+    monkeypatch.undo()
+    assert placed == [tmp_path / name for name in _NAMES]
+    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".old") and p != kept[0])
+    assert len(left) == 2 and sorted(p.name for p in left) == hidden  # a's and b's copies of this run, named
