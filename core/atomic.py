@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from .errors import DensifyError
 
@@ -69,6 +71,138 @@ def place(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
+
+
+class _TextFile:
+    """A text written under a hidden temporary name beside `path`, for `place_together`."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        ensure_folder(path.parent, path)
+        self.tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+        try:
+            self.tmp.write_text(text, encoding="utf-8")
+        except BaseException as exc:
+            self.discard()
+            if isinstance(exc, OSError):
+                raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
+            raise
+
+    def place(self) -> Path:
+        try:
+            place(self.tmp, self.path)
+        except OutputError:
+            self.discard()
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+def write_texts(files: dict[Path, str]) -> list[Path]:
+    """Write text files that belong together (a report's .json and .md) as one transaction (`place_together`): all
+    or, after a failure or Ctrl-C, none, the earlier files left as they were."""
+    written: list[_TextFile] = []
+    try:
+        for path, text in files.items():
+            written.append(_TextFile(Path(path), text))
+        return place_together(written)
+    finally:
+        for out in written:
+            out.discard()  # the temporaries not placed (none after success)
+
+
+class Placeable(Protocol):
+    """A finished output under a temporary name (writer.AtomicRaster, _TextFile): `place` renames it onto `path`
+    (OutputError naming it when that fails), `discard` removes the temporary file."""
+
+    path: Path
+
+    def place(self) -> Path: ...
+
+    def discard(self) -> None: ...
+
+
+def place_together(rasters: Sequence[Placeable], left: list[Path] | None = None) -> list[Path]:
+    """Put finished outputs (e.g. `AtomicRaster.finish`ed rasters) in place as one transaction; their paths.
+
+    The file already at each path is first kept under a hidden name in the same folder (`.NAME.ID.old`): a hard link,
+    so every path holds a whole file at every moment, through a crash too (renamed aside where the file system has no
+    hard links, and for a symbolic link). Then each new file replaces its path (os.replace), and the kept copies are
+    deleted once all are placed (those that cannot be deleted are added to `left`). On any failure (an OSError, raised
+    as OutputError naming the file, or Ctrl-C) the new files are removed and the kept ones put back: every path is
+    left as it was; a kept copy that cannot be put back is named in the error. Side files at the paths (`.aux.xml`)
+    are left as they are, as `place` leaves them."""
+    rasters = list(rasters)
+    kept: list[tuple[Path, Path]] = []  # (path, the hidden name of its earlier file): listed before it is made
+    tried: list[Placeable] = []  # listed before `place`
+    try:
+        for out in rasters:
+            if out.path.is_symlink() or out.path.is_file():  # a folder is left for `place` to refuse
+                old = out.path.with_name(f".{out.path.name}.{uuid.uuid4().hex[:8]}.old")
+                kept.append((out.path, old))
+                _keep(out.path, old)
+        for out in rasters:
+            tried.append(out)
+            out.place()
+    except BaseException as exc:
+        had = {path for path, _old in kept}
+        _each([out.discard for out in rasters]
+              + [partial(out.path.unlink, missing_ok=True) for out in tried if out.path not in had]
+              + [partial(_put_back, old, path) for path, old in reversed(kept)])
+        if stranded := [(path, old) for path, old in kept if os.path.lexists(old)]:
+            raise OutputError(f"{exc if isinstance(exc, OutputError) else 'interrupted'}; the earlier "
+                              + ", ".join(f"{path} is kept as {old.name}" for path, old in stranded)
+                              + ": rename it back") from exc
+        raise
+    stopped = None
+    for _path, old in kept:
+        try:
+            old.unlink(missing_ok=True)
+        except OSError:
+            if left is not None:
+                left.append(old)
+        except BaseException as exc:  # Ctrl-C: the other copies are deleted first (every new file is in place)
+            stopped = stopped or exc
+    if stopped is not None:
+        raise stopped
+    return [out.path for out in rasters]
+
+
+def _keep(path: Path, old: Path) -> None:
+    """Keep the file at `path` as `old` until the new one is in place: a hard link, else renamed aside."""
+    if not path.is_symlink():
+        try:
+            os.link(path, old)
+            return
+        except OSError:
+            pass  # no hard links here (FAT, some network shares), or not allowed: renamed aside
+    try:
+        os.replace(path, old)
+    except OSError as exc:
+        raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
+
+
+def _put_back(old: Path, path: Path) -> None:
+    """The earlier file back at `path`: the hard link dropped where `path` still holds it, else renamed back."""
+    if not os.path.lexists(old):
+        return
+    if os.path.lexists(path) and not path.is_symlink() and os.path.samefile(old, path):
+        old.unlink()
+    else:
+        os.replace(old, path)
+
+
+def _each(steps: Iterable[Callable[[], object]]) -> BaseException | None:
+    """Run every step, even after one raised (an OSError, a second Ctrl-C); the first exception raised."""
+    first = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:
+            first = first or exc
+    return first
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem, write_text
+from .atomic import OutputError, new_dirs_removed_on_error, output_dir_problem, write_texts
 from .errors import InputError, short_list
 from .progress import Feedback
 
@@ -173,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
     print(table)
     out = Path(args.out)
     with new_dirs_removed_on_error(out):
-        write_text(out / REPORTS[0], json.dumps(report, indent=1, allow_nan=False))
-        write_text(out / REPORTS[1], "# Evaluation (EVALUATION.md protocol)\n\n" + table)
+        write_texts({out / REPORTS[0]: json.dumps(report, indent=1, allow_nan=False),  # together: a report's
+                     out / REPORTS[1]: "# Evaluation (EVALUATION.md protocol)\n\n" + table})  # .json matches its .md
     print(f"wrote {out / 'report.json'} and {out / 'report.md'}", file=sys.stderr)
     return 0

@@ -52,7 +52,7 @@ from .atomic import (
     first_line,
     new_dirs_removed_on_error,
     output_dir_problem,
-    write_text,
+    write_texts,
 )
 from .dates import date_from_metadata, date_from_name
 from .errors import InputError
@@ -446,13 +446,13 @@ def _curate(data: Path, out: Path, names: list[str], cfg: CurateConfig, workers:
                         p.unlink()
         for name in kept:
             _link_triplet(data, out, name)
-    write_text(out / "kept.txt", "".join(n + "\n" for n in kept))
     summary = CurateSummary(
         total=len(names), kept=len(kept), rejected={r: reasons[r] for r in REASONS if reasons[r]},
         per_season={s: dict(per_season[s]) for s in SEASONS if s in per_season},
         out_dir=str(out), config={"data": str(data), **asdict(cfg)})
-    write_text(out / "summary.json", json.dumps(asdict(summary), indent=1) + "\n")
-    write_text(out / "summary.md", summary_markdown(summary))
+    write_texts({out / "kept.txt": "".join(n + "\n" for n in kept),  # together: the list matches its summaries
+                 out / "summary.json": json.dumps(asdict(summary), indent=1) + "\n",
+                 out / "summary.md": summary_markdown(summary)})
     return summary
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, dates, inventory, lai
-from .atomic import GEOTIFF_SUFFIXES, new_dirs_removed_on_error, output_file_problem, same_file
+from .atomic import GEOTIFF_SUFFIXES, new_dirs_removed_on_error, output_file_problem, place_together, same_file
 from .errors import InputError, Problem, short_list
 from .grid import MAX_TILE_SIZE, MIN_TILE_SIZE, Grid, auto_tile_size, covering_grid, tiles
 from .methods import bundled_model, create
@@ -18,7 +18,7 @@ from .progress import Feedback
 from .reader import SeriesReader, sample_stack, strip_cache_mb
 from .request import OUTPUT_KINDS, DensifyRequest, DensifyResult
 from .window_blend import WindowBlender
-from .writer import AtomicRaster, block_size_for, place_together
+from .writer import AtomicRaster, block_size_for
 
 DN_SCALE = 1e-4  # outputs are written as DN = reflectance / DN_SCALE (no offset)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -217,87 +215,6 @@ class AtomicRaster:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or not self._done:
             self.discard()
-
-
-def place_together(rasters: Sequence[AtomicRaster], left: list[Path] | None = None) -> list[Path]:
-    """Put finished rasters (`AtomicRaster.finish`) in place as one transaction; their paths.
-
-    The file already at each path is first kept under a hidden name in the same folder (`.NAME.ID.old`): a hard link,
-    so every path holds a whole file at every moment, through a crash too (renamed aside where the file system has no
-    hard links, and for a symbolic link). Then each new file replaces its path (os.replace), and the kept copies are
-    deleted once all are placed (those that cannot be deleted are added to `left`). On any failure (an OSError, raised
-    as OutputError naming the file, or Ctrl-C) the new files are removed and the kept ones put back: every path is
-    left as it was; a kept copy that cannot be put back is named in the error. Side files at the paths (`.aux.xml`)
-    are left as they are, as `AtomicRaster.place` does."""
-    rasters = list(rasters)
-    kept: list[tuple[Path, Path]] = []  # (path, the hidden name of its earlier file): listed before it is made
-    tried: list[AtomicRaster] = []  # listed before `place`
-    try:
-        for out in rasters:
-            if out.path.is_symlink() or out.path.is_file():  # a folder is left for `place` to refuse
-                old = out.path.with_name(f".{out.path.name}.{uuid.uuid4().hex[:8]}.old")
-                kept.append((out.path, old))
-                _keep(out.path, old)
-        for out in rasters:
-            tried.append(out)
-            out.place()
-    except BaseException as exc:
-        had = {path for path, _old in kept}
-        _each([out.discard for out in rasters]
-              + [partial(out.path.unlink, missing_ok=True) for out in tried if out.path not in had]
-              + [partial(_put_back, old, path) for path, old in reversed(kept)])
-        if stranded := [(path, old) for path, old in kept if os.path.lexists(old)]:
-            raise OutputError(f"{exc if isinstance(exc, OutputError) else 'interrupted'}; the earlier "
-                              + ", ".join(f"{path} is kept as {old.name}" for path, old in stranded)
-                              + ": rename it back") from exc
-        raise
-    stopped = None
-    for _path, old in kept:
-        try:
-            old.unlink(missing_ok=True)
-        except OSError:
-            if left is not None:
-                left.append(old)
-        except BaseException as exc:  # Ctrl-C: the other copies are deleted first (every new file is in place)
-            stopped = stopped or exc
-    if stopped is not None:
-        raise stopped
-    return [out.path for out in rasters]
-
-
-def _keep(path: Path, old: Path) -> None:
-    """Keep the file at `path` as `old` until the new one is in place: a hard link, else renamed aside."""
-    if not path.is_symlink():
-        try:
-            os.link(path, old)
-            return
-        except OSError:
-            pass  # no hard links here (FAT, some network shares), or not allowed: renamed aside
-    try:
-        os.replace(path, old)
-    except OSError as exc:
-        raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
-
-
-def _put_back(old: Path, path: Path) -> None:
-    """The earlier file back at `path`: the hard link dropped where `path` still holds it, else renamed back."""
-    if not os.path.lexists(old):
-        return
-    if os.path.lexists(path) and not path.is_symlink() and os.path.samefile(old, path):
-        old.unlink()
-    else:
-        os.replace(old, path)
-
-
-def _each(steps: Iterable[Callable[[], object]]) -> BaseException | None:
-    """Run every step, even after one raised (an OSError, a second Ctrl-C); the first exception raised."""
-    first = None
-    for step in steps:
-        try:
-            step()
-        except BaseException as exc:
-            first = first or exc
-    return first
 
 
 def write_array(path: str | Path, grid: Grid, data: np.ndarray, **kwargs) -> Path:

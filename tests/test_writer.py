@@ -13,9 +13,9 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
-from sentinel_densify.core.atomic import OutputError
+from sentinel_densify.core.atomic import OutputError, place_together
 from sentinel_densify.core.grid import Grid
-from sentinel_densify.core.writer import AtomicRaster, place_together, write_array
+from sentinel_densify.core.writer import AtomicRaster, write_array
 
 
 @pytest.fixture(scope="module")
@@ -410,3 +410,26 @@ def test_place_together_names_an_earlier_file_it_cannot_put_back_and_one_it_cann
     assert placed == [tmp_path / name for name in _NAMES]
     hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".old") and p != kept[0])
     assert len(left) == 2 and sorted(p.name for p in left) == hidden  # a's and b's copies of this run, named
+
+
+def test_files_that_belong_together_are_written_together(tmp_path, monkeypatch):
+    """Second audit: a report's .json and .md (evaluate, card) and curate's list and summaries were placed one by
+    one, so a failure part-way left a new .json beside an older .md. write_texts places them as one transaction."""
+    from sentinel_densify.core.atomic import write_texts
+
+    old = {tmp_path / "report.json": '{"old": 1}', tmp_path / "report.md": "# old"}
+    assert write_texts(old) == list(old)
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(src).name.endswith(".partial.md"):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputError, match="report.md: Permission denied"):
+        write_texts({tmp_path / "report.json": '{"new": 1}', tmp_path / "report.md": "# new"})
+    monkeypatch.undo()
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"report.json": '{"old": 1}', "report.md": "# old"}
+    write_texts({tmp_path / "report.json": '{"new": 1}', tmp_path / "report.md": "# new"})
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"report.json": '{"new": 1}', "report.md": "# new"}

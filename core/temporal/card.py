@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import OutputError, output_file_problem, same_file, write_text
+from ..atomic import OutputError, output_file_problem, same_file, write_texts
 from ..errors import InputError
 from ..evaluate import FORECAST, GAP, file_sha256
 from ..methods import bundled_model
@@ -295,6 +295,5 @@ def write_card(model: str | Path, out_md: str | Path, heldout: str | Path, cv: s
 
     md, card = build_card(model, load(heldout), load(cv) if cv else None, figure, command)
     out_json = out_md.with_suffix(".json")
-    write_text(out_md, md)
-    write_text(out_json, json.dumps(card, indent=1, allow_nan=False))
+    write_texts({out_md: md, out_json: json.dumps(card, indent=1, allow_nan=False)})  # together: they match
     return out_md, out_json
