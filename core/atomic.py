@@ -89,12 +89,7 @@ class _TextFile:
             raise
 
     def place(self) -> Path:
-        try:
-            place(self.tmp, self.path)
-        except OutputError:
-            self.discard()
-            raise
-        return self.path
+        return place_or_discard(self)
 
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
@@ -203,6 +198,17 @@ def _each(steps: Iterable[Callable[[], object]]) -> BaseException | None:
         except BaseException as exc:
             first = first or exc
     return first
+
+
+def place_or_discard(out) -> Path:
+    """Rename an output's finished temporary file (`out.tmp`) onto `out.path`; on failure remove it (`out.discard`)
+    and raise OutputError naming the path."""
+    try:
+        place(out.tmp, out.path)
+    except OutputError:
+        out.discard()
+        raise
+    return out.path
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -12,7 +12,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from .atomic import OutputError, check_written, ensure_folder, first_line, place
+from .atomic import OutputError, check_written, ensure_folder, first_line, place_or_discard
 from .grid import Grid
 
 WRITE_ERRORS = (OSError, RasterioError)
@@ -190,11 +190,7 @@ class AtomicRaster:
 
     def place(self) -> Path:
         """Rename the finished temporary file onto `path`."""
-        try:
-            place(self.tmp, self.path)
-        except OutputError:
-            self.discard()
-            raise
+        place_or_discard(self)
         self._done = True
         return self.path
 
