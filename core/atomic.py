@@ -36,6 +36,11 @@ def ensure_folder(folder: Path, path: Path) -> None:
         raise OutputError(f"cannot create the folder {folder} for {path}: {exc.strerror or exc}") from exc
 
 
+def partial_name(path: Path, suffix: str | None = None) -> Path:
+    """A hidden temporary name beside `path` for its file while it is written (`.NAME.ID.partial.SUFFIX`)."""
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix if suffix is None else suffix}")
+
+
 @contextmanager
 def atomic_path(path: str | Path, verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """A hidden temporary path beside `path` (same suffix) to write to.
@@ -46,7 +51,7 @@ def atomic_path(path: str | Path, verify: Callable[[Path], None] | None = None) 
     """
     path = Path(path)
     ensure_folder(path.parent, path)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    tmp = partial_name(path)
     try:
         yield tmp
         if verify is not None:
@@ -79,7 +84,7 @@ class _TextFile:
     def __init__(self, path: Path, text: str):
         self.path = path
         ensure_folder(path.parent, path)
-        self.tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+        self.tmp = partial_name(path)
         try:
             self.tmp.write_text(text, encoding="utf-8")
         except BaseException as exc:
@@ -119,7 +124,7 @@ class Placeable(Protocol):
     def discard(self) -> None: ...
 
 
-def place_together(rasters: Sequence[Placeable], left: list[Path] | None = None) -> list[Path]:
+def place_together(outputs: Sequence[Placeable], left: list[Path] | None = None) -> list[Path]:
     """Put finished outputs (e.g. `AtomicRaster.finish`ed rasters) in place as one transaction; their paths.
 
     The file already at each path is first kept under a hidden name in the same folder (`.NAME.ID.old`): a hard link,
@@ -129,21 +134,21 @@ def place_together(rasters: Sequence[Placeable], left: list[Path] | None = None)
     as OutputError naming the file, or Ctrl-C) the new files are removed and the kept ones put back: every path is
     left as it was; a kept copy that cannot be put back is named in the error. Side files at the paths (`.aux.xml`)
     are left as they are, as `place` leaves them."""
-    rasters = list(rasters)
+    outputs = list(outputs)
     kept: list[tuple[Path, Path]] = []  # (path, the hidden name of its earlier file): listed before it is made
     tried: list[Placeable] = []  # listed before `place`
     try:
-        for out in rasters:
+        for out in outputs:
             if out.path.is_symlink() or out.path.is_file():  # a folder is left for `place` to refuse
                 old = out.path.with_name(f".{out.path.name}.{uuid.uuid4().hex[:8]}.old")
                 kept.append((out.path, old))
                 _keep(out.path, old)
-        for out in rasters:
+        for out in outputs:
             tried.append(out)
             out.place()
     except BaseException as exc:
         had = {path for path, _old in kept}
-        _each([out.discard for out in rasters]
+        _each([out.discard for out in outputs]
               + [partial(out.path.unlink, missing_ok=True) for out in tried if out.path not in had]
               + [partial(_put_back, old, path) for path, old in reversed(kept)])
         if stranded := [(path, old) for path, old in kept if os.path.lexists(old)]:
@@ -162,7 +167,7 @@ def place_together(rasters: Sequence[Placeable], left: list[Path] | None = None)
             stopped = stopped or exc
     if stopped is not None:
         raise stopped
-    return [out.path for out in rasters]
+    return [out.path for out in outputs]
 
 
 def _keep(path: Path, old: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from .atomic import OutputError, check_written, ensure_folder, first_line, place_or_discard
+from .atomic import OutputError, check_written, ensure_folder, first_line, partial_name, place_or_discard
 from .grid import Grid
 
 WRITE_ERRORS = (OSError, RasterioError)
@@ -119,7 +118,7 @@ class AtomicRaster:
                  blocksize: int = BLOCK_SIZE):
         self.path = Path(path)
         ensure_folder(self.path.parent, self.path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif")
+        self.tmp = partial_name(self.path, ".tif")
         tiled = grid.width >= blocksize and grid.height >= blocksize
         profile = dict(driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
                        crs=grid.crs_wkt, transform=grid.transform, nodata=nodata, compress="deflate",
