@@ -75,7 +75,17 @@ def place(tmp: Path, path: Path) -> None:
     try:
         os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
+        raise rename_error(path, exc) from exc
+
+
+OPEN_HINT = "it may be open in another program (a layer loaded in QGIS?) or read-only"
+
+
+def rename_error(path: Path, exc: OSError) -> OutputError:
+    """OutputError for a failed rename onto (or aside of) `path`; a PermissionError adds OPEN_HINT (on Windows a file
+    open in QGIS cannot be replaced or renamed: "Access is denied")."""
+    hint = f"; {OPEN_HINT}" if isinstance(exc, PermissionError) else ""
+    return OutputError(f"could not write {path}: {exc.strerror or exc}{hint}")
 
 
 class _TextFile:
@@ -132,8 +142,9 @@ def place_together(outputs: Sequence[Placeable], left: list[Path] | None = None)
     hard links, and for a symbolic link). Then each new file replaces its path (os.replace), and the kept copies are
     deleted once all are placed (those that cannot be deleted are added to `left`). On any failure (an OSError, raised
     as OutputError naming the file, or Ctrl-C) the new files are removed and the kept ones put back: every path is
-    left as it was; a kept copy that cannot be put back is named in the error. Side files at the paths (`.aux.xml`)
-    are left as they are, as `place` leaves them."""
+    left as it was; a kept copy that cannot be put back is named in the error, and so is one left over beside the
+    earlier file (on Windows a file open in QGIS can be neither replaced nor unlinked). Side files at the paths
+    (`.aux.xml`) are left as they are, as `place` leaves them."""
     outputs = list(outputs)
     kept: list[tuple[Path, Path]] = []  # (path, the hidden name of its earlier file): listed before it is made
     tried: list[Placeable] = []  # listed before `place`
@@ -151,10 +162,8 @@ def place_together(outputs: Sequence[Placeable], left: list[Path] | None = None)
         _each([out.discard for out in outputs]
               + [partial(out.path.unlink, missing_ok=True) for out in tried if out.path not in had]
               + [partial(_put_back, old, path) for path, old in reversed(kept)])
-        if stranded := [(path, old) for path, old in kept if os.path.lexists(old)]:
-            raise OutputError(f"{exc if isinstance(exc, OutputError) else 'interrupted'}; the earlier "
-                              + ", ".join(f"{path} is kept as {old.name}" for path, old in stranded)
-                              + ": rename it back") from exc
+        if note := _rollback_note(kept):
+            raise OutputError(f"{exc if isinstance(exc, OutputError) else 'interrupted'}; {note}") from exc
         raise
     stopped = None
     for _path, old in kept:
@@ -181,17 +190,43 @@ def _keep(path: Path, old: Path) -> None:
     try:
         os.replace(path, old)
     except OSError as exc:
-        raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
+        raise rename_error(path, exc) from exc
+
+
+def _holds(path: Path, old: Path) -> bool:
+    """Whether `path` holds the file named `old` (one file under two names; symbolic links not followed)."""
+    try:
+        return os.path.samestat(os.lstat(path), os.lstat(old))
+    except OSError:
+        return False
 
 
 def _put_back(old: Path, path: Path) -> None:
     """The earlier file back at `path`: the hard link dropped where `path` still holds it, else renamed back."""
     if not os.path.lexists(old):
         return
-    if os.path.lexists(path) and not path.is_symlink() and os.path.samefile(old, path):
+    if _holds(path, old):
         old.unlink()
     else:
         os.replace(old, path)
+
+
+def _rollback_note(kept: list[tuple[Path, Path]]) -> str:
+    """After a rollback, what the user must do about kept copies still there ("" when none): one whose path does
+    not hold the earlier file is to be renamed back; one beside the earlier file (a hard link that could not be
+    deleted) is a leftover to delete."""
+    there = [(path, old) for path, old in kept if os.path.lexists(old)]
+    stranded = [(path, old) for path, old in there if not _holds(path, old)]
+    spare = [str(old) for path, old in there if _holds(path, old)]
+    notes = [] if stranded or not spare else ["the outputs were left as they were"]
+    if stranded:
+        notes.append("the earlier " + ", ".join(f"{path} is kept as {old.name}" for path, old in stranded)
+                     + ": rename it back")
+    if spare:
+        one = len(spare) == 1
+        notes.append(f"delete the leftover {'copy' if one else 'copies'} {', '.join(spare)} "
+                     f"once no program has {'it' if one else 'them'} open")
+    return "; ".join(notes)
 
 
 def _each(steps: Iterable[Callable[[], object]]) -> BaseException | None:

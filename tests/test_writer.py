@@ -245,6 +245,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 _NAMES = ("a.tif", "b.tif", "c.tif")  # a, b exist (b with an .aux.xml beside it), c does not
+_OPEN_HINT = "it may be open in another program (a layer loaded in QGIS?) or read-only"  # after a PermissionError
 
 
 def _earlier_outputs(folder: Path) -> dict[str, bytes]:
@@ -305,7 +306,7 @@ def test_place_together_a_failed_rename_leaves_every_target_as_it_was(tmp_path, 
     raised, left = _place_failing(tmp_path, monkeypatch, k, phase, PermissionError(errno.EACCES, "Permission denied"),
                                   after=False)
     assert isinstance(raised, OutputError), raised
-    assert str(raised) == f"could not write {tmp_path / _NAMES[k]}: Permission denied"
+    assert str(raised) == f"could not write {tmp_path / _NAMES[k]}: Permission denied; {_OPEN_HINT}"
     assert left == before and _files(tmp_path) == before
 
 
@@ -391,7 +392,7 @@ def test_place_together_names_an_earlier_file_it_cannot_put_back_and_one_it_cann
     monkeypatch.undo()
     kept = [p for p in tmp_path.iterdir() if p.name.startswith(".a.tif.")]
     assert len(kept) == 1 and kept[0].read_bytes() == before["a.tif"]
-    assert str(err.value) == (f"could not write {tmp_path / 'c.tif'}: Permission denied; the earlier "
+    assert str(err.value) == (f"could not write {tmp_path / 'c.tif'}: Permission denied; {_OPEN_HINT}; the earlier "
                               f"{tmp_path / 'a.tif'} is kept as {kept[0].name}: rename it back")
     assert _files(tmp_path)["b.tif"] == before["b.tif"] and not (tmp_path / "c.tif").exists()  # a.tif: the new one
 
@@ -433,3 +434,97 @@ def test_files_that_belong_together_are_written_together(tmp_path, monkeypatch):
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"report.json": '{"old": 1}', "report.md": "# old"}
     write_texts({tmp_path / "report.json": '{"new": 1}', tmp_path / "report.md": "# new"})
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {"report.json": '{"new": 1}', "report.md": "# new"}
+
+
+def _open_on_windows(monkeypatch, *paths: Path) -> None:
+    """Windows semantics for files held open as QGIS layers (GDAL opens them without FILE_SHARE_DELETE): renaming onto
+    or away from them fails ("Access is denied"), and so does deleting any of their names, hard links included."""
+    held = {os.stat(path).st_ino for path in paths}
+    real_replace, real_unlink = os.replace, os.unlink
+
+    def ino(path) -> int | None:
+        try:
+            return os.lstat(path).st_ino
+        except OSError:
+            return None
+
+    def replace(src, dst):
+        if ino(src) in held or ino(dst) in held:
+            raise PermissionError(errno.EACCES, "Access is denied", str(src), None, str(dst))
+        real_replace(src, dst)
+
+    def unlink(path, *, dir_fd=None):
+        if ino(path) in held:
+            raise PermissionError(errno.EACCES, "The process cannot access the file because it is being used by "
+                                  "another process", str(path))
+        real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
+@pytest.mark.parametrize("stuck", [False, True])
+def test_place_together_onto_an_output_open_in_qgis_names_the_leftover_copy(tmp_path, monkeypatch, stuck):
+    """Portability audit: on Windows, b.tif loaded in QGIS can be neither replaced nor have its hard link deleted.
+    The rollback leaves every path with its earlier bytes; the error said "b.tif is kept as .b.tif.ID.old: rename
+    it back" (wrong: b.tif holds it) and left that link unnamed. It names the link as a leftover to delete, says why
+    the rename failed, and still asks to rename back a copy whose path does not hold it (`stuck`: a's)."""
+    before = _earlier_outputs(tmp_path)
+    b = tmp_path / "b.tif"
+    _open_on_windows(monkeypatch, b)
+    if stuck:
+        windows_replace = os.replace
+
+        def replace(src, dst):
+            if Path(src).name.startswith(".a.tif.") and Path(dst).name == "a.tif":
+                raise PermissionError(errno.EACCES, "Access is denied")  # a's earlier file cannot be put back
+            windows_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputError) as err, contextlib.ExitStack() as outputs:
+        place_together(_new_outputs(outputs, tmp_path))
+    monkeypatch.undo()
+    spare = [p for p in tmp_path.iterdir() if p.name.startswith(".b.tif.") and p.name.endswith(".old")]
+    assert len(spare) == 1 and os.path.samefile(spare[0], b)  # the hard link QGIS's open file kept alive
+    leftover = f"delete the leftover copy {spare[0]} once no program has it open"
+    files = {name: data for name, data in _files(tmp_path).items() if name != spare[0].name}
+    if stuck:
+        kept = [p for p in tmp_path.iterdir() if p.name.startswith(".a.tif.")]
+        assert len(kept) == 1 and kept[0].read_bytes() == before["a.tif"]
+        assert str(err.value) == (f"could not write {b}: Access is denied; {_OPEN_HINT}; the earlier "
+                                  f"{tmp_path / 'a.tif'} is kept as {kept[0].name}: rename it back; {leftover}")
+        assert {name: data for name, data in files.items() if name != kept[0].name} == {
+            **before, "a.tif": files["a.tif"]}  # a.tif: the new one
+    else:
+        assert str(err.value) == (f"could not write {b}: Access is denied; {_OPEN_HINT}; "
+                                  f"the outputs were left as they were; {leftover}")
+        assert "rename it back" not in str(err.value)
+        assert files == before  # every path: its earlier bytes; c.tif still absent; nothing else left
+
+
+@pytest.mark.parametrize("error, says", [(PermissionError(errno.EACCES, "Access is denied"), f"; {_OPEN_HINT}"),
+                                         (OSError(errno.EIO, "Input/output error"), "")], ids=["denied", "other"])
+def test_a_single_output_that_cannot_be_replaced_says_it_may_be_open(tmp_path, monkeypatch, error, says):
+    """Portability audit: write_array and write_text onto a file open in QGIS on Windows failed with "Access is
+    denied" alone. A PermissionError adds why it may be (the same words as place_together); other errors do not."""
+    from sentinel_densify.core.atomic import write_text
+
+    raster, report = tmp_path / "out.tif", tmp_path / "report.json"
+    write_array(raster, _SMALL, np.zeros((64, 64), "float32"))
+    write_text(report, "{}")
+    before, real = _files(tmp_path), os.replace
+
+    def replace(src, dst):
+        if Path(dst) in (raster, report):
+            raise error
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OutputError) as err:
+        write_array(raster, _SMALL, np.ones((64, 64), "float32"))
+    assert str(err.value) == f"could not write {raster}: {error.strerror}{says}"
+    with pytest.raises(OutputError) as err:
+        write_text(report, "{}")
+    assert str(err.value) == f"could not write {report}: {error.strerror}{says}"
+    monkeypatch.undo()
+    assert _files(tmp_path) == before
