@@ -65,10 +65,11 @@ def extent_of(args: argparse.Namespace) -> tuple[tuple[float, ...] | None, str |
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C so every open output is removed."""
+    """SIGTERM (or Windows's SIGBREAK), raised in the main thread like Ctrl-C so every open output is removed."""
 
 
 _received: set[int] = set()  # the signals that stopped this command (see main)
+_installed: list[int] = []  # the termination signals whose handler main installed (see _handle_sigterm)
 
 
 def print_warnings(command: str, warnings) -> None:
@@ -77,9 +78,15 @@ def print_warnings(command: str, warnings) -> None:
         print(f"densify {command}: warning: {warning}", file=sys.stderr)
 
 
+def _termination_signals() -> list[int]:
+    """SIGTERM, and SIGBREAK where there is one (Windows: Ctrl-Break, and closing the console window)."""
+    return [signal.SIGTERM] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])
+
+
 def _on_sigterm(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
-    _received.add(signal.SIGTERM)
+    for sig in _installed:  # a second one must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    _received.add(signal.SIGTERM)  # SIGBREAK asks the same: end the command (message and exit status of SIGTERM)
     raise Terminated()
 
 
@@ -89,13 +96,17 @@ def _on_sigint(signum, frame) -> None:
 
 
 def _handle_sigterm() -> bool:
-    """Turn SIGTERM into `Terminated` (and note SIGINT) unless SIGTERM is already handled (or ignored) or
-    this is not the main thread."""
+    """Turn SIGTERM (and SIGBREAK, where it is not handled yet) into `Terminated` (and note SIGINT) unless
+    SIGTERM is already handled (or ignored) or this is not the main thread."""
+    _installed.clear()
     if threading.current_thread() is not threading.main_thread():
         return False
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return False
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for sig in _termination_signals():
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _on_sigterm)
+            _installed.append(sig)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_sigint)
     return True
@@ -138,7 +149,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _never_fail_on_encoding() -> None:
+    """Characters stdout's or stderr's encoding lacks ("σ" in cp1252, a Windows pipe or file) are written
+    escaped (\\u03c3) instead of raising UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _never_fail_on_encoding()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
@@ -170,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         if handled:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for sig in _installed:
+                signal.signal(sig, signal.SIG_DFL)
             if signal.getsignal(signal.SIGINT) is _on_sigint:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -170,10 +170,10 @@ def main(args: argparse.Namespace) -> int:
     for entry in (report["notes"].get("leakage") or {}).values():
         print(f"densify evaluate: warning: {entry['note']}", file=sys.stderr)
     table = format_table(report)
-    print(table)
     out = Path(args.out)
     with new_dirs_removed_on_error(out):
         write_texts({out / REPORTS[0]: json.dumps(report, indent=1, allow_nan=False),  # together: a report's
                      out / REPORTS[1]: "# Evaluation (EVALUATION.md protocol)\n\n" + table})  # .json matches its .md
+    print(table)  # after the files: a console that cannot show it must not cost the evaluation
     print(f"wrote {out / 'report.json'} and {out / 'report.md'}", file=sys.stderr)
     return 0

@@ -24,15 +24,26 @@ def main() -> None:
     link.symlink_to(ROOT, target_is_directory=True)
     site_dir = Path(site.getsitepackages()[0])
     (site_dir / "sentinel_densify.pth").write_text(f"{pkgroot}\n")
-    script = VENV / "bin" / "densify"
-    script.write_text(
-        f"#!{VENV / 'bin' / 'python'}\n"
+    script = write_script(VENV / "bin" / "densify", VENV / "bin" / "python")
+    print(f"linked {link} -> {ROOT}; wrote {script}")
+
+
+def write_script(script: Path, python: Path) -> Path:
+    """Write the `densify` script run by `python` (replacing any earlier one whole).
+
+    The `__main__` guard matters where worker processes are spawned (macOS, Windows): each worker runs the
+    main script again as `__mp_main__`, and must not run the command (curate's and train's workers)."""
+    partial = script.with_name(f".{script.name}.partial")
+    partial.write_text(
+        f"#!{python}\n"
         "import sys\n"
         "from sentinel_densify.core.cli import main\n"
-        "sys.exit(main())\n"
+        "if __name__ == \"__main__\":\n"
+        "    sys.exit(main())\n"
     )
-    os.chmod(script, 0o755)
-    print(f"linked {link} -> {ROOT}; wrote {script}")
+    os.chmod(partial, 0o755)
+    os.replace(partial, script)
+    return script
 
 
 if __name__ == "__main__":

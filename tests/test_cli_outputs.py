@@ -9,6 +9,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -93,14 +94,13 @@ def test_failed_write_exits_non_zero_and_keeps_the_older_output(densify, uds_sub
     assert not (tmp_path / "new").exists()  # the folders the failed run created are gone
 
 
-def test_sigterm_removes_partial_outputs(densify, uds_dir, tmp_path):
-    """SIGTERM while the outputs are being written (full series, small tiles): exit 143, a message,
-    no hidden partial file and no output folder left."""
-    out = tmp_path / "out"
+def _signal_while_writing(command: list[str], uds_dir: Path, out: Path, signum: int) -> tuple[int, str, str]:
+    """Run `command run ...` (full series, small tiles) and send it `signum` once its outputs are being written:
+    (exit status, stdout, stderr)."""
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GDAL_PAM_ENABLED="NO")
-    proc = subprocess.Popen(densify.command + ["run", "--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"),
-                                      "--date", "2018-07-20", "--out", str(out), "--model", "linear",
-                                      "--tile-size", "16"],
+    proc = subprocess.Popen(command + ["run", "--s2", str(uds_dir / "S2"), "--s1", str(uds_dir / "S1"),
+                                       "--date", "2018-07-20", "--out", str(out), "--model", "linear",
+                                       "--tile-size", "16"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 60
@@ -108,12 +108,33 @@ def test_sigterm_removes_partial_outputs(densify, uds_dir, tmp_path):
             time.sleep(0.05)
         assert _partials(out), "the run never started writing"
         time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, stdout + stderr
+    return proc.returncode, stdout, stderr
+
+
+def test_sigterm_removes_partial_outputs(densify, uds_dir, tmp_path):
+    """SIGTERM while the outputs are being written (full series, small tiles): exit 143, a message,
+    no hidden partial file and no output folder left."""
+    out = tmp_path / "out"
+    returncode, stdout, stderr = _signal_while_writing(densify.command, uds_dir, out, signal.SIGTERM)
+    assert returncode == 143, stdout + stderr
+    assert stderr.strip().splitlines()[-1] == "densify run: terminated (SIGTERM); no output was written."
+    assert "Traceback" not in stderr
+    assert not _partials(out) and not out.exists()
+
+
+def test_sigbreak_is_handled_like_sigterm(uds_dir, tmp_path):
+    """Windows's Ctrl-Break (and closing the console window) sends SIGBREAK, whose default ends the process at
+    once, leaving partial files. Here SIGBREAK is SIGUSR1 (Linux has none): the run ends as on SIGTERM."""
+    code = ("import signal, sys; signal.SIGBREAK = signal.SIGUSR1; from sentinel_densify.core.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    out = tmp_path / "out"
+    returncode, stdout, stderr = _signal_while_writing([sys.executable, "-c", code], uds_dir, out, signal.SIGUSR1)
+    assert returncode == 143, stdout + stderr
     assert stderr.strip().splitlines()[-1] == "densify run: terminated (SIGTERM); no output was written."
     assert "Traceback" not in stderr
     assert not _partials(out) and not out.exists()

@@ -266,3 +266,43 @@ def test_evaluate_shows_the_inventorys_warnings(uds_subset, tmp_path, capsys):
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert "densify evaluate: warning: no cloud masks given: every valid S2 pixel counts as clear" in err
+
+
+def _evaluate_args(uds_subset, out) -> list[str]:
+    """A small evaluation: 8 S2 acquisitions without masks, linear only, one target."""
+    return ["evaluate", "--s2", *map(str, uds_subset["s2"][:8]), "--s1", *map(str, uds_subset["s1"]),
+            "--methods", "linear", "--gaps", "10", "--leads", "5", "--max-targets", "1", "--out", str(out)]
+
+
+def test_cli_table_on_a_stdout_without_sigma_still_writes_the_reports(densify, uds_subset, tmp_path):
+    """Windows writes a redirected stdout in cp1252, which has no "σ" (the table's "cov 1σ"): the run ended with a
+    UnicodeEncodeError traceback and no report. The character is escaped instead."""
+    import os
+    import subprocess
+
+    out = tmp_path / "eval"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", GDAL_PAM_ENABLED="NO", PYTHONIOENCODING="cp1252")
+    env.pop("PYTHONUTF8", None)
+    proc = subprocess.run(densify.command + _evaluate_args(uds_subset, out), capture_output=True, env=env,
+                          timeout=300)
+    stdout, stderr = proc.stdout.decode("cp1252"), proc.stderr.decode("cp1252")
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert "cov 1\\u03c3" in stdout and "cov 1σ" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_cli_writes_the_reports_before_printing_the_table(uds_subset, tmp_path, monkeypatch):
+    """A stdout that cannot show the table (and cannot be reconfigured) fails only after the reports are written."""
+    class Cp1252Console:
+        def write(self, text: str) -> int:
+            text.encode("cp1252")  # strict: UnicodeEncodeError on "σ"
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr("sys.stdout", Cp1252Console())
+    out = tmp_path / "eval"
+    with pytest.raises(UnicodeEncodeError):
+        cli.main(_evaluate_args(uds_subset, out))
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SEN12_SAMPLE = "ROIs2017_winter_112_p797.tif"
 
 
 class IfaceStandIn:
@@ -291,6 +292,33 @@ def test_package_zip_installs_as_one_folder_without_dev_files(qgis_app, tmp_path
                           env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert "densify:synthesize" in done.stdout and "densify:estimate_lai" in done.stdout
+
+
+def test_densify_script_runs_curate_workers_under_spawn(sen12_dir, tmp_path):
+    """macOS and Windows start worker processes with "spawn", which runs the main script again in each worker:
+    the `densify` script link_package.py writes must not run the command there (unguarded, `densify curate` with
+    its default workers died with BrokenProcessPool)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("link_package", ROOT / "scripts" / "link_package.py")
+    link_package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(link_package)
+    (tmp_path / "bin").mkdir()
+    script = link_package.write_script(tmp_path / "bin" / "densify", Path(sys.executable))
+    data = tmp_path / "data"
+    for folder in ("s1", "s2_cloudy", "s2_cloudfree"):  # 40 triplets: more than one chunk of 32, so a pool
+        (data / folder).mkdir(parents=True)
+        for i in range(40):
+            (data / folder / f"ROIs2017_winter_112_p{i}.tif").symlink_to(sen12_dir / folder / SEN12_SAMPLE)
+    out = tmp_path / "out"
+    code = ("import multiprocessing, runpy, sys; multiprocessing.set_start_method('spawn'); "
+            "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code, str(script), "curate", "--data", str(data), "--out", str(out),
+                           "--workers", "2"], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, QT_QPA_PLATFORM="offscreen", GDAL_PAM_ENABLED="NO"))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len((out / "kept.txt").read_text().split()) == 40
 
 
 def test_make_deploy_links_the_checkout_and_never_hides_a_zip_install(tmp_path):
