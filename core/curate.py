@@ -32,11 +32,13 @@ kept.txt, and with `link=True` a SEN12MS-CR folder of symbolic links to the kept
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
 import os
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -187,7 +189,7 @@ def display8(refl: np.ndarray, display_max: float = 0.3) -> np.ndarray:
 
 
 def triplet_names(data: str | Path) -> list[str]:
-    """Sorted union of raster file names over the three folders (checks the layout)."""
+    """Sorted union of raster file names over the three folders, hidden ones (.*) left out (checks the layout)."""
     data = Path(data)
     if not data.exists():
         raise InputError(f"{data}: does not exist (the dataset folder with {', '.join(FOLDERS)})")
@@ -198,8 +200,9 @@ def triplet_names(data: str | Path) -> list[str]:
         raise InputError(f"{data}: not a SEN12MS-CR dataset (missing folder(s) {', '.join(missing)}; "
                          f"expected {', '.join(FOLDERS)})")
     names: set[str] = set()
-    for f in FOLDERS:
-        names.update(p.name for p in (data / f).iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
+    for f in FOLDERS:  # not names starting with "." (macOS ._NAME AppleDouble files, hidden partial files)
+        names.update(p.name for p in (data / f).iterdir()
+                     if p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
     return sorted(names)
 
 
@@ -373,10 +376,25 @@ def iter_verdicts(data: str | Path, names: list[str], cfg: CurateConfig, workers
 
 
 def _files_not_links(out: Path) -> str | None:
-    """The first folder of FOLDERS in `out` holding something other than a symbolic link."""
+    """The first folder of FOLDERS in `out` holding something other than a symbolic link (hidden files aside:
+    macOS's .DS_Store and ._NAME, never a triplet's name)."""
     for f in FOLDERS:
-        if (out / f).is_dir() and any(not p.is_symlink() for p in (out / f).iterdir()):
+        if (out / f).is_dir() and any(not p.is_symlink() and not p.name.startswith(".") for p in (out / f).iterdir()):
             return f
+    return None
+
+
+def _links_problem(data: Path, out: Path, name: str) -> str | None:
+    """Why no symbolic link can be made in `out` (None when one can): tried with a hidden one, removed at once.
+    Windows allows them only with Developer Mode or as administrator; FAT and exFAT have none."""
+    ensure_folder(out, out / FOLDERS[0])
+    probe = out / f".{uuid.uuid4().hex[:8]}.link-probe"
+    try:
+        os.symlink(data / FOLDERS[0] / name, probe)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    with contextlib.suppress(OSError):  # a hidden leftover at worst
+        probe.unlink()
     return None
 
 
@@ -389,6 +407,37 @@ def _link_triplet(data: Path, out: Path, name: str) -> None:
         os.symlink((data / f / name).resolve(), dst)
 
 
+def _remove_links(out: Path) -> None:
+    """Empty the link folders of `out` (symbolic links only)."""
+    for f in FOLDERS:
+        if (out / f).is_dir():
+            for p in (out / f).iterdir():
+                if p.is_symlink():
+                    p.unlink()
+
+
+def _link_kept(data: Path, out: Path, kept: list[str]) -> None:
+    """The link folders of `out` with a link to each kept triplet and nothing else; when a link cannot be made
+    (OutputError) or the run is stopped, no link, and the link folders this run made are removed."""
+    made = [f for f in FOLDERS if not (out / f).is_dir()]
+    _remove_links(out)  # a fresh link folder: stale links from an earlier run would be kept
+    try:
+        for name in kept:
+            try:
+                _link_triplet(data, out, name)
+            except OSError as exc:
+                raise OutputError(f"{out}: cannot link the kept triplet {name} there ({exc.strerror or exc}): "
+                                  "no report, list or links written") from exc
+    except BaseException:
+        _remove_links(out)  # not half-made: a partial link folder would pass for the curated dataset
+        for f in made:
+            try:
+                (out / f).rmdir()
+            except OSError:
+                pass
+        raise
+
+
 OUTPUTS = ("report.csv", "summary.json", "summary.md", "kept.txt")  # what curate writes in its out folder
 
 
@@ -396,7 +445,8 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
            link: bool = False, feedback: Feedback | None = None, threads: bool = False) -> CurateSummary:
     """Check every triplet of `data`; write the report (and links) to `out`; sources untouched.
     `threads`: run the `workers` as threads, not processes (see iter_verdicts). The links are made
-    once every triplet is checked, so a cancelled run leaves an earlier run's links as they were."""
+    once every triplet is checked, so a cancelled run leaves an earlier run's links as they were; where
+    symbolic links cannot be made (Windows without Developer Mode, FAT/exFAT) OutputError before any work."""
     import rasterio  # noqa: F401 (a Python without it fails here, not as "unreadable" for every triplet)
 
     problem = output_dir_problem(out, OUTPUTS)
@@ -412,6 +462,11 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
         raise OutputError(f"{out}: {held} holds files that are not links (another dataset?): the links to the "
                           "kept triplets would replace them; choose another output folder")
     with new_dirs_removed_on_error(out):  # an interrupted run leaves no empty folder it made
+        if link and (why := _links_problem(data, out, names[0])):  # before any work (report.csv included)
+            raise OutputError(f"{out}: symbolic links cannot be made there ({why}), so no folder of links to the "
+                              "kept triplets: on Windows turn on Developer Mode (or run as administrator); FAT "
+                              "and exFAT drives have none. Choose another output folder, or curate without links "
+                              "(kept.txt lists the kept triplets)")
         return _curate(data, out, names, cfg, workers, link, feedback, threads)
 
 
@@ -438,14 +493,8 @@ def _curate(data: Path, out: Path, names: list[str], cfg: CurateConfig, workers:
                 reasons[v.reason] += 1
                 season["rejected"] += 1
                 season[v.reason] += 1
-    if link:
-        for f in FOLDERS:  # a fresh link folder: stale links from an earlier run would be kept
-            if (out / f).is_dir():
-                for p in (out / f).iterdir():
-                    if p.is_symlink():
-                        p.unlink()
-        for name in kept:
-            _link_triplet(data, out, name)
+        if link:  # before report.csv is put in place: a failure leaves the earlier report, list and summaries
+            _link_kept(data, out, kept)
     summary = CurateSummary(
         total=len(names), kept=len(kept), rejected={r: reasons[r] for r in REASONS if reasons[r]},
         per_season={s: dict(per_season[s]) for s in SEASONS if s in per_season},

@@ -45,6 +45,7 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
             problems.append(Problem(None, f"tile size {size} is too large: at most {MAX_TILE_SIZE} pixels (memory "
                                           "grows with the square of the tile size)"))
     seen: dict[Path, str] = {}
+    folded: dict[str, tuple[Path, str]] = {}  # the paths in lower case: one file where case is ignored
     for kind in request.kinds():
         path = request.output_path(kind)
         if path.suffix.lower() not in GEOTIFF_SUFFIXES:
@@ -56,7 +57,12 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
         if key in seen:  # e.g. one file chosen for two Processing destinations
             problems.append(Problem(str(path), f"the {seen[key]} and {kind} outputs are the same file: "
                                                "choose a different file for each"))
+        elif (other := folded.get(str(key).casefold())) is not None:  # macOS's and Windows' usual file systems
+            problems.append(Problem(str(path), f"the {other[1]} and {kind} outputs are the same file where case is "
+                                               f"ignored (Windows, macOS): {other[0]} and {path} differ only by "
+                                               "case; choose a different file for each"))
         seen.setdefault(key, kind)
+        folded.setdefault(str(key).casefold(), (path, kind))
     return problems
 
 

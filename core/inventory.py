@@ -288,12 +288,13 @@ def single_s2(path: str, band_order: list[str] | None = None) -> RasterInfo:
 def _split_acquisition(path: str, info: RasterInfo) -> RasterInfo:
     """The S2 image of the acquisition whose bands a multi-band file holds only some of, read with the other
     files of that acquisition in its folder (band_files.split_images: a 10 m and a 20 m export); the file as it is
-    when there are none."""
+    when there are none. Hidden files (.*) are not read, as in a folder scan (_files_under): a killed run's
+    .NAME.ID.partial.tif, macOS's ._NAME files."""
     if info.when is None:
         return info
     others = [describe(f) for f in sorted(Path(path).parent.iterdir())  # read only those dated that day
-              if f.suffix.lower() in RASTER_SUFFIXES and f.is_file() and not same_file(f, path)
-              and _day_of(f) == info.when.date()]
+              if f.suffix.lower() in RASTER_SUFFIXES and not f.name.startswith(".") and f.is_file()
+              and not same_file(f, path) and _day_of(f) == info.when.date()]
     parts = band_files.parts_of(info, [info, *others])
     if not parts:
         return info
@@ -816,14 +817,16 @@ def _is_tar(path: str) -> bool:
 
 
 def _files_under(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The files in `folder` and its subfolders (not those named .*; links to folders not followed), sorted, and
-    the folders that could not be read with why (Path.rglob skips them silently)."""
+    """The files in `folder` and its subfolders (neither files nor folders named .*, e.g. a macOS drive's .Trashes;
+    links to folders not followed), sorted, and the folders that could not be read with why (Path.rglob skips them
+    silently)."""
     files, unreadable = [], []
 
     def failed(exc: OSError) -> None:
         unreadable.append((exc.filename or str(folder), exc.strerror or str(exc)))
 
-    for root, _dirs, names in os.walk(folder, onerror=failed):
+    for root, dirs, names in os.walk(folder, onerror=failed):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # pruned: os.walk does not go into them
         files += [Path(root) / n for n in names if not n.startswith(".") and (Path(root) / n).is_file()]
     return sorted(files), unreadable
 

@@ -623,3 +623,14 @@ def test_split_files_without_descriptions_are_read_by_the_bands_their_names_list
     order = ["B08", "B04", "B03", "B02"]  # second audit: a band order given wins, and no note claims the name's
     given = inventory.describe(named[0], band_order=order)
     assert given.bands == order and not any("name lists" in n for n in given.notes)
+
+
+def test_hidden_files_beside_a_split_export_are_not_read(series, tmp_path):
+    """Portability finding 5: the 10 m file of a split export is read with the other files of its day in its folder,
+    not with hidden ones: a killed run's .NAME.ID.partial.tif (here a whole copy of the 20 m file, which gave "give
+    each band once") and macOS's ._NAME AppleDouble files (exFAT, FAT, SMB drives)."""
+    fine, coarse = _split_export(series["s2"][5], tmp_path / "S2")
+    shutil.copy(coarse, coarse.with_name(f".{coarse.stem}.1a2b3c4d.partial.tif"))
+    for f in (fine, coarse):
+        f.with_name(f"._{f.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4050))
+    assert inventory.single_s2(str(fine)).files == [str(fine), str(coarse)]

@@ -248,3 +248,71 @@ def test_an_unreadable_image_is_a_report_row_without_gdal_lines(densify, sen12_d
     with (tmp_path / "out" / "report.csv").open() as f:
         rows = {r["name"]: r for r in csv.DictReader(f)}
     assert (rows[name]["kept"], rows[name]["reason"]) == ("False", "unreadable"), rows
+
+
+APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(4050)  # what macOS writes as ._NAME
+
+
+def test_hidden_files_are_not_triplets(sen12_dir, tmp_path):
+    """Portability finding 5: macOS's ._NAME.tif AppleDouble files (exFAT, FAT, SMB drives) and hidden partial files
+    are not triplets (each was an "unreadable" one), and hidden files in the link folders (.DS_Store) are not taken
+    for another dataset's files."""
+    data = tmp_path / "data"
+    shutil.copytree(sen12_dir, data)
+    for f in FOLDERS:
+        (data / f / f"._{SAMPLE}").write_bytes(APPLEDOUBLE)
+        (data / f / f".{Path(SAMPLE).stem}.1a2b3c4d.partial.tif").write_bytes(b"")
+    out = tmp_path / "out"
+    assert curate(data, out, link=True).total == 1
+    with (out / "report.csv").open() as f:
+        assert [r["name"] for r in csv.DictReader(f)] == [SAMPLE]
+    (out / "s1" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # Finder, on browsing the link folder
+    assert curate(data, out, link=True).kept == 1
+    assert sorted(p.name for p in (out / "s1").iterdir()) == [".DS_Store", SAMPLE]
+
+
+def _no_symlinks(monkeypatch) -> None:
+    """os.symlink as on Windows without Developer Mode (or on FAT/exFAT)."""
+    import os
+
+    def refused(src, dst, target_is_directory=False, *, dir_fd=None):
+        raise OSError(22, "A required privilege is not held by the client", str(src), 1314, str(dst))
+
+    monkeypatch.setattr(os, "symlink", refused)
+
+
+def test_links_that_cannot_be_made_are_refused_before_any_work(crafted, tmp_path, monkeypatch, capsys):
+    """Portability finding 4: where no symbolic link can be made, `curate --link` says so and how, before it checks
+    anything: no traceback, and no report.csv beside a missing kept.txt (a new --out folder is not even left)."""
+    out = tmp_path / "new" / "curated"
+    _no_symlinks(monkeypatch)
+    assert cli_main(["curate", "--data", str(crafted), "--out", str(out), "--workers", "1", "--link"]) == 1
+    err = capsys.readouterr().err
+    assert "symbolic links cannot be made there (A required privilege is not held by the client)" in err, err
+    assert "Developer Mode" in err and "Traceback" not in err, err
+    assert not (tmp_path / "new").exists()
+    assert cli_main(["curate", "--data", str(crafted), "--out", str(out), "--workers", "1"]) == 0  # unchanged
+    assert sorted(p.name for p in out.iterdir()) == ["kept.txt", "report.csv", "summary.json", "summary.md"]
+
+
+def test_a_link_failing_midway_leaves_the_earlier_report_and_no_links(crafted, tmp_path, monkeypatch):
+    """A link that fails after the probe (a full disk, a quota): OutputError naming it; the earlier report, list and
+    summaries as they were, matching each other, and no half-made link folder."""
+    import os
+
+    from sentinel_densify.core.atomic import OutputError
+
+    out = tmp_path / "o"
+    curate(crafted, out)
+    before = _digest(out)
+    symlink = os.symlink
+
+    def probe_only(src, dst, *args, **kwargs):
+        if not Path(dst).name.endswith(".link-probe"):
+            raise OSError(28, "No space left on device")
+        symlink(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "symlink", probe_only)
+    with pytest.raises(OutputError, match="cannot link the kept triplet ROIs2017_winter_1_p1.tif there"):
+        curate(crafted, out, link=True)
+    assert _digest(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)

@@ -410,6 +410,18 @@ def test_outputs_must_be_distinct_geotiffs(small, first_last, tmp_path):
     assert sorted(res.outputs) == ["synthesized", "uncertainty"]
 
 
+def test_outputs_differing_only_by_case_are_refused(small, first_last, tmp_path):
+    """Portability finding 7: S2.tif and s2.tif are one file on macOS's and Windows' usual file systems, where one
+    output would replace the other: refused up front on every platform, nothing written."""
+    target = first_last[0] + dt.timedelta(days=20)
+    paths = {"synthesized": str(tmp_path / "o" / "S2.tif"), "uncertainty": str(tmp_path / "O" / "s2.TIF")}
+    said = (r"s2.TIF: the synthesized and uncertainty outputs are the same file where case is ignored "
+            r"\(Windows, macOS\): .*S2.tif and .*s2.TIF differ only by case")
+    with pytest.raises(InputError, match=said):
+        engine.run(_req(small, tmp_path, target, lai=False, output_paths=paths))
+    assert not any(tmp_path.iterdir())
+
+
 def test_temporal_model_names_the_bands_the_inputs_lack(small, first_last, tmp_path):
     """S2 files all without B8A: the model's needs and what is lacking, not "needs [...] got [...]"."""
     from sentinel_densify.core.errors import InputError

@@ -272,3 +272,27 @@ def test_he_yokoya_four_bands_and_the_seeds_batch_sizes(pairs, tmp_path):
     p2p = TrainConfig(kind="pix2pix", data=[str(pairs)], out=str(tmp_path / "p"), epochs=1, **tiny)
     train(p2p)
     assert p2p.batch == 16
+
+
+def test_a_kept_list_is_read_as_utf8_whatever_the_locale(sen12_dir, tmp_path, monkeypatch):
+    """Portability finding 10: kept.txt (curate writes UTF-8) was read in the locale's encoding (Windows: cp1252), so
+    a non-ASCII triplet name was not found; a byte order mark (Windows' Notepad) is read past too."""
+    import shutil
+
+    from sentinel_densify.core.curate import FOLDERS
+
+    names = ["ROIs2017_winter_Zürich_p1.tif", "ROIs2017_winter_1_p2.tif"]
+    for f in FOLDERS:
+        (tmp_path / "data" / f).mkdir(parents=True)
+        for name in names:
+            shutil.copy(sen12_dir / f / "ROIs2017_winter_112_p797.tif", tmp_path / "data" / f / name)
+    read_text = Path.read_text  # Windows: the locale's encoding when none is given
+
+    def cp1252(self, encoding=None, errors=None):
+        return read_text(self, encoding or "cp1252", errors)
+
+    monkeypatch.setattr(Path, "read_text", cp1252)
+    for bom in (b"", b"\xef\xbb\xbf"):
+        kept = tmp_path / "kept.txt"
+        kept.write_bytes(bom + f"{names[0]}\n".encode())
+        assert [s.name for s in list_samples([tmp_path / "data"], "pix2pix", kept)] == names[:1]

@@ -712,3 +712,15 @@ def test_a_clear_patch_smaller_than_the_sample_s_pixels_is_not_refused(real, tmp
     inv = inventory.build([str(big)], masks=[str(scl)], check_clear=False)
     assert read_clear_fraction(inv, inv.s2[0]) == 0
     inventory.check_some_clear(inv)  # no error
+
+
+def test_hidden_folders_in_an_input_folder_are_not_searched(real, tmp_path):
+    """Portability audit: a macOS drive's .Trashes (or any folder named .*) under an input folder held rasters that
+    were read as inputs; hidden files were already skipped, hidden folders are now too."""
+    folder = tmp_path / "S2"
+    (folder / ".Trashes" / "501").mkdir(parents=True)
+    for p in real["s2"][40:42]:
+        shutil.copy(p, folder / p.name)
+    shutil.copy(real["s2"][43], folder / ".Trashes" / "501" / real["s2"][43].name)
+    found, problems = inventory.find_rasters([str(folder)])
+    assert problems == [] and sorted(Path(f).name for f in found) == [p.name for p in real["s2"][40:42]]

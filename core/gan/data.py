@@ -60,11 +60,12 @@ def folders_for(kind: str) -> tuple[str, ...]:
 
 
 def list_samples(data: list[str | Path], kind: str, names_file: str | Path | None = None) -> list[Sample]:
-    """Every triplet of the dataset folders that has all the files `kind` needs."""
+    """Every triplet of the dataset folders that has all the files `kind` needs (only those `names_file` lists, one
+    per line in UTF-8 as curate's kept.txt, with or without the byte order mark Windows' Notepad may add)."""
     keep = None
     if names_file:
         try:
-            keep = {ln.strip() for ln in Path(names_file).read_text().splitlines() if ln.strip()}
+            keep = {ln.strip() for ln in Path(names_file).read_text(encoding="utf-8-sig").splitlines() if ln.strip()}
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{names_file}: cannot be read as a list of triplet names "
                              f"({getattr(exc, 'strerror', None) or exc})") from None
