@@ -503,6 +503,27 @@ def test_the_output_folder_is_a_full_path(loaded, bar, tmp_path, monkeypatch):
                               f"from QGIS's working folder, {os.getcwd()})."]
 
 
+def test_the_dialog_fits_a_small_screen_with_its_run_button_visible(loaded, bar, tmp_path, monkeypatch):
+    """A 1366 x 768 laptop (728 px above the taskbar), or a smaller screen: the dialog with its title bar fits the
+    screen's available area, its main area scrolls and Run stays visible; a large screen keeps 900 x 720."""
+    from qgis.PyQt.QtCore import QCoreApplication, QPoint, QRect, QSize
+    from sentinel_densify.ui import dialog
+
+    title_bar = 30  # drawn by the window manager (none offscreen)
+    for width, height in ((1366, 728), (1280, 560), (2560, 1400)):
+        monkeypatch.setattr(dialog, "available_geometry", lambda _w, r=QRect(0, 0, width, height): r, raising=False)
+        dlg = _dialog(loaded, bar, tmp_path)
+        dlg.show()
+        QCoreApplication.processEvents()
+        frame = dlg.frameGeometry()
+        assert frame.width() <= width and frame.height() + title_bar <= height, (width, height, frame)
+        run = dlg.run_button
+        assert run.isVisible() and dlg.rect().contains(QRect(run.mapTo(dlg, QPoint(0, 0)), run.size()))
+        assert (dlg.scroll.verticalScrollBar().maximum() > 0) == (height == 560)  # the contents need about 650 px
+        assert height < 1400 or dlg.size() == QSize(900, 720)
+        dlg.close()
+
+
 def test_a_model_file_that_cannot_run_is_said_in_the_core_s_words(loaded, bar, tmp_path):
     """Second audit: the dialog called a folder a missing file; it says what the command line and Processing say
     (methods.model_file_problem): a folder, a missing file, a checkpoint to export first."""
@@ -556,6 +577,7 @@ def test_run_adds_the_styled_group_with_temporal_properties(loaded, bar, tmp_pat
     if os.environ.get("DENSIFY_SCREENSHOTS"):
         from qgis.PyQt.QtCore import QCoreApplication
 
+        dlg.resize(900, 720)  # its size on a large screen (the offscreen one is 800 x 600)
         for _ in range(20):  # the layout settles (the collapsed extent box gives its room back)
             QCoreApplication.processEvents()
             time.sleep(0.02)

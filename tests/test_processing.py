@@ -446,6 +446,53 @@ def test_two_destinations_on_one_file_are_refused(provider, inputs, tmp_path):
     assert not Path(same).exists()
 
 
+def test_an_output_loaded_in_the_project_is_refused_up_front_on_windows(provider, inputs, tmp_path, qgis_app,
+                                                                        monkeypatch):
+    """Windows cannot replace a file QGIS holds open: an output that is a project layer's file is refused before the
+    run, in each algorithm writing rasters; elsewhere the run replaces it (the layer shows the new file)."""
+    import shutil
+
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException, QgsProject, QgsRasterLayer
+    from sentinel_densify.plugin.processing import feedback
+
+    project = QgsProject.instance()
+    project.clear()
+    folder = tmp_path / "series"
+    folder.mkdir()
+    loaded, in_series = tmp_path / "Loaded.tif", folder / "uncertainty_20180301.tif"
+    for path in (loaded, in_series):
+        shutil.copy(inputs["S2_LAYERS"][0], path)
+        project.addMapLayer(QgsRasterLayer(str(path), f"old {path.stem}", "gdal"))
+    before = loaded.read_bytes()
+    said = "the layer \"old {}\" in the project, which QGIS keeps open, and Windows cannot replace an open file: " \
+           "remove the layer from the project or choose another file"
+    base = {**inputs, "TARGET_DATE": "2018-03-01", "METHOD": 1, "OUTPUT_SYNTHESIZED": str(tmp_path / "s.tif"),
+            "OUTPUT_LAI": None}
+    monkeypatch.setattr(feedback, "open_files_locked", lambda: True)
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run(ALG, {**base, "OUTPUT_UNCERTAINTY": str(loaded)})
+    assert f"OUTPUT_UNCERTAINTY: {loaded} is the file of {said.format('Loaded')}" in str(err.value)
+    assert loaded.read_bytes() == before and not (tmp_path / "s.tif").exists()
+    with pytest.raises(QgsProcessingException, match="OUTPUT: .* is the file of the layer \"old Loaded\""):
+        processing.run("densify:estimate_lai", {"INPUT": inputs["S2_LAYERS"][1], "OUTPUT": f"{tmp_path}/./Loaded.tif"})
+    with pytest.raises(QgsProcessingException) as err:
+        processing.run(SERIES, {**inputs, "FIRST_DATE": "2018-03-01", "METHOD": 1, "OUTPUT": str(folder)})
+    assert f"OUTPUT: {in_series} is the file of {said.format('uncertainty_20180301')}" in str(err.value)
+    assert sorted(p.name for p in folder.iterdir()) == [in_series.name]
+    context = QgsProcessingContext()
+    context.setProject(project)
+    clouds = QgsApplication.processingRegistry().algorithmById("densify:remove_clouds")
+    params = {"S1": inputs["S1_LAYERS"][0], "S2": inputs["S2_LAYERS"][0], "OUTPUT": str(loaded)}
+    assert clouds.checkParameterValues(params, context) == (False, f"OUTPUT: {loaded} is the file of "
+                                                                   f"{said.format('Loaded')}")
+    monkeypatch.undo()  # Linux and macOS: the run replaces the file, and the layer on it shows the new one
+    assert clouds.checkParameterValues(params, context)[0]
+    res = processing.run(ALG, {**base, "OUTPUT_UNCERTAINTY": str(loaded)})
+    assert res["OUTPUT_UNCERTAINTY"] == str(loaded) and loaded.read_bytes() != before
+    project.clear()
+
+
 def test_layers_read_from_a_zip_archive(provider, inputs, tmp_path):
     """QGIS opens rasters inside a .zip as /vsizip/ sources: synthesize and LAI read them in place."""
     import zipfile

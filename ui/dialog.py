@@ -16,8 +16,8 @@ from pathlib import Path
 
 from qgis.core import QgsCoordinateReferenceSystem, QgsProject, QgsRasterLayer, QgsRectangle, QgsSettings
 from qgis.gui import QgsExtentGroupBox, QgsFileWidget
-from qgis.PyQt.QtCore import QDate, Qt, QTimer, pyqtSignal
-from qgis.PyQt.QtGui import QBrush, QColor
+from qgis.PyQt.QtCore import QDate, QRect, QSize, Qt, QTimer, pyqtSignal
+from qgis.PyQt.QtGui import QBrush, QColor, QGuiApplication, QShowEvent
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -26,11 +26,13 @@ from qgis.PyQt.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QTableWidget,
@@ -60,6 +62,8 @@ MODEL_FILE = "__file__"
 CLEAR_ENOUGH = 0.5  # an S2 acquisition counts as clear when at least half its pixels are
 MISSING = QBrush(QColor("#ffd6d6"))
 SETTINGS = "sentinel_densify/dialog/"  # QgsSettings keys of the choices a run leaves for the next QGIS session
+SIZE = QSize(900, 720)  # the dialog's size where the screen has room for it
+FRAME = QSize(16, 40)  # room kept for the window frame and title bar while they are not known (before the first show)
 
 
 @dataclass
@@ -118,6 +122,13 @@ def temporary_output_dir() -> str:
     return str(Path(tempfile.gettempdir()) / f"sentinel_densify_{os.getpid()}")
 
 
+def available_geometry(widget: QWidget) -> QRect:
+    """The part of the screen `widget` is on that windows may use (without taskbar, dock or menu bar; in
+    device-independent pixels), else the primary screen's; empty without a screen."""
+    screen = widget.screen() or QGuiApplication.primaryScreen()
+    return screen.availableGeometry() if screen is not None else QRect()
+
+
 class DensifyDialog(QDialog):
     """Pick inputs and parameters; Run starts a background task and the dialog may close."""
 
@@ -139,7 +150,7 @@ class DensifyDialog(QDialog):
         self._clear: dict[tuple, float] = {}  # clear fraction per S2 file, mask and grid
         self._described: dict[tuple, object] = {}  # describe() per file, its modification time and options
         self.setWindowTitle("Sentinel Densify")
-        self.resize(900, 720)
+        self.resize(SIZE)
         self._timer = QTimer(self, singleShot=True, interval=300)
         self._timer.timeout.connect(self.validate)
         self._layers_timer = QTimer(self, singleShot=True, interval=200)  # the project's layers changed
@@ -150,6 +161,22 @@ class DensifyDialog(QDialog):
         self._watched = (self.project.layersAdded, self.project.layersRemoved, self.project.cleared)
         for signal in self._watched:
             signal.connect(self._project_changed)
+        self.fit_to_screen()
+
+    def fit_to_screen(self) -> None:
+        """Shrink the dialog (its frame and title bar included) to the available part of its screen (QGIS's window's
+        before it is first shown); the main area scrolls when its contents need more, the buttons stay visible."""
+        area = available_geometry(self.parentWidget() or self)
+        if area.isEmpty():
+            return
+        frame = self.frameGeometry().size() - self.size()  # known once shown; before, FRAME is kept
+        room = area.size() - QSize(max(frame.width(), FRAME.width()), max(frame.height(), FRAME.height()))
+        self.resize(self.size().boundedTo(room))
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API name)
+        """Fit the screen it is shown on (QGIS may have moved to another one since it was last open)."""
+        super().showEvent(event)
+        self.fit_to_screen()
 
     def detach(self) -> None:
         """Stop following the project (the plugin unloads)."""
@@ -169,7 +196,15 @@ class DensifyDialog(QDialog):
 
     # building ---------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        main = QWidget()  # all but the buttons: scrolls where the screen is too small for it
+        layout = QVBoxLayout(main)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.NoFrame)
+        self.scroll.setWidget(main)
+        outer.addWidget(self.scroll, 1)
         inputs = QGroupBox("Project rasters")
         box = QVBoxLayout(inputs)
         hint = QLabel("Tick the rasters to use. Set the sensor or the date (YYYY-MM-DD [HH:MM], UTC) "
@@ -186,6 +221,10 @@ class DensifyDialog(QDialog):
                           (COL_SOURCE, stretch)):
             header.setSectionResizeMode(col, mode)
         self.table.itemChanged.connect(self.schedule_validation)
+        # takes the room there is, at least a few rows: its height asks for no more (the main area scrolls only
+        # when the screen is too small for that)
+        self.table.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Ignored)
+        self.table.setMinimumHeight(header.sizeHint().height() + 4 * self.table.verticalHeader().defaultSectionSize())
         box.addWidget(self.table)
         buttons = QHBoxLayout()
         self.refresh_button = QPushButton("Reload project layers")
@@ -287,7 +326,7 @@ class DensifyDialog(QDialog):
         self.run_button = self.buttons.addButton("Run", QDialogButtonBox.AcceptRole)
         self.run_button.clicked.connect(self.run)
         self.buttons.rejected.connect(self.reject)
-        layout.addWidget(self.buttons)
+        outer.addWidget(self.buttons)
 
     def _restore_choices(self) -> None:
         """The model, device, LAI, series step and output folder of the last run, in this or an earlier QGIS

@@ -28,7 +28,7 @@ from ..layers import (
     source_path,
     temporal_date,
 )
-from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
+from .feedback import checked_layers, core_errors, core_feedback, destination_files, extent_parameter
 from .styling import StyleOnLoad, style_on_load
 
 GROUP = "Densify LAI"  # where a loaded LAI of an image without a date goes
@@ -104,7 +104,8 @@ class EstimateLaiAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "LAI (LAI, std, flags)"))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
-        return checked_layers(self, parameters, context)
+        return checked_layers(self, parameters, context,
+                              outputs=lambda: destination_files(self, parameters, context, [self.OUTPUT]))
 
     def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> bool:

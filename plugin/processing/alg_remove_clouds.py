@@ -14,7 +14,7 @@ from qgis.core import (
 )
 
 from ..layers import source_path
-from .feedback import checked_layers, core_errors, core_feedback
+from .feedback import checked_layers, core_errors, core_feedback, destination_files
 
 HELP = """Removes clouds from one Sentinel-2 image with a Pix2Pix model (Ledermann 2026): the \
 Sentinel-1 VV/VH image (resampled onto the S2 grid) and the cloudy S2 bands go through a U-Net \
@@ -71,7 +71,8 @@ class RemoveCloudsAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloud-free Sentinel-2"))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
-        return checked_layers(self, parameters, context, models=[self.MODEL])
+        return checked_layers(self, parameters, context, models=[self.MODEL],
+                              outputs=lambda: destination_files(self, parameters, context, [self.OUTPUT]))
 
     def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> bool:

@@ -23,7 +23,7 @@ from qgis.core import (
 
 from ...core.request import DensifyRequest
 from ..layers import LAYERS, group_name, image_key, layer_name, output_tags, run_label, source_path, temporal_date
-from .feedback import checked_layers, core_errors, core_feedback, extent_parameter
+from .feedback import checked_layers, core_errors, core_feedback, destination_files, extent_parameter
 from .styling import StyleOnLoad, drop_from_load, style_on_load
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -104,7 +104,12 @@ class SynthesisAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802
-        return checked_layers(self, parameters, context, models=[self.MODEL])
+        return checked_layers(self, parameters, context, models=[self.MODEL],
+                              outputs=lambda: self.output_files(parameters, context))
+
+    def output_files(self, parameters: dict, context: QgsProcessingContext) -> list[tuple[str, str]]:
+        """The files a run would write, as (parameter name, path)."""
+        return []
 
     def prepareAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> bool:
@@ -169,6 +174,9 @@ class SynthesizeAlgorithm(SynthesisAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUT["lai"], "LAI (LAI, std, flags)", optional=True, createByDefault=True))
         self.addOutput(QgsProcessingOutputString("MODE", "Mode (gap-filling, forecasting, backcasting)"))
+
+    def output_files(self, parameters: dict, context: QgsProcessingContext) -> list[tuple[str, str]]:
+        return destination_files(self, parameters, context, list(self.OUT.values()))
 
     def build_request(self, parameters: dict, context: QgsProcessingContext) -> DensifyRequest:
         target = self.date(parameters, self.DATE, context)

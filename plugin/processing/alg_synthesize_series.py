@@ -19,6 +19,7 @@ from qgis.core import (
 )
 
 from ...core.dates import every
+from ...core.errors import DensifyError
 from ...core.request import DensifyRequest
 from ..layers import LAYERS, common_limits, group_name, image_key, layer_name, output_tags, run_label, styles_of
 from .alg_synthesize import SynthesisAlgorithm
@@ -92,6 +93,14 @@ class SynthesizeSeriesAlgorithm(SynthesisAlgorithm):
         if last < first:
             raise QgsProcessingException(f"Bad input: {self.LAST} {last} is before {self.FIRST} {first}")
         return every(first, last, self.parameterAsInt(parameters, self.EVERY, context))
+
+    def output_files(self, parameters: dict, context: QgsProcessingContext) -> list[tuple[str, str]]:
+        """Each date's files in the OUTPUT folder (none when the dates are wrong: the run says why)."""
+        try:
+            requests = self.build_requests(parameters, context)
+        except (QgsProcessingException, DensifyError):
+            return []
+        return [(self.OUTPUT, str(r.output_path(kind))) for r in requests for kind in r.kinds()]
 
     def build_requests(self, parameters: dict, context: QgsProcessingContext) -> list[DensifyRequest]:
         folder = self.parameterAsFileOutput(parameters, self.OUTPUT, context)

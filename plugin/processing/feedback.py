@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,9 +18,18 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
+from ...core.atomic import same_file
 from ...core.errors import DensifyError, failure_message
 from ...core.progress import Feedback
-from ..layers import extent_values
+from ..layers import extent_values, source_path
+
+OutputFiles = Callable[[], Iterable[tuple[str, str]]]  # the files a run would write: (parameter name, path)
+
+
+def open_files_locked() -> bool:
+    """Whether a file QGIS has open cannot be replaced: on Windows (GDAL opens files without FILE_SHARE_DELETE).
+    Elsewhere a replaced file is shown by the layers on it (styling.reopen)."""
+    return os.name == "nt"
 
 
 def core_feedback(feedback: QgsProcessingFeedback | None) -> Feedback:
@@ -39,10 +49,11 @@ def core_feedback(feedback: QgsProcessingFeedback | None) -> Feedback:
 
 
 def checked_layers(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProcessingContext,
-                   models: Sequence[str] = ()) -> tuple[bool, str]:
+                   models: Sequence[str] = (), outputs: OutputFiles | None = None) -> tuple[bool, str]:
     """QGIS's own parameter check, its message ("Incorrect parameter value for S2_LAYERS") replaced
     by one naming each layer input QGIS cannot open, and each model file (the parameters `models`) the
-    core would refuse, in the core's words (a PyTorch checkpoint: export it first; a folder; a missing file)."""
+    core would refuse, in the core's words (a PyTorch checkpoint: export it first; a folder; a missing file);
+    on Windows, each of the `outputs` files that a project layer holds open (see loaded_output_problems)."""
     from ...core.methods import model_file_problem
 
     ok, message = QgsProcessingAlgorithm.checkParameterValues(alg, parameters, context)
@@ -61,7 +72,35 @@ def checked_layers(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsPr
             problem = f"{Path(model).name}: not an ONNX model file (.onnx)"
         if problem:
             bad.append(f"{name}: {problem}")
+    if ok and outputs is not None and open_files_locked():
+        bad += loaded_output_problems(outputs(), context)
     return ok and not bad, "; ".join(bad) or message
+
+
+def destination_files(alg: QgsProcessingAlgorithm, parameters: dict, context: QgsProcessingContext,
+                      names: Sequence[str]) -> list[tuple[str, str]]:
+    """The files of the destination parameters `names` that are set, as (name, path)."""
+    files = [(name, alg.parameterAsFileOutput(parameters, name, context)) for name in names
+             if parameters.get(name) not in (None, "")]
+    return [(name, path) for name, path in files if path]
+
+
+def loaded_output_problems(files: Iterable[tuple[str, str]], context: QgsProcessingContext) -> list[str]:
+    """Each output file (parameter name, path) that is the source of a layer in the context's project, refused before
+    the run: Windows cannot replace a file QGIS holds open, so the run would fail after all its work."""
+    project = context.project()
+    if project is None:
+        return []
+    loaded = [(layer.name(), path) for layer in project.mapLayers().values()
+              if (path := source_path(layer)) and not path.startswith("/vsi")]
+    problems = []
+    for name, out in files:
+        layer = next((title for title, path in loaded if same_file(out, path)), None)  # a loaded file exists
+        if layer is not None:
+            problems.append(f'{name}: {out} is the file of the layer "{layer}" in the project, which QGIS keeps '
+                            "open, and Windows cannot replace an open file: remove the layer from the project or "
+                            "choose another file")
+    return problems
 
 
 def extent_parameter(alg: QgsProcessingAlgorithm, parameters: dict, name: str, context: QgsProcessingContext
