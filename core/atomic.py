@@ -88,20 +88,13 @@ def rename_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"could not write {path}: {exc.strerror or exc}{hint}")
 
 
-class _TextFile:
-    """A text written under a hidden temporary name beside `path`, for `place_together`."""
+class TemporaryOutput:
+    """An output being written under a hidden temporary name (`tmp`) beside `path`, placed by `place_together`."""
 
-    def __init__(self, path: Path, text: str):
-        self.path = path
-        ensure_folder(path.parent, path)
-        self.tmp = partial_name(path)
-        try:
-            self.tmp.write_text(text, encoding="utf-8")
-        except BaseException as exc:
-            self.discard()
-            if isinstance(exc, OSError):
-                raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
-            raise
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        ensure_folder(self.path.parent, self.path)
+        self.tmp = partial_name(self.path)
 
     def place(self) -> Path:
         return place_or_discard(self)
@@ -110,21 +103,26 @@ class _TextFile:
         self.tmp.unlink(missing_ok=True)
 
 
-def write_texts(files: dict[Path, str]) -> list[Path]:
-    """Write text files that belong together (a report's .json and .md) as one transaction (`place_together`): all
-    or, after a failure or Ctrl-C, none, the earlier files left as they were."""
-    written: list[_TextFile] = []
+def write_texts(files: dict[Path, str], written: Sequence[TemporaryOutput] = ()) -> list[Path]:
+    """Write text files that belong together (a report's .json and .md), with the outputs already `written` under
+    their temporary names (curate's streamed report.csv), as one transaction (`place_together`): all or, after a
+    failure or Ctrl-C, none, the earlier files left as they were."""
+    outs = list(written)
     try:
         for path, text in files.items():
-            written.append(_TextFile(Path(path), text))
-        return place_together(written)
+            outs.append(out := TemporaryOutput(path))
+            try:
+                out.tmp.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise OutputError(f"could not write {path}: {exc.strerror or exc}") from exc
+        return place_together(outs)
     finally:
-        for out in written:
+        for out in outs:
             out.discard()  # the temporaries not placed (none after success)
 
 
 class Placeable(Protocol):
-    """A finished output under a temporary name (writer.AtomicRaster, _TextFile): `place` renames it onto `path`
+    """A finished output under a temporary name (writer.AtomicRaster, TemporaryOutput): `place` renames it onto `path`
     (OutputError naming it when that fails), `discard` removes the temporary file."""
 
     path: Path

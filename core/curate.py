@@ -49,7 +49,7 @@ import numpy as np
 
 from .atomic import (
     OutputError,
-    atomic_path,
+    TemporaryOutput,
     ensure_folder,
     first_line,
     new_dirs_removed_on_error,
@@ -473,12 +473,21 @@ def curate(data: str | Path, out: str | Path, cfg: CurateConfig = CurateConfig()
 def _curate(data: Path, out: Path, names: list[str], cfg: CurateConfig, workers: int, link: bool,
             feedback: Feedback | None, threads: bool) -> CurateSummary:
     """curate's work once its inputs and output folder are checked."""
-    ensure_folder(out, out / "report.csv")
+    report = TemporaryOutput(out / "report.csv")  # placed with kept.txt and the summaries
+    try:
+        return _report(data, out, names, cfg, workers, link, feedback, threads, report)
+    finally:
+        report.discard()  # a failure or Ctrl-C leaves no temporary file (after success there is none)
+
+
+def _report(data: Path, out: Path, names: list[str], cfg: CurateConfig, workers: int, link: bool,
+            feedback: Feedback | None, threads: bool, report: TemporaryOutput) -> CurateSummary:
+    """Stream the verdicts into `report`, then link the kept triplets and write the list and summaries."""
     fields = list(Verdict.__dataclass_fields__)
     kept: list[str] = []
     reasons: Counter[str] = Counter()
     per_season: dict[str, Counter[str]] = {}
-    with atomic_path(out / "report.csv") as tmp_csv, open(tmp_csv, "w", encoding="utf-8", newline="") as fcsv:
+    with open(report.tmp, "w", encoding="utf-8", newline="") as fcsv:
         writer = csv.DictWriter(fcsv, fieldnames=fields)
         writer.writeheader()
         for v in iter_verdicts(data, names, cfg, workers, feedback=feedback, threads=threads):
@@ -493,15 +502,15 @@ def _curate(data: Path, out: Path, names: list[str], cfg: CurateConfig, workers:
                 reasons[v.reason] += 1
                 season["rejected"] += 1
                 season[v.reason] += 1
-        if link:  # before report.csv is put in place: a failure leaves the earlier report, list and summaries
-            _link_kept(data, out, kept)
+    if link:  # before report.csv is put in place: a failure leaves the earlier report, list and summaries
+        _link_kept(data, out, kept)
     summary = CurateSummary(
         total=len(names), kept=len(kept), rejected={r: reasons[r] for r in REASONS if reasons[r]},
         per_season={s: dict(per_season[s]) for s in SEASONS if s in per_season},
         out_dir=str(out), config={"data": str(data), **asdict(cfg)})
-    write_texts({out / "kept.txt": "".join(n + "\n" for n in kept),  # together: the list matches its summaries
-                 out / "summary.json": json.dumps(asdict(summary), indent=1) + "\n",
-                 out / "summary.md": summary_markdown(summary)})
+    write_texts({out / "kept.txt": "".join(n + "\n" for n in kept),  # together: the report, the list and the
+                 out / "summary.json": json.dumps(asdict(summary), indent=1) + "\n",  # summaries match
+                 out / "summary.md": summary_markdown(summary)}, [report])
     return summary
 
 

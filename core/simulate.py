@@ -471,9 +471,11 @@ def _block_rows(size: int, block_rows: int | None) -> int:
 
 def _refuse_other_rasters(out: Path, ours: set[Path]) -> None:
     """OutputError when out/S2 or out/S1 holds rasters this simulation would not write (a real series,
-    another simulation): mixed into one folder they would be read as one series."""
+    another simulation): mixed into one folder they would be read as one series (hidden files, e.g. macOS's ._NAME,
+    are not read as inputs)."""
     other = sorted(str(p.relative_to(out)) for sub in ("S2", "S1") if (out / sub).is_dir()
-                   for p in (out / sub).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p not in ours)
+                   for p in (out / sub).iterdir()
+                   if p.suffix.lower() in RASTER_SUFFIXES and p not in ours and not p.name.startswith("."))
     if other:
         more = f" and {len(other) - 1} more" if len(other) > 1 else ""
         raise OutputError(f"{out}: already holds other rasters ({other[0]}{more}), which would be mixed "

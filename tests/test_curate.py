@@ -316,3 +316,26 @@ def test_a_link_failing_midway_leaves_the_earlier_report_and_no_links(crafted, t
     with pytest.raises(OutputError, match="cannot link the kept triplet ROIs2017_winter_1_p1.tif there"):
         curate(crafted, out, link=True)
     assert _digest(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_the_report_list_and_summaries_are_placed_together(crafted, tmp_path, monkeypatch):
+    """Second audit: report.csv was put in place before kept.txt and the summaries, so a failure on the last left a
+    new report beside an earlier list. The four are placed as one transaction: a failure leaves the earlier ones."""
+    import errno
+    import os
+
+    out = tmp_path / "curated"
+    assert cli_main(["curate", "--data", str(crafted), "--out", str(out), "--workers", "1"]) == 0
+    before = _digest(out)
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == "summary.md" and ".partial" in Path(src).name:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert cli_main(["curate", "--data", str(crafted), "--out", str(out), "--workers", "1",
+                     "--summer-threshold", "100"]) == 1  # another threshold: another report
+    monkeypatch.undo()
+    assert _digest(out) == before  # the earlier four, and no temporary file

@@ -154,6 +154,10 @@ def test_output_folder_problems_are_refused_before_writing(tmp_path, capsys):
     with pytest.raises(OutputError, match="already holds other rasters .*choose an empty folder"):
         sim.simulate_scene(tmp_path / "scene", size=32, n_s2=4, n_s1=2, seed=2)  # other dates: a mixed series
     assert sorted(p.name for p in (tmp_path / "scene").rglob("*")) == before
+    for name in first["s2"][:1] + first["s1"][:1]:  # macOS's AppleDouble files on a FAT/exFAT/SMB drive: not inputs
+        apple = Path(name).with_name("._" + Path(name).name)
+        apple.write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert sim.simulate_scene(tmp_path / "scene", size=32, n_s2=3, n_s1=2, seed=1)["s2"] == first["s2"]
 
 
 def test_a_cancelled_simulation_leaves_no_file_and_no_folder(tmp_path):
