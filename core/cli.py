@@ -98,9 +98,9 @@ def _on_sigint(signum, frame) -> None:
 def _handle_sigterm() -> bool:
     """Turn SIGTERM (and SIGBREAK, where it is not handled yet) into `Terminated` (and note SIGINT) unless
     SIGTERM is already handled (or ignored) or this is not the main thread."""
-    _installed.clear()
     if threading.current_thread() is not threading.main_thread():
-        return False
+        return False  # and `_installed` is the main thread's, left alone
+    _installed.clear()
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return False
     for sig in _termination_signals():

@@ -30,6 +30,12 @@ def build_inventory(request: DensifyRequest, check_clear: bool = True, describer
                            extent_crs=request.extent_crs)
 
 
+def _case_key(path: Path) -> str:
+    """`path` as a case-insensitive file system compares it: each character upper-cased where that stays one
+    character, as NTFS's and APFS's tables do ("ß" stays "ß": Straße.tif and Strasse.tif are two files)."""
+    return "".join(up if len(up := c.upper()) == 1 else c for c in str(path))
+
+
 def _request_problems(request: DensifyRequest) -> list[Problem]:
     """Problems of the request itself (not of its files)."""
     problems = []
@@ -45,7 +51,7 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
             problems.append(Problem(None, f"tile size {size} is too large: at most {MAX_TILE_SIZE} pixels (memory "
                                           "grows with the square of the tile size)"))
     seen: dict[Path, str] = {}
-    folded: dict[str, tuple[Path, str]] = {}  # the paths in lower case: one file where case is ignored
+    folded: dict[str, tuple[Path, str]] = {}  # the paths by _case_key: one file where case is ignored
     for kind in request.kinds():
         path = request.output_path(kind)
         if path.suffix.lower() not in GEOTIFF_SUFFIXES:
@@ -57,12 +63,12 @@ def _request_problems(request: DensifyRequest) -> list[Problem]:
         if key in seen:  # e.g. one file chosen for two Processing destinations
             problems.append(Problem(str(path), f"the {seen[key]} and {kind} outputs are the same file: "
                                                "choose a different file for each"))
-        elif (other := folded.get(str(key).casefold())) is not None:  # macOS's and Windows' usual file systems
+        elif (other := folded.get(_case_key(key))) is not None:  # macOS's and Windows' usual file systems
             problems.append(Problem(str(path), f"the {other[1]} and {kind} outputs are the same file where case is "
                                                f"ignored (Windows, macOS): {other[0]} and {path} differ only by "
                                                "case; choose a different file for each"))
         seen.setdefault(key, kind)
-        folded.setdefault(str(key).casefold(), (path, kind))
+        folded.setdefault(_case_key(key), (path, kind))
     return problems
 
 

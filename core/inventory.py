@@ -852,7 +852,7 @@ def _archive_rasters(archive: Path, problems: list[Problem], under: str = "") ->
     return [(h, True) for h in hits]
 
 
-def _file_key(path: str) -> tuple:
+def file_key(path: str) -> tuple:
     """The same for two paths of one file (links, relative paths, a folder and a file in it)."""
     try:
         st = os.stat(path)
@@ -923,7 +923,7 @@ def build(s2: list[str], s1: list[str] | None = None, masks: list[str] | None = 
         problems += missing
         search_notes += notes
         for f, in_folder in found:
-            key, sensor = _file_key(f), _override(sensors_override or {}, f)
+            key, sensor = file_key(f), _override(sensors_override or {}, f)
             if key in seen:  # described, checked and kept the first time
                 info, first = seen[key]
                 if not info.output_kind:

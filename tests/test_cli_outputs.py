@@ -317,3 +317,19 @@ def test_a_name_too_long_for_the_file_system_is_one_line(uds_dir, tmp_path, caps
     _one_line_error(capsys, "evaluate", "File name too long")
     assert cli.main(["figure", "--data", str(uds_dir), "--model", "linear", "--out", str(long / "f.png")]) == 1
     _one_line_error(capsys, "figure", "File name too long")
+
+
+def test_a_command_in_another_thread_leaves_the_main_thread_s_handlers(monkeypatch):
+    """Second audit: cli.main called in another thread (not the main one, so it installs no signal handler) cleared
+    the list of handlers the main thread's call had installed, which then stayed installed after it returned."""
+    import signal
+    import threading
+
+    from sentinel_densify.core import cli
+
+    monkeypatch.setattr(cli, "_installed", [signal.SIGTERM])  # as the main thread's running call left it
+    done = []
+    worker = threading.Thread(target=lambda: done.append(cli._handle_sigterm()))
+    worker.start()
+    worker.join()
+    assert done == [False] and cli._installed == [signal.SIGTERM]

@@ -521,7 +521,33 @@ def test_the_dialog_fits_a_small_screen_with_its_run_button_visible(loaded, bar,
         assert run.isVisible() and dlg.rect().contains(QRect(run.mapTo(dlg, QPoint(0, 0)), run.size()))
         assert (dlg.scroll.verticalScrollBar().maximum() > 0) == (height == 560)  # the contents need about 650 px
         assert height < 1400 or dlg.size() == QSize(900, 720)
+        if height == 1400:  # second audit: the table had shrunk to its minimum (4 rows) at 900 x 720
+            rows = (dlg.table.height() - dlg.table.horizontalHeader().height()) / dlg.table.verticalHeader(
+                ).defaultSectionSize()
+            assert rows > 5, rows
         dlg.close()
+
+
+def test_the_dialog_fits_the_screen_it_is_shown_on(loaded, bar, tmp_path, monkeypatch):
+    """Second audit: shown again, the dialog fitted QGIS's window's screen, not its own (where the user moved it)."""
+    from qgis.PyQt.QtCore import QCoreApplication, QRect
+    from qgis.PyQt.QtWidgets import QWidget
+    from sentinel_densify.ui import dialog
+
+    asked = []
+
+    def geometry(widget):
+        asked.append(widget)
+        return QRect(0, 0, 2560, 1400)
+
+    monkeypatch.setattr(dialog, "available_geometry", geometry)
+    window = QWidget()  # QGIS's main window, the dialog's parent
+    dlg = dialog.DensifyDialog(window, project=loaded, message_bar=bar)
+    assert asked[-1] is window  # built: QGIS's window's screen (the dialog has none yet)
+    dlg.show()
+    QCoreApplication.processEvents()
+    assert asked[-1] is dlg
+    dlg.close()
 
 
 def test_a_model_file_that_cannot_run_is_said_in_the_core_s_words(loaded, bar, tmp_path):

@@ -420,6 +420,10 @@ def test_outputs_differing_only_by_case_are_refused(small, first_last, tmp_path)
     with pytest.raises(InputError, match=said):
         engine.run(_req(small, tmp_path, target, lai=False, output_paths=paths))
     assert not any(tmp_path.iterdir())
+    # second audit: "ß" folds to "ss", but NTFS and APFS upper-case one character at a time: two files
+    paths = {"synthesized": str(tmp_path / "p" / "Straße.tif"), "uncertainty": str(tmp_path / "p" / "Strasse.tif")}
+    res = engine.run(_req(small, tmp_path, target, lai=False, output_paths=paths))
+    assert sorted(Path(p).name for p in res.outputs.values()) == ["Strasse.tif", "Straße.tif"]
 
 
 def test_temporal_model_names_the_bands_the_inputs_lack(small, first_last, tmp_path):

@@ -163,10 +163,11 @@ class DensifyDialog(QDialog):
             signal.connect(self._project_changed)
         self.fit_to_screen()
 
-    def fit_to_screen(self) -> None:
-        """Shrink the dialog (its frame and title bar included) to the available part of its screen (QGIS's window's
-        before it is first shown); the main area scrolls when its contents need more, the buttons stay visible."""
-        area = available_geometry(self.parentWidget() or self)
+    def fit_to_screen(self, on: QWidget | None = None) -> None:
+        """Shrink the dialog (its frame and title bar included) to the available part of the screen `on` is on
+        (default: QGIS's window's, the dialog's own before it is first shown); the main area scrolls when its
+        contents need more, the buttons stay visible."""
+        area = available_geometry(on or self.parentWidget() or self)
         if area.isEmpty():
             return
         frame = self.frameGeometry().size() - self.size()  # known once shown; before, FRAME is kept
@@ -174,9 +175,9 @@ class DensifyDialog(QDialog):
         self.resize(self.size().boundedTo(room))
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API name)
-        """Fit the screen it is shown on (QGIS may have moved to another one since it was last open)."""
+        """Fit the screen it is shown on (where the user last moved it, or QGIS's window's if that moved)."""
         super().showEvent(event)
-        self.fit_to_screen()
+        self.fit_to_screen(self)
 
     def detach(self) -> None:
         """Stop following the project (the plugin unloads)."""
@@ -225,7 +226,7 @@ class DensifyDialog(QDialog):
         # when the screen is too small for that)
         self.table.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Ignored)
         self.table.setMinimumHeight(header.sizeHint().height() + 4 * self.table.verticalHeader().defaultSectionSize())
-        box.addWidget(self.table)
+        box.addWidget(self.table, 1)  # the spare height: its rows, not the hint above it
         buttons = QHBoxLayout()
         self.refresh_button = QPushButton("Reload project layers")
         self.refresh_button.clicked.connect(self.refresh_layers)

@@ -18,7 +18,6 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
-from ...core.atomic import same_file
 from ...core.errors import DensifyError, failure_message
 from ...core.progress import Feedback
 from ..layers import extent_values, source_path
@@ -88,15 +87,18 @@ def destination_files(alg: QgsProcessingAlgorithm, parameters: dict, context: Qg
 def loaded_output_problems(files: Iterable[tuple[str, str]], context: QgsProcessingContext) -> list[str]:
     """Each output file (parameter name, path) that is the source of a layer in the context's project, refused before
     the run: Windows cannot replace a file QGIS holds open, so the run would fail after all its work."""
+    from ...core.inventory import file_key  # the core's rasterio imports: not at plugin load
+
     project = context.project()
     if project is None:
         return []
-    loaded = [(layer.name(), path) for layer in project.mapLayers().values()
-              if (path := source_path(layer)) and not path.startswith("/vsi")]
+    loaded = {}  # each layer's file (inventory.file_key: device and inode) -> the layer's name: one stat per file
+    for layer in project.mapLayers().values():
+        if (path := source_path(layer)) and not path.startswith("/vsi") and (key := file_key(path)):
+            loaded.setdefault(key, layer.name())
     problems = []
     for name, out in files:
-        layer = next((title for title, path in loaded if same_file(out, path)), None)  # a loaded file exists
-        if layer is not None:
+        if (layer := loaded.get(file_key(out))) is not None:  # a loaded file exists
             problems.append(f'{name}: {out} is the file of the layer "{layer}" in the project, which QGIS keeps '
                             "open, and Windows cannot replace an open file: remove the layer from the project or "
                             "choose another file")
