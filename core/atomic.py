@@ -6,10 +6,12 @@ Also the checks the shells run on output paths before any computation.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Protocol
 
@@ -164,7 +166,8 @@ def place_together(outputs: Sequence[Placeable], left: list[Path] | None = None)
             raise OutputError(f"{exc if isinstance(exc, OutputError) else 'interrupted'}; {note}") from exc
         raise
     stopped = None
-    for _path, old in kept:
+    earlier = [old for out in outputs for old in _stale_copies(out.path)]  # copies left by earlier failed runs
+    for old in dict.fromkeys([*(old for _path, old in kept), *earlier]):  # obsolete now: every new file is in place
         try:
             old.unlink(missing_ok=True)
         except OSError:
@@ -175,6 +178,16 @@ def place_together(outputs: Sequence[Placeable], left: list[Path] | None = None)
     if stopped is not None:
         raise stopped
     return [out.path for out in outputs]
+
+
+def _stale_copies(path: Path) -> list[Path]:
+    """The hidden copies (`.NAME.ID.old`) of the file at `path` that earlier runs' place_together left (a file open in
+    another program on Windows could not be deleted, or one the user was told to rename back)."""
+    try:
+        return [p for p in path.parent.glob(f".{glob_escape(path.name)}.*.old")
+                if re.fullmatch(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.old", p.name)]
+    except OSError:
+        return []
 
 
 def _keep(path: Path, old: Path) -> None:

@@ -409,8 +409,9 @@ def test_place_together_names_an_earlier_file_it_cannot_put_back_and_one_it_cann
         placed = place_together(_new_outputs(outputs, tmp_path), left)
     monkeypatch.undo()
     assert placed == [tmp_path / name for name in _NAMES]
-    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".old") and p != kept[0])
-    assert len(left) == 2 and sorted(p.name for p in left) == hidden  # a's and b's copies of this run, named
+    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".old"))
+    assert len(left) == 3 and sorted(p.name for p in left) == hidden  # this run's a and b copies, and the one the
+    # failed run left (obsolete once the new a.tif is in place), all named
 
 
 def test_files_that_belong_together_are_written_together(tmp_path, monkeypatch):
@@ -528,3 +529,17 @@ def test_a_single_output_that_cannot_be_replaced_says_it_may_be_open(tmp_path, m
     assert str(err.value) == f"could not write {report}: {error.strerror}{says}"
     monkeypatch.undo()
     assert _files(tmp_path) == before
+
+
+def test_a_successful_placing_deletes_the_copies_earlier_failed_runs_left(tmp_path):
+    """Second audit, Windows: each retry onto an output QGIS held open left one more hidden `.NAME.ID.old` copy (it
+    could not be deleted while open). Once new outputs are in place, the earlier runs' copies of them are obsolete
+    and deleted too; other hidden files are not touched."""
+    _earlier_outputs(tmp_path)
+    stale = [tmp_path / ".a.tif.0123abcd.old", tmp_path / ".b.tif.89abcdef.old"]
+    others = [tmp_path / ".a.tif.notours.old", tmp_path / ".c.tif.partial.keep"]
+    for path in stale + others:
+        path.write_bytes(b"an earlier output")
+    with contextlib.ExitStack() as outputs:
+        place_together(_new_outputs(outputs, tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(p.name for p in others)
